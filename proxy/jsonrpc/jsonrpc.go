@@ -1,0 +1,267 @@
+// Package jsonrpc decodes and encodes JSON-RPC 2.0 messages at the envelope
+// level. Params, results and error data stay json.RawMessage, so whatever the
+// gateway does not need to touch is relayed byte for byte.
+package jsonrpc
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+)
+
+// Standard JSON-RPC and MCP error codes.
+const (
+	CodeParseError     = -32700
+	CodeInvalidRequest = -32600
+	CodeMethodNotFound = -32601
+	CodeInvalidParams  = -32602
+	CodeInternalError  = -32603
+	// CodeResourceNotFound is MCP's code for an unknown resource URI.
+	CodeResourceNotFound = -32002
+	// Gateway-specific codes live in the implementation-defined server range.
+	CodeBackendUnavailable = -32001
+	CodeUnauthorized       = -32003
+	CodeRequestTimeout     = -32004
+	CodeRequestTooLarge    = -32005
+)
+
+// Kind classifies a message by its envelope.
+type Kind uint8
+
+// Message kinds.
+const (
+	KindInvalid Kind = iota
+	KindRequest
+	KindNotification
+	KindResponse // result or error
+)
+
+// Message is one JSON-RPC 2.0 message. Exactly one of the shapes is set:
+// request (ID+Method), notification (Method only), response (ID+Result or
+// ID+Error).
+type Message struct {
+	ID     json.RawMessage `json:"id,omitempty"`
+	Method string          `json:"method,omitempty"`
+	Params json.RawMessage `json:"params,omitempty"`
+	Result json.RawMessage `json:"result,omitempty"`
+	Error  *Error          `json:"error,omitempty"`
+}
+
+// Error is a JSON-RPC error object. Data is kept raw.
+type Error struct {
+	Code    int             `json:"code"`
+	Message string          `json:"message"`
+	Data    json.RawMessage `json:"data,omitempty"`
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("jsonrpc error %d: %s", e.Code, e.Message) }
+
+// Kind reports what shape the message has.
+func (m *Message) Kind() Kind {
+	switch {
+	case m.Method != "" && m.ID != nil:
+		return KindRequest
+	case m.Method != "":
+		return KindNotification
+	case m.ID != nil && (m.Result != nil || m.Error != nil):
+		return KindResponse
+	}
+	return KindInvalid
+}
+
+// wire is the decoding shape; jsonrpc is checked, never re-emitted from here.
+type wire struct {
+	JSONRPC string          `json:"jsonrpc"`
+	ID      json.RawMessage `json:"id"`
+	Method  *string         `json:"method"`
+	Params  json.RawMessage `json:"params"`
+	Result  json.RawMessage `json:"result"`
+	Error   *Error          `json:"error"`
+}
+
+// DecodeError says why a message could not be decoded and which JSON-RPC code
+// the answer must carry (-32700 for bad JSON, -32600 for a bad envelope).
+type DecodeError struct {
+	Code int
+	Err  error
+	// ID is the request id when it could still be read, so the error
+	// response can be correlated; nil otherwise.
+	ID json.RawMessage
+}
+
+func (e *DecodeError) Error() string { return e.Err.Error() }
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+// ErrBatch is returned for a JSON array: batching was removed from MCP in
+// 2025-06-18 and the gateway does not accept it.
+var ErrBatch = errors.New("JSON-RPC batches are not supported")
+
+// Decode parses one message. The returned message aliases b (its raw fields
+// are sub-slices), so b must not be modified while the message is in use.
+func Decode(b []byte) (Message, error) {
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 {
+		return Message{}, &DecodeError{Code: CodeParseError, Err: errors.New("empty message")}
+	}
+	switch b[0] {
+	case '[':
+		if !json.Valid(b) {
+			return Message{}, &DecodeError{Code: CodeParseError, Err: errors.New("malformed JSON")}
+		}
+		return Message{}, &DecodeError{Code: CodeInvalidRequest, Err: ErrBatch}
+	case '{':
+	default:
+		if !json.Valid(b) {
+			return Message{}, &DecodeError{Code: CodeParseError, Err: errors.New("malformed JSON")}
+		}
+		return Message{}, &DecodeError{Code: CodeInvalidRequest, Err: errors.New("message is not a JSON object")}
+	}
+	var w wire
+	if err := json.Unmarshal(b, &w); err != nil {
+		var syn *json.SyntaxError
+		if errors.As(err, &syn) || !json.Valid(b) {
+			return Message{}, &DecodeError{Code: CodeParseError, Err: fmt.Errorf("malformed JSON: %w", err)}
+		}
+		return Message{}, &DecodeError{Code: CodeInvalidRequest, Err: fmt.Errorf("invalid JSON-RPC envelope: %w", err)}
+	}
+	m := Message{Params: nullToNil(w.Params), Result: w.Result, Error: w.Error}
+	id := nullToNil(w.ID)
+	if id != nil && !validID(id) {
+		return Message{}, &DecodeError{Code: CodeInvalidRequest, Err: errors.New("id must be a string or a number")}
+	}
+	m.ID = id
+	if w.JSONRPC != "2.0" {
+		return Message{}, &DecodeError{Code: CodeInvalidRequest, Err: errors.New(`"jsonrpc" must be "2.0"`), ID: id}
+	}
+	if w.Method != nil {
+		if *w.Method == "" {
+			return Message{}, &DecodeError{Code: CodeInvalidRequest, Err: errors.New(`"method" must not be empty`), ID: id}
+		}
+		if m.Result != nil || m.Error != nil {
+			return Message{}, &DecodeError{Code: CodeInvalidRequest, Err: errors.New("a message cannot have both method and result/error"), ID: id}
+		}
+		m.Method = *w.Method
+		if m.Params != nil && m.Params[0] != '{' && m.Params[0] != '[' {
+			return Message{}, &DecodeError{Code: CodeInvalidRequest, Err: errors.New(`"params" must be an object or array`), ID: id}
+		}
+		return m, nil
+	}
+	if id == nil {
+		return Message{}, &DecodeError{Code: CodeInvalidRequest, Err: errors.New(`message has neither "method" nor "id"`)}
+	}
+	if (m.Result == nil) == (m.Error == nil) {
+		return Message{}, &DecodeError{Code: CodeInvalidRequest, Err: errors.New(`a response needs exactly one of "result" and "error"`), ID: id}
+	}
+	return m, nil
+}
+
+func nullToNil(r json.RawMessage) json.RawMessage {
+	if len(r) == 0 || string(r) == "null" {
+		return nil
+	}
+	return r
+}
+
+func validID(id json.RawMessage) bool {
+	switch c := id[0]; {
+	case c == '"':
+		return true
+	case c == '-' || (c >= '0' && c <= '9'):
+		return true
+	}
+	return false
+}
+
+// Encode appends the wire form of m to dst.
+func (m *Message) Encode(dst []byte) []byte {
+	dst = append(dst, `{"jsonrpc":"2.0"`...)
+	if m.ID != nil {
+		dst = append(dst, `,"id":`...)
+		dst = append(dst, m.ID...)
+	}
+	if m.Method != "" {
+		dst = append(dst, `,"method":`...)
+		dst = appendJSONString(dst, m.Method)
+		if m.Params != nil {
+			dst = append(dst, `,"params":`...)
+			dst = append(dst, m.Params...)
+		}
+	}
+	if m.Result != nil {
+		dst = append(dst, `,"result":`...)
+		dst = append(dst, m.Result...)
+	}
+	if m.Error != nil {
+		dst = append(dst, `,"error":`...)
+		dst = m.Error.encode(dst)
+	}
+	return append(dst, '}')
+}
+
+// Marshal returns the wire form of m.
+func (m *Message) Marshal() []byte { return m.Encode(make([]byte, 0, 64+len(m.Params)+len(m.Result))) }
+
+func (e *Error) encode(dst []byte) []byte {
+	dst = append(dst, `{"code":`...)
+	dst = strconv.AppendInt(dst, int64(e.Code), 10)
+	dst = append(dst, `,"message":`...)
+	dst = appendJSONString(dst, e.Message)
+	if e.Data != nil {
+		dst = append(dst, `,"data":`...)
+		dst = append(dst, e.Data...)
+	}
+	return append(dst, '}')
+}
+
+// appendJSONString appends s as a JSON string (encoding/json escaping rules).
+func appendJSONString(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			b, _ := json.Marshal(s) // never fails for a string
+			return append(dst, b...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
+}
+
+// NewRequest builds a request message.
+func NewRequest(id json.RawMessage, method string, params json.RawMessage) Message {
+	return Message{ID: id, Method: method, Params: params}
+}
+
+// NewNotification builds a notification message.
+func NewNotification(method string, params json.RawMessage) Message {
+	return Message{Method: method, Params: params}
+}
+
+// NewResult builds a success response.
+func NewResult(id json.RawMessage, result json.RawMessage) Message {
+	return Message{ID: id, Result: result}
+}
+
+// NewError builds an error response. data may be nil.
+func NewError(id json.RawMessage, code int, msg string, data json.RawMessage) Message {
+	if id == nil {
+		id = json.RawMessage("null")
+	}
+	return Message{ID: id, Error: &Error{Code: code, Message: msg, Data: data}}
+}
+
+// IntID renders n as a JSON-RPC id.
+func IntID(n int64) json.RawMessage { return strconv.AppendInt(nil, n, 10) }
+
+// IDString returns the id as text for logs and records: numbers as digits,
+// strings without quotes.
+func IDString(id json.RawMessage) string {
+	if len(id) > 1 && id[0] == '"' {
+		var s string
+		if json.Unmarshal(id, &s) == nil {
+			return s
+		}
+	}
+	return string(id)
+}
