@@ -1,0 +1,464 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/mark3labs/mcp-go/client/transport"
+	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/mcptrail/mcptrail/proxy/config"
+	"github.com/mcptrail/mcptrail/proxy/jsonrpc"
+)
+
+// ErrBackendDown is returned for calls to a backend that is not connected.
+var ErrBackendDown = errors.New("backend unavailable")
+
+// upstreamConn is what the gateway needs of an mcp-go client transport.
+type upstreamConn interface {
+	Start(ctx context.Context) error
+	SendRequest(ctx context.Context, req transport.JSONRPCRequest) (*transport.JSONRPCResponse, error)
+	SendNotification(ctx context.Context, n mcp.JSONRPCNotification) error
+	SetNotificationHandler(func(mcp.JSONRPCNotification))
+	Close() error
+}
+
+// listKind names the four lists a backend serves.
+type listKind int
+
+const (
+	listTools listKind = iota
+	listPrompts
+	listResources
+	listTemplates
+	numLists
+)
+
+var listMethods = [numLists]string{"tools/list", "prompts/list", "resources/list", "resources/templates/list"}
+var listFields = [numLists]string{"tools", "prompts", "resources", "resourceTemplates"}
+var listCaps = [numLists]string{"tools", "prompts", "resources", "resources"}
+
+// backendSnapshot is an immutable view of a connected backend.
+type backendSnapshot struct {
+	conn            upstreamConn
+	protocolVersion string
+	capabilities    map[string]json.RawMessage
+	serverInfo      json.RawMessage
+	lists           [numLists][]json.RawMessage
+}
+
+func (s *backendSnapshot) has(capability string) bool { _, ok := s.capabilities[capability]; return ok }
+
+// Backend is one upstream MCP server: its connection, what it serves, and the
+// loop that keeps it connected. Calls share one upstream connection.
+type Backend struct {
+	cfg    config.Server
+	logger *slog.Logger
+	hooks  backendHooks
+	client *http.Client
+
+	snap   atomic.Pointer[backendSnapshot]
+	nextID atomic.Int64
+	sem    chan struct{} // nil when unlimited
+
+	mu      sync.Mutex
+	lastErr error
+	kick    chan struct{}
+	// inflight maps upstream request ids to the client call they serve, so
+	// that a server→client request can be routed back to its cause.
+	inflight sync.Map // string → *call
+}
+
+// backendHooks are the gateway's reactions to backend events.
+type backendHooks interface {
+	backendChanged(b *Backend)
+	backendNotification(b *Backend, n jsonrpc.Message)
+	backendRequest(ctx context.Context, b *Backend, req jsonrpc.Message) jsonrpc.Message
+}
+
+func newBackend(cfg config.Server, hooks backendHooks, client *http.Client, logger *slog.Logger) *Backend {
+	b := &Backend{
+		cfg:    cfg,
+		hooks:  hooks,
+		client: client,
+		logger: logger.With("server", cfg.Name),
+		kick:   make(chan struct{}, 1),
+	}
+	if cfg.MaxConcurrency > 0 {
+		b.sem = make(chan struct{}, cfg.MaxConcurrency)
+	}
+	return b
+}
+
+// Name is the backend's namespace.
+func (b *Backend) Name() string { return b.cfg.Name }
+
+// Ready reports whether the backend is connected and initialized.
+func (b *Backend) Ready() bool { return b.snap.Load() != nil }
+
+// LastError is the most recent connection error, nil when healthy.
+func (b *Backend) LastError() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.lastErr
+}
+
+// run keeps the backend connected until ctx ends: connect, serve, and on
+// failure reconnect with capped exponential backoff and jitter.
+func (b *Backend) run(ctx context.Context, healthEvery time.Duration) {
+	backoff := 200 * time.Millisecond
+	const maxBackoff = 30 * time.Second
+	for ctx.Err() == nil {
+		snap, err := b.connect(ctx)
+		if err != nil {
+			b.setErr(err)
+			b.logger.Warn("backend connect failed", "err", err, "retry_in", backoff)
+			if !sleepCtx(ctx, backoff+time.Duration(rand.Int64N(int64(backoff/4)+1))) {
+				return
+			}
+			backoff = min(backoff*2, maxBackoff)
+			continue
+		}
+		backoff = 200 * time.Millisecond
+		b.setErr(nil)
+		b.snap.Store(snap)
+		b.logger.Info("backend ready", "protocol_version", snap.protocolVersion, "tools", len(snap.lists[listTools]))
+		b.hooks.backendChanged(b)
+		b.watch(ctx, snap, healthEvery)
+		b.snap.CompareAndSwap(snap, nil)
+		_ = snap.conn.Close()
+		if ctx.Err() != nil {
+			return
+		}
+		b.logger.Warn("backend lost, reconnecting", "err", b.LastError())
+		b.hooks.backendChanged(b)
+	}
+}
+
+// watch returns when the connection is judged dead: a call failed at the
+// transport level (markDown) or a health ping failed.
+func (b *Backend) watch(ctx context.Context, snap *backendSnapshot, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-b.kick:
+			return
+		case <-t.C:
+			pctx, cancel := context.WithTimeout(ctx, b.connectTimeout())
+			_, err := b.rawCall(pctx, snap, "ping", nil, nil)
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				b.setErr(fmt.Errorf("health ping: %w", err))
+				return
+			}
+		}
+	}
+}
+
+// markDown reports a transport failure seen by a call; the run loop drops the
+// connection and reconnects.
+func (b *Backend) markDown(err error) {
+	b.setErr(err)
+	if b.snap.Swap(nil) != nil {
+		b.hooks.backendChanged(b)
+	}
+	select {
+	case b.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (b *Backend) setErr(err error) {
+	b.mu.Lock()
+	b.lastErr = err
+	b.mu.Unlock()
+}
+
+// Refresh re-reads the backend's lists after a list_changed notification.
+func (b *Backend) Refresh(ctx context.Context, kind listKind) {
+	old := b.snap.Load()
+	if old == nil {
+		return
+	}
+	items, err := b.fetchList(ctx, old, kind)
+	if err != nil {
+		b.logger.Warn("refreshing list failed", "list", listMethods[kind], "err", err)
+		return
+	}
+	next := *old
+	next.lists[kind] = items
+	if b.snap.CompareAndSwap(old, &next) {
+		b.hooks.backendChanged(b)
+	}
+}
+
+func (b *Backend) connectTimeout() time.Duration {
+	if b.cfg.ConnectTimeout > 0 {
+		return b.cfg.ConnectTimeout
+	}
+	return 10 * time.Second
+}
+
+func (b *Backend) newConn() (upstreamConn, error) {
+	switch b.cfg.Transport {
+	case "stdio":
+		env := os.Environ()
+		for k, v := range b.cfg.Env {
+			env = append(env, k+"="+v)
+		}
+		cfg := b.cfg
+		return transport.NewStdioWithOptions(cfg.Command, env, cfg.Args,
+			transport.WithCommandFunc(func(ctx context.Context, command string, env []string, args []string) (*exec.Cmd, error) {
+				cmd := exec.CommandContext(ctx, command, args...)
+				cmd.Env = env
+				cmd.Dir = cfg.Dir
+				// The backend dies with the gateway and gets its own
+				// process group, so a kill reaches its children.
+				cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+				return cmd, nil
+			}),
+			transport.WithCommandLogger(b.logger),
+		), nil
+	case "http":
+		return transport.NewStreamableHTTP(b.cfg.URL,
+			transport.WithHTTPBasicClient(b.client),
+			transport.WithHTTPHeaders(b.cfg.Headers),
+			transport.WithContinuousListening(),
+			transport.WithHTTPLogger(b.logger),
+		)
+	case "sse":
+		return transport.NewSSE(b.cfg.URL,
+			transport.WithHTTPClient(b.client),
+			transport.WithHeaders(b.cfg.Headers),
+			transport.WithSSELogger(b.logger),
+		)
+	}
+	return nil, fmt.Errorf("unknown transport %q", b.cfg.Transport)
+}
+
+// connect starts a connection, runs the initialize handshake with the
+// backend's own protocol version, and loads its lists.
+func (b *Backend) connect(ctx context.Context) (*backendSnapshot, error) {
+	conn, err := b.newConn()
+	if err != nil {
+		return nil, fmt.Errorf("creating %s transport: %w", b.cfg.Transport, err)
+	}
+	conn.SetNotificationHandler(func(n mcp.JSONRPCNotification) {
+		params, _ := json.Marshal(n.Params)
+		if string(params) == "{}" || string(params) == "null" {
+			params = nil
+		}
+		b.hooks.backendNotification(b, jsonrpc.NewNotification(n.Method, params))
+	})
+	if bidi, ok := conn.(transport.BidirectionalInterface); ok {
+		bidi.SetRequestHandler(func(ctx context.Context, r transport.JSONRPCRequest) (*transport.JSONRPCResponse, error) {
+			params, err := json.Marshal(r.Params)
+			if err != nil {
+				return nil, err
+			}
+			id, _ := json.Marshal(r.ID)
+			resp := b.hooks.backendRequest(ctx, b, jsonrpc.NewRequest(id, r.Method, params))
+			out := &transport.JSONRPCResponse{JSONRPC: "2.0", ID: r.ID, Result: resp.Result}
+			if resp.Error != nil {
+				var data any
+				if resp.Error.Data != nil {
+					_ = json.Unmarshal(resp.Error.Data, &data)
+				}
+				out.Error = &mcp.JSONRPCErrorDetails{Code: resp.Error.Code, Message: resp.Error.Message, Data: data}
+			}
+			return out, nil
+		})
+	}
+	// The connection lives until the backend is dropped, not for this
+	// attempt's timeout.
+	if err := conn.Start(context.WithoutCancel(ctx)); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("starting %s transport: %w", b.cfg.Transport, err)
+	}
+	snap, err := b.handshake(ctx, conn)
+	if err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	return snap, nil
+}
+
+func (b *Backend) handshake(ctx context.Context, conn upstreamConn) (*backendSnapshot, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.connectTimeout())
+	defer cancel()
+	version := b.cfg.ProtocolVersion
+	if version == "" {
+		version = defaultBackendVersion
+	}
+	params, _ := json.Marshal(map[string]any{
+		"protocolVersion": version,
+		"capabilities": map[string]any{
+			"sampling":    map[string]any{},
+			"elicitation": map[string]any{},
+			"roots":       map[string]any{"listChanged": true},
+		},
+		"clientInfo": map[string]string{"name": "mcptrail", "version": Version},
+	})
+	snap := &backendSnapshot{conn: conn}
+	res, err := b.rawCall(ctx, snap, "initialize", params, nil)
+	if err != nil {
+		return nil, fmt.Errorf("initialize: %w", err)
+	}
+	if res.Error != nil {
+		return nil, fmt.Errorf("initialize: %w", res.Error)
+	}
+	var init struct {
+		ProtocolVersion string                     `json:"protocolVersion"`
+		Capabilities    map[string]json.RawMessage `json:"capabilities"`
+		ServerInfo      json.RawMessage            `json:"serverInfo"`
+	}
+	if err := json.Unmarshal(res.Result, &init); err != nil {
+		return nil, fmt.Errorf("decoding initialize result: %w", err)
+	}
+	snap.protocolVersion = init.ProtocolVersion
+	snap.capabilities = init.Capabilities
+	snap.serverInfo = init.ServerInfo
+	if hc, ok := conn.(transport.HTTPConnection); ok {
+		hc.SetProtocolVersion(init.ProtocolVersion)
+	}
+	if err := conn.SendNotification(ctx, mcp.JSONRPCNotification{JSONRPC: "2.0", Notification: mcp.Notification{Method: "notifications/initialized"}}); err != nil {
+		return nil, fmt.Errorf("sending initialized: %w", err)
+	}
+	for k := range numLists {
+		if !snap.has(listCaps[k]) {
+			continue
+		}
+		items, err := b.fetchList(ctx, snap, k)
+		if err != nil {
+			return nil, err
+		}
+		snap.lists[k] = items
+	}
+	return snap, nil
+}
+
+// fetchList reads every page of one list.
+func (b *Backend) fetchList(ctx context.Context, snap *backendSnapshot, kind listKind) ([]json.RawMessage, error) {
+	var all []json.RawMessage
+	cursor := ""
+	for page := 0; page < 1000; page++ {
+		var params json.RawMessage
+		if cursor != "" {
+			params, _ = json.Marshal(map[string]string{"cursor": cursor})
+		}
+		res, err := b.rawCall(ctx, snap, listMethods[kind], params, nil)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", listMethods[kind], err)
+		}
+		if res.Error != nil {
+			if res.Error.Code == jsonrpc.CodeMethodNotFound {
+				return nil, nil
+			}
+			return nil, fmt.Errorf("%s: %w", listMethods[kind], res.Error)
+		}
+		var body map[string]json.RawMessage
+		if err := json.Unmarshal(res.Result, &body); err != nil {
+			return nil, fmt.Errorf("decoding %s result: %w", listMethods[kind], err)
+		}
+		var items []json.RawMessage
+		if raw := body[listFields[kind]]; raw != nil {
+			if err := json.Unmarshal(raw, &items); err != nil {
+				return nil, fmt.Errorf("decoding %s items: %w", listMethods[kind], err)
+			}
+		}
+		all = append(all, items...)
+		cursor = ""
+		if c := body["nextCursor"]; c != nil {
+			_ = json.Unmarshal(c, &cursor)
+		}
+		if cursor == "" {
+			return all, nil
+		}
+	}
+	return nil, fmt.Errorf("%s: more than 1000 pages", listMethods[kind])
+}
+
+// upstreamResult is a backend's answer with what the recorder wants to know.
+type upstreamResult struct {
+	Result json.RawMessage
+	Error  *jsonrpc.Error
+	ID     string // upstream JSON-RPC id
+}
+
+// rawCall sends one request on snap's connection.
+func (b *Backend) rawCall(ctx context.Context, snap *backendSnapshot, method string, params json.RawMessage, header http.Header) (upstreamResult, error) {
+	id := b.nextID.Add(1)
+	req := transport.JSONRPCRequest{JSONRPC: "2.0", ID: mcp.NewRequestId(id), Method: method, Header: header}
+	if params != nil {
+		req.Params = params
+	}
+	resp, err := snap.conn.SendRequest(ctx, req)
+	res := upstreamResult{ID: strconv.FormatInt(id, 10)}
+	if err != nil {
+		return res, err
+	}
+	res.Result = resp.Result
+	if resp.Error != nil {
+		e := &jsonrpc.Error{Code: resp.Error.Code, Message: resp.Error.Message}
+		if resp.Error.Data != nil {
+			e.Data, _ = json.Marshal(resp.Error.Data)
+		}
+		res.Error = e
+	}
+	return res, nil
+}
+
+// acquire takes a concurrency slot, returning how long it waited.
+func (b *Backend) acquire(ctx context.Context) (time.Duration, error) {
+	if b.sem == nil {
+		return 0, nil
+	}
+	select {
+	case b.sem <- struct{}{}:
+		return 0, nil
+	default:
+	}
+	start := time.Now()
+	select {
+	case b.sem <- struct{}{}:
+		return time.Since(start), nil
+	case <-ctx.Done():
+		return time.Since(start), fmt.Errorf("waiting for a concurrency slot on %s: %w", b.cfg.Name, ctx.Err())
+	}
+}
+
+func (b *Backend) release() {
+	if b.sem != nil {
+		<-b.sem
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func mcpNotification(method string) mcp.JSONRPCNotification {
+	return mcp.JSONRPCNotification{JSONRPC: "2.0", Notification: mcp.Notification{Method: method}}
+}

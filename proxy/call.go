@@ -1,0 +1,747 @@
+package proxy
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/mark3labs/mcp-go/client/transport"
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/oklog/ulid/v2"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/mcptrail/mcptrail/proxy/auth"
+	"github.com/mcptrail/mcptrail/proxy/jsonrpc"
+	"github.com/mcptrail/mcptrail/recorder"
+)
+
+// replier carries messages that belong to one in-flight request (progress,
+// server→client requests) to the client before its final answer.
+type replier interface {
+	notify(b []byte) error
+}
+
+// Inbound is one client request as a transport hands it to the gateway.
+type Inbound struct {
+	Session   *Session
+	Msg       jsonrpc.Message
+	Header    http.Header // HTTP headers of the client request, may be nil
+	Principal *auth.Principal
+	RequestID string // from X-Request-Id when valid; else taken from _meta or generated
+	Size      int    // bytes of the request as received
+	Start     time.Time
+	out       replier
+}
+
+// call is the state of one client request while the gateway serves it.
+type call struct {
+	g       *Gateway
+	sess    *Session
+	msg     jsonrpc.Message
+	params  *jsonrpc.Object
+	reqID   string
+	start   time.Time
+	out     replier
+	cancel  context.CancelFunc
+	seq     atomic.Uint32
+	inSize  int
+	princ   *auth.Principal
+	traceID string
+	spanID  string
+
+	// routing and outcome, filled as the call proceeds
+	server     string
+	target     string
+	authResult string
+	authRule   string
+	routeRule  string
+	outcome    recorder.Outcome
+	errCode    int32
+	errMsg     string
+}
+
+// validRequestID accepts client-supplied request IDs that are safe to log and
+// store: 1–128 characters of [A-Za-z0-9._:-].
+func validRequestID(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == ':' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// NewRequestID returns a fresh ULID request ID.
+func NewRequestID() string { return ulid.Make().String() }
+
+// Serve handles one client request and returns the final answer. Messages
+// that must reach the client before it go through in.out.
+func (g *Gateway) Serve(ctx context.Context, in Inbound) jsonrpc.Message {
+	g.inflight.Add(1)
+	defer g.inflight.Done()
+	g.stats.requests.Add(1)
+	c := &call{g: g, sess: in.Session, msg: in.Msg, reqID: in.RequestID, start: in.Start, out: in.out, inSize: in.Size, princ: in.Principal}
+	if c.start.IsZero() {
+		c.start = time.Now()
+	}
+	params, err := jsonrpc.ParseObject(in.Msg.Params)
+	if err != nil {
+		params = &jsonrpc.Object{}
+	}
+	c.params = params
+	var meta *jsonrpc.Object
+	if raw := params.Get("_meta"); raw != nil {
+		meta, _ = jsonrpc.ParseObject(raw)
+	}
+	if c.reqID == "" && meta != nil {
+		if id, ok := meta.GetString(MetaRequestID); ok && validRequestID(id) {
+			c.reqID = id
+		}
+	}
+	if c.reqID == "" {
+		c.reqID = NewRequestID()
+	}
+	c.target = c.targetName()
+	if r, ok := in.out.(interface{ setRequestID(string) }); ok {
+		r.setRequestID(c.reqID)
+	}
+
+	// Trace context: HTTP headers first, params._meta wins when present.
+	if in.Header != nil {
+		ctx = g.prop.Extract(ctx, propagation.HeaderCarrier(in.Header))
+	}
+	if meta != nil {
+		ctx = g.prop.Extract(ctx, metaCarrier{meta})
+	}
+	spanName := in.Msg.Method
+	if c.target != "" {
+		spanName += " " + c.target
+	}
+	ctx, span := g.tracer.Start(ctx, spanName, trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(
+			attribute.String("mcp.method.name", in.Msg.Method),
+			attribute.String("jsonrpc.request.id", jsonrpc.IDString(in.Msg.ID)),
+			attribute.String("mcptrail.request_id", c.reqID),
+		))
+	if in.Session != nil {
+		span.SetAttributes(attribute.String("mcp.session.id", in.Session.id))
+	}
+	if sc := span.SpanContext(); sc.IsValid() {
+		c.traceID, c.spanID = sc.TraceID().String(), sc.SpanID().String()
+	}
+	ctx, c.cancel = context.WithCancel(ctx)
+	defer c.cancel()
+	if c.sess != nil {
+		c.sess.touch()
+		c.sess.trackCall(c)
+		defer c.sess.untrackCall(c)
+	}
+	c.record(recorder.HopInbound, c.start, time.Since(c.start), func(e *recorder.Event) {
+		e.RequestBytes = uint32(in.Size)
+		c.payload(e, in.Msg.Params, nil)
+	})
+
+	var resp jsonrpc.Message
+	if g.closing.Load() {
+		resp = c.fail(jsonrpc.CodeBackendUnavailable, "mcptrail: gateway is shutting down")
+	} else {
+		resp = c.dispatch(ctx)
+	}
+	resp = c.stamp(resp)
+	if c.outcome.Failed() {
+		g.stats.errors.Add(1)
+		span.SetStatus(codes.Error, c.errMsg)
+	}
+	if c.server != "" {
+		span.SetAttributes(attribute.String("mcptrail.server", c.server))
+	}
+	span.SetAttributes(attribute.String("mcptrail.outcome", c.outcome.String()))
+	span.End()
+	c.record(recorder.HopResponse, c.start, time.Since(c.start), func(e *recorder.Event) {
+		if resp.Error != nil {
+			c.payload(e, nil, resp.Error.JSON())
+		} else {
+			c.payload(e, nil, resp.Result)
+		}
+		e.ResponseBytes = uint32(len(resp.Result))
+	})
+	if c.outcome.Failed() {
+		g.logger.Warn("request failed", "request_id", c.reqID, "trace_id", c.traceID, "method", in.Msg.Method,
+			"target", c.target, "server", c.server, "outcome", c.outcome.String(), "code", c.errCode, "error", c.redactedErr())
+	} else {
+		g.logger.Debug("request served", "request_id", c.reqID, "trace_id", c.traceID, "method", in.Msg.Method,
+			"target", c.target, "server", c.server, "duration", time.Since(c.start))
+	}
+	return resp
+}
+
+func (c *call) redactedErr() string {
+	if c.g.redactor == nil {
+		return c.errMsg
+	}
+	s, _ := c.g.redactor.String(c.errMsg)
+	return s
+}
+
+// targetName is what the request is about: a tool, prompt or resource.
+func (c *call) targetName() string {
+	switch c.msg.Method {
+	case "tools/call", "prompts/get":
+		s, _ := c.params.GetString("name")
+		return s
+	case "resources/read", "resources/subscribe", "resources/unsubscribe":
+		s, _ := c.params.GetString("uri")
+		return s
+	case "completion/complete":
+		if ref, err := jsonrpc.ParseObject(c.params.Get("ref")); err == nil {
+			if s, ok := ref.GetString("name"); ok {
+				return s
+			}
+			s, _ := ref.GetString("uri")
+			return s
+		}
+	}
+	return ""
+}
+
+// fail builds a gateway-produced error; its data carries the request ID.
+func (c *call) fail(code int, msg string, extra ...string) jsonrpc.Message {
+	if c.outcome < recorder.OutcomeJSONRPCError {
+		c.outcome = recorder.OutcomeJSONRPCError
+	}
+	c.errCode, c.errMsg = int32(code), msg
+	return jsonrpc.NewError(c.msg.ID, code, msg, errorData(c.reqID, extra...))
+}
+
+// deny is fail for policy refusals.
+func (c *call) deny(msg string) jsonrpc.Message {
+	m := c.fail(jsonrpc.CodeUnauthorized, msg)
+	c.outcome = recorder.OutcomeDenied
+	c.g.stats.denied.Add(1)
+	return m
+}
+
+// stamp puts the request ID on the answer: result._meta for results.
+func (c *call) stamp(m jsonrpc.Message) jsonrpc.Message {
+	if m.Result == nil {
+		return m
+	}
+	o, err := jsonrpc.ParseObject(m.Result)
+	if err != nil {
+		return m
+	}
+	meta := &jsonrpc.Object{}
+	if raw := o.Get("_meta"); raw != nil {
+		if mo, err := jsonrpc.ParseObject(raw); err == nil {
+			meta = mo
+		}
+	}
+	meta.SetString(MetaRequestID, c.reqID)
+	o.Set("_meta", meta.Marshal())
+	m.Result = o.Marshal()
+	return m
+}
+
+func (c *call) notify(b []byte) {
+	if c.out == nil || c.out.notify(b) != nil {
+		if c.sess != nil {
+			c.sess.push(b)
+		}
+	}
+}
+
+// dispatch routes the request by method.
+func (c *call) dispatch(ctx context.Context) jsonrpc.Message {
+	g := c.g
+	switch m := c.msg.Method; m {
+	case "initialize":
+		return c.initialize()
+	case "server/discover":
+		return c.discover()
+	case "ping":
+		return jsonrpc.NewResult(c.msg.ID, json.RawMessage(`{}`))
+	case "tools/list":
+		return c.list(listTools)
+	case "prompts/list":
+		return c.list(listPrompts)
+	case "resources/list":
+		return c.list(listResources)
+	case "resources/templates/list":
+		return c.list(listTemplates)
+	case "tools/call", "prompts/get":
+		name := c.target
+		if name == "" {
+			return c.fail(jsonrpc.CodeInvalidParams, m+`: missing "name"`)
+		}
+		if m == "tools/call" {
+			if resp, ok := c.authorize(ctx, name); !ok {
+				return resp
+			}
+		}
+		server, rest, ok := splitName(name, g.sep())
+		b := g.backends[server]
+		if !ok || b == nil {
+			what := "tool"
+			if m == "prompts/get" {
+				what = "prompt"
+			}
+			return c.fail(jsonrpc.CodeInvalidParams, fmt.Sprintf("Unknown %s: %s", what, name))
+		}
+		c.routeRule = "namespace:" + server
+		c.params.SetString("name", rest)
+		return c.forward(ctx, b)
+	case "resources/read", "resources/subscribe", "resources/unsubscribe":
+		uri := c.target
+		rt, ok := g.catalog.Load().routeURI(uri)
+		b := g.backends[rt.server]
+		if !ok || b == nil {
+			return c.fail(jsonrpc.CodeResourceNotFound, "Resource not found: "+uri, "uri", uri)
+		}
+		c.routeRule = "uri:" + rt.server
+		c.params.SetString("uri", rt.uri)
+		resp := c.forward(ctx, b)
+		if resp.Error == nil {
+			switch m {
+			case "resources/subscribe":
+				c.sess.subscribe(uri, true)
+			case "resources/unsubscribe":
+				c.sess.subscribe(uri, false)
+			case "resources/read":
+				if uri != rt.uri {
+					resp.Result = []byte(strings.ReplaceAll(string(resp.Result), strconv.Quote(rt.uri), strconv.Quote(uri)))
+				}
+			}
+		}
+		return resp
+	case "completion/complete":
+		ref, err := jsonrpc.ParseObject(c.params.Get("ref"))
+		if err != nil {
+			return c.fail(jsonrpc.CodeInvalidParams, `completion/complete: invalid "ref"`)
+		}
+		if name, ok := ref.GetString("name"); ok {
+			server, rest, ok := splitName(name, g.sep())
+			if b := g.backends[server]; ok && b != nil {
+				ref.SetString("name", rest)
+				c.params.Set("ref", ref.Marshal())
+				c.routeRule = "namespace:" + server
+				return c.forward(ctx, b)
+			}
+			return c.fail(jsonrpc.CodeInvalidParams, "Unknown prompt: "+name)
+		}
+		uri, _ := ref.GetString("uri")
+		rt, ok := g.catalog.Load().routeURI(uri)
+		if b := g.backends[rt.server]; ok && b != nil {
+			ref.SetString("uri", rt.uri)
+			c.params.Set("ref", ref.Marshal())
+			c.routeRule = "uri:" + rt.server
+			return c.forward(ctx, b)
+		}
+		return c.fail(jsonrpc.CodeResourceNotFound, "Resource not found: "+uri)
+	case "logging/setLevel":
+		level, _ := c.params.GetString("level")
+		if c.sess != nil {
+			c.sess.setLogLevel(level)
+		}
+		// Fan out to every backend that logs; each leg is its own
+		// sub-call so its hops are recorded under this request.
+		for i, name := range g.order {
+			b := g.backends[name]
+			if s := b.snap.Load(); s != nil && s.has("logging") {
+				sub := &call{g: g, sess: c.sess, msg: c.msg, reqID: c.reqID, start: time.Now(), out: c.out,
+					cancel: c.cancel, princ: c.princ, traceID: c.traceID, spanID: c.spanID, routeRule: "fanout"}
+				sub.params, _ = jsonrpc.ParseObject(c.msg.Params)
+				sub.seq.Store(c.seq.Load() + uint32(i+1)*16)
+				sub.forward(ctx, b)
+			}
+		}
+		return jsonrpc.NewResult(c.msg.ID, json.RawMessage(`{}`))
+	default:
+		// Unknown methods are relayed unchanged to the backend they name
+		// (a namespaced "name" param), or to the only backend there is.
+		if name, ok := c.params.GetString("name"); ok {
+			if server, rest, ok := splitName(name, g.sep()); ok && g.backends[server] != nil {
+				c.params.SetString("name", rest)
+				c.routeRule = "namespace:" + server
+				return c.forward(ctx, g.backends[server])
+			}
+		}
+		if len(g.order) == 1 {
+			c.routeRule = "single-backend"
+			return c.forward(ctx, g.backends[g.order[0]])
+		}
+		return c.fail(jsonrpc.CodeMethodNotFound, "Method not found: "+m)
+	}
+}
+
+// authorize applies the principal's tool patterns, recording the decision.
+func (c *call) authorize(ctx context.Context, tool string) (jsonrpc.Message, bool) {
+	if !c.g.auth.Enabled() {
+		c.authResult = "none"
+		return jsonrpc.Message{}, true
+	}
+	_, span := c.g.tracer.Start(ctx, "auth", trace.WithAttributes(attribute.String("gen_ai.tool.name", tool)))
+	defer span.End()
+	t0 := time.Now()
+	ok, rule := false, ""
+	if c.princ != nil {
+		ok, rule = c.princ.Allow(tool)
+	}
+	c.authRule = rule
+	if ok {
+		c.authResult = "allowed"
+	} else {
+		c.authResult = "denied"
+	}
+	c.record(recorder.HopAuth, t0, time.Since(t0), func(e *recorder.Event) {
+		if !ok {
+			e.Outcome = recorder.OutcomeDenied
+		}
+	})
+	if !ok {
+		span.SetStatus(codes.Error, "denied")
+		who := "anonymous"
+		if c.princ != nil {
+			who = c.princ.Name
+		}
+		return c.deny(fmt.Sprintf("tool %s is not allowed for principal %s", tool, who)), false
+	}
+	return jsonrpc.Message{}, true
+}
+
+// initialize answers the client's handshake with the gateway's own identity
+// and the union of backend capabilities.
+func (c *call) initialize() jsonrpc.Message {
+	var p struct {
+		ProtocolVersion string                     `json:"protocolVersion"`
+		Capabilities    map[string]json.RawMessage `json:"capabilities"`
+		ClientInfo      struct {
+			Name    string `json:"name"`
+			Version string `json:"version"`
+		} `json:"clientInfo"`
+	}
+	if err := json.Unmarshal(c.msg.Params, &p); err != nil {
+		return c.fail(jsonrpc.CodeInvalidParams, "initialize: invalid params: "+err.Error())
+	}
+	version := latestLegacyVersion
+	for _, v := range clientVersions {
+		if v == p.ProtocolVersion {
+			version = v
+		}
+	}
+	if c.sess != nil {
+		c.sess.setClient(version, p.ClientInfo.Name, p.ClientInfo.Version, p.Capabilities)
+	}
+	res := map[string]any{
+		"protocolVersion": version,
+		"capabilities":    c.g.capabilities(),
+		"serverInfo":      map[string]string{"name": "mcptrail", "version": Version},
+		"instructions":    "mcptrail gateway: tools, prompts and resources of several MCP servers, namespaced as <server>" + c.g.sep() + "<name>.",
+	}
+	b, _ := json.Marshal(res)
+	return jsonrpc.NewResult(c.msg.ID, b)
+}
+
+// discover answers server/discover (protocol 2026-07-28) so modern clients
+// can use the gateway without a session.
+func (c *call) discover() jsonrpc.Message {
+	b, _ := json.Marshal(map[string]any{
+		"supportedVersions": append([]string{protocol2026}, clientVersions...),
+		"capabilities":      c.g.capabilities(),
+		"serverInfo":        map[string]string{"name": "mcptrail", "version": Version},
+	})
+	return jsonrpc.NewResult(c.msg.ID, b)
+}
+
+func (g *Gateway) capabilities() map[string]any {
+	return map[string]any{
+		"tools":       map[string]any{"listChanged": true},
+		"prompts":     map[string]any{"listChanged": true},
+		"resources":   map[string]any{"listChanged": true, "subscribe": true},
+		"logging":     map[string]any{},
+		"completions": map[string]any{},
+	}
+}
+
+// list serves a merged list page from the catalog, filtered by policy.
+func (c *call) list(kind listKind) jsonrpc.Message {
+	items := c.g.catalog.Load().items[kind]
+	if kind == listTools && c.g.auth.Enabled() {
+		allowed := make([]catalogItem, 0, len(items))
+		for _, it := range items {
+			if c.princ != nil {
+				if ok, _ := c.princ.Allow(it.name); ok {
+					allowed = append(allowed, it)
+				}
+			}
+		}
+		items = allowed
+	}
+	offset := 0
+	if cur, ok := c.params.GetString("cursor"); ok && cur != "" {
+		b, err := base64.RawURLEncoding.DecodeString(cur)
+		n, err2 := strconv.Atoi(string(b))
+		if err != nil || err2 != nil || n < 0 || n > len(items) {
+			return c.fail(jsonrpc.CodeInvalidParams, "invalid cursor")
+		}
+		offset = n
+	}
+	end := min(offset+c.g.opts.PageSize, len(items))
+	next := ""
+	if end < len(items) {
+		next = base64.RawURLEncoding.EncodeToString([]byte(strconv.Itoa(end)))
+	}
+	return jsonrpc.NewResult(c.msg.ID, renderList(listFields[kind], items[offset:end], next))
+}
+
+// forward sends the (already rewritten) request to b and relays its answer.
+func (c *call) forward(ctx context.Context, b *Backend) jsonrpc.Message {
+	g := c.g
+	c.server = b.Name()
+	if c.authResult == "" && g.auth.Enabled() {
+		c.authResult = "allowed"
+	}
+	c.record(recorder.HopRoute, time.Now(), 0, nil)
+	wait, err := b.acquire(ctx)
+	if err != nil {
+		c.outcome = recorder.OutcomeTransportError
+		return c.fail(jsonrpc.CodeRequestTimeout, err.Error(), "server", b.Name())
+	}
+	defer b.release()
+	snap := b.snap.Load()
+	if snap == nil {
+		c.outcome = recorder.OutcomeTransportError
+		reason := "not connected"
+		if err := b.LastError(); err != nil {
+			reason = err.Error()
+		}
+		resp := c.fail(jsonrpc.CodeBackendUnavailable, fmt.Sprintf("mcptrail: backend %s is unavailable: %s", b.Name(), reason), "server", b.Name())
+		c.outcome = recorder.OutcomeTransportError
+		return resp
+	}
+
+	meta := &jsonrpc.Object{}
+	if raw := c.params.Get("_meta"); raw != nil {
+		if m, err := jsonrpc.ParseObject(raw); err == nil {
+			meta = m
+		}
+	}
+	if snap.protocolVersion != protocol2026 {
+		// Per-request protocol keys of 2026-07-28 clients mean nothing to
+		// an older backend; strip them.
+		for _, k := range meta.Keys() {
+			if strings.HasPrefix(k, "io.modelcontextprotocol/") {
+				meta.Delete(k)
+			}
+		}
+	}
+	if tok := meta.Get("progressToken"); tok != nil {
+		gw := `"mcptrail-` + strconv.FormatInt(g.tokenSeq.Add(1), 36) + `"`
+		g.progress.Store(gw, &progressRoute{c: c, original: tok})
+		defer g.progress.Delete(gw)
+		meta.Set("progressToken", json.RawMessage(gw))
+	}
+	meta.SetString(MetaRequestID, c.reqID)
+
+	ctx, span := g.tracer.Start(ctx, c.msg.Method+" "+c.target, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("mcp.method.name", c.msg.Method), attribute.String("mcptrail.server", b.Name())))
+	defer span.End()
+	g.prop.Inject(ctx, metaCarrier{meta})
+	c.params.Set("_meta", meta.Marshal())
+	params := c.params.Marshal()
+
+	var header http.Header
+	if b.cfg.Transport != "stdio" {
+		header = http.Header{HeaderRequestID: []string{c.reqID}}
+		g.prop.Inject(ctx, propagation.HeaderCarrier(header))
+	}
+	timeout := b.cfg.Timeout
+	if timeout <= 0 {
+		timeout = 60 * time.Second
+	}
+	cctx, cancel := context.WithTimeout(context.WithValue(ctx, callKey{}, c), timeout)
+	defer cancel()
+
+	id := b.nextID.Add(1)
+	idKey := strconv.FormatInt(id, 10)
+	b.inflight.Store(idKey, c)
+	defer b.inflight.Delete(idKey)
+	req := transport.JSONRPCRequest{JSONRPC: "2.0", ID: mcp.NewRequestId(id), Method: c.msg.Method, Params: json.RawMessage(params), Header: header}
+	t0 := time.Now()
+	resp, err := snap.conn.SendRequest(cctx, req)
+	dur := time.Since(t0)
+
+	up := jsonrpc.Message{ID: jsonrpc.IntID(id)}
+	var upOutcome recorder.Outcome
+	var out jsonrpc.Message
+	switch {
+	case err != nil:
+		upOutcome = recorder.OutcomeTransportError
+		switch {
+		case errors.Is(cctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil:
+			out = c.fail(jsonrpc.CodeRequestTimeout, fmt.Sprintf("mcptrail: backend %s did not answer %s within %s", b.Name(), c.msg.Method, timeout), "server", b.Name())
+			c.cancelUpstream(snap, id, "timeout")
+		case ctx.Err() != nil:
+			out = c.fail(jsonrpc.CodeInternalError, "mcptrail: request cancelled", "server", b.Name())
+			c.cancelUpstream(snap, id, "cancelled by client")
+		default:
+			out = c.fail(jsonrpc.CodeBackendUnavailable, fmt.Sprintf("mcptrail: backend %s failed: %v", b.Name(), err), "server", b.Name())
+			b.markDown(err)
+		}
+		c.outcome = recorder.OutcomeTransportError
+		up.Error = &jsonrpc.Error{Code: int(c.errCode), Message: c.errMsg}
+	case resp.Error != nil:
+		upOutcome = recorder.OutcomeJSONRPCError
+		e := &jsonrpc.Error{Code: resp.Error.Code, Message: resp.Error.Message}
+		if resp.Error.Data != nil {
+			e.Data, _ = json.Marshal(resp.Error.Data)
+		}
+		up.Error = e
+		out = jsonrpc.Message{ID: c.msg.ID, Error: e}
+		c.outcome, c.errCode, c.errMsg = recorder.OutcomeJSONRPCError, int32(e.Code), e.Message
+	default:
+		up.Result = resp.Result
+		out = jsonrpc.NewResult(c.msg.ID, resp.Result)
+		if c.msg.Method == "tools/call" && isToolError(resp.Result) {
+			upOutcome = recorder.OutcomeToolError
+			c.outcome = recorder.OutcomeToolError
+			c.errMsg = toolErrorText(resp.Result)
+		}
+	}
+	if upOutcome.Failed() {
+		span.SetStatus(codes.Error, upOutcome.String())
+	}
+	c.record(recorder.HopUpstream, t0, dur, func(e *recorder.Event) {
+		e.RPCID = idKey
+		e.Attempt = 1
+		e.Outcome = upOutcome
+		e.QueueUs = wait.Microseconds()
+		e.UpstreamVersion = snap.protocolVersion
+		e.RequestBytes = uint32(len(params))
+		e.ResponseBytes = uint32(len(up.Result))
+		if sc := span.SpanContext(); sc.IsValid() {
+			e.SpanID = sc.SpanID().String()
+		}
+		if up.Error != nil {
+			e.ErrorCode = int32(up.Error.Code)
+			e.ErrorMessage = up.Error.Message
+			c.payload(e, params, up.Error.JSON())
+		} else {
+			if upOutcome == recorder.OutcomeToolError {
+				e.ErrorMessage = c.errMsg
+			}
+			c.payload(e, params, up.Result)
+		}
+	})
+	return out
+}
+
+// cancelUpstream tells the backend to stop working on request id.
+func (c *call) cancelUpstream(snap *backendSnapshot, id int64, reason string) {
+	n := mcp.JSONRPCNotification{JSONRPC: "2.0", Notification: mcp.Notification{
+		Method: "notifications/cancelled",
+		Params: mcp.NotificationParams{AdditionalFields: map[string]any{"requestId": id, "reason": reason}},
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = snap.conn.SendNotification(ctx, n)
+}
+
+// isToolError reports whether a tools/call result has isError: true,
+// without decoding the whole result.
+func isToolError(result json.RawMessage) bool {
+	o, err := jsonrpc.ParseObject(result)
+	if err != nil {
+		return false
+	}
+	return string(o.Get("isError")) == "true"
+}
+
+func toolErrorText(result json.RawMessage) string {
+	var r struct {
+		Content []struct {
+			Type string `json:"type"`
+			Text string `json:"text"`
+		} `json:"content"`
+	}
+	_ = json.Unmarshal(result, &r)
+	for _, c := range r.Content {
+		if c.Type == "text" {
+			if len(c.Text) > 512 {
+				return c.Text[:512]
+			}
+			return c.Text
+		}
+	}
+	return "tool returned isError"
+}
+
+// serverRequest relays a backend's request to this call's client and waits
+// for the client's answer.
+func (c *call) serverRequest(ctx context.Context, b *Backend, req jsonrpc.Message) jsonrpc.Message {
+	capability := ""
+	switch {
+	case strings.HasPrefix(req.Method, "sampling/"):
+		capability = "sampling"
+	case strings.HasPrefix(req.Method, "elicitation/"):
+		capability = "elicitation"
+	case strings.HasPrefix(req.Method, "roots/"):
+		capability = "roots"
+	}
+	if capability != "" && !c.sess.hasCapability(capability) {
+		return jsonrpc.NewError(req.ID, jsonrpc.CodeMethodNotFound, "mcptrail: the client does not support "+capability, errorData(c.reqID))
+	}
+	gwID := json.RawMessage(`"mcptrail-s` + strconv.FormatInt(c.g.tokenSeq.Add(1), 36) + `"`)
+	ch, done := c.sess.awaitResponse(string(gwID))
+	defer done()
+	t0 := time.Now()
+	fwd := jsonrpc.NewRequest(gwID, req.Method, req.Params)
+	c.notify(fwd.Marshal())
+	timer := time.NewTimer(c.g.opts.ServerRequestTimeout)
+	defer timer.Stop()
+	var answer jsonrpc.Message
+	select {
+	case answer = <-ch:
+		answer.ID = req.ID
+	case <-ctx.Done():
+		answer = jsonrpc.NewError(req.ID, jsonrpc.CodeInternalError, "mcptrail: request cancelled", errorData(c.reqID))
+	case <-timer.C:
+		answer = jsonrpc.NewError(req.ID, jsonrpc.CodeRequestTimeout, "mcptrail: the client did not answer "+req.Method, errorData(c.reqID))
+	}
+	c.record(recorder.HopServerRequest, t0, time.Since(t0), func(e *recorder.Event) {
+		e.Method = req.Method
+		e.Server = b.Name()
+		e.RPCID = string(gwID)
+		if answer.Error != nil {
+			e.Outcome = recorder.OutcomeJSONRPCError
+			e.ErrorCode = int32(answer.Error.Code)
+			e.ErrorMessage = answer.Error.Message
+			c.payload(e, req.Params, answer.Error.JSON())
+		} else {
+			c.payload(e, req.Params, answer.Result)
+		}
+	})
+	return answer
+}
+
+// metaCarrier adapts a _meta object to OTel propagation.
+type metaCarrier struct{ o *jsonrpc.Object }
+
+func (m metaCarrier) Get(key string) string { s, _ := m.o.GetString(key); return s }
+func (m metaCarrier) Set(key, value string) { m.o.SetString(key, value) }
+func (m metaCarrier) Keys() []string        { return m.o.Keys() }
+
+var _ propagation.TextMapCarrier = metaCarrier{}

@@ -1,0 +1,217 @@
+package proxy
+
+import (
+	"bytes"
+	"encoding/json"
+	"sort"
+	"strings"
+
+	"github.com/mcptrail/mcptrail/proxy/jsonrpc"
+)
+
+// collidingURIPrefix marks a resource URI that more than one backend serves;
+// the gateway exposes such a URI as mcptrail://{server}/{original}.
+const collidingURIPrefix = "mcptrail://"
+
+// catalogItem is one entry of a merged list, already rewritten for clients.
+type catalogItem struct {
+	server string
+	name   string // namespaced name, or exposed URI for resources
+	raw    json.RawMessage
+	// readOnly is the tool's readOnlyHint annotation (tools only).
+	readOnly bool
+}
+
+// resourceRoute says where an exposed resource URI goes.
+type resourceRoute struct {
+	server string
+	uri    string // URI as the backend knows it
+}
+
+// templateRoute routes URIs by a template's literal prefix.
+type templateRoute struct {
+	prefix string
+	server string
+}
+
+// catalog is an immutable merged view of every ready backend's lists.
+type catalog struct {
+	items     [numLists][]catalogItem
+	resources map[string]resourceRoute // exposed URI → backend
+	backURIs  map[resourceRoute]string // backend URI → exposed URI
+	templates []templateRoute          // longest prefix first
+	schemes   map[string][]string      // URI scheme → servers serving it
+	toolRO    map[string]bool          // namespaced tool → readOnlyHint
+}
+
+// buildCatalog merges snapshots (keyed by server name, in config order).
+func buildCatalog(order []string, snaps map[string]*backendSnapshot, sep string) *catalog {
+	c := &catalog{
+		resources: map[string]resourceRoute{},
+		backURIs:  map[resourceRoute]string{},
+		schemes:   map[string][]string{},
+		toolRO:    map[string]bool{},
+	}
+	uriCount := map[string]int{}
+	for _, name := range order {
+		if s := snaps[name]; s != nil {
+			for _, r := range s.lists[listResources] {
+				if o, err := jsonrpc.ParseObject(r); err == nil {
+					if u, ok := o.GetString("uri"); ok {
+						uriCount[u]++
+					}
+				}
+			}
+		}
+	}
+	for _, name := range order {
+		s := snaps[name]
+		if s == nil {
+			continue
+		}
+		for _, kind := range []listKind{listTools, listPrompts} {
+			for _, raw := range s.lists[kind] {
+				o, err := jsonrpc.ParseObject(raw)
+				if err != nil {
+					continue
+				}
+				n, ok := o.GetString("name")
+				if !ok {
+					continue
+				}
+				full := name + sep + n
+				o.SetString("name", full)
+				it := catalogItem{server: name, name: full, raw: o.Marshal()}
+				if kind == listTools {
+					it.readOnly = readOnlyHint(o.Get("annotations"))
+					c.toolRO[full] = it.readOnly
+				}
+				c.items[kind] = append(c.items[kind], it)
+			}
+		}
+		for _, raw := range s.lists[listResources] {
+			o, err := jsonrpc.ParseObject(raw)
+			if err != nil {
+				continue
+			}
+			u, ok := o.GetString("uri")
+			if !ok {
+				continue
+			}
+			exposed := u
+			if uriCount[u] > 1 {
+				exposed = collidingURIPrefix + name + "/" + u
+				o.SetString("uri", exposed)
+				raw = o.Marshal()
+			}
+			rt := resourceRoute{server: name, uri: u}
+			c.resources[exposed] = rt
+			c.backURIs[rt] = exposed
+			c.items[listResources] = append(c.items[listResources], catalogItem{server: name, name: exposed, raw: raw})
+			c.addScheme(u, name)
+		}
+		for _, raw := range s.lists[listTemplates] {
+			o, err := jsonrpc.ParseObject(raw)
+			if err != nil {
+				continue
+			}
+			t, _ := o.GetString("uriTemplate")
+			if p, _, _ := strings.Cut(t, "{"); p != "" {
+				c.templates = append(c.templates, templateRoute{prefix: p, server: name})
+			}
+			c.addScheme(t, name)
+			c.items[listTemplates] = append(c.items[listTemplates], catalogItem{server: name, name: t, raw: raw})
+		}
+	}
+	sort.SliceStable(c.templates, func(i, j int) bool { return len(c.templates[i].prefix) > len(c.templates[j].prefix) })
+	return c
+}
+
+func (c *catalog) addScheme(uri, server string) {
+	scheme, _, ok := strings.Cut(uri, "://")
+	if !ok {
+		return
+	}
+	for _, s := range c.schemes[scheme] {
+		if s == server {
+			return
+		}
+	}
+	c.schemes[scheme] = append(c.schemes[scheme], server)
+}
+
+// routeURI finds the backend for a resource URI a client sent: an exposed
+// URI from the lists, a colliding-URI rewrite, a template prefix, or the one
+// backend serving that scheme.
+func (c *catalog) routeURI(uri string) (resourceRoute, bool) {
+	if rt, ok := c.resources[uri]; ok {
+		return rt, true
+	}
+	if rest, ok := strings.CutPrefix(uri, collidingURIPrefix); ok {
+		if server, orig, ok := strings.Cut(rest, "/"); ok {
+			return resourceRoute{server: server, uri: orig}, true
+		}
+	}
+	for _, t := range c.templates {
+		if strings.HasPrefix(uri, t.prefix) {
+			return resourceRoute{server: t.server, uri: uri}, true
+		}
+	}
+	if scheme, _, ok := strings.Cut(uri, "://"); ok {
+		if servers := c.schemes[scheme]; len(servers) == 1 {
+			return resourceRoute{server: servers[0], uri: uri}, true
+		}
+	}
+	return resourceRoute{}, false
+}
+
+// exposeURI maps a backend's URI back to what clients see.
+func (c *catalog) exposeURI(server, uri string) string {
+	if e, ok := c.backURIs[resourceRoute{server: server, uri: uri}]; ok {
+		return e
+	}
+	return uri
+}
+
+func readOnlyHint(annotations json.RawMessage) bool {
+	if len(annotations) == 0 {
+		return false
+	}
+	var a struct {
+		ReadOnly bool `json:"readOnlyHint"`
+	}
+	_ = json.Unmarshal(annotations, &a)
+	return a.ReadOnly
+}
+
+// splitName splits a namespaced name at the first separator.
+func splitName(name, sep string) (server, rest string, ok bool) {
+	return strings.Cut(name, sep)
+}
+
+// renderList encodes one page of items as a list result.
+func renderList(field string, items []catalogItem, nextCursor string) json.RawMessage {
+	n := 32
+	for _, it := range items {
+		n += len(it.raw) + 1
+	}
+	var buf bytes.Buffer
+	buf.Grow(n)
+	buf.WriteString(`{"`)
+	buf.WriteString(field)
+	buf.WriteString(`":[`)
+	for i, it := range items {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		buf.Write(it.raw)
+	}
+	buf.WriteByte(']')
+	if nextCursor != "" {
+		buf.WriteString(`,"nextCursor":`)
+		c, _ := json.Marshal(nextCursor)
+		buf.Write(c)
+	}
+	buf.WriteByte('}')
+	return buf.Bytes()
+}

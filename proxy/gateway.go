@@ -1,0 +1,429 @@
+// Package proxy is mcptrail's gateway: it serves MCP to clients, aggregates
+// many backend MCP servers under namespaces, applies policy, and relays every
+// message at the JSON-RPC level so that what it does not route passes
+// unchanged. Every hop carries a request ID and a trace, and is handed to a
+// Recorder.
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/mcptrail/mcptrail/proxy/auth"
+	"github.com/mcptrail/mcptrail/proxy/config"
+	"github.com/mcptrail/mcptrail/proxy/jsonrpc"
+	"github.com/mcptrail/mcptrail/recorder"
+)
+
+// Version is the gateway's version, set at build time by cmd.
+var Version = "dev"
+
+// Protocol versions the gateway speaks with clients, newest first.
+const (
+	protocol2026          = "2026-07-28"
+	defaultBackendVersion = "2025-11-25"
+	latestLegacyVersion   = "2025-11-25"
+)
+
+var clientVersions = []string{"2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"}
+
+// Meta keys the gateway stamps into params._meta and result._meta.
+const (
+	MetaRequestID = "mcptrail.dev/request-id"
+	// HeaderRequestID carries the request ID on HTTP hops.
+	HeaderRequestID = "X-Request-Id"
+)
+
+// Recorder receives hop events. Record must not block; it takes ownership of
+// the event. It returns an error only when the recorder refuses the event
+// under a fail-closed policy.
+type Recorder interface {
+	Record(ev *recorder.Event) error
+}
+
+// Redactor redacts payloads and strings before they are recorded or logged.
+type Redactor interface {
+	Payload(b []byte) (out []byte, count int, truncated bool, sha256hex string)
+	String(s string) (string, int)
+	Version() string
+}
+
+// Options configure a Gateway. Config is required; everything else has a
+// working default.
+type Options struct {
+	Config         *config.Config
+	Logger         *slog.Logger
+	TracerProvider trace.TracerProvider // default: no-op (tracing off)
+	Propagator     propagation.TextMapPropagator
+	Recorder       Recorder // nil: nothing recorded
+	Redactor       Redactor // nil: payloads are not recorded
+	// HealthInterval is how often an idle backend is pinged; default 5s.
+	HealthInterval time.Duration
+	// PageSize is the number of items per page of merged lists; default 100.
+	PageSize int
+	// ServerRequestTimeout bounds how long a backend's sampling/elicitation
+	// request waits for the client; default 5m.
+	ServerRequestTimeout time.Duration
+}
+
+// Gateway is the routing proxy. Create it with New, then Start it and serve
+// Handler(); Shutdown stops it.
+type Gateway struct {
+	cfg      *config.Config
+	logger   *slog.Logger
+	tracer   trace.Tracer
+	prop     propagation.TextMapPropagator
+	rec      Recorder
+	redactor Redactor
+	auth     *auth.Authenticator
+	opts     Options
+	instance string
+
+	order    []string
+	backends map[string]*Backend
+	catalog  atomic.Pointer[catalog]
+	catMu    sync.Mutex // serializes catalog rebuilds
+
+	sessions sync.Map // id → *Session
+	progress sync.Map // gateway progress token → *progressRoute
+	tokenSeq atomic.Int64
+
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	inflight sync.WaitGroup
+	closing  atomic.Bool
+	stopOnce sync.Once
+
+	stats gatewayStats
+}
+
+type gatewayStats struct {
+	requests, errors, denied, dropped atomic.Int64
+}
+
+type progressRoute struct {
+	c        *call
+	original json.RawMessage
+}
+
+// New builds a gateway from its options; it starts nothing.
+func New(o Options) (*Gateway, error) {
+	if o.Config == nil {
+		return nil, errors.New("proxy: Options.Config is required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.TracerProvider == nil {
+		o.TracerProvider = noop.NewTracerProvider()
+	}
+	if o.Propagator == nil {
+		o.Propagator = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+	}
+	if o.HealthInterval <= 0 {
+		o.HealthInterval = 5 * time.Second
+	}
+	if o.PageSize <= 0 {
+		o.PageSize = 100
+	}
+	if o.ServerRequestTimeout <= 0 {
+		o.ServerRequestTimeout = 5 * time.Minute
+	}
+	toks := make([]auth.Token, 0, len(o.Config.Auth.Tokens))
+	for _, t := range o.Config.Auth.Tokens {
+		toks = append(toks, auth.Token{Name: t.Name, SHA256: t.SHA256, Principal: t.Principal, Tools: t.Tools})
+	}
+	a, err := auth.New(toks)
+	if err != nil {
+		return nil, fmt.Errorf("configuring auth: %w", err)
+	}
+	inst := o.Config.Instance
+	if inst == "" {
+		inst, _ = os.Hostname()
+	}
+	g := &Gateway{
+		cfg:      o.Config,
+		logger:   o.Logger.With("component", "gateway"),
+		tracer:   o.TracerProvider.Tracer("github.com/mcptrail/mcptrail/proxy"),
+		prop:     o.Propagator,
+		rec:      o.Recorder,
+		redactor: o.Redactor,
+		auth:     a,
+		opts:     o,
+		instance: inst,
+		backends: map[string]*Backend{},
+	}
+	g.catalog.Store(buildCatalog(nil, nil, g.sep()))
+	client := upstreamHTTPClient()
+	for _, s := range o.Config.Servers {
+		g.order = append(g.order, s.Name)
+		g.backends[s.Name] = newBackend(s, g, client, g.logger)
+	}
+	return g, nil
+}
+
+// upstreamHTTPClient is shared by all HTTP backends. The pool is sized for
+// many concurrent calls per backend: a small idle pool makes every burst
+// churn sockets.
+func upstreamHTTPClient() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 1024
+	t.MaxIdleConnsPerHost = 256
+	t.IdleConnTimeout = 90 * time.Second
+	t.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	return &http.Client{Transport: t}
+}
+
+func (g *Gateway) sep() string {
+	if g.cfg.NamespaceSeparator == "" {
+		return "."
+	}
+	return g.cfg.NamespaceSeparator
+}
+
+// Start connects to every backend in the background and returns at once;
+// Ready reports when the required ones are up.
+func (g *Gateway) Start(ctx context.Context) error {
+	g.ctx, g.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	for _, name := range g.order {
+		b := g.backends[name]
+		g.wg.Add(1)
+		go func() {
+			defer g.wg.Done()
+			b.run(g.ctx, g.opts.HealthInterval)
+		}()
+	}
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		g.janitor(g.ctx)
+	}()
+	return nil
+}
+
+// Ready reports whether every required backend is initialized (and at least
+// one backend when none is marked required).
+func (g *Gateway) Ready() (bool, string) {
+	anyReady := false
+	for _, name := range g.order {
+		b := g.backends[name]
+		if b.Ready() {
+			anyReady = true
+			continue
+		}
+		if b.cfg.Required {
+			return false, "required backend " + name + " is not ready"
+		}
+	}
+	if !anyReady && len(g.order) > 0 {
+		return false, "no backend is ready"
+	}
+	return true, ""
+}
+
+// Backend returns the named backend, or nil.
+func (g *Gateway) Backend(name string) *Backend { return g.backends[name] }
+
+// Shutdown stops accepting requests, waits for in-flight ones until ctx
+// ends, then closes the backends. It is safe to call twice and before Start.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	var err error
+	g.stopOnce.Do(func() {
+		g.closing.Store(true)
+		done := make(chan struct{})
+		go func() { g.inflight.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			err = fmt.Errorf("waiting for in-flight requests: %w", ctx.Err())
+		}
+		g.sessions.Range(func(k, v any) bool {
+			v.(*Session).close()
+			return true
+		})
+		if g.cancel != nil {
+			g.cancel()
+		}
+		g.wg.Wait()
+	})
+	return err
+}
+
+// janitor expires idle sessions.
+func (g *Gateway) janitor(ctx context.Context) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			cutoff := time.Now().Add(-sessionIdleTimeout).UnixNano()
+			g.sessions.Range(func(k, v any) bool {
+				s := v.(*Session)
+				if s.lastUsed.Load() < cutoff && !s.hasStream() {
+					g.sessions.Delete(k)
+					s.close()
+				}
+				return true
+			})
+		}
+	}
+}
+
+const sessionIdleTimeout = 30 * time.Minute
+
+// backendChanged rebuilds the merged catalog and tells clients what changed.
+func (g *Gateway) backendChanged(*Backend) {
+	g.catMu.Lock()
+	snaps := make(map[string]*backendSnapshot, len(g.backends))
+	for name, b := range g.backends {
+		snaps[name] = b.snap.Load()
+	}
+	next := buildCatalog(g.order, snaps, g.sep())
+	prev := g.catalog.Swap(next)
+	g.catMu.Unlock()
+	for kind, method := range map[listKind]string{
+		listTools:     "notifications/tools/list_changed",
+		listPrompts:   "notifications/prompts/list_changed",
+		listResources: "notifications/resources/list_changed",
+	} {
+		if !sameItems(prev.items[kind], next.items[kind]) {
+			g.broadcast(jsonrpc.NewNotification(method, nil))
+		}
+	}
+}
+
+func sameItems(a, b []catalogItem) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].name != b[i].name || string(a[i].raw) != string(b[i].raw) {
+			return false
+		}
+	}
+	return true
+}
+
+// broadcast sends a message to every session's standalone stream.
+func (g *Gateway) broadcast(m jsonrpc.Message) {
+	b := m.Marshal()
+	g.sessions.Range(func(_, v any) bool {
+		v.(*Session).push(b)
+		return true
+	})
+}
+
+// backendNotification relays a notification from a backend to the client(s)
+// it concerns.
+func (g *Gateway) backendNotification(b *Backend, n jsonrpc.Message) {
+	switch n.Method {
+	case "notifications/progress":
+		o, err := jsonrpc.ParseObject(n.Params)
+		if err != nil {
+			return
+		}
+		tok := o.Get("progressToken")
+		v, ok := g.progress.Load(string(tok))
+		if !ok {
+			return
+		}
+		pr := v.(*progressRoute)
+		o.Set("progressToken", pr.original)
+		msg := jsonrpc.NewNotification(n.Method, o.Marshal())
+		pr.c.notify(msg.Marshal())
+		g.recordNotification(pr.c, b.Name(), &msg)
+	case "notifications/tools/list_changed":
+		go b.Refresh(g.ctx, listTools)
+	case "notifications/prompts/list_changed":
+		go b.Refresh(g.ctx, listPrompts)
+	case "notifications/resources/list_changed":
+		go func() {
+			b.Refresh(g.ctx, listResources)
+			b.Refresh(g.ctx, listTemplates)
+		}()
+	case "notifications/resources/updated":
+		o, err := jsonrpc.ParseObject(n.Params)
+		if err != nil {
+			return
+		}
+		uri, _ := o.GetString("uri")
+		exposed := g.catalog.Load().exposeURI(b.Name(), uri)
+		o.SetString("uri", exposed)
+		msg := jsonrpc.NewNotification(n.Method, o.Marshal()).Marshal()
+		g.sessions.Range(func(_, v any) bool {
+			if s := v.(*Session); s.subscribed(exposed) {
+				s.push(msg)
+			}
+			return true
+		})
+	case "notifications/message":
+		// Log messages go to the sessions that asked for logging.
+		msg := n.Marshal()
+		g.sessions.Range(func(_, v any) bool {
+			if s := v.(*Session); s.wantsLogs() {
+				s.push(msg)
+			}
+			return true
+		})
+	default:
+		g.broadcast(n)
+	}
+}
+
+// backendRequest routes a server→client request (sampling, elicitation,
+// roots) to the client session whose call caused it and returns its answer.
+func (g *Gateway) backendRequest(ctx context.Context, b *Backend, req jsonrpc.Message) jsonrpc.Message {
+	c, _ := ctx.Value(callKey{}).(*call)
+	if c == nil {
+		// stdio backends give no causal context: use the most recent call
+		// in flight on this backend.
+		b.inflight.Range(func(_, v any) bool {
+			cc := v.(*call)
+			if c == nil || cc.start.After(c.start) {
+				c = cc
+			}
+			return true
+		})
+	}
+	if c == nil || c.sess == nil {
+		return jsonrpc.NewError(req.ID, jsonrpc.CodeInternalError, "mcptrail: no client session to route "+req.Method+" to", nil)
+	}
+	return c.serverRequest(ctx, b, req)
+}
+
+type callKey struct{}
+
+// newID returns a random hex id for sessions.
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// errorData renders the data of a gateway-produced JSON-RPC error.
+func errorData(requestID string, extra ...string) json.RawMessage {
+	o := &jsonrpc.Object{}
+	o.SetString("requestId", requestID)
+	for i := 0; i+1 < len(extra); i += 2 {
+		o.SetString(extra[i], extra[i+1])
+	}
+	return o.Marshal()
+}

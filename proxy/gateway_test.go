@@ -1,0 +1,659 @@
+package proxy_test
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/client/transport"
+	"github.com/mark3labs/mcp-go/mcp"
+	"go.uber.org/goleak"
+
+	"github.com/mcptrail/mcptrail/proxy"
+	"github.com/mcptrail/mcptrail/proxy/config"
+	"github.com/mcptrail/mcptrail/proxy/testbackend"
+	"github.com/mcptrail/mcptrail/recorder"
+)
+
+// TestMain lets the test binary serve as a stdio backend: the gateway under
+// test spawns os.Args[0] with MCPTRAIL_TESTBACKEND set.
+func TestMain(m *testing.M) {
+	if v := os.Getenv("MCPTRAIL_TESTBACKEND"); v != "" {
+		if err := testbackend.RunStdio(context.Background(), v); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	goleak.VerifyTestMain(m,
+		// mcp-go's HTTP transports and net/http keep idle-connection
+		// readers that outlive a test by a moment.
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreAnyFunction("github.com/mark3labs/mcp-go/client/transport.(*Stdio).readResponses"),
+		goleak.IgnoreAnyFunction("os/exec.(*Cmd).Start.func2"),
+		// The test backend's mcp-go server keeps a per-session pump.
+		goleak.IgnoreAnyFunction("github.com/mark3labs/mcp-go/server.(*StreamableHTTPServer).startListeningPump.func1"),
+	)
+}
+
+// memRecorder is an in-memory proxy.Recorder.
+type memRecorder struct {
+	mu     sync.Mutex
+	events []recorder.Event
+}
+
+func (m *memRecorder) Record(ev *recorder.Event) error {
+	m.mu.Lock()
+	m.events = append(m.events, *ev)
+	m.mu.Unlock()
+	return nil
+}
+
+func (m *memRecorder) byRequest(id string) []recorder.Event {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []recorder.Event
+	for _, e := range m.events {
+		if e.RequestID == id {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// fakeRedactor passes payloads through, so tests can see them.
+type fakeRedactor struct{}
+
+func (fakeRedactor) Payload(b []byte) ([]byte, int, bool, string) { return b, 0, false, "" }
+func (fakeRedactor) String(s string) (string, int)               { return s, 0 }
+func (fakeRedactor) Version() string                             { return "test" }
+
+// stdioServer is a config entry that runs the test binary as a backend.
+func stdioServer(name, variant string) config.Server {
+	return config.Server{Name: name, Transport: "stdio", Command: os.Args[0], Env: map[string]string{"MCPTRAIL_TESTBACKEND": variant}, Timeout: 10 * time.Second}
+}
+
+type env struct {
+	gw   *proxy.Gateway
+	url  string
+	rec  *memRecorder
+	logs *bytes.Buffer
+}
+
+// startGateway runs a gateway with the given servers until the test ends.
+func startGateway(t *testing.T, cfg *config.Config, opts ...func(*proxy.Options)) *env {
+	t.Helper()
+	if cfg.NamespaceSeparator == "" {
+		cfg.NamespaceSeparator = "."
+	}
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = 4 << 20
+	}
+	rec := &memRecorder{}
+	logs := &bytes.Buffer{}
+	o := proxy.Options{
+		Config: cfg, Recorder: rec, Redactor: fakeRedactor{},
+		Logger:         slog.New(slog.NewJSONHandler(&syncWriter{w: logs}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		HealthInterval: 200 * time.Millisecond,
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	gw, err := proxy.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(gw.Handler())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.CloseClientConnections()
+		_ = gw.Shutdown(ctx)
+		srv.Close()
+	})
+	waitFor(t, "gateway ready", func() bool { ok, _ := gw.Ready(); return ok && allReady(gw, cfg) })
+	return &env{gw: gw, url: srv.URL, rec: rec, logs: logs}
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+func allReady(gw *proxy.Gateway, cfg *config.Config) bool {
+	for _, s := range cfg.Servers {
+		if b := gw.Backend(s.Name); b == nil || !b.Ready() {
+			return false
+		}
+	}
+	return true
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// newClient connects an mcp-go client through the gateway.
+func newClient(t *testing.T, url string, opts ...client.ClientOption) *client.Client {
+	t.Helper()
+	return newClientWithHeaders(t, url, nil, opts...)
+}
+
+func newClientWithHeaders(t *testing.T, url string, headers map[string]string, opts ...client.ClientOption) *client.Client {
+	t.Helper()
+	tr, err := transport.NewStreamableHTTP(url+"/mcp", transport.WithHTTPHeaders(headers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts = append([]client.ClientOption{client.WithProtocolVersion("2025-11-25")}, opts...)
+	c := client.NewClient(tr, opts...)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	req := mcp.InitializeRequest{}
+	req.Params.ClientInfo = mcp.Implementation{Name: "gateway-test", Version: "1"}
+	req.Params.ProtocolVersion = "2025-11-25"
+	if _, err := c.Initialize(ctx, req); err != nil {
+		t.Fatalf("initialize: %v", err)
+	}
+	return c
+}
+
+func callTool(t *testing.T, c *client.Client, name string, args map[string]any) *mcp.CallToolResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req := mcp.CallToolRequest{}
+	req.Params.Name = name
+	req.Params.Arguments = args
+	res, err := c.CallTool(ctx, req)
+	if err != nil {
+		t.Fatalf("CallTool(%s) error: %v", name, err)
+	}
+	return res
+}
+
+func text(res *mcp.CallToolResult) string {
+	var sb strings.Builder
+	for _, c := range res.Content {
+		if tc, ok := c.(mcp.TextContent); ok {
+			sb.WriteString(tc.Text)
+		}
+	}
+	return sb.String()
+}
+
+func twoBackends(t *testing.T) (*config.Config, *testbackend.Backend) {
+	tb := testbackend.New(testbackend.Options{})
+	hs := httptest.NewServer(tb.HTTPHandler())
+	t.Cleanup(hs.Close)
+	cfg := &config.Config{Servers: []config.Server{
+		{Name: "alpha", Transport: "http", URL: hs.URL + "/mcp", Timeout: 10 * time.Second},
+		stdioServer("beta", "v2"),
+	}}
+	return cfg, tb
+}
+
+func TestCollidingBackendsAreBothReachable(t *testing.T) {
+	cfg, _ := twoBackends(t)
+	e := startGateway(t, cfg)
+	c := newClient(t, e.url)
+	ctx := context.Background()
+	tools, err := c.ListTools(ctx, mcp.ListToolsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, tl := range tools.Tools {
+		names = append(names, tl.Name)
+	}
+	for _, want := range []string{"alpha.echo", "alpha.add", "beta.echo", "beta.add"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("tools/list = %v, missing %s", names, want)
+		}
+	}
+	// alpha is v1, beta is v2 (add off by one): the namespace decides.
+	if got := text(callTool(t, c, "alpha.add", map[string]any{"a": 2, "b": 3})); got != "5" {
+		t.Errorf("alpha.add(2,3) = %q, want 5", got)
+	}
+	if got := text(callTool(t, c, "beta.add", map[string]any{"a": 2, "b": 3})); got != "6" {
+		t.Errorf("beta.add(2,3) = %q, want 6 (v2)", got)
+	}
+	// Colliding resource URIs are rewritten per server and both readable.
+	res, err := c.ListResources(ctx, mcp.ListResourcesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var uris []string
+	for _, r := range res.Resources {
+		uris = append(uris, r.URI)
+	}
+	for _, u := range uris {
+		rr := mcp.ReadResourceRequest{}
+		rr.Params.URI = u
+		got, err := c.ReadResource(ctx, rr)
+		if err != nil {
+			t.Errorf("ReadResource(%s): %v", u, err)
+			continue
+		}
+		if len(got.Contents) == 0 {
+			t.Errorf("ReadResource(%s): no contents", u)
+		}
+	}
+	if len(uris) < 2 || !slices.ContainsFunc(uris, func(u string) bool { return strings.HasPrefix(u, "mcptrail://alpha/") }) {
+		t.Errorf("resource URIs = %v, want colliding ones rewritten as mcptrail://<server>/...", uris)
+	}
+}
+
+// post sends one raw JSON-RPC body to /mcp.
+func post(t *testing.T, url, body string, hdr map[string]string) (*http.Response, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url+"/mcp", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
+// initSession opens a session with raw HTTP and returns its id.
+func initSession(t *testing.T, url string, hdr map[string]string) string {
+	t.Helper()
+	resp, b := post(t, url, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}`, hdr)
+	if resp.StatusCode != 200 {
+		t.Fatalf("initialize: %d %s", resp.StatusCode, b)
+	}
+	sid := resp.Header.Get("Mcp-Session-Id")
+	if sid == "" {
+		t.Fatal("initialize: no Mcp-Session-Id")
+	}
+	return sid
+}
+
+type rpcResp struct {
+	Result json.RawMessage `json:"result"`
+	Error  *struct {
+		Code    int             `json:"code"`
+		Message string          `json:"message"`
+		Data    json.RawMessage `json:"data"`
+	} `json:"error"`
+}
+
+func decodeResp(t *testing.T, b []byte) rpcResp {
+	t.Helper()
+	if bytes.HasPrefix(b, []byte("event:")) {
+		// SSE: take the last data line.
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		for i := len(lines) - 1; i >= 0; i-- {
+			if d, ok := strings.CutPrefix(lines[i], "data: "); ok {
+				b = []byte(d)
+				break
+			}
+		}
+	}
+	var r rpcResp
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatalf("decoding %s: %v", b, err)
+	}
+	return r
+}
+
+func TestRequestIDOnEveryHop(t *testing.T) {
+	cfg, tb := twoBackends(t)
+	e := startGateway(t, cfg)
+	sid := initSession(t, e.url, nil)
+	const clientID = "01JCLIENTSUPPLIEDREQUEST01"
+	resp, b := post(t, e.url, `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"alpha.echo","arguments":{"message":"hi"}}}`,
+		map[string]string{"Mcp-Session-Id": sid, "X-Request-Id": clientID})
+	if got := resp.Header.Get("X-Request-Id"); got != clientID {
+		t.Errorf("response X-Request-Id = %q, want %q (kept from the client)", got, clientID)
+	}
+	r := decodeResp(t, b)
+	var res struct {
+		Meta map[string]string `json:"_meta"`
+	}
+	_ = json.Unmarshal(r.Result, &res)
+	if got := res.Meta[proxy.MetaRequestID]; got != clientID {
+		t.Errorf("result._meta[%s] = %q, want %q", proxy.MetaRequestID, got, clientID)
+	}
+	// The backend saw it in the header and in params._meta.
+	var seen *testbackend.Seen
+	for _, s := range tb.Seen() {
+		if s.Method == "tools/call" {
+			seen = &s
+		}
+	}
+	if seen == nil {
+		t.Fatal("backend saw no tools/call")
+	}
+	if seen.RequestID != clientID {
+		t.Errorf("upstream X-Request-Id = %q, want %q", seen.RequestID, clientID)
+	}
+	if !strings.Contains(string(seen.Meta), clientID) {
+		t.Errorf("upstream params._meta = %s, want it to carry %s", seen.Meta, clientID)
+	}
+	// Generated IDs are ULIDs, and gateway errors carry them in data.
+	resp, b = post(t, e.url, `{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"nosuch.tool"}}`, map[string]string{"Mcp-Session-Id": sid})
+	gen := resp.Header.Get("X-Request-Id")
+	if len(gen) != 26 {
+		t.Errorf("generated request ID %q is not a ULID", gen)
+	}
+	r = decodeResp(t, b)
+	if r.Error == nil || !strings.Contains(string(r.Error.Data), gen) {
+		t.Errorf("error = %+v, want data carrying request ID %s", r.Error, gen)
+	}
+	// Every recorded hop and the log lines carry the ID.
+	hops := e.rec.byRequest(clientID)
+	var kinds []string
+	for _, h := range hops {
+		kinds = append(kinds, h.Hop.String())
+	}
+	for _, want := range []string{"inbound", "route", "upstream", "response"} {
+		if !slices.Contains(kinds, want) {
+			t.Errorf("recorded hops for %s = %v, missing %s", clientID, kinds, want)
+		}
+	}
+	if !strings.Contains(e.logs.String(), gen) {
+		t.Errorf("logs do not mention failed request %s", gen)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	cfg, _ := twoBackends(t)
+	cfg.MaxBodyBytes = 1024
+	e := startGateway(t, cfg)
+	sid := initSession(t, e.url, nil)
+	big := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"alpha.echo","arguments":{"message":"` + strings.Repeat("x", 2048) + `"}}}`
+	tests := []struct {
+		name       string
+		body       string
+		hdr        map[string]string
+		wantStatus int
+		wantCode   int
+	}{
+		{"malformed JSON", `{"jsonrpc":"2.0",`, map[string]string{"Mcp-Session-Id": sid}, 400, -32700},
+		{"not JSON-RPC 2.0", `{"jsonrpc":"1.0","id":1,"method":"ping"}`, map[string]string{"Mcp-Session-Id": sid}, 400, -32600},
+		{"batch", `[{"jsonrpc":"2.0","id":1,"method":"ping"}]`, map[string]string{"Mcp-Session-Id": sid}, 400, -32600},
+		{"no session", `{"jsonrpc":"2.0","id":1,"method":"ping"}`, nil, 400, -32600},
+		{"unknown session", `{"jsonrpc":"2.0","id":1,"method":"ping"}`, map[string]string{"Mcp-Session-Id": "nope"}, 404, -32600},
+		{"oversized body", big, map[string]string{"Mcp-Session-Id": sid}, 413, -32005},
+		{"unknown tool", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"zzz"}}`, map[string]string{"Mcp-Session-Id": sid}, 200, -32602},
+		{"unknown method", `{"jsonrpc":"2.0","id":1,"method":"no/such"}`, map[string]string{"Mcp-Session-Id": sid}, 200, -32601},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, b := post(t, e.url, tt.body, tt.hdr)
+			if resp.StatusCode != tt.wantStatus {
+				t.Errorf("status = %d, want %d (%s)", resp.StatusCode, tt.wantStatus, b)
+			}
+			r := decodeResp(t, b)
+			if r.Error == nil || r.Error.Code != tt.wantCode {
+				t.Fatalf("error = %s, want code %d", b, tt.wantCode)
+			}
+			id := resp.Header.Get("X-Request-Id")
+			if id == "" || !strings.Contains(string(r.Error.Data), id) {
+				t.Errorf("error data %s does not carry request ID %q", r.Error.Data, id)
+			}
+		})
+	}
+	// The gateway still serves after all of that.
+	c := newClient(t, e.url)
+	if got := text(callTool(t, c, "alpha.echo", map[string]any{"message": "still here"})); !strings.Contains(got, "still here") {
+		t.Errorf("echo after bad input = %q", got)
+	}
+}
+
+func TestProgressArrivesInOrderBeforeResult(t *testing.T) {
+	// Only the HTTP backend here: mcp-go's own stdio server writes
+	// notifications from a separate goroutine, so it may put its result
+	// before its last progress. The stdio relay's ordering is covered with
+	// server-everything in the end-to-end tests.
+	for _, server := range []string{"alpha"} {
+		t.Run(server, func(t *testing.T) {
+			cfg, _ := twoBackends(t)
+			e := startGateway(t, cfg)
+			var mu sync.Mutex
+			var progress []float64
+			var resultSeen bool
+			var lateProgress bool
+			c := newClient(t, e.url)
+			c.OnNotification(func(n mcp.JSONRPCNotification) {
+				if n.Method != "notifications/progress" {
+					return
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if resultSeen {
+					lateProgress = true
+				}
+				if p, ok := n.Params.AdditionalFields["progress"].(float64); ok {
+					progress = append(progress, p)
+				}
+			})
+			req := mcp.CallToolRequest{}
+			req.Params.Name = server + ".slow"
+			req.Params.Arguments = map[string]any{"steps": 5, "delay_ms": 10}
+			req.Params.Meta = &mcp.Meta{ProgressToken: "tok-1"}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			if _, err := c.CallTool(ctx, req); err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			resultSeen = true
+			got := slices.Clone(progress)
+			mu.Unlock()
+			if len(got) != 5 || !slices.IsSorted(got) {
+				t.Errorf("progress = %v, want 5 increasing values before the result", got)
+			}
+			if lateProgress {
+				t.Error("progress arrived after the result")
+			}
+		})
+	}
+}
+
+func TestAuthMatrix(t *testing.T) {
+	cfg, _ := twoBackends(t)
+	cfg.Auth.Tokens = []config.Token{
+		{Name: "alice", SHA256: sha("alice-token"), Principal: "alice", Tools: []string{"alpha.*"}},
+		{Name: "bob", SHA256: sha("bob-token"), Principal: "bob", Tools: []string{"beta.echo"}},
+	}
+	e := startGateway(t, cfg)
+	// No token and a wrong token: 401 with WWW-Authenticate.
+	for _, tok := range []string{"", "wrong"} {
+		hdr := map[string]string{}
+		if tok != "" {
+			hdr["Authorization"] = "Bearer " + tok
+		}
+		resp, b := post(t, e.url, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}`, hdr)
+		if resp.StatusCode != 401 || !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer") {
+			t.Errorf("token %q: status %d, WWW-Authenticate %q; want 401 Bearer (%s)", tok, resp.StatusCode, resp.Header.Get("WWW-Authenticate"), b)
+		}
+	}
+	tests := []struct {
+		token, tool string
+		allowed     bool
+	}{
+		{"alice-token", "alpha.echo", true},
+		{"alice-token", "alpha.add", true},
+		{"alice-token", "beta.echo", false},
+		{"bob-token", "beta.echo", true},
+		{"bob-token", "beta.add", false},
+		{"bob-token", "alpha.echo", false},
+	}
+	clients := map[string]*client.Client{}
+	for _, tok := range []string{"alice-token", "bob-token"} {
+		clients[tok] = newClientWithHeaders(t, e.url, map[string]string{"Authorization": "Bearer " + tok})
+	}
+	for _, tt := range tests {
+		t.Run(tt.token+"/"+tt.tool, func(t *testing.T) {
+			c := clients[tt.token]
+			req := mcp.CallToolRequest{}
+			req.Params.Name = tt.tool
+			req.Params.Arguments = map[string]any{"message": "x", "a": 1, "b": 1}
+			_, err := c.CallTool(context.Background(), req)
+			if tt.allowed && err != nil {
+				t.Errorf("CallTool(%s) with %s = %v, want allowed", tt.tool, tt.token, err)
+			}
+			if !tt.allowed && (err == nil || !strings.Contains(err.Error(), "not allowed")) {
+				t.Errorf("CallTool(%s) with %s = %v, want a not-allowed error", tt.tool, tt.token, err)
+			}
+			tools, err := c.ListTools(context.Background(), mcp.ListToolsRequest{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			listed := slices.ContainsFunc(tools.Tools, func(x mcp.Tool) bool { return x.Name == tt.tool })
+			if listed != tt.allowed {
+				t.Errorf("tools/list for %s lists %s = %v, want %v", tt.token, tt.tool, listed, tt.allowed)
+			}
+		})
+	}
+	// The denial is recorded with the principal and decision.
+	var denied bool
+	e.rec.mu.Lock()
+	for _, ev := range e.rec.events {
+		if ev.Hop == recorder.HopAuth && ev.Principal == "bob" && ev.AuthDecision == "denied" && ev.Target == "beta.add" {
+			denied = true
+		}
+	}
+	e.rec.mu.Unlock()
+	if !denied {
+		t.Error("no auth hop recorded for bob denied on beta.add")
+	}
+}
+
+func TestBackendDiesAndComesBack(t *testing.T) {
+	tb := testbackend.New(testbackend.Options{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	srv := &http.Server{Handler: tb.HTTPHandler()}
+	go func() { _ = srv.Serve(ln) }()
+	cfg := &config.Config{Servers: []config.Server{
+		{Name: "alpha", Transport: "http", URL: "http://" + addr + "/mcp", Timeout: 5 * time.Second, ConnectTimeout: time.Second},
+		stdioServer("beta", "v1"),
+	}}
+	e := startGateway(t, cfg)
+	var listChanged sync.WaitGroup
+	listChanged.Add(1)
+	var once sync.Once
+	c := newClient(t, e.url)
+	c.OnNotification(func(n mcp.JSONRPCNotification) {
+		if n.Method == "notifications/tools/list_changed" {
+			once.Do(listChanged.Done)
+		}
+	})
+	// Open the standalone stream so list_changed can reach us.
+	_ = callTool(t, c, "alpha.echo", map[string]any{"message": "before"})
+
+	_ = srv.Close()
+	req := mcp.CallToolRequest{}
+	req.Params.Name = "alpha.echo"
+	req.Params.Arguments = map[string]any{"message": "during"}
+	_, err = c.CallTool(context.Background(), req)
+	if err == nil || !strings.Contains(err.Error(), "alpha") {
+		t.Fatalf("call to dead backend = %v, want a clear error naming it", err)
+	}
+	waitFor(t, "alpha marked down", func() bool { return !e.gw.Backend("alpha").Ready() })
+	// The other backend still serves.
+	if got := text(callTool(t, c, "beta.echo", map[string]any{"message": "other"})); !strings.Contains(got, "other") {
+		t.Errorf("beta.echo while alpha is down = %q", got)
+	}
+	tools, _ := c.ListTools(context.Background(), mcp.ListToolsRequest{})
+	for _, tl := range tools.Tools {
+		if strings.HasPrefix(tl.Name, "alpha.") {
+			t.Errorf("tools/list still has %s while alpha is down", tl.Name)
+			break
+		}
+	}
+	// Bring it back on the same address: it reconnects and its tools return.
+	ln2, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv2 := &http.Server{Handler: testbackend.New(testbackend.Options{}).HTTPHandler()}
+	go func() { _ = srv2.Serve(ln2) }()
+	t.Cleanup(func() { _ = srv2.Close() })
+	waitFor(t, "alpha back", func() bool { return e.gw.Backend("alpha").Ready() })
+	if got := text(callTool(t, c, "alpha.echo", map[string]any{"message": "after"})); !strings.Contains(got, "after") {
+		t.Errorf("alpha.echo after reconnect = %q", got)
+	}
+}
+
+func TestStatusAndHealth(t *testing.T) {
+	cfg, _ := twoBackends(t)
+	e := startGateway(t, cfg)
+	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200} {
+		resp, err := http.Get(e.url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s = %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+	resp, err := http.Get(e.url + "/statusz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st proxy.Status
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Backends) != 2 || !st.Backends[0].Ready || !st.Backends[1].Ready {
+		t.Errorf("status backends = %+v, want 2 ready", st.Backends)
+	}
+}
+
+func sha(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
+}

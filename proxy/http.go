@@ -1,0 +1,523 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mcptrail/mcptrail/proxy/auth"
+	"github.com/mcptrail/mcptrail/proxy/jsonrpc"
+	"github.com/mcptrail/mcptrail/recorder"
+)
+
+// Handler returns the gateway's HTTP API:
+//
+//	/mcp       streamable HTTP (POST, GET stream, DELETE)
+//	/sse       legacy SSE stream; /message takes its POSTs
+//	/healthz   the process is alive
+//	/readyz    config loaded and the required backends initialized
+//	/statusz   counters as JSON (mcptrail status)
+func (g *Gateway) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/mcp", g.serveStreamable)
+	mux.HandleFunc("/sse", g.serveSSE)
+	mux.HandleFunc("/message", g.serveSSEMessage)
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		if ok, why := g.Ready(); !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, why+"\n")
+			return
+		}
+		_, _ = io.WriteString(w, "ready\n")
+	})
+	mux.HandleFunc("/statusz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(g.Status())
+	})
+	return mux
+}
+
+// StatusProvider adds a component's counters to /statusz.
+type StatusProvider interface{ Status() any }
+
+// Status is what /statusz reports.
+type Status struct {
+	Version  string          `json:"version"`
+	Instance string          `json:"instance"`
+	Ready    bool            `json:"ready"`
+	Requests int64           `json:"requests"`
+	Errors   int64           `json:"errors"`
+	Denied   int64           `json:"denied"`
+	Dropped  int64           `json:"dropped_stream_messages"`
+	Sessions int             `json:"sessions"`
+	Backends []BackendStatus `json:"backends"`
+	Recorder any             `json:"recorder,omitempty"`
+}
+
+// BackendStatus is one backend's health.
+type BackendStatus struct {
+	Name            string `json:"name"`
+	Transport       string `json:"transport"`
+	Ready           bool   `json:"ready"`
+	ProtocolVersion string `json:"protocol_version,omitempty"`
+	Tools           int    `json:"tools"`
+	LastError       string `json:"last_error,omitempty"`
+}
+
+// Status snapshots the gateway's counters.
+func (g *Gateway) Status() Status {
+	ready, _ := g.Ready()
+	st := Status{
+		Version: Version, Instance: g.instance, Ready: ready,
+		Requests: g.stats.requests.Load(), Errors: g.stats.errors.Load(),
+		Denied: g.stats.denied.Load(), Dropped: g.stats.dropped.Load(),
+	}
+	g.sessions.Range(func(_, _ any) bool { st.Sessions++; return true })
+	for _, name := range g.order {
+		b := g.backends[name]
+		bs := BackendStatus{Name: name, Transport: b.cfg.Transport}
+		if s := b.snap.Load(); s != nil {
+			bs.Ready, bs.ProtocolVersion, bs.Tools = true, s.protocolVersion, len(s.lists[listTools])
+		}
+		if err := b.LastError(); err != nil {
+			bs.LastError = err.Error()
+		}
+		st.Backends = append(st.Backends, bs)
+	}
+	if sp, ok := g.rec.(StatusProvider); ok {
+		st.Recorder = sp.Status()
+	}
+	return st
+}
+
+// requestIDFrom takes a valid X-Request-Id header or makes a new one.
+func requestIDFrom(r *http.Request) (id string, fromClient bool) {
+	if h := r.Header.Get(HeaderRequestID); validRequestID(h) {
+		return h, true
+	}
+	return NewRequestID(), false
+}
+
+// writeRPCError answers with a gateway-produced JSON-RPC error.
+func writeRPCError(w http.ResponseWriter, status int, id json.RawMessage, code int, msg, requestID string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set(HeaderRequestID, requestID)
+	w.WriteHeader(status)
+	m := jsonrpc.NewError(id, code, msg, errorData(requestID))
+	_, _ = w.Write(m.Marshal())
+}
+
+// authenticate checks the bearer token when auth is configured. It writes
+// the 401 itself and returns ok=false.
+func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request, reqID string) (*auth.Principal, bool) {
+	if !g.auth.Enabled() {
+		return nil, true
+	}
+	p, err := g.auth.Authenticate(r.Header.Get("Authorization"))
+	if err == nil {
+		return p, true
+	}
+	g.stats.denied.Add(1)
+	desc := "missing bearer token"
+	if !errors.Is(err, auth.ErrMissingToken) {
+		desc = "unknown bearer token"
+	}
+	w.Header().Set("WWW-Authenticate", `Bearer realm="mcptrail", error="invalid_token", error_description="`+desc+`"`)
+	writeRPCError(w, http.StatusUnauthorized, nil, jsonrpc.CodeUnauthorized, "mcptrail: "+desc, reqID)
+	if g.rec != nil {
+		_ = g.rec.Record(&recorder.Event{
+			RequestID: reqID, Hop: recorder.HopAuth, TimeNs: time.Now().UnixNano(),
+			AuthDecision: "denied", AuthRule: desc, Outcome: recorder.OutcomeDenied,
+			ErrorCode: jsonrpc.CodeUnauthorized, ErrorMessage: desc,
+			GatewayInstance: g.instance, GatewayVersion: Version, ConfigHash: g.cfg.Hash,
+		})
+	}
+	g.logger.Warn("request denied", "request_id", reqID, "reason", desc, "remote", r.RemoteAddr)
+	return nil, false
+}
+
+// readBody reads a POST body within the configured limit. A declared length
+// over the limit is refused before anything is read.
+func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, reqID string) ([]byte, bool) {
+	limit := g.cfg.MaxBodyBytes
+	if limit <= 0 {
+		limit = 4 << 20
+	}
+	if r.ContentLength > limit {
+		writeRPCError(w, http.StatusRequestEntityTooLarge, nil, jsonrpc.CodeRequestTooLarge, "mcptrail: request body exceeds max_body_bytes", reqID)
+		return nil, false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeRPCError(w, http.StatusRequestEntityTooLarge, nil, jsonrpc.CodeRequestTooLarge, "mcptrail: request body exceeds max_body_bytes", reqID)
+		} else {
+			writeRPCError(w, http.StatusBadRequest, nil, jsonrpc.CodeParseError, "mcptrail: reading request body: "+err.Error(), reqID)
+		}
+		return nil, false
+	}
+	return body, true
+}
+
+// decode parses one message, answering decode errors itself.
+func decode(w http.ResponseWriter, body []byte, reqID string) (jsonrpc.Message, bool) {
+	msg, err := jsonrpc.Decode(body)
+	if err != nil {
+		var de *jsonrpc.DecodeError
+		code := jsonrpc.CodeParseError
+		var id json.RawMessage
+		if errors.As(err, &de) {
+			code, id = de.Code, de.ID
+		}
+		writeRPCError(w, http.StatusBadRequest, id, code, "mcptrail: "+err.Error(), reqID)
+		return msg, false
+	}
+	return msg, true
+}
+
+func (g *Gateway) serveStreamable(w http.ResponseWriter, r *http.Request) {
+	reqID, fromClient := requestIDFrom(r)
+	switch r.Method {
+	case http.MethodPost:
+	case http.MethodGet:
+		g.serveStreamGET(w, r, reqID)
+		return
+	case http.MethodDelete:
+		if _, ok := g.authenticate(w, r, reqID); !ok {
+			return
+		}
+		id := r.Header.Get("Mcp-Session-Id")
+		if v, ok := g.sessions.LoadAndDelete(id); ok {
+			v.(*Session).close()
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		writeRPCError(w, http.StatusNotFound, nil, jsonrpc.CodeInvalidRequest, "mcptrail: unknown session", reqID)
+		return
+	default:
+		w.Header().Set("Allow", "GET, POST, DELETE")
+		writeRPCError(w, http.StatusMethodNotAllowed, nil, jsonrpc.CodeInvalidRequest, "mcptrail: method not allowed", reqID)
+		return
+	}
+	start := time.Now()
+	principal, ok := g.authenticate(w, r, reqID)
+	if !ok {
+		return
+	}
+	body, ok := g.readBody(w, r, reqID)
+	if !ok {
+		return
+	}
+	msg, ok := decode(w, body, reqID)
+	if !ok {
+		return
+	}
+
+	sid := r.Header.Get("Mcp-Session-Id")
+	var sess *Session
+	switch {
+	case msg.Method == "initialize":
+		sess = g.newSession(newID())
+		g.sessions.Store(sess.id, sess)
+	case sid != "":
+		v, ok := g.sessions.Load(sid)
+		if !ok {
+			// The spec's signal to re-initialize.
+			writeRPCError(w, http.StatusNotFound, msg.ID, jsonrpc.CodeInvalidRequest, "mcptrail: unknown or expired session", reqID)
+			return
+		}
+		sess = v.(*Session)
+	case msg.Method == "server/discover" || isModernRequest(r, msg):
+		// 2026-07-28 has no sessions: each request stands alone.
+		sess = g.newSession("")
+		sess.setClient(protocol2026, "", "", modernCaps(msg))
+	default:
+		writeRPCError(w, http.StatusBadRequest, msg.ID, jsonrpc.CodeInvalidRequest, "mcptrail: missing Mcp-Session-Id header (initialize first)", reqID)
+		return
+	}
+
+	switch msg.Kind() {
+	case jsonrpc.KindNotification:
+		g.clientNotification(sess, msg)
+		w.Header().Set(HeaderRequestID, reqID)
+		w.WriteHeader(http.StatusAccepted)
+		return
+	case jsonrpc.KindResponse:
+		if !sess.deliver(msg) {
+			g.logger.Warn("response for an unknown server request", "session_id", sess.id, "id", string(msg.ID))
+		}
+		w.Header().Set(HeaderRequestID, reqID)
+		w.WriteHeader(http.StatusAccepted)
+		return
+	}
+
+	out := &httpReplier{w: w, reqID: reqID, sessionID: sess.id}
+	if !fromClient {
+		// Generated here, but a valid ID in params._meta takes precedence.
+		reqID = ""
+	}
+	resp := g.Serve(r.Context(), Inbound{Session: sess, Msg: msg, Header: r.Header, Principal: principal, RequestID: reqID, Size: len(body), Start: start, out: out})
+	out.final(resp)
+}
+
+// isModernRequest reports a 2026-07-28 request: it carries its protocol
+// version in the header or in _meta instead of a session.
+func isModernRequest(r *http.Request, msg jsonrpc.Message) bool {
+	if r.Header.Get("Mcp-Protocol-Version") == protocol2026 {
+		return true
+	}
+	o, err := jsonrpc.ParseObject(msg.Params)
+	if err != nil {
+		return false
+	}
+	meta, err := jsonrpc.ParseObject(o.Get("_meta"))
+	if err != nil {
+		return false
+	}
+	v, _ := meta.GetString("io.modelcontextprotocol/protocolVersion")
+	return v == protocol2026
+}
+
+func modernCaps(msg jsonrpc.Message) map[string]json.RawMessage {
+	o, err := jsonrpc.ParseObject(msg.Params)
+	if err != nil {
+		return nil
+	}
+	meta, err := jsonrpc.ParseObject(o.Get("_meta"))
+	if err != nil {
+		return nil
+	}
+	var caps map[string]json.RawMessage
+	_ = json.Unmarshal(meta.Get("io.modelcontextprotocol/clientCapabilities"), &caps)
+	return caps
+}
+
+// clientNotification handles a notification from a client.
+func (g *Gateway) clientNotification(sess *Session, msg jsonrpc.Message) {
+	switch msg.Method {
+	case "notifications/initialized":
+	case "notifications/cancelled":
+		o, err := jsonrpc.ParseObject(msg.Params)
+		if err != nil {
+			return
+		}
+		if c := sess.findCall(o.Get("requestId")); c != nil {
+			c.cancel()
+		}
+	case "notifications/roots/list_changed":
+		for _, name := range g.order {
+			if s := g.backends[name].snap.Load(); s != nil {
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				_ = s.conn.SendNotification(ctx, mcpNotification(msg.Method))
+				cancel()
+			}
+		}
+	}
+}
+
+// httpReplier answers one POST: as a single JSON body when nothing needs to
+// reach the client first, or as an SSE stream once something does.
+type httpReplier struct {
+	w         http.ResponseWriter
+	reqID     string
+	sessionID string
+	mu        sync.Mutex
+	sse       bool
+	done      bool
+}
+
+var errReplied = errors.New("request already answered")
+
+// setRequestID adopts the ID the gateway settled on (the client may send
+// it in params._meta instead of the header).
+func (h *httpReplier) setRequestID(id string) {
+	h.mu.Lock()
+	h.reqID = id
+	h.mu.Unlock()
+}
+
+func (h *httpReplier) header(contentType string, status int) {
+	hd := h.w.Header()
+	hd.Set("Content-Type", contentType)
+	hd.Set(HeaderRequestID, h.reqID)
+	if h.sessionID != "" {
+		hd.Set("Mcp-Session-Id", h.sessionID)
+	}
+	if contentType == "text/event-stream" {
+		hd.Set("Cache-Control", "no-cache")
+	}
+	h.w.WriteHeader(status)
+}
+
+func (h *httpReplier) notify(b []byte) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.done {
+		return errReplied
+	}
+	if !h.sse {
+		h.sse = true
+		h.header("text/event-stream", http.StatusOK)
+	}
+	return writeSSE(h.w, b)
+}
+
+func (h *httpReplier) final(m jsonrpc.Message) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.done = true
+	b := m.Marshal()
+	if h.sse {
+		_ = writeSSE(h.w, b)
+		return
+	}
+	h.header("application/json", http.StatusOK)
+	_, _ = h.w.Write(b)
+}
+
+func writeSSE(w http.ResponseWriter, b []byte) error {
+	var err error
+	if b == nil {
+		_, err = io.WriteString(w, ": keepalive\n\n")
+	} else {
+		buf := make([]byte, 0, len(b)+24)
+		buf = append(buf, "event: message\ndata: "...)
+		buf = append(buf, b...)
+		buf = append(buf, "\n\n"...)
+		_, err = w.Write(buf)
+	}
+	if err != nil {
+		return err
+	}
+	return http.NewResponseController(w).Flush()
+}
+
+// serveStreamGET is the standalone SSE stream of a streamable-HTTP session.
+func (g *Gateway) serveStreamGET(w http.ResponseWriter, r *http.Request, reqID string) {
+	if _, ok := g.authenticate(w, r, reqID); !ok {
+		return
+	}
+	if !strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
+		writeRPCError(w, http.StatusNotAcceptable, nil, jsonrpc.CodeInvalidRequest, "mcptrail: GET /mcp needs Accept: text/event-stream", reqID)
+		return
+	}
+	v, ok := g.sessions.Load(r.Header.Get("Mcp-Session-Id"))
+	if !ok {
+		writeRPCError(w, http.StatusNotFound, nil, jsonrpc.CodeInvalidRequest, "mcptrail: unknown or expired session", reqID)
+		return
+	}
+	sess := v.(*Session)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("Mcp-Session-Id", sess.id)
+	w.WriteHeader(http.StatusOK)
+	_ = http.NewResponseController(w).Flush()
+	ctx, cancel := g.streamContext(r.Context())
+	defer cancel()
+	sess.streamLoop(ctx, func(b []byte) error { return writeSSE(w, b) })
+}
+
+// streamContext ends a long-lived stream when the client goes or the gateway stops.
+func (g *Gateway) streamContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	if g.ctx != nil {
+		stop := context.AfterFunc(g.ctx, cancel)
+		return ctx, func() { stop(); cancel() }
+	}
+	return ctx, cancel
+}
+
+// serveSSE is the legacy (2024-11-05) SSE transport: GET /sse opens the
+// stream and names the endpoint for POSTs; every answer goes on the stream.
+func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request) {
+	reqID, _ := requestIDFrom(r)
+	if r.Method != http.MethodGet {
+		writeRPCError(w, http.StatusMethodNotAllowed, nil, jsonrpc.CodeInvalidRequest, "mcptrail: GET /sse opens the stream", reqID)
+		return
+	}
+	if _, ok := g.authenticate(w, r, reqID); !ok {
+		return
+	}
+	sess := g.newSession(newID())
+	g.sessions.Store(sess.id, sess)
+	defer func() {
+		g.sessions.Delete(sess.id)
+		sess.close()
+	}()
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	if _, err := io.WriteString(w, "event: endpoint\ndata: /message?sessionId="+sess.id+"\n\n"); err != nil {
+		return
+	}
+	_ = http.NewResponseController(w).Flush()
+	ctx, cancel := g.streamContext(r.Context())
+	defer cancel()
+	sess.streamLoop(ctx, func(b []byte) error { return writeSSE(w, b) })
+}
+
+// sessionReplier sends request-related messages on the session stream.
+type sessionReplier struct{ s *Session }
+
+func (r sessionReplier) notify(b []byte) error { r.s.push(b); return nil }
+
+func (g *Gateway) serveSSEMessage(w http.ResponseWriter, r *http.Request) {
+	reqID, fromClient := requestIDFrom(r)
+	if r.Method != http.MethodPost {
+		writeRPCError(w, http.StatusMethodNotAllowed, nil, jsonrpc.CodeInvalidRequest, "mcptrail: POST /message", reqID)
+		return
+	}
+	start := time.Now()
+	principal, ok := g.authenticate(w, r, reqID)
+	if !ok {
+		return
+	}
+	v, ok := g.sessions.Load(r.URL.Query().Get("sessionId"))
+	if !ok {
+		writeRPCError(w, http.StatusNotFound, nil, jsonrpc.CodeInvalidRequest, "mcptrail: unknown sessionId", reqID)
+		return
+	}
+	sess := v.(*Session)
+	body, ok := g.readBody(w, r, reqID)
+	if !ok {
+		return
+	}
+	msg, ok := decode(w, body, reqID)
+	if !ok {
+		return
+	}
+	w.Header().Set(HeaderRequestID, reqID)
+	w.WriteHeader(http.StatusAccepted)
+	switch msg.Kind() {
+	case jsonrpc.KindNotification:
+		g.clientNotification(sess, msg)
+		return
+	case jsonrpc.KindResponse:
+		sess.deliver(msg)
+		return
+	}
+	if !fromClient {
+		reqID = ""
+	}
+	g.inflight.Add(1)
+	go func() {
+		defer g.inflight.Done()
+		ctx, cancel := g.streamContext(context.Background())
+		defer cancel()
+		resp := g.Serve(ctx, Inbound{Session: sess, Msg: msg, Header: r.Header.Clone(), Principal: principal, RequestID: reqID, Size: len(body), Start: start, out: sessionReplier{sess}})
+		sess.push(resp.Marshal())
+	}()
+}

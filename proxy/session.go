@@ -1,0 +1,217 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mcptrail/mcptrail/proxy/jsonrpc"
+)
+
+// sessionStreamSize bounds the messages buffered for a session's standalone
+// stream (GET /mcp or legacy SSE). Past it, messages are dropped and counted:
+// a slow client must not grow the gateway's memory.
+const sessionStreamSize = 256
+
+// Session is one client session: what the client negotiated and the streams
+// the gateway can reach it on.
+type Session struct {
+	id       string
+	g        *Gateway
+	created  time.Time
+	lastUsed atomic.Int64
+
+	mu              sync.Mutex
+	protocolVersion string
+	clientName      string
+	clientVersion   string
+	caps            map[string]json.RawMessage
+	logLevel        string
+	subs            map[string]bool
+	pending         map[string]chan jsonrpc.Message // server→client requests awaiting the client
+	calls           map[string]*call                // in-flight client requests by JSON-RPC id
+	closed          bool
+
+	stream    chan []byte // standalone stream; nil until one attaches
+	streaming atomic.Int32
+	dropped   atomic.Int64
+}
+
+func (g *Gateway) newSession(id string) *Session {
+	s := &Session{
+		id:      id,
+		g:       g,
+		created: time.Now(),
+		subs:    map[string]bool{},
+		pending: map[string]chan jsonrpc.Message{},
+		calls:   map[string]*call{},
+		stream:  make(chan []byte, sessionStreamSize),
+	}
+	s.touch()
+	return s
+}
+
+func (s *Session) touch() { s.lastUsed.Store(time.Now().UnixNano()) }
+
+// ID is the session id the client uses.
+func (s *Session) ID() string { return s.id }
+
+func (s *Session) setClient(version, name, ver string, caps map[string]json.RawMessage) {
+	s.mu.Lock()
+	s.protocolVersion, s.clientName, s.clientVersion, s.caps = version, name, ver, caps
+	s.mu.Unlock()
+}
+
+func (s *Session) client() (version, name, ver string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.protocolVersion, s.clientName, s.clientVersion
+}
+
+// hasCapability reports whether the client declared a capability at
+// initialize (sampling, elicitation, roots).
+func (s *Session) hasCapability(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.caps[name]
+	return ok
+}
+
+func (s *Session) setLogLevel(l string) {
+	s.mu.Lock()
+	s.logLevel = l
+	s.mu.Unlock()
+}
+
+func (s *Session) wantsLogs() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.logLevel != ""
+}
+
+func (s *Session) subscribe(uri string, on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if on {
+		s.subs[uri] = true
+	} else {
+		delete(s.subs, uri)
+	}
+}
+
+func (s *Session) subscribed(uri string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.subs[uri]
+}
+
+// push queues a message for the standalone stream without blocking.
+func (s *Session) push(b []byte) {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return
+	}
+	select {
+	case s.stream <- b:
+	default:
+		s.dropped.Add(1)
+		s.g.stats.dropped.Add(1)
+		s.g.logger.Warn("session stream full, message dropped", "session_id", s.id, "dropped_total", s.dropped.Load())
+	}
+}
+
+func (s *Session) hasStream() bool { return s.streaming.Load() > 0 }
+
+// awaitResponse registers a server→client request id.
+func (s *Session) awaitResponse(id string) (chan jsonrpc.Message, func()) {
+	ch := make(chan jsonrpc.Message, 1)
+	s.mu.Lock()
+	s.pending[id] = ch
+	s.mu.Unlock()
+	return ch, func() {
+		s.mu.Lock()
+		delete(s.pending, id)
+		s.mu.Unlock()
+	}
+}
+
+// deliver hands a client's response to the server→client request waiting
+// for it; false when nothing waits for that id.
+func (s *Session) deliver(m jsonrpc.Message) bool {
+	s.mu.Lock()
+	ch, ok := s.pending[string(m.ID)]
+	s.mu.Unlock()
+	if ok {
+		ch <- m
+	}
+	return ok
+}
+
+func (s *Session) trackCall(c *call) {
+	s.mu.Lock()
+	s.calls[string(c.msg.ID)] = c
+	s.mu.Unlock()
+}
+
+func (s *Session) untrackCall(c *call) {
+	s.mu.Lock()
+	if s.calls[string(c.msg.ID)] == c {
+		delete(s.calls, string(c.msg.ID))
+	}
+	s.mu.Unlock()
+}
+
+func (s *Session) findCall(id json.RawMessage) *call {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls[string(id)]
+}
+
+func (s *Session) close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	calls := make([]*call, 0, len(s.calls))
+	for _, c := range s.calls {
+		calls = append(calls, c)
+	}
+	s.mu.Unlock()
+	for _, c := range calls {
+		c.cancel()
+	}
+}
+
+func (s *Session) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// streamLoop writes the standalone stream with write until ctx ends.
+func (s *Session) streamLoop(ctx context.Context, write func([]byte) error) {
+	s.streaming.Add(1)
+	defer s.streaming.Add(-1)
+	keepalive := time.NewTicker(25 * time.Second)
+	defer keepalive.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case b := <-s.stream:
+			if write(b) != nil {
+				return
+			}
+		case <-keepalive.C:
+			if write(nil) != nil {
+				return
+			}
+		}
+	}
+}
