@@ -1,0 +1,420 @@
+package proxy_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/client/transport"
+	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/mcptrail/mcptrail/proxy"
+	"github.com/mcptrail/mcptrail/proxy/config"
+)
+
+// everythingJS is server-everything's entry point, installed by `make test`
+// (npm ci in testdata/npm).
+func everythingJS(t testing.TB) string {
+	t.Helper()
+	p, err := filepath.Abs("../testdata/npm/node_modules/@modelcontextprotocol/server-everything/dist/index.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("server-everything is not installed (%v): run `make test` or `npm ci --prefix testdata/npm`", err)
+	}
+	return p
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startEverythingHTTP runs server-everything's streamable HTTP transport and
+// returns its /mcp URL.
+func startEverythingHTTP(t testing.TB) string {
+	t.Helper()
+	port := freePort(t)
+	cmd := exec.Command("node", everythingJS(t), "streamableHttp")
+	cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(port))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting server-everything: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+	})
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server-everything did not listen on %s", addr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return "http://" + addr + "/mcp"
+}
+
+// peer is one MCP client session used by the scenario, either directly on a
+// server or through the gateway.
+type peer struct {
+	c        *client.Client
+	prefix   string // "everything." through the gateway
+	seq      atomic.Int64
+	mu       sync.Mutex
+	progress map[string][]float64
+	samples  atomic.Int32
+	elicits  atomic.Int32
+}
+
+type samplingHandler struct{ p *peer }
+
+func (h samplingHandler) CreateMessage(ctx context.Context, req mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
+	h.p.samples.Add(1)
+	return &mcp.CreateMessageResult{
+		SamplingMessage: mcp.SamplingMessage{Role: mcp.RoleAssistant, Content: mcp.TextContent{Type: "text", Text: "sampled by the test client"}},
+		Model:           "test-model",
+		StopReason:      "endTurn",
+	}, nil
+}
+
+type elicitationHandler struct{ p *peer }
+
+func (h elicitationHandler) Elicit(ctx context.Context, req mcp.ElicitationRequest) (*mcp.ElicitationResult, error) {
+	h.p.elicits.Add(1)
+	return &mcp.ElicitationResult{ElicitationResponse: mcp.ElicitationResponse{Action: mcp.ElicitationResponseActionDecline}}, nil
+}
+
+type rootsHandler struct{}
+
+func (rootsHandler) ListRoots(context.Context, mcp.ListRootsRequest) (*mcp.ListRootsResult, error) {
+	return &mcp.ListRootsResult{Roots: []mcp.Root{{URI: "file:///tmp", Name: "tmp"}}}, nil
+}
+
+func newPeer(t testing.TB, tr transport.Interface, prefix string) *peer {
+	t.Helper()
+	p := &peer{prefix: prefix, progress: map[string][]float64{}}
+	p.c = client.NewClient(tr,
+		client.WithProtocolVersion("2025-11-25"),
+		client.WithSamplingHandler(samplingHandler{p}),
+		client.WithElicitationHandler(elicitationHandler{p}),
+		client.WithRootsHandler(rootsHandler{}),
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := p.c.Start(context.Background()); err != nil { // stdio ties the child to this context
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.c.Close() })
+	p.c.OnNotification(func(n mcp.JSONRPCNotification) {
+		if n.Method != "notifications/progress" {
+			return
+		}
+		tok := fmt.Sprint(n.Params.AdditionalFields["progressToken"])
+		v, _ := n.Params.AdditionalFields["progress"].(float64)
+		p.mu.Lock()
+		p.progress[tok] = append(p.progress[tok], v)
+		p.mu.Unlock()
+	})
+	req := mcp.InitializeRequest{}
+	req.Params.ProtocolVersion = "2025-11-25"
+	req.Params.ClientInfo = mcp.Implementation{Name: "mcptrail-e2e", Version: "1"}
+	req.Params.Capabilities = mcp.ClientCapabilities{Sampling: &mcp.SamplingCapability{}, Elicitation: &mcp.ElicitationCapability{}}
+	if _, err := p.c.Initialize(ctx, req); err != nil {
+		t.Fatalf("initialize: %v", err)
+	}
+	return p
+}
+
+// raw sends one request through the client's transport and returns the
+// answer as received: result bytes or error object.
+func (p *peer) raw(t testing.TB, method string, params any) *transport.JSONRPCResponse {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	id := mcp.NewRequestId("raw-" + strconv.FormatInt(p.seq.Add(1), 10))
+	resp, err := p.c.GetTransport().SendRequest(ctx, transport.JSONRPCRequest{JSONRPC: "2.0", ID: id, Method: method, Params: params})
+	if err != nil {
+		t.Fatalf("%s: transport error: %v", method, err)
+	}
+	return resp
+}
+
+// normalize turns an answer into comparable JSON: the gateway's _meta stamp
+// and volatile ids are removed, keys sorted.
+func normalize(resp *transport.JSONRPCResponse, prefix string) string {
+	if resp.Error != nil {
+		return fmt.Sprintf("error %d: %s", resp.Error.Code, resp.Error.Message)
+	}
+	var v any
+	if err := json.Unmarshal(resp.Result, &v); err != nil {
+		return "undecodable: " + string(resp.Result)
+	}
+	if m, ok := v.(map[string]any); ok {
+		if meta, ok := m["_meta"].(map[string]any); ok {
+			delete(meta, proxy.MetaRequestID)
+			if len(meta) == 0 {
+				delete(m, "_meta")
+			}
+		}
+	}
+	b, _ := json.Marshal(v)
+	// server-everything stamps some texts with the wall-clock time.
+	s := clockRE.ReplaceAllString(string(b), "<time>")
+	if prefix != "" {
+		s = strings.ReplaceAll(s, `"name":"`+prefix, `"name":"`)
+	}
+	return s
+}
+
+// fullList follows nextCursor to the end and returns the items.
+func (p *peer) fullList(t testing.TB, method, field string) []json.RawMessage {
+	t.Helper()
+	var all []json.RawMessage
+	cursor := ""
+	for range 100 {
+		params := map[string]any{}
+		if cursor != "" {
+			params["cursor"] = cursor
+		}
+		resp := p.raw(t, method, params)
+		if resp.Error != nil {
+			t.Fatalf("%s: %v", method, resp.Error.Message)
+		}
+		var page map[string]json.RawMessage
+		_ = json.Unmarshal(resp.Result, &page)
+		var items []json.RawMessage
+		_ = json.Unmarshal(page[field], &items)
+		all = append(all, items...)
+		cursor = ""
+		_ = json.Unmarshal(page["nextCursor"], &cursor)
+		if cursor == "" {
+			return all
+		}
+	}
+	t.Fatalf("%s: too many pages", method)
+	return nil
+}
+
+func itemNames(items []json.RawMessage, key string) []string {
+	var out []string
+	for _, it := range items {
+		var m map[string]any
+		_ = json.Unmarshal(it, &m)
+		out = append(out, fmt.Sprint(m[key]))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// waitTool waits until tools/list has the named tool: server-everything
+// registers its sampling/elicitation tools after initialization.
+func (p *peer) waitTool(t testing.TB, name string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if slices.Contains(itemNames(p.fullList(t, "tools/list", "tools"), "name"), p.prefix+name) {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("tool %s never appeared", p.prefix+name)
+}
+
+// scenario runs the same calls on a peer and returns normalized answers by
+// step name. prefix is how tool and prompt names must be spelled.
+func scenario(t *testing.T, p *peer) map[string]string {
+	t.Helper()
+	pre := p.prefix
+	out := map[string]string{}
+	call := func(step, tool string, args map[string]any, meta map[string]any) *transport.JSONRPCResponse {
+		params := map[string]any{"name": pre + tool, "arguments": args}
+		if meta != nil {
+			params["_meta"] = meta
+		}
+		resp := p.raw(t, "tools/call", params)
+		out[step] = normalize(resp, pre)
+		return resp
+	}
+	p.waitTool(t, "trigger-sampling-request")
+
+	tools := p.fullList(t, "tools/list", "tools")
+	out["tools/list names"] = strings.ReplaceAll(strings.Join(itemNames(tools, "name"), ","), pre, "")
+	out["tools/list"] = strings.ReplaceAll(canonical(tools), `"name":"`+pre, `"name":"`)
+	call("echo", "echo", map[string]any{"message": "hello"}, nil)
+	call("get-sum", "get-sum", map[string]any{"a": 2, "b": 3}, nil)
+	call("structured", "get-structured-content", map[string]any{"location": "Chicago"}, nil)
+	call("image", "get-tiny-image", map[string]any{}, nil)
+	call("annotated", "get-annotated-message", map[string]any{"messageType": "error", "includeImage": true}, nil)
+	call("invalid args", "get-sum", map[string]any{"a": "not a number"}, nil)
+	call("unknown tool", "no-such-tool", map[string]any{}, nil)
+	big := strings.Repeat("x", 1<<20)
+	resp := call("1MiB echo", "echo", map[string]any{"message": big}, nil)
+	if !strings.Contains(string(resp.Result), big) {
+		t.Errorf("1 MiB echo did not come back whole")
+	}
+	call("progress", "trigger-long-running-operation", map[string]any{"duration": 0.5, "steps": 5}, map[string]any{"progressToken": "p-1"})
+	call("sampling", "trigger-sampling-request", map[string]any{"prompt": "hi", "maxTokens": 5}, nil)
+	call("elicitation", "trigger-elicitation-request", map[string]any{}, nil)
+
+	resources := p.fullList(t, "resources/list", "resources")
+	out["resources/list"] = canonical(resources)
+	out["templates/list"] = canonical(p.fullList(t, "resources/templates/list", "resourceTemplates"))
+	uris := itemNames(resources, "uri")
+	if len(uris) == 0 {
+		t.Fatal("no resources listed")
+	}
+	out["resources/read"] = normalize(p.raw(t, "resources/read", map[string]any{"uri": uris[0]}), pre)
+	out["resources/read template"] = normalize(p.raw(t, "resources/read", map[string]any{"uri": "demo://resource/dynamic/text/7"}), pre)
+	out["resources/read unknown"] = normalize(p.raw(t, "resources/read", map[string]any{"uri": "demo://resource/static/document/no-such-file.md"}), pre)
+	prompts := p.fullList(t, "prompts/list", "prompts")
+	out["prompts/list"] = strings.ReplaceAll(canonical(prompts), `"name":"`+pre, `"name":"`)
+	out["prompts/get"] = normalize(p.raw(t, "prompts/get", map[string]any{"name": pre + "simple-prompt"}), pre)
+	out["prompts/get args"] = normalize(p.raw(t, "prompts/get", map[string]any{"name": pre + "args-prompt", "arguments": map[string]string{"city": "Paris"}}), pre)
+	out["prompts/get unknown"] = normalize(p.raw(t, "prompts/get", map[string]any{"name": pre + "no-such-prompt"}), pre)
+	out["completion"] = normalize(p.raw(t, "completion/complete", map[string]any{
+		"ref": map[string]any{"type": "ref/prompt", "name": pre + "completable-prompt"}, "argument": map[string]any{"name": "department", "value": "E"}}), pre)
+	out["ping"] = normalize(p.raw(t, "ping", nil), pre)
+	return out
+}
+
+var clockRE = regexp.MustCompile(`\d{1,2}:\d{2}:\d{2}\s?[AP]M`)
+
+func canonical(items []json.RawMessage) string {
+	var v []any
+	for _, it := range items {
+		var x any
+		_ = json.Unmarshal(it, &x)
+		v = append(v, x)
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// TestEverythingThroughGateway runs one scenario directly against
+// server-everything and through the gateway, over stdio and streamable
+// HTTP, and requires identical normalized answers plus the properties a
+// faithful relay must keep (progress order, isError, images, sampling and
+// elicitation round trips).
+func TestEverythingThroughGateway(t *testing.T) {
+	js := everythingJS(t)
+	for _, mode := range []string{"stdio", "http"} {
+		t.Run(mode, func(t *testing.T) {
+			var server config.Server
+			var direct transport.Interface
+			switch mode {
+			case "stdio":
+				server = config.Server{Name: "everything", Transport: "stdio", Command: "node", Args: []string{js, "stdio"}, Timeout: 30 * time.Second}
+				direct = transport.NewStdio("node", nil, js, "stdio")
+			case "http":
+				url := startEverythingHTTP(t)
+				server = config.Server{Name: "everything", Transport: "http", URL: url, Timeout: 30 * time.Second}
+				var err error
+				if direct, err = transport.NewStreamableHTTP(url, transport.WithContinuousListening()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e := startGateway(t, &config.Config{Servers: []config.Server{server}})
+			gwTr, err := transport.NewStreamableHTTP(e.url+"/mcp", transport.WithContinuousListening())
+			if err != nil {
+				t.Fatal(err)
+			}
+			viaGateway := newPeer(t, gwTr, "everything.")
+			directPeer := newPeer(t, direct, "")
+
+			want := scenario(t, directPeer)
+			got := scenario(t, viaGateway)
+			for step, w := range want {
+				if g := got[step]; g != w {
+					t.Errorf("%s: through the gateway\n  got  %.400s\n  want %.400s", step, g, w)
+				}
+			}
+			if !reflect.DeepEqual(keys(got), keys(want)) {
+				t.Errorf("steps differ: %v vs %v", keys(got), keys(want))
+			}
+
+			// Properties the comparison alone would not show.
+			if !strings.Contains(got["image"], `"type":"image"`) {
+				t.Errorf("image result lost its image content: %.200s", got["image"])
+			}
+			if !strings.Contains(got["structured"], `"structuredContent"`) {
+				t.Errorf("structured result lost structuredContent: %.200s", got["structured"])
+			}
+			if !strings.Contains(got["invalid args"], `"isError":true`) && !strings.HasPrefix(got["invalid args"], "error -32602") {
+				t.Errorf("invalid args = %.200s, want an isError result or -32602", got["invalid args"])
+			}
+			if !strings.HasPrefix(got["prompts/get unknown"], "error ") {
+				t.Errorf("unknown prompt = %s, want a JSON-RPC error", got["prompts/get unknown"])
+			}
+			viaGateway.mu.Lock()
+			prog := viaGateway.progress["p-1"]
+			viaGateway.mu.Unlock()
+			if len(prog) != 5 || !slices.IsSorted(prog) {
+				t.Errorf("progress through the gateway = %v, want 5 in order before the result", prog)
+			}
+			if viaGateway.samples.Load() != 1 || !strings.Contains(got["sampling"], "sampled by the test client") {
+				t.Errorf("sampling: client handled %d requests, tool said %.200s", viaGateway.samples.Load(), got["sampling"])
+			}
+			if viaGateway.elicits.Load() != 1 {
+				t.Errorf("elicitation: client handled %d requests, want 1", viaGateway.elicits.Load())
+			}
+			// Schemas are relayed byte for byte: the gateway's tools carry
+			// the backend's inputSchema unchanged.
+			gwTools := viaGateway.fullList(t, "tools/list", "tools")
+			dTools := directPeer.fullList(t, "tools/list", "tools")
+			if s1, s2 := schemaOf(gwTools, "everything.get-sum"), schemaOf(dTools, "get-sum"); s1 == "" || s1 != s2 {
+				t.Errorf("get-sum inputSchema through the gateway = %s, direct %s", s1, s2)
+			}
+		})
+	}
+}
+
+func keys(m map[string]string) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}
+
+func schemaOf(tools []json.RawMessage, name string) string {
+	for _, raw := range tools {
+		var tl struct {
+			Name        string          `json:"name"`
+			InputSchema json.RawMessage `json:"inputSchema"`
+		}
+		_ = json.Unmarshal(raw, &tl)
+		if tl.Name == name {
+			return string(tl.InputSchema)
+		}
+	}
+	return ""
+}
