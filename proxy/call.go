@@ -542,11 +542,7 @@ func (c *call) forward(ctx context.Context, b *Backend) jsonrpc.Message {
 	if snap.protocolVersion != protocol2026 {
 		// Per-request protocol keys of 2026-07-28 clients mean nothing to
 		// an older backend; strip them.
-		for _, k := range meta.Keys() {
-			if strings.HasPrefix(k, "io.modelcontextprotocol/") {
-				meta.Delete(k)
-			}
-		}
+		meta.DeletePrefix("io.modelcontextprotocol/")
 	}
 	if tok := meta.Get("progressToken"); tok != nil {
 		gw := `"mcptrail-` + strconv.FormatInt(g.tokenSeq.Add(1), 36) + `"`

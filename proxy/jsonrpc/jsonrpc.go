@@ -71,16 +71,6 @@ func (m *Message) Kind() Kind {
 	return KindInvalid
 }
 
-// wire is the decoding shape; jsonrpc is checked, never re-emitted from here.
-type wire struct {
-	JSONRPC string          `json:"jsonrpc"`
-	ID      json.RawMessage `json:"id"`
-	Method  *string         `json:"method"`
-	Params  json.RawMessage `json:"params"`
-	Result  json.RawMessage `json:"result"`
-	Error   *Error          `json:"error"`
-}
-
 // DecodeError says why a message could not be decoded and which JSON-RPC code
 // the answer must carry (-32700 for bad JSON, -32600 for a bad envelope).
 type DecodeError struct {
@@ -118,31 +108,64 @@ func Decode(b []byte) (Message, error) {
 		}
 		return Message{}, &DecodeError{Code: CodeInvalidRequest, Err: errors.New("message is not a JSON object")}
 	}
-	var w wire
-	if err := json.Unmarshal(b, &w); err != nil {
-		var syn *json.SyntaxError
-		if errors.As(err, &syn) || !json.Valid(b) {
-			return Message{}, &DecodeError{Code: CodeParseError, Err: fmt.Errorf("malformed JSON: %w", err)}
-		}
-		return Message{}, &DecodeError{Code: CodeInvalidRequest, Err: fmt.Errorf("invalid JSON-RPC envelope: %w", err)}
+	if !json.Valid(b) {
+		return Message{}, &DecodeError{Code: CodeParseError, Err: errors.New("malformed JSON")}
 	}
-	m := Message{Params: nullToNil(w.Params), Result: w.Result, Error: w.Error}
-	id := nullToNil(w.ID)
+	var (
+		m                  Message
+		version, method    []byte
+		hasMethod, badType bool
+		errRaw             []byte
+	)
+	err := scanMembers(b, func(key, val []byte, escaped bool) {
+		switch {
+		case keyEquals(key, escaped, "jsonrpc"):
+			version = val
+		case keyEquals(key, escaped, "id"):
+			m.ID = nullToNil(val)
+		case keyEquals(key, escaped, "method"):
+			hasMethod = true
+			if len(val) == 0 || val[0] != '"' {
+				badType = true
+			}
+			method = val
+		case keyEquals(key, escaped, "params"):
+			m.Params = nullToNil(val)
+		case keyEquals(key, escaped, "result"):
+			m.Result = val
+		case keyEquals(key, escaped, "error"):
+			errRaw = nullToNil(val)
+		}
+	})
+	if err != nil {
+		return Message{}, &DecodeError{Code: CodeParseError, Err: err}
+	}
+	id := m.ID
 	if id != nil && !validID(id) {
 		return Message{}, &DecodeError{Code: CodeInvalidRequest, Err: errors.New("id must be a string or a number")}
 	}
-	m.ID = id
-	if w.JSONRPC != "2.0" {
+	if string(version) != `"2.0"` {
 		return Message{}, &DecodeError{Code: CodeInvalidRequest, Err: errors.New(`"jsonrpc" must be "2.0"`), ID: id}
 	}
-	if w.Method != nil {
-		if *w.Method == "" {
+	if badType {
+		return Message{}, &DecodeError{Code: CodeInvalidRequest, Err: errors.New(`"method" must be a string`), ID: id}
+	}
+	if errRaw != nil {
+		m.Error = &Error{}
+		if err := json.Unmarshal(errRaw, m.Error); err != nil {
+			return Message{}, &DecodeError{Code: CodeInvalidRequest, Err: fmt.Errorf("invalid error object: %w", err), ID: id}
+		}
+		m.Error.Data = nullToNil(m.Error.Data)
+	}
+	if hasMethod {
+		name, ok := (&Object{members: []member{{key: []byte("m"), val: method}}}).GetString("m")
+		if !ok || name == "" {
 			return Message{}, &DecodeError{Code: CodeInvalidRequest, Err: errors.New(`"method" must not be empty`), ID: id}
 		}
 		if m.Result != nil || m.Error != nil {
 			return Message{}, &DecodeError{Code: CodeInvalidRequest, Err: errors.New("a message cannot have both method and result/error"), ID: id}
 		}
-		m.Method = *w.Method
+		m.Method = name
 		if m.Params != nil && m.Params[0] != '{' && m.Params[0] != '[' {
 			return Message{}, &DecodeError{Code: CodeInvalidRequest, Err: errors.New(`"params" must be an object or array`), ID: id}
 		}
@@ -175,7 +198,7 @@ func validID(id json.RawMessage) bool {
 }
 
 // Encode appends the wire form of m to dst.
-func (m *Message) Encode(dst []byte) []byte {
+func (m Message) Encode(dst []byte) []byte {
 	dst = append(dst, `{"jsonrpc":"2.0"`...)
 	if m.ID != nil {
 		dst = append(dst, `,"id":`...)
@@ -201,7 +224,12 @@ func (m *Message) Encode(dst []byte) []byte {
 }
 
 // Marshal returns the wire form of m.
-func (m *Message) Marshal() []byte { return m.Encode(make([]byte, 0, 64+len(m.Params)+len(m.Result))) }
+func (m Message) Marshal() []byte { return m.Encode(make([]byte, 0, 64+len(m.Params)+len(m.Result))) }
+
+// JSON returns the wire form of the error object.
+func (e *Error) JSON() json.RawMessage {
+	return e.encode(make([]byte, 0, 48+len(e.Message)+len(e.Data)))
+}
 
 func (e *Error) encode(dst []byte) []byte {
 	dst = append(dst, `{"code":`...)

@@ -1,64 +1,51 @@
 package jsonrpc
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"strings"
 )
 
 // Object is a JSON object decoded one level deep, keeping member order and
 // the raw bytes of every value, so that editing one member (a name, _meta)
-// re-encodes the rest unchanged.
+// re-encodes the rest unchanged. Values alias the parsed input.
 type Object struct {
 	members []member
+	inline  [8]member
 }
 
 type member struct {
-	key string
-	val json.RawMessage
+	key     []byte // JSON-escaped key body, without quotes
+	escaped bool   // key contains escape sequences
+	val     json.RawMessage
 }
 
-// ParseObject decodes the top level of a JSON object. A nil or empty input
-// gives an empty object.
+func (m *member) is(key string) bool { return keyEquals(m.key, m.escaped, key) }
+
+// ParseObject decodes the top level of a JSON object without copying its
+// values. A nil, empty or null input gives an empty object. The input must
+// be valid JSON (the gateway validates every message once, at Decode).
 func ParseObject(b []byte) (*Object, error) {
 	o := &Object{}
-	b = bytes.TrimSpace(b)
-	if len(b) == 0 || string(b) == "null" {
+	o.members = o.inline[:0]
+	t := b[skipWS(b, 0):]
+	if len(t) == 0 || string(t) == "null" {
 		return o, nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	tok, err := dec.Token()
+	err := scanMembers(b, func(key, val []byte, escaped bool) {
+		o.members = append(o.members, member{key: key, escaped: escaped, val: val})
+	})
 	if err != nil {
 		return nil, fmt.Errorf("reading object: %w", err)
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return nil, errors.New("not a JSON object")
-	}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, fmt.Errorf("reading object key: %w", err)
-		}
-		key, _ := tok.(string)
-		var val json.RawMessage
-		if err := dec.Decode(&val); err != nil {
-			return nil, fmt.Errorf("reading value of %q: %w", key, err)
-		}
-		o.members = append(o.members, member{key, val})
-	}
-	if _, err := dec.Token(); err != nil {
-		return nil, fmt.Errorf("reading object end: %w", err)
 	}
 	return o, nil
 }
 
 // Get returns the raw value of key, or nil.
 func (o *Object) Get(key string) json.RawMessage {
-	for _, m := range o.members {
-		if m.key == key {
-			return m.val
+	for i := range o.members {
+		if o.members[i].is(key) {
+			return o.members[i].val
 		}
 	}
 	return nil
@@ -67,25 +54,28 @@ func (o *Object) Get(key string) json.RawMessage {
 // GetString returns the string value of key and whether it was a string.
 func (o *Object) GetString(key string) (string, bool) {
 	v := o.Get(key)
-	if len(v) == 0 || v[0] != '"' {
+	if len(v) < 2 || v[0] != '"' {
 		return "", false
 	}
-	var s string
-	if json.Unmarshal(v, &s) != nil {
-		return "", false
+	body := v[1 : len(v)-1]
+	for _, c := range body {
+		if c == '\\' {
+			return unescape(body)
+		}
 	}
-	return s, true
+	return string(body), true
 }
 
 // Set replaces key's value, appending the member if it is new.
 func (o *Object) Set(key string, val json.RawMessage) {
 	for i := range o.members {
-		if o.members[i].key == key {
+		if o.members[i].is(key) {
 			o.members[i].val = val
 			return
 		}
 	}
-	o.members = append(o.members, member{key, val})
+	q := appendJSONString(nil, key)
+	o.members = append(o.members, member{key: q[1 : len(q)-1], escaped: strings.IndexByte(string(q), '\\') >= 0, val: val})
 }
 
 // SetString sets key to a JSON string.
@@ -94,12 +84,32 @@ func (o *Object) SetString(key, s string) { o.Set(key, appendJSONString(nil, s))
 // Delete removes key if present and reports whether it was.
 func (o *Object) Delete(key string) bool {
 	for i := range o.members {
-		if o.members[i].key == key {
+		if o.members[i].is(key) {
 			o.members = append(o.members[:i], o.members[i+1:]...)
 			return true
 		}
 	}
 	return false
+}
+
+// DeletePrefix removes every member whose key starts with prefix and
+// returns how many it removed.
+func (o *Object) DeletePrefix(prefix string) int {
+	n := 0
+	kept := o.members[:0]
+	for _, m := range o.members {
+		k := string(m.key)
+		if m.escaped {
+			k, _ = unescape(m.key)
+		}
+		if strings.HasPrefix(k, prefix) {
+			n++
+			continue
+		}
+		kept = append(kept, m)
+	}
+	o.members = kept
+	return n
 }
 
 // Len is the number of members.
@@ -109,7 +119,10 @@ func (o *Object) Len() int { return len(o.members) }
 func (o *Object) Keys() []string {
 	ks := make([]string, len(o.members))
 	for i, m := range o.members {
-		ks[i] = m.key
+		ks[i] = string(m.key)
+		if m.escaped {
+			ks[i], _ = unescape(m.key)
+		}
 	}
 	return ks
 }
@@ -120,14 +133,19 @@ func (o *Object) Marshal() json.RawMessage {
 	for _, m := range o.members {
 		n += len(m.key) + len(m.val) + 4
 	}
-	dst := make([]byte, 0, n)
+	return o.AppendTo(make([]byte, 0, n))
+}
+
+// AppendTo appends the encoded object to dst.
+func (o *Object) AppendTo(dst []byte) []byte {
 	dst = append(dst, '{')
 	for i, m := range o.members {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendJSONString(dst, m.key)
-		dst = append(dst, ':')
+		dst = append(dst, '"')
+		dst = append(dst, m.key...)
+		dst = append(dst, '"', ':')
 		dst = append(dst, m.val...)
 	}
 	return append(dst, '}')

@@ -1,0 +1,240 @@
+package auth
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"strings"
+	"testing"
+)
+
+var testTokens = []Token{
+	{Name: "ci", SHA256: HashToken("ci-secret"), Principal: "ci@example.com", Tools: []string{"crm.*", "files.read"}},
+	{Name: "admin", SHA256: HashToken("admin-secret"), Tools: []string{"*"}},
+	{Name: "none", SHA256: HashToken("none-secret"), Tools: []string{"nothing.here"}},
+	{Name: "mixed", SHA256: strings.ToUpper(HashToken("mixed-secret")), Principal: "m", Tools: []string{"files.read", "files*", "*"}},
+}
+
+func mustNew(t testing.TB, tokens []Token) *Authenticator {
+	t.Helper()
+	a, err := New(tokens)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return a
+}
+
+func TestHashToken(t *testing.T) {
+	sum := sha256.Sum256([]byte("test"))
+	if got, want := HashToken("test"), hex.EncodeToString(sum[:]); got != want {
+		t.Errorf("HashToken(test) = %s, want %s", got, want)
+	}
+	long := strings.Repeat("x", 1000) // beyond the stack buffer
+	sum = sha256.Sum256([]byte(long))
+	if got, want := HashToken(long), hex.EncodeToString(sum[:]); got != want {
+		t.Errorf("HashToken(long) = %s, want %s", got, want)
+	}
+}
+
+func TestAuthenticate(t *testing.T) {
+	a := mustNew(t, testTokens)
+	if !a.Enabled() {
+		t.Fatal("Enabled() = false with tokens")
+	}
+	tests := []struct {
+		header        string
+		wantPrincipal string
+		wantToken     string
+		wantErr       error
+	}{
+		{"Bearer ci-secret", "ci@example.com", "ci", nil},
+		{"bearer ci-secret", "ci@example.com", "ci", nil},
+		{"BEARER   ci-secret  ", "ci@example.com", "ci", nil},
+		{"Bearer admin-secret", "admin", "admin", nil}, // principal defaults to the token name
+		{"Bearer mixed-secret", "m", "mixed", nil},     // upper-case hex in config
+		{"", "", "", ErrMissingToken},
+		{"   ", "", "", ErrMissingToken},
+		{"Bearer", "", "", ErrMissingToken},
+		{"Bearer ", "", "", ErrMissingToken},
+		{"Basic Y2k6c2VjcmV0", "", "", ErrMissingToken},
+		{"ci-secret", "", "", ErrMissingToken},
+		{"Bearer ci-secret extra", "", "", ErrMissingToken},
+		{"Bearer ci-secreT", "", "", ErrUnknownToken},
+		{"Bearer " + HashToken("ci-secret"), "", "", ErrUnknownToken}, // the hash is not the token
+	}
+	for _, tt := range tests {
+		p, err := a.Authenticate(tt.header)
+		if tt.wantErr != nil {
+			if !errors.Is(err, tt.wantErr) || p != nil {
+				t.Errorf("Authenticate(%q) = %+v, %v; want nil, %v", tt.header, p, err, tt.wantErr)
+			}
+			if err != nil && strings.Contains(err.Error(), "secret") {
+				t.Errorf("Authenticate(%q) error %q leaks the token", tt.header, err)
+			}
+			continue
+		}
+		if err != nil || p.Name != tt.wantPrincipal || p.TokenName != tt.wantToken {
+			t.Errorf("Authenticate(%q) = %+v, %v; want principal %s token %s", tt.header, p, err, tt.wantPrincipal, tt.wantToken)
+		}
+	}
+}
+
+func TestDisabled(t *testing.T) {
+	for _, a := range []*Authenticator{mustNew(t, nil), {}, nil} {
+		if a.Enabled() {
+			t.Fatal("Enabled() = true without tokens")
+		}
+		for _, h := range []string{"", "Bearer whatever", "garbage"} {
+			p, err := a.Authenticate(h)
+			if err != nil || p.Name != Anonymous || p.TokenName != "" {
+				t.Errorf("Authenticate(%q) with auth off = %+v, %v; want anonymous", h, p, err)
+			}
+			if ok, rule := p.Allow("any.tool"); !ok || rule != "" {
+				t.Errorf("anonymous Allow = %v, %q; want true, \"\"", ok, rule)
+			}
+			if d := a.Authorize(p, "any.tool"); d != (Decision{Principal: Anonymous, Result: ResultNone}) || !d.Allowed() {
+				t.Errorf("Authorize with auth off = %+v", d)
+			}
+		}
+	}
+}
+
+// TestAllowMatrix checks every token against every tool.
+func TestAllowMatrix(t *testing.T) {
+	a := mustNew(t, testTokens)
+	tools := []string{"crm.search", "crm.", "crm", "crmx.search", "files.read", "files.readall", "files.write", "filesystem.ls", "nothing.here", ""}
+	// want[token][tool] is the rule that allows it, "-" for denied.
+	want := map[string][]string{
+		"ci":    {"crm.*", "crm.*", "-", "-", "files.read", "-", "-", "-", "-", "-"},
+		"admin": {"*", "*", "*", "*", "*", "*", "*", "*", "*", "*"},
+		"none":  {"-", "-", "-", "-", "-", "-", "-", "-", "nothing.here", "-"},
+		"mixed": {"*", "*", "*", "*", "files.read", "files*", "files*", "files*", "*", "*"},
+	}
+	for _, tok := range testTokens {
+		p, err := a.Authenticate("Bearer " + tok.Name + "-secret")
+		if err != nil {
+			t.Fatalf("token %s: %v", tok.Name, err)
+		}
+		for i, tool := range tools {
+			ok, rule := p.Allow(tool)
+			w := want[tok.Name][i]
+			if w == "-" {
+				if ok || rule != "" {
+					t.Errorf("%s.Allow(%q) = %v, %q; want denied", tok.Name, tool, ok, rule)
+				}
+				d := a.Authorize(p, tool)
+				if d.Result != ResultDenied || d.Allowed() || !strings.Contains(d.Reason, tool) || d.Principal != p.Name {
+					t.Errorf("Authorize(%s, %q) = %+v; want denied naming the tool", tok.Name, tool, d)
+				}
+				continue
+			}
+			if !ok || rule != w {
+				t.Errorf("%s.Allow(%q) = %v, %q; want true, %q", tok.Name, tool, ok, rule, w)
+			}
+			if d := a.Authorize(p, tool); d != (Decision{Principal: p.Name, Result: ResultAllowed, Rule: w}) {
+				t.Errorf("Authorize(%s, %q) = %+v", tok.Name, tool, d)
+			}
+		}
+	}
+	var nilP *Principal
+	if ok, _ := nilP.Allow("crm.search"); ok {
+		t.Error("nil principal allowed")
+	}
+	if d := a.Authorize(nil, "crm.search"); d.Result != ResultDenied {
+		t.Errorf("Authorize(nil) = %+v", d)
+	}
+	if d := Denied(ErrUnknownToken); d.Result != ResultDenied || d.Reason != "unknown bearer token" {
+		t.Errorf("Denied = %+v", d)
+	}
+}
+
+func TestNewRejects(t *testing.T) {
+	h := HashToken("x")
+	tests := []struct {
+		name   string
+		tokens []Token
+		want   string
+	}{
+		{"no name", []Token{{SHA256: h, Tools: []string{"*"}}}, "name is required"},
+		{"duplicate name", []Token{{Name: "a", SHA256: h, Tools: []string{"*"}}, {Name: "a", SHA256: HashToken("y"), Tools: []string{"*"}}}, "duplicate name"},
+		{"duplicate hash", []Token{{Name: "a", SHA256: h, Tools: []string{"*"}}, {Name: "b", SHA256: h, Tools: []string{"*"}}}, "same hash as token a"},
+		{"short hash", []Token{{Name: "a", SHA256: h[:10], Tools: []string{"*"}}}, "64 hex digits"},
+		{"not hex", []Token{{Name: "a", SHA256: strings.Repeat("g", 64), Tools: []string{"*"}}}, "64 hex digits"},
+		{"star in middle", []Token{{Name: "a", SHA256: h, Tools: []string{"*.read"}}}, "only at the end"},
+		{"empty pattern", []Token{{Name: "a", SHA256: h, Tools: []string{""}}}, "empty tool pattern"},
+		{"space in pattern", []Token{{Name: "a", SHA256: h, Tools: []string{"a b"}}}, "spaces"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := New(tt.tokens)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("New() = %v, want error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestPatterns(t *testing.T) {
+	a := mustNew(t, testTokens)
+	p, _ := a.Authenticate("Bearer ci-secret")
+	got := p.Patterns()
+	got[0] = "mutated"
+	if again := p.Patterns(); again[0] != "crm.*" || len(again) != 2 {
+		t.Errorf("Patterns() = %q; must be a copy of the configured order", again)
+	}
+}
+
+func FuzzAuthenticate(f *testing.F) {
+	for _, s := range []string{"", "Bearer ci-secret", "bearer  x", "Basic abc", "Bearer", "Bearer a b", "Bearer\tci-secret", "\x00Bearer ci-secret"} {
+		f.Add(s)
+	}
+	a := mustNew(f, testTokens)
+	f.Fuzz(func(t *testing.T, header string) {
+		p, err := a.Authenticate(header)
+		if (p == nil) == (err == nil) {
+			t.Fatalf("Authenticate(%q) = %v, %v: exactly one must be nil", header, p, err)
+		}
+		if err != nil {
+			if !errors.Is(err, ErrMissingToken) && !errors.Is(err, ErrUnknownToken) {
+				t.Fatalf("Authenticate(%q) error %v is not a sentinel", header, err)
+			}
+			return
+		}
+		tok, terr := BearerToken(header)
+		if terr != nil || HashToken(tok) != strings.ToLower(tokenHash(p.TokenName)) {
+			t.Fatalf("Authenticate(%q) accepted token %q as %s", header, tok, p.TokenName)
+		}
+	})
+}
+
+func tokenHash(name string) string {
+	for _, t := range testTokens {
+		if t.Name == name {
+			return t.SHA256
+		}
+	}
+	return ""
+}
+
+func BenchmarkAuthenticateAllow(b *testing.B) {
+	tokens := make([]Token, 0, 20)
+	for i := range 20 {
+		tokens = append(tokens, Token{Name: "t" + string(rune('a'+i)), SHA256: HashToken("secret-" + string(rune('a'+i))), Tools: []string{"files.read", "crm.*"}})
+	}
+	a := mustNew(b, tokens)
+	header := "Bearer secret-t"
+	allowed := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		p, err := a.Authenticate(header)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if ok, _ := p.Allow("crm.search"); ok {
+			allowed++
+		}
+	}
+	if allowed != b.N {
+		b.Fatalf("allowed %d of %d", allowed, b.N)
+	}
+}

@@ -1,0 +1,321 @@
+// Package config loads the mcptrail gateway configuration: one YAML file,
+// decoded strictly (unknown keys are errors), with ${ENV} and ${ENV:-default}
+// expansion in values, defaults applied, and a Validate step whose errors name
+// the file and the key, such as
+//
+//	mcptrail.yaml: servers[1].url: "ftp://x" is not an http or https URL
+//
+// The field comments below are the user documentation of every key; the
+// complete commented example lives in deploy/mcptrail.example.yaml and is
+// parsed by this package's tests.
+//
+// Secrets (passwords, API-key headers) belong in the environment, referenced
+// as ${NAME}; Warnings reports secret-looking values written literally.
+package config
+
+import (
+	"time"
+)
+
+// Defaults applied by Parse when a key is absent (or zero).
+const (
+	DefaultListen             = "127.0.0.1:8080"
+	DefaultNamespaceSeparator = "."
+	DefaultMaxBodyBytes       = 4 << 20
+	DefaultShutdownTimeout    = 15 * time.Second
+
+	DefaultServerTimeout   = 60 * time.Second
+	DefaultConnectTimeout  = 10 * time.Second
+	DefaultProtocolVersion = "2025-11-25"
+
+	DefaultQueueSize     = 65536
+	DefaultBatchSize     = 10000
+	DefaultFlushInterval = time.Second
+	DefaultOverflow      = OverflowDrop
+
+	DefaultDatabase = "mcptrail"
+	DefaultLocalDir = "./.mcptrail/clickhouse"
+
+	DefaultSpoolDir          = "./.mcptrail/spool"
+	DefaultFsync             = FsyncInterval
+	DefaultFsyncInterval     = time.Second
+	DefaultSpoolMaxBytes     = 1 << 30
+	DefaultSpoolSegmentBytes = 64 << 20
+
+	DefaultPayloadMaxBytes = 65536
+	DefaultHMACKeyEnv      = "MCPTRAIL_REDACTION_KEY"
+
+	DefaultRetentionHops     = 30 * 24 * time.Hour
+	DefaultRetentionPayloads = 7 * 24 * time.Hour
+)
+
+// DefaultRedactionPatterns is the built-in pattern set used when
+// recorder.redaction.patterns is absent.
+var DefaultRedactionPatterns = []string{"secrets"}
+
+// Transports a server can use.
+const (
+	TransportStdio = "stdio"
+	TransportHTTP  = "http"
+	TransportSSE   = "sse"
+)
+
+// Overflow policies of the recorder queue.
+const (
+	OverflowDrop       = "drop"
+	OverflowFailClosed = "fail_closed"
+)
+
+// Spool fsync policies.
+const (
+	FsyncAlways   = "always"
+	FsyncInterval = "interval"
+	FsyncNever    = "never"
+)
+
+// Config is the whole gateway configuration.
+type Config struct {
+	// Listen is the host:port the gateway serves MCP (streamable HTTP and
+	// SSE), /healthz, /readyz and /metrics on. Default "127.0.0.1:8080".
+	Listen string `yaml:"listen"`
+	// NamespaceSeparator joins a server name and a tool (prompt) name into
+	// the name clients see: "crm" + "." + "search" = "crm.search".
+	// Default ".". Use "__" when clients feed tool names to LLM APIs that
+	// accept only [a-zA-Z0-9_-] (OpenAI, Anthropic). It may not contain
+	// letters, digits or spaces, and no server name may contain it.
+	NamespaceSeparator string `yaml:"namespace_separator"`
+	// MaxBodyBytes caps one client request body, in bytes. Default 4 MiB.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// ShutdownTimeout bounds a graceful shutdown: in-flight requests finish
+	// and the recorder drains within it. Default 15s.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// Instance names this gateway in recorded events. Default the hostname.
+	Instance string `yaml:"instance"`
+	// Servers are the backend MCP servers, at least one.
+	Servers []Server `yaml:"servers"`
+	// Auth configures bearer tokens; no tokens means no authentication.
+	Auth Auth `yaml:"auth"`
+	// Recorder configures what is recorded and where.
+	Recorder Recorder `yaml:"recorder"`
+
+	// Path is the file the config came from ("" when parsed from memory).
+	Path string `yaml:"-"`
+	// Hash is the sha256 hex of the file bytes before env expansion, so it
+	// identifies the config without revealing secrets.
+	Hash string `yaml:"-"`
+
+	// envPaths holds the key paths whose values came from ${ENV} expansion.
+	envPaths map[string]bool
+	// present holds the key paths written in the file.
+	present map[string]bool
+}
+
+// Server is one backend MCP server. Its Name is the namespace of its tools.
+type Server struct {
+	// Name is the namespace: letters, digits, "_" and "-"; unique.
+	Name string `yaml:"name"`
+	// Transport is stdio, http (streamable HTTP) or sse (legacy HTTP+SSE).
+	// Default: stdio when command is set, http when url is set.
+	Transport string `yaml:"transport"`
+	// Command is the program to start (stdio only), looked up on PATH;
+	// relative paths are relative to the working directory of mcptrail.
+	Command string `yaml:"command"`
+	// Args are the command's arguments (stdio only).
+	Args []string `yaml:"args"`
+	// Env is added to the gateway's own environment for the command
+	// (stdio only). Put secrets here as ${NAME}.
+	Env map[string]string `yaml:"env"`
+	// Dir is the command's working directory (stdio only). Default the
+	// gateway's working directory.
+	Dir string `yaml:"dir"`
+	// URL is the endpoint (http and sse only), e.g. http://127.0.0.1:3001/mcp.
+	URL string `yaml:"url"`
+	// Headers are sent with every request to URL (http and sse only). Put
+	// secrets here as ${NAME}.
+	Headers map[string]string `yaml:"headers"`
+	// Timeout bounds one request to this server. Default 60s.
+	Timeout time.Duration `yaml:"timeout"`
+	// ConnectTimeout bounds starting/connecting and the initialize
+	// handshake. Default 10s.
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// ProtocolVersion is the MCP protocol version offered to the backend in
+	// initialize (YYYY-MM-DD). Default "2025-11-25".
+	ProtocolVersion string `yaml:"protocol_version"`
+	// Required makes /readyz report not-ready until this server is
+	// connected. Default false.
+	Required bool `yaml:"required"`
+	// MaxConcurrency caps in-flight requests to this server; excess
+	// requests wait. 0 (default) means unlimited.
+	MaxConcurrency int `yaml:"max_concurrency"`
+}
+
+// Auth configures client authentication.
+type Auth struct {
+	// Tokens are the accepted bearer tokens. Empty: authentication is off
+	// and every caller is the principal "anonymous" with access to all tools.
+	Tokens []Token `yaml:"tokens"`
+}
+
+// Token is one accepted bearer token, stored as a hash.
+type Token struct {
+	// Name identifies the token in audit records; unique.
+	Name string `yaml:"name"`
+	// SHA256 is the hex sha256 of the bearer token, as printed by
+	// `mcptrail token hash`. The token itself is never in the config.
+	SHA256 string `yaml:"sha256"`
+	// Principal is who holds the token (a user or a service), recorded with
+	// every call. Default the token name.
+	Principal string `yaml:"principal"`
+	// Tools are the namespaced tool names this token may call: "*" (all),
+	// a prefix ending in "*" ("crm.*"), or an exact name ("files.read").
+	// At least one.
+	Tools []string `yaml:"tools"`
+}
+
+// Recorder configures recording of every hop.
+type Recorder struct {
+	// Enabled turns recording on. Default true.
+	Enabled *bool `yaml:"enabled"`
+	// ClickHouse is where events are stored.
+	ClickHouse ClickHouse `yaml:"clickhouse"`
+	// Spool is the on-disk buffer between the queue and ClickHouse.
+	Spool Spool `yaml:"spool"`
+	// QueueSize is the in-memory queue capacity, in events. Default 65536.
+	QueueSize int `yaml:"queue_size"`
+	// BatchSize is the maximum number of events per ClickHouse insert.
+	// Default 10000.
+	BatchSize int `yaml:"batch_size"`
+	// FlushInterval is the longest an event waits before a (smaller) batch
+	// is written. Default 1s.
+	FlushInterval time.Duration `yaml:"flush_interval"`
+	// Overflow is what happens when the queue is full: "drop" (default)
+	// drops and counts the event and the call proceeds; "fail_closed"
+	// refuses the call, so nothing is ever unrecorded.
+	Overflow string `yaml:"overflow"`
+	// Payloads controls recording of request and response bodies.
+	Payloads Payloads `yaml:"payloads"`
+	// Redaction controls what is removed from payloads before recording.
+	Redaction Redaction `yaml:"redaction"`
+	// Retention controls how long records are kept.
+	Retention Retention `yaml:"retention"`
+}
+
+// ClickHouse is the storage backend.
+type ClickHouse struct {
+	// Addr lists native-protocol host:port addresses (port 9000 usually).
+	// Empty: mcptrail starts a local ClickHouse server in LocalDir.
+	Addr []string `yaml:"addr"`
+	// Database holds the mcptrail tables. Default "mcptrail".
+	Database string `yaml:"database"`
+	// Username to connect as. Default the server's default user.
+	Username string `yaml:"username"`
+	// Password to connect with; use ${NAME}, never a literal.
+	Password string `yaml:"password"`
+	// Cluster, when set, creates tables ON CLUSTER with replicated engines.
+	Cluster string `yaml:"cluster"`
+	// Migrate creates and upgrades tables at startup. Default true.
+	Migrate *bool `yaml:"migrate"`
+	// LocalDir is the data directory of the local server (addr empty).
+	// Default "./.mcptrail/clickhouse".
+	LocalDir string `yaml:"local_dir"`
+	// LocalBinary is the clickhouse-server binary for the local server.
+	// Default: clickhouse-server (or clickhouse) found on PATH or in
+	// /usr/bin and /usr/sbin.
+	LocalBinary string `yaml:"local_binary"`
+}
+
+// Spool is the durable on-disk buffer.
+type Spool struct {
+	// Dir holds spool segments. Default "./.mcptrail/spool".
+	Dir string `yaml:"dir"`
+	// Fsync is when segments are synced to disk: "always" (every append),
+	// "interval" (default, every fsync_interval) or "never" (the OS decides).
+	Fsync string `yaml:"fsync"`
+	// FsyncInterval is the sync period for fsync: interval. Default 1s.
+	FsyncInterval time.Duration `yaml:"fsync_interval"`
+	// MaxBytes caps the spool on disk, in bytes; beyond it the overflow
+	// policy applies. Default 1 GiB.
+	MaxBytes int64 `yaml:"max_bytes"`
+	// SegmentBytes is the size at which a segment file is rotated, in
+	// bytes. Default 64 MiB; at most max_bytes.
+	SegmentBytes int64 `yaml:"segment_bytes"`
+}
+
+// Payloads controls body recording.
+type Payloads struct {
+	// Enabled records request and response bodies (after redaction).
+	// Default true. When false only metadata (method, tool, sizes,
+	// outcome, latency) is recorded.
+	Enabled *bool `yaml:"enabled"`
+	// MaxBytes truncates each recorded body, in bytes. Default 65536.
+	MaxBytes int `yaml:"max_bytes"`
+}
+
+// Redaction controls what is scrubbed from payloads before recording.
+type Redaction struct {
+	// Keys are JSON object keys whose values are always redacted, matched
+	// case-insensitively at any depth (e.g. "password", "api_key").
+	Keys []string `yaml:"keys"`
+	// Patterns are built-in pattern sets applied to every string value.
+	// Default ["secrets"] (API keys, bearer tokens, private keys…); set
+	// to [] to disable.
+	Patterns []string `yaml:"patterns"`
+	// Custom are extra named regular expressions (Go RE2 syntax).
+	Custom []CustomPattern `yaml:"custom"`
+	// HMACKeyEnv names the environment variable holding the key used to
+	// replace redacted values by a keyed hash, so equal secrets stay
+	// correlatable. Default "MCPTRAIL_REDACTION_KEY"; when that variable is
+	// unset, redacted values are replaced by a fixed marker.
+	HMACKeyEnv string `yaml:"hmac_key_env"`
+}
+
+// CustomPattern is one user-defined redaction regexp.
+type CustomPattern struct {
+	// Name appears in the redaction marker; unique.
+	Name string `yaml:"name"`
+	// Regexp is a Go (RE2) regular expression; matches are redacted.
+	Regexp string `yaml:"regexp"`
+}
+
+// Retention controls how long recorded data is kept. Durations accept Go
+// syntax ("720h") and days ("30d"). Storage drops whole days at a time, so
+// data may outlive its retention by up to a day. 0 keeps data forever.
+type Retention struct {
+	// Hops is how long hop events (metadata) are kept. Default 30d.
+	Hops time.Duration `yaml:"hops"`
+	// Payloads is how long recorded bodies are kept. Default 7d; at most
+	// hops.
+	Payloads time.Duration `yaml:"payloads"`
+	// Audit is how long the audit trail (auth decisions, config changes)
+	// is kept. Default 0 (forever).
+	Audit time.Duration `yaml:"audit"`
+}
+
+// IsEnabled reports whether recording is on (default true).
+func (r *Recorder) IsEnabled() bool { return r.Enabled == nil || *r.Enabled }
+
+// IsEnabled reports whether bodies are recorded (default true).
+func (p *Payloads) IsEnabled() bool { return p.Enabled == nil || *p.Enabled }
+
+// ShouldMigrate reports whether tables are created and upgraded at startup
+// (default true).
+func (c *ClickHouse) ShouldMigrate() bool { return c.Migrate == nil || *c.Migrate }
+
+// Local reports whether mcptrail should start its own ClickHouse server.
+func (c *ClickHouse) Local() bool { return len(c.Addr) == 0 }
+
+// Server returns the server with the given name, or nil.
+func (c *Config) Server(name string) *Server {
+	for i := range c.Servers {
+		if c.Servers[i].Name == name {
+			return &c.Servers[i]
+		}
+	}
+	return nil
+}
+
+// FromEnv reports whether the value at the key path (as in errors, e.g.
+// "recorder.clickhouse.password") came from ${ENV} expansion.
+func (c *Config) FromEnv(path string) bool { return c.envPaths[path] }
+
+func boolPtr(b bool) *bool { return &b }

@@ -1,0 +1,454 @@
+package config
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+)
+
+// ApplyDefaults fills every zero-valued key that has a default. Parse calls
+// it; call it yourself for a Config built in code.
+func (c *Config) ApplyDefaults() { c.applyDefaults() }
+
+func (c *Config) applyDefaults() {
+	setDefault(&c.Listen, DefaultListen)
+	setDefault(&c.NamespaceSeparator, DefaultNamespaceSeparator)
+	setDefault(&c.MaxBodyBytes, DefaultMaxBodyBytes)
+	setDefault(&c.ShutdownTimeout, DefaultShutdownTimeout)
+	if c.Instance == "" {
+		if h, err := os.Hostname(); err == nil && h != "" {
+			c.Instance = h
+		} else {
+			c.Instance = "mcptrail"
+		}
+	}
+	for i := range c.Servers {
+		s := &c.Servers[i]
+		if s.Transport == "" {
+			switch {
+			case s.Command != "":
+				s.Transport = TransportStdio
+			case s.URL != "":
+				s.Transport = TransportHTTP
+			}
+		}
+		setDefault(&s.Timeout, DefaultServerTimeout)
+		setDefault(&s.ConnectTimeout, DefaultConnectTimeout)
+		setDefault(&s.ProtocolVersion, DefaultProtocolVersion)
+	}
+	for i := range c.Auth.Tokens {
+		t := &c.Auth.Tokens[i]
+		setDefault(&t.Principal, t.Name)
+		t.SHA256 = strings.ToLower(t.SHA256)
+	}
+	r := &c.Recorder
+	if r.Enabled == nil {
+		r.Enabled = boolPtr(true)
+	}
+	setDefault(&r.QueueSize, DefaultQueueSize)
+	setDefault(&r.BatchSize, DefaultBatchSize)
+	setDefault(&r.FlushInterval, DefaultFlushInterval)
+	setDefault(&r.Overflow, DefaultOverflow)
+	ch := &r.ClickHouse
+	setDefault(&ch.Database, DefaultDatabase)
+	if ch.Migrate == nil {
+		ch.Migrate = boolPtr(true)
+	}
+	setDefault(&ch.LocalDir, DefaultLocalDir)
+	sp := &r.Spool
+	setDefault(&sp.Dir, DefaultSpoolDir)
+	setDefault(&sp.Fsync, DefaultFsync)
+	setDefault(&sp.FsyncInterval, DefaultFsyncInterval)
+	setDefault(&sp.MaxBytes, DefaultSpoolMaxBytes)
+	setDefault(&sp.SegmentBytes, min(DefaultSpoolSegmentBytes, sp.MaxBytes))
+	if r.Payloads.Enabled == nil {
+		r.Payloads.Enabled = boolPtr(true)
+	}
+	setDefault(&r.Payloads.MaxBytes, DefaultPayloadMaxBytes)
+	if r.Redaction.Patterns == nil { // absent; an explicit [] disables them
+		r.Redaction.Patterns = append([]string(nil), DefaultRedactionPatterns...)
+	}
+	setDefault(&r.Redaction.HMACKeyEnv, DefaultHMACKeyEnv)
+	// Retention 0 means forever, so only absent keys get defaults.
+	rt := &r.Retention
+	if !c.present["recorder.retention.hops"] && rt.Hops == 0 {
+		rt.Hops = DefaultRetentionHops
+	}
+	if !c.present["recorder.retention.payloads"] && rt.Payloads == 0 {
+		rt.Payloads = DefaultRetentionPayloads
+		if rt.Hops > 0 {
+			rt.Payloads = min(rt.Payloads, rt.Hops)
+		}
+	}
+}
+
+func setDefault[T comparable](p *T, v T) {
+	var zero T
+	if *p == zero {
+		*p = v
+	}
+}
+
+var (
+	serverName      = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
+	llmToolName     = regexp.MustCompile(`^[a-zA-Z0-9_-]*$`)
+	protocolVersion = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}$`)
+	identifier      = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+	headerName      = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9a-zA-Z-]+$")
+)
+
+// Validate checks the whole config and returns every problem found, each
+// naming the file and the key ("mcptrail.yaml: servers[1].url: ...").
+// Zero values of keys that have defaults are accepted.
+func (c *Config) Validate() error {
+	v := validator{file: displayName(c.Path)}
+	if c.Listen != "" {
+		if err := checkHostPort(c.Listen); err != nil {
+			v.add("listen", "%v", err)
+		}
+	}
+	if sep := c.NamespaceSeparator; sep != "" {
+		switch {
+		case len(sep) > 8:
+			v.add("namespace_separator", "%q is longer than 8 bytes", sep)
+		case strings.ContainsFunc(sep, func(r rune) bool {
+			return unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsSpace(r) || unicode.IsControl(r)
+		}):
+			v.add("namespace_separator", "%q may not contain letters, digits or spaces: it must split \"server<sep>tool\" unambiguously", sep)
+		}
+	}
+	if c.MaxBodyBytes < 0 {
+		v.add("max_body_bytes", "must not be negative, got %d", c.MaxBodyBytes)
+	}
+	v.nonNegative("shutdown_timeout", c.ShutdownTimeout)
+
+	if len(c.Servers) == 0 {
+		v.add("servers", "at least one server is required")
+	}
+	names := map[string]int{}
+	for i := range c.Servers {
+		c.validateServer(&v, i, names)
+	}
+	tokens := map[string]int{}
+	hashes := map[string]int{}
+	for i, t := range c.Auth.Tokens {
+		key := fmt.Sprintf("auth.tokens[%d]", i)
+		switch j, dup := tokens[t.Name]; {
+		case t.Name == "":
+			v.add(key+".name", "is required")
+		case dup:
+			v.add(key+".name", "%q is also the name of auth.tokens[%d]", t.Name, j)
+		default:
+			tokens[t.Name] = i
+		}
+		if b, err := hex.DecodeString(t.SHA256); err != nil || len(b) != 32 {
+			v.add(key+".sha256", "must be 64 hex digits (the sha256 of the token; run `mcptrail token hash`), got %d characters", len(t.SHA256))
+		} else if j, dup := hashes[strings.ToLower(t.SHA256)]; dup {
+			v.add(key+".sha256", "same token hash as auth.tokens[%d]", j)
+		} else {
+			hashes[strings.ToLower(t.SHA256)] = i
+		}
+		if len(t.Tools) == 0 {
+			v.add(key+".tools", `is empty; list the tools this token may call ("*" for all)`)
+		}
+		for k, p := range t.Tools {
+			if err := checkToolPattern(p); err != nil {
+				v.add(fmt.Sprintf("%s.tools[%d]", key, k), "%v", err)
+			}
+		}
+	}
+	c.validateRecorder(&v)
+	return v.err()
+}
+
+func (c *Config) validateServer(v *validator, i int, names map[string]int) {
+	s := &c.Servers[i]
+	key := fmt.Sprintf("servers[%d]", i)
+	switch j, dup := names[s.Name]; {
+	case s.Name == "":
+		v.add(key+".name", "is required")
+	case !serverName.MatchString(s.Name):
+		v.add(key+".name", "%q may contain only letters, digits, _ and -", s.Name)
+	case dup:
+		v.add(key+".name", "%q is also the name of servers[%d]", s.Name, j)
+	case c.NamespaceSeparator != "" && strings.Contains(s.Name, c.NamespaceSeparator):
+		v.add(key+".name", "%q contains the namespace_separator %q, so its tool names would be ambiguous", s.Name, c.NamespaceSeparator)
+	default:
+		names[s.Name] = i
+	}
+	switch s.Transport {
+	case TransportStdio:
+		if s.Command == "" {
+			v.add(key+".command", "is required for transport stdio")
+		}
+		if s.URL != "" {
+			v.add(key+".url", "is not used by transport stdio (use transport http or sse)")
+		}
+		if len(s.Headers) > 0 {
+			v.add(key+".headers", "are not used by transport stdio")
+		}
+	case TransportHTTP, TransportSSE:
+		if s.URL == "" {
+			v.add(key+".url", "is required for transport %s", s.Transport)
+		} else if err := checkURL(s.URL); err != nil {
+			v.add(key+".url", "%v", err)
+		}
+		if s.Command != "" || len(s.Args) > 0 || len(s.Env) > 0 || s.Dir != "" {
+			v.add(key+".command", "command, args, env and dir are used only by transport stdio")
+		}
+		for h := range s.Headers {
+			if !headerName.MatchString(h) {
+				v.add(key+".headers."+h, "is not a valid HTTP header name")
+			}
+		}
+	case "":
+		v.add(key+".transport", "is required: stdio (with command) or http/sse (with url)")
+	default:
+		v.add(key+".transport", "%q is not one of stdio, http, sse", s.Transport)
+	}
+	for name := range s.Env {
+		if !validEnvName(name) {
+			v.add(key+".env."+name, "is not a valid environment variable name")
+		}
+	}
+	v.nonNegative(key+".timeout", s.Timeout)
+	v.nonNegative(key+".connect_timeout", s.ConnectTimeout)
+	if s.ProtocolVersion != "" && !protocolVersion.MatchString(s.ProtocolVersion) {
+		v.add(key+".protocol_version", "%q is not a protocol version like %q", s.ProtocolVersion, DefaultProtocolVersion)
+	}
+	if s.MaxConcurrency < 0 {
+		v.add(key+".max_concurrency", "must not be negative (0 means unlimited), got %d", s.MaxConcurrency)
+	}
+}
+
+func (c *Config) validateRecorder(v *validator) {
+	r := &c.Recorder
+	v.nonNegativeInt("recorder.queue_size", r.QueueSize)
+	v.nonNegativeInt("recorder.batch_size", r.BatchSize)
+	v.nonNegative("recorder.flush_interval", r.FlushInterval)
+	switch r.Overflow {
+	case "", OverflowDrop, OverflowFailClosed:
+	default:
+		v.add("recorder.overflow", "%q is not one of drop, fail_closed", r.Overflow)
+	}
+	ch := &r.ClickHouse
+	for i, a := range ch.Addr {
+		if err := checkHostPort(a); err != nil {
+			v.add(fmt.Sprintf("recorder.clickhouse.addr[%d]", i), "%v", err)
+		}
+	}
+	if ch.Database != "" && !identifier.MatchString(ch.Database) {
+		v.add("recorder.clickhouse.database", "%q is not a plain identifier (letters, digits, _)", ch.Database)
+	}
+	if ch.Cluster != "" && !identifier.MatchString(ch.Cluster) {
+		v.add("recorder.clickhouse.cluster", "%q is not a plain identifier (letters, digits, _)", ch.Cluster)
+	}
+	sp := &r.Spool
+	switch sp.Fsync {
+	case "", FsyncAlways, FsyncInterval, FsyncNever:
+	default:
+		v.add("recorder.spool.fsync", "%q is not one of always, interval, never", sp.Fsync)
+	}
+	v.nonNegative("recorder.spool.fsync_interval", sp.FsyncInterval)
+	if sp.MaxBytes < 0 {
+		v.add("recorder.spool.max_bytes", "must not be negative, got %d", sp.MaxBytes)
+	}
+	if sp.SegmentBytes < 0 {
+		v.add("recorder.spool.segment_bytes", "must not be negative, got %d", sp.SegmentBytes)
+	} else if sp.MaxBytes > 0 && sp.SegmentBytes > sp.MaxBytes {
+		v.add("recorder.spool.segment_bytes", "%d is larger than recorder.spool.max_bytes %d", sp.SegmentBytes, sp.MaxBytes)
+	}
+	v.nonNegativeInt("recorder.payloads.max_bytes", r.Payloads.MaxBytes)
+	rd := &r.Redaction
+	for i, k := range rd.Keys {
+		if strings.TrimSpace(k) == "" {
+			v.add(fmt.Sprintf("recorder.redaction.keys[%d]", i), "is empty")
+		}
+	}
+	for i, p := range rd.Patterns {
+		if strings.TrimSpace(p) == "" {
+			v.add(fmt.Sprintf("recorder.redaction.patterns[%d]", i), "is empty")
+		}
+	}
+	custom := map[string]int{}
+	for i, p := range rd.Custom {
+		key := fmt.Sprintf("recorder.redaction.custom[%d]", i)
+		switch j, dup := custom[p.Name]; {
+		case p.Name == "":
+			v.add(key+".name", "is required")
+		case dup:
+			v.add(key+".name", "%q is also the name of recorder.redaction.custom[%d]", p.Name, j)
+		default:
+			custom[p.Name] = i
+		}
+		if p.Regexp == "" {
+			v.add(key+".regexp", "is required")
+		} else if _, err := regexp.Compile(p.Regexp); err != nil {
+			v.add(key+".regexp", "%v", err)
+		}
+	}
+	if rd.HMACKeyEnv != "" && !validEnvName(rd.HMACKeyEnv) {
+		v.add("recorder.redaction.hmac_key_env", "%q is not a valid environment variable name", rd.HMACKeyEnv)
+	}
+	rt := &r.Retention
+	v.nonNegative("recorder.retention.hops", rt.Hops)
+	v.nonNegative("recorder.retention.payloads", rt.Payloads)
+	v.nonNegative("recorder.retention.audit", rt.Audit)
+	if rt.Hops > 0 && (rt.Payloads == 0 || rt.Payloads > rt.Hops) {
+		v.add("recorder.retention.payloads", "%s outlives recorder.retention.hops %s; payloads are kept at most as long as hops", fmtDays(rt.Payloads), fmtDays(rt.Hops))
+	}
+}
+
+// Warnings lists legal but risky settings, for logging at startup.
+func (c *Config) Warnings() []string {
+	var w []string
+	if sep := c.NamespaceSeparator; !llmToolName.MatchString(sep) {
+		w = append(w, fmt.Sprintf(`namespace_separator %q makes tool names like "crm%ssearch" that LLM APIs requiring [a-zA-Z0-9_-] (OpenAI, Anthropic) reject: set namespace_separator: __`, sep, sep))
+	}
+	if len(c.Auth.Tokens) == 0 && c.Listen != "" {
+		if host, _, err := net.SplitHostPort(c.Listen); err == nil && !isLoopback(host) {
+			w = append(w, fmt.Sprintf("auth.tokens is empty and listen %s is not a loopback address: anyone who can reach it can call every tool", c.Listen))
+		}
+	}
+	if pw := c.Recorder.ClickHouse.Password; pw != "" && !c.FromEnv("recorder.clickhouse.password") {
+		w = append(w, "recorder.clickhouse.password is written in the config file: use ${ENV_VAR} so the secret stays out of it")
+	}
+	for i, s := range c.Servers {
+		for h := range s.Headers {
+			if secretHeader(h) && !c.FromEnv(fmt.Sprintf("servers[%d].headers.%s", i, h)) {
+				w = append(w, fmt.Sprintf("servers[%d].headers.%s is written in the config file: use ${ENV_VAR} so the secret stays out of it", i, h))
+			}
+		}
+	}
+	for i, t := range c.Auth.Tokens {
+		for k, p := range t.Tools {
+			if p == "*" {
+				w = append(w, fmt.Sprintf("auth.tokens[%d] (%s) may call every tool", i, t.Name))
+				continue
+			}
+			if !c.patternHasServer(p) {
+				w = append(w, fmt.Sprintf("auth.tokens[%d].tools[%d] %q matches no server: tool names are <server>%s<tool>", i, k, p, c.NamespaceSeparator))
+			}
+		}
+	}
+	if !c.Recorder.IsEnabled() {
+		w = append(w, "recorder.enabled is false: calls are not recorded")
+	}
+	return w
+}
+
+// patternHasServer reports whether a tool pattern can match a tool of some
+// configured server.
+func (c *Config) patternHasServer(p string) bool {
+	prefix, wild := strings.CutSuffix(p, "*")
+	for _, s := range c.Servers {
+		ns := s.Name + c.NamespaceSeparator
+		if strings.HasPrefix(prefix, ns) || (wild && strings.HasPrefix(ns, prefix)) {
+			return true
+		}
+	}
+	return false
+}
+
+func secretHeader(h string) bool {
+	h = strings.ToLower(h)
+	for _, s := range []string{"authorization", "cookie", "token", "secret", "key", "password", "credential"} {
+		if strings.Contains(h, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func checkHostPort(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port: %w", s, err)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q: port %q is not a number from 0 to 65535", s, port)
+	}
+	if strings.ContainsAny(host, " /") {
+		return fmt.Errorf("%q: invalid host %q", s, host)
+	}
+	return nil
+}
+
+func checkURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("invalid URL: %w", err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("%q is not an http or https URL", s)
+	}
+	if u.Host == "" {
+		return fmt.Errorf("%q has no host", s)
+	}
+	return nil
+}
+
+// checkToolPattern accepts "*", "prefix*" and exact names: the only "*" is
+// the last character.
+func checkToolPattern(p string) error {
+	if p == "" {
+		return errors.New("empty tool pattern")
+	}
+	if i := strings.IndexByte(p, '*'); i >= 0 && i != len(p)-1 {
+		return fmt.Errorf("%q: \"*\" is allowed only at the end (\"*\", \"crm.*\")", p)
+	}
+	if strings.ContainsFunc(p, unicode.IsSpace) {
+		return fmt.Errorf("%q contains spaces", p)
+	}
+	return nil
+}
+
+func fmtDays(d time.Duration) string {
+	if d == 0 {
+		return "0 (forever)"
+	}
+	if d%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	}
+	return d.String()
+}
+
+type validator struct {
+	file string
+	errs []error
+}
+
+func (v *validator) add(key, format string, args ...any) {
+	v.errs = append(v.errs, fmt.Errorf("%s: %s: %s", v.file, key, fmt.Sprintf(format, args...)))
+}
+
+func (v *validator) nonNegative(key string, d time.Duration) {
+	if d < 0 {
+		v.add(key, "must not be negative, got %s", d)
+	}
+}
+
+func (v *validator) nonNegativeInt(key string, n int) {
+	if n < 0 {
+		v.add(key, "must not be negative, got %d", n)
+	}
+}
+
+func (v *validator) err() error { return errors.Join(v.errs...) }
