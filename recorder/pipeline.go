@@ -1,0 +1,443 @@
+package recorder
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+)
+
+// Writer is implemented by storage (recorder/clickhouse).
+//
+// WriteBatch returns nil only when the batch is durable. It must be
+// idempotent for the same token: a retried batch, even after a restart of
+// the process, carries the same token and the same events and must not
+// create duplicates. It is called from one goroutine at a time; it must not
+// keep events after returning, and should honour ctx.
+type Writer interface {
+	WriteBatch(ctx context.Context, token string, events []Event) error
+}
+
+// Discard is a Writer that confirms every batch and keeps nothing.
+type Discard struct{}
+
+// WriteBatch implements Writer.
+func (Discard) WriteBatch(context.Context, string, []Event) error { return nil }
+
+var _ Writer = Discard{}
+
+var (
+	// ErrOverflow is returned by Record under the fail_closed policy when
+	// the queue is full or the spool is over its disk budget.
+	ErrOverflow = errors.New("recorder overflow: queue full or spool disk budget exhausted")
+	// ErrClosed is returned by Record after Shutdown.
+	ErrClosed = errors.New("recorder is shut down")
+)
+
+// Stats are the pipeline's counters, in events unless the name says bytes.
+// Every accepted event ends up in exactly one of: waiting (queue or spool),
+// Written, or Dropped.
+type Stats struct {
+	Enqueued      uint64 // accepted into the in-memory queue
+	Spooled       uint64 // acknowledged: on disk and durable per the fsync policy
+	Written       uint64 // confirmed by the Writer (including leftovers from a previous run)
+	Retried       uint64 // failed WriteBatch attempts that were retried (in batches)
+	Dropped       uint64 // lost to overflow, disk errors or use after Shutdown
+	QueueLen      int    // events currently in the in-memory queue
+	SpoolBytes    int64  // bytes of segment files on disk
+	SpoolSegments int    // segment files on disk, active one included
+	Fsyncs        uint64 // fsync calls on spool segments
+
+	WriteLatencyLast time.Duration // duration of the last successful WriteBatch
+	WriteLatencyAvg  time.Duration // mean duration of successful WriteBatch calls
+	LastError        string        // last WriteBatch or spool error, empty if none
+}
+
+// Pipeline takes Events on the hot path and makes them durable: Record puts
+// them on a bounded queue; one spooler goroutine appends them to checksummed
+// segment files; one writer goroutine hands sealed segments to the Writer in
+// chunks and deletes each segment once every chunk is confirmed.
+type Pipeline struct {
+	cfg    Config
+	w      Writer
+	logger *slog.Logger
+	queue  chan *Event
+	ids    idGen
+
+	failClosed bool
+	startMu    sync.Mutex // serialises Start with itself and with Shutdown
+	started    atomic.Bool
+	closed     atomic.Bool
+	inflight   atomic.Int64 // Record calls between their closed check and their send
+	diskFull   atomic.Bool
+
+	// counters
+	enqueued, spooled, written, retried, dropped atomic.Uint64
+	fsyncs                                       atomic.Uint64
+	writtenLive, droppedLive                     atomic.Uint64 // for Flush: events of this run
+	spoolBytes                                   atomic.Int64
+	spoolSegments                                atomic.Int64
+	replayPending                                atomic.Int64 // leftover segments not yet written
+	latLast, latSum, latCount                    atomic.Int64
+	lastDropLog                                  atomic.Int64
+	flushTarget                                  atomic.Uint64
+
+	mu        sync.Mutex
+	sealed    []*segment
+	progress  chan struct{} // closed and replaced whenever Flush may have become true
+	lastError string
+
+	spoolPoke  chan struct{} // flush requested
+	writerPoke chan struct{} // a segment was sealed
+	spaceFreed chan struct{} // a segment was deleted
+	stopSpool  chan struct{}
+	drainWrite chan struct{} // spooler finished: writer exits when nothing is left
+	spoolDone  chan struct{}
+	writeDone  chan struct{}
+	writeCtx   context.Context
+	cancel     context.CancelFunc
+
+	shutdownOnce sync.Once
+	shutdownErr  error
+}
+
+// segment is a spool segment known to the writer.
+type segment struct {
+	id   string
+	size int64
+	live bool // created by this process
+}
+
+// NewPipeline validates cfg and returns a Pipeline that is not yet running.
+// Events recorded before Start wait in the queue.
+func NewPipeline(cfg Config, w Writer, logger *slog.Logger) (*Pipeline, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("configuring recorder: %w", err)
+	}
+	if w == nil {
+		return nil, errors.New("configuring recorder: nil Writer")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	cfg = cfg.withDefaults()
+	p := &Pipeline{
+		cfg:        cfg,
+		w:          w,
+		logger:     logger.With("component", "recorder"),
+		queue:      make(chan *Event, cfg.QueueSize),
+		failClosed: cfg.Overflow == OverflowFailClosed,
+		progress:   make(chan struct{}),
+		spoolPoke:  make(chan struct{}, 1),
+		writerPoke: make(chan struct{}, 1),
+		spaceFreed: make(chan struct{}, 1),
+		stopSpool:  make(chan struct{}),
+		drainWrite: make(chan struct{}),
+		spoolDone:  make(chan struct{}),
+		writeDone:  make(chan struct{}),
+	}
+	p.ids.init()
+	return p, nil
+}
+
+// Start opens the spool, queues segments left by a previous run for the
+// writer and starts the spooler and writer goroutines. It returns without
+// waiting for any write. Background work runs on its own context; ctx only
+// bounds Start itself.
+func (p *Pipeline) Start(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("starting recorder: %w", err)
+	}
+	p.startMu.Lock()
+	defer p.startMu.Unlock()
+	if p.closed.Load() {
+		return fmt.Errorf("starting recorder: %w", ErrClosed)
+	}
+	if p.started.Load() {
+		return errors.New("starting recorder: already started")
+	}
+	if err := os.MkdirAll(p.cfg.Dir, 0o755); err != nil {
+		return fmt.Errorf("creating spool directory %s: %w", p.cfg.Dir, err)
+	}
+	files, err := listSpool(p.cfg.Dir)
+	if err != nil {
+		return err
+	}
+	var leftoverBytes int64
+	for _, f := range files {
+		if f.ext == extOpen {
+			// The process died with this segment active; seal it as is.
+			// A torn tail record is detected when the writer reads it.
+			from, to := p.path(f.id, extOpen), p.path(f.id, extSealed)
+			if err := os.Rename(from, to); err != nil {
+				return fmt.Errorf("sealing leftover spool segment %s: %w", from, err)
+			}
+		}
+		p.sealed = append(p.sealed, &segment{id: f.id, size: f.size})
+		leftoverBytes += f.size
+	}
+	p.spoolBytes.Add(leftoverBytes)
+	p.spoolSegments.Add(int64(len(files)))
+	p.replayPending.Store(int64(len(files)))
+	if len(files) > 0 {
+		p.logger.Info("replaying spool segments left by a previous run",
+			"segments", len(files), "bytes", leftoverBytes, "dir", p.cfg.Dir)
+	}
+	p.writeCtx, p.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	// Only now may Shutdown wait for the goroutines: a failed Start leaves
+	// the pipeline unstarted (and Start may be retried).
+	p.started.Store(true)
+	go p.runSpooler()
+	go p.runWriter()
+	p.poke(p.writerPoke)
+	return nil
+}
+
+// Record hands ev to the pipeline; the pipeline owns ev and its slices from
+// then on. It never blocks. It fills ev.EventID with a ULID if it is empty.
+// Under the drop policy it returns nil even when the event is dropped (the
+// drop is counted and logged); under fail_closed it returns ErrOverflow.
+func (p *Pipeline) Record(ev *Event) error {
+	if ev == nil {
+		return errors.New("recording event: nil event")
+	}
+	p.inflight.Add(1)
+	if p.closed.Load() {
+		p.inflight.Add(-1)
+		p.drop(1, "recorder is shut down")
+		return ErrClosed
+	}
+	if p.failClosed && p.diskFull.Load() {
+		p.inflight.Add(-1)
+		p.drop(1, "spool disk budget exhausted")
+		return ErrOverflow
+	}
+	if ev.EventID == "" {
+		ev.EventID = p.ids.next(ev.TimeNs)
+	}
+	select {
+	case p.queue <- ev:
+		p.enqueued.Add(1)
+		p.inflight.Add(-1)
+		return nil
+	default:
+		p.inflight.Add(-1)
+		p.drop(1, "queue full")
+		if p.failClosed {
+			return ErrOverflow
+		}
+		return nil
+	}
+}
+
+// Acknowledged returns how many events are durably spooled (Stats.Spooled).
+func (p *Pipeline) Acknowledged() uint64 { return p.spooled.Load() }
+
+// Stats returns a snapshot of the counters.
+func (p *Pipeline) Stats() Stats {
+	s := Stats{
+		Enqueued:         p.enqueued.Load(),
+		Spooled:          p.spooled.Load(),
+		Written:          p.written.Load(),
+		Retried:          p.retried.Load(),
+		Dropped:          p.dropped.Load(),
+		QueueLen:         len(p.queue),
+		SpoolBytes:       p.spoolBytes.Load(),
+		SpoolSegments:    int(p.spoolSegments.Load()),
+		Fsyncs:           p.fsyncs.Load(),
+		WriteLatencyLast: time.Duration(p.latLast.Load()),
+	}
+	if n := p.latCount.Load(); n > 0 {
+		s.WriteLatencyAvg = time.Duration(p.latSum.Load() / n)
+	}
+	p.mu.Lock()
+	s.LastError = p.lastError
+	p.mu.Unlock()
+	return s
+}
+
+// Flush waits until every event recorded before the call, and every segment
+// left by a previous run, is confirmed by the Writer or counted as dropped.
+// It seals the active segment early instead of waiting for SegmentAge.
+func (p *Pipeline) Flush(ctx context.Context) error {
+	if !p.started.Load() {
+		return errors.New("flushing recorder: not started")
+	}
+	target := p.enqueued.Load()
+	for {
+		cur := p.flushTarget.Load()
+		if cur >= target || p.flushTarget.CompareAndSwap(cur, target) {
+			break
+		}
+	}
+	p.poke(p.spoolPoke)
+	for {
+		p.mu.Lock()
+		ch := p.progress
+		p.mu.Unlock()
+		done := p.writtenLive.Load() + p.droppedLive.Load()
+		if done >= target && p.replayPending.Load() == 0 {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-p.writeDone:
+			return fmt.Errorf("flushing recorder: %d of %d events written: %w", done, target, ErrClosed)
+		case <-ctx.Done():
+			return fmt.Errorf("flushing recorder: %d of %d events written: %w", done, target, ctx.Err())
+		}
+	}
+}
+
+// Shutdown stops accepting events, spools what is queued, seals the active
+// segment and lets the writer try to write everything until ctx is done.
+// Whatever is not confirmed by then stays on disk for the next Start. It is
+// safe to call more than once and before Start.
+func (p *Pipeline) Shutdown(ctx context.Context) error {
+	p.shutdownOnce.Do(func() { p.shutdownErr = p.shutdown(ctx) })
+	return p.shutdownErr
+}
+
+func (p *Pipeline) shutdown(ctx context.Context) error {
+	p.startMu.Lock()
+	p.closed.Store(true)
+	p.startMu.Unlock()
+	// Wait for Record calls that passed the closed check to finish their
+	// send, so that the spooler's final drain sees every accepted event.
+	for p.inflight.Load() != 0 {
+		runtime.Gosched()
+	}
+	if !p.started.Load() {
+		if n := len(p.queue); n > 0 {
+			p.drop(uint64(n), "shut down before start")
+		}
+		return nil
+	}
+	close(p.stopSpool)
+	<-p.spoolDone
+	close(p.drainWrite)
+	select {
+	case <-p.writeDone:
+	case <-ctx.Done():
+		p.cancel()
+		<-p.writeDone
+	}
+	p.cancel()
+	if n := p.spoolSegments.Load(); n > 0 {
+		err := fmt.Errorf("shutting down recorder: %d segments (%d bytes) left in %s for the next start",
+			n, p.spoolBytes.Load(), p.cfg.Dir)
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w: %w", err, ctx.Err())
+		}
+		return err
+	}
+	return nil
+}
+
+func (p *Pipeline) path(id, ext string) string { return filepath.Join(p.cfg.Dir, id+ext) }
+
+// poke does a non-blocking send on a wake-up channel of capacity one.
+func (p *Pipeline) poke(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// notify wakes Flush callers.
+func (p *Pipeline) notify() {
+	p.mu.Lock()
+	close(p.progress)
+	p.progress = make(chan struct{})
+	p.mu.Unlock()
+}
+
+func (p *Pipeline) setError(err error) {
+	p.mu.Lock()
+	p.lastError = err.Error()
+	p.mu.Unlock()
+}
+
+// drop counts n lost events and logs loudly, at most once per second, with
+// the running total.
+func (p *Pipeline) drop(n uint64, reason string) {
+	total := p.dropped.Add(n)
+	now := time.Now().UnixNano()
+	last := p.lastDropLog.Load()
+	if now-last < int64(time.Second) || !p.lastDropLog.CompareAndSwap(last, now) {
+		return
+	}
+	p.logger.Warn("recorder DROPPING audit events",
+		"reason", reason, "dropped_total", total, "overflow_policy", p.cfg.Overflow,
+		"queue_len", len(p.queue), "spool_bytes", p.spoolBytes.Load(), "max_disk_bytes", p.cfg.MaxDiskBytes)
+}
+
+// idGen makes monotonic ULIDs for Record without a heap allocation per
+// ID: the 80-bit entropy is kept as two integers (random for each new
+// millisecond, incremented within one), and the text of many IDs is carved
+// from one buffer.
+type idGen struct {
+	mu     sync.Mutex
+	rng    *rand.ChaCha8
+	lastMs uint64
+	hi     uint16 // entropy bits 79..64
+	lo     uint64 // entropy bits 63..0
+	buf    []byte
+}
+
+const idArena = ulid.EncodedSize * 256
+
+func (g *idGen) init() {
+	var seed [32]byte
+	binary.LittleEndian.PutUint64(seed[0:], rand.Uint64())
+	binary.LittleEndian.PutUint64(seed[8:], rand.Uint64())
+	binary.LittleEndian.PutUint64(seed[16:], rand.Uint64())
+	binary.LittleEndian.PutUint64(seed[24:], rand.Uint64())
+	g.rng = rand.NewChaCha8(seed)
+}
+
+// next returns a ULID string whose time part is timeNs (or now if zero).
+func (g *idGen) next(timeNs int64) string {
+	ms := uint64(time.Now().UnixMilli())
+	if timeNs > 0 {
+		ms = uint64(timeNs / int64(time.Millisecond))
+	}
+	var id ulid.ULID
+	g.mu.Lock()
+	if ms <= g.lastMs {
+		// Same (or an earlier) millisecond: stay monotonic by continuing
+		// the previous sequence.
+		ms = g.lastMs
+		g.lo++
+		if g.lo == 0 {
+			g.hi++
+		}
+	} else {
+		g.lastMs = ms
+		g.hi, g.lo = uint16(g.rng.Uint64()), g.rng.Uint64()
+		g.hi &= 0x7fff // leave room to increment without overflow
+	}
+	binary.BigEndian.PutUint16(id[6:], g.hi)
+	binary.BigEndian.PutUint64(id[8:], g.lo)
+	if len(g.buf) < ulid.EncodedSize {
+		g.buf = make([]byte, idArena)
+	}
+	dst := g.buf[:ulid.EncodedSize:ulid.EncodedSize]
+	g.buf = g.buf[ulid.EncodedSize:]
+	g.mu.Unlock()
+	if id.SetTime(ms) != nil {
+		id.SetTime(ulid.MaxTime())
+	}
+	_ = id.MarshalTextTo(dst)
+	return unsafeString(dst)
+}

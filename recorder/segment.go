@@ -1,0 +1,174 @@
+package recorder
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// A spool directory holds, per segment (named by a ULID so that names sort
+// in creation order and never repeat across restarts):
+//
+//	<id>.open     the active segment, still being appended to
+//	<id>.seg      a sealed segment, waiting for the writer
+//	<id>.ack      how many chunks of <id>.seg the writer confirmed
+//	<id>.corrupt  a segment whose header could not be read, kept for forensics
+//
+// A segment starts with a 16-byte header: the magic, the batch size used to
+// cut it into chunks (fixed at creation so that chunk tokens stay the same
+// across restarts even if the configuration changes) and a CRC32C of both.
+
+const (
+	extOpen    = ".open"
+	extSealed  = ".seg"
+	extAck     = ".ack"
+	extCorrupt = ".corrupt"
+
+	segmentHeaderLen = 16
+)
+
+var segmentMagic = [8]byte{'M', 'C', 'P', 'T', 'S', 'P', 'L', '1'}
+
+var errSegmentHeader = errors.New("invalid segment header")
+
+func segmentHeader(batchSize int) []byte {
+	h := make([]byte, segmentHeaderLen)
+	copy(h, segmentMagic[:])
+	binary.LittleEndian.PutUint32(h[8:], uint32(batchSize))
+	binary.LittleEndian.PutUint32(h[12:], crc32.Checksum(h[:12], castagnoli))
+	return h
+}
+
+func parseSegmentHeader(b []byte) (batchSize int, err error) {
+	if len(b) < segmentHeaderLen || !bytes.Equal(b[:8], segmentMagic[:]) {
+		return 0, errSegmentHeader
+	}
+	if crc32.Checksum(b[:12], castagnoli) != binary.LittleEndian.Uint32(b[12:]) {
+		return 0, errSegmentHeader
+	}
+	n := int(binary.LittleEndian.Uint32(b[8:]))
+	if n <= 0 {
+		return 0, errSegmentHeader
+	}
+	return n, nil
+}
+
+// segmentContents is what a sealed segment holds.
+type segmentContents struct {
+	batchSize int
+	events    []Event
+	// skipped counts records whose checksum or encoding was bad.
+	skipped int
+	// tornBytes counts trailing bytes that did not form a whole record.
+	tornBytes int
+}
+
+// decodeSegment parses a whole segment file. A record with a bad checksum
+// or encoding is skipped; a record whose length runs past the end of the
+// file is a torn tail (a crash mid-write) and ends the scan. Only a bad
+// header is an error.
+func decodeSegment(b []byte) (segmentContents, error) {
+	var c segmentContents
+	bs, err := parseSegmentHeader(b)
+	if err != nil {
+		return c, err
+	}
+	c.batchSize = bs
+	off := segmentHeaderLen
+	for off < len(b) {
+		if len(b)-off < recordHeaderLen {
+			c.tornBytes = len(b) - off
+			break
+		}
+		n := int(binary.LittleEndian.Uint32(b[off:]))
+		sum := binary.LittleEndian.Uint32(b[off+4:])
+		if n > maxRecordLen || n > len(b)-off-recordHeaderLen {
+			c.tornBytes = len(b) - off
+			break
+		}
+		payload := b[off+recordHeaderLen : off+recordHeaderLen+n]
+		off += recordHeaderLen + n
+		if crc32.Checksum(payload, castagnoli) != sum {
+			c.skipped++
+			continue
+		}
+		var ev Event
+		if err := DecodeEvent(payload, &ev); err != nil {
+			c.skipped++
+			continue
+		}
+		c.events = append(c.events, ev)
+	}
+	return c, nil
+}
+
+// spoolFile is one segment found on disk at start-up.
+type spoolFile struct {
+	id   string
+	ext  string
+	size int64
+}
+
+// listSpool returns the segments in dir in creation order.
+func listSpool(dir string) ([]spoolFile, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("listing spool directory %s: %w", dir, err)
+	}
+	var out []spoolFile
+	for _, e := range entries {
+		name := e.Name()
+		ext := filepath.Ext(name)
+		if e.IsDir() || (ext != extOpen && ext != extSealed) {
+			continue
+		}
+		info, err := e.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading spool file info %s: %w", name, err)
+		}
+		out = append(out, spoolFile{id: strings.TrimSuffix(name, ext), ext: ext, size: info.Size()})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
+	return out, nil
+}
+
+// readAck returns how many chunks of a segment were confirmed; a missing or
+// unreadable checkpoint means none (resending is safe: tokens are stable).
+func readAck(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
+}
+
+// writeAck records n confirmed chunks. It is not fsynced: losing it only
+// causes a resend with the same token, which the Writer deduplicates.
+func writeAck(path string, n int) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strconv.Itoa(n)+"\n"), 0o644); err != nil {
+		return fmt.Errorf("writing ack checkpoint %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("renaming ack checkpoint %s: %w", path, err)
+	}
+	return nil
+}
+
+// chunkToken is the idempotency token of chunk i of segment id.
+func chunkToken(id string, i int) string { return id + "-" + strconv.Itoa(i) }

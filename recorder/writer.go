@@ -1,0 +1,179 @@
+package recorder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"time"
+)
+
+// runWriter sends sealed segments to the Writer, oldest first.
+func (p *Pipeline) runWriter() {
+	defer close(p.writeDone)
+	for {
+		p.mu.Lock()
+		var seg *segment
+		if len(p.sealed) > 0 {
+			seg = p.sealed[0]
+		}
+		p.mu.Unlock()
+		if seg != nil {
+			if err := p.writeSegment(p.writeCtx, seg); err != nil {
+				return // only when writeCtx is cancelled
+			}
+			p.mu.Lock()
+			p.sealed = p.sealed[1:]
+			p.mu.Unlock()
+			continue
+		}
+		select {
+		case <-p.writerPoke:
+		case <-p.drainWrite:
+			// The spooler has sealed its last segment; drain what is left.
+			p.mu.Lock()
+			n := len(p.sealed)
+			p.mu.Unlock()
+			if n == 0 {
+				return
+			}
+		case <-p.writeCtx.Done():
+			return
+		}
+	}
+}
+
+// writeSegment writes every unconfirmed chunk of seg, retrying with backoff
+// until it succeeds or ctx is done, then deletes the segment.
+func (p *Pipeline) writeSegment(ctx context.Context, seg *segment) error {
+	path := p.path(seg.id, extSealed)
+	var contents segmentContents
+	for attempt := 0; ; attempt++ {
+		b, err := os.ReadFile(path)
+		if err == nil {
+			contents, err = decodeSegment(b)
+			if errors.Is(err, errSegmentHeader) {
+				p.quarantine(seg, err)
+				return nil
+			}
+		}
+		if err == nil {
+			break
+		}
+		err = fmt.Errorf("reading spool segment %s: %w", path, err)
+		p.setError(err)
+		p.logger.Error("reading spool segment", "err", err)
+		if err := p.backoff(ctx, attempt); err != nil {
+			return err
+		}
+	}
+	if contents.skipped > 0 || contents.tornBytes > 0 {
+		p.logger.Warn("spool segment has corrupt or torn records; skipping them",
+			"segment", seg.id, "corrupt_records", contents.skipped, "torn_tail_bytes", contents.tornBytes)
+	}
+
+	ackPath := p.path(seg.id, extAck)
+	acked := readAck(ackPath)
+	bs := contents.batchSize
+	chunks := (len(contents.events) + bs - 1) / bs
+	for i := acked; i < chunks; i++ {
+		chunk := contents.events[i*bs : min((i+1)*bs, len(contents.events))]
+		token := chunkToken(seg.id, i)
+		for attempt := 0; ; attempt++ {
+			start := time.Now()
+			err := p.w.WriteBatch(ctx, token, chunk)
+			if err == nil {
+				d := time.Since(start)
+				p.latLast.Store(int64(d))
+				p.latSum.Add(int64(d))
+				p.latCount.Add(1)
+				break
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			p.retried.Add(1)
+			err = fmt.Errorf("writing batch %s (%d events): %w", token, len(chunk), err)
+			p.setError(err)
+			p.logger.Warn("recorder write failed; will retry", "err", err, "attempt", attempt+1)
+			if err := p.backoff(ctx, attempt); err != nil {
+				return err
+			}
+		}
+		p.written.Add(uint64(len(chunk)))
+		if i+1 < chunks {
+			if err := writeAck(ackPath, i+1); err != nil {
+				p.setError(err)
+				p.logger.Warn("saving ack checkpoint; chunks may be resent after a restart", "err", err)
+			}
+		}
+		p.notify()
+	}
+	p.remove(seg)
+	if seg.live {
+		// Counted for Flush only once the segment is gone, so that a
+		// returned Flush also means an empty spool.
+		p.writtenLive.Add(uint64(len(contents.events) - min(acked*bs, len(contents.events))))
+		p.notify()
+	}
+	return nil
+}
+
+// remove deletes a fully written segment and its checkpoint.
+func (p *Pipeline) remove(seg *segment) {
+	path := p.path(seg.id, extSealed)
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		// A segment that cannot be deleted would be resent after a restart
+		// (deduplicated by token); keep going.
+		err = fmt.Errorf("deleting written spool segment %s: %w", path, err)
+		p.setError(err)
+		p.logger.Error("deleting spool segment", "err", err)
+	}
+	_ = os.Remove(p.path(seg.id, extAck))
+	p.forget(seg)
+}
+
+// quarantine renames a segment with an unreadable header out of the way.
+func (p *Pipeline) quarantine(seg *segment, cause error) {
+	from, to := p.path(seg.id, extSealed), p.path(seg.id, extCorrupt)
+	err := os.Rename(from, to)
+	p.setError(fmt.Errorf("spool segment %s: %w", from, cause))
+	p.logger.Error("spool segment is corrupt; moved aside, its events are lost",
+		"segment", from, "moved_to", to, "cause", cause, "rename_err", err)
+	p.forget(seg)
+}
+
+func (p *Pipeline) forget(seg *segment) {
+	p.spoolBytes.Add(-seg.size)
+	p.spoolSegments.Add(-1)
+	if !seg.live {
+		p.replayPending.Add(-1)
+	}
+	p.poke(p.spaceFreed)
+	p.notify()
+}
+
+// backoff sleeps for an exponentially growing, jittered delay between
+// RetryMin and RetryMax, or returns ctx.Err() if ctx is done first.
+func (p *Pipeline) backoff(ctx context.Context, attempt int) error {
+	d := p.cfg.RetryMax
+	if attempt < 30 {
+		if e := p.cfg.RetryMin << attempt; e > 0 && e < d {
+			d = e
+		}
+	}
+	// Equal jitter: half fixed, half random, so that many gateways
+	// retrying against one ClickHouse spread out.
+	if half := d / 2; half > 0 {
+		d = half + rand.N(half+1)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
