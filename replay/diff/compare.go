@@ -1,0 +1,193 @@
+package diff
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+
+	"github.com/mcptrail/mcptrail/recorder"
+)
+
+// Exchange is one request and its answer on one hop, recorded or replayed.
+type Exchange struct {
+	RequestID string `json:"request_id,omitempty"` // recorded request this exchange belongs to
+	SessionID string `json:"session_id,omitempty"`
+	Method    string `json:"method"`
+	Server    string `json:"server,omitempty"` // backend namespace
+	Target    string `json:"target,omitempty"` // name as the client saw it, e.g. everything.echo
+	// Request is the params object as sent on this hop.
+	Request json.RawMessage `json:"request,omitempty"`
+	// Response is the result object, or the JSON-RPC error object when the
+	// outcome is jsonrpc_error; nil after a transport error. A full JSON-RPC
+	// response envelope is accepted too.
+	Response json.RawMessage `json:"response,omitempty"`
+	// Outcome as recorded. When it is ok (the zero value) Classify derives
+	// the outcome from Response instead, so callers may leave it unset.
+	Outcome   recorder.Outcome `json:"-"`
+	ErrorCode int              `json:"error_code,omitempty"`
+	// DurationUs is how long the answer took, in microseconds.
+	DurationUs int64 `json:"duration_us,omitempty"`
+	// ProtocolVersion is the MCP version negotiated on this hop.
+	ProtocolVersion string `json:"protocol_version,omitempty"`
+	// Truncated is set when the recorded payloads were cut at the cap; such
+	// exchanges cannot be compared byte-for-byte.
+	Truncated bool `json:"truncated,omitempty"`
+}
+
+// Classify returns the outcome of an exchange and the JSON-RPC error code (0
+// unless jsonrpc_error): the recorded Outcome when it is a failure, else what
+// the response shows — no response is a transport error, an error object a
+// JSON-RPC error, a result with isError:true a tool error.
+func Classify(x Exchange) (recorder.Outcome, int) {
+	if x.Outcome != recorder.OutcomeOK {
+		return x.Outcome, x.ErrorCode
+	}
+	res, errObj := splitResponse(x.Response)
+	switch {
+	case res == nil && errObj == nil:
+		return recorder.OutcomeTransportError, 0
+	case errObj != nil:
+		var e struct {
+			Code int `json:"code"`
+		}
+		_ = json.Unmarshal(errObj, &e)
+		return recorder.OutcomeJSONRPCError, e.Code
+	}
+	var r struct {
+		IsError bool `json:"isError"`
+	}
+	if json.Unmarshal(res, &r) == nil && r.IsError {
+		return recorder.OutcomeToolError, 0
+	}
+	return recorder.OutcomeOK, 0
+}
+
+// splitResponse returns (result, nil) or (nil, errorObject) for a response
+// given as a result, an error object or a whole JSON-RPC envelope.
+func splitResponse(b json.RawMessage) (result, errObj json.RawMessage) {
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 || string(b) == "null" {
+		return nil, nil
+	}
+	if b[0] != '{' {
+		return b, nil
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(b, &m) != nil {
+		return b, nil
+	}
+	if _, ok := m["jsonrpc"]; ok {
+		if e, ok := m["error"]; ok && string(e) != "null" {
+			return nil, e
+		}
+		if r, ok := m["result"]; ok {
+			return r, nil
+		}
+		return nil, nil
+	}
+	if len(m) <= 3 {
+		code, msg := m["code"], m["message"]
+		_, okData := m["data"]
+		if len(code) > 0 && (code[0] == '-' || (code[0] >= '0' && code[0] <= '9')) &&
+			len(msg) > 0 && msg[0] == '"' && len(m) == 2+btoi(okData) {
+			return nil, b
+		}
+	}
+	return b, nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// ResponseBody returns the part of a response that is compared: the result
+// or the error object.
+func ResponseBody(b json.RawMessage) json.RawMessage {
+	r, e := splitResponse(b)
+	if e != nil {
+		return e
+	}
+	return r
+}
+
+// Result is the comparison of a recorded and a replayed exchange.
+type Result struct {
+	Method     string           `json:"method"`
+	Server     string           `json:"server,omitempty"`
+	Target     string           `json:"target,omitempty"`
+	OldOutcome recorder.Outcome `json:"-"`
+	NewOutcome recorder.Outcome `json:"-"`
+	// OldOutcomeName and NewOutcomeName spell the outcomes for JSON output.
+	OldOutcomeName string `json:"old_outcome"`
+	NewOutcomeName string `json:"new_outcome"`
+	// Changes, outcome change first, then by path.
+	Changes []Change `json:"changes,omitempty"`
+	// Ignored counts differences hidden by ignore rules.
+	Ignored int `json:"ignored,omitempty"`
+	// Err is set when an answer could not be parsed; the comparison then
+	// fell back to bytes.
+	Err string `json:"error,omitempty"`
+}
+
+// Identical reports whether no (unignored) difference was found.
+func (r Result) Identical() bool { return len(r.Changes) == 0 }
+
+// OutcomeChanged reports whether the outcome differs.
+func (r Result) OutcomeChanged() bool {
+	return len(r.Changes) > 0 && r.Changes[0].Kind == KindOutcomeChanged
+}
+
+// MaxRisk is the highest risk among the changes (RiskNone when identical).
+func (r Result) MaxRisk() Risk {
+	m := RiskNone
+	for _, c := range r.Changes {
+		m = max(m, c.Risk)
+	}
+	return m
+}
+
+// Compare compares the answers of a recorded and a replayed exchange. Rules
+// are filtered by the recorded exchange's server and target. An outcome
+// change (including a changed JSON-RPC error code) comes first; the bodies
+// are then diffed structurally unless one side has no answer at all.
+func Compare(recorded, replayed Exchange, rules IgnoreRules) Result {
+	res := Result{Method: recorded.Method, Server: recorded.Server, Target: recorded.Target}
+	oo, oc := Classify(recorded)
+	no, nc := Classify(replayed)
+	res.OldOutcome, res.NewOutcome = oo, no
+	res.OldOutcomeName, res.NewOutcomeName = oo.String(), no.String()
+	if oo != no || oc != nc {
+		res.Changes = append(res.Changes, Change{
+			Path: "", Kind: KindOutcomeChanged, Risk: RiskHigh,
+			Old: outcomeJSON(oo, oc), New: outcomeJSON(no, nc),
+		})
+	}
+	a, b := ResponseBody(recorded.Response), ResponseBody(replayed.Response)
+	if a == nil || b == nil {
+		return res
+	}
+	av, errA := Parse(a)
+	bv, errB := Parse(b)
+	if errA != nil || errB != nil {
+		if !bytes.Equal(bytes.TrimSpace(a), bytes.TrimSpace(b)) {
+			res.Err = fmt.Sprintf("comparing bytes: recorded: %v; replayed: %v", errA, errB)
+			res.Changes = append(res.Changes, Change{Kind: KindValueChanged, Risk: RiskMedium, Old: a, New: b})
+		}
+		return res
+	}
+	d := differ{rules: rules.For(recorded.Server, recorded.Target), errObj: oo == recorder.OutcomeJSONRPCError && no == recorder.OutcomeJSONRPCError}
+	d.walk(nil, av, bv)
+	res.Changes = append(res.Changes, d.out...)
+	res.Ignored = d.ignored
+	return res
+}
+
+func outcomeJSON(o recorder.Outcome, code int) json.RawMessage {
+	if o == recorder.OutcomeJSONRPCError && code != 0 {
+		return json.RawMessage(fmt.Sprintf(`"%s %d"`, o, code))
+	}
+	return json.RawMessage(`"` + o.String() + `"`)
+}

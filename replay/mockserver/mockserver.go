@@ -1,0 +1,321 @@
+// Package mockserver serves recorded MCP backends for hop-isolated replay.
+//
+// Each recorded backend is exposed as a minimal streamable-HTTP MCP server
+// at /{server}/mcp: POST carries one JSON-RPC message and gets one JSON
+// response (no SSE); notifications and client responses get 202 Accepted;
+// DELETE ends the session. initialize is answered from the recording, or
+// synthesized from the recorded protocol version and the methods that were
+// recorded, and assigns an Mcp-Session-Id. Everything else is answered from a
+// match.Store, relaying the recorded result or error bytes unchanged. On a
+// miss the server either answers JSON-RPC error -32603 whose data names the
+// closest recorded request, or hands the request to a forward hook.
+package mockserver
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/mcptrail/mcptrail/proxy/jsonrpc"
+	"github.com/mcptrail/mcptrail/recorder"
+	"github.com/mcptrail/mcptrail/replay/diff"
+	"github.com/mcptrail/mcptrail/replay/match"
+)
+
+// MissPolicy says what to do with a request that has no recorded answer.
+type MissPolicy string
+
+// Miss policies.
+const (
+	// MissError answers JSON-RPC error -32603 naming the closest recorded request.
+	MissError MissPolicy = "error"
+	// MissForward passes the request to Config.Forward (e.g. a live backend).
+	MissForward MissPolicy = "forward"
+)
+
+// ForwardFunc answers a request that missed the recording. request is the
+// JSON-RPC request as received; the returned bytes must be one JSON-RPC
+// response message and are relayed unchanged.
+type ForwardFunc func(ctx context.Context, server string, request []byte) (response []byte, err error)
+
+// Config configures a Server.
+type Config struct {
+	// Miss is the miss policy: "error" (the default) or "forward".
+	Miss MissPolicy
+	// Forward is called on a miss when Miss is "forward"; required then.
+	Forward ForwardFunc
+	// ProtocolVersion is used in a synthesized initialize result when the
+	// recording holds neither an initialize exchange nor a protocol version.
+	// Default "2025-11-25".
+	ProtocolVersion string
+	// MaxBodyBytes caps a request body. Default 4 MiB.
+	MaxBodyBytes int64
+}
+
+// Stats counts what the server answered.
+type Stats struct {
+	Requests  int64 `json:"requests"`  // JSON-RPC requests received
+	Hits      int64 `json:"hits"`      // answered from the recording (incl. synthesized initialize)
+	Misses    int64 `json:"misses"`    // no recorded answer
+	Forwarded int64 `json:"forwarded"` // misses handed to Forward
+}
+
+// Server is the mock. It implements http.Handler and is safe for concurrent use.
+type Server struct {
+	store *match.Store
+	cfg   Config
+	log   *slog.Logger
+	mux   *http.ServeMux
+
+	sessions sync.Map // session id → server name
+
+	requests, hits, misses, forwarded atomic.Int64
+}
+
+var _ http.Handler = (*Server)(nil)
+
+// New builds a mock serving the backends recorded in store.
+func New(store *match.Store, cfg Config, log *slog.Logger) (*Server, error) {
+	switch cfg.Miss {
+	case "":
+		cfg.Miss = MissError
+	case MissError:
+	case MissForward:
+		if cfg.Forward == nil {
+			return nil, errors.New("mockserver: miss policy forward needs a Forward func")
+		}
+	default:
+		return nil, fmt.Errorf("mockserver: unknown miss policy %q (want error or forward)", cfg.Miss)
+	}
+	if cfg.ProtocolVersion == "" {
+		cfg.ProtocolVersion = "2025-11-25"
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 4 << 20
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{store: store, cfg: cfg, log: log.With("component", "replay.mockserver")}
+	s.mux = http.NewServeMux()
+	s.mux.HandleFunc("POST /{server}/mcp", s.post)
+	s.mux.HandleFunc("DELETE /{server}/mcp", s.delete)
+	s.mux.HandleFunc("GET /{server}/mcp", func(w http.ResponseWriter, r *http.Request) {
+		// No server-initiated stream: the recording has nothing to push.
+		w.Header().Set("Allow", "POST, DELETE")
+		http.Error(w, "this replay mock serves no SSE stream", http.StatusMethodNotAllowed)
+	})
+	return s, nil
+}
+
+// Stats returns the counters so far.
+func (s *Server) Stats() Stats {
+	return Stats{Requests: s.requests.Load(), Hits: s.hits.Load(), Misses: s.misses.Load(), Forwarded: s.forwarded.Load()}
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+func (s *Server) delete(w http.ResponseWriter, r *http.Request) {
+	id := r.Header.Get("Mcp-Session-Id")
+	if owner, ok := s.sessions.Load(id); !ok || owner != r.PathValue("server") {
+		http.Error(w, "unknown session", http.StatusNotFound)
+		return
+	}
+	if _, ok := s.sessions.LoadAndDelete(id); !ok {
+		http.Error(w, "unknown session", http.StatusNotFound)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+func (s *Server) post(w http.ResponseWriter, r *http.Request) {
+	server := r.PathValue("server")
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	if err != nil {
+		writeMessage(w, http.StatusRequestEntityTooLarge, jsonrpc.NewError(nil, jsonrpc.CodeRequestTooLarge, "reading request body: "+err.Error(), nil))
+		return
+	}
+	msg, err := jsonrpc.Decode(body)
+	if err != nil {
+		code, id := jsonrpc.CodeParseError, json.RawMessage(nil)
+		var de *jsonrpc.DecodeError
+		if errors.As(err, &de) {
+			code, id = de.Code, de.ID
+		}
+		writeMessage(w, http.StatusBadRequest, jsonrpc.NewError(id, code, err.Error(), nil))
+		return
+	}
+	if msg.Kind() != jsonrpc.KindRequest {
+		w.WriteHeader(http.StatusAccepted)
+		return
+	}
+	s.requests.Add(1)
+	log := s.log.With("server", server, "method", msg.Method, "rpc_id", jsonrpc.IDString(msg.ID))
+	if sid := r.Header.Get("Mcp-Session-Id"); sid != "" && msg.Method != "initialize" {
+		if owner, ok := s.sessions.Load(sid); !ok || owner != server {
+			writeMessage(w, http.StatusNotFound, jsonrpc.NewError(msg.ID, jsonrpc.CodeInvalidRequest, "unknown or ended session", nil))
+			return
+		}
+	}
+	if !s.store.HasServer(server) && s.cfg.Miss != MissForward {
+		writeMessage(w, http.StatusNotFound, jsonrpc.NewError(msg.ID, jsonrpc.CodeMethodNotFound,
+			fmt.Sprintf("mcptrail replay: nothing was recorded for server %q", server), nil))
+		return
+	}
+
+	if msg.Method == "initialize" {
+		sid := newSessionID()
+		s.sessions.Store(sid, server)
+		w.Header().Set("Mcp-Session-Id", sid)
+		x, ok := s.store.Session("initialize", server)
+		if !ok {
+			s.hits.Add(1)
+			res := jsonrpc.NewResult(msg.ID, s.synthesizeInitialize(server))
+			writeMessage(w, http.StatusOK, res)
+			return
+		}
+		s.hits.Add(1)
+		s.writeRecorded(w, msg.ID, x)
+		return
+	}
+
+	x, err := s.store.Lookup(msg.Method, server, msg.Params)
+	if err == nil {
+		s.hits.Add(1)
+		s.writeRecorded(w, msg.ID, x)
+		return
+	}
+	if msg.Method == "ping" && errors.Is(err, match.ErrNoMatch) {
+		s.hits.Add(1)
+		writeMessage(w, http.StatusOK, jsonrpc.NewResult(msg.ID, json.RawMessage(`{}`)))
+		return
+	}
+	s.misses.Add(1)
+	if s.cfg.Miss == MissForward {
+		s.forwarded.Add(1)
+		resp, ferr := s.cfg.Forward(r.Context(), server, body)
+		if ferr != nil {
+			log.Warn("forwarding missed request", "error", ferr)
+			writeMessage(w, http.StatusOK, jsonrpc.NewError(msg.ID, jsonrpc.CodeBackendUnavailable,
+				fmt.Sprintf("mcptrail replay: forwarding %s to %s: %v", msg.Method, server, ferr), nil))
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(resp)
+		return
+	}
+	log.Info("no recorded answer", "error", err)
+	writeMessage(w, http.StatusOK, jsonrpc.NewError(msg.ID, jsonrpc.CodeInternalError, "mcptrail replay: "+err.Error(), missData(err)))
+}
+
+// missData is the error data of a miss: the key, the closest recorded
+// request and what differed.
+func missData(err error) json.RawMessage {
+	var me *match.MissError
+	if !errors.As(err, &me) {
+		return nil
+	}
+	d := struct {
+		Method  string        `json:"method"`
+		Server  string        `json:"server"`
+		Name    string        `json:"name,omitempty"`
+		Closest string        `json:"closest,omitempty"`
+		Changes []diff.Change `json:"changes,omitempty"`
+	}{Method: me.Key.Method, Server: me.Key.Server, Name: me.Key.Name, Changes: me.Changes}
+	if me.Closest != nil {
+		d.Closest = me.Closest.String()
+	}
+	b, _ := json.Marshal(d)
+	return b
+}
+
+// writeRecorded relays a recorded answer with the live request's id.
+func (s *Server) writeRecorded(w http.ResponseWriter, id json.RawMessage, x diff.Exchange) {
+	if x.Truncated {
+		writeMessage(w, http.StatusOK, jsonrpc.NewError(id, jsonrpc.CodeInternalError,
+			"mcptrail replay: the recorded answer was truncated at the payload cap and cannot be replayed", nil))
+		return
+	}
+	outcome, code := diff.Classify(x)
+	body := diff.ResponseBody(x.Response)
+	switch outcome {
+	case recorder.OutcomeTransportError, recorder.OutcomeDenied:
+		// Reproduce the failure at the transport level.
+		http.Error(w, "mcptrail replay: recorded "+outcome.String(), http.StatusBadGateway)
+		return
+	case recorder.OutcomeJSONRPCError:
+		if body == nil || body[0] != '{' {
+			body, _ = json.Marshal(jsonrpc.Error{Code: code, Message: "recorded error (payload not recorded)"})
+		}
+		writeRaw(w, id, "error", body)
+		return
+	}
+	writeRaw(w, id, "result", body)
+}
+
+func writeRaw(w http.ResponseWriter, id json.RawMessage, member string, raw json.RawMessage) {
+	b := make([]byte, 0, len(raw)+48)
+	b = append(b, `{"jsonrpc":"2.0","id":`...)
+	b = append(b, id...)
+	b = append(b, `,"`...)
+	b = append(b, member...)
+	b = append(b, `":`...)
+	b = append(b, raw...)
+	b = append(b, '}')
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	_, _ = w.Write(b)
+}
+
+func writeMessage(w http.ResponseWriter, status int, m jsonrpc.Message) {
+	b := m.Marshal()
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// synthesizeInitialize builds an initialize result from what was recorded:
+// the protocol version and a capability per recorded method family.
+func (s *Server) synthesizeInitialize(server string) json.RawMessage {
+	pv := s.store.ProtocolVersion(server)
+	if pv == "" {
+		pv = s.cfg.ProtocolVersion
+	}
+	caps := map[string]any{}
+	for _, m := range s.store.Methods(server) {
+		switch {
+		case m == "tools/list" || m == "tools/call":
+			caps["tools"] = map[string]any{}
+		case m == "prompts/list" || m == "prompts/get":
+			caps["prompts"] = map[string]any{}
+		case len(m) > 10 && m[:10] == "resources/":
+			caps["resources"] = map[string]any{}
+		case m == "completion/complete":
+			caps["completions"] = map[string]any{}
+		case m == "logging/setLevel":
+			caps["logging"] = map[string]any{}
+		}
+	}
+	b, _ := json.Marshal(map[string]any{
+		"protocolVersion": pv,
+		"capabilities":    caps,
+		"serverInfo":      map[string]string{"name": server, "version": "mcptrail-replay"},
+	})
+	return b
+}
+
+func newSessionID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,179 @@
+package report
+
+import (
+	"bytes"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mcptrail/mcptrail/recorder"
+	"github.com/mcptrail/mcptrail/replay/diff"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files: go test ./replay/report -update")
+
+func ex(id, target, resp string, us int64) diff.Exchange {
+	return diff.Exchange{RequestID: id, Method: "tools/call", Server: "everything", Target: target, Response: json.RawMessage(resp), DurationUs: us}
+}
+
+func sampleCases() []Case {
+	rules, _ := diff.ParseIgnoreRules([]string{"everything.echo:/_meta"})
+	return []Case{
+		Compared(ex("01R1", "everything.echo", `{"content":[{"type":"text","text":"hi"}]}`, 1200), ex("", "", `{"content":[{"type":"text","text":"hi"}]}`, 900), rules),
+		Compared(ex("01R2", "everything.echo", `{"content":[{"type":"text","text":"hi"}],"_meta":{"t":1}}`, 1500), ex("", "", `{"content":[{"type":"text","text":"hi"}],"_meta":{"t":2}}`, 1100), rules),
+		Compared(ex("01R3", "everything.add", `{"content":[{"type":"text","text":"The sum of 2 and 3 is 5."}]}`, 800),
+			ex("", "", `{"content":[{"type":"text","text":"The sum of 2 and 3 is 6."}],"isError":true}`, 2500), nil),
+		Compared(ex("01R4", "everything.add", `{"content":[{"type":"text","text":"ok"}],"structuredContent":{"n":1}}`, 700),
+			ex("", "", `{"content":[{"type":"text","text":"ok"}],"structuredContent":{"n":1,"extra":"`+strings.Repeat("x", 80)+`"}}`, 600), nil),
+		Failed(ex("01R5", "everything.longRunningOperation", ``, 5000000), errors.New("no recorded answer for tools/call everything/longRunningOperation")),
+		Skipped(diff.Exchange{RequestID: "01R6", Method: "resources/read", Server: "everything", Target: "test://static/resource/1"}, "unresolved secret: rule api_key"),
+		{RequestID: "01R7", Method: "tools/list", Server: "everything", Status: StatusIdentical, RecordedUs: 300, ReplayUs: 250},
+	}
+}
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("reading %s (run go test ./replay/report -update): %v", path, err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs (run go test ./replay/report -update if intended); got:\n%s", path, got)
+	}
+}
+
+func TestRenderGolden(t *testing.T) {
+	r := Build("mock", sampleCases(), 10)
+	var text, js, junit bytes.Buffer
+	if err := WriteText(&text, r); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteJSON(&js, r); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteJUnit(&junit, r); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "report.golden.txt", text.Bytes())
+	golden(t, "report.golden.json", js.Bytes())
+	golden(t, "report.golden.xml", junit.Bytes())
+
+	// The JUnit output is well-formed and counts one failure per regression.
+	var s junitSuites
+	if err := xml.Unmarshal(junit.Bytes(), &s); err != nil {
+		t.Fatalf("JUnit output does not parse: %v", err)
+	}
+	if s.Tests != 7 || s.Failures != r.Regressions() || s.Skipped != 1 {
+		t.Errorf("JUnit tests=%d failures=%d skipped=%d, want 7 %d 1", s.Tests, s.Failures, s.Skipped, r.Regressions())
+	}
+}
+
+func TestBuildCounts(t *testing.T) {
+	r := Build("mock", sampleCases(), 2)
+	want := map[string]ToolSummary{
+		"everything.echo":                 {Replayed: 2, Identical: 2},
+		"everything.add":                  {Replayed: 2, Changed: 2},
+		"everything.longRunningOperation": {Replayed: 1, Failed: 1},
+		"test://static/resource/1":        {Skipped: 1},
+		"tools/list everything":           {Replayed: 1, Identical: 1},
+	}
+	if len(r.Tools) != len(want) {
+		t.Fatalf("%d tools, want %d: %+v", len(r.Tools), len(want), r.Tools)
+	}
+	for _, ts := range r.Tools {
+		w := want[ts.Tool]
+		if ts.Replayed != w.Replayed || ts.Identical != w.Identical || ts.Changed != w.Changed || ts.Failed != w.Failed || ts.Skipped != w.Skipped {
+			t.Errorf("%s = %+v, want %+v", ts.Tool, ts, w)
+		}
+	}
+	if r.Total.Replayed != 6 || r.Total.Skipped != 1 || r.Regressions() != 3 {
+		t.Errorf("total = %+v regressions %d, want replayed 6 skipped 1 regressions 3", r.Total, r.Regressions())
+	}
+	if len(r.Top) != 2 || r.Top[0].Risk != diff.RiskHigh || r.Top[0].Path != "" {
+		t.Errorf("Top = %+v, want 2 entries led by the outcome change", r.Top)
+	}
+	for _, ts := range r.Tools {
+		if ts.Tool == "everything.echo" && (ts.RecordedP50Us != 1200 || ts.RecordedP99Us != 1500 || ts.ReplayP50Us != 900 || ts.ReplayP99Us != 1100) {
+			t.Errorf("echo latency = %+v, want rec 1200/1500 replay 900/1100", ts)
+		}
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	xs := []int64{5, 1, 4, 2, 3, 6, 7, 8, 9, 10}
+	tests := []struct {
+		p    float64
+		want int64
+	}{{50, 5}, {90, 9}, {99, 10}, {100, 10}, {1, 1}, {10, 1}, {11, 2}}
+	for _, tt := range tests {
+		if got := Percentile(xs, tt.p); got != tt.want {
+			t.Errorf("Percentile(1..10, %v) = %d, want %d", tt.p, got, tt.want)
+		}
+	}
+	if Percentile(nil, 50) != 0 {
+		t.Error("Percentile(nil) != 0")
+	}
+	if xs[0] != 5 {
+		t.Error("Percentile sorted its input")
+	}
+}
+
+func TestNoise(t *testing.T) {
+	base := ex("R1", "everything.time", `{"now":"10:00","id":1,"v":1,"isError":false}`, 100)
+	base2 := ex("R2", "everything.time", `{"now":"10:00","id":1,"v":1}`, 100)
+	// Run A and run B: "now" differs between runs (noise); "v" changed the
+	// same way in both (a real regression); "id" changed in A only (noise).
+	runA := []Case{
+		Compared(base, ex("", "", `{"now":"11:00","id":2,"v":2,"isError":false}`, 100), nil),
+		Compared(base2, ex("", "", `{"now":"11:00","id":1,"v":1}`, 100), nil),
+	}
+	runB := []Case{
+		Compared(base2, ex("", "", `{"now":"12:00","id":1,"v":1}`, 100), nil),
+		Compared(base, ex("", "", `{"now":"12:00","id":1,"v":2,"isError":false}`, 100), nil),
+	}
+	ns := Noise(runA, runB)
+	got := ns["everything.time"]
+	if len(got) != 2 || !got["/now"] || !got["/id"] {
+		t.Fatalf("Noise = %v, want /now and /id", ns)
+	}
+	cases := ns.Apply(runA)
+	if cases[0].Status != StatusChanged || len(cases[0].Diff.Changes) != 1 || cases[0].Diff.Changes[0].Path != "/v" || cases[0].NoiseChanges != 2 {
+		t.Errorf("R1 after noise = %+v, want changed at /v only", cases[0])
+	}
+	if cases[1].Status != StatusNoise || cases[1].NoiseChanges != 1 {
+		t.Errorf("R2 after noise = %+v, want status noise", cases[1])
+	}
+
+	// Outcome changes are never noise.
+	okA := Compared(ex("R3", "x", `{"a":1}`, 0), ex("", "", `{"a":1}`, 0), nil)
+	errB := Compared(ex("R3", "x", `{"a":1}`, 0), diff.Exchange{Outcome: recorder.OutcomeTransportError}, nil)
+	if ns := Noise([]Case{okA}, []Case{errB}); len(ns["x"]) != 0 {
+		t.Errorf("outcome change counted as noise: %v", ns)
+	}
+}
+
+func BenchmarkBuild(b *testing.B) {
+	var cases []Case
+	for len(cases) < 1000 {
+		cases = append(cases, sampleCases()...)
+	}
+	n := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		n += Build("mock", cases, 10).Total.Replayed
+	}
+	if n != b.N*len(cases)*6/7 {
+		b.Fatalf("replayed = %d", n)
+	}
+}
