@@ -103,12 +103,16 @@ type Gateway struct {
 	progress sync.Map // gateway progress token → *progressRoute
 	tokenSeq atomic.Int64
 
-	ctx      context.Context
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	inflight sync.WaitGroup
-	closing  atomic.Bool
-	stopOnce sync.Once
+	ctx    context.Context
+	cancel context.CancelFunc
+	// streams ends every long-lived SSE stream; it is cancelled first at
+	// shutdown so that http.Server.Shutdown is not held up by them.
+	streams      context.Context
+	closeStreams context.CancelFunc
+	wg           sync.WaitGroup
+	inflight     sync.WaitGroup
+	closing      atomic.Bool
+	stopOnce     sync.Once
 
 	stats gatewayStats
 }
@@ -169,6 +173,7 @@ func New(o Options) (*Gateway, error) {
 		instance: inst,
 		backends: map[string]*Backend{},
 	}
+	g.streams, g.closeStreams = context.WithCancel(context.Background())
 	g.catalog.Store(buildCatalog(nil, nil, g.sep()))
 	client := upstreamHTTPClient()
 	for _, s := range o.Config.Servers {
@@ -240,12 +245,17 @@ func (g *Gateway) Ready() (bool, string) {
 // Backend returns the named backend, or nil.
 func (g *Gateway) Backend(name string) *Backend { return g.backends[name] }
 
+// CloseStreams ends every open SSE stream (GET /mcp, /sse). Register it
+// with http.Server.RegisterOnShutdown: streams never go idle by themselves.
+func (g *Gateway) CloseStreams() { g.closeStreams() }
+
 // Shutdown stops accepting requests, waits for in-flight ones until ctx
 // ends, then closes the backends. It is safe to call twice and before Start.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	var err error
 	g.stopOnce.Do(func() {
 		g.closing.Store(true)
+		g.closeStreams()
 		done := make(chan struct{})
 		go func() { g.inflight.Wait(); close(done) }()
 		select {

@@ -2,9 +2,9 @@ package proxy_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -82,8 +82,8 @@ func (m *memRecorder) byRequest(id string) []recorder.Event {
 type fakeRedactor struct{}
 
 func (fakeRedactor) Payload(b []byte) ([]byte, int, bool, string) { return b, 0, false, "" }
-func (fakeRedactor) String(s string) (string, int)               { return s, 0 }
-func (fakeRedactor) Version() string                             { return "test" }
+func (fakeRedactor) String(s string) (string, int)                { return s, 0 }
+func (fakeRedactor) Version() string                              { return "test" }
 
 // stdioServer is a config entry that runs the test binary as a backend.
 func stdioServer(name, variant string) config.Server {
@@ -656,4 +656,91 @@ func TestStatusAndHealth(t *testing.T) {
 func sha(s string) string {
 	h := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(h[:])
+}
+
+// TestLegacySSEClient: a 2024-11-05 client on /sse + /message lists and
+// calls tools, and receives progress before the result.
+func TestLegacySSEClient(t *testing.T) {
+	cfg, _ := twoBackends(t)
+	e := startGateway(t, cfg)
+	c, err := client.NewSSEMCPClient(e.url + "/sse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := c.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var mu sync.Mutex
+	var progress int
+	c.OnNotification(func(n mcp.JSONRPCNotification) {
+		if n.Method == "notifications/progress" {
+			mu.Lock()
+			progress++
+			mu.Unlock()
+		}
+	})
+	req := mcp.InitializeRequest{}
+	req.Params.ProtocolVersion = "2024-11-05"
+	req.Params.ClientInfo = mcp.Implementation{Name: "sse-test", Version: "1"}
+	if _, err := c.Initialize(ctx, req); err != nil {
+		t.Fatalf("initialize over SSE: %v", err)
+	}
+	tools, err := c.ListTools(ctx, mcp.ListToolsRequest{})
+	if err != nil || len(tools.Tools) == 0 {
+		t.Fatalf("tools/list over SSE: %v, %d tools", err, len(tools.Tools))
+	}
+	if got := text(callTool(t, c, "beta.echo", map[string]any{"message": "over sse"})); !strings.Contains(got, "over sse") {
+		t.Errorf("echo over SSE = %q", got)
+	}
+	slow := mcp.CallToolRequest{}
+	slow.Params.Name = "alpha.slow"
+	slow.Params.Arguments = map[string]any{"steps": 3, "delay_ms": 5}
+	slow.Params.Meta = &mcp.Meta{ProgressToken: "sse-tok"}
+	if _, err := c.CallTool(ctx, slow); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if progress != 3 {
+		t.Errorf("progress over SSE = %d, want 3", progress)
+	}
+}
+
+// TestModernClient: mcp-go's default client probes server/discover
+// (protocol 2026-07-28) and then works without a session.
+func TestModernClient(t *testing.T) {
+	cfg, tb := twoBackends(t)
+	e := startGateway(t, cfg)
+	tr, err := transport.NewStreamableHTTP(e.url + "/mcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := client.NewClient(tr)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	req := mcp.InitializeRequest{}
+	req.Params.ClientInfo = mcp.Implementation{Name: "modern", Version: "1"}
+	res, err := c.Initialize(ctx, req)
+	if err != nil {
+		t.Fatalf("initialize (discover): %v", err)
+	}
+	if res.ProtocolVersion != "2026-07-28" {
+		t.Errorf("negotiated %q, want 2026-07-28", res.ProtocolVersion)
+	}
+	if got := text(callTool(t, c, "alpha.add", map[string]any{"a": 40, "b": 2})); got != "42" {
+		t.Errorf("alpha.add = %q, want 42", got)
+	}
+	// The older backend never saw the 2026 per-request _meta keys.
+	for _, s := range tb.Seen() {
+		if strings.Contains(string(s.Meta), "io.modelcontextprotocol/") {
+			t.Errorf("backend (2025-11-25) saw 2026 _meta keys: %s", s.Meta)
+		}
+	}
 }

@@ -429,14 +429,12 @@ func (g *Gateway) serveStreamGET(w http.ResponseWriter, r *http.Request, reqID s
 	sess.streamLoop(ctx, func(b []byte) error { return writeSSE(w, b) })
 }
 
-// streamContext ends a long-lived stream when the client goes or the gateway stops.
+// streamContext ends a long-lived stream when the client goes or the
+// gateway closes its streams.
 func (g *Gateway) streamContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(ctx)
-	if g.ctx != nil {
-		stop := context.AfterFunc(g.ctx, cancel)
-		return ctx, func() { stop(); cancel() }
-	}
-	return ctx, cancel
+	stop := context.AfterFunc(g.streams, cancel)
+	return ctx, func() { stop(); cancel() }
 }
 
 // serveSSE is the legacy (2024-11-05) SSE transport: GET /sse opens the
@@ -515,9 +513,9 @@ func (g *Gateway) serveSSEMessage(w http.ResponseWriter, r *http.Request) {
 	g.inflight.Add(1)
 	go func() {
 		defer g.inflight.Done()
-		ctx, cancel := g.streamContext(context.Background())
-		defer cancel()
-		resp := g.Serve(ctx, Inbound{Session: sess, Msg: msg, Header: r.Header.Clone(), Principal: principal, RequestID: reqID, Size: len(body), Start: start, out: sessionReplier{sess}})
-		sess.push(resp.Marshal())
+		resp := g.Serve(context.Background(), Inbound{Session: sess, Msg: msg, Header: r.Header.Clone(), Principal: principal, RequestID: reqID, Size: len(body), Start: start, out: sessionReplier{sess}})
+		// The answer is the only copy the client gets: wait for room on
+		// the stream rather than drop it.
+		sess.pushWait(resp.Marshal(), 30*time.Second)
 	}()
 }

@@ -124,6 +124,23 @@ func (s *Session) push(b []byte) {
 	}
 }
 
+// pushWait queues a message that must not be dropped (a final answer on the
+// legacy SSE stream), waiting up to d for room.
+func (s *Session) pushWait(b []byte, d time.Duration) {
+	if s.isClosed() {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case s.stream <- b:
+	case <-t.C:
+		s.dropped.Add(1)
+		s.g.stats.dropped.Add(1)
+		s.g.logger.Error("session stream blocked, answer dropped", "session_id", s.id, "waited", d)
+	}
+}
+
 func (s *Session) hasStream() bool { return s.streaming.Load() > 0 }
 
 // awaitResponse registers a server→client request id.

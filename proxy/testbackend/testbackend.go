@@ -1,0 +1,439 @@
+// Package testbackend is a small, deterministic MCP server used as an
+// upstream in mcptrail's tests, benchmarks and demos. It is built with
+// mcp-go's server package and serves streamable HTTP (in-process through
+// httptest or on a port) and stdio.
+//
+// Tools:
+//
+//	echo {message}            read-only; returns the message unchanged
+//	add {a, b}                read-only; returns a+b ("v2" variant: a+b+1, a planted regression)
+//	now                       read-only; returns the current time (non-deterministic)
+//	fail                      read-only; returns a tool error (isError: true)
+//	slow {steps, delay_ms}    read-only; sends notifications/progress per step when a progressToken is given
+//	write_note {text}         destructive; stores the note in memory
+//	big {bytes}               read-only; returns that many characters
+//	sample {prompt}           asks the client for sampling/createMessage and returns the answer
+//
+// Resources test://static/1 and test://static/2, and the prompt greet {name}.
+//
+// Every request the backend receives is recorded (see [Backend.Seen]) so
+// tests can assert what a proxy forwarded: the method, tool, X-Request-Id
+// header, params._meta and the W3C traceparent.
+package testbackend
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Options configures a Backend.
+type Options struct {
+	// Variant selects the behaviour: "v1" (default, correct) or "v2", whose
+	// add tool returns a+b+1 so replay diffs have a regression to find.
+	Variant string
+	// Name is the serverInfo name; default "mcptrail-testbackend".
+	Name string
+	// TracerProvider, when set, makes the backend continue the trace found in
+	// params._meta.traceparent and record one span "tools/call <tool>" per
+	// tool call. Nil records nothing.
+	TracerProvider trace.TracerProvider
+	// GETStream enables the standalone GET SSE stream for server-initiated
+	// messages. Default off (GET answers 405): mcp-go v1.2.1 hands a
+	// session's notifications to whichever stream reads first, so with a GET
+	// stream open, progress for a tools/call may leave on the GET stream
+	// after the result. Off, every notification travels on the POST stream
+	// of the request that caused it, in order, before the result.
+	GETStream bool
+}
+
+// Seen is one request the backend received.
+type Seen struct {
+	// Method is the JSON-RPC method, for example "tools/call".
+	Method string
+	// ID is the raw JSON-RPC id.
+	ID json.RawMessage
+	// Tool is params.name for tools/call, empty otherwise.
+	Tool string
+	// RequestID is the X-Request-Id HTTP header (empty over stdio).
+	RequestID string
+	// SessionID is the Mcp-Session-Id HTTP header (empty over stdio).
+	SessionID string
+	// Meta is params._meta as raw JSON, nil when absent.
+	Meta json.RawMessage
+	// Traceparent is params._meta.traceparent, or else the traceparent HTTP
+	// header.
+	Traceparent string
+}
+
+// Backend is a test MCP server. Create it with New.
+type Backend struct {
+	opts   Options
+	srv    *server.MCPServer
+	tracer trace.Tracer
+
+	mu    sync.Mutex
+	seen  []Seen
+	notes []string
+}
+
+type headerKey struct{}
+
+// New builds a backend with all tools, resources and prompts registered.
+func New(o Options) *Backend {
+	if o.Variant == "" {
+		o.Variant = "v1"
+	}
+	if o.Name == "" {
+		o.Name = "mcptrail-testbackend"
+	}
+	b := &Backend{opts: o}
+	if o.TracerProvider != nil {
+		b.tracer = o.TracerProvider.Tracer("github.com/mcptrail/mcptrail/proxy/testbackend")
+	}
+	hooks := &server.Hooks{}
+	hooks.AddOnRequestInitialization(b.record)
+	b.srv = server.NewMCPServer(o.Name, o.Variant,
+		server.WithHooks(hooks),
+		server.WithToolCapabilities(false),
+		server.WithResourceCapabilities(false, false),
+		server.WithPromptCapabilities(false),
+		server.WithToolHandlerMiddleware(b.traceMiddleware),
+	)
+	b.addTools()
+	b.addResources()
+	b.addPrompts()
+	return b
+}
+
+// MCPServer exposes the underlying mcp-go server.
+func (b *Backend) MCPServer() *server.MCPServer { return b.srv }
+
+// HTTPHandler serves MCP streamable HTTP at any path. Sessions are stateful
+// (unknown Mcp-Session-Id values get 404, as with most real servers) and
+// the DNS-rebinding guard is off so proxies may forward any Host.
+//
+// An in-memory event store is configured because, without one, mcp-go
+// v1.2.1 can drop the last notification sent just before a response (its
+// forwarder races the final write); with it, progress for clients on
+// protocol versions before 2026-07-28 arrives complete and in order. Stored
+// SSE events are freed when the session is deleted.
+func (b *Backend) HTTPHandler() http.Handler {
+	return server.NewStreamableHTTPServer(b.srv,
+		server.WithStateful(true),
+		server.WithEventStore(server.NewInMemoryEventStore()),
+		server.WithDisableLocalhostProtection(true),
+		server.WithDisableStreaming(!b.opts.GETStream),
+		server.WithHTTPContextFunc(func(ctx context.Context, r *http.Request) context.Context {
+			return context.WithValue(ctx, headerKey{}, r.Header.Clone())
+		}),
+	)
+}
+
+// ServeStdio serves newline-delimited JSON-RPC on in/out until in ends or
+// ctx is cancelled. mcp-go keeps one process-wide stdio session, so run at
+// most one ServeStdio at a time per process.
+func (b *Backend) ServeStdio(ctx context.Context, in io.Reader, out io.Writer) error {
+	s := server.NewStdioServer(b.srv)
+	if err := s.Listen(ctx, in, out); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("serving testbackend on stdio: %w", err)
+	}
+	return nil
+}
+
+// Seen returns a copy of every request received so far, in arrival order.
+func (b *Backend) Seen() []Seen {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]Seen(nil), b.seen...)
+}
+
+// Notes returns the notes stored by write_note.
+func (b *Backend) Notes() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]string(nil), b.notes...)
+}
+
+func (b *Backend) record(ctx context.Context, _ any, message any) error {
+	raw, ok := message.(json.RawMessage)
+	if !ok {
+		return nil
+	}
+	var m struct {
+		ID     json.RawMessage `json:"id"`
+		Method string          `json:"method"`
+		Params struct {
+			Name string          `json:"name"`
+			Meta json.RawMessage `json:"_meta"`
+		} `json:"params"`
+	}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil // mcp-go answers the parse error itself
+	}
+	s := Seen{Method: m.Method, ID: m.ID, Meta: m.Params.Meta}
+	if m.Method == string(mcp.MethodToolsCall) {
+		s.Tool = m.Params.Name
+	}
+	if len(s.Meta) > 0 {
+		var meta struct {
+			Traceparent string `json:"traceparent"`
+		}
+		_ = json.Unmarshal(s.Meta, &meta)
+		s.Traceparent = meta.Traceparent
+	}
+	if h, ok := ctx.Value(headerKey{}).(http.Header); ok {
+		s.RequestID = h.Get("X-Request-Id")
+		s.SessionID = h.Get("Mcp-Session-Id")
+		if s.Traceparent == "" {
+			s.Traceparent = h.Get("Traceparent")
+		}
+	}
+	b.mu.Lock()
+	b.seen = append(b.seen, s)
+	b.mu.Unlock()
+	return nil
+}
+
+// traceMiddleware continues the caller's trace from params._meta and records
+// a span per tool call.
+func (b *Backend) traceMiddleware(next server.ToolHandlerFunc) server.ToolHandlerFunc {
+	return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		if b.tracer == nil {
+			return next(ctx, req)
+		}
+		carrier := propagation.MapCarrier{}
+		if req.Params.Meta != nil {
+			for k, v := range req.Params.Meta.AdditionalFields {
+				if s, ok := v.(string); ok {
+					carrier[k] = s
+				}
+			}
+		}
+		ctx = propagation.TraceContext{}.Extract(ctx, carrier)
+		ctx, span := b.tracer.Start(ctx, "tools/call "+req.Params.Name,
+			trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(
+				attribute.String("mcp.method.name", "tools/call"),
+				attribute.String("gen_ai.tool.name", req.Params.Name),
+			))
+		defer span.End()
+		res, err := next(ctx, req)
+		switch {
+		case err != nil:
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+		case res != nil && res.IsError:
+			span.SetStatus(codes.Error, "tool returned isError")
+		}
+		return res, err
+	}
+}
+
+func (b *Backend) addTools() {
+	b.srv.AddTool(mcp.NewTool("echo",
+		mcp.WithDescription("Echoes the message back unchanged."),
+		mcp.WithString("message", mcp.Required(), mcp.Description("Text to echo.")),
+		mcp.WithReadOnlyHintAnnotation(true),
+		mcp.WithDestructiveHintAnnotation(false),
+	), func(_ context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		msg, err := req.RequireString("message")
+		if err != nil {
+			return mcp.NewToolResultError(err.Error()), nil
+		}
+		return mcp.NewToolResultText(msg), nil
+	})
+
+	b.srv.AddTool(mcp.NewTool("add",
+		mcp.WithDescription("Adds two numbers."),
+		mcp.WithNumber("a", mcp.Required()),
+		mcp.WithNumber("b", mcp.Required()),
+		mcp.WithReadOnlyHintAnnotation(true),
+		mcp.WithDestructiveHintAnnotation(false),
+	), func(_ context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		a, err := req.RequireFloat("a")
+		if err != nil {
+			return mcp.NewToolResultError(err.Error()), nil
+		}
+		c, err := req.RequireFloat("b")
+		if err != nil {
+			return mcp.NewToolResultError(err.Error()), nil
+		}
+		sum := a + c
+		if b.opts.Variant == "v2" {
+			sum++ // the planted regression
+		}
+		return mcp.NewToolResultStructured(map[string]any{"sum": sum},
+			strconv.FormatFloat(sum, 'g', -1, 64)), nil
+	})
+
+	b.srv.AddTool(mcp.NewTool("now",
+		mcp.WithDescription("Returns the current time (RFC 3339, nanoseconds)."),
+		mcp.WithReadOnlyHintAnnotation(true),
+		mcp.WithDestructiveHintAnnotation(false),
+	), func(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		return mcp.NewToolResultText(time.Now().UTC().Format(time.RFC3339Nano)), nil
+	})
+
+	b.srv.AddTool(mcp.NewTool("fail",
+		mcp.WithDescription("Always fails with a tool error (isError: true)."),
+		mcp.WithReadOnlyHintAnnotation(true),
+		mcp.WithDestructiveHintAnnotation(false),
+	), func(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		return mcp.NewToolResultError("fail: this tool always fails"), nil
+	})
+
+	b.srv.AddTool(mcp.NewTool("slow",
+		mcp.WithDescription("Takes steps*delay_ms milliseconds, reporting progress per step."),
+		mcp.WithNumber("steps", mcp.Description("Number of steps; default 3.")),
+		mcp.WithNumber("delay_ms", mcp.Description("Milliseconds per step; default 10.")),
+		mcp.WithReadOnlyHintAnnotation(true),
+		mcp.WithDestructiveHintAnnotation(false),
+	), b.slow)
+
+	b.srv.AddTool(mcp.NewTool("write_note",
+		mcp.WithDescription("Stores a note. Not read-only."),
+		mcp.WithString("text", mcp.Required()),
+		mcp.WithReadOnlyHintAnnotation(false),
+		mcp.WithDestructiveHintAnnotation(true),
+	), func(_ context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		text, err := req.RequireString("text")
+		if err != nil {
+			return mcp.NewToolResultError(err.Error()), nil
+		}
+		b.mu.Lock()
+		b.notes = append(b.notes, text)
+		n := len(b.notes)
+		b.mu.Unlock()
+		return mcp.NewToolResultText(fmt.Sprintf("stored note %d", n)), nil
+	})
+
+	b.srv.AddTool(mcp.NewTool("big",
+		mcp.WithDescription("Returns a text of the requested length (max 64 MiB)."),
+		mcp.WithNumber("bytes", mcp.Required()),
+		mcp.WithReadOnlyHintAnnotation(true),
+		mcp.WithDestructiveHintAnnotation(false),
+	), func(_ context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		n, err := req.RequireInt("bytes")
+		if err != nil {
+			return mcp.NewToolResultError(err.Error()), nil
+		}
+		if n < 0 || n > 64<<20 {
+			return mcp.NewToolResultError(fmt.Sprintf("big: bytes must be in [0, %d], got %d", 64<<20, n)), nil
+		}
+		return mcp.NewToolResultText(strings.Repeat("x", n)), nil
+	})
+
+	b.srv.AddTool(mcp.NewTool("sample",
+		mcp.WithDescription("Asks the client to sample an LLM (sampling/createMessage) and returns its text."),
+		mcp.WithString("prompt", mcp.Required()),
+		mcp.WithReadOnlyHintAnnotation(true),
+		mcp.WithDestructiveHintAnnotation(false),
+	), func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		prompt, err := req.RequireString("prompt")
+		if err != nil {
+			return mcp.NewToolResultError(err.Error()), nil
+		}
+		res, err := b.srv.RequestSampling(ctx, mcp.CreateMessageRequest{
+			CreateMessageParams: mcp.CreateMessageParams{
+				Messages: []mcp.SamplingMessage{{
+					Role:    mcp.RoleUser,
+					Content: mcp.NewTextContent(prompt),
+				}},
+				MaxTokens: 50,
+			},
+		})
+		if err != nil {
+			return mcp.NewToolResultError(fmt.Sprintf("sample: requesting sampling: %v", err)), nil
+		}
+		return mcp.NewToolResultText("sampled: " + contentText(res.Content)), nil
+	})
+}
+
+func (b *Backend) slow(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+	steps := req.GetInt("steps", 3)
+	delay := time.Duration(req.GetInt("delay_ms", 10)) * time.Millisecond
+	if steps < 0 || steps > 10000 {
+		return mcp.NewToolResultError(fmt.Sprintf("slow: steps must be in [0, 10000], got %d", steps)), nil
+	}
+	var token mcp.ProgressToken
+	if req.Params.Meta != nil {
+		token = req.Params.Meta.ProgressToken
+	}
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	for i := 1; i <= steps; i++ {
+		t.Reset(delay)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("slow: cancelled at step %d: %w", i, ctx.Err())
+		case <-t.C:
+		}
+		if token != nil {
+			err := b.srv.SendNotificationToClient(ctx, "notifications/progress", map[string]any{
+				"progressToken": token,
+				"progress":      i,
+				"total":         steps,
+				"message":       fmt.Sprintf("step %d of %d", i, steps),
+			})
+			if err != nil {
+				return nil, fmt.Errorf("slow: sending progress %d: %w", i, err)
+			}
+		}
+	}
+	return mcp.NewToolResultText(fmt.Sprintf("done after %d steps", steps)), nil
+}
+
+func (b *Backend) addResources() {
+	for i, text := range []string{"static resource one", "static resource two"} {
+		uri := fmt.Sprintf("test://static/%d", i+1)
+		b.srv.AddResource(mcp.NewResource(uri, fmt.Sprintf("static-%d", i+1),
+			mcp.WithResourceDescription("A fixed text resource."),
+			mcp.WithMIMEType("text/plain"),
+		), func(context.Context, mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
+			return []mcp.ResourceContents{mcp.TextResourceContents{URI: uri, MIMEType: "text/plain", Text: text}}, nil
+		})
+	}
+}
+
+func (b *Backend) addPrompts() {
+	b.srv.AddPrompt(mcp.NewPrompt("greet",
+		mcp.WithPromptDescription("Greets someone by name."),
+		mcp.WithArgument("name", mcp.RequiredArgument(), mcp.ArgumentDescription("Who to greet.")),
+	), func(_ context.Context, req mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
+		name := req.Params.Arguments["name"]
+		if name == "" {
+			return nil, fmt.Errorf("greet: argument name is required")
+		}
+		return mcp.NewGetPromptResult("A greeting", []mcp.PromptMessage{
+			mcp.NewPromptMessage(mcp.RoleUser, mcp.NewTextContent("Hello, "+name+"!")),
+		}), nil
+	})
+}
+
+// contentText returns the text of a sampling answer's content, which arrives
+// as a typed value in process and as a generic map after a wire hop.
+func contentText(c any) string {
+	raw, err := json.Marshal(c)
+	if err != nil {
+		return ""
+	}
+	var tc struct {
+		Text string `json:"text"`
+	}
+	_ = json.Unmarshal(raw, &tc)
+	return tc.Text
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs everything mcptrail's run and test commands need on a fresh
+# Debian machine with Go: the local ClickHouse server, the pinned Node MCP
+# peers (npm ci from testdata/npm/package-lock.json) and the Go modules.
+# Idempotent; safe to run on every `make run` / `make test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+
+sh scripts/install-clickhouse.sh
+
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+	say "installing Node.js and npm (Debian packages)"
+	export DEBIAN_FRONTEND=noninteractive
+	SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo -n"
+	$SUDO apt-get update -qq
+	$SUDO apt-get install -y -qq nodejs npm >/dev/null
+fi
+
+# npm ci only when the lock changed since the last install.
+stamp=testdata/npm/node_modules/.mcptrail-lock.sha256
+want=$(sha256sum testdata/npm/package-lock.json | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+	say "installing the Node MCP peers (npm ci)"
+	npm ci --prefix testdata/npm --no-audit --no-fund --loglevel=error >/dev/null
+	echo "$want" > "$stamp"
+fi
+
+go mod download
