@@ -1,0 +1,443 @@
+// Package chlocal supervises a local ClickHouse server: the embedded default
+// storage of mcptrail when no ClickHouse address is configured, and the
+// throwaway server of integration tests (see chlocal/chtest).
+//
+// Start writes its own config and users XML into Options.Dir, picks free
+// ports on 127.0.0.1 (the server listens nowhere else), starts the child with
+// a parent-death signal so it never outlives mcptrail, and returns once a
+// native-protocol ping succeeds.
+//
+// Running as root: ClickHouse refuses to start when the effective user does
+// not own the data directory (newer releases) and 18.16 happily runs as root
+// when it does. Start therefore keeps Dir owned by the user the server runs
+// as: the current user by default, or Options.User (for example "clickhouse",
+// as the Debian package expects) in which case Dir is chowned to that user
+// and the child drops privileges to it.
+package chlocal
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"text/template"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+)
+
+// ErrNoBinary is returned by Start when no ClickHouse server binary is found.
+var ErrNoBinary = errors.New("no ClickHouse server binary found (looked for clickhouse, clickhouse-server, /usr/bin/clickhouse, /usr/sbin/clickhouse-server); " +
+	"install it: on Debian/Ubuntu `apt-get install -y clickhouse-server clickhouse-client` (or scripts/install-clickhouse.sh); " +
+	"elsewhere the official single binary: `curl https://clickhouse.com/ | sh` and put ./clickhouse on PATH or set the binary path")
+
+// Options configure a local server.
+type Options struct {
+	// Dir holds the generated config, the data and the logs. It is created
+	// (mode 0750) when missing and reused across restarts. Required.
+	Dir string
+	// Binary is the server executable. Empty searches, in order: clickhouse
+	// on PATH (the single multi-call binary, started as `clickhouse server`),
+	// clickhouse-server on PATH, /usr/bin/clickhouse, /usr/sbin/clickhouse-server.
+	Binary string
+	// User is the OS user the server runs as. Empty runs it as the current
+	// user. Only honoured when mcptrail runs as root; Dir is then chowned to
+	// that user and every parent of Dir must be traversable by it.
+	User string
+	// StartTimeout bounds how long Start waits for the first successful
+	// ping. Default 30s.
+	StartTimeout time.Duration
+	// Logger receives lifecycle messages; nil discards them.
+	Logger *slog.Logger
+}
+
+// Server is a running (or stopped) local ClickHouse child process.
+// Its methods are safe for concurrent use.
+type Server struct {
+	opts     Options
+	bin      string
+	multi    bool // bin is the multi-call binary: run as `clickhouse server`
+	tcpPort  int
+	httpPort int
+	cred     *syscall.Credential
+	log      *slog.Logger
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{} // closed when cmd has exited
+}
+
+// Start launches a server in o.Dir and waits until it answers a ping.
+func Start(ctx context.Context, o Options) (*Server, error) {
+	if o.Dir == "" {
+		return nil, errors.New("starting local ClickHouse: Options.Dir is empty")
+	}
+	if o.StartTimeout <= 0 {
+		o.StartTimeout = 30 * time.Second
+	}
+	lg := o.Logger
+	if lg == nil {
+		lg = slog.New(slog.DiscardHandler)
+	}
+	dir, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("resolving local ClickHouse dir %s: %w", o.Dir, err)
+	}
+	o.Dir = dir
+	bin, multi, err := findBinary(o.Binary)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{opts: o, bin: bin, multi: multi, log: lg.With("component", "chlocal")}
+	if s.tcpPort, err = freePort(); err != nil {
+		return nil, fmt.Errorf("picking native port for local ClickHouse: %w", err)
+	}
+	if s.httpPort, err = freePort(); err != nil {
+		return nil, fmt.Errorf("picking http port for local ClickHouse: %w", err)
+	}
+	if err := s.prepareDir(); err != nil {
+		return nil, err
+	}
+	if err := s.start(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Addr is the native-protocol address, "127.0.0.1:PORT".
+func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.tcpPort)) }
+
+// HTTPAddr is the HTTP interface address, "127.0.0.1:PORT".
+func (s *Server) HTTPAddr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.httpPort)) }
+
+// PID is the process id of the running server, 0 when stopped.
+func (s *Server) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
+// Dir is the absolute data and config directory.
+func (s *Server) Dir() string { return s.opts.Dir }
+
+// Stop sends SIGTERM and waits for the server to exit; when ctx ends first
+// it sends SIGKILL and waits for that. Stopping a stopped server is a no-op.
+func (s *Server) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	cmd, done := s.cmd, s.done
+	s.mu.Unlock()
+	if cmd == nil {
+		return nil
+	}
+	select {
+	case <-done:
+		return s.reap(cmd)
+	default:
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("signalling local ClickHouse pid %d: %w", cmd.Process.Pid, err)
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.log.Warn("local ClickHouse did not stop in time, killing", "pid", cmd.Process.Pid)
+		_ = cmd.Process.Kill()
+		<-done
+	}
+	return s.reap(cmd)
+}
+
+// Kill stops the server with SIGKILL, as a crash would, and waits for it to
+// exit. Data not yet flushed by the server is lost; use it in loss tests.
+func (s *Server) Kill() error {
+	s.mu.Lock()
+	cmd, done := s.cmd, s.done
+	s.mu.Unlock()
+	if cmd == nil {
+		return nil
+	}
+	if err := cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("killing local ClickHouse pid %d: %w", cmd.Process.Pid, err)
+	}
+	<-done
+	return s.reap(cmd)
+}
+
+// Restart stops the server (gracefully, bounded by ctx) when it is running
+// and starts it again on the same Dir and ports.
+func (s *Server) Restart(ctx context.Context) error {
+	stopCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	err := s.Stop(stopCtx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("restarting local ClickHouse: %w", err)
+	}
+	return s.start(ctx)
+}
+
+// reap clears cmd as the current child; it reports nothing for the exit
+// status because SIGTERM/SIGKILL exits are what was asked for.
+func (s *Server) reap(cmd *exec.Cmd) error {
+	s.mu.Lock()
+	if s.cmd == cmd {
+		s.cmd, s.done = nil, nil
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *Server) start(ctx context.Context) error {
+	s.mu.Lock()
+	if s.cmd != nil {
+		s.mu.Unlock()
+		return errors.New("starting local ClickHouse: already running")
+	}
+	args := []string{"--config-file=" + filepath.Join(s.opts.Dir, "config.xml")}
+	if s.multi {
+		args = append([]string{"server"}, args...)
+	}
+	// Not CommandContext: the server must outlive the ctx that started it.
+	cmd := exec.Command(s.bin, args...)
+	cmd.Dir = s.opts.Dir
+	logf, err := os.OpenFile(filepath.Join(s.opts.Dir, "stdout.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		s.mu.Unlock()
+		return fmt.Errorf("opening local ClickHouse stdout log: %w", err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Pdeathsig:  syscall.SIGKILL, // dies with mcptrail
+		Setpgid:    true,            // a Ctrl-C to mcptrail is handled by mcptrail, not the child
+		Credential: s.cred,
+	}
+	if err := cmd.Start(); err != nil {
+		s.mu.Unlock()
+		logf.Close()
+		return fmt.Errorf("starting %s: %w", s.bin, err)
+	}
+	logf.Close() // the child holds its own descriptor
+	done := make(chan struct{})
+	var waitErr error
+	go func() {
+		waitErr = cmd.Wait()
+		close(done)
+	}()
+	s.cmd, s.done = cmd, done
+	s.mu.Unlock()
+	s.log.Info("local ClickHouse starting", "pid", cmd.Process.Pid, "addr", s.Addr(), "dir", s.opts.Dir, "binary", s.bin)
+
+	if err := s.waitReady(ctx, done); err != nil {
+		_ = cmd.Process.Kill()
+		<-done
+		_ = s.reap(cmd)
+		if errors.Is(err, errExited) {
+			err = fmt.Errorf("%w (%v)", err, waitErr)
+		}
+		return fmt.Errorf("starting local ClickHouse in %s: %w; %s", s.opts.Dir, err, s.logTail())
+	}
+	return nil
+}
+
+var errExited = errors.New("server exited before accepting connections")
+
+func (s *Server) waitReady(ctx context.Context, done <-chan struct{}) error {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.StartTimeout)
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	var last error
+	for {
+		select {
+		case <-done:
+			return errExited
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for ping: %w (last error: %v)", ctx.Err(), last)
+		case <-tick.C:
+		}
+		if last = s.ping(ctx); last == nil {
+			return nil
+		}
+	}
+}
+
+func (s *Server) ping(ctx context.Context) error {
+	// Cheap TCP probe first so that the driver is not dialled in a loop
+	// against a port nobody listens on yet.
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", s.Addr())
+	if err != nil {
+		return err
+	}
+	c.Close()
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{s.Addr()}, DialTimeout: 2 * time.Second, MaxOpenConns: 1})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	return conn.Ping(pctx)
+}
+
+func (s *Server) logTail() string {
+	var out []string
+	for _, name := range []string{"server.err.log", "stdout.log"} {
+		b, err := os.ReadFile(filepath.Join(s.opts.Dir, name))
+		if err != nil || len(b) == 0 {
+			continue
+		}
+		if len(b) > 2000 {
+			b = b[len(b)-2000:]
+		}
+		out = append(out, name+": "+string(bytes.TrimSpace(b)))
+	}
+	if len(out) == 0 {
+		return "no server log output"
+	}
+	return fmt.Sprint(out)
+}
+
+// findBinary resolves the server executable; multi reports the multi-call
+// binary that needs a "server" sub-command.
+func findBinary(explicit string) (path string, multi bool, err error) {
+	if explicit != "" {
+		p, err := exec.LookPath(explicit)
+		if err != nil {
+			return "", false, fmt.Errorf("%w: %s: %v", ErrNoBinary, explicit, err)
+		}
+		return p, isMulti(p), nil
+	}
+	for _, name := range []string{"clickhouse", "clickhouse-server", "/usr/bin/clickhouse", "/usr/sbin/clickhouse-server"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p, isMulti(p), nil
+		}
+	}
+	return "", false, ErrNoBinary
+}
+
+// isMulti reports whether p is the multi-call binary (named clickhouse,
+// possibly via a symlink such as /usr/bin/clickhouse-server → clickhouse in
+// modern packages, which also dispatch on argv[0] and so need no sub-command).
+func isMulti(p string) bool { return filepath.Base(p) == "clickhouse" }
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func (s *Server) prepareDir() error {
+	if err := os.MkdirAll(s.opts.Dir, 0o750); err != nil {
+		return fmt.Errorf("creating local ClickHouse dir %s: %w", s.opts.Dir, err)
+	}
+	for _, sub := range []string{"data", "tmp", "user_files", "format_schemas", "log"} {
+		if err := os.MkdirAll(filepath.Join(s.opts.Dir, sub), 0o750); err != nil {
+			return fmt.Errorf("creating local ClickHouse dir %s: %w", sub, err)
+		}
+	}
+	var buf bytes.Buffer
+	if err := configTmpl.Execute(&buf, map[string]any{"Dir": s.opts.Dir, "TCP": s.tcpPort, "HTTP": s.httpPort}); err != nil {
+		return fmt.Errorf("rendering local ClickHouse config: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(s.opts.Dir, "config.xml"), buf.Bytes(), 0o640); err != nil {
+		return fmt.Errorf("writing local ClickHouse config: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(s.opts.Dir, "users.xml"), []byte(usersXML), 0o640); err != nil {
+		return fmt.Errorf("writing local ClickHouse users: %w", err)
+	}
+	if s.opts.User == "" || os.Geteuid() != 0 {
+		return nil
+	}
+	u, err := user.Lookup(s.opts.User)
+	if err != nil {
+		return fmt.Errorf("looking up local ClickHouse user %s: %w", s.opts.User, err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	err = filepath.WalkDir(s.opts.Dir, func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, uid, gid)
+	})
+	if err != nil {
+		return fmt.Errorf("handing local ClickHouse dir %s to user %s: %w", s.opts.Dir, s.opts.User, err)
+	}
+	s.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	return nil
+}
+
+// The config keeps caches small (the defaults assume a dedicated host with
+// many GB) and pins the time zone to UTC so DateTime values read back the
+// same everywhere.
+var configTmpl = template.Must(template.New("config").Parse(`<?xml version="1.0"?>
+<!-- generated by mcptrail chlocal; rewritten on every start -->
+<yandex>
+  <logger>
+    <level>warning</level>
+    <log>{{.Dir}}/log/server.log</log>
+    <errorlog>{{.Dir}}/server.err.log</errorlog>
+    <size>10M</size>
+    <count>2</count>
+  </logger>
+  <listen_host>127.0.0.1</listen_host>
+  <tcp_port>{{.TCP}}</tcp_port>
+  <http_port>{{.HTTP}}</http_port>
+  <path>{{.Dir}}/data/</path>
+  <tmp_path>{{.Dir}}/tmp/</tmp_path>
+  <user_files_path>{{.Dir}}/user_files/</user_files_path>
+  <format_schema_path>{{.Dir}}/format_schemas/</format_schema_path>
+  <users_config>{{.Dir}}/users.xml</users_config>
+  <default_profile>default</default_profile>
+  <default_database>default</default_database>
+  <timezone>UTC</timezone>
+  <mark_cache_size>268435456</mark_cache_size>
+  <uncompressed_cache_size>268435456</uncompressed_cache_size>
+  <max_concurrent_queries>100</max_concurrent_queries>
+  <mlock_executable>false</mlock_executable>
+</yandex>
+`))
+
+const usersXML = `<?xml version="1.0"?>
+<!-- generated by mcptrail chlocal -->
+<yandex>
+  <profiles>
+    <default>
+      <max_memory_usage>2000000000</max_memory_usage>
+    </default>
+  </profiles>
+  <users>
+    <default>
+      <password></password>
+      <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+      <profile>default</profile>
+      <quota>default</quota>
+    </default>
+  </users>
+  <quotas>
+    <default>
+      <interval>
+        <duration>3600</duration>
+        <queries>0</queries><errors>0</errors><result_rows>0</result_rows>
+        <read_rows>0</read_rows><execution_time>0</execution_time>
+      </interval>
+    </default>
+  </quotas>
+</yandex>
+`

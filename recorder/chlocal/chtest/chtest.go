@@ -1,0 +1,103 @@
+// Package chtest starts throwaway local ClickHouse servers for tests.
+//
+// Tests never skip for want of a server: when no binary is installed the
+// helpers fail the test with the install hint of chlocal.ErrNoBinary.
+package chtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+
+	"github.com/mcptrail/mcptrail/recorder/chlocal"
+)
+
+// StartForTest starts a server in t.TempDir() and stops it in t.Cleanup.
+func StartForTest(t testing.TB) *chlocal.Server {
+	t.Helper()
+	s, err := chlocal.Start(context.Background(), chlocal.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("starting local ClickHouse for %s: %v", t.Name(), err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := s.Stop(ctx); err != nil {
+			t.Errorf("stopping local ClickHouse: %v", err)
+		}
+	})
+	return s
+}
+
+var shared struct {
+	sync.Mutex
+	srv *chlocal.Server
+	dir string
+	err error
+}
+
+// Shared returns one server per test binary, started on first use, so that
+// a package's tests pay the start-up once. Call StopShared from TestMain
+// after m.Run. Tests sharing it must use their own database (Database).
+func Shared(tb testing.TB) *chlocal.Server {
+	tb.Helper()
+	shared.Lock()
+	defer shared.Unlock()
+	if shared.srv == nil && shared.err == nil {
+		shared.dir, shared.err = os.MkdirTemp("", "mcptrail-chtest-")
+		if shared.err == nil {
+			shared.srv, shared.err = chlocal.Start(context.Background(), chlocal.Options{Dir: shared.dir})
+		}
+	}
+	if shared.err != nil {
+		tb.Fatalf("starting shared local ClickHouse: %v", shared.err)
+	}
+	return shared.srv
+}
+
+// StopShared stops the shared server, if one was started, and removes its
+// directory.
+func StopShared() {
+	shared.Lock()
+	defer shared.Unlock()
+	if shared.srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		_ = shared.srv.Stop(ctx)
+		cancel()
+		shared.srv = nil
+	}
+	if shared.dir != "" {
+		_ = os.RemoveAll(shared.dir)
+		shared.dir = ""
+	}
+}
+
+// Database returns a fresh database name, unique per call, and drops that
+// database on addr when the test ends. The database itself is not created.
+func Database(tb testing.TB, addr string) string {
+	tb.Helper()
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	name := fmt.Sprintf("t_%s", hex.EncodeToString(b[:]))
+	tb.Cleanup(func() {
+		conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{addr}})
+		if err != nil {
+			tb.Errorf("dropping test database %s: %v", name, err)
+			return
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name); err != nil {
+			tb.Errorf("dropping test database %s: %v", name, err)
+		}
+	})
+	return name
+}

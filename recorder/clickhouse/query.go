@@ -1,0 +1,503 @@
+package clickhouse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+
+	"github.com/mcptrail/mcptrail/recorder"
+)
+
+// ReadOption tunes Trace.
+type ReadOption func(*readOpts)
+
+type readOpts struct{ payloads bool }
+
+// WithPayloads fills Params and Result of the returned events from the
+// payloads table (nil where none was recorded or retention removed it).
+func WithPayloads() ReadOption { return func(o *readOpts) { o.payloads = true } }
+
+// Trace returns every hop of the requests that id names: a request id, a
+// W3C trace id (32 hex digits) or a session id. Events are ordered by
+// request (earliest first), then seq, then time. ErrNotFound when none.
+func (s *Store) Trace(ctx context.Context, id string, opts ...ReadOption) ([]recorder.Event, error) {
+	var o readOpts
+	for _, f := range opts {
+		f(&o)
+	}
+	if id == "" {
+		return nil, fmt.Errorf("reading trace: empty id: %w", ErrNotFound)
+	}
+	reqs, err := s.lookupIndex(ctx, []string{id})
+	if err != nil {
+		return nil, fmt.Errorf("reading trace %s: %w", id, err)
+	}
+	if len(reqs) == 0 {
+		return nil, fmt.Errorf("reading trace %s: %w", id, ErrNotFound)
+	}
+	evs, err := s.loadEvents(ctx, reqs, o.payloads)
+	if err != nil {
+		return nil, fmt.Errorf("reading trace %s: %w", id, err)
+	}
+	if len(evs) == 0 {
+		return nil, fmt.Errorf("reading trace %s (hops expired): %w", id, ErrNotFound)
+	}
+	return evs, nil
+}
+
+// reqWindow is a request id with the time window its hops fall in.
+type reqWindow struct {
+	id       string
+	min, max int64 // Unix ns
+}
+
+// lookupIndex resolves request, trace or session ids to request windows.
+func (s *Store) lookupIndex(ctx context.Context, ids []string) ([]reqWindow, error) {
+	var out []reqWindow
+	for _, chunk := range chunks(ids, 1000) {
+		rows, err := s.conn.Query(ctx, "SELECT request_id, min(min_ts_ns), max(max_ts_ns) FROM "+s.table("request_index")+
+			" WHERE id IN ? GROUP BY request_id", groupSet(chunk))
+		if err != nil {
+			return nil, fmt.Errorf("querying request_index: %w", err)
+		}
+		for rows.Next() {
+			var w reqWindow
+			var lo, hi uint64
+			if err := rows.Scan(&w.id, &lo, &hi); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("scanning request_index: %w", err)
+			}
+			w.min, w.max = int64(lo), int64(hi)
+			out = append(out, w)
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("querying request_index: %w", err)
+		}
+	}
+	return out, nil
+}
+
+func chunks(ids []string, n int) [][]string {
+	var out [][]string
+	for len(ids) > n {
+		out = append(out, ids[:n])
+		ids = ids[n:]
+	}
+	if len(ids) > 0 {
+		out = append(out, ids)
+	}
+	return out
+}
+
+func groupSet(ids []string) clickhouse.GroupSet {
+	v := make([]any, len(ids))
+	for i, id := range ids {
+		v[i] = id
+	}
+	return clickhouse.GroupSet{Value: v}
+}
+
+const hopsSelect = "SELECT event_id, request_id, session_id, trace_id, span_id, toString(hop), seq, ts_ns, " +
+	"duration_us, queue_us, connect_us, ttfb_us, method, server, target, rpc_id, " +
+	"principal, auth_decision, auth_rule, route_rule, backend, attempt, fallback, " +
+	"toString(outcome), error_code, error_message, request_bytes, response_bytes, " +
+	"client_name, client_version, protocol_version, upstream_version, " +
+	"gateway_instance, gateway_version, config_hash, redaction_version, redaction_count, " +
+	"attr_keys, attr_values FROM "
+
+// loadEvents reads the hops (and optionally payloads) of reqs, deduplicated
+// by event_id, ordered by request start, seq, time.
+func (s *Store) loadEvents(ctx context.Context, reqs []reqWindow, payloads bool) ([]recorder.Event, error) {
+	sort.Slice(reqs, func(i, j int) bool {
+		if reqs[i].min != reqs[j].min {
+			return reqs[i].min < reqs[j].min
+		}
+		return reqs[i].id < reqs[j].id
+	})
+	rank := make(map[string]int, len(reqs))
+	var evs []recorder.Event
+	for start := 0; start < len(reqs); start += 1000 {
+		part := reqs[start:min(start+1000, len(reqs))]
+		ids := make([]string, len(part))
+		lo, hi := part[0].min, part[0].max
+		for i, r := range part {
+			ids[i] = r.id
+			rank[r.id] = start + i
+			lo, hi = min(lo, r.min), max(hi, r.max)
+		}
+		// The ts bounds let the server skip whole day partitions.
+		where := " FINAL WHERE request_id IN ? AND ts >= toDateTime(?) AND ts <= toDateTime(?)"
+		args := []any{groupSet(ids), lo / 1e9, hi/1e9 + 1}
+		rows, err := s.conn.Query(ctx, hopsSelect+s.table("hops")+where, args...)
+		if err != nil {
+			return nil, fmt.Errorf("querying hops: %w", err)
+		}
+		first := len(evs)
+		for rows.Next() {
+			var (
+				e            recorder.Event
+				hop, outcome string
+				ts           uint64
+				fallback     uint8
+				keys, vals   []string
+			)
+			err := rows.Scan(&e.EventID, &e.RequestID, &e.SessionID, &e.TraceID, &e.SpanID, &hop, &e.Seq, &ts,
+				&e.DurationUs, &e.QueueUs, &e.ConnectUs, &e.TTFBUs, &e.Method, &e.Server, &e.Target, &e.RPCID,
+				&e.Principal, &e.AuthDecision, &e.AuthRule, &e.RouteRule, &e.Backend, &e.Attempt, &fallback,
+				&outcome, &e.ErrorCode, &e.ErrorMessage, &e.RequestBytes, &e.ResponseBytes,
+				&e.ClientName, &e.ClientVersion, &e.ProtocolVersion, &e.UpstreamVersion,
+				&e.GatewayInstance, &e.GatewayVersion, &e.ConfigHash, &e.RedactionVersion, &e.RedactionCount,
+				&keys, &vals)
+			if err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("scanning hops: %w", err)
+			}
+			e.Hop, e.Outcome, e.TimeNs, e.Fallback = recorder.ParseHop(hop), recorder.ParseOutcome(outcome), int64(ts), fallback != 0
+			for i := range min(len(keys), len(vals)) {
+				e.Attrs = append(e.Attrs, recorder.Attr{Key: keys[i], Value: vals[i]})
+			}
+			evs = append(evs, e)
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("querying hops: %w", err)
+		}
+		if payloads && len(evs) > first {
+			if err := s.fillPayloads(ctx, evs[first:], ids, lo, hi); err != nil {
+				return nil, err
+			}
+		}
+	}
+	sort.SliceStable(evs, func(i, j int) bool {
+		a, b := &evs[i], &evs[j]
+		if ra, rb := rank[a.RequestID], rank[b.RequestID]; ra != rb {
+			return ra < rb
+		}
+		if a.Seq != b.Seq {
+			return a.Seq < b.Seq
+		}
+		if a.TimeNs != b.TimeNs {
+			return a.TimeNs < b.TimeNs
+		}
+		return a.EventID < b.EventID
+	})
+	return evs, nil
+}
+
+func (s *Store) fillPayloads(ctx context.Context, evs []recorder.Event, ids []string, lo, hi int64) error {
+	byID := make(map[string]*recorder.Event, len(evs))
+	for i := range evs {
+		byID[evs[i].EventID] = &evs[i]
+	}
+	rows, err := s.conn.Query(ctx, "SELECT event_id, params, result, truncated, params_sha256, result_sha256 FROM "+s.table("payloads")+
+		" FINAL WHERE request_id IN ? AND ts >= toDateTime(?) AND ts <= toDateTime(?)", groupSet(ids), lo/1e9, hi/1e9+1)
+	if err != nil {
+		return fmt.Errorf("querying payloads: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			id, params, result string
+			trunc              uint8
+			psum, rsum         string
+		)
+		if err := rows.Scan(&id, &params, &result, &trunc, &psum, &rsum); err != nil {
+			return fmt.Errorf("scanning payloads: %w", err)
+		}
+		e := byID[id]
+		if e == nil {
+			continue
+		}
+		if params != "" {
+			e.Params = []byte(params)
+		}
+		if result != "" {
+			e.Result = []byte(result)
+		}
+		e.PayloadTruncated, e.ParamsSHA256, e.ResultSHA256 = trunc != 0, psum, rsum
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("querying payloads: %w", err)
+	}
+	return nil
+}
+
+// CallsQuery selects calls (answered requests). Zero fields do not filter.
+type CallsQuery struct {
+	Since, Until time.Time // window on the response time; Until exclusive
+	FailedOnly   bool      // only outcomes other than ok
+	Server       string    // exact backend namespace
+	Tool         string    // glob on the target: * any run, ? one character
+	Principal    string    // exact principal
+	Limit        int       // max rows; default 100
+}
+
+// Call is one answered request.
+type Call struct {
+	Time         time.Time
+	RequestID    string
+	SessionID    string
+	TraceID      string
+	Principal    string
+	Method       string
+	Server       string
+	Target       string
+	Outcome      recorder.Outcome
+	ErrorCode    int32
+	ErrorMessage string
+	Duration     time.Duration
+}
+
+// Calls lists answered requests matching q, newest first, from the audit
+// table (one row per response hop), so it reaches back as far as audit
+// retention.
+func (s *Store) Calls(ctx context.Context, q CallsQuery) ([]Call, error) {
+	where, args := filters(q.Since, q.Until, q.Principal, q.Server, q.Tool, "", q.FailedOnly)
+	limit := q.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	rows, err := s.conn.Query(ctx, "SELECT ts_ns, request_id, session_id, trace_id, principal, method, server, target, toString(outcome), "+
+		"error_code, error_message, duration_us FROM "+s.table("audit")+" FINAL"+where+
+		fmt.Sprintf(" ORDER BY ts_ns DESC, event_id LIMIT %d", limit), args...)
+	if err != nil {
+		return nil, fmt.Errorf("querying calls: %w", err)
+	}
+	defer rows.Close()
+	var out []Call
+	for rows.Next() {
+		var (
+			c       Call
+			ts      uint64
+			outcome string
+			dur     int64
+		)
+		if err := rows.Scan(&ts, &c.RequestID, &c.SessionID, &c.TraceID, &c.Principal, &c.Method, &c.Server, &c.Target,
+			&outcome, &c.ErrorCode, &c.ErrorMessage, &dur); err != nil {
+			return nil, fmt.Errorf("scanning calls: %w", err)
+		}
+		c.Time, c.Outcome, c.Duration = time.Unix(0, int64(ts)).UTC(), recorder.ParseOutcome(outcome), time.Duration(dur)*time.Microsecond
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("querying calls: %w", err)
+	}
+	return out, nil
+}
+
+// filters builds the WHERE clause shared by Calls, Audit and Select over
+// the audit table.
+func filters(since, until time.Time, principal, server, tool, decision string, failed bool) (string, []any) {
+	var (
+		conds []string
+		args  []any
+	)
+	if !since.IsZero() {
+		conds, args = append(conds, "ts >= toDateTime(?)", "ts_ns >= ?"), append(args, since.Unix(), uint64(since.UnixNano()))
+	}
+	if !until.IsZero() {
+		conds, args = append(conds, "ts <= toDateTime(?)", "ts_ns < ?"), append(args, until.Unix()+1, uint64(until.UnixNano()))
+	}
+	if principal != "" {
+		conds, args = append(conds, "principal = ?"), append(args, principal)
+	}
+	if server != "" {
+		conds, args = append(conds, "server = ?"), append(args, server)
+	}
+	if tool != "" {
+		conds, args = append(conds, "target LIKE ?"), append(args, globToLike(tool))
+	}
+	if decision != "" {
+		conds, args = append(conds, "decision = ?"), append(args, decision)
+	}
+	if failed {
+		conds = append(conds, "outcome != 'ok'")
+	}
+	if len(conds) == 0 {
+		return "", nil
+	}
+	return " WHERE " + strings.Join(conds, " AND "), args
+}
+
+// globToLike turns a shell-style glob (* any run, ? one character) into a
+// LIKE pattern, escaping LIKE's own metacharacters.
+func globToLike(g string) string {
+	var b strings.Builder
+	for _, r := range g {
+		switch r {
+		case '*':
+			b.WriteByte('%')
+		case '?':
+			b.WriteByte('_')
+		case '%', '_', '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// AuditQuery selects audit rows. Zero fields do not filter.
+type AuditQuery struct {
+	Principal    string    // exact principal
+	Since, Until time.Time // Until exclusive
+	Tool         string    // glob on the target, e.g. "crm.*"
+	Decision     string    // allowed | denied | none
+}
+
+// AuditRow is one answered request in the audit trail.
+type AuditRow struct {
+	Time       time.Time
+	Principal  string
+	Method     string
+	Target     string
+	Server     string
+	Decision   string
+	Rule       string
+	Outcome    recorder.Outcome
+	ErrorCode  int32
+	RequestID  string
+	SessionID  string
+	TraceID    string
+	ClientName string
+	Duration   time.Duration
+}
+
+// Audit streams matching rows oldest first to emit without holding them in
+// memory. An error from emit stops the stream and is returned as is.
+func (s *Store) Audit(ctx context.Context, q AuditQuery, emit func(AuditRow) error) error {
+	where, args := filters(q.Since, q.Until, q.Principal, "", q.Tool, q.Decision, false)
+	rows, err := s.conn.Query(ctx, "SELECT ts_ns, principal, method, target, server, decision, rule, toString(outcome), error_code, "+
+		"request_id, session_id, trace_id, client_name, duration_us FROM "+s.table("audit")+" FINAL"+where+
+		" ORDER BY principal, ts_ns, event_id", args...)
+	if err != nil {
+		return fmt.Errorf("querying audit: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			r       AuditRow
+			ts      uint64
+			outcome string
+			dur     int64
+		)
+		if err := rows.Scan(&ts, &r.Principal, &r.Method, &r.Target, &r.Server, &r.Decision, &r.Rule, &outcome, &r.ErrorCode,
+			&r.RequestID, &r.SessionID, &r.TraceID, &r.ClientName, &dur); err != nil {
+			return fmt.Errorf("scanning audit: %w", err)
+		}
+		r.Time, r.Outcome, r.Duration = time.Unix(0, int64(ts)).UTC(), recorder.ParseOutcome(outcome), time.Duration(dur)*time.Microsecond
+		if err := emit(r); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("querying audit: %w", err)
+	}
+	return nil
+}
+
+// Selection picks recorded requests for replay. IDs (RequestIDs, SessionID,
+// TraceID) narrow to those requests; the filters apply to their response
+// (audit) rows. With no ids, Since is required.
+type Selection struct {
+	RequestIDs   []string
+	SessionID    string
+	TraceID      string
+	Since, Until time.Time
+	Server       string
+	Tool         string // glob on the target
+	Principal    string
+	FailedOnly   bool
+	Limit        int // max requests; default 1000
+}
+
+// ErrSelectionTooWide is returned by Select when neither ids nor Since bound it.
+var ErrSelectionTooWide = errors.New("selection needs request ids, a session, a trace or a since time")
+
+// Select returns every hop, with payloads, of the selected requests,
+// ordered like Trace.
+func (s *Store) Select(ctx context.Context, sel Selection) ([]recorder.Event, error) {
+	limit := sel.Limit
+	if limit <= 0 {
+		limit = 1000
+	}
+	ids := append([]string(nil), sel.RequestIDs...)
+	if sel.SessionID != "" {
+		ids = append(ids, sel.SessionID)
+	}
+	if sel.TraceID != "" {
+		ids = append(ids, sel.TraceID)
+	}
+	hasFilter := !sel.Since.IsZero() || !sel.Until.IsZero() || sel.Server != "" || sel.Tool != "" || sel.Principal != "" || sel.FailedOnly
+	var reqs []reqWindow
+	if len(ids) > 0 {
+		var err error
+		if reqs, err = s.lookupIndex(ctx, ids); err != nil {
+			return nil, fmt.Errorf("selecting requests: %w", err)
+		}
+		if len(reqs) == 0 {
+			return nil, nil
+		}
+	} else if sel.Since.IsZero() {
+		return nil, fmt.Errorf("selecting requests: %w", ErrSelectionTooWide)
+	}
+	if hasFilter || len(ids) == 0 {
+		where, args := filters(sel.Since, sel.Until, sel.Principal, sel.Server, sel.Tool, "", sel.FailedOnly)
+		if len(reqs) > 0 {
+			rids := make([]string, len(reqs))
+			for i, r := range reqs {
+				rids[i] = r.id
+			}
+			if where == "" {
+				where = " WHERE "
+			} else {
+				where += " AND "
+			}
+			where += "request_id IN ?"
+			args = append(args, groupSet(rids))
+		}
+		rows, err := s.conn.Query(ctx, "SELECT DISTINCT request_id FROM "+s.table("audit")+" FINAL"+where+fmt.Sprintf(" LIMIT %d", limit), args...)
+		if err != nil {
+			return nil, fmt.Errorf("selecting requests from audit: %w", err)
+		}
+		var matched []string
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("selecting requests from audit: %w", err)
+			}
+			matched = append(matched, id)
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("selecting requests from audit: %w", err)
+		}
+		if len(matched) == 0 {
+			return nil, nil
+		}
+		if reqs, err = s.lookupIndex(ctx, matched); err != nil {
+			return nil, fmt.Errorf("selecting requests: %w", err)
+		}
+	}
+	if len(reqs) > limit {
+		sort.Slice(reqs, func(i, j int) bool { return reqs[i].min < reqs[j].min })
+		reqs = reqs[:limit]
+	}
+	evs, err := s.loadEvents(ctx, reqs, true)
+	if err != nil {
+		return nil, fmt.Errorf("selecting requests: %w", err)
+	}
+	return evs, nil
+}
