@@ -72,6 +72,10 @@ type Options struct {
 	Propagator     propagation.TextMapPropagator
 	Recorder       Recorder // nil: nothing recorded
 	Redactor       Redactor // nil: payloads are not recorded
+	// DeferRedactionBytes: events whose payloads total at most this many
+	// bytes reach the Recorder unredacted (Event.Unredacted), for it to
+	// redact off the hot path with RedactEvent. 0 redacts everything here.
+	DeferRedactionBytes int
 	// HealthInterval is how often an idle backend is pinged; default 5s.
 	HealthInterval time.Duration
 	// PageSize is the number of items per page of merged lists; default 100.

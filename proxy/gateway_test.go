@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -742,5 +743,58 @@ func TestModernClient(t *testing.T) {
 		if strings.Contains(string(s.Meta), "io.modelcontextprotocol/") {
 			t.Errorf("backend (2025-11-25) saw 2026 _meta keys: %s", s.Meta)
 		}
+	}
+}
+
+// markRedactor marks what it redacted, so tests can see where it ran.
+type markRedactor struct{}
+
+func (markRedactor) Payload(b []byte) ([]byte, int, bool, string) {
+	return []byte(`{"redacted":` + strconv.Quote(string(b[:min(len(b), 8)])) + `}`), 1, false, "sum"
+}
+func (markRedactor) String(s string) (string, int) { return "redacted", 1 }
+func (markRedactor) Version() string               { return "mark" }
+
+// TestDeferredRedaction: small payloads reach the recorder raw and marked,
+// large ones already redacted; RedactEvent finishes the small ones the same
+// way the gateway would have.
+func TestDeferredRedaction(t *testing.T) {
+	cfg, _ := twoBackends(t)
+	e := startGateway(t, cfg, func(o *proxy.Options) {
+		o.Redactor = markRedactor{}
+		o.DeferRedactionBytes = 4096
+	})
+	c := newClient(t, e.url)
+	_ = callTool(t, c, "alpha.echo", map[string]any{"message": "small"})
+	_ = callTool(t, c, "alpha.echo", map[string]any{"message": strings.Repeat("L", 8192)})
+	e.rec.mu.Lock()
+	defer e.rec.mu.Unlock()
+	var small, large int
+	for _, ev := range e.rec.events {
+		if ev.Hop != recorder.HopUpstream {
+			continue
+		}
+		switch {
+		case strings.Contains(string(ev.Params), "small"):
+			small++
+			if !ev.Unredacted {
+				t.Errorf("small upstream payload was redacted on the hot path")
+			}
+			cp := ev
+			proxy.RedactEvent(markRedactor{}, &cp)
+			if cp.Unredacted || !strings.HasPrefix(string(cp.Params), `{"redacted":`) || cp.ParamsSHA256 != "sum" {
+				t.Errorf("RedactEvent left %+v", cp)
+			}
+		case strings.HasPrefix(string(ev.Params), `{"redacted":`):
+			large++
+			if ev.Unredacted {
+				t.Errorf("large payload marked Unredacted after being redacted")
+			}
+		default:
+			t.Errorf("upstream event with unexpected params %.60s", ev.Params)
+		}
+	}
+	if small != 1 || large != 1 {
+		t.Errorf("upstream events: %d small (raw), %d large (redacted); want 1 and 1", small, large)
 	}
 }

@@ -49,7 +49,7 @@ func (c *call) record(hop recorder.Hop, start time.Time, dur time.Duration, fill
 	}
 	if g.redactor != nil {
 		e.RedactionVersion = g.redactor.Version()
-		if e.ErrorMessage != "" {
+		if !e.Unredacted && e.ErrorMessage != "" {
 			var n int
 			e.ErrorMessage, n = g.redactor.String(e.ErrorMessage)
 			e.RedactionCount += uint16(n)
@@ -60,21 +60,47 @@ func (c *call) record(hop recorder.Hop, start time.Time, dur time.Duration, fill
 	}
 }
 
-// payload redacts and caps params and result onto e. Without a redactor
-// nothing is recorded: unredacted payloads never leave the process.
+// payload puts params and result on e, redacted and capped. Small payloads
+// (Options.DeferRedactionBytes) are handed over raw with e.Unredacted set, so
+// the recorder redacts them off the hot path (recorder.Config.Prepare =
+// RedactEvent); large ones are redacted here, which also bounds what the
+// recorder's queue holds. Without a redactor nothing is recorded:
+// unredacted payloads never reach storage.
 func (c *call) payload(e *recorder.Event, params, result []byte) {
 	r := c.g.redactor
 	if r == nil {
 		return
 	}
-	if params != nil {
-		out, n, trunc, sum := r.Payload(params)
+	e.Params, e.Result = params, result
+	if len(params)+len(result) <= c.g.opts.DeferRedactionBytes {
+		e.Unredacted = true
+		return
+	}
+	redactPayloads(r, e)
+}
+
+// RedactEvent redacts and caps an event's payloads and error message in
+// place and clears Unredacted. It is the recorder's Prepare hook for events
+// the gateway hands over raw.
+func RedactEvent(r Redactor, e *recorder.Event) {
+	redactPayloads(r, e)
+	if e.ErrorMessage != "" {
+		var n int
+		e.ErrorMessage, n = r.String(e.ErrorMessage)
+		e.RedactionCount += uint16(n)
+	}
+	e.Unredacted = false
+}
+
+func redactPayloads(r Redactor, e *recorder.Event) {
+	if e.Params != nil {
+		out, n, trunc, sum := r.Payload(e.Params)
 		e.Params, e.ParamsSHA256 = out, sum
 		e.RedactionCount += uint16(n)
 		e.PayloadTruncated = e.PayloadTruncated || trunc
 	}
-	if result != nil {
-		out, n, trunc, sum := r.Payload(result)
+	if e.Result != nil {
+		out, n, trunc, sum := r.Payload(e.Result)
 		e.Result, e.ResultSHA256 = out, sum
 		e.RedactionCount += uint16(n)
 		e.PayloadTruncated = e.PayloadTruncated || trunc

@@ -53,6 +53,12 @@ type Config struct {
 	// RetryMin and RetryMax bound the exponential backoff (with jitter)
 	// between failed WriteBatch attempts. Defaults 100ms and 30s.
 	RetryMin, RetryMax time.Duration
+	// Prepare, when set, is called by the spooler goroutine on every event
+	// marked Unredacted, before it is written to disk; it must redact the
+	// event's payloads and error message in place. Events marked
+	// Unredacted lose those fields when Prepare is nil: raw payloads never
+	// reach the spool.
+	Prepare func(*Event)
 }
 
 // withDefaults returns c with zero fields replaced by their defaults.

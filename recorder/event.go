@@ -143,6 +143,13 @@ type Event struct {
 
 	// Attrs holds extra key/value pairs (kept as parallel arrays in storage).
 	Attrs []Attr
+
+	// Unredacted marks an event whose Params, Result and ErrorMessage are
+	// still raw: the producer deferred redaction to keep it off its hot
+	// path. A Pipeline runs Config.Prepare on such an event before it
+	// reaches the spool, and drops those fields if there is no Prepare.
+	// It is never stored.
+	Unredacted bool
 }
 
 // Attr is an extra key/value pair on an Event.

@@ -699,3 +699,43 @@ func TestTimersSealAndSync(t *testing.T) {
 		}
 	})
 }
+
+// TestUnredactedEventsArePreparedOrStripped: raw payloads handed over by a
+// producer reach the spool only through Prepare.
+func TestUnredactedEventsArePreparedOrStripped(t *testing.T) {
+	for _, withPrepare := range []bool{true, false} {
+		t.Run(fmt.Sprint("prepare=", withPrepare), func(t *testing.T) {
+			w := recordertest.NewMemoryWriter()
+			cfg := testConfig(t)
+			if withPrepare {
+				cfg.Prepare = func(e *recorder.Event) {
+					e.Params = []byte(`"prepared"`)
+					e.ErrorMessage = "prepared"
+				}
+			}
+			p := start(t, cfg, w)
+			ev := event(1)
+			ev.ErrorMessage = "secret-canary"
+			ev.Unredacted = true
+			if err := p.Record(ev); err != nil {
+				t.Fatal(err)
+			}
+			flush(t, p)
+			got := w.Events()
+			if len(got) != 1 {
+				t.Fatalf("wrote %d events, want 1", len(got))
+			}
+			e := got[0]
+			if e.Unredacted {
+				t.Error("stored event is still marked Unredacted")
+			}
+			wantParams, wantErr := "", ""
+			if withPrepare {
+				wantParams, wantErr = `"prepared"`, "prepared"
+			}
+			if string(e.Params) != wantParams || e.ErrorMessage != wantErr {
+				t.Errorf("stored Params %q, ErrorMessage %q; want %q, %q", e.Params, e.ErrorMessage, wantParams, wantErr)
+			}
+		})
+	}
+}

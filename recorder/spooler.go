@@ -102,6 +102,14 @@ func (s *spooler) maintain(now time.Time) {
 // rolling the segment at SegmentBytes. stopping means no waiting for space.
 func (s *spooler) add(ev *Event, stopping bool) {
 	p := s.p
+	if ev.Unredacted {
+		if p.cfg.Prepare != nil {
+			p.cfg.Prepare(ev)
+		} else {
+			ev.Params, ev.Result, ev.ErrorMessage = nil, nil, ""
+		}
+		ev.Unredacted = false
+	}
 	start := len(s.buf)
 	s.buf = AppendRecord(s.buf, ev)
 	n := int64(len(s.buf) - start)
