@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/mcptrail/mcptrail/proxy"
+	"github.com/mcptrail/mcptrail/proxy/config"
+	"github.com/mcptrail/mcptrail/recorder"
+	"github.com/mcptrail/mcptrail/recorder/chlocal"
+	"github.com/mcptrail/mcptrail/recorder/clickhouse"
+	"github.com/mcptrail/mcptrail/recorder/redact"
+)
+
+// deferRedactionBytes: calls whose payloads total at most this are redacted
+// by the recorder's spooler goroutine instead of on the gateway's hot path.
+// Larger ones are redacted (and capped) at once, which bounds the memory the
+// recorder's queue can hold.
+const deferRedactionBytes = 8 << 10
+
+// recording is the recorder side of serve: redactor, pipeline, store and
+// (when no address is configured) the local ClickHouse it supervises.
+type recording struct {
+	redactor *redact.Redactor
+	pipeline *recorder.Pipeline
+	store    *clickhouse.Store
+	local    *chlocal.Server
+	logger   *slog.Logger
+}
+
+// Record implements proxy.Recorder.
+func (r *recording) Record(ev *recorder.Event) error { return r.pipeline.Record(ev) }
+
+// Status implements proxy.StatusProvider for /statusz and mcptrail status.
+func (r *recording) Status() any {
+	st := r.pipeline.Stats()
+	out := map[string]any{"pipeline": st}
+	if r.local != nil {
+		out["clickhouse"] = "local " + r.local.Addr()
+	}
+	return out
+}
+
+// newRedactor builds the redactor from config; the HMAC key comes from the
+// environment variable the config names.
+func newRedactor(cfg *config.Config) (*redact.Redactor, error) {
+	rc := cfg.Recorder.Redaction
+	custom := make([]redact.Pattern, 0, len(rc.Custom))
+	for _, c := range rc.Custom {
+		custom = append(custom, redact.Pattern{Name: c.Name, Regexp: c.Regexp})
+	}
+	// Configured keys add to the built-in ones: listing api_key must not
+	// stop password from being redacted.
+	var keys []string
+	if len(rc.Keys) > 0 {
+		keys = append(slices.Clone(redact.DefaultKeys), rc.Keys...)
+	}
+	key := []byte(os.Getenv(rc.HMACKeyEnv))
+	return redact.New(redact.Config{Keys: keys, Patterns: rc.Patterns, Custom: custom, MaxPayloadBytes: cfg.Recorder.Payloads.MaxBytes}, key)
+}
+
+// clickhouseConfig maps the gateway config onto the store's.
+func clickhouseConfig(cfg *config.Config, addr string) clickhouse.Config {
+	ch := cfg.Recorder.ClickHouse
+	c := clickhouse.Config{
+		Addr: ch.Addr, Database: ch.Database, Username: ch.Username, Password: ch.Password, Cluster: ch.Cluster,
+		Retention: clickhouse.Retention{Hops: cfg.Recorder.Retention.Hops, Payloads: cfg.Recorder.Retention.Payloads, Audit: cfg.Recorder.Retention.Audit},
+	}
+	if addr != "" {
+		c.Addr = []string{addr}
+	}
+	return c
+}
+
+// startRecording starts what recording needs, in order: local ClickHouse,
+// store (+migrations), spool pipeline. With recording off it returns an
+// empty recording whose stop is a no-op.
+func startRecording(ctx context.Context, cfg *config.Config, h slog.Handler) (*recording, error) {
+	r := &recording{logger: slog.New(h).With("component", "recorder")}
+	if !cfg.Recorder.IsEnabled() {
+		return r, nil
+	}
+	var err error
+	if r.redactor, err = newRedactor(cfg); err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			r.stop()
+		}
+	}()
+	addr := ""
+	if cfg.Recorder.ClickHouse.Local() {
+		dir, _ := filepath.Abs(cfg.Recorder.ClickHouse.LocalDir)
+		r.logger.Info("starting local ClickHouse", "dir", dir)
+		r.local, err = chlocal.Start(ctx, chlocal.Options{Dir: dir, Binary: cfg.Recorder.ClickHouse.LocalBinary, Logger: r.logger})
+		if err != nil {
+			if errors.Is(err, chlocal.ErrNoBinary) {
+				return nil, fmt.Errorf("recorder.clickhouse.addr is empty, so mcptrail runs a local ClickHouse, but: %w (or run with --no-record)", err)
+			}
+			return nil, fmt.Errorf("starting local ClickHouse: %w", err)
+		}
+		addr = r.local.Addr()
+		r.logger.Info("local ClickHouse ready", "addr", addr)
+	}
+	r.store, err = clickhouse.Open(ctx, clickhouseConfig(cfg, addr), r.logger)
+	if err != nil {
+		return nil, fmt.Errorf("opening ClickHouse: %w", err)
+	}
+	if cfg.Recorder.ClickHouse.ShouldMigrate() {
+		if err := r.store.Migrate(ctx); err != nil {
+			return nil, fmt.Errorf("migrating ClickHouse schema: %w", err)
+		}
+	}
+	sp := cfg.Recorder.Spool
+	r.pipeline, err = recorder.NewPipeline(recorder.Config{
+		Dir: sp.Dir, QueueSize: cfg.Recorder.QueueSize, SegmentBytes: sp.SegmentBytes, SegmentAge: cfg.Recorder.FlushInterval,
+		Fsync: sp.Fsync, FsyncInterval: sp.FsyncInterval, MaxDiskBytes: sp.MaxBytes, Overflow: cfg.Recorder.Overflow,
+		BatchSize: cfg.Recorder.BatchSize,
+		Prepare:   func(e *recorder.Event) { proxy.RedactEvent(r.redactor, e) },
+	}, r.store, r.logger)
+	if err != nil {
+		return nil, fmt.Errorf("configuring the recorder: %w", err)
+	}
+	if err := r.pipeline.Start(ctx); err != nil {
+		return nil, fmt.Errorf("starting the recorder: %w", err)
+	}
+	ok = true
+	return r, nil
+}
+
+// stop drains the pipeline (what cannot be written stays in the spool for
+// the next start), then closes the store and the local ClickHouse.
+func (r *recording) stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if r.pipeline != nil {
+		if err := r.pipeline.Shutdown(ctx); err != nil {
+			r.logger.Warn("recorder shutdown", "err", err)
+		}
+		st := r.pipeline.Stats()
+		r.logger.Info("recorder stopped", "enqueued", st.Enqueued, "written", st.Written, "dropped", st.Dropped, "spool_bytes", st.SpoolBytes)
+	}
+	if r.store != nil {
+		_ = r.store.Close()
+	}
+	if r.local != nil {
+		_ = r.local.Stop(ctx)
+	}
+}
+
+// noPayloads records metadata only: recorder.payloads.enabled: false.
+type noPayloads struct{ r *redact.Redactor }
+
+func (n noPayloads) Payload([]byte) ([]byte, int, bool, string) { return nil, 0, false, "" }
+func (n noPayloads) String(s string) (string, int)              { return n.r.String(s) }
+func (n noPayloads) Version() string                            { return n.r.Version() }

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mcptrail/mcptrail/proxy"
+	"github.com/mcptrail/mcptrail/proxy/config"
+	"github.com/mcptrail/mcptrail/proxy/telemetry"
+)
+
+func newServeCmd() *cobra.Command {
+	var (
+		cfgPath  string
+		logLevel string
+		listen   string
+		noRecord bool
+	)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the gateway",
+		Example: `  mcptrail serve --config deploy/demo.yaml
+  mcptrail serve --config mcptrail.yaml --listen :8080`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(cfgPath)
+			if err != nil {
+				return err
+			}
+			if listen != "" {
+				cfg.Listen = listen
+			}
+			if noRecord {
+				off := false
+				cfg.Recorder.Enabled = &off
+			}
+			return runServe(cmd.Context(), cfg, logLevel)
+		},
+	}
+	cmd.Flags().StringVarP(&cfgPath, "config", "c", "mcptrail.yaml", "config file")
+	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug | info | warn | error")
+	cmd.Flags().StringVar(&listen, "listen", "", "override the config's listen address")
+	cmd.Flags().BoolVar(&noRecord, "no-record", false, "do not record (no ClickHouse)")
+	return cmd
+}
+
+func parseLevel(s string) slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return slog.LevelInfo
+	}
+	return l
+}
+
+// runServe wires the gateway: telemetry, recorder (with its ClickHouse),
+// gateway, HTTP listener; and stops them in reverse order.
+func runServe(ctx context.Context, cfg *config.Config, logLevel string) error {
+	var handler slog.Handler = slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: parseLevel(logLevel)})
+	rec, err := startRecording(ctx, cfg, handler)
+	if err != nil {
+		return err
+	}
+	defer rec.stop()
+	if rec.redactor != nil {
+		handler = rec.redactor.Handler(handler)
+	}
+	logger := slog.New(handler)
+	for _, w := range cfg.Warnings() {
+		logger.Warn("config: " + w)
+	}
+
+	tp, shutdownTP, err := telemetry.NewTracerProvider(ctx, "mcptrail", version, os.Getenv)
+	if err != nil {
+		return fmt.Errorf("configuring OpenTelemetry: %w", err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = shutdownTP(sctx)
+	}()
+
+	opts := proxy.Options{Config: cfg, Logger: logger, TracerProvider: tp, Propagator: telemetry.Propagator()}
+	if rec.pipeline != nil {
+		opts.Recorder = rec
+		if cfg.Recorder.Payloads.IsEnabled() {
+			opts.Redactor = rec.redactor
+			opts.DeferRedactionBytes = deferRedactionBytes
+		} else {
+			opts.Redactor = noPayloads{rec.redactor}
+		}
+	}
+	gw, err := proxy.New(opts)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
+	}
+	if err := gw.Start(ctx); err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: gw.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv.RegisterOnShutdown(gw.CloseStreams)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+
+	addr := ln.Addr().String()
+	logger.Info("mcptrail gateway listening", "addr", addr, "config", cfg.Path, "servers", len(cfg.Servers), "recording", rec.pipeline != nil)
+	fmt.Fprintf(os.Stderr, `
+mcptrail %s is serving MCP on http://%s
+  streamable HTTP: http://%s/mcp      legacy SSE: http://%s/sse
+  stdio-only clients: mcptrail stdio --url http://%s/mcp
+  each answer carries X-Request-Id; explain a call with: mcptrail trace <request-id>
+
+`, version, addr, addr, addr, addr)
+
+	select {
+	case err := <-errc:
+		if !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serving HTTP: %w", err)
+		}
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	// Stop order: listener first (finishing in-flight requests), then the
+	// gateway and its backends; the recorder drains last (deferred).
+	if err := srv.Shutdown(sctx); err != nil {
+		logger.Warn("HTTP shutdown", "err", err)
+	}
+	if err := gw.Shutdown(sctx); err != nil {
+		logger.Warn("gateway shutdown", "err", err)
+	}
+	return nil
+}
