@@ -10,14 +10,12 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/mark3labs/mcp-go/client/transport"
-	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/mcptrail/mcptrail/proxy/config"
 	"github.com/mcptrail/mcptrail/proxy/jsonrpc"
@@ -25,15 +23,6 @@ import (
 
 // ErrBackendDown is returned for calls to a backend that is not connected.
 var ErrBackendDown = errors.New("backend unavailable")
-
-// upstreamConn is what the gateway needs of an mcp-go client transport.
-type upstreamConn interface {
-	Start(ctx context.Context) error
-	SendRequest(ctx context.Context, req transport.JSONRPCRequest) (*transport.JSONRPCResponse, error)
-	SendNotification(ctx context.Context, n mcp.JSONRPCNotification) error
-	SetNotificationHandler(func(mcp.JSONRPCNotification))
-	Close() error
-}
 
 // listKind names the four lists a backend serves.
 type listKind int
@@ -138,7 +127,7 @@ func (b *Backend) run(ctx context.Context, healthEvery time.Duration) {
 		b.hooks.backendChanged(b)
 		b.watch(ctx, snap, healthEvery)
 		b.snap.CompareAndSwap(snap, nil)
-		_ = snap.conn.Close()
+		_ = snap.conn.close()
 		if ctx.Err() != nil {
 			return
 		}
@@ -214,15 +203,28 @@ func (b *Backend) connectTimeout() time.Duration {
 	return 10 * time.Second
 }
 
-func (b *Backend) newConn() (upstreamConn, error) {
+// newConn opens a connection of the configured transport: the gateway's own
+// streamable-HTTP client, or mcp-go's stdio and legacy SSE transports.
+func (b *Backend) newConn(ctx context.Context) (upstreamConn, error) {
+	hooks := connHooks{
+		notification: func(n jsonrpc.Message) { b.hooks.backendNotification(b, n) },
+		request: func(ctx context.Context, req jsonrpc.Message) jsonrpc.Message {
+			return b.hooks.backendRequest(ctx, b, req)
+		},
+	}
+	// A connection lives until the backend drops it, not for this
+	// attempt's timeout.
+	ctx = context.WithoutCancel(ctx)
 	switch b.cfg.Transport {
+	case "http":
+		return newHTTPConn(b.cfg.URL, b.client, b.cfg.Headers, hooks, b.logger), nil
 	case "stdio":
 		env := os.Environ()
 		for k, v := range b.cfg.Env {
 			env = append(env, k+"="+v)
 		}
 		cfg := b.cfg
-		return transport.NewStdioWithOptions(cfg.Command, env, cfg.Args,
+		tr := transport.NewStdioWithOptions(cfg.Command, env, cfg.Args,
 			transport.WithCommandFunc(func(ctx context.Context, command string, env []string, args []string) (*exec.Cmd, error) {
 				cmd := exec.CommandContext(ctx, command, args...)
 				cmd.Env = env
@@ -233,20 +235,18 @@ func (b *Backend) newConn() (upstreamConn, error) {
 				return cmd, nil
 			}),
 			transport.WithCommandLogger(b.logger),
-		), nil
-	case "http":
-		return transport.NewStreamableHTTP(b.cfg.URL,
-			transport.WithHTTPBasicClient(b.client),
-			transport.WithHTTPHeaders(b.cfg.Headers),
-			transport.WithContinuousListening(),
-			transport.WithHTTPLogger(b.logger),
 		)
+		return newMCPConn(ctx, tr, hooks)
 	case "sse":
-		return transport.NewSSE(b.cfg.URL,
+		tr, err := transport.NewSSE(b.cfg.URL,
 			transport.WithHTTPClient(b.client),
 			transport.WithHeaders(b.cfg.Headers),
 			transport.WithSSELogger(b.logger),
 		)
+		if err != nil {
+			return nil, err
+		}
+		return newMCPConn(ctx, tr, hooks)
 	}
 	return nil, fmt.Errorf("unknown transport %q", b.cfg.Transport)
 }
@@ -254,45 +254,13 @@ func (b *Backend) newConn() (upstreamConn, error) {
 // connect starts a connection, runs the initialize handshake with the
 // backend's own protocol version, and loads its lists.
 func (b *Backend) connect(ctx context.Context) (*backendSnapshot, error) {
-	conn, err := b.newConn()
+	conn, err := b.newConn(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("creating %s transport: %w", b.cfg.Transport, err)
-	}
-	conn.SetNotificationHandler(func(n mcp.JSONRPCNotification) {
-		params, _ := json.Marshal(n.Params)
-		if string(params) == "{}" || string(params) == "null" {
-			params = nil
-		}
-		b.hooks.backendNotification(b, jsonrpc.NewNotification(n.Method, params))
-	})
-	if bidi, ok := conn.(transport.BidirectionalInterface); ok {
-		bidi.SetRequestHandler(func(ctx context.Context, r transport.JSONRPCRequest) (*transport.JSONRPCResponse, error) {
-			params, err := json.Marshal(r.Params)
-			if err != nil {
-				return nil, err
-			}
-			id, _ := json.Marshal(r.ID)
-			resp := b.hooks.backendRequest(ctx, b, jsonrpc.NewRequest(id, r.Method, params))
-			out := &transport.JSONRPCResponse{JSONRPC: "2.0", ID: r.ID, Result: resp.Result}
-			if resp.Error != nil {
-				var data any
-				if resp.Error.Data != nil {
-					_ = json.Unmarshal(resp.Error.Data, &data)
-				}
-				out.Error = &mcp.JSONRPCErrorDetails{Code: resp.Error.Code, Message: resp.Error.Message, Data: data}
-			}
-			return out, nil
-		})
-	}
-	// The connection lives until the backend is dropped, not for this
-	// attempt's timeout.
-	if err := conn.Start(context.WithoutCancel(ctx)); err != nil {
-		_ = conn.Close()
 		return nil, fmt.Errorf("starting %s transport: %w", b.cfg.Transport, err)
 	}
 	snap, err := b.handshake(ctx, conn)
 	if err != nil {
-		_ = conn.Close()
+		_ = conn.close()
 		return nil, err
 	}
 	return snap, nil
@@ -333,10 +301,8 @@ func (b *Backend) handshake(ctx context.Context, conn upstreamConn) (*backendSna
 	snap.protocolVersion = init.ProtocolVersion
 	snap.capabilities = init.Capabilities
 	snap.serverInfo = init.ServerInfo
-	if hc, ok := conn.(transport.HTTPConnection); ok {
-		hc.SetProtocolVersion(init.ProtocolVersion)
-	}
-	if err := conn.SendNotification(ctx, mcp.JSONRPCNotification{JSONRPC: "2.0", Notification: mcp.Notification{Method: "notifications/initialized"}}); err != nil {
+	conn.setProtocolVersion(init.ProtocolVersion)
+	if err := conn.notify(ctx, "notifications/initialized", nil); err != nil {
 		return nil, fmt.Errorf("sending initialized: %w", err)
 	}
 	for k := range numLists {
@@ -400,27 +366,9 @@ type upstreamResult struct {
 	ID     string // upstream JSON-RPC id
 }
 
-// rawCall sends one request on snap's connection.
+// rawCall sends one request of the gateway's own (handshake, lists, pings).
 func (b *Backend) rawCall(ctx context.Context, snap *backendSnapshot, method string, params json.RawMessage, header http.Header) (upstreamResult, error) {
-	id := b.nextID.Add(1)
-	req := transport.JSONRPCRequest{JSONRPC: "2.0", ID: mcp.NewRequestId(id), Method: method, Header: header}
-	if params != nil {
-		req.Params = params
-	}
-	resp, err := snap.conn.SendRequest(ctx, req)
-	res := upstreamResult{ID: strconv.FormatInt(id, 10)}
-	if err != nil {
-		return res, err
-	}
-	res.Result = resp.Result
-	if resp.Error != nil {
-		e := &jsonrpc.Error{Code: resp.Error.Code, Message: resp.Error.Message}
-		if resp.Error.Data != nil {
-			e.Data, _ = json.Marshal(resp.Error.Data)
-		}
-		res.Error = e
-	}
-	return res, nil
+	return snap.conn.call(ctx, b.nextID.Add(1), method, params, header, nil)
 }
 
 // acquire takes a concurrency slot, returning how long it waited.
@@ -459,6 +407,3 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-func mcpNotification(method string) mcp.JSONRPCNotification {
-	return mcp.JSONRPCNotification{JSONRPC: "2.0", Notification: mcp.Notification{Method: method}}
-}

@@ -12,8 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/mark3labs/mcp-go/client/transport"
-	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/oklog/ulid/v2"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -575,9 +573,9 @@ func (c *call) forward(ctx context.Context, b *Backend) jsonrpc.Message {
 	idKey := strconv.FormatInt(id, 10)
 	b.inflight.Store(idKey, c)
 	defer b.inflight.Delete(idKey)
-	req := transport.JSONRPCRequest{JSONRPC: "2.0", ID: mcp.NewRequestId(id), Method: c.msg.Method, Params: json.RawMessage(params), Header: header}
+	var timing hopTiming
 	t0 := time.Now()
-	resp, err := snap.conn.SendRequest(cctx, req)
+	resp, err := snap.conn.call(cctx, id, c.msg.Method, params, header, &timing)
 	dur := time.Since(t0)
 
 	up := jsonrpc.Message{ID: jsonrpc.IntID(id)}
@@ -601,10 +599,7 @@ func (c *call) forward(ctx context.Context, b *Backend) jsonrpc.Message {
 		up.Error = &jsonrpc.Error{Code: int(c.errCode), Message: c.errMsg}
 	case resp.Error != nil:
 		upOutcome = recorder.OutcomeJSONRPCError
-		e := &jsonrpc.Error{Code: resp.Error.Code, Message: resp.Error.Message}
-		if resp.Error.Data != nil {
-			e.Data, _ = json.Marshal(resp.Error.Data)
-		}
+		e := resp.Error
 		up.Error = e
 		out = jsonrpc.Message{ID: c.msg.ID, Error: e}
 		c.outcome, c.errCode, c.errMsg = recorder.OutcomeJSONRPCError, int32(e.Code), e.Message
@@ -625,6 +620,8 @@ func (c *call) forward(ctx context.Context, b *Backend) jsonrpc.Message {
 		e.Attempt = 1
 		e.Outcome = upOutcome
 		e.QueueUs = wait.Microseconds()
+		e.ConnectUs = timing.connect.Microseconds()
+		e.TTFBUs = timing.ttfb.Microseconds()
 		e.UpstreamVersion = snap.protocolVersion
 		e.RequestBytes = uint32(len(params))
 		e.ResponseBytes = uint32(len(up.Result))
@@ -647,13 +644,10 @@ func (c *call) forward(ctx context.Context, b *Backend) jsonrpc.Message {
 
 // cancelUpstream tells the backend to stop working on request id.
 func (c *call) cancelUpstream(snap *backendSnapshot, id int64, reason string) {
-	n := mcp.JSONRPCNotification{JSONRPC: "2.0", Notification: mcp.Notification{
-		Method: "notifications/cancelled",
-		Params: mcp.NotificationParams{AdditionalFields: map[string]any{"requestId": id, "reason": reason}},
-	}}
+	params, _ := json.Marshal(map[string]any{"requestId": id, "reason": reason})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	_ = snap.conn.SendNotification(ctx, n)
+	_ = snap.conn.notify(ctx, "notifications/cancelled", params)
 }
 
 // isToolError reports whether a tools/call result has isError: true,

@@ -319,7 +319,7 @@ func (g *Gateway) clientNotification(sess *Session, msg jsonrpc.Message) {
 		for _, name := range g.order {
 			if s := g.backends[name].snap.Load(); s != nil {
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-				_ = s.conn.SendNotification(ctx, mcpNotification(msg.Method))
+				_ = s.conn.notify(ctx, msg.Method, nil)
 				cancel()
 			}
 		}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"time"
 
@@ -23,6 +24,7 @@ func newServeCmd() *cobra.Command {
 		logLevel string
 		listen   string
 		noRecord bool
+		debugAt  string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -41,6 +43,13 @@ func newServeCmd() *cobra.Command {
 				off := false
 				cfg.Recorder.Enabled = &off
 			}
+			if debugAt != "" {
+				stop, err := serveDebug(debugAt)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
 			return runServe(cmd.Context(), cfg, logLevel)
 		},
 	}
@@ -48,6 +57,7 @@ func newServeCmd() *cobra.Command {
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug | info | warn | error")
 	cmd.Flags().StringVar(&listen, "listen", "", "override the config's listen address")
 	cmd.Flags().BoolVar(&noRecord, "no-record", false, "do not record (no ClickHouse)")
+	cmd.Flags().StringVar(&debugAt, "debug-addr", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060); off by default")
 	return cmd
 }
 
@@ -141,4 +151,21 @@ mcptrail %s is serving MCP on http://%s
 		logger.Warn("gateway shutdown", "err", err)
 	}
 	return nil
+}
+
+// serveDebug exposes pprof on its own listener, never on the MCP port.
+func serveDebug(addr string) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listening for --debug-addr %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return func() { _ = srv.Close() }, nil
 }
