@@ -858,7 +858,7 @@ func newAuditWriter(w io.Writer, format string) (*auditWriter, error) {
 		// Fixed widths so that rows stream without buffering the result.
 		ew := &errWriter{w: w}
 		line := func(c ...string) {
-			ew.printf("%-24s  %-16s  %-14s  %-28s  %-8s  %-13s  %-26s\n", c[0], c[1], c[2], c[3], c[4], c[5], c[6])
+			ew.printf("%-24s  %-16s  %-14s  %-28s  %-8s  %-15s  %s\n", c[0], c[1], c[2], c[3], c[4], c[5], c[6])
 		}
 		line("TIME (UTC)", "PRINCIPAL", "METHOD", "TARGET", "DECISION", "OUTCOME", "REQUEST ID")
 		n := 0

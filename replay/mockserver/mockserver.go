@@ -194,10 +194,14 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request) {
 		s.writeRecorded(w, msg.ID, x)
 		return
 	}
-	if msg.Method == "ping" && errors.Is(err, match.ErrNoMatch) {
-		s.hits.Add(1)
-		writeMessage(w, http.StatusOK, jsonrpc.NewResult(msg.ID, json.RawMessage(`{}`)))
-		return
+	if errors.Is(err, match.ErrNoMatch) {
+		// Nothing recorded for a list means nothing was listed; ping
+		// needs no recording.
+		if empty, ok := emptyAnswers[msg.Method]; ok {
+			s.hits.Add(1)
+			writeMessage(w, http.StatusOK, jsonrpc.NewResult(msg.ID, json.RawMessage(empty)))
+			return
+		}
 	}
 	s.misses.Add(1)
 	if s.cfg.Miss == MissForward {
@@ -215,6 +219,15 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request) {
 	}
 	log.Info("no recorded answer", "error", err)
 	writeMessage(w, http.StatusOK, jsonrpc.NewError(msg.ID, jsonrpc.CodeInternalError, "mcptrail replay: "+err.Error(), missData(err)))
+}
+
+// emptyAnswers are served for session-level methods that were not recorded.
+var emptyAnswers = map[string]string{
+	"ping":                     `{}`,
+	"tools/list":               `{"tools":[]}`,
+	"prompts/list":             `{"prompts":[]}`,
+	"resources/list":           `{"resources":[]}`,
+	"resources/templates/list": `{"resourceTemplates":[]}`,
 }
 
 // missData is the error data of a miss: the key, the closest recorded
