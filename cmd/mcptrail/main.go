@@ -62,6 +62,7 @@ func newRootCmd() *cobra.Command {
 		newTokenCmd(),
 		newBenchCmd(),
 		newTestBackendCmd(),
+		newDashboardsCmd(),
 	)
 	addRecorderCommands(root)
 	return root
