@@ -65,5 +65,6 @@ func newRootCmd() *cobra.Command {
 		newDashboardsCmd(),
 	)
 	addRecorderCommands(root)
+	addReplayCommands(root)
 	return root
 }

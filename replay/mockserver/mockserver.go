@@ -6,7 +6,8 @@
 // DELETE ends the session. initialize is answered from the recording, or
 // synthesized from the recorded protocol version and the methods that were
 // recorded, and assigns an Mcp-Session-Id. Everything else is answered from a
-// match.Store, relaying the recorded result or error bytes unchanged. On a
+// match.Store, relaying the recorded result or error bytes unchanged; ping
+// and list methods that were never recorded get an empty answer. On a
 // miss the server either answers JSON-RPC error -32603 whose data names the
 // closest recorded request, or hands the request to a forward hook.
 package mockserver

@@ -281,3 +281,31 @@ func TestForwardPolicy(t *testing.T) {
 		t.Errorf("Forwarded = %d, want 2", st.Forwarded)
 	}
 }
+
+// Lists that were never recorded are answered empty (a gateway connecting to
+// the mock fetches every list its capabilities allow); a recorded list is
+// served as recorded.
+func TestUnrecordedListsAreEmpty(t *testing.T) {
+	mock, err := New(recording(t, true), Config{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(mock)
+	defer srv.Close()
+	url := srv.URL + "/everything/mcp"
+	for _, tt := range []struct{ method, want string }{
+		{"resources/templates/list", `"result":{"resourceTemplates":[]}`},
+		{"prompts/list", `"result":{"prompts":[]}`},
+		{"resources/list", `"result":{"resources":[]}`},
+		{"ping", `"result":{}`},
+		{"tools/list", `"name":"echo"`},
+	} {
+		_, body := post(t, url, "", `{"jsonrpc":"2.0","id":1,"method":"`+tt.method+`","params":{}}`)
+		if !strings.Contains(body, tt.want) {
+			t.Errorf("%s = %s, want it to contain %s", tt.method, body, tt.want)
+		}
+	}
+	if st := mock.Stats(); st.Misses != 0 {
+		t.Errorf("Stats = %+v, want no misses", st)
+	}
+}

@@ -1,0 +1,262 @@
+package replay
+
+import (
+	"encoding/json"
+	"slices"
+	"strings"
+
+	"github.com/mcptrail/mcptrail/recorder"
+	"github.com/mcptrail/mcptrail/replay/diff"
+	"github.com/mcptrail/mcptrail/replay/match"
+)
+
+// listMethods maps a list method to the member holding its items.
+var listMethods = map[string]string{
+	"tools/list":               "tools",
+	"prompts/list":             "prompts",
+	"resources/list":           "resources",
+	"resources/templates/list": "resourceTemplates",
+}
+
+// collidingURIPrefix is how the gateway exposes a resource URI that several
+// backends serve: mcptrail://{server}/{uri}.
+const collidingURIPrefix = "mcptrail://"
+
+// BackendLists reconstructs, per backend, the list answers it served
+// (tools/list, prompts/list, resources/list, resources/templates/list), as a
+// backend result object such as {"tools":[...]}.
+//
+// The gateway fetches lists from backends at connect time, outside any client
+// request, so they are not recorded as upstream hops; what is recorded is the
+// merged, namespaced list each client received. Tools and prompts are split
+// back by their "<server><sep><name>" prefix (sep defaults to "."); resources
+// by the colliding-URI form, by the URIs that upstream resources/read hops
+// show a server served, by URI scheme, or to the only server there is.
+// Recorded upstream list hops, when present, win.
+func BackendLists(events []recorder.Event, sep string) map[string]map[string]json.RawMessage {
+	if sep == "" {
+		sep = "."
+	}
+	var servers []string
+	uriServer := map[string]string{}
+	schemeServers := map[string][]string{}
+	for i := range events {
+		e := &events[i]
+		if e.Hop != recorder.HopUpstream || e.Server == "" {
+			continue
+		}
+		if !slices.Contains(servers, e.Server) {
+			servers = append(servers, e.Server)
+		}
+		if e.Method == "resources/read" {
+			var p struct {
+				URI string `json:"uri"`
+			}
+			if json.Unmarshal(e.Params, &p) == nil && p.URI != "" {
+				uriServer[p.URI] = e.Server
+				if s, _, ok := strings.Cut(p.URI, "://"); ok && !slices.Contains(schemeServers[s], e.Server) {
+					schemeServers[s] = append(schemeServers[s], e.Server)
+				}
+			}
+		}
+	}
+	// Items per server and method, deduplicated by name across pages and
+	// sessions (first occurrence wins).
+	type acc struct {
+		items [][]byte
+		seen  map[string]bool
+	}
+	out := map[string]map[string]*acc{}
+	add := func(server, method, key string, item []byte) {
+		if out[server] == nil {
+			out[server] = map[string]*acc{}
+		}
+		a := out[server][method]
+		if a == nil {
+			a = &acc{seen: map[string]bool{}}
+			out[server][method] = a
+		}
+		if !a.seen[key] {
+			a.seen[key] = true
+			a.items = append(a.items, item)
+		}
+	}
+	upstreamLists := map[string]map[string]bool{}
+	for i := range events {
+		e := &events[i]
+		field, ok := listMethods[e.Method]
+		if !ok || e.Outcome != recorder.OutcomeOK || len(e.Result) == 0 {
+			continue
+		}
+		var body map[string]json.RawMessage
+		if json.Unmarshal(e.Result, &body) != nil {
+			continue
+		}
+		var items []map[string]json.RawMessage
+		if json.Unmarshal(body[field], &items) != nil {
+			continue
+		}
+		switch e.Hop {
+		case recorder.HopUpstream:
+			if upstreamLists[e.Server] == nil {
+				upstreamLists[e.Server] = map[string]bool{}
+			}
+			upstreamLists[e.Server][e.Method] = true
+			for _, it := range items {
+				b, _ := json.Marshal(it)
+				add(e.Server, e.Method+"\x00up", itemKey(it), b)
+			}
+		case recorder.HopResponse:
+			for _, it := range items {
+				server, item := attribute(e.Method, it, sep, servers, uriServer, schemeServers)
+				if server == "" {
+					continue
+				}
+				b, _ := json.Marshal(item)
+				add(server, e.Method, itemKey(item), b)
+			}
+		}
+	}
+	res := map[string]map[string]json.RawMessage{}
+	for server, byMethod := range out {
+		for method, field := range listMethods {
+			a := byMethod[method]
+			if upstreamLists[server][method] {
+				a = byMethod[method+"\x00up"]
+			}
+			if a == nil {
+				continue
+			}
+			b := []byte(`{"` + field + `":[`)
+			for i, it := range a.items {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = append(b, it...)
+			}
+			b = append(b, "]}"...)
+			if res[server] == nil {
+				res[server] = map[string]json.RawMessage{}
+			}
+			res[server][method] = b
+		}
+	}
+	return res
+}
+
+func itemKey(it map[string]json.RawMessage) string {
+	for _, k := range []string{"name", "uri", "uriTemplate"} {
+		if v, ok := it[k]; ok {
+			return k + string(v)
+		}
+	}
+	b, _ := json.Marshal(it)
+	return string(b)
+}
+
+// attribute finds the backend of one merged list item and rewrites it back
+// to the backend's spelling.
+func attribute(method string, it map[string]json.RawMessage, sep string, servers []string,
+	uriServer map[string]string, schemeServers map[string][]string) (string, map[string]json.RawMessage) {
+	str := func(k string) string {
+		var s string
+		_ = json.Unmarshal(it[k], &s)
+		return s
+	}
+	clone := func(k, v string) map[string]json.RawMessage {
+		c := make(map[string]json.RawMessage, len(it))
+		for kk, vv := range it {
+			c[kk] = vv
+		}
+		b, _ := json.Marshal(v)
+		c[k] = b
+		return c
+	}
+	switch method {
+	case "tools/list", "prompts/list":
+		server, rest, ok := strings.Cut(str("name"), sep)
+		if !ok {
+			return "", nil
+		}
+		return server, clone("name", rest)
+	case "resources/list":
+		u := str("uri")
+		if rest, ok := strings.CutPrefix(u, collidingURIPrefix); ok {
+			if server, orig, ok := strings.Cut(rest, "/"); ok {
+				return server, clone("uri", orig)
+			}
+		}
+		if s := uriServer[u]; s != "" {
+			return s, it
+		}
+		return byScheme(u, servers, schemeServers), it
+	default: // resources/templates/list
+		return byScheme(str("uriTemplate"), servers, schemeServers), it
+	}
+}
+
+func byScheme(u string, servers []string, schemeServers map[string][]string) string {
+	if len(servers) == 1 {
+		return servers[0]
+	}
+	if s, _, ok := strings.Cut(u, "://"); ok && len(schemeServers[s]) == 1 {
+		return schemeServers[s][0]
+	}
+	return ""
+}
+
+// ReadOnlyTools returns, per backend, each tool's annotations.readOnlyHint
+// as recorded in the tools lists (see BackendLists). A tool missing from the
+// map was never listed, so nothing is known about it.
+func ReadOnlyTools(lists map[string]map[string]json.RawMessage) map[string]map[string]bool {
+	out := map[string]map[string]bool{}
+	for server, byMethod := range lists {
+		var body struct {
+			Tools []struct {
+				Name        string `json:"name"`
+				Annotations struct {
+					ReadOnlyHint *bool `json:"readOnlyHint"`
+				} `json:"annotations"`
+			} `json:"tools"`
+		}
+		if json.Unmarshal(byMethod["tools/list"], &body) != nil {
+			continue
+		}
+		out[server] = map[string]bool{}
+		for _, t := range body.Tools {
+			out[server][t.Name] = t.Annotations.ReadOnlyHint != nil && *t.Annotations.ReadOnlyHint
+		}
+	}
+	return out
+}
+
+// NewMockStore is NewStore plus the backends' list answers (BackendLists,
+// then extra tools/list results such as a bundle header's Tools for servers
+// without any), so that a gateway connecting to the mock sees the same
+// catalog as when the traffic was recorded.
+func NewMockStore(events []recorder.Event, cfg match.Config, sep string, extraTools map[string]json.RawMessage) (*match.Store, error) {
+	s, err := NewStore(events, cfg)
+	if err != nil {
+		return nil, err
+	}
+	lists := BackendLists(events, sep)
+	for server, res := range extraTools {
+		if lists[server] == nil {
+			lists[server] = map[string]json.RawMessage{}
+		}
+		if lists[server]["tools/list"] == nil {
+			lists[server]["tools/list"] = res
+		}
+	}
+	for server, byMethod := range lists {
+		for method, res := range byMethod {
+			if _, ok := s.Session(method, server); ok {
+				continue // recorded upstream
+			}
+			if err := s.Add(diff.Exchange{Method: method, Server: server, Response: res}); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return s, nil
+}

@@ -1,0 +1,236 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/mark3labs/mcp-go/client/transport"
+	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/mcptrail/mcptrail/recorder"
+	"github.com/mcptrail/mcptrail/replay"
+	"github.com/mcptrail/mcptrail/replay/diff"
+	"github.com/mcptrail/mcptrail/replay/report"
+	"github.com/mcptrail/mcptrail/replay/secrets"
+)
+
+// clientSession replays one recorded client session against the gateway:
+// initialize (the recorded one when present), then every request in order.
+func clientSession(ctx context.Context, o Options, reqs []replay.Request, idx []int, cases []*report.Case, tick func()) error {
+	var initReq *replay.Request
+	principal := ""
+	for _, i := range idx {
+		r := &reqs[i]
+		if r.Method == "initialize" && initReq == nil {
+			initReq = r
+		}
+		for _, e := range []*recorder.Event{r.Inbound, r.Response} {
+			if e != nil && principal == "" {
+				principal = e.Principal
+			}
+		}
+	}
+	headers := map[string]string{}
+	if tok, ok := o.Tokens[principal]; ok {
+		headers["Authorization"] = "Bearer " + tok
+	} else if tok, ok := o.Tokens[""]; ok {
+		headers["Authorization"] = "Bearer " + tok
+	}
+	tr, err := transport.NewStreamableHTTP(o.GatewayURL, transport.WithHTTPHeaders(headers))
+	if err != nil {
+		return fmt.Errorf("connecting to gateway %s: %w", o.GatewayURL, err)
+	}
+	cur := &currentRequest{}
+	tr.SetRequestHandler(cur.answer)
+	if err := tr.Start(ctx); err != nil {
+		return fmt.Errorf("starting gateway session: %w", err)
+	}
+	defer tr.Close()
+
+	sessionErr := func(err error) {
+		for _, i := range idx {
+			if reqs[i].Method == "initialize" {
+				continue
+			}
+			c := report.Failed(recordedAnswer(&reqs[i], o.Secrets, o.KeepPlaceholders), err)
+			cases[i] = &c
+			tick()
+		}
+	}
+	if err := initialize(ctx, o, tr, initReq); err != nil {
+		sessionErr(fmt.Errorf("initializing a gateway session: %w", err))
+		return nil
+	}
+
+	p := pacer{speed: o.Speed}
+	seq := 0
+	for _, i := range idx {
+		r := &reqs[i]
+		if r.Method == "initialize" {
+			continue
+		}
+		recorded := recordedAnswer(r, o.Secrets, o.KeepPlaceholders)
+		c := clientRequest(ctx, o, tr, cur, &p, r, recorded, &seq)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		cases[i] = &c
+		tick()
+	}
+	return nil
+}
+
+func clientRequest(ctx context.Context, o Options, tr *transport.StreamableHTTP, cur *currentRequest, p *pacer,
+	r *replay.Request, recorded diff.Exchange, seq *int) report.Case {
+	switch {
+	case r.Inbound == nil || r.Inbound.Params == nil && r.Response == nil:
+		return report.Skipped(recorded, "the client request was not recorded")
+	case r.Response == nil:
+		return report.Skipped(recorded, "the client response was not recorded")
+	case r.Inbound.PayloadTruncated || r.Response.PayloadTruncated:
+		return report.Skipped(recorded, "the recorded payload was truncated at the payload cap")
+	}
+	*seq++
+	params := rewriteParams(r.Inbound.Params, "replay-"+strconv.Itoa(*seq))
+	if !o.KeepPlaceholders {
+		filled, err := o.Secrets.FillAll(params)
+		if err != nil {
+			return report.Skipped(recorded, err.Error())
+		}
+		params = filled
+	}
+	if err := p.wait(ctx, r.Inbound.TimeNs); err != nil {
+		return report.Failed(recorded, err)
+	}
+	cur.set(r)
+	defer cur.set(nil)
+	rctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	t0 := time.Now()
+	req := transport.JSONRPCRequest{JSONRPC: "2.0", ID: mcp.NewRequestId(int64(*seq)), Method: r.Method}
+	if len(params) > 0 {
+		req.Params = json.RawMessage(params)
+	}
+	resp, err := tr.SendRequest(rctx, req)
+	dur := time.Since(t0)
+	if err != nil {
+		return report.Failed(recorded, fmt.Errorf("sending %s to the gateway: %w", r.Method, err))
+	}
+	replayed := diff.Exchange{Method: r.Method, DurationUs: max(dur.Microseconds(), 1)}
+	if resp.Error != nil {
+		replayed.Response = responseJSON(nil, resp.Error.Code, resp.Error.Message, resp.Error.Data)
+	} else {
+		replayed.Response = resp.Result
+	}
+	replayed.Response = normalizeAnswer(replayed.Response)
+	o.Logger.Debug("replayed", "request_id", r.RequestID, "method", r.Method, "target", r.Target, "duration", dur)
+	return report.Compared(recorded, replayed, o.Ignore)
+}
+
+// recordedAnswer is the exchange a client-side replay is compared with: the
+// recorded response hop, normalized. Its outcome is derived from the answer
+// itself (like the replayed one's), so a recorded denial compares equal to a
+// replayed denial.
+func recordedAnswer(r *replay.Request, s *secrets.Secrets, keep bool) diff.Exchange {
+	var x diff.Exchange
+	if r.Response != nil {
+		x = replay.Exchange(r.Response)
+		if x.Response != nil {
+			x.Outcome = recorder.OutcomeOK
+			x.Response = normalizeAnswer(x.Response)
+			if !keep {
+				x.Response = fillRecorded(s, x.Response)
+			}
+		}
+	}
+	x.RequestID, x.SessionID, x.Method, x.Server, x.Target = r.RequestID, r.SessionID, r.Method, r.Server, r.Target
+	return x
+}
+
+// initialize opens the gateway session with the recorded initialize params
+// (or a minimal set), then sends notifications/initialized.
+func initialize(ctx context.Context, o Options, tr *transport.StreamableHTTP, r *replay.Request) error {
+	params := json.RawMessage(`{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"mcptrail-replay","version":"1"}}`)
+	if r != nil && r.Inbound != nil && len(r.Inbound.Params) > 0 {
+		params = rewriteParams(r.Inbound.Params, "")
+		if !o.KeepPlaceholders {
+			params, _ = o.Secrets.Fill(params)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	resp, err := tr.SendRequest(ctx, transport.JSONRPCRequest{JSONRPC: "2.0", ID: mcp.NewRequestId(int64(0)), Method: "initialize", Params: params})
+	if err != nil {
+		return err
+	}
+	if resp.Error != nil {
+		return fmt.Errorf("initialize: %d %s", resp.Error.Code, resp.Error.Message)
+	}
+	var res struct {
+		ProtocolVersion string `json:"protocolVersion"`
+	}
+	_ = json.Unmarshal(resp.Result, &res)
+	if res.ProtocolVersion != "" {
+		tr.SetProtocolVersion(res.ProtocolVersion)
+	}
+	return tr.SendNotification(ctx, mcp.JSONRPCNotification{JSONRPC: "2.0", Notification: mcp.Notification{Method: "notifications/initialized"}})
+}
+
+// currentRequest answers server→client requests (sampling, elicitation,
+// roots) of the request in flight with what the client answered when it was
+// recorded.
+type currentRequest struct {
+	mu   sync.Mutex
+	r    *replay.Request
+	used map[int]bool
+}
+
+func (c *currentRequest) set(r *replay.Request) {
+	c.mu.Lock()
+	c.r, c.used = r, map[int]bool{}
+	c.mu.Unlock()
+}
+
+func (c *currentRequest) answer(_ context.Context, req transport.JSONRPCRequest) (*transport.JSONRPCResponse, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.r == nil {
+		return transport.NewJSONRPCErrorResponse(req.ID, -32601, "mcptrail replay: no request in flight", nil), nil
+	}
+	return recordedServerAnswer(c.r, c.used, req), nil
+}
+
+// recordedServerAnswer finds the next unused recorded server_request hop of
+// r with the same method and returns its recorded answer.
+func recordedServerAnswer(r *replay.Request, used map[int]bool, req transport.JSONRPCRequest) *transport.JSONRPCResponse {
+	for i, e := range r.Other {
+		if e.Hop != recorder.HopServerRequest || e.Method != req.Method || used[i] {
+			continue
+		}
+		used[i] = true
+		if e.Outcome == recorder.OutcomeJSONRPCError {
+			var eo struct {
+				Code    int    `json:"code"`
+				Message string `json:"message"`
+				Data    any    `json:"data"`
+			}
+			if json.Unmarshal(e.Result, &eo) != nil || eo.Code == 0 {
+				eo.Code, eo.Message = int(e.ErrorCode), e.ErrorMessage
+			}
+			return transport.NewJSONRPCErrorResponse(req.ID, eo.Code, eo.Message, eo.Data)
+		}
+		if len(e.Result) == 0 {
+			break
+		}
+		return transport.NewJSONRPCResultResponse(req.ID, json.RawMessage(e.Result))
+	}
+	return transport.NewJSONRPCErrorResponse(req.ID, -32601,
+		"mcptrail replay: no recorded client answer to "+req.Method+" for request "+r.RequestID, nil)
+}
+
+var errNoTarget = errors.New("no target configured for this server")

@@ -1,0 +1,167 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/mcptrail/mcptrail/proxy"
+	"github.com/mcptrail/mcptrail/proxy/config"
+	"github.com/mcptrail/mcptrail/replay/match"
+	"github.com/mcptrail/mcptrail/replay/mockserver"
+)
+
+// Listener serves an http.Handler on a TCP address until Close.
+type Listener struct {
+	// URL is http://host:port of the listener.
+	URL  string
+	srv  *http.Server
+	done chan struct{}
+}
+
+// Listen serves h on addr ("127.0.0.1:0" for a free loopback port).
+func Listen(addr string, h http.Handler) (*Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %s: %w", addr, err)
+	}
+	l := &Listener{URL: "http://" + ln.Addr().String(), srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}, done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		_ = l.srv.Serve(ln)
+	}()
+	return l, nil
+}
+
+// Close stops the listener and closes open connections.
+func (l *Listener) Close() error {
+	err := l.srv.Close()
+	<-l.done
+	return err
+}
+
+// Mock is the replay mock listening on a port.
+type Mock struct {
+	*Listener
+	Server *mockserver.Server
+	Store  *match.Store
+}
+
+// StartMock serves store at addr; backend S is at URL + "/S/mcp".
+func StartMock(store *match.Store, cfg mockserver.Config, addr string, log *slog.Logger) (*Mock, error) {
+	ms, err := mockserver.New(store, cfg, log)
+	if err != nil {
+		return nil, fmt.Errorf("starting the replay mock: %w", err)
+	}
+	l, err := Listen(addr, ms)
+	if err != nil {
+		return nil, fmt.Errorf("starting the replay mock: %w", err)
+	}
+	return &Mock{Listener: l, Server: ms, Store: store}, nil
+}
+
+// MockConfig returns a copy of base (or of a minimal config when base is
+// nil) whose backends all point at the mock: every server of base keeps its
+// name, timeouts and concurrency but is reached over streamable HTTP at
+// mockURL/{name}/mcp; servers recorded but absent from base are added.
+func MockConfig(base *config.Config, recorded []string, mockURL string) *config.Config {
+	cfg := &config.Config{}
+	if base != nil {
+		c := *base
+		cfg = &c
+		cfg.Servers = slices.Clone(base.Servers)
+	}
+	if cfg.NamespaceSeparator == "" {
+		cfg.NamespaceSeparator = config.DefaultNamespaceSeparator
+	}
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = config.DefaultMaxBodyBytes
+	}
+	for _, name := range recorded {
+		if !slices.ContainsFunc(cfg.Servers, func(s config.Server) bool { return s.Name == name }) {
+			cfg.Servers = append(cfg.Servers, config.Server{Name: name})
+		}
+	}
+	for i := range cfg.Servers {
+		s := &cfg.Servers[i]
+		*s = config.Server{
+			Name: s.Name, Transport: config.TransportHTTP, URL: strings.TrimRight(mockURL, "/") + "/" + s.Name + "/mcp",
+			Timeout: s.Timeout, ConnectTimeout: s.ConnectTimeout, ProtocolVersion: s.ProtocolVersion,
+			Required: s.Required, MaxConcurrency: s.MaxConcurrency,
+		}
+	}
+	return cfg
+}
+
+// Gateway is this build's gateway running in-process for a replay.
+type Gateway struct {
+	*Listener
+	// MCPURL is the gateway's streamable HTTP endpoint.
+	MCPURL string
+	gw     *proxy.Gateway
+}
+
+// StartGateway runs a gateway for cfg on a loopback port and waits up to
+// readyTimeout until every backend is connected (a backend that does not
+// come up is named in the error). Nothing is recorded.
+func StartGateway(ctx context.Context, cfg *config.Config, readyTimeout time.Duration, log *slog.Logger) (*Gateway, error) {
+	if cfg.NamespaceSeparator == "" {
+		cfg.NamespaceSeparator = config.DefaultNamespaceSeparator
+	}
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = config.DefaultMaxBodyBytes
+	}
+	if readyTimeout <= 0 {
+		readyTimeout = 30 * time.Second
+	}
+	gw, err := proxy.New(proxy.Options{Config: cfg, Logger: log, HealthInterval: time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("building the replay gateway: %w", err)
+	}
+	if err := gw.Start(ctx); err != nil {
+		return nil, fmt.Errorf("starting the replay gateway: %w", err)
+	}
+	l, err := Listen("127.0.0.1:0", gw.Handler())
+	if err != nil {
+		_ = gw.Shutdown(ctx)
+		return nil, err
+	}
+	g := &Gateway{Listener: l, MCPURL: l.URL + "/mcp", gw: gw}
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		down := ""
+		for _, s := range cfg.Servers {
+			if b := gw.Backend(s.Name); b == nil || !b.Ready() {
+				down = s.Name
+				if b != nil && b.LastError() != nil {
+					down += ": " + b.LastError().Error()
+				}
+				break
+			}
+		}
+		if down == "" {
+			return g, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			_ = g.Close()
+			return nil, fmt.Errorf("starting the replay gateway: backend %s not ready after %s", down, readyTimeout)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Close stops the listener, then the gateway and its backends.
+func (g *Gateway) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return errors.Join(g.Listener.Close(), g.gw.Shutdown(ctx))
+}

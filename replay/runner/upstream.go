@@ -1,0 +1,277 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mark3labs/mcp-go/client/transport"
+	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/mcptrail/mcptrail/proxy/config"
+	"github.com/mcptrail/mcptrail/recorder"
+	"github.com/mcptrail/mcptrail/replay"
+	"github.com/mcptrail/mcptrail/replay/diff"
+	"github.com/mcptrail/mcptrail/replay/report"
+)
+
+// ParseTarget parses a --target value: "server=http://host/mcp" (streamable
+// HTTP), "server=sse:http://host/sse" (legacy SSE) or
+// "server=stdio:command arg ..." (arguments split on spaces).
+func ParseTarget(s string) (config.Server, error) {
+	name, spec, ok := strings.Cut(s, "=")
+	if !ok || name == "" || spec == "" {
+		return config.Server{}, fmt.Errorf("target %q: want server=http://… or server=stdio:command args", s)
+	}
+	srv := config.Server{Name: name}
+	switch {
+	case strings.HasPrefix(spec, "stdio:"):
+		f := strings.Fields(strings.TrimPrefix(spec, "stdio:"))
+		if len(f) == 0 {
+			return config.Server{}, fmt.Errorf("target %q: stdio: needs a command", s)
+		}
+		srv.Transport, srv.Command, srv.Args = config.TransportStdio, f[0], f[1:]
+	case strings.HasPrefix(spec, "sse:"):
+		srv.Transport, srv.URL = config.TransportSSE, strings.TrimPrefix(spec, "sse:")
+	case strings.HasPrefix(spec, "http://"), strings.HasPrefix(spec, "https://"):
+		srv.Transport, srv.URL = config.TransportHTTP, spec
+	default:
+		return config.Server{}, fmt.Errorf("target %q: %q is neither an http(s) URL nor stdio:command", s, spec)
+	}
+	return srv, nil
+}
+
+// upstreams holds one live connection per backend, opened on first use and
+// shared by the sessions replaying in parallel.
+type upstreams struct {
+	ctx   context.Context // the connections' lifetime (stdio children die with it)
+	o     Options
+	mu    sync.Mutex
+	conns map[string]*upConn
+	seq   atomic.Int64
+}
+
+type upConn struct {
+	once     sync.Once
+	tr       transport.Interface
+	err      error
+	inflight sync.Map // *replay.Request → start time
+	used     sync.Map // *replay.Request → map[int]bool (guarded by mu)
+	mu       sync.Mutex
+}
+
+func newUpstreams(ctx context.Context, o Options) *upstreams {
+	return &upstreams{ctx: context.WithoutCancel(ctx), o: o, conns: map[string]*upConn{}}
+}
+
+func (u *upstreams) close() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, c := range u.conns {
+		if c.tr != nil {
+			_ = c.tr.Close()
+		}
+	}
+}
+
+// conn returns the initialized connection to server, protocolVersion being
+// the version recorded with that backend.
+func (u *upstreams) conn(server, protocolVersion string) (*upConn, error) {
+	srv, ok := u.o.Targets[server]
+	if !ok {
+		return nil, errNoTarget
+	}
+	u.mu.Lock()
+	c := u.conns[server]
+	if c == nil {
+		c = &upConn{}
+		u.conns[server] = c
+	}
+	u.mu.Unlock()
+	c.once.Do(func() { c.tr, c.err = u.dial(c, srv, protocolVersion) })
+	return c, c.err
+}
+
+func (u *upstreams) dial(c *upConn, srv config.Server, version string) (transport.Interface, error) {
+	var tr transport.Interface
+	var err error
+	switch srv.Transport {
+	case config.TransportStdio, "":
+		if srv.Command == "" {
+			return nil, fmt.Errorf("server %s: no command and no URL", srv.Name)
+		}
+		env := make([]string, 0, len(srv.Env))
+		for k, v := range srv.Env {
+			env = append(env, k+"="+v)
+		}
+		sort.Strings(env)
+		st := transport.NewStdioWithOptions(srv.Command, env, srv.Args, transport.WithCommandStderrWriter(os.Stderr))
+		tr = st
+	case config.TransportSSE:
+		tr, err = transport.NewSSE(srv.URL, transport.WithHeaders(srv.Headers))
+	default:
+		tr, err = transport.NewStreamableHTTP(srv.URL, transport.WithHTTPHeaders(srv.Headers))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("connecting to %s: %w", srv.Name, err)
+	}
+	if bt, ok := tr.(transport.BidirectionalInterface); ok {
+		bt.SetRequestHandler(func(_ context.Context, req transport.JSONRPCRequest) (*transport.JSONRPCResponse, error) {
+			return c.serverAnswer(req), nil
+		})
+	}
+	if err := tr.Start(u.ctx); err != nil {
+		return nil, fmt.Errorf("starting %s transport to %s: %w", srv.Transport, srv.Name, err)
+	}
+	if version == "" {
+		version = config.DefaultProtocolVersion
+	}
+	params, _ := json.Marshal(map[string]any{
+		"protocolVersion": version,
+		"capabilities":    map[string]any{"sampling": map[string]any{}, "elicitation": map[string]any{}, "roots": map[string]any{"listChanged": true}},
+		"clientInfo":      map[string]string{"name": "mcptrail-replay", "version": "1"},
+	})
+	timeout := srv.ConnectTimeout
+	if timeout <= 0 {
+		timeout = config.DefaultConnectTimeout
+	}
+	ctx, cancel := context.WithTimeout(u.ctx, timeout)
+	defer cancel()
+	resp, err := tr.SendRequest(ctx, transport.JSONRPCRequest{JSONRPC: "2.0", ID: mcp.NewRequestId(u.seq.Add(1)), Method: "initialize", Params: json.RawMessage(params)})
+	if err == nil && resp.Error != nil {
+		err = fmt.Errorf("%d %s", resp.Error.Code, resp.Error.Message)
+	}
+	if err != nil {
+		_ = tr.Close()
+		return nil, fmt.Errorf("initializing %s: %w", srv.Name, err)
+	}
+	var res struct {
+		ProtocolVersion string `json:"protocolVersion"`
+	}
+	_ = json.Unmarshal(resp.Result, &res)
+	if hc, ok := tr.(transport.HTTPConnection); ok && res.ProtocolVersion != "" {
+		hc.SetProtocolVersion(res.ProtocolVersion)
+	}
+	if err := tr.SendNotification(ctx, mcp.JSONRPCNotification{JSONRPC: "2.0", Notification: mcp.Notification{Method: "notifications/initialized"}}); err != nil {
+		_ = tr.Close()
+		return nil, fmt.Errorf("initializing %s: %w", srv.Name, err)
+	}
+	return tr, nil
+}
+
+// serverAnswer answers a backend's request to the client with the recorded
+// client answer of the most recent request in flight on this connection.
+func (c *upConn) serverAnswer(req transport.JSONRPCRequest) *transport.JSONRPCResponse {
+	var cur *replay.Request
+	var latest time.Time
+	c.inflight.Range(func(k, v any) bool {
+		if t := v.(time.Time); cur == nil || t.After(latest) {
+			cur, latest = k.(*replay.Request), t
+		}
+		return true
+	})
+	if cur == nil {
+		return transport.NewJSONRPCErrorResponse(req.ID, -32601, "mcptrail replay: no request in flight", nil)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	u, _ := c.used.LoadOrStore(cur, map[int]bool{})
+	return recordedServerAnswer(cur, u.(map[int]bool), req)
+}
+
+// session replays the upstream hops of one recorded session in order.
+func (u *upstreams) session(ctx context.Context, reqs []replay.Request, idx []int, cases []*report.Case, tick func()) error {
+	p := pacer{speed: u.o.Speed}
+	for _, i := range idx {
+		r := &reqs[i]
+		up := r.FinalUpstream()
+		if up == nil {
+			continue
+		}
+		c := u.request(ctx, &p, r, up)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		cases[i] = &c
+		tick()
+	}
+	return nil
+}
+
+func (u *upstreams) request(ctx context.Context, p *pacer, r *replay.Request, up *recorder.Event) report.Case {
+	o := u.o
+	recorded := replay.Exchange(up)
+	recorded.RequestID, recorded.SessionID = r.RequestID, r.SessionID
+	if recorded.Target == "" {
+		recorded.Target = r.Target
+	}
+	if recorded.Response != nil {
+		recorded.Outcome = recorder.OutcomeOK // derive from the answer, as for the live one
+		recorded.Response = fillRecorded(o.Secrets, recorded.Response)
+	}
+	switch {
+	case up.Params == nil:
+		return report.Skipped(recorded, "the upstream request was not recorded")
+	case up.Result == nil:
+		return report.Skipped(recorded, "the upstream answer was not recorded")
+	case up.PayloadTruncated:
+		return report.Skipped(recorded, "the recorded payload was truncated at the payload cap")
+	}
+	if up.Method == "tools/call" && !o.AllowWrites {
+		var pr struct {
+			Name string `json:"name"`
+		}
+		_ = json.Unmarshal(up.Params, &pr)
+		if !o.ReadOnly[up.Server][pr.Name] {
+			why := "is not annotated readOnlyHint"
+			if _, known := o.ReadOnly[up.Server][pr.Name]; !known {
+				why = "was not in a recorded tools/list, so it may write"
+			}
+			return report.Skipped(recorded, fmt.Sprintf("write tool: %s.%s %s (use --allow-writes)", up.Server, pr.Name, why))
+		}
+	}
+	params := rewriteParams(up.Params, "replay-"+strconv.FormatInt(u.seq.Add(1), 10))
+	params, err := o.Secrets.FillAll(params)
+	if err != nil {
+		return report.Skipped(recorded, err.Error())
+	}
+	if _, ok := o.Targets[up.Server]; !ok {
+		return report.Skipped(recorded, fmt.Sprintf("no target for server %s (use --target %s=… or --config)", up.Server, up.Server))
+	}
+	conn, err := u.conn(up.Server, up.UpstreamVersion)
+	if err != nil {
+		return report.Failed(recorded, err)
+	}
+	if err := p.wait(ctx, up.TimeNs); err != nil {
+		return report.Failed(recorded, err)
+	}
+	conn.inflight.Store(r, time.Now())
+	defer conn.inflight.Delete(r)
+	timeout := o.Targets[up.Server].Timeout
+	if timeout <= 0 {
+		timeout = o.Timeout
+	}
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	t0 := time.Now()
+	resp, err := conn.tr.SendRequest(rctx, transport.JSONRPCRequest{JSONRPC: "2.0", ID: mcp.NewRequestId(u.seq.Add(1)), Method: up.Method, Params: json.RawMessage(params)})
+	dur := time.Since(t0)
+	if err != nil {
+		return report.Failed(recorded, fmt.Errorf("sending %s to %s: %w", up.Method, up.Server, err))
+	}
+	replayed := diff.Exchange{Method: up.Method, Server: up.Server, DurationUs: max(dur.Microseconds(), 1)}
+	if resp.Error != nil {
+		replayed.Response = responseJSON(nil, resp.Error.Code, resp.Error.Message, resp.Error.Data)
+	} else {
+		replayed.Response = resp.Result
+	}
+	o.Logger.Debug("replayed upstream", "request_id", r.RequestID, "server", up.Server, "method", up.Method, "duration", dur)
+	return report.Compared(recorded, replayed, o.Ignore)
+}
