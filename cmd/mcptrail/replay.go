@@ -11,7 +11,9 @@ import (
 // addReplayCommands registers `replay mock|upstream|e2e`, `export` and
 // `mock`. A replay that found regressions exits 1; other failures exit 2.
 func addReplayCommands(root *cobra.Command) {
-	for _, c := range cli.Commands(cli.DefaultEnv(version)) {
+	env := cli.DefaultEnv(version)
+	env.LocalAddr = localAddr
+	for _, c := range cli.Commands(env) {
 		wrapExit(c)
 		root.AddCommand(c)
 	}

@@ -47,6 +47,9 @@ type Env struct {
 	// OpenStore opens the recording store for a ClickHouse address and
 	// database; nil uses clickhouse.Open.
 	OpenStore func(ctx context.Context, cfg clickhouse.Config) (Store, io.Closer, error)
+	// LocalAddr finds the native address of the local ClickHouse that
+	// `mcptrail serve` runs in a directory; used when no address is given.
+	LocalAddr func(dir string) (string, error)
 	// StderrIsTerminal enables the progress bar.
 	StderrIsTerminal bool
 	// Version names this build in bundles.
@@ -176,6 +179,7 @@ func (s *source) close() {
 // openStore connects to ClickHouse as the flags say.
 func (s *selectionFlags) openStore(ctx context.Context, env *Env) (Store, io.Closer, error) {
 	cfg := clickhouse.Config{Addr: s.clickhouse, Database: s.database}
+	localDir := config.DefaultLocalDir
 	if s.storeConfig != "" {
 		gc, err := config.Load(s.storeConfig)
 		if err != nil {
@@ -189,9 +193,18 @@ func (s *selectionFlags) openStore(ctx context.Context, env *Env) (Store, io.Clo
 			cfg.Database = ch.Database
 		}
 		cfg.Username, cfg.Password, cfg.Cluster = ch.Username, ch.Password, ch.Cluster
+		if ch.LocalDir != "" {
+			localDir = ch.LocalDir
+		}
+	}
+	if len(cfg.Addr) == 0 && env.LocalAddr != nil {
+		// The local ClickHouse of a running `mcptrail serve`.
+		if a, err := env.LocalAddr(localDir); err == nil {
+			cfg.Addr = []string{a}
+		}
 	}
 	if len(cfg.Addr) == 0 {
-		return nil, nil, errors.New("no ClickHouse address: give --clickhouse host:port or --store-config, or read a --bundle")
+		return nil, nil, errors.New("no ClickHouse address: give --clickhouse host:port or --store-config, run it next to a running `mcptrail serve` with a local ClickHouse, or read a --bundle")
 	}
 	if cfg.Database == "" {
 		cfg.Database = config.DefaultDatabase
