@@ -34,6 +34,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/mcptrail/mcptrail/proxy/jsonrpc"
+	"github.com/mcptrail/mcptrail/proxy/sse"
 )
 
 // Config configures the bridge.
@@ -131,6 +132,8 @@ func ParseArgs(args []string, stderr io.Writer) (Config, error) {
 // pending requests are answered, within DrainTimeout) or ctx is cancelled;
 // then it deletes the session. Both are normal ends and return nil. It
 // returns an error when stdin cannot be read or stdout cannot be written.
+// A cancelled Run leaves one goroutine blocked reading stdin until stdin is
+// closed (as it is when the process exits).
 func Run(ctx context.Context, cfg Config, stdin io.Reader, stdout io.Writer, logger *slog.Logger) error {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -417,6 +420,9 @@ func (b *bridge) post(ctx context.Context, msg jsonrpc.Message, raw []byte, insp
 
 	answered := false
 	emit := func(data []byte) {
+		if len(bytes.TrimSpace(data)) == 0 {
+			return // a priming event: an id for resumption, no message
+		}
 		m, err := jsonrpc.Decode(data)
 		if err != nil {
 			log.Warn("dropping undecodable message from gateway", "err", err)
@@ -444,7 +450,7 @@ func (b *bridge) post(ctx context.Context, msg jsonrpc.Message, raw []byte, insp
 		}
 		emit(body)
 	case "text/event-stream":
-		_, err := readSSE(resp.Body, b.cfg.MaxMessageBytes, func(_, data []byte) bool {
+		_, err := sse.Read(resp.Body, b.cfg.MaxMessageBytes, func(_, data []byte) bool {
 			emit(data)
 			return !answered // the stream may close once the response is out
 		})
@@ -508,7 +514,10 @@ func (b *bridge) listen(ctx context.Context) {
 			return
 		default:
 			b.log.Debug("GET stream open")
-			id, err := readSSE(resp.Body, b.cfg.MaxMessageBytes, func(id, data []byte) bool {
+			id, err := sse.Read(resp.Body, b.cfg.MaxMessageBytes, func(id, data []byte) bool {
+				if len(bytes.TrimSpace(data)) == 0 {
+					return true // a priming event
+				}
 				if _, err := jsonrpc.Decode(data); err != nil {
 					b.log.Warn("dropping undecodable message from GET stream", "err", err)
 					return true

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -52,7 +53,7 @@ type pipes struct {
 	done      chan error
 }
 
-func startBridge(t *testing.T, cfg Config) *pipes {
+func startBridge(t testing.TB, cfg Config) *pipes {
 	t.Helper()
 	stdinR, stdinW := io.Pipe()
 	stdoutR, stdoutW := io.Pipe()
@@ -66,7 +67,7 @@ func startBridge(t *testing.T, cfg Config) *pipes {
 	return p
 }
 
-func (p *pipes) stop(t *testing.T) {
+func (p *pipes) stop(t testing.TB) {
 	t.Helper()
 	p.clientOut.Close()
 	go io.Copy(io.Discard, p.clientIn) // let pending writes finish
@@ -75,13 +76,12 @@ func (p *pipes) stop(t *testing.T) {
 	}
 }
 
-type cannedSampler struct{}
+type cannedElicitor struct{}
 
-func (cannedSampler) CreateMessage(context.Context, mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
-	return &mcp.CreateMessageResult{
-		SamplingMessage: mcp.SamplingMessage{Role: mcp.RoleAssistant, Content: mcp.NewTextContent("from the client")},
-		Model:           "canned",
-	}, nil
+func (cannedElicitor) Elicit(context.Context, mcp.ElicitationRequest) (*mcp.ElicitationResult, error) {
+	return &mcp.ElicitationResult{ElicitationResponse: mcp.ElicitationResponse{
+		Action: mcp.ElicitationResponseActionAccept, Content: map[string]any{"name": "from the client"},
+	}}, nil
 }
 
 func TestMCPClientThroughBridge(t *testing.T) {
@@ -108,7 +108,7 @@ func TestMCPClientThroughBridge(t *testing.T) {
 			defer ts.Close()
 
 			p := startBridge(t, Config{URL: ts.URL + "/mcp", Token: "tok", Headers: map[string]string{"X-Request-Id": "via-bridge"}})
-			opts := append([]client.ClientOption{client.WithSamplingHandler(cannedSampler{})}, era.opts...)
+			opts := append([]client.ClientOption{client.WithElicitationHandler(cannedElicitor{})}, era.opts...)
 			c := client.NewClient(transport.NewIO(p.clientIn, p.clientOut, io.NopCloser(strings.NewReader(""))), opts...)
 			ctx := context.Background()
 			if err := c.Start(ctx); err != nil {
@@ -157,10 +157,10 @@ func TestMCPClientThroughBridge(t *testing.T) {
 					t.Errorf("progress = %v, want %v", progress, want)
 				}
 				mu.Unlock()
-				// sampling/createMessage travels server → bridge stdout →
+				// elicitation/create travels server → bridge stdout →
 				// client; the client's answer comes back on stdin.
-				if got := call("sample", map[string]any{"prompt": "hi"}, nil); got != "sampled: from the client" {
-					t.Errorf("sample = %q, want %q", got, "sampled: from the client")
+				if got, want := call("elicit", nil, nil), `elicited: accept {"name":"from the client"}`; got != want {
+					t.Errorf("elicit = %q, want %q", got, want)
 				}
 			}
 			c.Close()
@@ -191,12 +191,12 @@ func TestMCPClientThroughBridge(t *testing.T) {
 
 // rawSession drives the bridge with raw JSON lines.
 type rawSession struct {
-	t   *testing.T
+	t   testing.TB
 	p   *pipes
 	out *bufio.Scanner
 }
 
-func newRaw(t *testing.T, cfg Config) *rawSession {
+func newRaw(t testing.TB, cfg Config) *rawSession {
 	p := startBridge(t, cfg)
 	sc := bufio.NewScanner(p.clientIn)
 	sc.Buffer(nil, 1<<20)
@@ -255,6 +255,7 @@ func TestHTTPErrorsBecomeJSONRPCErrors(t *testing.T) {
 		}, `{"jsonrpc":"2.0","id":5,"method":"ping"}`, float64(5), -32001, "unexpected Content-Type"},
 		{"SSE without the response", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/event-stream")
+			io.WriteString(w, "id: prime\ndata: \n\n") // priming event, not relayed
 			io.WriteString(w, "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{}}\n\n")
 		}, `{"jsonrpc":"2.0","id":6,"method":"ping"}`, nil, 0, ""},
 	}
@@ -377,51 +378,66 @@ func TestParseArgs(t *testing.T) {
 	}
 }
 
-func TestReadSSE(t *testing.T) {
-	tests := []struct {
-		name   string
-		in     string
-		want   []string
-		lastID string
-	}{
-		{"two events", "id: 1\ndata: a\n\nid: 2\ndata: b\n\n", []string{"a", "b"}, "2"},
-		{"multi-line and crlf", "data: x\r\ndata: y\r\n\r\n", []string{"x\ny"}, ""},
-		{"comments and empty events", ": ping\n\nevent: message\n\nretry: 5\n\ndata:z\n\n", []string{"z"}, ""},
-		{"unterminated last event", "data: tail", []string{"tail"}, ""},
-		{"empty data line counts", "data:\n\n", []string{""}, ""},
+// A server→client request that travels on the GET stream (mcp-go sends
+// sampling only there) reaches stdout, and the client's answer from stdin is
+// POSTed back to complete the tool call.
+func TestSamplingOverGETStream(t *testing.T) {
+	backend := testbackend.New(testbackend.Options{GETStream: true})
+	ts := httptest.NewServer(backend.HTTPHandler())
+	defer ts.Close()
+	r := newRaw(t, Config{URL: ts.URL})
+	r.send(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"sampling":{}},"clientInfo":{"name":"raw","version":"1"}}}`)
+	if m := r.next(); m["id"] != float64(1) {
+		t.Fatalf("initialize answered %v", m)
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var got []string
-			last, err := readSSE(strings.NewReader(tt.in), 1<<10, func(_, d []byte) bool {
-				got = append(got, string(d))
-				return true
-			})
-			if err != nil || !slices.Equal(got, tt.want) || last != tt.lastID {
-				t.Errorf("readSSE(%q) = %q, last id %q, %v; want %q, %q", tt.in, got, last, err, tt.want, tt.lastID)
-			}
-		})
+	r.send(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	r.send(`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"sample","arguments":{"prompt":"hi"}}}`)
+	req := r.next()
+	if req["method"] != "sampling/createMessage" || req["id"] == nil {
+		t.Fatalf("expected sampling/createMessage on stdout, got %v", req)
 	}
-	if _, err := readSSE(strings.NewReader("data: "+strings.Repeat("x", 100)+"\n\n"), 10, func(_, _ []byte) bool { return true }); err == nil {
-		t.Errorf("readSSE accepted an event over the limit")
+	id, _ := json.Marshal(req["id"])
+	r.send(`{"jsonrpc":"2.0","id":` + string(id) + `,"result":{"role":"assistant","content":{"type":"text","text":"via GET"},"model":"m"}}`)
+	res := r.next()
+	result, _ := res["result"].(map[string]any)
+	content, _ := result["content"].([]any)
+	if res["id"] != float64(2) || len(content) == 0 || content[0].(map[string]any)["text"] != "sampled: via GET" {
+		t.Errorf("tools/call answered %v, want sampled: via GET", res)
+	}
+	r.p.stop(t)
+}
+
+func TestRunStopsOnCancel(t *testing.T) {
+	ts := httptest.NewServer(http.NotFoundHandler())
+	defer ts.Close()
+	stdinR, stdinW := io.Pipe()
+	defer stdinW.Close() // releases the stdin reader after Run returned
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, Config{URL: ts.URL}, stdinR, io.Discard, nil) }()
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run after cancel = %v, want nil", err)
 	}
 }
 
-func FuzzReadSSE(f *testing.F) {
-	f.Add("id: 1\ndata: a\n\nid: 2\ndata: b\n\n")
-	f.Add("data: x\r\ndata: y\r\n\r\n")
-	f.Add(": ping\n\nevent: message\n\nretry: 5\n\ndata:z\n\n")
-	f.Fuzz(func(t *testing.T, in string) {
-		n := 0
-		_, _ = readSSE(strings.NewReader(in), 1<<12, func(_, d []byte) bool {
-			if len(d) > 1<<12 {
-				t.Fatalf("event of %d bytes over the limit", len(d))
-			}
-			n++
-			return true
-		})
-		if n > strings.Count(in, "data")+1 {
-			t.Fatalf("%d events from %d data fields", n, strings.Count(in, "data"))
+// BenchmarkRoundTrip measures one tools/call through the bridge to the
+// in-process testbackend (stdin line in, stdout line out).
+func BenchmarkRoundTrip(b *testing.B) {
+	ts := httptest.NewServer(testbackend.New(testbackend.Options{}).HTTPHandler())
+	defer ts.Close()
+	r := newRaw(b, Config{URL: ts.URL})
+	r.send(`{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}`)
+	r.next()
+	r.send(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		n++
+		r.send(`{"jsonrpc":"2.0","id":` + strconv.Itoa(n) + `,"method":"tools/call","params":{"name":"echo","arguments":{"message":"m"}}}`)
+		if m := r.next(); m["id"] != float64(n) || m["result"] == nil {
+			b.Fatalf("answer %v", m)
 		}
-	})
+	}
+	r.p.stop(b)
 }

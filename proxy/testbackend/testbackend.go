@@ -12,7 +12,9 @@
 //	slow {steps, delay_ms}    read-only; sends notifications/progress per step when a progressToken is given
 //	write_note {text}         destructive; stores the note in memory
 //	big {bytes}               read-only; returns that many characters
-//	sample {prompt}           asks the client for sampling/createMessage and returns the answer
+//	elicit {message}          asks the client with elicitation/create (on the POST stream) and returns the answer
+//	sample {prompt}           asks the client with sampling/createMessage; over HTTP mcp-go sends it
+//	                          only on the GET stream, so it needs Options.GETStream
 //
 // Resources test://static/1 and test://static/2, and the prompt greet {name}.
 //
@@ -26,6 +28,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -58,6 +61,12 @@ type Options struct {
 	// after the result. Off, every notification travels on the POST stream
 	// of the request that caused it, in order, before the result.
 	GETStream bool
+	// SeenLimit caps how many requests Seen keeps, dropping the oldest, so a
+	// long benchmark against the backend stays in bounded memory. Default
+	// 100000.
+	SeenLimit int
+	// Logger receives mcp-go's transport logs; nil discards them.
+	Logger *slog.Logger
 }
 
 // Seen is one request the backend received.
@@ -85,9 +94,10 @@ type Backend struct {
 	srv    *server.MCPServer
 	tracer trace.Tracer
 
-	mu    sync.Mutex
-	seen  []Seen
-	notes []string
+	mu        sync.Mutex
+	seen      []Seen
+	seenTotal int64
+	notes     []string
 }
 
 type headerKey struct{}
@@ -99,6 +109,12 @@ func New(o Options) *Backend {
 	}
 	if o.Name == "" {
 		o.Name = "mcptrail-testbackend"
+	}
+	if o.SeenLimit <= 0 {
+		o.SeenLimit = 100000
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	b := &Backend{opts: o}
 	if o.TracerProvider != nil {
@@ -131,11 +147,14 @@ func (b *Backend) MCPServer() *server.MCPServer { return b.srv }
 // forwarder races the final write); with it, progress for clients on
 // protocol versions before 2026-07-28 arrives complete and in order. Stored
 // SSE events are freed when the session is deleted.
+//
+// Each call builds an independent session table: call it once per listener.
 func (b *Backend) HTTPHandler() http.Handler {
 	return server.NewStreamableHTTPServer(b.srv,
 		server.WithStateful(true),
 		server.WithEventStore(server.NewInMemoryEventStore()),
 		server.WithDisableLocalhostProtection(true),
+		server.WithStreamableHTTPLogger(b.opts.Logger.With("component", "testbackend")),
 		server.WithDisableStreaming(!b.opts.GETStream),
 		server.WithHTTPContextFunc(func(ctx context.Context, r *http.Request) context.Context {
 			return context.WithValue(ctx, headerKey{}, r.Header.Clone())
@@ -154,11 +173,20 @@ func (b *Backend) ServeStdio(ctx context.Context, in io.Reader, out io.Writer) e
 	return nil
 }
 
-// Seen returns a copy of every request received so far, in arrival order.
+// Seen returns a copy of the requests received so far (at most
+// Options.SeenLimit, the most recent), in arrival order.
 func (b *Backend) Seen() []Seen {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return append([]Seen(nil), b.seen...)
+}
+
+// SeenTotal counts every request received, including those Seen no longer
+// keeps.
+func (b *Backend) SeenTotal() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.seenTotal
 }
 
 // Notes returns the notes stored by write_note.
@@ -203,7 +231,13 @@ func (b *Backend) record(ctx context.Context, _ any, message any) error {
 		}
 	}
 	b.mu.Lock()
+	if len(b.seen) >= b.opts.SeenLimit {
+		// Drop the oldest half at once so trimming is amortised O(1).
+		keep := b.opts.SeenLimit / 2
+		b.seen = append(b.seen[:0], b.seen[len(b.seen)-keep:]...)
+	}
 	b.seen = append(b.seen, s)
+	b.seenTotal++
 	b.mu.Unlock()
 	return nil
 }
@@ -337,8 +371,15 @@ func (b *Backend) addTools() {
 		return mcp.NewToolResultText(strings.Repeat("x", n)), nil
 	})
 
+	b.srv.AddTool(mcp.NewTool("elicit",
+		mcp.WithDescription("Asks the client for input (elicitation/create) and returns its answer."),
+		mcp.WithString("message", mcp.Description("Message shown to the user.")),
+		mcp.WithReadOnlyHintAnnotation(true),
+		mcp.WithDestructiveHintAnnotation(false),
+	), b.elicit)
+
 	b.srv.AddTool(mcp.NewTool("sample",
-		mcp.WithDescription("Asks the client to sample an LLM (sampling/createMessage) and returns its text."),
+		mcp.WithDescription("Asks the client to sample an LLM (sampling/createMessage) and returns its text. Over HTTP it needs the GET stream (Options.GETStream)."),
 		mcp.WithString("prompt", mcp.Required()),
 		mcp.WithReadOnlyHintAnnotation(true),
 		mcp.WithDestructiveHintAnnotation(false),
@@ -361,6 +402,25 @@ func (b *Backend) addTools() {
 		}
 		return mcp.NewToolResultText("sampled: " + contentText(res.Content)), nil
 	})
+}
+
+// elicit asks the client for a name with elicitation/create. Over streamable
+// HTTP mcp-go sends the request on the tools/call POST stream, so it works
+// without the GET stream.
+func (b *Backend) elicit(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+	res, err := b.srv.RequestElicitation(ctx, mcp.ElicitationRequest{Params: mcp.ElicitationParams{
+		Message: req.GetString("message", "What is your name?"),
+		RequestedSchema: map[string]any{
+			"type":       "object",
+			"properties": map[string]any{"name": map[string]any{"type": "string"}},
+			"required":   []string{"name"},
+		},
+	}})
+	if err != nil {
+		return mcp.NewToolResultError(fmt.Sprintf("elicit: requesting elicitation: %v", err)), nil
+	}
+	raw, _ := json.Marshal(res.Content)
+	return mcp.NewToolResultText(fmt.Sprintf("elicited: %s %s", res.Action, raw)), nil
 }
 
 func (b *Backend) slow(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -29,10 +30,14 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // The client negotiates the newest protocol (2026-07-28, server/discover)
 // unless opts pin an older one.
 func httpClient(t *testing.T, b *testbackend.Backend, headers map[string]string, opts ...client.ClientOption) *client.Client {
+	return httpClientTr(t, b, []transport.StreamableHTTPCOption{transport.WithHTTPHeaders(headers)}, opts...)
+}
+
+func httpClientTr(t *testing.T, b *testbackend.Backend, tropts []transport.StreamableHTTPCOption, opts ...client.ClientOption) *client.Client {
 	t.Helper()
 	ts := httptest.NewServer(b.HTTPHandler())
 	t.Cleanup(ts.Close)
-	tr, err := transport.NewStreamableHTTP(ts.URL+"/mcp", transport.WithHTTPHeaders(headers))
+	tr, err := transport.NewStreamableHTTP(ts.URL+"/mcp", tropts...)
 	if err != nil {
 		t.Fatalf("creating transport: %v", err)
 	}
@@ -137,7 +142,7 @@ func TestToolListAnnotations(t *testing.T) {
 	for _, tool := range res.Tools {
 		readOnly[tool.Name] = tool.Annotations.ReadOnlyHint != nil && *tool.Annotations.ReadOnlyHint
 	}
-	want := map[string]bool{"echo": true, "add": true, "now": true, "fail": true, "slow": true, "big": true, "sample": true, "write_note": false}
+	want := map[string]bool{"echo": true, "add": true, "now": true, "fail": true, "slow": true, "big": true, "sample": true, "elicit": true, "write_note": false}
 	for name, ro := range want {
 		got, ok := readOnly[name]
 		if !ok {
@@ -282,6 +287,27 @@ func TestSeenAndTracing(t *testing.T) {
 	}
 }
 
+type cannedElicitor struct{}
+
+func (cannedElicitor) Elicit(context.Context, mcp.ElicitationRequest) (*mcp.ElicitationResult, error) {
+	return &mcp.ElicitationResult{ElicitationResponse: mcp.ElicitationResponse{
+		Action: mcp.ElicitationResponseActionAccept, Content: map[string]any{"name": "Ada"},
+	}}, nil
+}
+
+func TestServerInitiatedRequestsOverHTTP(t *testing.T) {
+	// sample needs the GET stream, which the client opens with continuous listening.
+	c := httpClientTr(t, testbackend.New(testbackend.Options{GETStream: true}),
+		[]transport.StreamableHTTPCOption{transport.WithContinuousListening()}, legacy,
+		client.WithElicitationHandler(cannedElicitor{}), client.WithSamplingHandler(cannedSampler{}))
+	if got, want := text(t, callTool(t, c, "elicit", nil)), `elicited: accept {"name":"Ada"}`; got != want {
+		t.Errorf("elicit = %q, want %q", got, want)
+	}
+	if got, want := text(t, callTool(t, c, "sample", map[string]any{"prompt": "p"})), "sampled: canned answer"; got != want {
+		t.Errorf("sample = %q, want %q", got, want)
+	}
+}
+
 type cannedSampler struct{}
 
 func (cannedSampler) CreateMessage(context.Context, mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
@@ -343,5 +369,20 @@ func TestRunHTTPStopsOnCancel(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("RunHTTP after cancel = %v, want nil", err)
+	}
+}
+
+func TestSeenLimit(t *testing.T) {
+	b := testbackend.New(testbackend.Options{SeenLimit: 4})
+	c := httpClient(t, b, nil, legacy)
+	for i := range 10 {
+		callTool(t, c, "echo", map[string]any{"message": strconv.Itoa(i)})
+	}
+	seen := b.Seen()
+	if len(seen) > 4 || b.SeenTotal() != 11 { // initialize + 10 calls
+		t.Fatalf("len(Seen()) = %d, SeenTotal() = %d; want <= 4 and 11", len(seen), b.SeenTotal())
+	}
+	if last := seen[len(seen)-1]; last.Tool != "echo" {
+		t.Errorf("last seen = %+v, want the last echo", last)
 	}
 }

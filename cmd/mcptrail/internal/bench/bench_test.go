@@ -254,6 +254,7 @@ func TestReadSSEResponse(t *testing.T) {
 		{"multi-line data", "data: {\"jsonrpc\":\"2.0\",\ndata: \"id\":3,\"result\":{}}\n\n", "3", ""},
 		{"no blank line at end", "data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}", "1", ""},
 		{"comments and crlf-free keepalive", ": ping\n\ndata: {\"id\":2,\"result\":1}\n\n", "2", ""},
+		{"priming event first", "id: p0\ndata: \n\nid: p1\ndata: {\"jsonrpc\":\"2.0\",\"id\":8,\"result\":{}}\n\n", "8", ""},
 		{"ends early", "data: {\"jsonrpc\":\"2.0\",\"method\":\"x\"}\n\n", "", "ended without a response"},
 		{"bad json", "data: {nope\n\n", "", "decoding SSE event"},
 	}

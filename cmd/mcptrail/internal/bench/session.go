@@ -201,9 +201,9 @@ func readSSEResponse(r io.Reader) (rpcResponse, error) {
 	var data []byte
 	for {
 		more := sc.Scan()
-		line := sc.Bytes()
+		line := bytes.TrimSuffix(sc.Bytes(), []byte("\r"))
 		if !more || len(line) == 0 {
-			if len(data) > 0 {
+			if len(bytes.TrimSpace(data)) > 0 { // empty data: a priming event carrying only an id
 				var m rpcResponse
 				if err := json.Unmarshal(data, &m); err != nil {
 					return rpcResponse{}, fmt.Errorf("decoding SSE event: %w", err)
@@ -211,8 +211,8 @@ func readSSEResponse(r io.Reader) (rpcResponse, error) {
 				if m.Method == "" && len(m.ID) > 0 {
 					return m, nil
 				}
-				data = data[:0]
 			}
+			data = data[:0]
 			if !more {
 				if err := sc.Err(); err != nil {
 					return rpcResponse{}, fmt.Errorf("reading SSE stream: %w", err)
