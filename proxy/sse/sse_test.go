@@ -54,4 +54,3 @@ func FuzzRead(f *testing.F) {
 		}
 	})
 }
-

@@ -3,11 +3,15 @@ package clickhouse
 import (
 	"context"
 	"fmt"
+	"os"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/mcptrail/mcptrail/recorder"
+	"github.com/mcptrail/mcptrail/recorder/chlocal/chtest"
 )
 
 // benchEvents makes n events of ~1 KB: requests of 4 hops, payloads on the
@@ -39,28 +43,69 @@ func benchEvents(prefix string, n int, base time.Time) []recorder.Event {
 	return evs
 }
 
-// BenchmarkWriteBatch inserts 10k-event batches into the local server.
+// BenchmarkWriteBatch inserts 10k-event batches into the local server. It
+// reports, besides events/s, the CPU each event costs the client (this
+// process, measured around WriteBatch only) and the server (the local
+// clickhouse-server process, including its background merges).
 func BenchmarkWriteBatch(b *testing.B) {
 	ctx := context.Background()
 	s := migratedStore(b)
+	pid := chtest.Shared(b).PID()
 	const batch = 10000
 	base := time.Now().Add(-time.Hour)
 	b.ReportAllocs()
 	i := 0
+	var client time.Duration
+	server0 := procCPU(b, pid)
 	for b.Loop() {
 		b.StopTimer()
 		evs := benchEvents(fmt.Sprintf("b%d", i), batch, base)
+		c0 := selfCPU(b)
 		b.StartTimer()
 		if err := s.WriteBatch(ctx, fmt.Sprintf("tok-%d", i), evs); err != nil {
 			b.Fatal(err)
 		}
+		b.StopTimer()
+		client += selfCPU(b) - c0
+		b.StartTimer()
 		i++
 	}
 	b.StopTimer()
+	server := procCPU(b, pid) - server0
 	if n := count(b, s, "SELECT count() FROM "+s.cfg.Database+".hops"); n != uint64(i*batch) {
 		b.Fatalf("hops rows = %d, want %d", n, i*batch)
 	}
-	b.ReportMetric(float64(i*batch)/b.Elapsed().Seconds(), "events/s")
+	events := float64(i * batch)
+	b.ReportMetric(events/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(client.Microseconds())/events, "client-µs/event")
+	b.ReportMetric(float64(server.Microseconds())/events, "server-µs/event")
+}
+
+// selfCPU is the user+system CPU time this process has used.
+func selfCPU(tb testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatalf("getrusage: %v", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// procCPU is the user+system CPU time process pid has used, from
+// /proc/pid/stat (fields 14 and 15, in clock ticks of 1/100 s on Linux).
+func procCPU(tb testing.TB, pid int) time.Duration {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		tb.Fatalf("reading server CPU time: %v", err)
+	}
+	// The command name (field 2) may hold spaces; fields count from ')'.
+	rest := string(raw[strings.LastIndexByte(string(raw), ')')+2:])
+	f := strings.Fields(rest)
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		tb.Fatalf("parsing /proc/%d/stat: %q", pid, rest)
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 // BenchmarkTrace reads one request (4 hops with payloads) out of 200k events.
