@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// npmDir is where `make test` installs the pinned Node MCP peers.
+func npmDir(t *testing.T) string {
+	t.Helper()
+	dir, err := filepath.Abs("../../testdata/npm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "node_modules/@modelcontextprotocol/sdk")); err != nil {
+		t.Fatalf("the Node MCP peers are not installed (%v): run `make test` or `npm ci --prefix testdata/npm`", err)
+	}
+	return dir
+}
+
+// startEverythingHTTP runs server-everything's streamable HTTP transport.
+func startEverythingHTTP(t *testing.T, npm string) string {
+	t.Helper()
+	port := freePort(t)
+	cmd := exec.Command("node", filepath.Join(npm, "node_modules/@modelcontextprotocol/server-everything/dist/index.js"), "streamableHttp")
+	cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(port))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() })
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server-everything did not listen on %s", addr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return "http://" + addr + "/mcp"
+}
+
+// clientResult is what client.mjs prints.
+type clientResult struct {
+	OK     bool                       `json:"ok"`
+	Failed []string                   `json:"failed"`
+	Steps  map[string]json.RawMessage `json:"steps"`
+}
+
+func runClient(t *testing.T, npm string, args ...string) clientResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", append([]string{filepath.Join(npm, "client.mjs")}, args...)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, _ := cmd.Output()
+	var r clientResult
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("client.mjs %v printed %q: %v\nstderr: %s", args, out, err, tail(stderr.String(), 2000))
+	}
+	return r
+}
+
+// TestTypeScriptClientThroughGateway runs the TypeScript SDK's client
+// through the real mcptrail binary in front of server-everything, over
+// stdio and streamable HTTP backends, with the client on streamable HTTP,
+// on legacy SSE, and as a stdio-only client that launches `mcptrail stdio`.
+// Every step of the scenario (tools incl. progress, errors, images,
+// resources, prompts, sampling, elicitation) must pass.
+func TestTypeScriptClientThroughGateway(t *testing.T) {
+	npm := npmDir(t)
+	js := filepath.Join(npm, "node_modules/@modelcontextprotocol/server-everything/dist/index.js")
+	httpURL := startEverythingHTTP(t, npm)
+	port := freePort(t)
+	cfgPath := filepath.Join(t.TempDir(), "gw.yaml")
+	cfg := fmt.Sprintf(`listen: 127.0.0.1:%d
+servers:
+  - name: everything
+    transport: stdio
+    command: node
+    args: [%q, stdio]
+    required: true
+  - name: everything_http
+    transport: http
+    url: %s
+    required: true
+recorder:
+  enabled: false
+`, port, js, httpURL)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	gw := startProc(t, "gateway", nil, "serve", "--config", cfgPath)
+	base := "http://127.0.0.1:" + strconv.Itoa(port)
+	waitFor(t, "gateway ready", 30*time.Second, gw, func() (bool, error) {
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			return false, nil
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200, nil
+	})
+
+	cases := []struct {
+		name string
+		args []string
+	}{
+		{"http client, stdio backend", []string{"--url", base + "/mcp", "--scenario", "everything", "--prefix", "everything."}},
+		{"http client, http backend", []string{"--url", base + "/mcp", "--scenario", "everything", "--prefix", "everything_http."}},
+		{"sse client, stdio backend", []string{"--url", base + "/sse", "--transport", "sse", "--scenario", "everything", "--prefix", "everything."}},
+		{"stdio-only client via mcptrail stdio", []string{"--transport", "stdio", "--cmd", mcptrailBin(t) + " stdio --url " + base + "/mcp", "--scenario", "everything", "--prefix", "everything."}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runClient(t, npm, tc.args...)
+			if !r.OK {
+				for _, name := range r.Failed {
+					t.Errorf("step %s failed: %s", name, r.Steps[name])
+				}
+				if len(r.Failed) == 0 {
+					t.Errorf("client reported not ok: %+v", r)
+				}
+			}
+			if len(r.Steps) < 10 {
+				t.Errorf("only %d steps ran: %v", len(r.Steps), r.Steps)
+			}
+		})
+	}
+}
