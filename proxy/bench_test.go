@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -16,17 +17,18 @@ import (
 	"github.com/mcptrail/mcptrail/proxy/config"
 	"github.com/mcptrail/mcptrail/proxy/testbackend"
 	"github.com/mcptrail/mcptrail/recorder"
+	"github.com/mcptrail/mcptrail/recorder/redact"
 )
 
 // benchGateway is a gateway in front of an in-process test backend.
-func benchGateway(b *testing.B, rec proxy.Recorder) (gwURL, sid string, stop func()) {
+func benchGateway(b *testing.B, rec proxy.Recorder, red proxy.Redactor) (gwURL, sid string, stop func()) {
 	b.Helper()
 	tb := testbackend.New(testbackend.Options{})
 	hs := httptest.NewServer(tb.HTTPHandler())
 	cfg := &config.Config{NamespaceSeparator: ".", MaxBodyBytes: 4 << 20, Servers: []config.Server{{Name: "alpha", Transport: "http", URL: hs.URL + "/mcp", Timeout: 10 * time.Second}}}
 	opts := proxy.Options{Config: cfg, HealthInterval: time.Minute}
 	if rec != nil {
-		opts.Recorder, opts.Redactor = rec, fakeRedactor{}
+		opts.Recorder, opts.Redactor, opts.DeferRedactionBytes = rec, red, 8<<10
 	}
 	gw, err := proxy.New(opts)
 	if err != nil {
@@ -55,16 +57,44 @@ func benchGateway(b *testing.B, rec proxy.Recorder) (gwURL, sid string, stop fun
 }
 
 // BenchmarkToolsCall is one full tools/call through the gateway to an
-// in-process backend over streamable HTTP, recording off and on (to a
-// discarding recorder, so this is the gateway's own recording cost).
+// in-process backend over streamable HTTP: recording off; recording on into
+// a recorder that discards (the gateway's own cost of building hop events);
+// and recording on into the real pipeline (queue, redaction in the spooler
+// goroutine, checksummed spool on disk, a writer that discards), which is
+// what recording costs a call short of ClickHouse.
 func BenchmarkToolsCall(b *testing.B) {
-	for _, mode := range []string{"record-off", "record-on"} {
+	for _, mode := range []string{"record-off", "record-discard", "record-pipeline"} {
 		b.Run(mode, func(b *testing.B) {
 			var rec proxy.Recorder
-			if mode == "record-on" {
+			var red proxy.Redactor = fakeRedactor{}
+			switch mode {
+			case "record-discard":
 				rec = discardRecorder{}
+			case "record-pipeline":
+				r, err := redact.New(redact.Config{}, []byte("bench-key"))
+				if err != nil {
+					b.Fatal(err)
+				}
+				red = r
+				p, err := recorder.NewPipeline(recorder.Config{
+					Dir:     b.TempDir(),
+					Prepare: func(e *recorder.Event) { proxy.RedactEvent(r, e) },
+				}, recorder.Discard{}, slog.New(slog.DiscardHandler))
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := p.Start(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+				defer func() {
+					_ = p.Shutdown(context.Background())
+					if st := p.Stats(); st.Dropped != 0 {
+						b.Errorf("pipeline dropped %d events", st.Dropped)
+					}
+				}()
+				rec = p
 			}
-			url, sid, stop := benchGateway(b, rec)
+			url, sid, stop := benchGateway(b, rec, red)
 			defer stop()
 			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
 			payload := strings.Repeat("p", 200)
