@@ -186,6 +186,37 @@ func decode(w http.ResponseWriter, body []byte, reqID string) (jsonrpc.Message, 
 	return msg, true
 }
 
+// readMessage authenticates a POST, reads its body within the limit and
+// decodes one message, answering every failure itself.
+func (g *Gateway) readMessage(w http.ResponseWriter, r *http.Request, reqID string) (p *auth.Principal, msg jsonrpc.Message, size int, ok bool) {
+	if p, ok = g.authenticate(w, r, reqID); !ok {
+		return
+	}
+	body, ok := g.readBody(w, r, reqID)
+	if !ok {
+		return
+	}
+	msg, ok = decode(w, body, reqID)
+	return p, msg, len(body), ok
+}
+
+// acceptOneWay handles the messages that get no JSON-RPC answer: client
+// notifications, and client answers to server→client requests. It reports
+// whether msg was one of them.
+func (g *Gateway) acceptOneWay(sess *Session, msg jsonrpc.Message) bool {
+	switch msg.Kind() {
+	case jsonrpc.KindNotification:
+		g.clientNotification(sess, msg)
+	case jsonrpc.KindResponse:
+		if !sess.deliver(msg) {
+			g.logger.Warn("answer to an unknown server request", "session_id", sess.id, "id", string(msg.ID))
+		}
+	default:
+		return false
+	}
+	return true
+}
+
 func (g *Gateway) serveStreamable(w http.ResponseWriter, r *http.Request) {
 	reqID, fromClient := requestIDFrom(r)
 	switch r.Method {
@@ -211,15 +242,7 @@ func (g *Gateway) serveStreamable(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	start := time.Now()
-	principal, ok := g.authenticate(w, r, reqID)
-	if !ok {
-		return
-	}
-	body, ok := g.readBody(w, r, reqID)
-	if !ok {
-		return
-	}
-	msg, ok := decode(w, body, reqID)
+	principal, msg, size, ok := g.readMessage(w, r, reqID)
 	if !ok {
 		return
 	}
@@ -247,16 +270,7 @@ func (g *Gateway) serveStreamable(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	switch msg.Kind() {
-	case jsonrpc.KindNotification:
-		g.clientNotification(sess, msg)
-		w.Header().Set(HeaderRequestID, reqID)
-		w.WriteHeader(http.StatusAccepted)
-		return
-	case jsonrpc.KindResponse:
-		if !sess.deliver(msg) {
-			g.logger.Warn("response for an unknown server request", "session_id", sess.id, "id", string(msg.ID))
-		}
+	if g.acceptOneWay(sess, msg) {
 		w.Header().Set(HeaderRequestID, reqID)
 		w.WriteHeader(http.StatusAccepted)
 		return
@@ -267,7 +281,7 @@ func (g *Gateway) serveStreamable(w http.ResponseWriter, r *http.Request) {
 		// Generated here, but a valid ID in params._meta takes precedence.
 		reqID = ""
 	}
-	resp := g.Serve(r.Context(), Inbound{Session: sess, Msg: msg, Header: r.Header, Principal: principal, RequestID: reqID, Size: len(body), Start: start, out: out})
+	resp := g.Serve(r.Context(), Inbound{Session: sess, Msg: msg, Header: r.Header, Principal: principal, RequestID: reqID, Size: size, Start: start, out: out})
 	out.final(resp)
 }
 
@@ -479,32 +493,19 @@ func (g *Gateway) serveSSEMessage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	start := time.Now()
-	principal, ok := g.authenticate(w, r, reqID)
+	principal, msg, size, ok := g.readMessage(w, r, reqID)
 	if !ok {
 		return
 	}
 	v, ok := g.sessions.Load(r.URL.Query().Get("sessionId"))
 	if !ok {
-		writeRPCError(w, http.StatusNotFound, nil, jsonrpc.CodeInvalidRequest, "mcptrail: unknown sessionId", reqID)
+		writeRPCError(w, http.StatusNotFound, msg.ID, jsonrpc.CodeInvalidRequest, "mcptrail: unknown sessionId", reqID)
 		return
 	}
 	sess := v.(*Session)
-	body, ok := g.readBody(w, r, reqID)
-	if !ok {
-		return
-	}
-	msg, ok := decode(w, body, reqID)
-	if !ok {
-		return
-	}
 	w.Header().Set(HeaderRequestID, reqID)
 	w.WriteHeader(http.StatusAccepted)
-	switch msg.Kind() {
-	case jsonrpc.KindNotification:
-		g.clientNotification(sess, msg)
-		return
-	case jsonrpc.KindResponse:
-		sess.deliver(msg)
+	if g.acceptOneWay(sess, msg) {
 		return
 	}
 	if !fromClient {
@@ -513,7 +514,7 @@ func (g *Gateway) serveSSEMessage(w http.ResponseWriter, r *http.Request) {
 	g.inflight.Add(1)
 	go func() {
 		defer g.inflight.Done()
-		resp := g.Serve(context.Background(), Inbound{Session: sess, Msg: msg, Header: r.Header.Clone(), Principal: principal, RequestID: reqID, Size: len(body), Start: start, out: sessionReplier{sess}})
+		resp := g.Serve(context.Background(), Inbound{Session: sess, Msg: msg, Header: r.Header.Clone(), Principal: principal, RequestID: reqID, Size: size, Start: start, out: sessionReplier{sess}})
 		// The answer is the only copy the client gets: wait for room on
 		// the stream rather than drop it.
 		sess.pushWait(resp.Marshal(), 30*time.Second)
