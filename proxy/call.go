@@ -43,19 +43,21 @@ type Inbound struct {
 
 // call is the state of one client request while the gateway serves it.
 type call struct {
-	g       *Gateway
-	sess    *Session
-	msg     jsonrpc.Message
-	params  *jsonrpc.Object
-	reqID   string
-	start   time.Time
-	out     replier
-	cancel  context.CancelFunc
-	seq     atomic.Uint32
-	inSize  int
-	princ   *auth.Principal
-	traceID string
-	spanID  string
+	g      *Gateway
+	sess   *Session
+	msg    jsonrpc.Message
+	params *jsonrpc.Object
+	reqID  string
+	start  time.Time
+	out    replier
+	cancel context.CancelFunc
+	// cancelReason is the client's reason when it cancelled the request.
+	cancelReason atomic.Pointer[string]
+	seq          atomic.Uint32
+	inSize       int
+	princ        *auth.Principal
+	traceID      string
+	spanID       string
 
 	// routing and outcome, filled as the call proceeds
 	server     string
@@ -589,8 +591,12 @@ func (c *call) forward(ctx context.Context, b *Backend) jsonrpc.Message {
 			out = c.fail(jsonrpc.CodeRequestTimeout, fmt.Sprintf("mcptrail: backend %s did not answer %s within %s", b.Name(), c.msg.Method, timeout), "server", b.Name())
 			c.cancelUpstream(snap, id, "timeout")
 		case ctx.Err() != nil:
-			out = c.fail(jsonrpc.CodeInternalError, "mcptrail: request cancelled", "server", b.Name())
-			c.cancelUpstream(snap, id, "cancelled by client")
+			reason := "cancelled by the client"
+			if r := c.cancelReason.Load(); r != nil && *r != "" {
+				reason = *r
+			}
+			out = c.fail(jsonrpc.CodeInternalError, "mcptrail: request cancelled: "+reason, "server", b.Name())
+			c.cancelUpstream(snap, id, reason)
 		default:
 			out = c.fail(jsonrpc.CodeBackendUnavailable, fmt.Sprintf("mcptrail: backend %s failed: %v", b.Name(), err), "server", b.Name())
 			b.markDown(err)
@@ -640,6 +646,12 @@ func (c *call) forward(ctx context.Context, b *Backend) jsonrpc.Message {
 		}
 	})
 	return out
+}
+
+// cancelByClient ends the call on the client's notifications/cancelled.
+func (c *call) cancelByClient(reason string) {
+	c.cancelReason.Store(&reason)
+	c.cancel()
 }
 
 // cancelUpstream tells the backend to stop working on request id.

@@ -302,6 +302,9 @@ func scenario(t *testing.T, p *peer) map[string]string {
 	out["completion"] = normalize(p.raw(t, "completion/complete", map[string]any{
 		"ref": map[string]any{"type": "ref/prompt", "name": pre + "completable-prompt"}, "argument": map[string]any{"name": "department", "value": "E"}}), pre)
 	out["ping"] = normalize(p.raw(t, "ping", nil), pre)
+	out["logging/setLevel"] = normalize(p.raw(t, "logging/setLevel", map[string]any{"level": "debug"}), pre)
+	out["resources/subscribe"] = normalize(p.raw(t, "resources/subscribe", map[string]any{"uri": uris[0]}), pre)
+	out["resources/unsubscribe"] = normalize(p.raw(t, "resources/unsubscribe", map[string]any{"uri": uris[0]}), pre)
 	return out
 }
 

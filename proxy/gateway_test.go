@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -797,4 +798,53 @@ func TestDeferredRedaction(t *testing.T) {
 	if small != 1 || large != 1 {
 		t.Errorf("upstream events: %d small (raw), %d large (redacted); want 1 and 1", small, large)
 	}
+}
+
+// TestClientCancellation: notifications/cancelled from the client stops the
+// call at the gateway and is passed on to the backend.
+func TestClientCancellation(t *testing.T) {
+	tb := testbackend.New(testbackend.Options{})
+	var cancels atomic.Int32
+	inner := tb.HTTPHandler()
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			b, _ := io.ReadAll(r.Body)
+			if bytes.Contains(b, []byte(`"notifications/cancelled"`)) && bytes.Contains(b, []byte(`"user gave up"`)) {
+				cancels.Add(1)
+			}
+			r.Body = io.NopCloser(bytes.NewReader(b))
+		}
+		inner.ServeHTTP(w, r)
+	}))
+	t.Cleanup(hs.Close)
+	cfg := &config.Config{Servers: []config.Server{{Name: "alpha", Transport: "http", URL: hs.URL + "/mcp", Timeout: 20 * time.Second}}}
+	e := startGateway(t, cfg)
+	sid := initSession(t, e.url, nil)
+	type answer struct {
+		r    rpcResp
+		body []byte
+	}
+	done := make(chan answer, 1)
+	go func() {
+		_, b := post(t, e.url, `{"jsonrpc":"2.0","id":"slow-1","method":"tools/call","params":{"name":"alpha.slow","arguments":{"steps":200,"delay_ms":50}}}`,
+			map[string]string{"Mcp-Session-Id": sid})
+		done <- answer{decodeResp(t, b), b}
+	}()
+	waitFor(t, "the backend to start the slow call", func() bool {
+		for _, s := range tb.Seen() {
+			if s.Tool == "slow" {
+				return true
+			}
+		}
+		return false
+	})
+	resp, b := post(t, e.url, `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"slow-1","reason":"user gave up"}}`, map[string]string{"Mcp-Session-Id": sid})
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("cancel notification: %d %s", resp.StatusCode, b)
+	}
+	a := <-done
+	if a.r.Error == nil || !strings.Contains(a.r.Error.Message, "cancelled") {
+		t.Fatalf("cancelled call answered %s, want a cancellation error (not the 200-step result)", a.body)
+	}
+	waitFor(t, "the backend to get notifications/cancelled", func() bool { return cancels.Load() == 1 })
 }

@@ -327,7 +327,8 @@ func (g *Gateway) clientNotification(sess *Session, msg jsonrpc.Message) {
 			return
 		}
 		if c := sess.findCall(o.Get("requestId")); c != nil {
-			c.cancel()
+			reason, _ := o.GetString("reason")
+			c.cancelByClient(reason)
 		}
 	case "notifications/roots/list_changed":
 		for _, name := range g.order {
