@@ -47,6 +47,7 @@ type call struct {
 	sess   *Session
 	msg    jsonrpc.Message
 	params *jsonrpc.Object
+	meta   *jsonrpc.Object // params._meta as received, nil when absent
 	reqID  string
 	start  time.Time
 	out    replier
@@ -107,6 +108,7 @@ func (g *Gateway) Serve(ctx context.Context, in Inbound) jsonrpc.Message {
 	if raw := params.Get("_meta"); raw != nil {
 		meta, _ = jsonrpc.ParseObject(raw)
 	}
+	c.meta = meta
 	if c.reqID == "" && meta != nil {
 		if id, ok := meta.GetString(MetaRequestID); ok && validRequestID(id) {
 			c.reqID = id
@@ -235,25 +237,41 @@ func (c *call) deny(msg string) jsonrpc.Message {
 	return m
 }
 
-// stamp puts the request ID on the answer: result._meta for results.
+// stamp puts the request ID on the answer: result._meta for results. A
+// result without _meta (the usual case) gets one appended without being
+// re-encoded.
 func (c *call) stamp(m jsonrpc.Message) jsonrpc.Message {
 	if m.Result == nil {
+		return m
+	}
+	existing, has := jsonrpc.Lookup(m.Result, "_meta")
+	if !has {
+		stampMeta := appendMetaStamp(make([]byte, 0, 48), c.reqID)
+		if out, err := jsonrpc.AppendMember(m.Result, "_meta", stampMeta); err == nil {
+			m.Result = out
+		}
 		return m
 	}
 	o, err := jsonrpc.ParseObject(m.Result)
 	if err != nil {
 		return m
 	}
-	meta := &jsonrpc.Object{}
-	if raw := o.Get("_meta"); raw != nil {
-		if mo, err := jsonrpc.ParseObject(raw); err == nil {
-			meta = mo
-		}
+	meta, err := jsonrpc.ParseObject(existing)
+	if err != nil {
+		meta = &jsonrpc.Object{}
 	}
 	meta.SetString(MetaRequestID, c.reqID)
 	o.Set("_meta", meta.Marshal())
 	m.Result = o.Marshal()
 	return m
+}
+
+// appendMetaStamp appends {"mcptrail.dev/request-id":"<id>"}; request IDs
+// are validated to need no escaping.
+func appendMetaStamp(dst []byte, reqID string) []byte {
+	dst = append(dst, `{"`+MetaRequestID+`":"`...)
+	dst = append(dst, reqID...)
+	return append(dst, `"}`...)
 }
 
 func (c *call) notify(b []byte) {
@@ -364,6 +382,9 @@ func (c *call) dispatch(ctx context.Context) jsonrpc.Message {
 				sub := &call{g: g, sess: c.sess, msg: c.msg, reqID: c.reqID, start: time.Now(), out: c.out,
 					cancel: c.cancel, princ: c.princ, traceID: c.traceID, spanID: c.spanID, routeRule: "fanout"}
 				sub.params, _ = jsonrpc.ParseObject(c.msg.Params)
+				if raw := sub.params.Get("_meta"); raw != nil {
+					sub.meta, _ = jsonrpc.ParseObject(raw)
+				}
 				sub.seq.Store(c.seq.Load() + uint32(i+1)*16)
 				sub.forward(ctx, b)
 			}
@@ -533,11 +554,9 @@ func (c *call) forward(ctx context.Context, b *Backend) jsonrpc.Message {
 		return resp
 	}
 
-	meta := &jsonrpc.Object{}
-	if raw := c.params.Get("_meta"); raw != nil {
-		if m, err := jsonrpc.ParseObject(raw); err == nil {
-			meta = m
-		}
+	meta := c.meta
+	if meta == nil {
+		meta = &jsonrpc.Object{}
 	}
 	if snap.protocolVersion != protocol2026 {
 		// Per-request protocol keys of 2026-07-28 clients mean nothing to
@@ -576,8 +595,12 @@ func (c *call) forward(ctx context.Context, b *Backend) jsonrpc.Message {
 	b.inflight.Store(idKey, c)
 	defer b.inflight.Delete(idKey)
 	var timing hopTiming
+	var tp *hopTiming
+	if g.rec != nil {
+		tp = &timing // httptrace costs allocations: only when recording
+	}
 	t0 := time.Now()
-	resp, err := snap.conn.call(cctx, id, c.msg.Method, params, header, &timing)
+	resp, err := snap.conn.call(cctx, id, c.msg.Method, params, header, tp)
 	dur := time.Since(t0)
 
 	up := jsonrpc.Message{ID: jsonrpc.IntID(id)}
@@ -663,13 +686,10 @@ func (c *call) cancelUpstream(snap *backendSnapshot, id int64, reason string) {
 }
 
 // isToolError reports whether a tools/call result has isError: true,
-// without decoding the whole result.
+// without decoding the result.
 func isToolError(result json.RawMessage) bool {
-	o, err := jsonrpc.ParseObject(result)
-	if err != nil {
-		return false
-	}
-	return string(o.Get("isError")) == "true"
+	v, ok := jsonrpc.Lookup(result, "isError")
+	return ok && string(v) == "true"
 }
 
 func toolErrorText(result json.RawMessage) string {

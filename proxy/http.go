@@ -157,7 +157,7 @@ func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, reqID string)
 		writeRPCError(w, http.StatusRequestEntityTooLarge, nil, jsonrpc.CodeRequestTooLarge, "mcptrail: request body exceeds max_body_bytes", reqID)
 		return nil, false
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	body, err := readAllSized(http.MaxBytesReader(w, r.Body, limit), r.ContentLength)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -168,6 +168,25 @@ func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, reqID string)
 		return nil, false
 	}
 	return body, true
+}
+
+// readAllSized reads r to the end, in one allocation when the length is
+// known in advance.
+func readAllSized(r io.Reader, length int64) ([]byte, error) {
+	if length <= 0 {
+		return io.ReadAll(r)
+	}
+	buf := make([]byte, length+1) // +1 detects a body longer than declared
+	n, err := io.ReadFull(r, buf)
+	switch {
+	case err == io.ErrUnexpectedEOF || err == io.EOF:
+		return buf[:n], nil
+	case err != nil:
+		return nil, err
+	}
+	// Longer than declared: read the rest the slow way.
+	rest, err := io.ReadAll(r)
+	return append(buf, rest...), err
 }
 
 // decode parses one message, answering decode errors itself.

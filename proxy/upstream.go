@@ -263,7 +263,8 @@ func (c *httpConn) call(ctx context.Context, id int64, method string, params []b
 				res.Result, res.Error, found = m.Result, m.Error, true
 				return false
 			}
-			c.dispatch(m)
+			// On the request's own stream, so ctx tells whose call it is.
+			c.dispatch(ctx, m)
 			return true
 		})
 		if err != nil {
@@ -274,7 +275,7 @@ func (c *httpConn) call(ctx context.Context, id int64, method string, params []b
 		}
 		return res, nil
 	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxUpstreamMessage))
+	b, err := readAllSized(io.LimitReader(resp.Body, maxUpstreamMessage), min(resp.ContentLength, maxUpstreamMessage))
 	if err != nil {
 		return res, fmt.Errorf("reading answer from %s: %w", c.url, err)
 	}
@@ -298,13 +299,13 @@ func (c *httpConn) call(ctx context.Context, id int64, method string, params []b
 // dispatch hands a message the backend sent on its own to the hooks:
 // notifications in order, requests on their own goroutine (their answer is
 // POSTed back).
-func (c *httpConn) dispatch(m jsonrpc.Message) {
+func (c *httpConn) dispatch(ctx context.Context, m jsonrpc.Message) {
 	switch m.Kind() {
 	case jsonrpc.KindNotification:
 		c.hooks.notification(m)
 	case jsonrpc.KindRequest:
 		go func() {
-			answer := c.hooks.request(c.ctx, m)
+			answer := c.hooks.request(ctx, m)
 			answer.ID = m.ID
 			if err := c.post(c.ctx, answer.Marshal()); err != nil {
 				c.logger.Warn("answering a backend request failed", "method", m.Method, "err", err)
@@ -354,7 +355,7 @@ func (c *httpConn) listen() {
 			case resp.StatusCode == http.StatusOK:
 				_, _ = sse.Read(resp.Body, maxUpstreamMessage, func(_, data []byte) bool {
 					if m, err := jsonrpc.Decode(data); err == nil {
-						c.dispatch(m)
+						c.dispatch(c.ctx, m)
 					}
 					return true
 				})

@@ -103,6 +103,13 @@ func FuzzDecode(f *testing.F) {
 		if m2.Kind() != m.Kind() || m2.Method != m.Method || string(m2.ID) != string(m.ID) {
 			t.Fatalf("round trip changed the envelope: %q → %q", b, out)
 		}
+		if m.Result != nil {
+			if _, has := Lookup(m.Result, "_meta"); !has {
+				if out, err := AppendMember(m.Result, "_meta", []byte(`{"k":"v"}`)); err == nil && !json.Valid(out) {
+					t.Fatalf("AppendMember produced invalid JSON %q from %q", out, m.Result)
+				}
+			}
+		}
 		if o, err := ParseObject(m.Params); err == nil {
 			o.SetString("_probe", "x")
 			if !json.Valid(o.Marshal()) {
@@ -139,5 +146,40 @@ func BenchmarkDecodeRouteEncode(b *testing.B) {
 	}
 	if n == 0 {
 		b.Fatal("no output")
+	}
+}
+
+func TestLookupAndAppendMember(t *testing.T) {
+	tests := []struct {
+		in, key  string
+		wantVal  string
+		wantOK   bool
+		appended string // AppendMember(in, "_meta", {"x":1}) when !wantOK
+	}{
+		{`{"content":[],"isError":true}`, "isError", "true", true, ""},
+		{`{"content":[{"isError":true}]}`, "isError", "", false, `{"content":[{"isError":true}],"_meta":{"x":1}}`},
+		{`{}`, "isError", "", false, `{"_meta":{"x":1}}`},
+		{` { } `, "x", "", false, ` { "_meta":{"x":1}}`},
+		{`{"a\u0062":2}`, "ab", "2", true, ""},
+		{`[1]`, "a", "", false, "error"},
+	}
+	for _, tt := range tests {
+		v, ok := Lookup([]byte(tt.in), tt.key)
+		if ok != tt.wantOK || string(v) != tt.wantVal {
+			t.Errorf("Lookup(%s, %q) = %s, %v; want %s, %v", tt.in, tt.key, v, ok, tt.wantVal, tt.wantOK)
+		}
+		if tt.wantOK {
+			continue
+		}
+		out, err := AppendMember([]byte(tt.in), "_meta", []byte(`{"x":1}`))
+		if tt.appended == "error" {
+			if err == nil {
+				t.Errorf("AppendMember(%s) = %s, want an error", tt.in, out)
+			}
+			continue
+		}
+		if err != nil || string(out) != tt.appended || !json.Valid(out) {
+			t.Errorf("AppendMember(%s) = %s, %v; want %s", tt.in, out, err, tt.appended)
+		}
 	}
 }

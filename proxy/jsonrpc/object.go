@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // Object is a JSON object decoded one level deep, keeping member order and
@@ -59,7 +60,7 @@ func (o *Object) GetString(key string) (string, bool) {
 	}
 	body := v[1 : len(v)-1]
 	for _, c := range body {
-		if c == '\\' {
+		if c == '\\' || c >= utf8.RuneSelf {
 			return unescape(body)
 		}
 	}
@@ -149,4 +150,48 @@ func (o *Object) AppendTo(dst []byte) []byte {
 		dst = append(dst, m.val...)
 	}
 	return append(dst, '}')
+}
+
+// Lookup returns the raw value of a top-level key of a JSON object without
+// decoding or allocating; ok is false when the key is absent or b is not an
+// object.
+func Lookup(b []byte, key string) (val json.RawMessage, ok bool) {
+	err := scanMembers(b, func(k, v []byte, escaped bool) {
+		if !ok && keyEquals(k, escaped, key) {
+			val, ok = v, true
+		}
+	})
+	if err != nil {
+		return nil, false
+	}
+	return val, ok
+}
+
+// AppendMember returns a copy of object b with key: val added as its last
+// member. The caller must know key is absent (see Lookup).
+func AppendMember(b []byte, key string, val []byte) ([]byte, error) {
+	end := len(b) - 1
+	for end >= 0 && (b[end] == ' ' || b[end] == '\t' || b[end] == '\n' || b[end] == '\r') {
+		end--
+	}
+	if end < 1 || b[end] != '}' {
+		return nil, errNotObject
+	}
+	body := b[:end]
+	empty := true
+	for i := len(body) - 1; i >= 0; i-- {
+		if c := body[i]; c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+			empty = c == '{'
+			break
+		}
+	}
+	out := make([]byte, 0, len(b)+len(key)+len(val)+8)
+	out = append(out, body...)
+	if !empty {
+		out = append(out, ',')
+	}
+	out = appendJSONString(out, key)
+	out = append(out, ':')
+	out = append(out, val...)
+	return append(out, '}'), nil
 }

@@ -153,11 +153,18 @@ func keyEquals(raw []byte, escaped bool, s string) bool {
 	return ok && k == s
 }
 
-// unescape decodes a JSON string body (without quotes).
+// unescape decodes a JSON string body (without quotes). Like encoding/json,
+// it replaces each byte of invalid UTF-8 with U+FFFD.
 func unescape(raw []byte) (string, bool) {
 	out := make([]byte, 0, len(raw))
 	for i := 0; i < len(raw); i++ {
 		c := raw[i]
+		if c >= utf8.RuneSelf {
+			r, size := utf8.DecodeRune(raw[i:])
+			out = utf8.AppendRune(out, r) // RuneError for an invalid byte
+			i += size - 1
+			continue
+		}
 		if c != '\\' {
 			out = append(out, c)
 			continue
