@@ -43,15 +43,37 @@ func benchEvents(prefix string, n int, base time.Time) []recorder.Event {
 	return evs
 }
 
-// BenchmarkWriteBatch inserts 10k-event batches into the local server. It
+// BenchmarkWriteBatch inserts 10k-event batches into the local server,
+// on the current schema (request_index derived by the server) and on a v2
+// schema (the writer sends request_index rows itself, as before 0003), and
+// 50k-event batches, which the server writes for much less per event. It
 // reports, besides events/s, the CPU each event costs the client (this
 // process, measured around WriteBatch only) and the server (the local
 // clickhouse-server process, including its background merges).
 func BenchmarkWriteBatch(b *testing.B) {
+	for _, bc := range []struct {
+		name    string
+		version uint32
+		batch   int
+	}{
+		{"schema=latest/batch=10k", ^uint32(0), 10000},
+		{"schema=v2/batch=10k", 2, 10000},
+		{"schema=latest/batch=50k", ^uint32(0), 50000},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			ctx := context.Background()
+			s := openStore(b, DefaultRetention())
+			if err := s.migrateTo(ctx, bc.version); err != nil {
+				b.Fatal(err)
+			}
+			benchWrite(b, s, bc.batch)
+		})
+	}
+}
+
+func benchWrite(b *testing.B, s *Store, batch int) {
 	ctx := context.Background()
-	s := migratedStore(b)
 	pid := chtest.Shared(b).PID()
-	const batch = 10000
 	base := time.Now().Add(-time.Hour)
 	b.ReportAllocs()
 	i := 0
@@ -72,8 +94,13 @@ func BenchmarkWriteBatch(b *testing.B) {
 	}
 	b.StopTimer()
 	server := procCPU(b, pid) - server0
-	if n := count(b, s, "SELECT count() FROM "+s.cfg.Database+".hops"); n != uint64(i*batch) {
+	db := s.cfg.Database
+	if n := count(b, s, "SELECT count() FROM "+db+".hops"); n != uint64(i*batch) {
 		b.Fatalf("hops rows = %d, want %d", n, i*batch)
+	}
+	// Three ids (request, trace, session) per request of 4 hops.
+	if n := count(b, s, "SELECT count() FROM "+db+".request_index"); n != uint64(i*batch/4*3) {
+		b.Fatalf("request_index rows = %d, want %d", n, i*batch/4*3)
 	}
 	events := float64(i * batch)
 	b.ReportMetric(events/b.Elapsed().Seconds(), "events/s")

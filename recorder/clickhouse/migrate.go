@@ -55,6 +55,9 @@ func (s *Store) migrateTo(ctx context.Context, target uint32) error {
 		}
 		s.log.Info("applied ClickHouse migration", "migration", m.Name, "elapsed", time.Since(start))
 	}
+	// The writer looks again for the request_index view it may just have
+	// created.
+	s.indexView.forget()
 	return s.syncTTL(ctx)
 }
 

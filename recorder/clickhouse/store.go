@@ -19,6 +19,10 @@ type Store struct {
 	conn     driver.Conn
 	features Features
 	log      *slog.Logger
+
+	// indexView caches whether the server derives request_index from hops
+	// (migration 0003's view exists); see serverDerivesIndex.
+	indexView indexViewState
 }
 
 // Open connects, pings and detects the server's features. It does not

@@ -160,7 +160,7 @@ func waitMutations(t *testing.T, s *Store, table string) {
 
 func TestMigrateFresh(t *testing.T) {
 	s := migratedStore(t)
-	for _, table := range []string{"hops", "payloads", "request_index", "audit", "write_tokens", "replay_runs", "replay_results", "schema_migrations"} {
+	for _, table := range []string{"hops", "payloads", "request_index", "audit", "write_tokens", "replay_runs", "replay_results", "schema_migrations", "request_index_mv"} {
 		if n := count(t, s, "SELECT count() FROM system.tables WHERE database = ? AND name = ?", s.cfg.Database, table); n != 1 {
 			t.Errorf("table %s missing after Migrate", table)
 		}

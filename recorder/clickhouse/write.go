@@ -3,6 +3,7 @@ package clickhouse
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -38,6 +39,10 @@ const auditColumns = "ts, ts_ns, event_id, request_id, session_id, trace_id, pri
 // dropped by the server too. Duplicates that still slip through (a crash
 // between the rows and the token) collapse on event_id in every read.
 // An empty token disables the token check. WriteBatch does not retain evs.
+//
+// The client sends hops, payloads and audit rows; request_index rows are
+// derived by the server from the hops insert (migration 0003), or sent by
+// the client too on a schema that predates that view.
 func (s *Store) WriteBatch(ctx context.Context, token string, evs []recorder.Event) error {
 	if len(evs) == 0 {
 		return nil
@@ -52,13 +57,19 @@ func (s *Store) WriteBatch(ctx context.Context, token string, evs []recorder.Eve
 			return nil
 		}
 	}
-	// The four tables are independent: insert them in parallel so that the
+	serverIndex, err := s.serverDerivesIndex(ctx)
+	if err != nil {
+		return err
+	}
+	// The tables are independent: insert them in parallel so that the
 	// server parses and writes the parts on several cores at once.
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.insert(gctx, token, "hops", hopsColumns, evs, appendHops) })
 	g.Go(func() error { return s.insert(gctx, token, "payloads", payloadColumns, evs, appendPayloads) })
-	g.Go(func() error { return s.insert(gctx, token, "request_index", indexColumns, evs, appendIndex) })
 	g.Go(func() error { return s.insert(gctx, token, "audit", auditColumns, evs, appendAudit) })
+	if !serverIndex {
+		g.Go(func() error { return s.insert(gctx, token, "request_index", indexColumns, evs, appendIndex) })
+	}
 	if err := g.Wait(); err != nil {
 		return err
 	}
@@ -71,6 +82,48 @@ func (s *Store) WriteBatch(ctx context.Context, token string, evs []recorder.Eve
 		}
 	}
 	return nil
+}
+
+// indexViewState caches whether the request_index view exists. A view
+// found is remembered for the life of the Store; a missing one is looked
+// for again after indexViewRecheck, so that a schema migrated by hand while
+// the gateway runs is noticed without a restart.
+type indexViewState struct {
+	mu      sync.Mutex
+	known   bool
+	exists  bool
+	checked time.Time
+}
+
+const indexViewRecheck = time.Minute
+
+func (v *indexViewState) forget() {
+	v.mu.Lock()
+	v.known = false
+	v.mu.Unlock()
+}
+
+// serverDerivesIndex reports whether the server fills request_index from
+// hops inserts, so that the client must not send those rows.
+func (s *Store) serverDerivesIndex(ctx context.Context) (bool, error) {
+	v := &s.indexView
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.known && (v.exists || time.Since(v.checked) < indexViewRecheck) {
+		return v.exists, nil
+	}
+	_, name, _ := cutStorage(s.storageTable("request_index_mv"))
+	var n uint64
+	err := s.conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = ? AND name = ?", s.cfg.Database, name).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("looking for the request_index view %s: %w", name, err)
+	}
+	if n == 0 && (!v.known || v.exists) {
+		s.log.Warn("schema predates migration 0003: the writer sends request_index rows itself; run mcptrail migrate",
+			"database", s.cfg.Database)
+	}
+	v.known, v.exists, v.checked = true, n > 0, time.Now()
+	return v.exists, nil
 }
 
 type appendFunc func(driver.Batch, []recorder.Event) (rows int, err error)
@@ -126,6 +179,13 @@ func appendHops(b driver.Batch, evs []recorder.Event) (int, error) {
 		redactCount                                    = make([]uint16, n)
 		attrKeys, attrValues                           = make([][]string, n), make([][]string, n)
 	)
+	// Every event's attribute keys and values are slices of two shared
+	// backing arrays: two allocations per batch instead of two per event.
+	nAttrs := 0
+	for i := range evs {
+		nAttrs += len(evs[i].Attrs)
+	}
+	allKeys, allVals := make([]string, 0, nAttrs), make([]string, 0, nAttrs)
 	for i := range evs {
 		e := &evs[i]
 		eventID[i], requestID[i], sessionID[i], traceID[i], spanID[i] = e.EventID, e.RequestID, e.SessionID, e.TraceID, e.SpanID
@@ -140,11 +200,11 @@ func appendHops(b driver.Batch, evs []recorder.Event) (int, error) {
 		clientName[i], clientVersion[i], protocol[i], upstream[i] = e.ClientName, e.ClientVersion, e.ProtocolVersion, e.UpstreamVersion
 		instance[i], gwVersion[i], configHash[i], redactVersion[i] = e.GatewayInstance, e.GatewayVersion, e.ConfigHash, e.RedactionVersion
 		redactCount[i] = e.RedactionCount
-		keys, vals := make([]string, len(e.Attrs)), make([]string, len(e.Attrs))
-		for k, a := range e.Attrs {
-			keys[k], vals[k] = a.Key, a.Value
+		from := len(allKeys)
+		for _, a := range e.Attrs {
+			allKeys, allVals = append(allKeys, a.Key), append(allVals, a.Value)
 		}
-		attrKeys[i], attrValues[i] = keys, vals
+		attrKeys[i], attrValues[i] = allKeys[from:len(allKeys):len(allKeys)], allVals[from:len(allVals):len(allVals)]
 	}
 	// Same order as hopsColumns.
 	cols := []any{eventID, requestID, sessionID, traceID, spanID, hop, seq, ts, tsNs,
@@ -174,19 +234,52 @@ func enumValue(v, maxValid uint8) int8 {
 	return int8(v)
 }
 
+// appendPayloads writes one row per event that carries a body, column by
+// column. The bodies go in with AppendRow([]byte), which copies them into
+// the column once, without a string conversion in between.
 func appendPayloads(b driver.Batch, evs []recorder.Event) (int, error) {
 	n := 0
+	for i := range evs {
+		if evs[i].Params != nil || evs[i].Result != nil {
+			n++
+		}
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	var (
+		eventID, requestID = make([]string, 0, n), make([]string, 0, n)
+		ts                 = make([]time.Time, 0, n)
+		truncated          = make([]uint8, 0, n)
+		paramsSum, resSum  = make([]string, 0, n), make([]string, 0, n)
+	)
+	params, result := b.Column(3), b.Column(4)
 	for i := range evs {
 		e := &evs[i]
 		if e.Params == nil && e.Result == nil {
 			continue
 		}
-		err := b.Append(e.EventID, e.RequestID, time.Unix(0, e.TimeNs), string(e.Params), string(e.Result),
-			b2u(e.PayloadTruncated), e.ParamsSHA256, e.ResultSHA256)
-		if err != nil {
-			return n, fmt.Errorf("event %s: %w", e.EventID, err)
+		eventID, requestID = append(eventID, e.EventID), append(requestID, e.RequestID)
+		ts, truncated = append(ts, time.Unix(0, e.TimeNs)), append(truncated, b2u(e.PayloadTruncated))
+		paramsSum, resSum = append(paramsSum, e.ParamsSHA256), append(resSum, e.ResultSHA256)
+		if err := params.AppendRow(e.Params); err != nil {
+			return 0, fmt.Errorf("params of event %s: %w", e.EventID, err)
 		}
-		n++
+		if err := result.AppendRow(e.Result); err != nil {
+			return 0, fmt.Errorf("result of event %s: %w", e.EventID, err)
+		}
+	}
+	// Same order as payloadColumns; 3 and 4 (params, result) are filled above.
+	if got := len(b.Columns()); got != 8 {
+		return 0, fmt.Errorf("payloads batch has %d columns, writer fills 8", got)
+	}
+	for _, c := range []struct {
+		idx int
+		v   any
+	}{{0, eventID}, {1, requestID}, {2, ts}, {5, truncated}, {6, paramsSum}, {7, resSum}} {
+		if err := b.Column(c.idx).Append(c.v); err != nil {
+			return 0, fmt.Errorf("column %d of payloads: %w", c.idx, err)
+		}
 	}
 	return n, nil
 }
@@ -235,52 +328,101 @@ func appendIndex(b driver.Batch, evs []recorder.Event) (int, error) {
 // hop leaves empty (principal, decision, method...) are taken from the
 // other hops of the same request in the batch; the proxy records a
 // request's hops together, so they normally are.
+//
+// The hops of a request are chained in batch order (next[i] is the next
+// hop of evs[i]'s request, -1 at the end): a map lookup only where the
+// request id changes from one event to the next, no slice per request.
 func appendAudit(b driver.Batch, evs []recorder.Event) (int, error) {
-	byReq := map[string][]int{}
-	for i := range evs {
-		byReq[evs[i].RequestID] = append(byReq[evs[i].RequestID], i)
+	type request struct {
+		first, last int32
+		hasResponse bool
 	}
-	hasResponse := map[string]bool{}
-	for i := range evs {
-		if evs[i].Hop == recorder.HopResponse {
-			hasResponse[evs[i].RequestID] = true
-		}
-	}
-	n := 0
+	var (
+		reqs  []request
+		byID  = map[string]int32{}
+		group = make([]int32, len(evs)) // request index of each event
+		next  = make([]int32, len(evs))
+	)
 	for i := range evs {
 		e := &evs[i]
-		refused := e.Hop == recorder.HopAuth && e.AuthDecision == "denied" && e.Method == "" && !hasResponse[e.RequestID]
+		next[i] = -1
+		var r int32
+		if i > 0 && evs[i-1].RequestID == e.RequestID {
+			r = group[i-1]
+		} else if known, ok := byID[e.RequestID]; ok {
+			r = known
+		} else {
+			r = int32(len(reqs))
+			byID[e.RequestID] = r
+			reqs = append(reqs, request{first: int32(i), last: -1})
+		}
+		group[i] = r
+		if last := reqs[r].last; last >= 0 {
+			next[last] = int32(i)
+		}
+		reqs[r].last = int32(i)
+		if e.Hop == recorder.HopResponse {
+			reqs[r].hasResponse = true
+		}
+	}
+	var (
+		ts                                     []time.Time
+		tsNs                                   []uint64
+		eventID, requestID, sessionID, traceID []string
+		principal, method, server, target      []string
+		decision, rule, errMsg, clientName     []string
+		outcome                                []int8
+		errCode                                []int32
+		duration                               []int64
+	)
+	for i := range evs {
+		e := &evs[i]
+		refused := e.Hop == recorder.HopAuth && e.AuthDecision == "denied" && e.Method == "" && !reqs[group[i]].hasResponse
 		if e.Hop != recorder.HopResponse && !refused {
 			continue
 		}
-		principal, decision, rule := e.Principal, e.AuthDecision, e.AuthRule
-		method, server, target, client := e.Method, e.Server, e.Target, e.ClientName
-		for _, j := range byReq[e.RequestID] {
+		p, dec, rl := e.Principal, e.AuthDecision, e.AuthRule
+		m, srv, tgt, client := e.Method, e.Server, e.Target, e.ClientName
+		for j := reqs[group[i]].first; j >= 0; j = next[j] {
 			o := &evs[j]
-			fill(&principal, o.Principal)
-			if o.Hop == recorder.HopAuth || decision == "" {
+			fill(&p, o.Principal)
+			if o.Hop == recorder.HopAuth || dec == "" {
 				// The auth hop's decision wins over copies on other hops.
 				if o.Hop == recorder.HopAuth && o.AuthDecision != "" {
-					decision, rule = o.AuthDecision, o.AuthRule
+					dec, rl = o.AuthDecision, o.AuthRule
 				} else {
-					fill(&decision, o.AuthDecision)
-					fill(&rule, o.AuthRule)
+					fill(&dec, o.AuthDecision)
+					fill(&rl, o.AuthRule)
 				}
 			}
-			fill(&method, o.Method)
-			fill(&server, o.Server)
-			fill(&target, o.Target)
+			fill(&m, o.Method)
+			fill(&srv, o.Server)
+			fill(&tgt, o.Target)
 			fill(&client, o.ClientName)
 		}
-		err := b.Append(time.Unix(0, e.TimeNs), uint64(e.TimeNs), e.EventID, e.RequestID, e.SessionID, e.TraceID,
-			principal, method, server, target, decision, rule, e.Outcome.String(), e.ErrorCode, e.ErrorMessage,
-			e.DurationUs, client)
-		if err != nil {
-			return n, fmt.Errorf("event %s: %w", e.EventID, err)
-		}
-		n++
+		ts, tsNs = append(ts, time.Unix(0, e.TimeNs)), append(tsNs, uint64(e.TimeNs))
+		eventID, requestID = append(eventID, e.EventID), append(requestID, e.RequestID)
+		sessionID, traceID = append(sessionID, e.SessionID), append(traceID, e.TraceID)
+		principal, method, server, target = append(principal, p), append(method, m), append(server, srv), append(target, tgt)
+		decision, rule = append(decision, dec), append(rule, rl)
+		outcome, errCode = append(outcome, enumValue(uint8(e.Outcome), 4)), append(errCode, e.ErrorCode)
+		errMsg, duration, clientName = append(errMsg, e.ErrorMessage), append(duration, e.DurationUs), append(clientName, client)
 	}
-	return n, nil
+	if len(ts) == 0 {
+		return 0, nil
+	}
+	// Same order as auditColumns.
+	cols := []any{ts, tsNs, eventID, requestID, sessionID, traceID, principal, method, server, target,
+		decision, rule, outcome, errCode, errMsg, duration, clientName}
+	if got := len(b.Columns()); got != len(cols) {
+		return 0, fmt.Errorf("audit batch has %d columns, writer fills %d", got, len(cols))
+	}
+	for i, c := range cols {
+		if err := b.Column(i).Append(c); err != nil {
+			return 0, fmt.Errorf("column %d of audit: %w", i, err)
+		}
+	}
+	return len(ts), nil
 }
 
 func fill(dst *string, v string) {

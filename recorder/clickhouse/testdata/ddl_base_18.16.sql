@@ -146,3 +146,17 @@ CREATE TABLE IF NOT EXISTS mcptrail.replay_results (
 PARTITION BY toYYYYMM(started)
 ORDER BY (replay_run_id, request_id);
 
+-- migration 0003_request_index_view
+CREATE MATERIALIZED VIEW IF NOT EXISTS mcptrail.request_index_mv TO mcptrail.request_index AS
+SELECT
+    id,
+    CAST(kind_name AS Enum8('request' = 1, 'trace' = 2, 'session' = 3)) AS kind,
+    request_id,
+    min(ts) AS ts,
+    min(ts_ns) AS min_ts_ns,
+    max(ts_ns) AS max_ts_ns
+FROM mcptrail.hops
+ARRAY JOIN [request_id, trace_id, session_id] AS id, ['request', 'trace', 'session'] AS kind_name
+WHERE request_id != '' AND id != ''
+GROUP BY id, kind_name, request_id;
+

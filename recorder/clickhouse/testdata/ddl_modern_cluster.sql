@@ -184,3 +184,17 @@ ORDER BY (replay_run_id, request_id);
 CREATE TABLE IF NOT EXISTS mcptrail.replay_results ON CLUSTER 'mcp' AS mcptrail.replay_results_local
 ENGINE = Distributed('mcp', 'mcptrail', 'replay_results_local', cityHash64(replay_run_id));
 
+-- migration 0003_request_index_view
+CREATE MATERIALIZED VIEW IF NOT EXISTS mcptrail.request_index_mv_local ON CLUSTER 'mcp' TO mcptrail.request_index_local AS
+SELECT
+    id,
+    CAST(kind_name AS Enum8('request' = 1, 'trace' = 2, 'session' = 3)) AS kind,
+    request_id,
+    min(ts) AS ts,
+    min(ts_ns) AS min_ts_ns,
+    max(ts_ns) AS max_ts_ns
+FROM mcptrail.hops_local
+ARRAY JOIN [request_id, trace_id, session_id] AS id, ['request', 'trace', 'session'] AS kind_name
+WHERE request_id != '' AND id != ''
+GROUP BY id, kind_name, request_id;
+
