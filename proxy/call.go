@@ -152,15 +152,20 @@ func (g *Gateway) Serve(ctx context.Context, in Inbound) jsonrpc.Message {
 		c.sess.trackCall(c)
 		defer c.sess.untrackCall(c)
 	}
-	c.record(recorder.HopInbound, c.start, time.Since(c.start), func(e *recorder.Event) {
+	recErr := c.record(recorder.HopInbound, c.start, time.Since(c.start), func(e *recorder.Event) {
 		e.RequestBytes = uint32(in.Size)
 		c.payload(e, in.Msg.Params, nil)
 	})
 
 	var resp jsonrpc.Message
-	if g.closing.Load() {
+	switch {
+	case g.closing.Load():
 		resp = c.fail(jsonrpc.CodeBackendUnavailable, "mcptrail: gateway is shutting down")
-	} else {
+	case recErr != nil:
+		// The recorder refuses events (recorder.overflow: fail_closed and
+		// its queue or spool is full): an unrecorded call must not run.
+		resp = c.fail(jsonrpc.CodeBackendUnavailable, "mcptrail: the call cannot be recorded and recorder.overflow is fail_closed: "+recErr.Error())
+	default:
 		resp = c.dispatch(ctx)
 	}
 	resp = c.stamp(resp)

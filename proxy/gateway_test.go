@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -847,4 +848,31 @@ func TestClientCancellation(t *testing.T) {
 		t.Fatalf("cancelled call answered %s, want a cancellation error (not the 200-step result)", a.body)
 	}
 	waitFor(t, "the backend to get notifications/cancelled", func() bool { return cancels.Load() == 1 })
+}
+
+// refusingRecorder refuses every event, as recorder.Pipeline does under
+// overflow: fail_closed when its queue or spool is full.
+type refusingRecorder struct{}
+
+func (refusingRecorder) Record(*recorder.Event) error {
+	return errors.New("recording overflow: spool full")
+}
+
+// TestFailClosedRefusesUnrecordedCalls: when the recorder refuses the
+// inbound hop, the call never reaches the backend and the client gets an
+// error carrying the request ID.
+func TestFailClosedRefusesUnrecordedCalls(t *testing.T) {
+	cfg, tb := twoBackends(t)
+	e := startGateway(t, cfg, func(o *proxy.Options) { o.Recorder = refusingRecorder{} })
+	sid := initSession(t, e.url, nil)
+	resp, b := post(t, e.url, `{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"alpha.echo","arguments":{"message":"must not run"}}}`, map[string]string{"Mcp-Session-Id": sid})
+	r := decodeResp(t, b)
+	if r.Error == nil || !strings.Contains(r.Error.Message, "fail_closed") || !strings.Contains(string(r.Error.Data), resp.Header.Get("X-Request-Id")) {
+		t.Fatalf("answer %s, want a fail_closed error with the request ID", b)
+	}
+	for _, s := range tb.Seen() {
+		if s.Method == "tools/call" {
+			t.Fatalf("the backend ran %s although the call could not be recorded", s.Tool)
+		}
+	}
 }

@@ -9,10 +9,13 @@ import (
 
 // record hands one hop of this call to the recorder. fill sets what is
 // specific to the hop; the common fields come from the call.
-func (c *call) record(hop recorder.Hop, start time.Time, dur time.Duration, fill func(*recorder.Event)) {
+//
+// It returns the recorder's refusal: under a fail_closed overflow policy a
+// call whose inbound hop cannot be recorded must not proceed.
+func (c *call) record(hop recorder.Hop, start time.Time, dur time.Duration, fill func(*recorder.Event)) error {
 	g := c.g
 	if g.rec == nil {
-		return
+		return nil
 	}
 	e := &recorder.Event{
 		RequestID:       c.reqID,
@@ -55,9 +58,11 @@ func (c *call) record(hop recorder.Hop, start time.Time, dur time.Duration, fill
 			e.RedactionCount += uint16(n)
 		}
 	}
-	if err := g.rec.Record(e); err != nil {
+	err := g.rec.Record(e)
+	if err != nil {
 		g.logger.Error("recording event failed", "request_id", c.reqID, "hop", hop.String(), "err", err)
 	}
+	return err
 }
 
 // payload puts params and result on e, redacted and capped. Small payloads

@@ -49,7 +49,7 @@ func (r *recording) Status() any {
 
 // newRedactor builds the redactor from config; the HMAC key comes from the
 // environment variable the config names.
-func newRedactor(cfg *config.Config) (*redact.Redactor, error) {
+func newRedactor(cfg *config.Config, logger *slog.Logger) (*redact.Redactor, error) {
 	rc := cfg.Recorder.Redaction
 	custom := make([]redact.Pattern, 0, len(rc.Custom))
 	for _, c := range rc.Custom {
@@ -62,6 +62,9 @@ func newRedactor(cfg *config.Config) (*redact.Redactor, error) {
 		keys = append(slices.Clone(redact.DefaultKeys), rc.Keys...)
 	}
 	key := []byte(os.Getenv(rc.HMACKeyEnv))
+	if len(key) == 0 {
+		logger.Warn("redaction key not set: redacted values use a random per-process key and are comparable only within this run; set " + rc.HMACKeyEnv)
+	}
 	return redact.New(redact.Config{Keys: keys, Patterns: rc.Patterns, Custom: custom, MaxPayloadBytes: cfg.Recorder.Payloads.MaxBytes}, key)
 }
 
@@ -87,7 +90,7 @@ func startRecording(ctx context.Context, cfg *config.Config, h slog.Handler) (*r
 		return r, nil
 	}
 	var err error
-	if r.redactor, err = newRedactor(cfg); err != nil {
+	if r.redactor, err = newRedactor(cfg, r.logger); err != nil {
 		return nil, err
 	}
 	ok := false
