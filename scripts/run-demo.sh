@@ -10,6 +10,9 @@ mkdir -p bin
 go build -o bin/mcptrail ./cmd/mcptrail
 
 export EVERYTHING_HTTP_PORT="${EVERYTHING_HTTP_PORT:-3001}"
+# A fixed key for the demo only, so redacted values stay comparable across
+# restarts; production sets its own secret.
+export MCPTRAIL_REDACTION_KEY="${MCPTRAIL_REDACTION_KEY:-mcptrail-demo-key-not-secret}"
 PORT="$EVERYTHING_HTTP_PORT" node testdata/npm/node_modules/@modelcontextprotocol/server-everything/dist/index.js streamableHttp \
 	> .mcptrail-everything-http.log 2>&1 &
 everything_pid=$!
