@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+	"flag"
 	"log/slog"
 	"os"
 
@@ -25,7 +27,7 @@ The token defaults to $MCPTRAIL_TOKEN.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := bridge.ParseArgs(args, os.Stderr)
 			if err != nil {
-				return &exitError{code: 2, err: err}
+				return flagError(err)
 			}
 			logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 			return bridge.Run(cmd.Context(), cfg, os.Stdin, os.Stdout, logger)
@@ -45,10 +47,19 @@ func newBenchCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := bench.ParseArgs(args, os.Stderr)
 			if err != nil {
-				return &exitError{code: 2, err: err}
+				return flagError(err)
 			}
 			_, err = bench.Run(cmd.Context(), cfg, cmd.OutOrStdout())
 			return err
 		},
 	}
+}
+
+// flagError maps a flag-parsing error to exit code 2; -h/--help (the usage
+// was printed) is not an error.
+func flagError(err error) error {
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	return &exitError{code: 2, err: err}
 }

@@ -42,3 +42,29 @@ func TestAddReplayCommands(t *testing.T) {
 		}
 	}
 }
+
+// Asking the flag-parsing subcommands for help is not an error (exit 0, no
+// "mcptrail: flag: help requested"); a bad flag still is (exit 2).
+func TestHelpIsNotAnError(t *testing.T) {
+	for _, tt := range []struct {
+		args    []string
+		wantErr bool
+	}{
+		{[]string{"bench", "-h"}, false},
+		{[]string{"bench", "--help"}, false},
+		{[]string{"stdio", "-h"}, false},
+		{[]string{"bench", "--no-such-flag"}, true},
+		{[]string{"stdio", "--no-such-flag"}, true},
+	} {
+		root := newRootCmd()
+		root.SetArgs(tt.args)
+		err := root.Execute()
+		if (err != nil) != tt.wantErr {
+			t.Errorf("mcptrail %v: err = %v, want error %v", tt.args, err, tt.wantErr)
+		}
+		var ee *exitError
+		if tt.wantErr && (!errors.As(err, &ee) || ee.code != 2) {
+			t.Errorf("mcptrail %v: err = %v, want exit code 2", tt.args, err)
+		}
+	}
+}

@@ -224,6 +224,11 @@ func (s *selectionFlags) openStore(ctx context.Context, env *Env) (Store, io.Clo
 // replay needs to open sessions and to rebuild the backends' catalogs.
 func (s *selectionFlags) load(ctx context.Context, env *Env) (*source, error) {
 	if !s.fromClickHouse() {
+		if q := s.query(); q != "" {
+			// The selection flags filter ClickHouse; silently replaying the
+			// whole bundle instead would answer a different question.
+			return nil, fmt.Errorf("--bundle is replayed whole: drop the selection flags (%s), or select from ClickHouse without --bundle", q)
+		}
 		f, err := os.Open(s.bundle)
 		if err != nil {
 			return nil, fmt.Errorf("opening bundle: %w", err)

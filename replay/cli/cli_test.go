@@ -248,6 +248,39 @@ func TestAllowWritesAsks(t *testing.T) {
 	}
 }
 
+// The confirmation lists the tools the replay would really call as writes:
+// read-only hints from the bundle header count, as they do for the replay.
+func TestAllowWritesAsksOnlyForWrites(t *testing.T) {
+	events := recordtest.RecordTestbackend(t)
+	var kept []recorder.Event
+	for _, e := range events {
+		if e.Method != "tools/list" {
+			kept = append(kept, e)
+		}
+	}
+	lists := replay.BackendLists(events, ".")
+	path := filepath.Join(t.TempDir(), "nolist.mcptrail")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = bundle.Write(f, &bundle.Bundle{Header: bundle.Header{Tools: map[string]json.RawMessage{"backend": lists["backend"]["tools/list"]}}, Events: kept})
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, url := recordtest.StartBackend(t, "v1")
+	r := run(t, nil, "n\n", "replay", "upstream", "--bundle", path, "--target", "backend="+url, "--allow-writes")
+	if r.err == nil || !strings.Contains(r.err.Error(), "aborted") {
+		t.Fatalf("err = %v, want an abort", r.err)
+	}
+	if !strings.Contains(r.stderr, "backend.write_note (1)") || strings.Contains(r.stderr, "backend.add") || strings.Contains(r.stderr, "backend.echo") {
+		t.Errorf("confirmation %q: want backend.write_note listed and the read-only add and echo not", r.stderr)
+	}
+}
+
 func writeSecrets(t *testing.T) string {
 	p := filepath.Join(t.TempDir(), "secrets.env")
 	if err := os.WriteFile(p, []byte("# test secrets\nbearer="+recordtest.SecretToken+"\n"), 0o600); err != nil {
@@ -265,6 +298,8 @@ func TestSelectionErrors(t *testing.T) {
 		{[]string{"replay", "mock", "--session", "s"}, "no ClickHouse address"},
 		{[]string{"replay", "mock", "--clickhouse", "x:9000", "--since", "yesterday"}, "--since"},
 		{[]string{"replay", "upstream", "--bundle", "/nonexistent.mcptrail"}, "opening bundle"},
+		{[]string{"replay", "upstream", "--bundle", "/nonexistent.mcptrail", "--session", "s"}, "--bundle is replayed whole"},
+		{[]string{"export", "--bundle", "/nonexistent.mcptrail", "--tool", "crm.*", "-o", "/dev/null"}, "--bundle is replayed whole"},
 		{[]string{"replay", "mock", "--bundle", "x", "--format", "yaml"}, "--format"},
 		{[]string{"export", "--session", "s", "--clickhouse", "x:9000"}, "-o FILE"},
 	} {

@@ -207,7 +207,7 @@ func runReplay(ctx context.Context, env *Env, mode runner.Mode, f *replayFlags) 
 		sort.Strings(names)
 		target = strings.Join(names, " ")
 		if f.allowWrites && !f.yes {
-			if err := confirmWrites(env, reqs, f.sel.separator); err != nil {
+			if err := confirmWrites(env, reqs, o.ReadOnly); err != nil {
 				return err
 			}
 		}
@@ -242,6 +242,8 @@ func runReplay(ctx context.Context, env *Env, mode runner.Mode, f *replayFlags) 
 }
 
 // parseTokens reads --token values: TOKEN (for everyone) or principal=TOKEN.
+// A base64 TOKEN may end in '=' padding: "dG9rZW4=" is a token, not
+// principal "dG9rZW4" with an empty token.
 func parseTokens(vs []string) (map[string]string, error) {
 	if len(vs) == 0 {
 		return nil, nil
@@ -249,7 +251,7 @@ func parseTokens(vs []string) (map[string]string, error) {
 	out := map[string]string{}
 	for _, v := range vs {
 		k, tok, ok := strings.Cut(v, "=")
-		if !ok {
+		if !ok || isPaddedBase64(v) {
 			k, tok = "", v
 		}
 		if tok == "" {
@@ -260,9 +262,18 @@ func parseTokens(vs []string) (map[string]string, error) {
 	return out, nil
 }
 
-// confirmWrites lists the write tools that would be called and asks.
-func confirmWrites(env *Env, reqs []replay.Request, sep string) error {
-	ro := replay.ReadOnlyTools(replay.BackendLists(runner.Events(reqs), sep))
+// isPaddedBase64 reports whether v's only '=' are base64 padding: one or
+// two at the end of a length that is a multiple of 4 ("dG9rZW4=").
+func isPaddedBase64(v string) bool {
+	body := strings.TrimRight(v, "=")
+	pad := len(v) - len(body)
+	return body != "" && pad >= 1 && pad <= 2 && len(v)%4 == 0 && !strings.Contains(body, "=")
+}
+
+// confirmWrites lists the write tools that would be called and asks. ro is
+// the replay's own read-only map (runner.Options.ReadOnly), so that the
+// question names exactly the tools the replay treats as writes.
+func confirmWrites(env *Env, reqs []replay.Request, ro map[string]map[string]bool) error {
 	counts := map[string]int{}
 	for i := range reqs {
 		up := reqs[i].FinalUpstream()

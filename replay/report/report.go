@@ -250,7 +250,8 @@ type NoiseSet map[string]map[string]bool
 // Noise compares two runs (A and B) of the same requests against the same
 // baseline. A path is noise for a tool when, for some request, it changed in
 // one run but not the other, or changed to different values. Outcome changes
-// are never noise. Cases are paired by RequestID, else by position.
+// are never noise. Cases are paired by RequestID, else by position; pairs in
+// which either case failed or was skipped are left out.
 func Noise(a, b []Case) NoiseSet {
 	ns := NoiseSet{}
 	byID := map[string]*Case{}
@@ -266,7 +267,9 @@ func Noise(a, b []Case) NoiseSet {
 		} else if i < len(b) {
 			cb = &b[i]
 		}
-		if cb == nil {
+		if cb == nil || !compared(a[i].Status) || !compared(cb.Status) {
+			// A request not compared in one pass (failed, skipped) has no
+			// changes there; that absence is not evidence of noise.
 			continue
 		}
 		ca := map[string]string{}
@@ -300,6 +303,10 @@ func Noise(a, b []Case) NoiseSet {
 	}
 	return ns
 }
+
+// compared reports whether a case's answers were compared (so that its
+// changes, or their absence, are meaningful).
+func compared(s Status) bool { return s != StatusFailed && s != StatusSkipped }
 
 // Apply removes noisy changes from the cases (in place) and returns them. A
 // changed case whose every change was noise becomes StatusNoise.

@@ -161,6 +161,30 @@ func TestNoise(t *testing.T) {
 	if ns := Noise([]Case{okA}, []Case{errB}); len(ns["x"]) != 0 {
 		t.Errorf("outcome change counted as noise: %v", ns)
 	}
+
+	// A request that was not compared in one pass (failed, skipped) says
+	// nothing about noise: its changes in the other pass are not noise, and
+	// the same change on another request of the tool stays a regression.
+	reg := func(id string) Case {
+		return Compared(ex(id, "y", `{"v":1}`, 0), ex("", "", `{"v":2}`, 0), nil)
+	}
+	for _, notCompared := range []Case{
+		Failed(ex("R4", "y", `{"v":1}`, 0), errors.New("timeout")),
+		Skipped(ex("R4", "y", `{"v":1}`, 0), "unresolved secret"),
+	} {
+		for _, pair := range [][2][]Case{
+			{{notCompared, reg("R5")}, {reg("R4"), reg("R5")}},
+			{{reg("R4"), reg("R5")}, {notCompared, reg("R5")}},
+		} {
+			ns := Noise(pair[0], pair[1])
+			if len(ns["y"]) != 0 {
+				t.Errorf("%s in one pass: Noise = %v, want none", notCompared.Status, ns)
+			}
+			if cs := ns.Apply([]Case{reg("R5")}); cs[0].Status != StatusChanged {
+				t.Errorf("%s in one pass: the regression of R5 became %s", notCompared.Status, cs[0].Status)
+			}
+		}
+	}
 }
 
 func BenchmarkBuild(b *testing.B) {

@@ -46,6 +46,9 @@ func clientSession(ctx context.Context, o Options, reqs []replay.Request, idx []
 		return fmt.Errorf("connecting to gateway %s: %w", o.GatewayURL, err)
 	}
 	cur := &currentRequest{}
+	if !o.KeepPlaceholders {
+		cur.fill = o.Secrets.FillAll
+	}
 	tr.SetRequestHandler(cur.answer)
 	if err := tr.Start(ctx); err != nil {
 		return fmt.Errorf("starting gateway session: %w", err)
@@ -53,16 +56,28 @@ func clientSession(ctx context.Context, o Options, reqs []replay.Request, idx []
 	defer tr.Close()
 
 	sessionErr := func(err error) {
+		var unresolved *secrets.UnresolvedError
+		skip := errors.As(err, &unresolved)
 		for _, i := range idx {
 			if reqs[i].Method == "initialize" {
 				continue
 			}
-			c := report.Failed(recordedAnswer(&reqs[i], o.Secrets, o.KeepPlaceholders), err)
+			recorded := recordedAnswer(&reqs[i], o.Secrets, o.KeepPlaceholders)
+			c := report.Failed(recorded, err)
+			if skip {
+				// Nothing was sent: like a request with an unresolved
+				// placeholder, the session is skipped, not failed.
+				c = report.Skipped(recorded, err.Error())
+			}
+			hideSecrets(o.Secrets, &c)
 			cases[i] = &c
 			tick()
 		}
 	}
 	if err := initialize(ctx, o, tr, initReq); err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			return cerr // interrupted: not a gateway failure
+		}
 		sessionErr(fmt.Errorf("initializing a gateway session: %w", err))
 		return nil
 	}
@@ -79,6 +94,7 @@ func clientSession(ctx context.Context, o Options, reqs []replay.Request, idx []
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		hideSecrets(o.Secrets, &c)
 		cases[i] = &c
 		tick()
 	}
@@ -159,7 +175,11 @@ func initialize(ctx context.Context, o Options, tr *transport.StreamableHTTP, r 
 	if r != nil && r.Inbound != nil && len(r.Inbound.Params) > 0 {
 		params = rewriteParams(r.Inbound.Params, "")
 		if !o.KeepPlaceholders {
-			params, _ = o.Secrets.Fill(params)
+			filled, err := o.Secrets.FillAll(params)
+			if err != nil {
+				return err // never send an unresolved placeholder
+			}
+			params = filled
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
@@ -185,6 +205,9 @@ func initialize(ctx context.Context, o Options, tr *transport.StreamableHTTP, r 
 // roots) of the request in flight with what the client answered when it was
 // recorded.
 type currentRequest struct {
+	// fill prepares recorded answers for a live backend (see
+	// recordedServerAnswer); nil in mock mode, where only the mock sees them.
+	fill func([]byte) ([]byte, error)
 	mu   sync.Mutex
 	r    *replay.Request
 	used map[int]bool
@@ -202,17 +225,32 @@ func (c *currentRequest) answer(_ context.Context, req transport.JSONRPCRequest)
 	if c.r == nil {
 		return transport.NewJSONRPCErrorResponse(req.ID, -32601, "mcptrail replay: no request in flight", nil), nil
 	}
-	return recordedServerAnswer(c.r, c.used, req), nil
+	return recordedServerAnswer(c.r, c.used, req, c.fill), nil
 }
 
 // recordedServerAnswer finds the next unused recorded server_request hop of
-// r with the same method and returns its recorded answer.
-func recordedServerAnswer(r *replay.Request, used map[int]bool, req transport.JSONRPCRequest) *transport.JSONRPCResponse {
+// r with the same method and returns its recorded answer. When fill is not
+// nil the answer goes to a live backend: fill (Secrets.FillAll) restores its
+// redacted values, and an answer that would keep an unresolved placeholder
+// is replaced by an error, so the placeholder is never sent.
+func recordedServerAnswer(r *replay.Request, used map[int]bool, req transport.JSONRPCRequest, fill func([]byte) ([]byte, error)) *transport.JSONRPCResponse {
 	for i, e := range r.Other {
 		if e.Hop != recorder.HopServerRequest || e.Method != req.Method || used[i] {
 			continue
 		}
 		used[i] = true
+		if fill != nil {
+			var err error
+			if e.Result, err = fill(e.Result); err == nil {
+				var msg []byte
+				msg, err = fill([]byte(e.ErrorMessage))
+				e.ErrorMessage = string(msg)
+			}
+			if err != nil {
+				return transport.NewJSONRPCErrorResponse(req.ID, -32603,
+					"mcptrail replay: the recorded client answer to "+req.Method+" for request "+r.RequestID+" cannot be sent: "+err.Error(), nil)
+			}
+		}
 		if e.Outcome == recorder.OutcomeJSONRPCError {
 			var eo struct {
 				Code    int    `json:"code"`

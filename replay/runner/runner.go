@@ -306,6 +306,28 @@ func fillRecorded(s *secrets.Secrets, b []byte) []byte {
 	return out
 }
 
+// hideSecrets masks the secret values that were filled in for the replay
+// in what a case reports (differences, reason): the report is printed and
+// stored, and must not carry what the recording redacted.
+func hideSecrets(s *secrets.Secrets, c *report.Case) {
+	if s == nil {
+		return
+	}
+	maskJSON := func(b json.RawMessage) json.RawMessage {
+		m := s.Mask(b)
+		if len(m) > 0 && !json.Valid(m) {
+			// A secret matched across JSON syntax: withhold the value.
+			return json.RawMessage(`"«value withheld: it holds a secret»"`)
+		}
+		return m
+	}
+	for i := range c.Diff.Changes {
+		ch := &c.Diff.Changes[i]
+		ch.Old, ch.New = maskJSON(ch.Old), maskJSON(ch.New)
+	}
+	c.Reason = string(s.Mask([]byte(c.Reason)))
+}
+
 // responseJSON is what a replayed answer is compared as: the result, or the
 // error object.
 func responseJSON(result json.RawMessage, code int, message string, data any) json.RawMessage {

@@ -59,6 +59,7 @@ type upstreams struct {
 }
 
 type upConn struct {
+	fill     func([]byte) ([]byte, error) // restores secrets in recorded answers to the backend
 	once     sync.Once
 	tr       transport.Interface
 	err      error
@@ -91,7 +92,7 @@ func (u *upstreams) conn(server, protocolVersion string) (*upConn, error) {
 	u.mu.Lock()
 	c := u.conns[server]
 	if c == nil {
-		c = &upConn{}
+		c = &upConn{fill: u.o.Secrets.FillAll}
 		u.conns[server] = c
 	}
 	u.mu.Unlock()
@@ -183,7 +184,7 @@ func (c *upConn) serverAnswer(req transport.JSONRPCRequest) *transport.JSONRPCRe
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	u, _ := c.used.LoadOrStore(cur, map[int]bool{})
-	return recordedServerAnswer(cur, u.(map[int]bool), req)
+	return recordedServerAnswer(cur, u.(map[int]bool), req, c.fill)
 }
 
 // session replays the upstream hops of one recorded session in order.
@@ -199,6 +200,7 @@ func (u *upstreams) session(ctx context.Context, reqs []replay.Request, idx []in
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		hideSecrets(u.o.Secrets, &c)
 		cases[i] = &c
 		tick()
 	}

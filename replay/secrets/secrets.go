@@ -14,6 +14,9 @@ package secrets
 
 import (
 	"bufio"
+	"bytes"
+	"cmp"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -181,6 +184,56 @@ func (s *Secrets) Fill(payload []byte) (filled []byte, unresolved []Placeholder)
 		}
 	}
 	return redact.Fill(payload, values)
+}
+
+// MinMaskBytes is the shortest secret value Mask hides: shorter values are
+// too likely to occur by chance, and masking them would garble the output.
+const MinMaskBytes = 4
+
+// Mask returns b with every secret value this set can supply replaced, so
+// that output derived from filled-in payloads (replay reports, stored
+// results) never shows a secret. A value supplied for a full placeholder is
+// replaced by that placeholder, one supplied for a rule by «secret:<RULE>».
+// Values are matched both as JSON string content and as plain text. b is
+// not modified; it is returned as is when nothing matched.
+func (s *Secrets) Mask(b []byte) []byte {
+	if s == nil || len(b) == 0 {
+		return b
+	}
+	type sub struct{ value, with string }
+	var subs []sub
+	add := func(v, with string) {
+		if len(v) < MinMaskBytes {
+			return
+		}
+		subs = append(subs, sub{v, with})
+		var buf strings.Builder
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		if enc.Encode(v) == nil {
+			if esc := strings.TrimSuffix(buf.String(), "\n"); len(esc) >= 2 && esc[1:len(esc)-1] != v {
+				subs = append(subs, sub{esc[1 : len(esc)-1], with})
+			}
+		}
+	}
+	for tok, v := range s.tokens {
+		add(v, tok)
+	}
+	for rule, v := range s.rules {
+		add(v, "«secret:"+rule+"»")
+	}
+	for rule, v := range s.env {
+		add(v, "«secret:"+rule+"»")
+	}
+	// Longest first, so that a secret containing another is hidden whole.
+	slices.SortFunc(subs, func(a, b sub) int { return cmp.Or(len(b.value)-len(a.value), strings.Compare(a.value, b.value)) })
+	out := b
+	for _, x := range subs {
+		if bytes.Contains(out, []byte(x.value)) {
+			out = bytes.ReplaceAll(out, []byte(x.value), []byte(x.with))
+		}
+	}
+	return out
 }
 
 // UnresolvedError lists placeholders without a secret.

@@ -138,3 +138,33 @@ func FuzzFill(f *testing.F) {
 		}
 	})
 }
+
+func TestMask(t *testing.T) {
+	s, err := Parse(strings.NewReader("api_key=sk-general\n"+tokKey2+"=sk-specific-longer\nquoted=\"a\\\"b\\\"c\"\nshort=abc\n"), "t.env")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.AddEnv([]string{"MCPTRAIL_SECRET_TOKEN=tok-env-1"})
+	for _, tt := range []struct{ in, want string }{
+		{`"x sk-general y"`, `"x «secret:API_KEY» y"`},
+		{`"sk-specific-longer"`, `"` + tokKey2 + `"`},
+		{`{"a":"a\"b\"c"}`, `{"a":"«secret:QUOTED»"}`}, // as JSON string content
+		{`error: a"b"c`, `error: «secret:QUOTED»`},     // as plain text
+		{`tok-env-1`, `«secret:TOKEN»`},
+		{`abc stays`, `abc stays`}, // shorter than MinMaskBytes
+		{`nothing`, `nothing`},
+		{``, ``},
+	} {
+		in := []byte(tt.in)
+		if got := string(s.Mask(in)); got != tt.want {
+			t.Errorf("Mask(%s) = %s, want %s", tt.in, got, tt.want)
+		}
+		if string(in) != tt.in {
+			t.Errorf("Mask modified its input: %s", in)
+		}
+	}
+	var none *Secrets
+	if got := string(none.Mask([]byte("sk-general"))); got != "sk-general" {
+		t.Errorf("nil Mask = %s", got)
+	}
+}
