@@ -132,10 +132,14 @@ mcptrail %s is serving MCP on http://%s
 
 `, version, addr, addr, addr, addr)
 
+	var serveErr error
 	select {
 	case err := <-errc:
 		if !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("serving HTTP: %w", err)
+			// Still shut the gateway down below: its backends and the
+			// recorder must stop cleanly.
+			serveErr = fmt.Errorf("serving HTTP: %w", err)
+			logger.Error("HTTP server failed", "err", err)
 		}
 	case <-ctx.Done():
 	}
@@ -150,7 +154,7 @@ mcptrail %s is serving MCP on http://%s
 	if err := gw.Shutdown(sctx); err != nil {
 		logger.Warn("gateway shutdown", "err", err)
 	}
-	return nil
+	return serveErr
 }
 
 // serveDebug exposes pprof on its own listener, never on the MCP port.
