@@ -42,6 +42,9 @@ var (
 	ErrOverflow = errors.New("recorder overflow: queue full or spool disk budget exhausted")
 	// ErrClosed is returned by Record after Shutdown.
 	ErrClosed = errors.New("recorder is shut down")
+	// ErrSpoolInUse is returned by Start when another pipeline (in this
+	// or another process) holds the spool directory.
+	ErrSpoolInUse = errors.New("spool directory is in use by another recorder")
 )
 
 // Stats are the pipeline's counters, in events unless the name says bytes.
@@ -109,6 +112,7 @@ type Pipeline struct {
 
 	shutdownOnce sync.Once
 	shutdownErr  error
+	lock         *os.File // the spool directory lock, held from Start to Shutdown
 }
 
 // segment is a spool segment known to the writer.
@@ -116,6 +120,9 @@ type segment struct {
 	id   string
 	size int64
 	live bool // created by this process
+	// events is how many events a live segment holds (unknown, 0, for
+	// leftovers): what is lost if its file disappears.
+	events int
 }
 
 // NewPipeline validates cfg and returns a Pipeline that is not yet running.
@@ -169,11 +176,28 @@ func (p *Pipeline) Start(ctx context.Context) error {
 	if err := os.MkdirAll(p.cfg.Dir, 0o755); err != nil {
 		return fmt.Errorf("creating spool directory %s: %w", p.cfg.Dir, err)
 	}
+	lock, err := lockSpool(p.cfg.Dir)
+	if errors.Is(err, ErrSpoolInUse) {
+		return fmt.Errorf("starting recorder: %w", err)
+	} else if err != nil {
+		// A file system without flock: run unlocked rather than not at all.
+		p.logger.Warn("cannot lock the spool directory; make sure no other mcptrail uses it", "err", err)
+	}
+	started := false
+	defer func() {
+		if !started && lock != nil {
+			lock.Close()
+		}
+	}()
 	files, err := listSpool(p.cfg.Dir)
 	if err != nil {
 		return err
 	}
 	var leftoverBytes int64
+	// Collected apart and published only once every leftover is sealed: a
+	// Start that fails half-way and is retried must not queue a segment
+	// twice (the second copy would be missing after the first is written).
+	leftovers := make([]*segment, 0, len(files))
 	for _, f := range files {
 		if f.ext == extOpen {
 			// The process died with this segment active; seal it as is.
@@ -183,9 +207,10 @@ func (p *Pipeline) Start(ctx context.Context) error {
 				return fmt.Errorf("sealing leftover spool segment %s: %w", from, err)
 			}
 		}
-		p.sealed = append(p.sealed, &segment{id: f.id, size: f.size})
+		leftovers = append(leftovers, &segment{id: f.id, size: f.size})
 		leftoverBytes += f.size
 	}
+	p.sealed = leftovers
 	p.spoolBytes.Add(leftoverBytes)
 	p.spoolSegments.Add(int64(len(files)))
 	p.replayPending.Store(int64(len(files)))
@@ -197,6 +222,7 @@ func (p *Pipeline) Start(ctx context.Context) error {
 	// Only now may Shutdown wait for the goroutines: a failed Start leaves
 	// the pipeline unstarted (and Start may be retried).
 	p.started.Store(true)
+	started, p.lock = true, lock
 	go p.runSpooler()
 	go p.runWriter()
 	p.poke(p.writerPoke)
@@ -333,6 +359,9 @@ func (p *Pipeline) shutdown(ctx context.Context) error {
 		<-p.writeDone
 	}
 	p.cancel()
+	if p.lock != nil {
+		p.lock.Close() // releases the flock
+	}
 	if n := p.spoolSegments.Load(); n > 0 {
 		err := fmt.Errorf("shutting down recorder: %d segments (%d bytes) left in %s for the next start",
 			n, p.spoolBytes.Load(), p.cfg.Dir)

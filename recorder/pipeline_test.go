@@ -739,3 +739,196 @@ func TestUnredactedEventsArePreparedOrStripped(t *testing.T) {
 		})
 	}
 }
+
+// leaveSegments runs a pipeline whose storage is down, records [0,n) and
+// shuts it down, leaving the spool on disk as a crash or outage would.
+func leaveSegments(t *testing.T, cfg recorder.Config, n int) {
+	t.Helper()
+	down := recordertest.NewMemoryWriter()
+	down.FailNext(-1, nil)
+	p, err := recorder.NewPipeline(cfg, down, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	record(t, p, 0, n)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = p.Shutdown(ctx)
+}
+
+func TestStartRetriedAfterFailureReplaysLeftoversOnce(t *testing.T) {
+	cfg := testConfig(t)
+	leaveSegments(t, cfg, 50)
+	// A leftover active segment that cannot be sealed: its .seg name is
+	// taken by a directory, so the first Start fails half-way.
+	blocked := filepath.Join(cfg.Dir, "7ZZZZZZZZZZZZZZZZZZZZZZZZZ")
+	if err := os.WriteFile(blocked+".open", []byte("garbage"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(blocked+".seg", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	w := recordertest.NewMemoryWriter()
+	p, err := recorder.NewPipeline(cfg, w, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(t.Context()); err == nil {
+		t.Fatal("Start with an unsealable leftover segment = nil, want an error")
+	}
+	if err := os.Remove(blocked + ".seg"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(t.Context()); err != nil {
+		t.Fatalf("Start retried = %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_ = p.Shutdown(ctx)
+	})
+	flush(t, p)
+	requireExactlyOnce(t, w, 50)
+	if s := p.Stats(); s.SpoolSegments != 0 || s.SpoolBytes != 0 {
+		t.Errorf("Stats = %+v, want an empty spool", s)
+	}
+}
+
+// gatedWriter holds the first WriteBatch until release is closed.
+type gatedWriter struct {
+	*recordertest.MemoryWriter
+	entered chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func (g *gatedWriter) WriteBatch(ctx context.Context, token string, evs []recorder.Event) error {
+	g.once.Do(func() {
+		close(g.entered)
+		select {
+		case <-g.release:
+		case <-ctx.Done():
+		}
+	})
+	return g.MemoryWriter.WriteBatch(ctx, token, evs)
+}
+
+func TestSegmentRemovedBehindTheWriterIsSkipped(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.SegmentBytes = 2 << 10
+	leaveSegments(t, cfg, 100)
+	segs := spoolFiles(t, cfg.Dir, "*.seg")
+	if len(segs) < 3 {
+		t.Fatalf("got %d leftover segments, want at least 3", len(segs))
+	}
+	w := &gatedWriter{MemoryWriter: recordertest.NewMemoryWriter(), entered: make(chan struct{}), release: make(chan struct{})}
+	p := start(t, cfg, w)
+	<-w.entered
+	// Another process (or an operator) removes a segment this one listed
+	// at Start; the writer must go on with the others.
+	gone := segs[1]
+	if err := os.Remove(gone); err != nil {
+		t.Fatal(err)
+	}
+	close(w.release)
+	flush(t, p)
+	s := p.Stats()
+	if s.SpoolSegments != 0 || s.SpoolBytes != 0 {
+		t.Errorf("Stats = %+v, want an empty spool", s)
+	}
+	if got := len(w.Events()); got == 0 || got >= 100 || uint64(got) != s.Written {
+		t.Errorf("writer holds %d events, Written %d; want the events of every segment but the removed one", got, s.Written)
+	}
+	if !strings.Contains(s.LastError, filepath.Base(gone)) {
+		t.Errorf("LastError = %q, want it to name the missing segment", s.LastError)
+	}
+}
+
+func TestLiveSegmentLostBehindTheWriterCountsAsDropped(t *testing.T) {
+	tests := []struct {
+		name string
+		lose func(path string) error
+	}{
+		{"removed", os.Remove},
+		{"header overwritten", func(path string) error {
+			f, err := os.OpenFile(path, os.O_WRONLY, 0)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			_, err = f.WriteAt([]byte("garbage!"), 0)
+			return err
+		}},
+		{"record corrupted", func(path string) error {
+			f, err := os.OpenFile(path, os.O_WRONLY, 0)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			_, err = f.WriteAt([]byte("garbage!"), 16+8+4) // inside the first record's payload
+			return err
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.SegmentBytes = 2 << 10
+			cfg.SegmentAge = 10 * time.Millisecond
+			w := &gatedWriter{MemoryWriter: recordertest.NewMemoryWriter(), entered: make(chan struct{}), release: make(chan struct{})}
+			p := start(t, cfg, w)
+			record(t, p, 0, 100)
+			<-w.entered
+			waitFor(t, "every segment sealed", func() bool {
+				return p.Stats().Spooled == 100 && len(spoolFiles(t, cfg.Dir, "*.open")) == 0
+			})
+			segs := spoolFiles(t, cfg.Dir, "*.seg")
+			if len(segs) < 3 {
+				t.Fatalf("got %d segments, want at least 3", len(segs))
+			}
+			if err := tt.lose(segs[1]); err != nil {
+				t.Fatal(err)
+			}
+			close(w.release)
+			flush(t, p)
+			s := p.Stats()
+			if s.Dropped == 0 || s.Written+s.Dropped != 100 || uint64(len(w.Events())) != s.Written {
+				t.Errorf("Stats = %+v with %d events stored; want Written+Dropped = 100, some dropped", s, len(w.Events()))
+			}
+		})
+	}
+}
+
+// Two pipelines on one spool directory would seal each other's active
+// segment and write and delete each other's files: the second Start is
+// refused until the first has shut down.
+func TestSpoolDirectoryIsExclusive(t *testing.T) {
+	cfg := testConfig(t)
+	w1 := recordertest.NewMemoryWriter()
+	p1 := start(t, cfg, w1)
+	record(t, p1, 0, 10)
+
+	w2 := recordertest.NewMemoryWriter()
+	p2, err := recorder.NewPipeline(cfg, w2, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p2.Start(t.Context()); !errors.Is(err, recorder.ErrSpoolInUse) {
+		t.Fatalf("second Start on a spool in use = %v, want ErrSpoolInUse", err)
+	}
+	flush(t, p1)
+	if err := p1.Shutdown(t.Context()); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if err := p2.Start(t.Context()); err != nil {
+		t.Fatalf("Start after the first pipeline shut down = %v", err)
+	}
+	t.Cleanup(func() { _ = p2.Shutdown(context.Background()) })
+	record(t, p2, 10, 20)
+	flush(t, p2)
+	if got := len(w1.Events()) + len(w2.Events()); got != 20 || w1.Duplicates()+w2.Duplicates() != 0 {
+		t.Errorf("stored %d events (%d, %d duplicates), want 20 once", got, w1.Duplicates(), w2.Duplicates())
+	}
+}

@@ -1,6 +1,7 @@
 package recorder
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os"
 	"time"
@@ -186,6 +187,17 @@ func (s *spooler) open() error {
 		os.Remove(path)
 		return fmt.Errorf("writing spool segment header %s: %w", path, err)
 	}
+	if p.cfg.Fsync != FsyncNever {
+		// The new file's directory entry must be durable too, or a power
+		// loss can take the whole segment, fsynced records and all. Some
+		// file systems cannot fsync a directory: record less durably
+		// rather than not at all.
+		if err := syncDir(p.cfg.Dir); err != nil {
+			err = fmt.Errorf("syncing spool directory for segment %s: %w", path, err)
+			p.setError(err)
+			p.logger.Warn("spool directory fsync failed", "err", err)
+		}
+	}
 	s.f, s.id, s.size, s.events, s.first = f, id, segmentHeaderLen, 0, s.processed
 	s.opened = time.Now()
 	p.spoolBytes.Add(segmentHeaderLen)
@@ -205,18 +217,30 @@ func (s *spooler) write() {
 	p.spoolBytes.Add(int64(n))
 	if err != nil {
 		// What reached the file may end in a torn record, which the
-		// reader skips; the rest of this group is lost.
+		// reader skips; the whole records before it will be written to
+		// storage like any others (and acknowledged with them below),
+		// the rest of this group is lost.
 		err = fmt.Errorf("appending to spool segment %s: %w", s.id, err)
 		p.setError(err)
 		p.logger.Error("spool write failed; sealing segment", "err", err)
-		p.droppedLive.Add(s.bufN)
-		p.drop(s.bufN, "spool write error")
-		s.events -= int(s.bufN)
+		kept := wholeRecords(s.buf[:n])
+		if lost := s.bufN - kept; lost > 0 {
+			p.droppedLive.Add(lost)
+			p.drop(lost, "spool write error")
+			s.events -= int(lost)
+		}
 		s.size -= int64(len(s.buf) - n)
-		s.buf, s.bufN = s.buf[:0], 0
+		s.buf, s.bufN = s.buf[:0], kept
+		s.ack()
 		s.seal()
 		return
 	}
+	s.ack()
+}
+
+// ack acknowledges the bufN events just written per the fsync policy.
+func (s *spooler) ack() {
+	p := s.p
 	switch p.cfg.Fsync {
 	case FsyncAlways:
 		s.unsynced += s.bufN
@@ -227,6 +251,20 @@ func (s *spooler) write() {
 		p.spooled.Add(s.bufN)
 	}
 	s.buf, s.bufN = s.buf[:0], 0
+}
+
+// wholeRecords counts the complete records at the start of b.
+func wholeRecords(b []byte) uint64 {
+	var n uint64
+	for len(b) >= recordHeaderLen {
+		l := binary.LittleEndian.Uint32(b)
+		if uint64(l) > uint64(len(b)-recordHeaderLen) {
+			break
+		}
+		b = b[recordHeaderLen+int(l):]
+		n++
+	}
+	return n
 }
 
 // sync fsyncs the active segment and acknowledges what it holds.
@@ -267,10 +305,23 @@ func (s *spooler) seal() {
 		p.logger.Error("sealing spool segment", "err", err)
 	} else {
 		p.mu.Lock()
-		p.sealed = append(p.sealed, &segment{id: s.id, size: s.size, live: true})
+		p.sealed = append(p.sealed, &segment{id: s.id, size: s.size, live: true, events: s.events})
 		p.mu.Unlock()
 		p.poke(p.writerPoke)
 	}
 	s.f = nil
 	s.events = 0
+}
+
+// syncDir fsyncs a directory, making the names created in it durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

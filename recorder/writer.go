@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"time"
@@ -61,6 +62,13 @@ func (p *Pipeline) writeSegment(ctx context.Context, seg *segment) error {
 		if err == nil {
 			break
 		}
+		if errors.Is(err, fs.ErrNotExist) {
+			// Removed behind our back (an operator, or another process
+			// sharing the directory): nothing left to send, and retrying
+			// would stall every later segment.
+			p.vanished(seg, err)
+			return nil
+		}
 		err = fmt.Errorf("reading spool segment %s: %w", path, err)
 		p.setError(err)
 		p.logger.Error("reading spool segment", "err", err)
@@ -71,6 +79,10 @@ func (p *Pipeline) writeSegment(ctx context.Context, seg *segment) error {
 	if contents.skipped > 0 || contents.tornBytes > 0 {
 		p.logger.Warn("spool segment has corrupt or torn records; skipping them",
 			"segment", seg.id, "corrupt_records", contents.skipped, "torn_tail_bytes", contents.tornBytes)
+		if missing := seg.events - len(contents.events); seg.live && missing > 0 {
+			p.droppedLive.Add(uint64(missing))
+			p.drop(uint64(missing), "spool records corrupt")
+		}
 	}
 
 	ackPath := p.path(seg.id, extAck)
@@ -141,7 +153,28 @@ func (p *Pipeline) quarantine(seg *segment, cause error) {
 	p.setError(fmt.Errorf("spool segment %s: %w", from, cause))
 	p.logger.Error("spool segment is corrupt; moved aside, its events are lost",
 		"segment", from, "moved_to", to, "cause", cause, "rename_err", err)
+	p.lost(seg, "spool segment corrupt")
 	p.forget(seg)
+}
+
+// vanished forgets a segment whose file is gone before it was written.
+func (p *Pipeline) vanished(seg *segment, cause error) {
+	err := fmt.Errorf("spool segment %s disappeared before it was written; its events are lost: %w", seg.id, cause)
+	p.setError(err)
+	p.logger.Error("spool segment missing", "segment", seg.id, "err", err)
+	_ = os.Remove(p.path(seg.id, extAck))
+	p.lost(seg, "spool segment disappeared")
+	p.forget(seg)
+}
+
+// lost counts the events of a live segment that will never be written as
+// dropped, so that Flush and the Stats balance. (A leftover's count is not
+// known; replayPending covers it.)
+func (p *Pipeline) lost(seg *segment, reason string) {
+	if seg.live && seg.events > 0 {
+		p.droppedLive.Add(uint64(seg.events))
+		p.drop(uint64(seg.events), reason)
+	}
 }
 
 func (p *Pipeline) forget(seg *segment) {

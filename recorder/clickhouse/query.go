@@ -373,8 +373,9 @@ type AuditRow struct {
 	Duration   time.Duration
 }
 
-// Audit streams matching rows oldest first to emit without holding them in
-// memory. An error from emit stops the stream and is returned as is.
+// Audit streams matching rows to emit without holding them in memory,
+// grouped by principal (the audit table's sort key) and oldest first within
+// each principal. An error from emit stops the stream and is returned as is.
 func (s *Store) Audit(ctx context.Context, q AuditQuery, emit func(AuditRow) error) error {
 	where, args := filters(q.Since, q.Until, q.Principal, "", q.Tool, q.Decision, false)
 	rows, err := s.conn.Query(ctx, "SELECT ts_ns, principal, method, target, server, decision, rule, toString(outcome), error_code, "+

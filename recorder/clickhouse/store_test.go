@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -551,5 +552,23 @@ func TestAuditRefusedRequest(t *testing.T) {
 	}
 	if want := []string{"unknown bearer token", "deny:git.*"}; !reflect.DeepEqual(rules, want) {
 		t.Fatalf("Audit(denied) rules = %q, want %q", rules, want)
+	}
+}
+
+// TestGlobToLikeOnServer checks the escaping against the server's own LIKE
+// (18.16 here), through the driver's parameter binding.
+func TestGlobToLikeOnServer(t *testing.T) {
+	s := openStore(t, DefaultRetention())
+	for _, tt := range globTests {
+		for _, str := range append(append([]string(nil), tt.match...), tt.noMatch...) {
+			want := slices.Contains(tt.match, str)
+			var got uint8
+			if err := s.conn.QueryRow(context.Background(), "SELECT ? LIKE ?", str, globToLike(tt.glob)).Scan(&got); err != nil {
+				t.Fatalf("LIKE %q: %v", globToLike(tt.glob), err)
+			}
+			if (got == 1) != want {
+				t.Errorf("server: %q LIKE %q (glob %q) = %d, want %v", str, globToLike(tt.glob), tt.glob, got, want)
+			}
+		}
 	}
 }

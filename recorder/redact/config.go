@@ -59,10 +59,12 @@ type builtin struct {
 	foldHn bool // hints match case-insensitively (ASCII)
 }
 
-// builtinSets are the named pattern sets for Config.Patterns.
+// builtinSets are the named pattern sets for Config.Patterns. A private key
+// without its END line (a capped error text) is redacted to the end of the
+// string: all that follows BEGIN is key material.
 var builtinSets = map[string][]builtin{
 	"secrets": {
-		{name: "pem_private_key", expr: `-----BEGIN[A-Z ]*PRIVATE KEY-----[\s\S]*?-----END[A-Z ]*PRIVATE KEY-----`, hints: []string{"PRIVATE KEY-----"}},
+		{name: "pem_private_key", expr: `-----BEGIN[A-Z ]*PRIVATE KEY-----(?:[\s\S]*?-----END[A-Z ]*PRIVATE KEY-----|[\s\S]*)`, hints: []string{"PRIVATE KEY-----"}},
 		{name: "bearer", expr: `(?i)\bbearer\s+(?P<secret>[A-Za-z0-9\-._~+/]{8,}=*)`, hints: []string{"bearer"}, foldHn: true},
 		{name: "jwt", expr: `\beyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*`, hints: []string{"eyJ"}},
 		{name: "aws_access_key_id", expr: `\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b`, hints: []string{"AKIA", "ASIA", "ABIA", "ACCA"}},

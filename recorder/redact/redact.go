@@ -109,8 +109,40 @@ func (r *Redactor) placeholder(rule string, secret []byte) string {
 }
 
 // String redacts pattern matches in s and returns how many it replaced.
+// When s is itself a JSON document (an error text carrying a JSON body, a
+// tool's error result) it is redacted as JSON is, key rules included.
 // Existing placeholders are left alone, so redacting twice changes nothing.
 func (r *Redactor) String(s string) (string, int) {
+	if looksLikeJSON(s) {
+		if b := []byte(s); json.Valid(b) {
+			w := walker{r: r, in: b, out: make([]byte, 0, len(b)+len(b)/8)}
+			w.value(0, false)
+			if w.count == 0 {
+				return s, 0
+			}
+			return string(w.out), w.count
+		}
+	}
+	return r.matchPatterns(s)
+}
+
+// looksLikeJSON reports whether s starts, after white space, like a JSON
+// object or array: the cheap test before json.Valid.
+func looksLikeJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case ' ', '\t', '\n', '\r':
+			continue
+		case '{', '[':
+			return true
+		}
+		return false
+	}
+	return false
+}
+
+// matchPatterns redacts pattern matches in s.
+func (r *Redactor) matchPatterns(s string) (string, int) {
 	if len(r.patterns) == 0 || s == "" {
 		return s, 0
 	}
@@ -218,7 +250,7 @@ func containsFold(s, sub string) bool {
 // redacted as a plain string.
 func (r *Redactor) JSON(b []byte) (out []byte, count int) {
 	if !json.Valid(b) {
-		s, n := r.String(string(b))
+		s, n := r.matchPatterns(string(b))
 		return []byte(s), n
 	}
 	w := walker{r: r, in: b, out: make([]byte, 0, len(b)+len(b)/8)}

@@ -380,6 +380,7 @@ func FuzzJSON(f *testing.F) {
 	for _, s := range []string{
 		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{"password":"p","q":"Bearer abcdefgh12345678"}}}`,
 		`[1,"a",{"token":[1,{"x":null}]}]`, `"AKIAIOSFODNN7EXAMPLE"`, `{"a":"\u00ab\ud83d\ude00"}`, `not json`, ``, `{"password":"«redacted:password:hmac:0123456789abcdef»"}`,
+		`{"content":[{"type":"text","text":"{\"token\":\"t\",\"x\":[1,\"{\\\"a\\\":{\\\"b\\\":{\\\"c\\\":2}}}\"]}"}]}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -477,5 +478,129 @@ func BenchmarkJSON(b *testing.B) {
 	}
 	if n != 2 { // password and Authorization (a key rule hides the bearer too)
 		b.Fatalf("JSON redacted %d values, want 2", n)
+	}
+}
+
+// Secrets must not survive inside other encodings: JSON text carried in a
+// string value (an MCP tool result's content[].text, arguments passed as a
+// JSON string), several levels deep, or a private key cut before its END
+// line (error texts are capped before they are redacted).
+func TestSecretsInNestedEncodings(t *testing.T) {
+	tests := []struct {
+		name   string
+		keys   []string
+		in     string
+		secret string
+		keep   string
+	}{
+		{"JSON text in a tool result", nil,
+			`{"content":[{"type":"text","text":"{\"password\":\"hunter2\",\"user\":\"bob\"}"}],"isError":false}`,
+			"hunter2", "bob"},
+		{"JSON text two levels deep", nil,
+			`{"arguments":"{\"config\":\"{\\\"api_key\\\":\\\"k-123456789\\\"}\",\"q\":\"acme\"}"}`,
+			"k-123456789", "acme"},
+		{"JSON array text", nil,
+			`{"text":" [{\"token\":\"t-secret-1\"},{\"name\":\"n\"}]"}`,
+			"t-secret-1", `\"name\"`},
+		{"dotted path continues into JSON text", []string{"arguments.card.number"},
+			`{"params":{"arguments":"{\"card\":{\"number\":\"4111111111111111\",\"cvc\":\"1\"}}"}}`,
+			"4111111111111111", "cvc"},
+		{"pattern in JSON text", nil,
+			`{"text":"{\"headers\":{\"X\":\"Bearer abcdefgh12345678\"}}"}`,
+			"abcdefgh12345678", "headers"},
+		{"private key cut before END", nil,
+			`{"error":"bad key -----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEAsecretkeymaterial"}`,
+			"MIIEpAIBAAKCAQEA", "bad key"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			keys := tt.keys
+			if keys != nil {
+				keys = append(keys, DefaultKeys...)
+			}
+			r := mustNew(t, Config{Keys: keys})
+			out, n := r.JSON([]byte(tt.in))
+			if n == 0 || bytes.Contains(out, []byte(tt.secret)) || !bytes.Contains(out, []byte(tt.keep)) || !json.Valid(out) {
+				t.Errorf("JSON(%s) = %s, %d; want valid JSON without %q, keeping %q", tt.in, out, n, tt.secret, tt.keep)
+			}
+			if again, n2 := r.JSON(out); n2 != 0 || !bytes.Equal(again, out) {
+				t.Errorf("JSON twice = %s, %d; want unchanged", again, n2)
+			}
+			pout, _, _, _ := r.Payload([]byte(tt.in))
+			if bytes.Contains(pout, []byte(tt.secret)) {
+				t.Errorf("Payload(%s) = %s; leaks %q", tt.in, pout, tt.secret)
+			}
+		})
+	}
+}
+
+// A log attribute holding a map or struct is checked against the key rules
+// too: its keys are as telling as group names.
+func TestHandlerRedactsKeysInsideValues(t *testing.T) {
+	r := mustNew(t, Config{})
+	type creds struct {
+		User     string
+		Password string
+	}
+	var buf bytes.Buffer
+	log := slog.New(r.Handler(slog.NewTextHandler(&buf, nil)))
+	log.Info("upstream call",
+		"headers", map[string][]string{"Authorization": {"Basic dXNlcjpodW50ZXIy"}, "Accept": {"application/json"}},
+		"creds", creds{User: "bob", Password: "hunter2"},
+		"plain", []int{1, 2, 3},
+	)
+	got := buf.String()
+	for _, secret := range []string{"dXNlcjpodW50ZXIy", "hunter2"} {
+		if strings.Contains(got, secret) {
+			t.Errorf("log line leaks %s:\n%s", secret, got)
+		}
+	}
+	for _, keep := range []string{"application/json", "bob", "plain=\"[1 2 3]\"", "«redacted:authorization:hmac:", "«redacted:password:hmac:"} {
+		if !strings.Contains(got, keep) && !(keep == "plain=\"[1 2 3]\"" && strings.Contains(got, "plain=[1 2 3]")) {
+			t.Errorf("log line lacks %s:\n%s", keep, got)
+		}
+	}
+}
+
+func BenchmarkPayload(b *testing.B) {
+	r := mustNew(b, Config{MaxPayloadBytes: -1})
+	rows := make([]map[string]any, 200)
+	for i := range rows {
+		rows[i] = map[string]any{"id": i, "name": "customer", "email_verified": true, "notes": strings.Repeat("renewal follow-up ", 4)}
+	}
+	result, _ := json.Marshal(map[string]any{"content": []any{map[string]any{"type": "text", "text": "ok"}}, "structuredContent": rows})
+	b.SetBytes(int64(len(result)))
+	b.ReportAllocs()
+	var out []byte
+	for b.Loop() {
+		out, _, _, _ = r.Payload(result)
+	}
+	if !bytes.Equal(out, result) {
+		b.Fatal("Payload changed a payload without secrets")
+	}
+}
+
+// An error text may be a JSON body (a tool's isError content, a backend's
+// error.message): String applies the key rules to it as JSON does.
+func TestStringRedactsJSONText(t *testing.T) {
+	r := mustNew(t, Config{})
+	tests := []struct {
+		in, secret, keep string
+		n                int
+	}{
+		{`{"error":"auth failed","api_key":"k-live-123456"}`, "k-live-123456", "auth failed", 1},
+		{` [{"password":"hunter2"}]`, "hunter2", `[{"password":`, 1},
+		{`{"note":"Bearer abcdefgh12345678"}`, "abcdefgh12345678", `"note"`, 1},
+		{`{"truncated": "api_key=k-1`, "", `{"truncated": "api_key=k-1`, 0}, // not JSON: patterns only
+		{`plain text`, "", "plain text", 0},
+	}
+	for _, tt := range tests {
+		got, n := r.String(tt.in)
+		if n != tt.n || (tt.secret != "" && strings.Contains(got, tt.secret)) || !strings.Contains(got, tt.keep) {
+			t.Errorf("String(%q) = %q, %d; want %d redactions, without %q, keeping %q", tt.in, got, n, tt.n, tt.secret, tt.keep)
+		}
+		if again, n2 := r.String(got); n2 != 0 || again != got {
+			t.Errorf("String twice = %q, %d; want unchanged", again, n2)
+		}
 	}
 }

@@ -3,7 +3,9 @@ package redact
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
+	"reflect"
 	"strings"
 )
 
@@ -94,6 +96,12 @@ func (h *handler) attr(groups []string, a slog.Attr) slog.Attr {
 			s, _ := h.r.String(v)
 			return slog.String(a.Key, s)
 		default:
+			// A map or struct carries keys (header names, field names)
+			// that the key rules must see, as group names are: check its
+			// JSON form first.
+			if out, ok := h.jsonForm(v); ok {
+				return slog.String(a.Key, out)
+			}
 			// Other values are formatted by the next handler; redact that
 			// text so secrets in Stringers or structs do not escape.
 			s := a.Value.String()
@@ -103,4 +111,26 @@ func (h *handler) attr(groups []string, a slog.Attr) slog.Attr {
 		}
 	}
 	return a
+}
+
+// jsonForm returns the redacted JSON encoding of a map or struct value v
+// when redaction changed something in it.
+func (h *handler) jsonForm(v any) (string, bool) {
+	switch reflect.Indirect(reflect.ValueOf(v)).Kind() {
+	case reflect.Map, reflect.Struct:
+	default:
+		return "", false
+	}
+	if _, ok := v.(fmt.Stringer); ok {
+		return "", false // formatted by its own String method
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", false
+	}
+	out, n := h.r.JSON(b)
+	if n == 0 {
+		return "", false
+	}
+	return string(out), true
 }

@@ -71,7 +71,12 @@ func (w *walker) value(depth int, verbatim bool) {
 		raw := w.in[w.pos:end]
 		w.pos = end
 		s := unquote(raw)
-		red, n := w.r.String(s)
+		if red, n := w.embedded(s, depth); n > 0 {
+			w.count += n
+			w.out = appendJSONString(w.out, red)
+			break
+		}
+		red, n := w.r.matchPatterns(s)
 		if n == 0 {
 			w.out = append(w.out, raw...)
 		} else {
@@ -84,6 +89,27 @@ func (w *walker) value(depth int, verbatim bool) {
 		w.pos = end
 	}
 	w.ws()
+}
+
+// embedded redacts s as a JSON document when it is one: MCP carries JSON
+// as text (a tool result's content[].text, arguments passed as a string),
+// and key rules must reach the keys inside it. Its key paths continue from
+// the string's own. It returns the redacted text and the count, 0 when s
+// is not JSON or nothing in it matched.
+func (w *walker) embedded(s string, depth int) (string, int) {
+	if !looksLikeJSON(s) {
+		return "", 0
+	}
+	b := []byte(s)
+	if !json.Valid(b) {
+		return "", 0
+	}
+	sub := walker{r: w.r, in: b, out: make([]byte, 0, len(b)+len(b)/8), path: w.path[:len(w.path):len(w.path)]}
+	sub.value(depth+1, false)
+	if sub.count == 0 {
+		return "", 0
+	}
+	return string(sub.out), sub.count
 }
 
 func (w *walker) object(depth int) {
