@@ -32,6 +32,10 @@ type recording struct {
 	store    *clickhouse.Store
 	local    *chlocal.Server
 	logger   *slog.Logger
+
+	retentionCtx  context.Context
+	stopRetention context.CancelFunc
+	retentionDone chan struct{}
 }
 
 // Record implements proxy.Recorder.
@@ -135,8 +139,34 @@ func startRecording(ctx context.Context, cfg *config.Config, h slog.Handler) (*r
 	if err := r.pipeline.Start(ctx); err != nil {
 		return nil, fmt.Errorf("starting the recorder: %w", err)
 	}
+	r.retentionCtx, r.stopRetention = context.WithCancel(context.WithoutCancel(ctx))
+	r.retentionDone = make(chan struct{})
+	go r.enforceRetention(time.Hour)
 	ok = true
 	return r, nil
+}
+
+// enforceRetention drops partitions past their retention, at start and then
+// every interval. On servers with TTL it usually finds nothing; on 18.16 it
+// is the only retention there is.
+func (r *recording) enforceRetention(every time.Duration) {
+	defer close(r.retentionDone)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		n, err := r.store.DropExpiredPartitions(r.retentionCtx)
+		switch {
+		case err != nil && r.retentionCtx.Err() == nil:
+			r.logger.Warn("enforcing retention failed", "err", err)
+		case n > 0:
+			r.logger.Info("dropped expired partitions", "partitions", n)
+		}
+		select {
+		case <-r.retentionCtx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // stop drains the pipeline (what cannot be written stays in the spool for
@@ -150,6 +180,10 @@ func (r *recording) stop() {
 		}
 		st := r.pipeline.Stats()
 		r.logger.Info("recorder stopped", "enqueued", st.Enqueued, "written", st.Written, "dropped", st.Dropped, "spool_bytes", st.SpoolBytes)
+	}
+	if r.stopRetention != nil {
+		r.stopRetention()
+		<-r.retentionDone
 	}
 	if r.store != nil {
 		_ = r.store.Close()

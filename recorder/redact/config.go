@@ -44,7 +44,7 @@ type Pattern struct {
 var DefaultKeys = []string{
 	"password", "passwd", "secret", "token", "access_token", "refresh_token",
 	"api_key", "apikey", "authorization", "cookie", "set-cookie", "private_key",
-	"client_secret",
+	"client_secret", "x-api-key", "api-key", "x-auth-token", "proxy-authorization",
 }
 
 // DefaultMaxPayloadBytes is the payload cap used when MaxPayloadBytes is 0.
