@@ -65,6 +65,9 @@ type Backend struct {
 	mu      sync.Mutex
 	lastErr error
 	kick    chan struct{}
+	// refreshing serializes Refresh: each one copies the snapshot it read,
+	// so two at once would lose one's list.
+	refreshing chan struct{}
 	// inflight maps upstream request ids to the client call they serve, so
 	// that a server→client request can be routed back to its cause.
 	inflight sync.Map // string → *call
@@ -73,7 +76,9 @@ type Backend struct {
 // backendHooks are the gateway's reactions to backend events.
 type backendHooks interface {
 	backendChanged(b *Backend)
-	backendNotification(b *Backend, n jsonrpc.Message)
+	// backendNotification gets ctx of the call whose stream carried n
+	// (callKey), or a context without one.
+	backendNotification(ctx context.Context, b *Backend, n jsonrpc.Message)
 	backendRequest(ctx context.Context, b *Backend, req jsonrpc.Message) jsonrpc.Message
 }
 
@@ -85,6 +90,7 @@ func newBackend(cfg config.Server, hooks backendHooks, client *http.Client, logg
 		logger: logger.With("server", cfg.Name),
 		kick:   make(chan struct{}, 1),
 	}
+	b.refreshing = make(chan struct{}, 1)
 	if cfg.MaxConcurrency > 0 {
 		b.sem = make(chan struct{}, cfg.MaxConcurrency)
 	}
@@ -122,11 +128,17 @@ func (b *Backend) run(ctx context.Context, healthEvery time.Duration) {
 		}
 		backoff = 200 * time.Millisecond
 		b.setErr(nil)
+		// A kick left by a failure of the previous connection must not
+		// end this one.
+		select {
+		case <-b.kick:
+		default:
+		}
 		b.snap.Store(snap)
 		b.logger.Info("backend ready", "protocol_version", snap.protocolVersion, "tools", len(snap.lists[listTools]))
 		b.hooks.backendChanged(b)
 		b.watch(ctx, snap, healthEvery)
-		b.snap.CompareAndSwap(snap, nil)
+		b.clearSnap(snap.conn)
 		_ = snap.conn.close()
 		if ctx.Err() != nil {
 			return
@@ -159,16 +171,33 @@ func (b *Backend) watch(ctx context.Context, snap *backendSnapshot, every time.D
 	}
 }
 
-// markDown reports a transport failure seen by a call; the run loop drops the
-// connection and reconnects.
-func (b *Backend) markDown(err error) {
-	b.setErr(err)
-	if b.snap.Swap(nil) != nil {
-		b.hooks.backendChanged(b)
+// markDown reports a transport failure seen by a call on conn; the run loop
+// drops the connection and reconnects. A failure of a connection that is no
+// longer the current one (a call that outlived a reconnect) changes nothing.
+func (b *Backend) markDown(conn upstreamConn, err error) {
+	if !b.clearSnap(conn) {
+		return
 	}
+	b.setErr(err)
+	b.hooks.backendChanged(b)
 	select {
 	case b.kick <- struct{}{}:
 	default:
+	}
+}
+
+// clearSnap unpublishes the current snapshot if it is served by conn. Refresh
+// replaces the snapshot with a copy on the same connection, so the match is
+// by connection, not by snapshot. It reports whether it cleared one.
+func (b *Backend) clearSnap(conn upstreamConn) bool {
+	for {
+		cur := b.snap.Load()
+		if cur == nil || cur.conn != conn {
+			return false
+		}
+		if b.snap.CompareAndSwap(cur, nil) {
+			return true
+		}
 	}
 }
 
@@ -180,6 +209,12 @@ func (b *Backend) setErr(err error) {
 
 // Refresh re-reads the backend's lists after a list_changed notification.
 func (b *Backend) Refresh(ctx context.Context, kind listKind) {
+	select {
+	case b.refreshing <- struct{}{}:
+	case <-ctx.Done():
+		return
+	}
+	defer func() { <-b.refreshing }()
 	old := b.snap.Load()
 	if old == nil {
 		return
@@ -191,6 +226,8 @@ func (b *Backend) Refresh(ctx context.Context, kind listKind) {
 	}
 	next := *old
 	next.lists[kind] = items
+	// Only a reconnect or markDown can have replaced old meanwhile; their
+	// snapshot wins.
 	if b.snap.CompareAndSwap(old, &next) {
 		b.hooks.backendChanged(b)
 	}
@@ -207,7 +244,7 @@ func (b *Backend) connectTimeout() time.Duration {
 // streamable-HTTP client, or mcp-go's stdio and legacy SSE transports.
 func (b *Backend) newConn(ctx context.Context) (upstreamConn, error) {
 	hooks := connHooks{
-		notification: func(n jsonrpc.Message) { b.hooks.backendNotification(b, n) },
+		notification: func(ctx context.Context, n jsonrpc.Message) { b.hooks.backendNotification(ctx, b, n) },
 		request: func(ctx context.Context, req jsonrpc.Message) jsonrpc.Message {
 			return b.hooks.backendRequest(ctx, b, req)
 		},

@@ -627,7 +627,7 @@ func (c *call) forward(ctx context.Context, b *Backend) jsonrpc.Message {
 			c.cancelUpstream(snap, id, reason)
 		default:
 			out = c.fail(jsonrpc.CodeBackendUnavailable, fmt.Sprintf("mcptrail: backend %s failed: %v", b.Name(), err), "server", b.Name())
-			b.markDown(err)
+			b.markDown(snap.conn, err)
 		}
 		c.outcome = recorder.OutcomeTransportError
 		up.Error = &jsonrpc.Error{Code: int(c.errCode), Message: c.errMsg}

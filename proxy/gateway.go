@@ -346,8 +346,10 @@ func (g *Gateway) broadcast(m jsonrpc.Message) {
 }
 
 // backendNotification relays a notification from a backend to the client(s)
-// it concerns.
-func (g *Gateway) backendNotification(b *Backend, n jsonrpc.Message) {
+// it concerns. One that arrived on a call's own response stream (ctx carries
+// the call) concerns that call's client only.
+func (g *Gateway) backendNotification(ctx context.Context, b *Backend, n jsonrpc.Message) {
+	origin, _ := ctx.Value(callKey{}).(*call)
 	switch n.Method {
 	case "notifications/progress":
 		o, err := jsonrpc.ParseObject(n.Params)
@@ -360,6 +362,11 @@ func (g *Gateway) backendNotification(b *Backend, n jsonrpc.Message) {
 			return
 		}
 		pr := v.(*progressRoute)
+		if pr.c.server != b.Name() {
+			// Tokens are sequential, so a backend could guess another's:
+			// only the backend serving the call may report its progress.
+			return
+		}
 		o.Set("progressToken", pr.original)
 		msg := jsonrpc.NewNotification(n.Method, o.Marshal())
 		pr.c.notify(msg.Marshal())
@@ -391,6 +398,12 @@ func (g *Gateway) backendNotification(b *Backend, n jsonrpc.Message) {
 	case "notifications/message":
 		// Log messages go to the sessions that asked for logging.
 		msg := n.Marshal()
+		if origin != nil {
+			if origin.sess != nil && origin.sess.wantsLogs() {
+				origin.notify(msg)
+			}
+			return
+		}
 		g.sessions.Range(func(_, v any) bool {
 			if s := v.(*Session); s.wantsLogs() {
 				s.push(msg)
@@ -398,6 +411,10 @@ func (g *Gateway) backendNotification(b *Backend, n jsonrpc.Message) {
 			return true
 		})
 	default:
+		if origin != nil {
+			origin.notify(n.Marshal())
+			return
+		}
 		g.broadcast(n)
 	}
 }

@@ -850,12 +850,15 @@ func TestClientCancellation(t *testing.T) {
 	waitFor(t, "the backend to get notifications/cancelled", func() bool { return cancels.Load() == 1 })
 }
 
-// refusingRecorder refuses every event, as recorder.Pipeline does under
-// overflow: fail_closed when its queue or spool is full.
+// refusingRecorder refuses tools/call events, as recorder.Pipeline does
+// under overflow: fail_closed when its queue or spool is full.
 type refusingRecorder struct{}
 
-func (refusingRecorder) Record(*recorder.Event) error {
-	return errors.New("recording overflow: spool full")
+func (refusingRecorder) Record(ev *recorder.Event) error {
+	if ev.Method == "tools/call" {
+		return errors.New("recording overflow: spool full")
+	}
+	return nil
 }
 
 // TestFailClosedRefusesUnrecordedCalls: when the recorder refuses the

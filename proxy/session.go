@@ -33,8 +33,9 @@ type Session struct {
 	pending         map[string]chan jsonrpc.Message // server→client requests awaiting the client
 	calls           map[string]*call                // in-flight client requests by JSON-RPC id
 	closed          bool
+	done            chan struct{} // closed by close: ends the standalone stream
 
-	stream    chan []byte // standalone stream; nil until one attaches
+	stream    chan []byte // standalone stream; nil for a sessionless (2026-07-28) request
 	streaming atomic.Int32
 	dropped   atomic.Int64
 }
@@ -47,7 +48,12 @@ func (g *Gateway) newSession(id string) *Session {
 		subs:    map[string]bool{},
 		pending: map[string]chan jsonrpc.Message{},
 		calls:   map[string]*call{},
-		stream:  make(chan []byte, sessionStreamSize),
+		done:    make(chan struct{}),
+	}
+	// A sessionless request (id "") never gets a standalone stream: do not
+	// allocate its buffer on every such request.
+	if id != "" {
+		s.stream = make(chan []byte, sessionStreamSize)
 	}
 	s.touch()
 	return s
@@ -112,7 +118,7 @@ func (s *Session) push(b []byte) {
 	s.mu.Lock()
 	closed := s.closed
 	s.mu.Unlock()
-	if closed {
+	if closed || s.stream == nil {
 		return
 	}
 	select {
@@ -127,13 +133,14 @@ func (s *Session) push(b []byte) {
 // pushWait queues a message that must not be dropped (a final answer on the
 // legacy SSE stream), waiting up to d for room.
 func (s *Session) pushWait(b []byte, d time.Duration) {
-	if s.isClosed() {
+	if s.isClosed() || s.stream == nil {
 		return
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case s.stream <- b:
+	case <-s.done:
 	case <-t.C:
 		s.dropped.Add(1)
 		s.g.stats.dropped.Add(1)
@@ -163,7 +170,12 @@ func (s *Session) deliver(m jsonrpc.Message) bool {
 	ch, ok := s.pending[string(m.ID)]
 	s.mu.Unlock()
 	if ok {
-		ch <- m
+		// The channel holds one answer; a duplicate answer from the client
+		// is dropped rather than blocking its POST forever.
+		select {
+		case ch <- m:
+		default:
+		}
 	}
 	return ok
 }
@@ -195,6 +207,7 @@ func (s *Session) close() {
 		return
 	}
 	s.closed = true
+	close(s.done)
 	calls := make([]*call, 0, len(s.calls))
 	for _, c := range s.calls {
 		calls = append(calls, c)
@@ -211,7 +224,8 @@ func (s *Session) isClosed() bool {
 	return s.closed
 }
 
-// streamLoop writes the standalone stream with write until ctx ends.
+// streamLoop writes the standalone stream with write until ctx ends or the
+// session is closed (DELETE, expiry, shutdown).
 func (s *Session) streamLoop(ctx context.Context, write func([]byte) error) {
 	s.streaming.Add(1)
 	defer s.streaming.Add(-1)
@@ -220,6 +234,8 @@ func (s *Session) streamLoop(ctx context.Context, write func([]byte) error) {
 	for {
 		select {
 		case <-ctx.Done():
+			return
+		case <-s.done:
 			return
 		case b := <-s.stream:
 			if write(b) != nil {

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptrace"
+	neturl "net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,7 +47,9 @@ type hopTiming struct {
 
 // connHooks receive what a backend sends on its own.
 type connHooks struct {
-	notification func(jsonrpc.Message)
+	// notification gets the ctx of the call whose response stream carried
+	// the notification, or a context without a call.
+	notification func(context.Context, jsonrpc.Message)
 	request      func(ctx context.Context, req jsonrpc.Message) jsonrpc.Message
 }
 
@@ -67,7 +70,7 @@ func newMCPConn(ctx context.Context, tr transport.Interface, hooks connHooks) (*
 		if string(params) == "{}" || string(params) == "null" {
 			params = nil
 		}
-		hooks.notification(jsonrpc.NewNotification(n.Method, params))
+		hooks.notification(context.Background(), jsonrpc.NewNotification(n.Method, params))
 	})
 	if bidi, ok := tr.(transport.BidirectionalInterface); ok {
 		bidi.SetRequestHandler(func(ctx context.Context, r transport.JSONRPCRequest) (*transport.JSONRPCResponse, error) {
@@ -142,6 +145,7 @@ func (c *mcpConn) close() error { return c.tr.Close() }
 // and time to first byte per call.
 type httpConn struct {
 	url     string
+	shown   string // url as errors show it: no password, no query
 	client  *http.Client
 	headers map[string]string
 	hooks   connHooks
@@ -162,7 +166,32 @@ var errSessionGone = errors.New("backend session expired (HTTP 404)")
 
 func newHTTPConn(url string, client *http.Client, headers map[string]string, hooks connHooks, logger *slog.Logger) *httpConn {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &httpConn{url: url, client: client, headers: headers, hooks: hooks, logger: logger, ctx: ctx, cancel: cancel}
+	return &httpConn{url: url, shown: shownURL(url), client: client, headers: headers, hooks: hooks, logger: logger, ctx: ctx, cancel: cancel}
+}
+
+// shownURL is a backend URL fit for error messages, which reach clients,
+// logs and storage: a password or a query string (api_key=...) may be a
+// secret.
+func shownURL(raw string) string {
+	u, err := neturl.Parse(raw)
+	if err != nil {
+		return "the backend URL"
+	}
+	if u.RawQuery != "" {
+		u.RawQuery = "…"
+	}
+	u.Fragment = ""
+	return u.Redacted()
+}
+
+// doRequest is c.client.Do with an error that does not repeat the URL
+// (*url.Error quotes it, query string included).
+func (c *httpConn) doRequest(req *http.Request) (*http.Response, error) {
+	resp, err := c.client.Do(req)
+	if ue, ok := err.(*neturl.Error); ok {
+		err = ue.Err
+	}
+	return resp, err
 }
 
 func (c *httpConn) setProtocolVersion(v string) { c.version.Store(&v) }
@@ -227,9 +256,9 @@ func (c *httpConn) call(ctx context.Context, id int64, method string, params []b
 			t.connect, t.ttfb = time.Duration(connect.Load()), time.Duration(ttfb.Load())
 		}()
 	}
-	resp, err := c.client.Do(req)
+	resp, err := c.doRequest(req)
 	if err != nil {
-		return res, fmt.Errorf("POST %s: %w", c.url, err)
+		return res, fmt.Errorf("POST %s: %w", c.shown, err)
 	}
 	defer resp.Body.Close()
 	if method == "initialize" {
@@ -248,7 +277,7 @@ func (c *httpConn) call(ctx context.Context, id int64, method string, params []b
 			res.Error = m.Error
 			return res, nil
 		}
-		return res, fmt.Errorf("POST %s: HTTP %d: %s", c.url, resp.StatusCode, strings.TrimSpace(string(b)))
+		return res, fmt.Errorf("POST %s: HTTP %d: %s", c.shown, resp.StatusCode, strings.TrimSpace(string(b)))
 	}
 	idRaw := jsonrpc.IntID(id)
 	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
@@ -271,29 +300,36 @@ func (c *httpConn) call(ctx context.Context, id int64, method string, params []b
 			return res, err
 		}
 		if !found {
-			return res, fmt.Errorf("POST %s: the SSE stream ended without an answer", c.url)
+			return res, fmt.Errorf("POST %s: the SSE stream ended without an answer", c.shown)
 		}
+		c.startListen(method, res)
 		return res, nil
 	}
 	b, err := readAllSized(io.LimitReader(resp.Body, maxUpstreamMessage), min(resp.ContentLength, maxUpstreamMessage))
 	if err != nil {
-		return res, fmt.Errorf("reading answer from %s: %w", c.url, err)
+		return res, fmt.Errorf("reading answer from %s: %w", c.shown, err)
 	}
 	m, err := jsonrpc.Decode(b)
 	if err != nil {
-		return res, fmt.Errorf("decoding answer from %s: %w", c.url, err)
+		return res, fmt.Errorf("decoding answer from %s: %w", c.shown, err)
 	}
 	if m.Kind() != jsonrpc.KindResponse {
-		return res, fmt.Errorf("%s answered %s with a %q message", c.url, method, m.Method)
+		return res, fmt.Errorf("%s answered %s with a %q message", c.shown, method, m.Method)
 	}
 	res.Result, res.Error = m.Result, m.Error
+	c.startListen(method, res)
+	return res, nil
+}
+
+// startListen opens the standalone GET stream once the backend accepted
+// initialize, whether it answered with JSON or with an SSE stream.
+func (c *httpConn) startListen(method string, res upstreamResult) {
 	if method == "initialize" && res.Error == nil {
 		c.listenOn.Do(func() {
 			c.listenWG.Add(1)
 			go c.listen()
 		})
 	}
-	return res, nil
 }
 
 // dispatch hands a message the backend sent on its own to the hooks:
@@ -302,8 +338,11 @@ func (c *httpConn) call(ctx context.Context, id int64, method string, params []b
 func (c *httpConn) dispatch(ctx context.Context, m jsonrpc.Message) {
 	switch m.Kind() {
 	case jsonrpc.KindNotification:
-		c.hooks.notification(m)
+		c.hooks.notification(ctx, m)
 	case jsonrpc.KindRequest:
+		// m aliases the SSE reader's event buffer, which the next event
+		// overwrites: the goroutine needs its own copy.
+		m.ID, m.Params = bytes.Clone(m.ID), bytes.Clone(m.Params)
 		go func() {
 			answer := c.hooks.request(ctx, m)
 			answer.ID = m.ID
@@ -320,14 +359,14 @@ func (c *httpConn) post(ctx context.Context, body []byte) error {
 	if err != nil {
 		return err
 	}
-	resp, err := c.client.Do(req)
+	resp, err := c.doRequest(req)
 	if err != nil {
-		return fmt.Errorf("POST %s: %w", c.url, err)
+		return fmt.Errorf("POST %s: %w", c.shown, err)
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
 	resp.Body.Close()
 	if resp.StatusCode >= 300 {
-		return fmt.Errorf("POST %s: HTTP %d", c.url, resp.StatusCode)
+		return fmt.Errorf("POST %s: HTTP %d", c.shown, resp.StatusCode)
 	}
 	return nil
 }

@@ -288,7 +288,18 @@ func (b *bridge) handle(ctx context.Context, line []byte) error {
 		// requests that follow it.
 		b.post(ctx, msg, line, nil)
 		if msg.Method == "notifications/initialized" {
-			b.startListener(ctx)
+			// Servers without an event store deliver server→client
+			// requests (sampling, elicitation) only on an open GET stream:
+			// relaying the next request before the stream is open can lose
+			// them and leave that request hanging. Wait for it, bounded.
+			t := time.NewTimer(listenOpenTimeout)
+			select {
+			case <-b.startListener(ctx):
+			case <-ctx.Done():
+			case <-t.C:
+				b.log.Warn("GET stream not open in time; relaying on", "timeout", listenOpenTimeout)
+			}
+			t.Stop()
 		}
 	}
 	return nil
@@ -471,21 +482,33 @@ func (b *bridge) post(ctx context.Context, msg jsonrpc.Message, raw []byte, insp
 	}
 }
 
-// startListener opens the GET stream once, after initialization.
-func (b *bridge) startListener(ctx context.Context) {
+// listenOpenTimeout bounds how long stdin waits for the GET stream to open.
+const listenOpenTimeout = 10 * time.Second
+
+// startListener opens the GET stream once, after initialization. The
+// returned channel is closed once the first attempt to open it has an
+// outcome (open, refused or failed).
+func (b *bridge) startListener(ctx context.Context) <-chan struct{} {
+	opened := make(chan struct{})
 	b.mu.Lock()
 	if b.listening {
 		b.mu.Unlock()
-		return
+		close(opened)
+		return opened
 	}
 	b.listening = true
 	b.mu.Unlock()
-	b.listener.Go(func() { b.listen(ctx) })
+	b.listener.Go(func() { b.listen(ctx, opened) })
+	return opened
 }
 
 // listen relays the server's GET stream, reopening it (with Last-Event-ID)
-// when it ends, until ctx is done or the server says it has none.
-func (b *bridge) listen(ctx context.Context) {
+// when it ends, until ctx is done or the server says it has none. It closes
+// opened after the first attempt.
+func (b *bridge) listen(ctx context.Context, opened chan struct{}) {
+	var once sync.Once
+	signal := func() { once.Do(func() { close(opened) }) }
+	defer signal()
 	lastID := ""
 	for ctx.Err() == nil {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.cfg.URL, nil)
@@ -499,6 +522,7 @@ func (b *bridge) listen(ctx context.Context) {
 			req.Header.Set(mcp.HeaderLastEventID, lastID)
 		}
 		resp, err := b.cfg.HTTPClient.Do(req)
+		signal()
 		switch {
 		case err != nil:
 			if ctx.Err() == nil {

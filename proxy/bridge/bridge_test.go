@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/client/transport"
@@ -440,4 +442,101 @@ func BenchmarkRoundTrip(b *testing.B) {
 		}
 	}
 	r.p.stop(b)
+}
+
+// gatedTransport serves the bridge in memory: POSTs are answered at once
+// (requests with an empty result), a GET is held until open is closed.
+type gatedTransport struct {
+	open chan struct{}
+	mu   sync.Mutex
+	seen []string // "GET" when the GET stream opened, method of each POST
+}
+
+func (g *gatedTransport) note(s string) {
+	g.mu.Lock()
+	g.seen = append(g.seen, s)
+	g.mu.Unlock()
+}
+
+func (g *gatedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp := &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Request: r, Body: http.NoBody}
+	if r.Method == http.MethodGet {
+		select {
+		case <-g.open:
+		case <-r.Context().Done():
+			return nil, r.Context().Err()
+		}
+		g.note("GET")
+		resp.Header.Set("Content-Type", "text/event-stream")
+		return resp, nil // an empty stream: the bridge reopens it later
+	}
+	if r.Method == http.MethodDelete {
+		g.note("DELETE")
+		return resp, nil
+	}
+	body, _ := io.ReadAll(r.Body)
+	var m struct {
+		ID     json.RawMessage `json:"id"`
+		Method string          `json:"method"`
+	}
+	_ = json.Unmarshal(body, &m)
+	g.note(m.Method)
+	if m.ID == nil {
+		resp.StatusCode = http.StatusAccepted
+		return resp, nil
+	}
+	resp.Header.Set("Content-Type", "application/json")
+	resp.Header.Set("Mcp-Session-Id", "s1")
+	resp.Body = io.NopCloser(strings.NewReader(`{"jsonrpc":"2.0","id":` + string(m.ID) + `,"result":{"protocolVersion":"2025-11-25"}}`))
+	return resp, nil
+}
+
+// The request after notifications/initialized is relayed only once the GET
+// stream is open: a server that sends sampling only on that stream would
+// otherwise lose it (mcp-go then serves the POST from a throwaway session).
+func TestRequestsWaitForTheGETStream(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tr := &gatedTransport{open: make(chan struct{})}
+		stdinR, stdinW := io.Pipe()
+		stdoutR, stdoutW := io.Pipe()
+		done := make(chan error, 1)
+		go func() {
+			done <- Run(context.Background(), Config{URL: "http://gateway.test/mcp", HTTPClient: &http.Client{Transport: tr}, ReconnectDelay: time.Hour}, stdinR, stdoutW, nil)
+			stdoutW.Close()
+		}()
+		out := bufio.NewScanner(stdoutR)
+		go func() {
+			for _, l := range []string{
+				`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}`,
+				`{"jsonrpc":"2.0","method":"notifications/initialized"}`,
+				`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"sample"}}`,
+			} {
+				if _, err := io.WriteString(stdinW, l+"\n"); err != nil {
+					return
+				}
+			}
+		}()
+		if !out.Scan() {
+			t.Fatal("no answer to initialize")
+		}
+		synctest.Wait() // everything is blocked: on the GET, or past it
+		tr.mu.Lock()
+		before := slices.Clone(tr.seen)
+		tr.mu.Unlock()
+		if want := []string{"initialize", "notifications/initialized"}; !slices.Equal(before, want) {
+			t.Errorf("while the GET stream was opening the gateway saw %q, want %q", before, want)
+		}
+		close(tr.open)
+		if !out.Scan() || !strings.Contains(out.Text(), `"id":2`) {
+			t.Errorf("answer to tools/call = %q", out.Text())
+		}
+		stdinW.Close()
+		go io.Copy(io.Discard, stdoutR)
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		if want := []string{"initialize", "notifications/initialized", "GET", "tools/call", "DELETE"}; !slices.Equal(tr.seen, want) {
+			t.Errorf("gateway saw %q, want %q", tr.seen, want)
+		}
+	})
 }
