@@ -171,7 +171,7 @@ func (g *Gateway) Serve(ctx context.Context, in Inbound) jsonrpc.Message {
 	resp = c.stamp(resp)
 	if c.outcome.Failed() {
 		g.stats.errors.Add(1)
-		span.SetStatus(codes.Error, c.errMsg)
+		span.SetStatus(codes.Error, capError(c.redactedErr())) // spans leave the process
 	}
 	if c.server != "" {
 		span.SetAttributes(attribute.String("mcptrail.server", c.server))
@@ -188,7 +188,7 @@ func (g *Gateway) Serve(ctx context.Context, in Inbound) jsonrpc.Message {
 	})
 	if c.outcome.Failed() {
 		g.logger.Warn("request failed", "request_id", c.reqID, "trace_id", c.traceID, "method", in.Msg.Method,
-			"target", c.target, "server", c.server, "outcome", c.outcome.String(), "code", c.errCode, "error", c.redactedErr())
+			"target", c.target, "server", c.server, "outcome", c.outcome.String(), "code", c.errCode, "error", capError(c.redactedErr()))
 	} else {
 		g.logger.Debug("request served", "request_id", c.reqID, "trace_id", c.traceID, "method", in.Msg.Method,
 			"target", c.target, "server", c.server, "duration", time.Since(c.start))
@@ -627,7 +627,12 @@ func (c *call) forward(ctx context.Context, b *Backend) jsonrpc.Message {
 			c.cancelUpstream(snap, id, reason)
 		default:
 			out = c.fail(jsonrpc.CodeBackendUnavailable, fmt.Sprintf("mcptrail: backend %s failed: %v", b.Name(), err), "server", b.Name())
-			b.markDown(snap.conn, err)
+			// A refusal of this one call (HTTP 4xx/5xx) leaves the
+			// connection usable; anything else means it is gone.
+			var hs *httpStatusError
+			if !errors.As(err, &hs) {
+				b.markDown(snap.conn, err)
+			}
 		}
 		c.outcome = recorder.OutcomeTransportError
 		up.Error = &jsonrpc.Error{Code: int(c.errCode), Message: c.errMsg}
@@ -707,9 +712,8 @@ func toolErrorText(result json.RawMessage) string {
 	_ = json.Unmarshal(result, &r)
 	for _, c := range r.Content {
 		if c.Type == "text" {
-			if len(c.Text) > 512 {
-				return c.Text[:512]
-			}
+			// Not cut here: redaction must see the whole text (a cut
+			// JSON body escapes key rules); record caps it afterwards.
 			return c.Text
 		}
 	}

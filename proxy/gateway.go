@@ -424,15 +424,24 @@ func (g *Gateway) backendNotification(ctx context.Context, b *Backend, n jsonrpc
 func (g *Gateway) backendRequest(ctx context.Context, b *Backend, req jsonrpc.Message) jsonrpc.Message {
 	c, _ := ctx.Value(callKey{}).(*call)
 	if c == nil {
-		// stdio backends give no causal context: use the most recent call
-		// in flight on this backend.
+		// A stdio backend, or the backend's GET stream, gives no causal
+		// context. Route to the most recent call in flight on this backend,
+		// but only when all of them belong to one client session: a
+		// sampling prompt must never reach another client.
+		sessions := map[*Session]bool{}
 		b.inflight.Range(func(_, v any) bool {
 			cc := v.(*call)
+			sessions[cc.sess] = true
 			if c == nil || cc.start.After(c.start) {
 				c = cc
 			}
 			return true
 		})
+		if len(sessions) > 1 {
+			g.logger.Warn("backend request with no causal link and calls from several sessions in flight: refused",
+				"server", b.Name(), "method", req.Method, "sessions", len(sessions))
+			return jsonrpc.NewError(req.ID, jsonrpc.CodeInternalError, fmt.Sprintf("mcptrail: cannot tell which of %d client sessions %s is for", len(sessions), req.Method), nil)
+		}
 	}
 	if c == nil || c.sess == nil {
 		return jsonrpc.NewError(req.ID, jsonrpc.CodeInternalError, "mcptrail: no client session to route "+req.Method+" to", nil)

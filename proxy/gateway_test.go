@@ -879,3 +879,53 @@ func TestFailClosedRefusesUnrecordedCalls(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusedInitializeOpensNoSession: an initialize the gateway refuses
+// hands out no session id and leaves no session behind.
+func TestRefusedInitializeOpensNoSession(t *testing.T) {
+	cfg, _ := twoBackends(t)
+	e := startGateway(t, cfg)
+	resp, b := post(t, e.url, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":7}}`, nil)
+	if r := decodeResp(t, b); r.Error == nil {
+		t.Fatalf("initialize with a numeric protocolVersion answered %s, want an error", b)
+	}
+	if sid := resp.Header.Get("Mcp-Session-Id"); sid != "" {
+		t.Errorf("refused initialize handed out session %q", sid)
+	}
+	if n := e.gw.Status().Sessions; n != 0 {
+		t.Errorf("%d sessions after a refused initialize, want 0", n)
+	}
+}
+
+// TestHTTPRefusalKeepsBackendUp: a backend's HTTP 500 for one call fails
+// that call with the request ID but leaves the backend connected.
+func TestHTTPRefusalKeepsBackendUp(t *testing.T) {
+	tb := testbackend.New(testbackend.Options{})
+	inner := tb.HTTPHandler()
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			b, _ := io.ReadAll(r.Body)
+			if bytes.Contains(b, []byte(`"boom"`)) {
+				http.Error(w, "internal error", http.StatusInternalServerError)
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(b))
+		}
+		inner.ServeHTTP(w, r)
+	}))
+	t.Cleanup(hs.Close)
+	e := startGateway(t, &config.Config{Servers: []config.Server{{Name: "alpha", Transport: "http", URL: hs.URL + "/mcp", Timeout: 5 * time.Second}}})
+	sid := initSession(t, e.url, nil)
+	resp, b := post(t, e.url, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"alpha.echo","arguments":{"message":"boom"}}}`, map[string]string{"Mcp-Session-Id": sid})
+	r := decodeResp(t, b)
+	if r.Error == nil || r.Error.Code != -32001 || !strings.Contains(string(r.Error.Data), resp.Header.Get("X-Request-Id")) {
+		t.Fatalf("answer %s, want -32001 carrying the request ID", b)
+	}
+	if !e.gw.Backend("alpha").Ready() {
+		t.Fatal("one HTTP 500 took the backend down")
+	}
+	_, b = post(t, e.url, `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"alpha.echo","arguments":{"message":"fine"}}}`, map[string]string{"Mcp-Session-Id": sid})
+	if !strings.Contains(string(b), "fine") {
+		t.Errorf("next call answered %s", b)
+	}
+}

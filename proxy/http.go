@@ -301,6 +301,14 @@ func (g *Gateway) serveStreamable(w http.ResponseWriter, r *http.Request) {
 		reqID = ""
 	}
 	resp := g.Serve(r.Context(), Inbound{Session: sess, Msg: msg, Header: r.Header, Principal: principal, RequestID: reqID, Size: size, Start: start, out: out})
+	if msg.Method == "initialize" && resp.Error != nil {
+		// A refused initialize opens no session.
+		g.sessions.Delete(sess.id)
+		sess.close()
+		out.mu.Lock()
+		out.sessionID = ""
+		out.mu.Unlock()
+	}
 	out.final(resp)
 }
 

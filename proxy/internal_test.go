@@ -21,6 +21,7 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+	"unicode/utf8"
 
 	"github.com/mcptrail/mcptrail/proxy/config"
 	"github.com/mcptrail/mcptrail/proxy/jsonrpc"
@@ -472,5 +473,75 @@ func TestBackendErrorsHideURLSecrets(t *testing.T) {
 				t.Errorf("notify error = %v, want one without the query", err)
 			}
 		})
+	}
+}
+
+// TestBackendRequestWithoutCauseNeedsOneSession: a server→client request
+// with no causal link goes to the newest call in flight only when every call
+// in flight on that backend belongs to one session.
+func TestBackendRequestWithoutCauseNeedsOneSession(t *testing.T) {
+	tests := []struct {
+		name     string
+		sessions []string // session of each call in flight
+		wantSent bool
+	}{
+		{"one session", []string{"s1", "s1"}, true},
+		{"two sessions", []string{"s1", "s2"}, false},
+		{"no call", nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := testGateway(t, "alpha")
+			b := g.backends["alpha"]
+			byID := map[string]*Session{}
+			var outs []*captureReplier
+			for i, sid := range tt.sessions {
+				s := byID[sid]
+				if s == nil {
+					s = g.newSession(sid)
+					s.setClient("2025-11-25", "c", "1", map[string]json.RawMessage{"sampling": json.RawMessage(`{}`)})
+					byID[sid] = s
+				}
+				out := &captureReplier{}
+				outs = append(outs, out)
+				c := &call{g: g, sess: s, out: out, start: time.Now().Add(time.Duration(i) * time.Millisecond), reqID: fmt.Sprint("r", i),
+					msg: jsonrpc.NewRequest(json.RawMessage(fmt.Sprint(i)), "tools/call", nil)}
+				b.inflight.Store(fmt.Sprint(i), c)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			defer cancel()
+			answer := g.backendRequest(ctx, b, jsonrpc.NewRequest(json.RawMessage(`"s-1"`), "sampling/createMessage", json.RawMessage(`{"messages":[]}`)))
+			sent := false
+			for _, o := range outs {
+				if len(o.got) > 0 {
+					sent = true
+				}
+			}
+			if sent != tt.wantSent {
+				t.Errorf("request forwarded to a client = %v, want %v", sent, tt.wantSent)
+			}
+			if !tt.wantSent && (answer.Error == nil || !strings.Contains(answer.Error.Message, "session")) {
+				t.Errorf("answer = %+v, want an error saying no single session could be chosen", answer)
+			}
+		})
+	}
+}
+
+func TestCapError(t *testing.T) {
+	long := strings.Repeat("é", maxErrorMessage) // 2 bytes a rune
+	tests := []struct {
+		in   string
+		want int // length of the result
+	}{
+		{"short", 5},
+		{strings.Repeat("a", maxErrorMessage), maxErrorMessage},
+		{strings.Repeat("a", maxErrorMessage+1), maxErrorMessage + len("…(truncated)")},
+		{long, maxErrorMessage + len("…(truncated)")},
+	}
+	for _, tt := range tests {
+		got := capError(tt.in)
+		if len(got) != tt.want || !utf8.ValidString(got) {
+			t.Errorf("capError(%d bytes) = %d bytes (valid UTF-8 %v), want %d", len(tt.in), len(got), utf8.ValidString(got), tt.want)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"time"
+	"unicode/utf8"
 
 	"github.com/mcptrail/mcptrail/proxy/jsonrpc"
 	"github.com/mcptrail/mcptrail/recorder"
@@ -56,7 +57,10 @@ func (c *call) record(hop recorder.Hop, start time.Time, dur time.Duration, fill
 			var n int
 			e.ErrorMessage, n = g.redactor.String(e.ErrorMessage)
 			e.RedactionCount += uint16(n)
+			e.ErrorMessage = capError(e.ErrorMessage)
 		}
+	} else if !e.Unredacted {
+		e.ErrorMessage = capError(e.ErrorMessage)
 	}
 	err := g.rec.Record(e)
 	if err != nil {
@@ -93,8 +97,26 @@ func RedactEvent(r Redactor, e *recorder.Event) {
 		var n int
 		e.ErrorMessage, n = r.String(e.ErrorMessage)
 		e.RedactionCount += uint16(n)
+		e.ErrorMessage = capError(e.ErrorMessage)
 	}
 	e.Unredacted = false
+}
+
+// maxErrorMessage bounds a recorded error message, after redaction: the
+// full error object is in the payload table.
+const maxErrorMessage = 2048
+
+// capError cuts s to maxErrorMessage bytes at a UTF-8 boundary, marking
+// the cut.
+func capError(s string) string {
+	if len(s) <= maxErrorMessage {
+		return s
+	}
+	cut := maxErrorMessage
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…(truncated)"
 }
 
 func redactPayloads(r Redactor, e *recorder.Event) {

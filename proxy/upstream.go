@@ -164,6 +164,16 @@ const maxUpstreamMessage = 64 << 20
 
 var errSessionGone = errors.New("backend session expired (HTTP 404)")
 
+// httpStatusError is a backend's HTTP refusal of one call (a 4xx or 5xx
+// without a JSON-RPC body). The connection itself still works, so unlike a
+// network error it does not take the backend down.
+type httpStatusError struct {
+	status int
+	msg    string
+}
+
+func (e *httpStatusError) Error() string { return e.msg }
+
 func newHTTPConn(url string, client *http.Client, headers map[string]string, hooks connHooks, logger *slog.Logger) *httpConn {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &httpConn{url: url, shown: shownURL(url), client: client, headers: headers, hooks: hooks, logger: logger, ctx: ctx, cancel: cancel}
@@ -277,7 +287,7 @@ func (c *httpConn) call(ctx context.Context, id int64, method string, params []b
 			res.Error = m.Error
 			return res, nil
 		}
-		return res, fmt.Errorf("POST %s: HTTP %d: %s", c.shown, resp.StatusCode, strings.TrimSpace(string(b)))
+		return res, &httpStatusError{status: resp.StatusCode, msg: fmt.Sprintf("POST %s: HTTP %d: %s", c.shown, resp.StatusCode, strings.TrimSpace(string(b)))}
 	}
 	idRaw := jsonrpc.IntID(id)
 	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {

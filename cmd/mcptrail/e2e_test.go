@@ -547,12 +547,14 @@ func TestE2ERedaction(t *testing.T) {
 			t.Errorf("github and stripe canaries share the HMAC %s", g)
 		}
 	}
-	// The error message was recorded, redacted rather than dropped.
+	// The error message was recorded, not dropped; the gateway elides a
+	// backend URL's query (where the key was) before any error is built,
+	// so the scan above finding no canary covers it.
 	var msg string
 	if err := conn.QueryRow(ctx, "SELECT error_message FROM "+env.CHDB+".hops WHERE request_id = ? AND hop = 'response'", errID).Scan(&msg); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(msg, "«redacted:aws_access_key_id:hmac:") {
-		t.Errorf("error message of the dead backend = %q, want the URL's key redacted", msg)
+	if !strings.Contains(msg, "backend dead") || !strings.Contains(msg, "/mcp?…") {
+		t.Errorf("error message of the dead backend = %q, want it recorded with the URL's query elided", msg)
 	}
 }
