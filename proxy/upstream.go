@@ -293,6 +293,9 @@ func (c *httpConn) call(ctx context.Context, id int64, method string, params []b
 	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
 		var found bool
 		_, err := sse.Read(resp.Body, maxUpstreamMessage, func(_, data []byte) bool {
+			if len(bytes.TrimSpace(data)) == 0 {
+				return true // a priming event (SEP-1699): an id and no message
+			}
 			m, err := jsonrpc.Decode(data)
 			if err != nil {
 				c.logger.Warn("undecodable message from backend", "err", err)
