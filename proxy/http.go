@@ -377,9 +377,19 @@ type httpReplier struct {
 	mu        sync.Mutex
 	sse       bool
 	done      bool
+	stuck     bool // a write timed out: the client stopped reading
 }
 
-var errReplied = errors.New("request already answered")
+var (
+	errReplied = errors.New("request already answered")
+	errStuck   = errors.New("client stopped reading its stream")
+)
+
+// notifyWriteTimeout bounds one write of a notification to a client's
+// stream. Notifications are written on the goroutine that reads the
+// backend, so a client that stops reading must not stall every call on that
+// backend for longer than this.
+const notifyWriteTimeout = 5 * time.Second
 
 // setRequestID adopts the ID the gateway settled on (the client may send
 // it in params._meta instead of the header).
@@ -408,11 +418,21 @@ func (h *httpReplier) notify(b []byte) error {
 	if h.done {
 		return errReplied
 	}
+	if h.stuck {
+		return errStuck
+	}
 	if !h.sse {
 		h.sse = true
 		h.header("text/event-stream", http.StatusOK)
 	}
-	return writeSSE(h.w, b)
+	rc := http.NewResponseController(h.w)
+	_ = rc.SetWriteDeadline(time.Now().Add(notifyWriteTimeout))
+	err := writeSSE(h.w, b)
+	_ = rc.SetWriteDeadline(time.Time{})
+	if err != nil {
+		h.stuck = true
+	}
+	return err
 }
 
 func (h *httpReplier) final(m jsonrpc.Message) {

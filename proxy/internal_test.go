@@ -545,3 +545,51 @@ func TestCapError(t *testing.T) {
 		}
 	}
 }
+
+// blockingWriter is a ResponseWriter whose writes block until its write
+// deadline passes, like a client that stopped reading.
+type blockingWriter struct {
+	hdr      http.Header
+	deadline time.Time
+	writes   atomic.Int32
+}
+
+func (w *blockingWriter) Header() http.Header { return w.hdr }
+func (w *blockingWriter) WriteHeader(int)     {}
+func (w *blockingWriter) Flush()              {}
+func (w *blockingWriter) SetWriteDeadline(t time.Time) error {
+	w.deadline = t
+	return nil
+}
+func (w *blockingWriter) Write(b []byte) (int, error) {
+	w.writes.Add(1)
+	if w.deadline.IsZero() {
+		select {} // would block forever
+	}
+	time.Sleep(time.Until(w.deadline))
+	return 0, errors.New("i/o timeout")
+}
+
+// TestStuckClientDoesNotStallTheBackend: a notification to a client that
+// stopped reading gives up at the write deadline, and later ones fail at
+// once (the caller then queues them on the session without blocking).
+func TestStuckClientDoesNotStallTheBackend(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := &blockingWriter{hdr: http.Header{}}
+		h := &httpReplier{w: w, reqID: "r1"}
+		start := time.Now()
+		if err := h.notify([]byte(`{"jsonrpc":"2.0","method":"notifications/progress"}`)); err == nil {
+			t.Fatal("notify to a stuck client succeeded")
+		}
+		if waited := time.Since(start); waited != notifyWriteTimeout {
+			t.Errorf("first notify waited %v, want the write timeout %v", waited, notifyWriteTimeout)
+		}
+		start = time.Now()
+		if err := h.notify([]byte(`{}`)); !errors.Is(err, errStuck) {
+			t.Errorf("second notify = %v, want errStuck at once", err)
+		}
+		if time.Since(start) != 0 || w.writes.Load() != 1 {
+			t.Errorf("second notify wrote again (%d writes) or waited", w.writes.Load())
+		}
+	})
+}
