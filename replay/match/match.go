@@ -83,14 +83,40 @@ type Store struct {
 	entries map[Key]*entry
 	order   []*entry // insertion order, for deterministic closest-candidate search
 	servers map[string]bool
+	// byRequest holds the same answers per recorded request ID, so that a
+	// replayed request naming its recorded request gets exactly its answers
+	// even when identical requests of other sessions interleave.
+	byRequest map[requestKey]*entry
 }
+
+type requestKey struct {
+	requestID string
+	key       Key
+}
+
+// replaySuffix marks a request ID as the replay of a recorded one.
+const replaySuffix = ".replay"
+
+// ReplayRequestID is the request ID a replayed request is sent with: the
+// recorded one, marked. The gateway keeps a valid client-supplied request
+// ID and passes it upstream in params._meta, where the mock reads it back
+// with RecordedRequestID. Empty for an empty or too long recorded ID.
+func ReplayRequestID(recorded string) string {
+	if recorded == "" || len(recorded)+len(replaySuffix) > 128 {
+		return ""
+	}
+	return recorded + replaySuffix
+}
+
+// RecordedRequestID reverses ReplayRequestID.
+func RecordedRequestID(id string) (string, bool) { return strings.CutSuffix(id, replaySuffix) }
 
 // NewStore returns an empty store.
 func NewStore(cfg Config) *Store {
 	if cfg.MaxCandidates <= 0 {
 		cfg.MaxCandidates = 256
 	}
-	return &Store{cfg: cfg, entries: map[Key]*entry{}, servers: map[string]bool{}}
+	return &Store{cfg: cfg, entries: map[Key]*entry{}, servers: map[string]bool{}, byRequest: map[requestKey]*entry{}}
 }
 
 // Add records one upstream exchange (Request = params as sent upstream,
@@ -111,6 +137,15 @@ func (s *Store) Add(x diff.Exchange) error {
 		s.order = append(s.order, e)
 	}
 	e.answers = append(e.answers, x)
+	if x.RequestID != "" && !sessionMethods[x.Method] {
+		rk := requestKey{x.RequestID, k}
+		re := s.byRequest[rk]
+		if re == nil {
+			re = &entry{key: k, params: params}
+			s.byRequest[rk] = re
+		}
+		re.answers = append(re.answers, x)
+	}
 	return nil
 }
 
@@ -183,12 +218,27 @@ func (s *Store) Session(method, server string) (x diff.Exchange, ok bool) {
 // each call consumes the next recorded answer of identical requests, and the
 // last one repeats. A miss returns a *MissError.
 func (s *Store) Lookup(method, server string, params json.RawMessage) (diff.Exchange, error) {
+	return s.LookupFor("", method, server, params)
+}
+
+// LookupFor is Lookup for a request that names the recorded request it
+// replays: when that request recorded an answer for the same key, its
+// answers are served (in recorded order, retries included); otherwise it
+// falls back to Lookup's shared order.
+func (s *Store) LookupFor(recordedRequestID, method, server string, params json.RawMessage) (diff.Exchange, error) {
 	k, p, err := s.key(method, server, params)
 	if err != nil {
 		return diff.Exchange{}, fmt.Errorf("matching %s %s: %w", method, server, err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if recordedRequestID != "" && !sessionMethods[method] {
+		if e := s.byRequest[requestKey{recordedRequestID, k}]; e != nil {
+			i := min(e.next, len(e.answers)-1)
+			e.next++
+			return e.answers[i], nil
+		}
+	}
 	if e := s.entries[k]; e != nil {
 		i := e.next
 		if i >= len(e.answers) {
@@ -206,6 +256,9 @@ func (s *Store) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, e := range s.order {
+		e.next = 0
+	}
+	for _, e := range s.byRequest {
 		e.next = 0
 	}
 }

@@ -221,3 +221,43 @@ func BenchmarkLookup(b *testing.B) {
 		b.Fatalf("hits = %d, want %d", n, b.N)
 	}
 }
+
+// TestLookupForServesEachRecordedRequestItsOwnAnswers: identical requests of
+// two recorded sessions (a clock tool) get their own answers whatever the
+// order of the replay, and an unknown or absent request ID falls back to
+// the shared order.
+func TestLookupForServesEachRecordedRequestItsOwnAnswers(t *testing.T) {
+	a := call("now", `{}`, `{"t":"10:00"}`)
+	a.RequestID = "REQ-A"
+	b := call("now", `{}`, `{"t":"10:05"}`)
+	b.RequestID = "REQ-B"
+	s := newStore(t, Config{}, a, b)
+	params := json.RawMessage(`{"name":"now","arguments":{}}`)
+	tests := []struct {
+		requestID, want string
+	}{
+		{"REQ-B", `{"t":"10:05"}`}, // B replayed first
+		{"REQ-A", `{"t":"10:00"}`},
+		{"REQ-B", `{"t":"10:05"}`}, // again: its last answer repeats
+		{"", `{"t":"10:00"}`},      // no ID: the shared recorded order
+		{"REQ-UNKNOWN", `{"t":"10:05"}`},
+	}
+	for i, tt := range tests {
+		x, err := s.LookupFor(tt.requestID, "tools/call", "everything", params)
+		if err != nil {
+			t.Fatalf("step %d: LookupFor(%q): %v", i, tt.requestID, err)
+		}
+		if string(x.Response) != tt.want {
+			t.Errorf("step %d: LookupFor(%q) = %s, want %s", i, tt.requestID, x.Response, tt.want)
+		}
+	}
+	if id := ReplayRequestID("REQ-A"); id != "REQ-A.replay" {
+		t.Errorf("ReplayRequestID = %q", id)
+	}
+	if rec, ok := RecordedRequestID("REQ-A.replay"); !ok || rec != "REQ-A" {
+		t.Errorf("RecordedRequestID = %q, %v", rec, ok)
+	}
+	if _, ok := RecordedRequestID("REQ-A"); ok {
+		t.Error("RecordedRequestID accepted an ID that is not a replay")
+	}
+}

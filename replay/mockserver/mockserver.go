@@ -189,7 +189,7 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	x, err := s.store.Lookup(msg.Method, server, msg.Params)
+	x, err := s.store.LookupFor(recordedRequest(msg.Params), msg.Method, server, msg.Params)
 	if err == nil {
 		s.hits.Add(1)
 		s.writeRecorded(w, msg.ID, x)
@@ -332,4 +332,24 @@ func newSessionID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// recordedRequest reads the recorded request a replayed request names: the
+// gateway passes the client's request ID upstream in params._meta, and the
+// replay runner sends match.ReplayRequestID of the recorded one.
+func recordedRequest(params json.RawMessage) string {
+	meta, ok := jsonrpc.Lookup(params, "_meta")
+	if !ok {
+		return ""
+	}
+	o, err := jsonrpc.ParseObject(meta)
+	if err != nil {
+		return ""
+	}
+	id, _ := o.GetString("mcptrail.dev/request-id")
+	rec, ok := match.RecordedRequestID(id)
+	if !ok {
+		return ""
+	}
+	return rec
 }

@@ -309,3 +309,36 @@ func TestUnrecordedListsAreEmpty(t *testing.T) {
 		t.Errorf("Stats = %+v, want no misses", st)
 	}
 }
+
+// TestAnswersTheRecordedRequestNamedInMeta: identical calls recorded in two
+// requests are answered per request when the replayed call names its
+// recorded request (as the gateway passes the client's request ID upstream
+// in params._meta).
+func TestAnswersTheRecordedRequestNamedInMeta(t *testing.T) {
+	store := match.NewStore(match.Config{})
+	for _, rec := range []struct{ id, text string }{{"REQ-A", "10:00"}, {"REQ-B", "10:05"}} {
+		if err := store.Add(diff.Exchange{RequestID: rec.id, Method: "tools/call", Server: "clock",
+			Request:  json.RawMessage(`{"name":"now","arguments":{}}`),
+			Response: json.RawMessage(`{"content":[{"type":"text","text":"` + rec.text + `"}]}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mock, err := New(store, Config{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(mock)
+	defer srv.Close()
+	u := srv.URL + "/clock/mcp"
+	resp, _ := post(t, u, "", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}`)
+	sid := resp.Header.Get("Mcp-Session-Id")
+	for _, tt := range []struct{ meta, want string }{
+		{`{"mcptrail.dev/request-id":"REQ-B.replay"}`, "10:05"},
+		{`{"mcptrail.dev/request-id":"REQ-A.replay"}`, "10:00"},
+	} {
+		_, body := post(t, u, sid, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"now","arguments":{},"_meta":`+tt.meta+`}}`)
+		if !strings.Contains(body, tt.want) {
+			t.Errorf("call with _meta %s answered %s, want the answer recorded for that request (%s)", tt.meta, body, tt.want)
+		}
+	}
+}

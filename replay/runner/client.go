@@ -15,6 +15,7 @@ import (
 	"github.com/mcptrail/mcptrail/recorder"
 	"github.com/mcptrail/mcptrail/replay"
 	"github.com/mcptrail/mcptrail/replay/diff"
+	"github.com/mcptrail/mcptrail/replay/match"
 	"github.com/mcptrail/mcptrail/replay/report"
 	"github.com/mcptrail/mcptrail/replay/secrets"
 )
@@ -113,6 +114,9 @@ func clientRequest(ctx context.Context, o Options, tr *transport.StreamableHTTP,
 	}
 	*seq++
 	params := rewriteParams(r.Inbound.Params, "replay-"+strconv.Itoa(*seq))
+	// Name the recorded request, so a mock answers exactly its answers and
+	// a recording candidate gateway files the replay next to it.
+	params = withRequestID(params, match.ReplayRequestID(r.RequestID))
 	if !o.KeepPlaceholders {
 		filled, err := o.Secrets.FillAll(params)
 		if err != nil {

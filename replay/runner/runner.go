@@ -234,6 +234,27 @@ func (p *pacer) wait(ctx context.Context, recordedNs int64) error {
 // every run and are dropped from requests before they are sent again.
 var volatileMeta = []string{"traceparent", "tracestate", "baggage", "mcptrail.dev/request-id"}
 
+// withRequestID sets params._meta["mcptrail.dev/request-id"] to id (no-op for
+// an empty id or params that are not an object).
+func withRequestID(params []byte, id string) []byte {
+	if id == "" {
+		return params
+	}
+	o, err := jsonrpc.ParseObject(params)
+	if err != nil {
+		return params
+	}
+	meta := &jsonrpc.Object{}
+	if raw := o.Get("_meta"); raw != nil {
+		if m, err := jsonrpc.ParseObject(raw); err == nil {
+			meta = m
+		}
+	}
+	meta.SetString("mcptrail.dev/request-id", id)
+	o.Set("_meta", meta.Marshal())
+	return o.Marshal()
+}
+
 // rewriteParams prepares recorded params for sending: volatile _meta keys are
 // dropped and a progress token is replaced by token (when token is not "").
 func rewriteParams(params []byte, token string) []byte {
