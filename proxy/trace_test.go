@@ -91,7 +91,7 @@ func TestOneTraceAcrossHops(t *testing.T) {
 			}
 			attrs := map[string]string{}
 			for _, kv := range server.Attributes {
-				attrs[string(kv.Key)] = kv.Value.Emit()
+				attrs[string(kv.Key)] = kv.Value.String()
 			}
 			if attrs["mcp.method.name"] != "tools/call" || attrs["mcp.session.id"] != sid || attrs["jsonrpc.request.id"] != "1" {
 				t.Errorf("server span attributes = %v", attrs)

@@ -145,7 +145,7 @@ func TestResource(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			get := func(k string) string { v, _ := res.Set().Value(attribute.Key(k)); return v.Emit() }
+			get := func(k string) string { v, _ := res.Set().Value(attribute.Key(k)); return v.String() }
 			if get("service.name") != tt.wantService || get("service.version") != tt.wantVers {
 				t.Errorf("service = %s %s, want %s %s", get("service.name"), get("service.version"), tt.wantService, tt.wantVers)
 			}
