@@ -58,7 +58,9 @@ type Backend struct {
 	hooks  backendHooks
 	client *http.Client
 
-	snap   atomic.Pointer[backendSnapshot]
+	snap atomic.Pointer[backendSnapshot]
+	// listed is set once the merged catalog includes the current snap.
+	listed atomic.Bool
 	nextID atomic.Int64
 	sem    chan struct{} // nil when unlimited
 
@@ -101,7 +103,9 @@ func newBackend(cfg config.Server, hooks backendHooks, client *http.Client, logg
 func (b *Backend) Name() string { return b.cfg.Name }
 
 // Ready reports whether the backend is connected and initialized.
-func (b *Backend) Ready() bool { return b.snap.Load() != nil }
+// It turns true only once the merged catalog includes the backend, so a
+// client that sees /readyz (or Ready) also sees the backend's tools.
+func (b *Backend) Ready() bool { return b.snap.Load() != nil && b.listed.Load() }
 
 // LastError is the most recent connection error, nil when healthy.
 func (b *Backend) LastError() error {
@@ -134,9 +138,11 @@ func (b *Backend) run(ctx context.Context, healthEvery time.Duration) {
 		case <-b.kick:
 		default:
 		}
+		b.listed.Store(false)
 		b.snap.Store(snap)
-		b.logger.Info("backend ready", "protocol_version", snap.protocolVersion, "tools", len(snap.lists[listTools]))
 		b.hooks.backendChanged(b)
+		b.listed.Store(true)
+		b.logger.Info("backend ready", "protocol_version", snap.protocolVersion, "tools", len(snap.lists[listTools]))
 		b.watch(ctx, snap, healthEvery)
 		b.clearSnap(snap.conn)
 		_ = snap.conn.close()
