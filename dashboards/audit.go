@@ -1,7 +1,6 @@
 package dashboards
 
 import (
-	"github.com/grafana/grafana-foundation-sdk/go/common"
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
 	"github.com/grafana/grafana-foundation-sdk/go/table"
 	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
@@ -15,13 +14,10 @@ func audit(o Options) *dashboard.DashboardBuilder {
 	ds := datasourceRef(o.DatasourceUID)
 	filters := "$__timeFilter(ts) AND " + inVar("principal", "principal") + " AND " + inVar("server", "server")
 
-	activity := timeseries.NewPanelBuilder().Id(ids.id()).Datasource(ds).
+	activity := stackedBars(timeseries.NewPanelBuilder().Id(ids.id()).Datasource(ds).
 		Title("Activity by principal").
 		Description("Requests per time bucket by the principal that made them. (none) is traffic without authentication.").
-		Span(12).Height(8).DisplayName(seriesName).
-		DrawStyle(common.GraphDrawStyleBars).FillOpacity(80).
-		Stacking(common.NewStackingConfigBuilder().Mode(common.StackingModeNormal)).
-		Legend(legend("sum")).Tooltip(tooltip()).
+		Span(12).Height(8).DisplayName(seriesName), "sum").
 		WithTarget(sqlQuery(o, "A", QueryTimeSeries, sqlText(o,
 			"SELECT",
 			"    "+bucket("ts")+" AS t,",
@@ -32,13 +28,10 @@ func audit(o Options) *dashboard.DashboardBuilder {
 			"GROUP BY t, series",
 			"ORDER BY t")))
 
-	decisions := timeseries.NewPanelBuilder().Id(ids.id()).Datasource(ds).
+	decisions := stackedBars(timeseries.NewPanelBuilder().Id(ids.id()).Datasource(ds).
 		Title("Decisions").
 		Description("Authorization decisions per time bucket: allowed, denied, or none (authentication off).").
-		Span(12).Height(8).DisplayName(seriesName).
-		DrawStyle(common.GraphDrawStyleBars).FillOpacity(80).
-		Stacking(common.NewStackingConfigBuilder().Mode(common.StackingModeNormal)).
-		Legend(legend("sum")).Tooltip(tooltip()).
+		Span(12).Height(8).DisplayName(seriesName), "sum").
 		WithTarget(sqlQuery(o, "A", QueryTimeSeries, sqlText(o,
 			"SELECT",
 			"    "+bucket("ts")+" AS t,",

@@ -13,6 +13,7 @@ import (
 	"github.com/grafana/grafana-foundation-sdk/go/cog/variants"
 	"github.com/grafana/grafana-foundation-sdk/go/common"
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
+	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
 )
 
 // Options configure the generated dashboards.
@@ -250,6 +251,14 @@ func newDashboard(title, description string, tags ...string) *dashboard.Dashboar
 }
 
 // legend shows series in a table with the given reductions.
+// stackedBars styles a time-series panel as stacked bars with the shared
+// legend (showing calcs) and tooltip.
+func stackedBars(p *timeseries.PanelBuilder, calcs ...string) *timeseries.PanelBuilder {
+	return p.DrawStyle(common.GraphDrawStyleBars).FillOpacity(80).
+		Stacking(common.NewStackingConfigBuilder().Mode(common.StackingModeNormal)).
+		Legend(legend(calcs...)).Tooltip(tooltip())
+}
+
 func legend(calcs ...string) *common.VizLegendOptionsBuilder {
 	return common.NewVizLegendOptionsBuilder().
 		DisplayMode(common.LegendDisplayModeTable).

@@ -1,7 +1,6 @@
 package dashboards
 
 import (
-	"github.com/grafana/grafana-foundation-sdk/go/common"
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
 	"github.com/grafana/grafana-foundation-sdk/go/table"
 	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
@@ -100,13 +99,10 @@ func overview(o Options) *dashboard.DashboardBuilder {
 			"LIMIT 20"))).
 		OverrideByName("failure_ratio", []dashboard.DynamicConfigValue{{Id: "unit", Value: "percentunit"}})
 
-	denials := timeseries.NewPanelBuilder().Id(ids.id()).Datasource(ds).
+	denials := stackedBars(timeseries.NewPanelBuilder().Id(ids.id()).Datasource(ds).
 		Title("Auth denials by principal").
 		Description("Requests refused by authentication or a tool allowlist (auth hops with decision denied). (unknown) is a caller whose token matched no principal.").
-		Span(10).Height(9).DisplayName(seriesName).
-		DrawStyle(common.GraphDrawStyleBars).FillOpacity(80).
-		Stacking(common.NewStackingConfigBuilder().Mode(common.StackingModeNormal)).
-		Legend(legend("sum")).Tooltip(tooltip()).
+		Span(10).Height(9).DisplayName(seriesName), "sum").
 		WithTarget(sqlQuery(o, "A", QueryTimeSeries, sqlText(o,
 			"SELECT",
 			"    "+bucket("ts")+" AS t,",

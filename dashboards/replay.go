@@ -1,7 +1,6 @@
 package dashboards
 
 import (
-	"github.com/grafana/grafana-foundation-sdk/go/common"
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
 	"github.com/grafana/grafana-foundation-sdk/go/table"
 	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
@@ -44,13 +43,10 @@ func replayRuns(o Options) *dashboard.DashboardBuilder {
 	var ids panelIDs
 	ds := datasourceRef(o.DatasourceUID)
 
-	perTime := timeseries.NewPanelBuilder().Id(ids.id()).Datasource(ds).
+	perTime := stackedBars(timeseries.NewPanelBuilder().Id(ids.id()).Datasource(ds).
 		Title("Replay runs").
 		Description("Replay runs started per time bucket, by mode.").
-		Span(12).Height(8).DisplayName(seriesName).
-		DrawStyle(common.GraphDrawStyleBars).FillOpacity(80).
-		Stacking(common.NewStackingConfigBuilder().Mode(common.StackingModeNormal)).
-		Legend(legend("sum")).Tooltip(tooltip()).
+		Span(12).Height(8).DisplayName(seriesName), "sum").
 		WithTarget(sqlQuery(o, "A", QueryTimeSeries, sqlText(o,
 			"SELECT",
 			"    "+bucket("run_started")+" AS t,",
@@ -60,13 +56,10 @@ func replayRuns(o Options) *dashboard.DashboardBuilder {
 			"GROUP BY t, series",
 			"ORDER BY t")))
 
-	regressions := timeseries.NewPanelBuilder().Id(ids.id()).Datasource(ds).
+	regressions := stackedBars(timeseries.NewPanelBuilder().Id(ids.id()).Datasource(ds).
 		Title("Regressions per run").
 		Description("Per run, at its start time: requests whose replayed answer differed from the recorded one (changed) or could not be replayed (failed).").
-		Span(12).Height(8).
-		DrawStyle(common.GraphDrawStyleBars).FillOpacity(80).
-		Stacking(common.NewStackingConfigBuilder().Mode(common.StackingModeNormal)).
-		Legend(legend("sum", "max")).Tooltip(tooltip()).
+		Span(12).Height(8), "sum", "max").
 		WithTarget(sqlQuery(o, "A", QueryTimeSeries, sqlText(o,
 			"SELECT",
 			"    run_started AS t,",
