@@ -73,6 +73,8 @@ func newReplayCmd(env *Env, mode string) *cobra.Command {
 	case "e2e":
 		fl.StringVar(&f.configPath, "config", "", "gateway config to run in-process, with its real backends")
 		fl.StringVar(&f.gatewayURL, "gateway-url", "", "replay against this running gateway's /mcp endpoint instead")
+		fl.BoolVar(&f.allowWrites, "allow-writes", false, "also replay tools not annotated readOnlyHint (asks for confirmation unless --yes)")
+		fl.BoolVar(&f.yes, "yes", false, "do not ask for confirmation")
 	case "upstream":
 		fl.StringVar(&f.configPath, "config", "", "gateway config whose servers are the live backends")
 		fl.StringSliceVar(&f.targets, "target", nil, "live backend: server=http://host/mcp, server=sse:http://host/sse or 'server=stdio:command args' (overrides --config)")
@@ -189,23 +191,18 @@ func runReplay(ctx context.Context, env *Env, mode runner.Mode, f *replayFlags) 
 		if len(o.Targets) == 0 {
 			return errors.New("replay upstream needs --target server=… or --config")
 		}
-		// Read-only hints: the recorded lists, else the bundle header's.
-		lists := replay.BackendLists(src.events, f.sel.separator)
-		for server, res := range src.header.Tools {
-			if lists[server] == nil {
-				lists[server] = map[string]json.RawMessage{}
-			}
-			if lists[server]["tools/list"] == nil {
-				lists[server]["tools/list"] = res
-			}
-		}
-		o.ReadOnly = replay.ReadOnlyTools(lists)
 		var names []string
 		for n, s := range o.Targets {
 			names = append(names, n+"="+s.URL+s.Command)
 		}
 		sort.Strings(names)
 		target = strings.Join(names, " ")
+	}
+	if mode == runner.ModeUpstream || mode == runner.ModeE2E {
+		// Both reach live backends.
+		if o.ReadOnly == nil {
+			o.ReadOnly = readOnlyHints(src, f.sel.separator)
+		}
 		if f.allowWrites && !f.yes {
 			if err := confirmWrites(env, reqs, o.ReadOnly); err != nil {
 				return err
@@ -268,6 +265,21 @@ func isPaddedBase64(v string) bool {
 	body := strings.TrimRight(v, "=")
 	pad := len(v) - len(body)
 	return body != "" && pad >= 1 && pad <= 2 && len(v)%4 == 0 && !strings.Contains(body, "=")
+}
+
+// readOnlyHints is each backend's tools' readOnlyHint: from the recorded
+// lists, else the bundle header's.
+func readOnlyHints(src *source, separator string) map[string]map[string]bool {
+	lists := replay.BackendLists(src.events, separator)
+	for server, res := range src.header.Tools {
+		if lists[server] == nil {
+			lists[server] = map[string]json.RawMessage{}
+		}
+		if lists[server]["tools/list"] == nil {
+			lists[server]["tools/list"] = res
+		}
+	}
+	return replay.ReadOnlyTools(lists)
 }
 
 // confirmWrites lists the write tools that would be called and asks. ro is

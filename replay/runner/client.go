@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -111,6 +112,26 @@ func clientRequest(ctx context.Context, o Options, tr *transport.StreamableHTTP,
 		return report.Skipped(recorded, "the client response was not recorded")
 	case r.Inbound.PayloadTruncated || r.Response.PayloadTruncated:
 		return report.Skipped(recorded, "the recorded payload was truncated at the payload cap")
+	}
+	if o.Mode == ModeE2E && r.Method == "tools/call" {
+		// e2e reaches live backends: the same write guard as upstream.
+		server, tool := r.Server, ""
+		if up := r.FinalUpstream(); up != nil {
+			var pr struct {
+				Name string `json:"name"`
+			}
+			_ = json.Unmarshal(up.Params, &pr)
+			server, tool = up.Server, pr.Name
+		} else {
+			sep := o.Separator
+			if sep == "" {
+				sep = "."
+			}
+			server, tool, _ = strings.Cut(r.Target, sep)
+		}
+		if why := o.writeGuard(server, tool); why != "" {
+			return report.Skipped(recorded, why)
+		}
 	}
 	*seq++
 	params := rewriteParams(r.Inbound.Params, "replay-"+strconv.Itoa(*seq))

@@ -128,6 +128,7 @@ func TestEverythingAllModes(t *testing.T) {
 					}
 					defer gw.Close()
 					o.GatewayURL = gw.MCPURL
+					o.AllowWrites = true // as upstream: replay every tool
 				}
 				rep, err := runner.Run(context.Background(), reqs, o)
 				if err != nil {

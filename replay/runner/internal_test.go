@@ -277,7 +277,7 @@ func TestFilledSecretsStayOutOfTheReport(t *testing.T) {
 		Response: &recorder.Event{RequestID: "r1", SessionID: "s", Hop: recorder.HopResponse, Method: "tools/call", Result: []byte(recordedText)}}}
 	srv := httptest.NewServer(&fakeGateway{result: `{"content":[{"type":"text","text":"Echo: hunter2 at 2"}]}`})
 	defer srv.Close()
-	cases, err := Replay(context.Background(), reqs, Options{Mode: ModeE2E, GatewayURL: srv.URL + "/mcp", Secrets: mustParseSecrets(t, "password=hunter2")})
+	cases, err := Replay(context.Background(), reqs, Options{Mode: ModeE2E, GatewayURL: srv.URL + "/mcp", AllowWrites: true, Secrets: mustParseSecrets(t, "password=hunter2")})
 	if err != nil {
 		t.Fatal(err)
 	}

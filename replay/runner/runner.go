@@ -74,8 +74,9 @@ type Options struct {
 	// Speed scales recorded pacing within a session: 0 (default) sends as
 	// fast as possible, 1.0 keeps the recorded gaps, 2.0 halves them.
 	Speed float64
-	// AllowWrites lets upstream mode call tools that are not annotated
-	// readOnlyHint: true; by default they are reported skipped.
+	// AllowWrites lets upstream and e2e modes, which reach live backends,
+	// call tools that are not annotated readOnlyHint: true; by default
+	// they are reported skipped.
 	AllowWrites bool
 	// ReadOnly is, per backend and tool, the recorded readOnlyHint (see
 	// replay.ReadOnlyTools). A tool absent from it counts as not read-only.
@@ -135,11 +136,11 @@ func Replay(ctx context.Context, reqs []replay.Request, o Options) ([]report.Cas
 			o.Progress(int(done.Add(1)), total)
 		}
 	}
+	if (o.Mode == ModeUpstream || o.Mode == ModeE2E) && o.ReadOnly == nil {
+		o.ReadOnly = replay.ReadOnlyTools(replay.BackendLists(Events(reqs), o.Separator))
+	}
 	var up *upstreams
 	if o.Mode == ModeUpstream {
-		if o.ReadOnly == nil {
-			o.ReadOnly = replay.ReadOnlyTools(replay.BackendLists(Events(reqs), o.Separator))
-		}
 		up = newUpstreams(ctx, o)
 		defer up.close()
 	}

@@ -265,7 +265,7 @@ func TestE2EMode(t *testing.T) {
 	}
 	defer gw.Close()
 	rep, err := runner.Run(context.Background(), replay.Requests(events), runner.RunOptions{
-		Options:       runner.Options{Mode: runner.ModeE2E, GatewayURL: gw.MCPURL, Secrets: mustSecrets(t, "bearer="+secretToken)},
+		Options:       runner.Options{Mode: runner.ModeE2E, GatewayURL: gw.MCPURL, AllowWrites: true, Secrets: mustSecrets(t, "bearer="+secretToken)},
 		BaselineTwice: true,
 	})
 	if err != nil {
@@ -424,5 +424,32 @@ func TestMockModeCatchesWrongRoute(t *testing.T) {
 	}
 	if c := find(t, cases, "alpha.add", 0); !slices.ContainsFunc(c.Diff.Changes, func(ch diff.Change) bool { return ch.Path == "/content/0/text" }) {
 		t.Errorf("alpha.add changes = %v, want /content/0/text", c.Diff.Changes)
+	}
+}
+
+// TestE2EModeSkipsWriteToolsByDefault: e2e reaches live backends, so like
+// upstream mode it replays only tools annotated read-only unless
+// AllowWrites; the skipped write never reaches the backend.
+func TestE2EModeSkipsWriteToolsByDefault(t *testing.T) {
+	events := recordTestbackend(t)
+	b, url := startBackend(t, "v1")
+	gw, err := runner.StartGateway(context.Background(), &config.Config{Servers: []config.Server{{Name: "backend", Transport: "http", URL: url}}}, 10*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Close()
+	cases, err := runner.Replay(context.Background(), replay.Requests(events), runner.Options{
+		Mode: runner.ModeE2E, GatewayURL: gw.MCPURL, Secrets: mustSecrets(t, "bearer="+secretToken)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := find(t, cases, "backend.write_note", 0); c.Status != report.StatusSkipped || !strings.Contains(c.Reason, "--allow-writes") {
+		t.Errorf("write_note: %s (%s), want skipped", c.Status, c.Reason)
+	}
+	if n := len(b.Notes()); n != 0 {
+		t.Errorf("backend stored %d notes, want 0", n)
+	}
+	if c := find(t, cases, "backend.echo", 0); c.Status != report.StatusIdentical {
+		t.Errorf("echo (read-only): %s (%s), want identical", c.Status, c.Reason)
 	}
 }

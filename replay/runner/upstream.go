@@ -72,6 +72,20 @@ func newUpstreams(ctx context.Context, o Options) *upstreams {
 	return &upstreams{ctx: context.WithoutCancel(ctx), o: o, conns: map[string]*upConn{}}
 }
 
+// writeGuard says why a call of a backend's tool must not be replayed
+// against a live system: tools not annotated readOnlyHint are skipped unless
+// AllowWrites. Empty means go ahead.
+func (o Options) writeGuard(server, tool string) string {
+	if o.AllowWrites || o.ReadOnly[server][tool] {
+		return ""
+	}
+	why := "is not annotated readOnlyHint"
+	if _, known := o.ReadOnly[server][tool]; !known {
+		why = "was not in a recorded tools/list, so it may write"
+	}
+	return fmt.Sprintf("write tool: %s.%s %s (use --allow-writes)", server, tool, why)
+}
+
 func (u *upstreams) close() {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -226,17 +240,13 @@ func (u *upstreams) request(ctx context.Context, p *pacer, r *replay.Request, up
 	case up.PayloadTruncated:
 		return report.Skipped(recorded, "the recorded payload was truncated at the payload cap")
 	}
-	if up.Method == "tools/call" && !o.AllowWrites {
+	if up.Method == "tools/call" {
 		var pr struct {
 			Name string `json:"name"`
 		}
 		_ = json.Unmarshal(up.Params, &pr)
-		if !o.ReadOnly[up.Server][pr.Name] {
-			why := "is not annotated readOnlyHint"
-			if _, known := o.ReadOnly[up.Server][pr.Name]; !known {
-				why = "was not in a recorded tools/list, so it may write"
-			}
-			return report.Skipped(recorded, fmt.Sprintf("write tool: %s.%s %s (use --allow-writes)", up.Server, pr.Name, why))
+		if why := o.writeGuard(up.Server, pr.Name); why != "" {
+			return report.Skipped(recorded, why)
 		}
 	}
 	params := rewriteParams(up.Params, "replay-"+strconv.FormatInt(u.seq.Add(1), 10))
