@@ -193,12 +193,7 @@ func readAllSized(r io.Reader, length int64) ([]byte, error) {
 func decode(w http.ResponseWriter, body []byte, reqID string) (jsonrpc.Message, bool) {
 	msg, err := jsonrpc.Decode(body)
 	if err != nil {
-		var de *jsonrpc.DecodeError
-		code := jsonrpc.CodeParseError
-		var id json.RawMessage
-		if errors.As(err, &de) {
-			code, id = de.Code, de.ID
-		}
+		code, id := jsonrpc.ErrorCode(err)
 		writeRPCError(w, http.StatusBadRequest, id, code, "mcptrail: "+err.Error(), reqID)
 		return msg, false
 	}

@@ -18,7 +18,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -255,12 +254,7 @@ func (b *bridge) handle(ctx context.Context, line []byte) error {
 	}
 	msg, err := jsonrpc.Decode(line)
 	if err != nil {
-		var de *jsonrpc.DecodeError
-		code := jsonrpc.CodeParseError
-		var id json.RawMessage
-		if errors.As(err, &de) {
-			code, id = de.Code, de.ID
-		}
+		code, id := jsonrpc.ErrorCode(err)
 		b.log.Warn("invalid message on stdin", "err", err)
 		e := jsonrpc.NewError(id, code, err.Error(), nil)
 		b.out.write(e.Marshal())

@@ -84,6 +84,16 @@ type DecodeError struct {
 func (e *DecodeError) Error() string { return e.Err.Error() }
 func (e *DecodeError) Unwrap() error { return e.Err }
 
+// ErrorCode returns the JSON-RPC code and request id (nil when unknown) to
+// answer a Decode error with: the DecodeError's own, else -32700.
+func ErrorCode(err error) (code int, id json.RawMessage) {
+	var de *DecodeError
+	if errors.As(err, &de) {
+		return de.Code, de.ID
+	}
+	return CodeParseError, nil
+}
+
 // ErrBatch is returned for a JSON array: batching was removed from MCP in
 // 2025-06-18 and the gateway does not accept it.
 var ErrBatch = errors.New("JSON-RPC batches are not supported")

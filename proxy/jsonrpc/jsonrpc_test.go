@@ -183,3 +183,24 @@ func TestLookupAndAppendMember(t *testing.T) {
 		}
 	}
 }
+
+func TestErrorCode(t *testing.T) {
+	tests := []struct {
+		in       string
+		wantCode int
+		wantID   string
+	}{
+		{`{"jsonrpc":"2.0",`, CodeParseError, ""},
+		{`[1]`, CodeInvalidRequest, ""},
+		{`{"jsonrpc":"1.0","id":4,"method":"x"}`, CodeInvalidRequest, "4"},
+	}
+	for _, tt := range tests {
+		_, err := Decode([]byte(tt.in))
+		if code, id := ErrorCode(err); code != tt.wantCode || string(id) != tt.wantID {
+			t.Errorf("ErrorCode(Decode(%s)) = %d, %s; want %d, %q", tt.in, code, id, tt.wantCode, tt.wantID)
+		}
+	}
+	if code, id := ErrorCode(errors.New("not a decode error")); code != CodeParseError || id != nil {
+		t.Errorf("ErrorCode(other) = %d, %s; want %d, nil", code, id, CodeParseError)
+	}
+}

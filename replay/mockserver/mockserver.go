@@ -147,11 +147,7 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request) {
 	}
 	msg, err := jsonrpc.Decode(body)
 	if err != nil {
-		code, id := jsonrpc.CodeParseError, json.RawMessage(nil)
-		var de *jsonrpc.DecodeError
-		if errors.As(err, &de) {
-			code, id = de.Code, de.ID
-		}
+		code, id := jsonrpc.ErrorCode(err)
 		writeMessage(w, http.StatusBadRequest, jsonrpc.NewError(id, code, err.Error(), nil))
 		return
 	}
