@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -242,11 +243,13 @@ func (c *call) deny(msg string) jsonrpc.Message {
 	return m
 }
 
-// stamp puts the request ID on the answer: result._meta for results. A
-// result without _meta (the usual case) gets one appended without being
-// re-encoded.
+// stamp puts the request ID on the answer: result._meta for results that
+// have content. An empty result ({} — ping, logging/setLevel,
+// subscriptions) stays byte-for-byte empty, as the spec requires; its
+// request ID travels in the X-Request-Id header only. A result without
+// _meta (the usual case) gets one appended without being re-encoded.
 func (c *call) stamp(m jsonrpc.Message) jsonrpc.Message {
-	if m.Result == nil {
+	if m.Result == nil || isEmptyObject(m.Result) {
 		return m
 	}
 	existing, has := jsonrpc.Lookup(m.Result, "_meta")
@@ -269,6 +272,13 @@ func (c *call) stamp(m jsonrpc.Message) jsonrpc.Message {
 	o.Set("_meta", meta.Marshal())
 	m.Result = o.Marshal()
 	return m
+}
+
+// isEmptyObject reports whether b is the JSON object {} (with any
+// whitespace inside).
+func isEmptyObject(b json.RawMessage) bool {
+	b = bytes.TrimSpace(b)
+	return len(b) >= 2 && b[0] == '{' && b[len(b)-1] == '}' && len(bytes.TrimSpace(b[1:len(b)-1])) == 0
 }
 
 // appendMetaStamp appends {"mcptrail.dev/request-id":"<id>"}; request IDs

@@ -404,6 +404,27 @@ func TestRequestIDOnEveryHop(t *testing.T) {
 	}
 }
 
+// TestEmptyResultsStayEmpty: ping and logging/setLevel answer {} exactly
+// (the spec's empty result); their request ID is in the header only.
+func TestEmptyResultsStayEmpty(t *testing.T) {
+	cfg, _ := twoBackends(t)
+	e := startGateway(t, cfg)
+	sid := initSession(t, e.url, nil)
+	for _, body := range []string{
+		`{"jsonrpc":"2.0","id":1,"method":"ping"}`,
+		`{"jsonrpc":"2.0","id":2,"method":"logging/setLevel","params":{"level":"debug"}}`,
+	} {
+		resp, b := post(t, e.url, body, map[string]string{"Mcp-Session-Id": sid})
+		r := decodeResp(t, b)
+		if string(r.Result) != "{}" {
+			t.Errorf("%s: result = %s, want {}", body, r.Result)
+		}
+		if id := resp.Header.Get("X-Request-Id"); id == "" || len(e.rec.byRequest(id)) == 0 {
+			t.Errorf("%s: X-Request-Id %q does not name recorded hops", body, id)
+		}
+	}
+}
+
 func TestBadInput(t *testing.T) {
 	cfg, _ := twoBackends(t)
 	cfg.MaxBodyBytes = 1024
