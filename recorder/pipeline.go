@@ -45,21 +45,64 @@ var (
 	// ErrSpoolInUse is returned by Start when another pipeline (in this
 	// or another process) holds the spool directory.
 	ErrSpoolInUse = errors.New("spool directory is in use by another recorder")
+	// ErrSpoolFailed is returned by Record under the fail_closed policy
+	// while the spool cannot make events durable (an fsync failed and no
+	// fsync has succeeded since).
+	ErrSpoolFailed = errors.New("recorder spool failed: events cannot be made durable (fsync error)")
 )
+
+// Permanent marks err as an error that retrying the same batch cannot fix
+// (the storage rejects its contents). The pipeline then sets the batch
+// aside in the quarantine directory instead of retrying it, and moves on.
+// Errors not marked are retried with backoff. Permanent(nil) is nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err}
+}
+
+// IsPermanent reports whether err, or an error it wraps, was marked with
+// Permanent.
+func IsPermanent(err error) bool {
+	var pe *permanentError
+	return errors.As(err, &pe)
+}
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return "permanent: " + e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
 
 // Stats are the pipeline's counters, in events unless the name says bytes.
 // Every accepted event ends up in exactly one of: waiting (queue or spool),
-// Written, or Dropped.
+// Written, Quarantined, or Dropped.
 type Stats struct {
-	Enqueued      uint64 // accepted into the in-memory queue
-	Spooled       uint64 // acknowledged: on disk and durable per the fsync policy
-	Written       uint64 // confirmed by the Writer (including leftovers from a previous run)
-	Retried       uint64 // failed WriteBatch attempts that were retried (in batches)
-	Dropped       uint64 // lost to overflow, disk errors or use after Shutdown
-	QueueLen      int    // events currently in the in-memory queue
-	SpoolBytes    int64  // bytes of segment files on disk
-	SpoolSegments int    // segment files on disk, active one included
-	Fsyncs        uint64 // fsync calls on spool segments
+	Enqueued       uint64 // accepted into the in-memory queue
+	Spooled        uint64 // acknowledged: on disk and durable per the fsync policy
+	Unacknowledged uint64 // spooled but never acknowledged: their fsync failed
+	Written        uint64 // confirmed by the Writer (including leftovers from a previous run)
+	Retried        uint64 // failed WriteBatch attempts that were retried (in batches)
+	Quarantined    uint64 // in batches the storage rejected for good, set aside on disk
+	Dropped        uint64 // lost to overflow, disk errors or use after Shutdown
+	QueueLen       int    // events currently in the in-memory queue
+	SpoolBytes     int64  // bytes of segment files on disk
+	SpoolSegments  int    // segment files on disk, active one included
+	Fsyncs         uint64 // fsync calls on spool segments
+	SpoolFailed    bool   // an fsync failed and none succeeded since
+
+	// QuarantineFiles and QuarantineBytes are what the quarantine
+	// directory holds now (requeue with `mcptrail recorder requeue`).
+	QuarantineFiles int
+	QuarantineBytes int64
+
+	// The overflow risk: the policy, the disk budget, how fast the spool
+	// grew over the last minute (bytes/s, negative when it shrinks) and,
+	// when it grows, the estimated time until the budget is used up.
+	Overflow          string
+	MaxDiskBytes      int64
+	SpoolGrowthPerSec float64
+	SpoolFullIn       time.Duration
 
 	WriteLatencyLast time.Duration // duration of the last successful WriteBatch
 	WriteLatencyAvg  time.Duration // mean duration of successful WriteBatch calls
@@ -78,16 +121,31 @@ type Pipeline struct {
 	ids    idGen
 
 	failClosed bool
-	startMu    sync.Mutex // serialises Start with itself and with Shutdown
-	started    atomic.Bool
-	closed     atomic.Bool
-	inflight   atomic.Int64 // Record calls between their closed check and their send
-	diskFull   atomic.Bool
+	// syncFile fsyncs a spool file; tests replace it to inject failures.
+	syncFile    func(*os.File) error
+	spoolFailed atomic.Bool // an fsync failed and none succeeded since
+	// extra holds the later hops of admitted calls that found the queue
+	// full under fail_closed (at most QueueSize of them); the spooler
+	// takes them before the queue.
+	extraMu sync.Mutex
+	extra   []*Event
+	extraN  atomic.Int64
+	// calls counts, per request ID, the calls admitted under fail_closed
+	// whose response hop was not recorded yet.
+	admitMu  sync.Mutex
+	calls    map[string]int
+	startMu  sync.Mutex // serialises Start with itself and with Shutdown
+	started  atomic.Bool
+	closed   atomic.Bool
+	inflight atomic.Int64 // Record calls between their closed check and their send
+	diskFull atomic.Bool
 
 	// counters
 	enqueued, spooled, written, retried, dropped atomic.Uint64
-	fsyncs                                       atomic.Uint64
-	writtenLive, droppedLive                     atomic.Uint64 // for Flush: events of this run
+	fsyncs, unacked, quarantined                 atomic.Uint64
+	writtenLive, droppedLive, quarantinedLive    atomic.Uint64 // for Flush: events of this run
+	quarantineFiles, quarantineBytes             atomic.Int64
+	growth                                       growthMeter
 	spoolBytes                                   atomic.Int64
 	spoolSegments                                atomic.Int64
 	replayPending                                atomic.Int64 // leftover segments not yet written
@@ -144,6 +202,8 @@ func NewPipeline(cfg Config, w Writer, logger *slog.Logger) (*Pipeline, error) {
 		logger:     logger.With("component", "recorder"),
 		queue:      make(chan *Event, cfg.QueueSize),
 		failClosed: cfg.Overflow == OverflowFailClosed,
+		syncFile:   (*os.File).Sync,
+		calls:      map[string]int{},
 		progress:   make(chan struct{}),
 		spoolPoke:  make(chan struct{}, 1),
 		writerPoke: make(chan struct{}, 1),
@@ -199,10 +259,11 @@ func (p *Pipeline) Start(ctx context.Context) error {
 	// twice (the second copy would be missing after the first is written).
 	leftovers := make([]*segment, 0, len(files))
 	for _, f := range files {
-		if f.ext == extOpen {
+		if f.ext == extOpen || f.ext == extRequeued {
 			// The process died with this segment active; seal it as is.
 			// A torn tail record is detected when the writer reads it.
-			from, to := p.path(f.id, extOpen), p.path(f.id, extSealed)
+			// (Or a quarantined batch was requeued while stopped.)
+			from, to := p.path(f.id, f.ext), p.path(f.id, extSealed)
 			if err := os.Rename(from, to); err != nil {
 				return fmt.Errorf("sealing leftover spool segment %s: %w", from, err)
 			}
@@ -211,6 +272,7 @@ func (p *Pipeline) Start(ctx context.Context) error {
 		leftoverBytes += f.size
 	}
 	p.sealed = leftovers
+	p.scanQuarantine()
 	p.spoolBytes.Add(leftoverBytes)
 	p.spoolSegments.Add(int64(len(files)))
 	p.replayPending.Store(int64(len(files)))
@@ -232,7 +294,17 @@ func (p *Pipeline) Start(ctx context.Context) error {
 // Record hands ev to the pipeline; the pipeline owns ev and its slices from
 // then on. It never blocks. It fills ev.EventID with a ULID if it is empty.
 // Under the drop policy it returns nil even when the event is dropped (the
-// drop is counted and logged); under fail_closed it returns ErrOverflow.
+// drop is counted and logged); under fail_closed it returns ErrOverflow or
+// ErrSpoolFailed.
+//
+// Under fail_closed only an event that admits a call may be refused: a
+// call is admitted by its inbound hop and ends with its response hop (the
+// proxy records both for every call). The hops of an admitted call are
+// never refused for want of room: when the queue is full they wait in a
+// side list, which holds up to perCallReserve hops per admitted call in
+// flight, and new calls are refused while it is not empty. Events of
+// requests that were not admitted (a refused call's response, a request
+// refused before it became a call) are refused like new calls.
 func (p *Pipeline) Record(ev *Event) error {
 	if ev == nil {
 		return errors.New("recording event: nil event")
@@ -243,10 +315,23 @@ func (p *Pipeline) Record(ev *Event) error {
 		p.drop(1, "recorder is shut down")
 		return ErrClosed
 	}
-	if p.failClosed && p.diskFull.Load() {
-		p.inflight.Add(-1)
-		p.drop(1, "spool disk budget exhausted")
-		return ErrOverflow
+	if !p.failClosed {
+		return p.enqueue(ev)
+	}
+	admitted := p.admitted(ev)
+	if !admitted {
+		var err error
+		switch {
+		case p.spoolFailed.Load():
+			err = ErrSpoolFailed
+		case p.diskFull.Load() || p.extraN.Load() > 0:
+			err = ErrOverflow
+		}
+		if err != nil {
+			p.inflight.Add(-1)
+			p.drop(1, err.Error())
+			return err
+		}
 	}
 	if ev.EventID == "" {
 		ev.EventID = p.ids.next(ev.TimeNs)
@@ -255,15 +340,101 @@ func (p *Pipeline) Record(ev *Event) error {
 	case p.queue <- ev:
 		p.enqueued.Add(1)
 		p.inflight.Add(-1)
+		p.track(ev, admitted)
 		return nil
+	default:
+	}
+	if admitted {
+		p.extraMu.Lock()
+		if len(p.extra) < perCallReserve*max(1, p.inflightCalls()) {
+			p.extra = append(p.extra, ev)
+			p.extraN.Store(int64(len(p.extra)))
+			p.enqueued.Add(1)
+			p.extraMu.Unlock()
+			p.inflight.Add(-1)
+			p.track(ev, admitted)
+			p.poke(p.spoolPoke)
+			return nil
+		}
+		p.extraMu.Unlock()
+	}
+	p.inflight.Add(-1)
+	p.drop(1, "queue full")
+	return ErrOverflow
+}
+
+// perCallReserve is how many hops per admitted call in flight may wait
+// beyond the full queue under fail_closed (auth, route, upstream attempts,
+// server requests, notifications, response).
+const perCallReserve = 16
+
+// enqueue is Record under the drop policy: never refused, dropped and
+// counted when the queue is full.
+func (p *Pipeline) enqueue(ev *Event) error {
+	if ev.EventID == "" {
+		ev.EventID = p.ids.next(ev.TimeNs)
+	}
+	select {
+	case p.queue <- ev:
+		p.enqueued.Add(1)
+		p.inflight.Add(-1)
 	default:
 		p.inflight.Add(-1)
 		p.drop(1, "queue full")
-		if p.failClosed {
-			return ErrOverflow
+	}
+	return nil
+}
+
+// admitted reports whether ev belongs to a call admitted earlier (and not
+// yet ended by its response hop).
+func (p *Pipeline) admitted(ev *Event) bool {
+	if ev.Hop == HopInbound || ev.RequestID == "" {
+		return false
+	}
+	p.admitMu.Lock()
+	n := p.calls[ev.RequestID]
+	p.admitMu.Unlock()
+	return n > 0
+}
+
+// track updates the calls in flight after ev was accepted.
+func (p *Pipeline) track(ev *Event, admitted bool) {
+	if ev.RequestID == "" {
+		return
+	}
+	switch {
+	case ev.Hop == HopInbound:
+		p.admitMu.Lock()
+		p.calls[ev.RequestID]++
+		p.admitMu.Unlock()
+	case admitted && ev.Hop == HopResponse:
+		p.admitMu.Lock()
+		if n := p.calls[ev.RequestID]; n <= 1 {
+			delete(p.calls, ev.RequestID)
+		} else {
+			p.calls[ev.RequestID] = n - 1
 		}
+		p.admitMu.Unlock()
+	}
+}
+
+func (p *Pipeline) inflightCalls() int {
+	p.admitMu.Lock()
+	defer p.admitMu.Unlock()
+	return len(p.calls)
+}
+
+// takeExtra removes and returns the side list of admitted calls' hops.
+func (p *Pipeline) takeExtra() []*Event {
+	if p.extraN.Load() == 0 {
 		return nil
 	}
+	p.extraMu.Lock()
+	out := p.extra
+	p.extra = nil
+	p.extraN.Store(0)
+	p.extraMu.Unlock()
+	return out
 }
 
 // Acknowledged returns how many events are durably spooled (Stats.Spooled).
@@ -274,14 +445,27 @@ func (p *Pipeline) Stats() Stats {
 	s := Stats{
 		Enqueued:         p.enqueued.Load(),
 		Spooled:          p.spooled.Load(),
+		Unacknowledged:   p.unacked.Load(),
 		Written:          p.written.Load(),
 		Retried:          p.retried.Load(),
+		Quarantined:      p.quarantined.Load(),
 		Dropped:          p.dropped.Load(),
-		QueueLen:         len(p.queue),
+		QueueLen:         len(p.queue) + int(p.extraN.Load()),
 		SpoolBytes:       p.spoolBytes.Load(),
 		SpoolSegments:    int(p.spoolSegments.Load()),
 		Fsyncs:           p.fsyncs.Load(),
+		SpoolFailed:      p.spoolFailed.Load(),
+		QuarantineFiles:  int(p.quarantineFiles.Load()),
+		QuarantineBytes:  p.quarantineBytes.Load(),
+		Overflow:         p.cfg.Overflow,
+		MaxDiskBytes:     p.cfg.MaxDiskBytes,
 		WriteLatencyLast: time.Duration(p.latLast.Load()),
+	}
+	s.SpoolGrowthPerSec = p.growth.rate()
+	if s.SpoolGrowthPerSec > 0 {
+		if left := s.MaxDiskBytes - s.SpoolBytes; left > 0 {
+			s.SpoolFullIn = time.Duration(float64(left) / s.SpoolGrowthPerSec * float64(time.Second)).Round(time.Second)
+		}
 	}
 	if n := p.latCount.Load(); n > 0 {
 		s.WriteLatencyAvg = time.Duration(p.latSum.Load() / n)
@@ -311,7 +495,7 @@ func (p *Pipeline) Flush(ctx context.Context) error {
 		p.mu.Lock()
 		ch := p.progress
 		p.mu.Unlock()
-		done := p.writtenLive.Load() + p.droppedLive.Load()
+		done := p.writtenLive.Load() + p.droppedLive.Load() + p.quarantinedLive.Load()
 		if done >= target && p.replayPending.Load() == 0 {
 			return nil
 		}
@@ -344,7 +528,7 @@ func (p *Pipeline) shutdown(ctx context.Context) error {
 		runtime.Gosched()
 	}
 	if !p.started.Load() {
-		if n := len(p.queue); n > 0 {
+		if n := len(p.queue) + len(p.takeExtra()); n > 0 {
 			p.drop(uint64(n), "shut down before start")
 		}
 		return nil

@@ -21,6 +21,8 @@ import (
 //	<id>.seg      a sealed segment, waiting for the writer
 //	<id>.ack      how many chunks of <id>.seg the writer confirmed
 //	<id>.corrupt  a segment whose header could not be read, kept for forensics
+//	<id>.requeued a quarantined batch handed back by Requeue, adopted as .seg
+//	quarantine/   batches the storage rejected for good (see QuarantineDir)
 //
 // A segment starts with a 16-byte header: the magic, the batch size used to
 // cut it into chunks (fixed at creation so that chunk tokens stay the same
@@ -127,7 +129,7 @@ func listSpool(dir string) ([]spoolFile, error) {
 	for _, e := range entries {
 		name := e.Name()
 		ext := filepath.Ext(name)
-		if e.IsDir() || (ext != extOpen && ext != extSealed) {
+		if e.IsDir() || (ext != extOpen && ext != extSealed && ext != extRequeued) {
 			continue
 		}
 		info, err := e.Info()

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"path/filepath"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -32,6 +34,7 @@ type spooler struct {
 	bufN     uint64 // events in buf
 	// processed counts events taken off the queue (spooled or dropped).
 	processed uint64
+	warnedAt  time.Time // last nearly-full warning, zero when below the mark
 }
 
 func (p *Pipeline) runSpooler() {
@@ -45,6 +48,9 @@ func (p *Pipeline) runSpooler() {
 	ticker := time.NewTicker(tick)
 	defer ticker.Stop()
 	for {
+		for _, ev := range p.takeExtra() {
+			s.add(ev, false)
+		}
 		select {
 		case ev := <-p.queue:
 			s.add(ev, false)
@@ -61,6 +67,9 @@ func (p *Pipeline) runSpooler() {
 		case <-p.spoolPoke:
 		case <-ticker.C:
 		case <-p.stopSpool:
+			for _, ev := range p.takeExtra() {
+				s.add(ev, true)
+			}
 			for {
 				select {
 				case ev := <-p.queue:
@@ -83,6 +92,11 @@ func (p *Pipeline) runSpooler() {
 // maintain applies the time- and flush-based rules after each wake-up.
 func (s *spooler) maintain(now time.Time) {
 	p := s.p
+	p.growth.sample(now, p.spoolBytes.Load())
+	s.watchBudget(now)
+	if p.spoolFailed.Load() && s.f == nil {
+		s.probe()
+	}
 	if s.f == nil {
 		return
 	}
@@ -95,7 +109,60 @@ func (s *spooler) maintain(now time.Time) {
 		return
 	}
 	if p.cfg.Fsync == FsyncInterval && s.unsynced > 0 && now.Sub(s.lastSync) >= p.cfg.FsyncInterval {
-		s.sync()
+		if s.sync() != nil {
+			s.seal()
+		}
+	}
+}
+
+// spoolWarnRatio is the share of the disk budget past which the spooler
+// warns, once per minute while it stays above.
+const spoolWarnRatio = 0.8
+
+// watchBudget warns while the spool is nearly full: with overflow drop the
+// next events are lost, with fail_closed the next calls are refused.
+func (s *spooler) watchBudget(now time.Time) {
+	p := s.p
+	used := p.spoolBytes.Load()
+	if float64(used) < spoolWarnRatio*float64(p.cfg.MaxDiskBytes) {
+		s.warnedAt = time.Time{}
+		return
+	}
+	if !s.warnedAt.IsZero() && now.Sub(s.warnedAt) < time.Minute {
+		return
+	}
+	s.warnedAt = now
+	consequence := "new events will be DROPPED (recorder.overflow: drop): calls will be served unrecorded"
+	if p.failClosed {
+		consequence = "new calls will be REFUSED (recorder.overflow: fail_closed)"
+	}
+	st := p.Stats()
+	p.logger.Warn("recorder spool is nearly full; is ClickHouse reachable? "+consequence,
+		"spool_bytes", used, "max_disk_bytes", p.cfg.MaxDiskBytes,
+		"used_percent", int(100*float64(used)/float64(p.cfg.MaxDiskBytes)),
+		"growth_bytes_per_sec", int64(st.SpoolGrowthPerSec), "full_in", st.SpoolFullIn.String(),
+		"last_error", st.LastError, "dir", p.cfg.Dir)
+}
+
+// probe checks whether the spool directory can make a file durable again
+// after an fsync failed, by writing and fsyncing a scratch file.
+func (s *spooler) probe() {
+	p := s.p
+	path := filepath.Join(p.cfg.Dir, "fsync-probe.tmp")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err == nil {
+		_, err = f.Write([]byte("probe\n"))
+		if err == nil {
+			err = p.syncFile(f)
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		_ = os.Remove(path)
+	}
+	if err == nil {
+		p.spoolFailed.Store(false)
+		p.logger.Info("recorder spool recovered: fsync works again", "dir", p.cfg.Dir)
 	}
 }
 
@@ -110,6 +177,15 @@ func (s *spooler) add(ev *Event, stopping bool) {
 			ev.Params, ev.Result, ev.ErrorMessage = nil, nil, ""
 		}
 		ev.Unredacted = false
+	}
+	if !fitRecord(ev) {
+		p.logger.Error("recorder event too large for a spool record even without its payloads; dropped",
+			"request_id", ev.RequestID, "hop", ev.Hop.String(), "max_record_bytes", maxRecordLen)
+		s.processed++
+		p.droppedLive.Add(1)
+		p.drop(1, "event too large")
+		p.notify()
+		return
 	}
 	start := len(s.buf)
 	s.buf = AppendRecord(s.buf, ev)
@@ -244,7 +320,11 @@ func (s *spooler) ack() {
 	switch p.cfg.Fsync {
 	case FsyncAlways:
 		s.unsynced += s.bufN
-		s.sync()
+		s.buf, s.bufN = s.buf[:0], 0
+		if s.sync() != nil {
+			s.seal()
+		}
+		return
 	case FsyncInterval:
 		s.unsynced += s.bufN
 	default:
@@ -267,21 +347,34 @@ func wholeRecords(b []byte) uint64 {
 	return n
 }
 
-// sync fsyncs the active segment and acknowledges what it holds.
-func (s *spooler) sync() {
+// sync fsyncs the active segment and acknowledges what it holds. When the
+// fsync fails those events are not acknowledged (they are still handed to
+// the writer with the segment, which the caller must seal: after a failed
+// fsync the kernel may have dropped the dirty pages and a later fsync of
+// the same file can report success for data that is gone), and the spool
+// counts as failed until an fsync succeeds again.
+func (s *spooler) sync() error {
 	p := s.p
 	if s.f == nil {
-		return
-	}
-	if err := s.f.Sync(); err != nil {
-		err = fmt.Errorf("syncing spool segment %s: %w", s.id, err)
-		p.setError(err)
-		p.logger.Error("spool fsync failed", "err", err)
+		return nil
 	}
 	p.fsyncs.Add(1)
+	s.lastSync = time.Now()
+	if err := p.syncFile(s.f); err != nil {
+		err = fmt.Errorf("syncing spool segment %s: %w", s.id, err)
+		p.setError(err)
+		p.unacked.Add(s.unsynced)
+		s.unsynced = 0
+		if !p.spoolFailed.Swap(true) || p.failClosed {
+			p.logger.Error("spool fsync failed: events since the last fsync are NOT durable and not acknowledged", "err", err,
+				"overflow_policy", p.cfg.Overflow)
+		}
+		return err
+	}
+	p.spoolFailed.Store(false)
 	p.spooled.Add(s.unsynced)
 	s.unsynced = 0
-	s.lastSync = time.Now()
+	return nil
 }
 
 // seal makes the active segment durable per policy, renames it to .seg
@@ -291,8 +384,8 @@ func (s *spooler) seal() {
 	if s.f == nil {
 		return
 	}
-	if p.cfg.Fsync != FsyncNever {
-		s.sync()
+	if p.cfg.Fsync != FsyncNever && s.unsynced > 0 {
+		_ = s.sync() // a failure is counted and logged by sync
 	}
 	if err := s.f.Close(); err != nil {
 		p.setError(fmt.Errorf("closing spool segment %s: %w", s.id, err))
@@ -324,4 +417,81 @@ func syncDir(dir string) error {
 		err = cerr
 	}
 	return err
+}
+
+// fitRecord makes ev fit in one spool record (maxRecordLen): a record
+// larger than that would be taken for corruption when read back, so an
+// event that would not fit loses its payloads (marked truncated, with an
+// attribute saying why) rather than its hop. It reports false when even
+// that is not enough.
+func fitRecord(ev *Event) bool {
+	if encodedSizeBound(ev) <= maxRecordLen {
+		return true
+	}
+	ev.Params, ev.Result = nil, nil
+	ev.PayloadTruncated = true
+	ev.Attrs = append(ev.Attrs, Attr{Key: "mcptrail.payload_dropped", Value: "event over the 256 MiB spool record limit"})
+	return encodedSizeBound(ev) <= maxRecordLen
+}
+
+// encodedSizeBound is an upper bound of AppendEvent's output for ev.
+func encodedSizeBound(ev *Event) int {
+	const perField = 10 // a uvarint length
+	n := 256 + len(ev.Params) + len(ev.Result) + 2*perField
+	for _, s := range [...]string{ev.EventID, ev.RequestID, ev.SessionID, ev.TraceID, ev.SpanID, ev.Method, ev.Server,
+		ev.Target, ev.RPCID, ev.Principal, ev.AuthDecision, ev.AuthRule, ev.RouteRule, ev.Backend, ev.ErrorMessage,
+		ev.ClientName, ev.ClientVersion, ev.ProtocolVersion, ev.UpstreamVersion, ev.GatewayInstance, ev.GatewayVersion,
+		ev.ConfigHash, ev.RedactionVersion, ev.ParamsSHA256, ev.ResultSHA256} {
+		n += len(s) + perField
+	}
+	for _, a := range ev.Attrs {
+		n += len(a.Key) + len(a.Value) + 2*perField
+	}
+	return n
+}
+
+// growthMeter estimates how fast the spool grows, from samples at least
+// growthStep apart over about the last minute.
+type growthMeter struct {
+	mu      sync.Mutex
+	samples [7]growthSample
+	n, next int
+}
+
+type growthSample struct {
+	at    time.Time
+	bytes int64
+}
+
+const growthStep = 10 * time.Second
+
+func (g *growthMeter) sample(now time.Time, bytes int64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.n > 0 {
+		last := g.samples[(g.next+len(g.samples)-1)%len(g.samples)]
+		if now.Sub(last.at) < growthStep {
+			return
+		}
+	}
+	g.samples[g.next] = growthSample{now, bytes}
+	g.next = (g.next + 1) % len(g.samples)
+	g.n = min(g.n+1, len(g.samples))
+}
+
+// rate is the growth in bytes per second between the oldest and newest
+// samples, 0 before two samples exist.
+func (g *growthMeter) rate() float64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.n < 2 {
+		return 0
+	}
+	oldest := g.samples[(g.next+len(g.samples)-g.n)%len(g.samples)]
+	newest := g.samples[(g.next+len(g.samples)-1)%len(g.samples)]
+	dt := newest.at.Sub(oldest.at).Seconds()
+	if dt <= 0 {
+		return 0
+	}
+	return float64(newest.bytes-oldest.bytes) / dt
 }

@@ -13,6 +13,10 @@ import (
 // runWriter sends sealed segments to the Writer, oldest first.
 func (p *Pipeline) runWriter() {
 	defer close(p.writeDone)
+	// Requeued batches (mcptrail recorder requeue) are looked for when
+	// idle and at least this often.
+	rescan := time.NewTicker(requeueScan)
+	defer rescan.Stop()
 	for {
 		p.mu.Lock()
 		var seg *segment
@@ -29,8 +33,13 @@ func (p *Pipeline) runWriter() {
 			p.mu.Unlock()
 			continue
 		}
+		p.scanQuarantine()
+		if p.adoptRequeued() {
+			continue
+		}
 		select {
 		case <-p.writerPoke:
+		case <-rescan.C:
 		case <-p.drainWrite:
 			// The spooler has sealed its last segment; drain what is left.
 			p.mu.Lock()
@@ -87,11 +96,13 @@ func (p *Pipeline) writeSegment(ctx context.Context, seg *segment) error {
 
 	ackPath := p.path(seg.id, extAck)
 	acked := readAck(ackPath)
+	skipped := 0 // events of this run's chunks set aside in quarantine
 	bs := contents.batchSize
 	chunks := (len(contents.events) + bs - 1) / bs
 	for i := acked; i < chunks; i++ {
 		chunk := contents.events[i*bs : min((i+1)*bs, len(contents.events))]
 		token := chunkToken(seg.id, i)
+		quarantined := false
 		for attempt := 0; ; attempt++ {
 			start := time.Now()
 			err := p.w.WriteBatch(ctx, token, chunk)
@@ -105,15 +116,34 @@ func (p *Pipeline) writeSegment(ctx context.Context, seg *segment) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			p.retried.Add(1)
 			err = fmt.Errorf("writing batch %s (%d events): %w", token, len(chunk), err)
 			p.setError(err)
-			p.logger.Warn("recorder write failed; will retry", "err", err, "attempt", attempt+1)
+			if IsPermanent(err) {
+				qerr := p.quarantineBatch(seg.id, i, bs, chunk, err)
+				if qerr == nil {
+					quarantined = true
+					break
+				}
+				// Cannot set it aside: keep it and retry like any error.
+				p.setError(qerr)
+				p.logger.Error("quarantining a rejected batch failed; will retry the batch", "err", qerr)
+			} else {
+				p.logger.Warn("recorder write failed; will retry", "err", err, "attempt", attempt+1)
+			}
+			p.retried.Add(1)
 			if err := p.backoff(ctx, attempt); err != nil {
 				return err
 			}
 		}
-		p.written.Add(uint64(len(chunk)))
+		if quarantined {
+			p.quarantined.Add(uint64(len(chunk)))
+			if seg.live {
+				p.quarantinedLive.Add(uint64(len(chunk)))
+			}
+			skipped += len(chunk)
+		} else {
+			p.written.Add(uint64(len(chunk)))
+		}
 		if i+1 < chunks {
 			if err := writeAck(ackPath, i+1); err != nil {
 				p.setError(err)
@@ -126,7 +156,7 @@ func (p *Pipeline) writeSegment(ctx context.Context, seg *segment) error {
 	if seg.live {
 		// Counted for Flush only once the segment is gone, so that a
 		// returned Flush also means an empty spool.
-		p.writtenLive.Add(uint64(len(contents.events) - min(acked*bs, len(contents.events))))
+		p.writtenLive.Add(uint64(len(contents.events) - min(acked*bs, len(contents.events)) - skipped))
 		p.notify()
 	}
 	return nil

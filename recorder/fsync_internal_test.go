@@ -1,0 +1,79 @@
+package recorder
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+type countingWriter struct{ n atomic.Int64 }
+
+func (w *countingWriter) WriteBatch(_ context.Context, _ string, evs []Event) error {
+	w.n.Add(int64(len(evs)))
+	return nil
+}
+
+// TestFsyncFailureIsNotAcknowledged: events whose fsync failed are not
+// durable and must not be counted as acknowledged; under fail_closed new
+// calls are refused until an fsync succeeds again.
+func TestFsyncFailureIsNotAcknowledged(t *testing.T) {
+	for _, policy := range []string{FsyncAlways, FsyncInterval} {
+		t.Run(policy, func(t *testing.T) {
+			w := &countingWriter{}
+			p, err := NewPipeline(Config{
+				Dir: filepath.Join(t.TempDir(), "spool"), Fsync: policy, FsyncInterval: time.Millisecond,
+				Overflow: OverflowFailClosed, RetryMin: time.Millisecond, RetryMax: 2 * time.Millisecond,
+			}, w, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var failing atomic.Bool
+			failing.Store(true)
+			p.syncFile = func(f *os.File) error {
+				if failing.Load() {
+					return errors.New("injected: EIO")
+				}
+				return f.Sync()
+			}
+			if err := p.Start(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = p.Shutdown(context.Background()) })
+			for i := range 10 {
+				if err := p.Record(&Event{RequestID: "r", Hop: HopInbound, Seq: uint32(i)}); err != nil {
+					t.Fatalf("Record %d = %v", i, err)
+				}
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+			defer cancel()
+			if err := p.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			s := p.Stats()
+			if s.Spooled != 0 || s.Unacknowledged != 10 {
+				t.Fatalf("after failed fsyncs Stats = %+v, want 0 acknowledged, 10 unacknowledged", s)
+			}
+			if err := p.Record(&Event{RequestID: "next", Hop: HopInbound}); !errors.Is(err, ErrSpoolFailed) {
+				t.Fatalf("Record after a failed fsync under fail_closed = %v, want ErrSpoolFailed", err)
+			}
+			failing.Store(false)
+			deadline := time.Now().Add(20 * time.Second)
+			for p.Record(&Event{RequestID: "later", Hop: HopInbound}) != nil {
+				if time.Now().After(deadline) {
+					t.Fatal("the spool never recovered after fsync works again")
+				}
+				time.Sleep(time.Millisecond)
+			}
+			if err := p.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if s := p.Stats(); s.Spooled != 1 {
+				t.Errorf("after recovery Spooled = %d, want 1", s.Spooled)
+			}
+		})
+	}
+}
