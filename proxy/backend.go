@@ -45,7 +45,16 @@ type backendSnapshot struct {
 	protocolVersion string
 	capabilities    map[string]json.RawMessage
 	serverInfo      json.RawMessage
+	instructions    string
 	lists           [numLists][]json.RawMessage
+}
+
+// backendProfile is what a backend told about itself at its last
+// handshake; it outlives the connection so that a client initializing while
+// the backend reconnects is still offered what it serves.
+type backendProfile struct {
+	capabilities map[string]json.RawMessage
+	instructions string
 }
 
 func (s *backendSnapshot) has(capability string) bool { _, ok := s.capabilities[capability]; return ok }
@@ -59,6 +68,8 @@ type Backend struct {
 	client *http.Client
 
 	snap atomic.Pointer[backendSnapshot]
+	// profile is set at the first successful handshake and kept.
+	profile atomic.Pointer[backendProfile]
 	// listed is set once the merged catalog includes the current snap.
 	listed atomic.Bool
 	nextID atomic.Int64
@@ -139,6 +150,7 @@ func (b *Backend) run(ctx context.Context, healthEvery time.Duration) {
 		default:
 		}
 		b.listed.Store(false)
+		b.profile.Store(&backendProfile{capabilities: snap.capabilities, instructions: snap.instructions})
 		b.snap.Store(snap)
 		b.hooks.backendChanged(b)
 		b.listed.Store(true)
@@ -337,6 +349,7 @@ func (b *Backend) handshake(ctx context.Context, conn upstreamConn) (*backendSna
 		ProtocolVersion string                     `json:"protocolVersion"`
 		Capabilities    map[string]json.RawMessage `json:"capabilities"`
 		ServerInfo      json.RawMessage            `json:"serverInfo"`
+		Instructions    string                     `json:"instructions"`
 	}
 	if err := json.Unmarshal(res.Result, &init); err != nil {
 		return nil, fmt.Errorf("decoding initialize result: %w", err)
@@ -344,6 +357,7 @@ func (b *Backend) handshake(ctx context.Context, conn upstreamConn) (*backendSna
 	snap.protocolVersion = init.ProtocolVersion
 	snap.capabilities = init.Capabilities
 	snap.serverInfo = init.ServerInfo
+	snap.instructions = init.Instructions
 	conn.setProtocolVersion(init.ProtocolVersion)
 	if err := conn.notify(ctx, "notifications/initialized", nil); err != nil {
 		return nil, fmt.Errorf("sending initialized: %w", err)
@@ -449,3 +463,6 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 		return true
 	}
 }
+
+// namespace is the prefix of the backend's tool and prompt names.
+func (b *Backend) namespace() string { return b.cfg.Name }

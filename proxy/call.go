@@ -485,7 +485,9 @@ func (c *call) initialize() jsonrpc.Message {
 		"protocolVersion": version,
 		"capabilities":    c.g.capabilities(),
 		"serverInfo":      map[string]string{"name": "mcptrail", "version": Version},
-		"instructions":    "mcptrail gateway: tools, prompts and resources of several MCP servers, namespaced as <server>" + c.g.sep() + "<name>.",
+	}
+	if s := c.g.instructions(); s != "" {
+		res["instructions"] = s
 	}
 	b, _ := json.Marshal(res)
 	return jsonrpc.NewResult(c.msg.ID, b)
@@ -494,22 +496,16 @@ func (c *call) initialize() jsonrpc.Message {
 // discover answers server/discover (protocol 2026-07-28) so modern clients
 // can use the gateway without a session.
 func (c *call) discover() jsonrpc.Message {
-	b, _ := json.Marshal(map[string]any{
+	res := map[string]any{
 		"supportedVersions": append([]string{protocol2026}, clientVersions...),
 		"capabilities":      c.g.capabilities(),
 		"serverInfo":        map[string]string{"name": "mcptrail", "version": Version},
-	})
-	return jsonrpc.NewResult(c.msg.ID, b)
-}
-
-func (g *Gateway) capabilities() map[string]any {
-	return map[string]any{
-		"tools":       map[string]any{"listChanged": true},
-		"prompts":     map[string]any{"listChanged": true},
-		"resources":   map[string]any{"listChanged": true, "subscribe": true},
-		"logging":     map[string]any{},
-		"completions": map[string]any{},
 	}
+	if s := c.g.instructions(); s != "" {
+		res["instructions"] = s
+	}
+	b, _ := json.Marshal(res)
+	return jsonrpc.NewResult(c.msg.ID, b)
 }
 
 // list serves a merged list page from the catalog, filtered by policy.

@@ -421,3 +421,45 @@ func schemaOf(tools []json.RawMessage, name string) string {
 	}
 	return ""
 }
+
+// initializeRaw opens a session on url with raw HTTP and returns the
+// initialize result.
+func initializeRaw(t *testing.T, url string) map[string]json.RawMessage {
+	t.Helper()
+	_, b := post(t, strings.TrimSuffix(url, "/mcp"), `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}`, nil)
+	var res map[string]json.RawMessage
+	if err := json.Unmarshal(decodeResp(t, b).Result, &res); err != nil {
+		t.Fatalf("initialize result %s: %v", b, err)
+	}
+	return res
+}
+
+// TestCapabilitiesAndInstructionsFromBackends: the gateway offers what its
+// backends offer (tasks included) and passes their instructions on, under
+// the backend's namespace, in initialize and server/discover.
+func TestCapabilitiesAndInstructionsFromBackends(t *testing.T) {
+	url := startEverythingHTTP(t)
+	e := startGateway(t, &config.Config{Servers: []config.Server{{Name: "everything", Transport: "http", URL: url, Timeout: 30 * time.Second}}})
+	direct := initializeRaw(t, url)
+	gw := initializeRaw(t, e.url+"/mcp")
+	var dc, gc any
+	_ = json.Unmarshal(direct["capabilities"], &dc)
+	_ = json.Unmarshal(gw["capabilities"], &gc)
+	if !reflect.DeepEqual(dc, gc) {
+		t.Errorf("capabilities through the gateway = %s, directly %s", gw["capabilities"], direct["capabilities"])
+	}
+	var di, gi string
+	_ = json.Unmarshal(direct["instructions"], &di)
+	_ = json.Unmarshal(gw["instructions"], &gi)
+	if di == "" || !strings.Contains(gi, strings.TrimSpace(di)) || !strings.Contains(gi, "everything.") {
+		t.Errorf("instructions through the gateway = %.300q, want the backend's (%.100q) under its namespace", gi, di)
+	}
+	_, b := post(t, e.url, `{"jsonrpc":"2.0","id":2,"method":"server/discover","params":{}}`, nil)
+	var disc map[string]json.RawMessage
+	_ = json.Unmarshal(decodeResp(t, b).Result, &disc)
+	var dd any
+	_ = json.Unmarshal(disc["capabilities"], &dd)
+	if !reflect.DeepEqual(dd, dc) || !strings.Contains(string(disc["instructions"]), "Everything Server") {
+		t.Errorf("server/discover = %s, want the backend's capabilities and instructions", b)
+	}
+}

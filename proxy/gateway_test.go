@@ -327,11 +327,11 @@ type rpcResp struct {
 
 func decodeResp(t *testing.T, b []byte) rpcResp {
 	t.Helper()
-	if bytes.HasPrefix(b, []byte("event:")) {
-		// SSE: take the last data line.
+	if !bytes.HasPrefix(bytes.TrimSpace(b), []byte("{")) {
+		// SSE: take the last data line with a message.
 		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 		for i := len(lines) - 1; i >= 0; i-- {
-			if d, ok := strings.CutPrefix(lines[i], "data: "); ok {
+			if d, ok := strings.CutPrefix(lines[i], "data: "); ok && strings.TrimSpace(d) != "" {
 				b = []byte(d)
 				break
 			}
