@@ -274,10 +274,7 @@ func (b *Backend) newConn(ctx context.Context) (upstreamConn, error) {
 	case "http":
 		return newHTTPConn(b.cfg.URL, b.client, b.cfg.Headers, hooks, b.logger), nil
 	case "stdio":
-		env := os.Environ()
-		for k, v := range b.cfg.Env {
-			env = append(env, k+"="+v)
-		}
+		env := stdioEnv(b.cfg, os.Environ())
 		cfg := b.cfg
 		tr := transport.NewStdioWithOptions(cfg.Command, env, cfg.Args,
 			transport.WithCommandFunc(func(ctx context.Context, command string, env []string, args []string) (*exec.Cmd, error) {

@@ -122,9 +122,16 @@ type Server struct {
 	Command string `yaml:"command"`
 	// Args are the command's arguments (stdio only).
 	Args []string `yaml:"args"`
-	// Env is added to the gateway's own environment for the command
-	// (stdio only). Put secrets here as ${NAME}.
+	// Env is the command's environment (stdio only), on top of a small
+	// base taken from the gateway's own: PATH, HOME, USER, LOGNAME, SHELL,
+	// LANG, LANGUAGE, LC_*, TZ, TMPDIR, TMP and TEMP. Nothing else of the
+	// gateway's environment (its redaction key, ClickHouse password, other
+	// servers' secrets) reaches the command. Put secrets here as ${NAME}.
 	Env map[string]string `yaml:"env"`
+	// EnvPassthrough names more variables of the gateway's environment to
+	// pass to the command unchanged (stdio only): exact names, or prefixes
+	// ending in "*" ("NODE_*"). Default none.
+	EnvPassthrough []string `yaml:"env_passthrough"`
 	// Dir is the command's working directory (stdio only). Default the
 	// gateway's working directory.
 	Dir string `yaml:"dir"`

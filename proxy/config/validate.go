@@ -201,8 +201,8 @@ func (c *Config) validateServer(v *validator, i int, names map[string]int) {
 		} else if err := checkURL(s.URL); err != nil {
 			v.add(key+".url", "%v", err)
 		}
-		if s.Command != "" || len(s.Args) > 0 || len(s.Env) > 0 || s.Dir != "" {
-			v.add(key+".command", "command, args, env and dir are used only by transport stdio")
+		if s.Command != "" || len(s.Args) > 0 || len(s.Env) > 0 || len(s.EnvPassthrough) > 0 || s.Dir != "" {
+			v.add(key+".command", "command, args, env, env_passthrough and dir are used only by transport stdio")
 		}
 		for h := range s.Headers {
 			if !headerName.MatchString(h) {
@@ -217,6 +217,11 @@ func (c *Config) validateServer(v *validator, i int, names map[string]int) {
 	for name := range s.Env {
 		if !validEnvName(name) {
 			v.add(key+".env."+name, "is not a valid environment variable name")
+		}
+	}
+	for k, name := range s.EnvPassthrough {
+		if n, _ := strings.CutSuffix(name, "*"); !validEnvName(n) {
+			v.add(fmt.Sprintf("%s.env_passthrough[%d]", key, k), "%q is not an environment variable name or a prefix ending in *", name)
 		}
 	}
 	v.nonNegative(key+".timeout", s.Timeout)
