@@ -461,5 +461,11 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// namespace is the prefix of the backend's tool and prompt names.
-func (b *Backend) namespace() string { return b.cfg.Name }
+// namespace is the prefix of the backend's tool and prompt names; "" when
+// it is mounted without one.
+func (b *Backend) namespace() string {
+	if b.cfg.NoNamespace {
+		return ""
+	}
+	return b.cfg.Name
+}

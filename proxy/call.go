@@ -325,18 +325,15 @@ func (c *call) dispatch(ctx context.Context) jsonrpc.Message {
 				return resp
 			}
 		}
-		server, rest, ok := splitName(name, g.sep())
-		b := g.backends[server]
-		if !ok || b == nil {
-			what := "tool"
-			if m == "prompts/get" {
-				what = "prompt"
-			}
+		kind, what := listTools, "tool"
+		if m == "prompts/get" {
+			kind, what = listPrompts, "prompt"
+		}
+		rt, ok := g.routeName(kind, name)
+		if !ok {
 			return c.fail(jsonrpc.CodeInvalidParams, fmt.Sprintf("Unknown %s: %s", what, name))
 		}
-		c.routeRule = "namespace:" + server
-		c.params.SetString("name", rest)
-		return c.forward(ctx, b)
+		return c.forwardNamed(ctx, c.params, rt)
 	case "resources/read", "resources/subscribe", "resources/unsubscribe":
 		uri := c.target
 		rt, ok := g.catalog.Load().routeURI(uri)
@@ -366,12 +363,13 @@ func (c *call) dispatch(ctx context.Context) jsonrpc.Message {
 			return c.fail(jsonrpc.CodeInvalidParams, `completion/complete: invalid "ref"`)
 		}
 		if name, ok := ref.GetString("name"); ok {
-			server, rest, ok := splitName(name, g.sep())
-			if b := g.backends[server]; ok && b != nil {
-				ref.SetString("name", rest)
-				c.params.Set("ref", ref.Marshal())
-				c.routeRule = "namespace:" + server
-				return c.forward(ctx, b)
+			if rt, ok := g.routeName(listPrompts, name); ok {
+				if rt.name != name {
+					ref.SetString("name", rt.name)
+					c.params.Set("ref", ref.Marshal())
+				}
+				c.routeRule = "namespace:" + rt.server
+				return c.forward(ctx, g.backends[rt.server])
 			}
 			return c.fail(jsonrpc.CodeInvalidParams, "Unknown prompt: "+name)
 		}
@@ -409,10 +407,8 @@ func (c *call) dispatch(ctx context.Context) jsonrpc.Message {
 		// Unknown methods are relayed unchanged to the backend they name
 		// (a namespaced "name" param), or to the only backend there is.
 		if name, ok := c.params.GetString("name"); ok {
-			if server, rest, ok := splitName(name, g.sep()); ok && g.backends[server] != nil {
-				c.params.SetString("name", rest)
-				c.routeRule = "namespace:" + server
-				return c.forward(ctx, g.backends[server])
+			if rt, ok := g.routeName(listTools, name); ok {
+				return c.forwardNamed(ctx, c.params, rt)
 			}
 		}
 		if len(g.order) == 1 {
@@ -421,6 +417,21 @@ func (c *call) dispatch(ctx context.Context) jsonrpc.Message {
 		}
 		return c.fail(jsonrpc.CodeMethodNotFound, "Method not found: "+m)
 	}
+}
+
+// forwardNamed forwards a request whose params "name" was routed by rt,
+// giving the backend its own name.
+func (c *call) forwardNamed(ctx context.Context, params *jsonrpc.Object, rt nameRoute) jsonrpc.Message {
+	b := c.g.backends[rt.server]
+	if b.namespace() == "" {
+		c.routeRule = "bare:" + rt.server
+	} else {
+		c.routeRule = "namespace:" + rt.server
+	}
+	if cur, _ := params.GetString("name"); cur != rt.name {
+		params.SetString("name", rt.name)
+	}
+	return c.forward(ctx, b)
 }
 
 // authorize applies the principal's tool patterns, recording the decision.

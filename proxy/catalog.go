@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"sort"
 	"strings"
 
@@ -42,15 +43,29 @@ type catalog struct {
 	templates []templateRoute          // longest prefix first
 	schemes   map[string][]string      // URI scheme → servers serving it
 	toolRO    map[string]bool          // namespaced tool → readOnlyHint
+	// names maps an exposed tool or prompt name to its backend and the
+	// name the backend knows it by.
+	names [2]map[string]nameRoute
+	// collisions lists names of a backend mounted without a namespace that
+	// another backend already exposes; such names are left out.
+	collisions []string
+}
+
+// nameRoute says where an exposed tool or prompt name goes.
+type nameRoute struct {
+	server string
+	name   string // as the backend knows it
 }
 
 // buildCatalog merges snapshots (keyed by server name, in config order).
-func buildCatalog(order []string, snaps map[string]*backendSnapshot, sep string) *catalog {
+// namespaces gives each server's name prefix; "" mounts it without one.
+func buildCatalog(order []string, snaps map[string]*backendSnapshot, sep string, namespaces map[string]string) *catalog {
 	c := &catalog{
 		resources: map[string]resourceRoute{},
 		backURIs:  map[resourceRoute]string{},
 		schemes:   map[string][]string{},
 		toolRO:    map[string]bool{},
+		names:     [2]map[string]nameRoute{{}, {}},
 	}
 	uriCount := map[string]int{}
 	for _, name := range order {
@@ -79,9 +94,18 @@ func buildCatalog(order []string, snaps map[string]*backendSnapshot, sep string)
 				if !ok {
 					continue
 				}
-				full := name + sep + n
-				o.SetString("name", full)
-				it := catalogItem{server: name, name: full, raw: o.Marshal()}
+				full := n
+				if ns := namespaces[name]; ns != "" {
+					full = ns + sep + n
+					o.SetString("name", full)
+					raw = o.Marshal()
+				}
+				if prev, dup := c.names[kind][full]; dup {
+					c.collisions = append(c.collisions, fmt.Sprintf("%s %q of server %s is also one of server %s", listFields[kind][:len(listFields[kind])-1], full, name, prev.server))
+					continue
+				}
+				c.names[kind][full] = nameRoute{server: name, name: n}
+				it := catalogItem{server: name, name: full, raw: raw}
 				if kind == listTools {
 					it.readOnly = readOnlyHint(o.Get("annotations"))
 					c.toolRO[full] = it.readOnly
@@ -182,6 +206,31 @@ func readOnlyHint(annotations json.RawMessage) bool {
 	}
 	_ = json.Unmarshal(annotations, &a)
 	return a.ReadOnly
+}
+
+// routeName finds the backend of a tool (kind listTools) or prompt
+// (listPrompts) name a client sent: a listed name, else a name in a
+// backend's namespace, else the one backend mounted without a namespace
+// (which answers for names it does not list itself, as it would directly).
+func (g *Gateway) routeName(kind listKind, name string) (nameRoute, bool) {
+	if rt, ok := g.catalog.Load().names[kind][name]; ok {
+		return rt, true
+	}
+	if server, rest, ok := splitName(name, g.sep()); ok {
+		if b := g.backends[server]; b != nil && b.namespace() == server {
+			return nameRoute{server: server, name: rest}, true
+		}
+	}
+	var bare []string
+	for _, s := range g.order {
+		if g.backends[s].namespace() == "" {
+			bare = append(bare, s)
+		}
+	}
+	if len(bare) == 1 {
+		return nameRoute{server: bare[0], name: name}, true
+	}
+	return nameRoute{}, false
 }
 
 // splitName splits a namespaced name at the first separator.

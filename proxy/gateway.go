@@ -16,6 +16,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -178,7 +180,7 @@ func New(o Options) (*Gateway, error) {
 		backends: map[string]*Backend{},
 	}
 	g.streams, g.closeStreams = context.WithCancel(context.Background())
-	g.catalog.Store(buildCatalog(nil, nil, g.sep()))
+	g.catalog.Store(buildCatalog(nil, nil, g.sep(), nil))
 	client := upstreamHTTPClient()
 	for _, s := range o.Config.Servers {
 		g.order = append(g.order, s.Name)
@@ -242,6 +244,9 @@ func (g *Gateway) Ready() (bool, string) {
 	}
 	if !anyReady && len(g.order) > 0 {
 		return false, "no backend is ready"
+	}
+	if col := g.catalog.Load().collisions; len(col) > 0 {
+		return false, "names collide between servers (set a namespace on the server mounted with no_namespace): " + strings.Join(col, "; ")
 	}
 	return true, ""
 }
@@ -310,9 +315,17 @@ func (g *Gateway) backendChanged(*Backend) {
 	for name, b := range g.backends {
 		snaps[name] = b.snap.Load()
 	}
-	next := buildCatalog(g.order, snaps, g.sep())
+	namespaces := make(map[string]string, len(g.backends))
+	for name, b := range g.backends {
+		namespaces[name] = b.namespace()
+	}
+	next := buildCatalog(g.order, snaps, g.sep(), namespaces)
 	prev := g.catalog.Swap(next)
 	g.catMu.Unlock()
+	if len(next.collisions) > 0 && !slices.Equal(prev.collisions, next.collisions) {
+		g.logger.Error("servers mounted without a namespace collide; the colliding names are left out: give the server a namespace (remove no_namespace)",
+			"collisions", next.collisions)
+	}
 	for kind, method := range map[listKind]string{
 		listTools:     "notifications/tools/list_changed",
 		listPrompts:   "notifications/prompts/list_changed",

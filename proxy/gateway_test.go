@@ -950,3 +950,54 @@ func TestHTTPRefusalKeepsBackendUp(t *testing.T) {
 		t.Errorf("next call answered %s", b)
 	}
 }
+
+// TestServerWithoutNamespace: a server mounted with no_namespace keeps its
+// own tool and prompt names next to a namespaced one; two such servers
+// with the same names are refused, naming the names.
+func TestServerWithoutNamespace(t *testing.T) {
+	cfg, _ := twoBackends(t)
+	cfg.Servers[0].NoNamespace = true
+	e := startGateway(t, cfg)
+	c := newClient(t, e.url)
+	ctx := context.Background()
+	res, err := c.ListTools(ctx, mcp.ListToolsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, tl := range res.Tools {
+		names = append(names, tl.Name)
+	}
+	for _, want := range []string{"echo", "add", "beta.echo", "beta.add"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("tools = %v, missing %s", names, want)
+		}
+	}
+	if got := text(callTool(t, c, "add", map[string]any{"a": 2, "b": 3})); got != "5" {
+		t.Errorf("add (unprefixed) = %q, want 5", got)
+	}
+	if got := text(callTool(t, c, "beta.add", map[string]any{"a": 2, "b": 3})); got != "6" {
+		t.Errorf("beta.add = %q, want 6 (the v2 variant)", got)
+	}
+	// A name the bare server does not list is its own to answer.
+	_, b := post(t, e.url, `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"no-such-tool","arguments":{}}}`, map[string]string{"Mcp-Session-Id": initSession(t, e.url, nil)})
+	if r := decodeResp(t, b); r.Error == nil && !strings.Contains(string(r.Result), "isError") {
+		t.Errorf("unknown tool = %s, want the backend's error", b)
+	}
+
+	// Both without a namespace: every name collides.
+	cfg2, _ := twoBackends(t)
+	cfg2.Servers[0].NoNamespace, cfg2.Servers[1].NoNamespace = true, true
+	gw, err := proxy.New(proxy.Options{Config: cfg2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = gw.Shutdown(context.Background()) })
+	waitFor(t, "collision reported", func() bool {
+		ok, why := gw.Ready()
+		return !ok && strings.Contains(why, `tool "echo" of server beta is also one of server alpha`)
+	})
+}

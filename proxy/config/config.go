@@ -154,6 +154,12 @@ type Server struct {
 	// MaxConcurrency caps in-flight requests to this server; excess
 	// requests wait. 0 (default) means unlimited.
 	MaxConcurrency int `yaml:"max_concurrency"`
+	// NoNamespace mounts the server without a namespace: its tools and
+	// prompts keep their own names (Name still identifies it in records).
+	// Meant for a gateway in front of one server. When a name then collides
+	// with another server's, the colliding names are left out and /readyz
+	// names them. Default false.
+	NoNamespace bool `yaml:"no_namespace"`
 }
 
 // Auth configures client authentication.

@@ -355,6 +355,9 @@ func (c *Config) Warnings() []string {
 func (c *Config) patternHasServer(p string) bool {
 	prefix, wild := strings.CutSuffix(p, "*")
 	for _, s := range c.Servers {
+		if s.NoNamespace {
+			return true // its tools have any names
+		}
 		ns := s.Name + c.NamespaceSeparator
 		if strings.HasPrefix(prefix, ns) || (wild && strings.HasPrefix(ns, prefix)) {
 			return true
