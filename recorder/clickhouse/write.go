@@ -2,6 +2,7 @@ package clickhouse
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -126,6 +127,9 @@ func (s *Store) serverDerivesIndex(ctx context.Context) (bool, error) {
 	return v.exists, nil
 }
 
+// errColumnCount: the table's columns are not the ones the writer fills.
+var errColumnCount = errors.New("schema mismatch")
+
 type appendFunc func(driver.Batch, []recorder.Event) (rows int, err error)
 
 func (s *Store) insert(ctx context.Context, token, table, columns string, evs []recorder.Event, fill appendFunc) error {
@@ -138,14 +142,22 @@ func (s *Store) insert(ctx context.Context, token, table, columns string, evs []
 	}
 	defer b.Abort()
 	n, err := fill(b, evs)
-	if err != nil {
+	if errors.Is(err, errColumnCount) {
+		// The table is not the one this writer knows: every batch fails
+		// alike until the schema is migrated, so retry rather than
+		// quarantine them all.
 		return fmt.Errorf("appending rows to %s: %w", table, err)
+	}
+	if err != nil {
+		// The driver refuses a value it cannot encode: the same rows will
+		// be refused again.
+		return recorder.Permanent(fmt.Errorf("appending rows to %s: %w", table, err))
 	}
 	if n == 0 {
 		return nil
 	}
 	if err := b.Send(); err != nil {
-		return fmt.Errorf("inserting %d rows into %s: %w", n, table, err)
+		return classify(fmt.Errorf("inserting %d rows into %s: %w", n, table, err))
 	}
 	return nil
 }
@@ -215,7 +227,7 @@ func appendHops(b driver.Batch, evs []recorder.Event) (int, error) {
 		instance, gwVersion, configHash, redactVersion, redactCount,
 		hasParams, hasResult, attrKeys, attrValues}
 	if got := len(b.Columns()); got != len(cols) {
-		return 0, fmt.Errorf("hops batch has %d columns, writer fills %d", got, len(cols))
+		return 0, fmt.Errorf("%w: hops batch has %d columns, writer fills %d", errColumnCount, got, len(cols))
 	}
 	for i, c := range cols {
 		if err := b.Column(i).Append(c); err != nil {
@@ -271,7 +283,7 @@ func appendPayloads(b driver.Batch, evs []recorder.Event) (int, error) {
 	}
 	// Same order as payloadColumns; 3 and 4 (params, result) are filled above.
 	if got := len(b.Columns()); got != 8 {
-		return 0, fmt.Errorf("payloads batch has %d columns, writer fills 8", got)
+		return 0, fmt.Errorf("%w: payloads batch has %d columns, writer fills 8", errColumnCount, got)
 	}
 	for _, c := range []struct {
 		idx int
@@ -415,7 +427,7 @@ func appendAudit(b driver.Batch, evs []recorder.Event) (int, error) {
 	cols := []any{ts, tsNs, eventID, requestID, sessionID, traceID, principal, method, server, target,
 		decision, rule, outcome, errCode, errMsg, duration, clientName}
 	if got := len(b.Columns()); got != len(cols) {
-		return 0, fmt.Errorf("audit batch has %d columns, writer fills %d", got, len(cols))
+		return 0, fmt.Errorf("%w: audit batch has %d columns, writer fills %d", errColumnCount, got, len(cols))
 	}
 	for i, c := range cols {
 		if err := b.Column(i).Append(c); err != nil {
