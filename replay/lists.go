@@ -260,3 +260,55 @@ func NewMockStore(events []recorder.Event, cfg match.Config, sep string, extraTo
 	}
 	return s, nil
 }
+
+// CatalogOrder returns servers ordered as the recorded merged catalog lists
+// them: by first appearance in the first recorded tools/list answer a
+// client got (then prompts/list, resources/list), the rest in their given
+// order. The gateway merges backends in config order, so a mock gateway
+// configured in this order serves the catalog in the recorded order.
+func CatalogOrder(events []recorder.Event, sep string, servers []string) []string {
+	if sep == "" {
+		sep = "."
+	}
+	var out []string
+	seen := map[string]bool{}
+	addServer := func(s string) {
+		if s != "" && !seen[s] && slices.Contains(servers, s) {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	for _, method := range []string{"tools/list", "prompts/list", "resources/list"} {
+		for i := range events {
+			e := &events[i]
+			if e.Hop != recorder.HopResponse || e.Method != method || e.Outcome != recorder.OutcomeOK || len(e.Result) == 0 {
+				continue
+			}
+			var body map[string]json.RawMessage
+			var items []map[string]json.RawMessage
+			if json.Unmarshal(e.Result, &body) != nil || json.Unmarshal(body[listMethods[method]], &items) != nil {
+				continue
+			}
+			for _, it := range items {
+				if method == "resources/list" {
+					var u string
+					_ = json.Unmarshal(it["uri"], &u)
+					if rest, ok := strings.CutPrefix(u, collidingURIPrefix); ok {
+						s, _, _ := strings.Cut(rest, "/")
+						addServer(s)
+					}
+					continue
+				}
+				var n string
+				_ = json.Unmarshal(it["name"], &n)
+				s, _, _ := strings.Cut(n, sep)
+				addServer(s)
+			}
+			break
+		}
+	}
+	for _, s := range servers {
+		addServer(s)
+	}
+	return out
+}

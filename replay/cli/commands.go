@@ -145,7 +145,7 @@ func runReplay(ctx context.Context, env *Env, mode runner.Mode, f *replayFlags) 
 				return err
 			}
 			defer mock.Close()
-			gw, err := runner.StartGateway(ctx, runner.MockConfig(cfg, store.Servers(), mock.URL), 30*time.Second, env.Logger)
+			gw, err := runner.StartGateway(ctx, runner.MockConfig(cfg, replay.CatalogOrder(src.events, f.sel.separator, store.Servers()), mock.URL), 30*time.Second, env.Logger)
 			if err != nil {
 				return err
 			}

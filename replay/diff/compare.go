@@ -155,18 +155,32 @@ func (r Result) MaxRisk() Risk {
 // are then diffed structurally unless one side has no answer at all.
 func Compare(recorded, replayed Exchange, rules IgnoreRules) Result {
 	res := Result{Method: recorded.Method, Server: recorded.Server, Target: recorded.Target}
+	rules = rules.For(recorded.Server, recorded.Target)
 	oo, oc := Classify(recorded)
 	no, nc := Classify(replayed)
 	res.OldOutcome, res.NewOutcome = oo, no
 	res.OldOutcomeName, res.NewOutcomeName = oo.String(), no.String()
-	if oo != no || oc != nc {
+	a, b := ResponseBody(recorded.Response), ResponseBody(replayed.Response)
+	if len(rules) > 0 && rules.Ignored(nil) {
+		// "/**" or "/": the whole answer, outcome included, is accepted.
+		if oo != no || oc != nc || !bytes.Equal(bytes.TrimSpace(a), bytes.TrimSpace(b)) && !Equal(a, b) {
+			res.Ignored = 1
+		}
+		return res
+	}
+	outcomeChanged := oo != no || oc != nc
+	if outcomeChanged {
 		res.Changes = append(res.Changes, Change{
 			Path: "", Kind: KindOutcomeChanged, Risk: RiskHigh,
-			Old: outcomeJSON(oo, oc), New: outcomeJSON(no, nc),
+			Old: outcomeJSON(oo, oc, a), New: outcomeJSON(no, nc, b),
 		})
 	}
-	a, b := ResponseBody(recorded.Response), ResponseBody(replayed.Response)
 	if a == nil || b == nil {
+		return res
+	}
+	if outcomeChanged && (oo == recorder.OutcomeJSONRPCError) != (no == recorder.OutcomeJSONRPCError) {
+		// A result against an error object: their members have nothing in
+		// common; the outcome change carries the error's code and message.
 		return res
 	}
 	av, errA := Parse(a)
@@ -178,16 +192,53 @@ func Compare(recorded, replayed Exchange, rules IgnoreRules) Result {
 		}
 		return res
 	}
-	d := differ{rules: rules.For(recorded.Server, recorded.Target), errObj: oo == recorder.OutcomeJSONRPCError && no == recorder.OutcomeJSONRPCError}
+	d := differ{rules: rules, errObj: oo == recorder.OutcomeJSONRPCError && no == recorder.OutcomeJSONRPCError,
+		list: ListMember[recorded.Method].Field, skipIsError: outcomeChanged}
 	d.walk(nil, av, bv)
 	res.Changes = append(res.Changes, d.out...)
 	res.Ignored = d.ignored
 	return res
 }
 
-func outcomeJSON(o recorder.Outcome, code int) json.RawMessage {
+// maxOutcomeMessage bounds the error message quoted in an outcome change.
+const maxOutcomeMessage = 300
+
+// outcomeJSON spells an outcome for an outcome change: "ok",
+// "jsonrpc_error -32602: Unknown tool: x", "tool_error: <first text>".
+func outcomeJSON(o recorder.Outcome, code int, body json.RawMessage) json.RawMessage {
+	s := o.String()
 	if o == recorder.OutcomeJSONRPCError && code != 0 {
-		return json.RawMessage(fmt.Sprintf(`"%s %d"`, o, code))
+		s = fmt.Sprintf("%s %d", o, code)
 	}
-	return json.RawMessage(`"` + o.String() + `"`)
+	var msg string
+	switch o {
+	case recorder.OutcomeJSONRPCError:
+		var e struct {
+			Message string `json:"message"`
+		}
+		_ = json.Unmarshal(body, &e)
+		msg = e.Message
+	case recorder.OutcomeToolError:
+		var r struct {
+			Content []struct {
+				Type string `json:"type"`
+				Text string `json:"text"`
+			} `json:"content"`
+		}
+		_ = json.Unmarshal(body, &r)
+		for _, c := range r.Content {
+			if c.Type == "text" && c.Text != "" {
+				msg = c.Text
+				break
+			}
+		}
+	}
+	if msg != "" {
+		if r := []rune(msg); len(r) > maxOutcomeMessage {
+			msg = string(r[:maxOutcomeMessage-1]) + "…"
+		}
+		s += ": " + msg
+	}
+	b, _ := json.Marshal(s)
+	return b
 }

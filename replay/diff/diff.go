@@ -26,6 +26,10 @@ const (
 	KindRemoved        Kind = "removed"         // present only in the recorded answer
 	KindTypeChanged    Kind = "type_changed"    // e.g. string became number
 	KindValueChanged   Kind = "value_changed"   // same type, different value
+	// KindOrderChanged: a list of named things (tools, prompts, resources,
+	// templates, prompt arguments) holds the same members in another order.
+	// Old and New list the common members' identities in each order.
+	KindOrderChanged Kind = "order_changed"
 )
 
 // Risk ranks how likely a change breaks a client.
@@ -101,14 +105,26 @@ type differ struct {
 	out     []Change
 	errObj  bool
 	ignored int
+	// list is the member holding named items when the documents are the
+	// results of a list method ("tools" for tools/list), else "".
+	list string
+	// skipIsError drops /isError changes: the outcome change says it.
+	skipIsError bool
 }
 
 func (d *differ) walk(toks []string, a, b any) {
-	if len(d.rules) > 0 && len(toks) > 0 && d.rules.Ignored(toks) {
+	if len(d.rules) > 0 && d.rules.Ignored(toks) {
 		if !equalValues(a, b) {
 			d.ignored++
 		}
 		return
+	}
+	if at, ok := a.([]any); ok {
+		if bt, ok := b.([]any); ok {
+			if key := d.identityKey(toks); key != "" && d.walkByIdentity(toks, key, at, bt) {
+				return
+			}
+		}
 	}
 	switch at := a.(type) {
 	case map[string]any:
@@ -178,6 +194,9 @@ func (d *differ) absent(toks []string, k Kind, a, b any) {
 }
 
 func (d *differ) add(toks []string, k Kind, a, b any) {
+	if d.skipIsError && len(toks) == 1 && toks[0] == "isError" {
+		return
+	}
 	c := Change{Path: joinPointer(toks), Kind: k}
 	if k != KindAdded {
 		c.Old = AppendCanonical(nil, a)
@@ -185,7 +204,11 @@ func (d *differ) add(toks []string, k Kind, a, b any) {
 	if k != KindRemoved {
 		c.New = AppendCanonical(nil, b)
 	}
-	c.Risk = RiskOf(toks, k, a, b, d.errObj)
+	if d.list != "" && len(toks) > 0 && toks[0] == d.list {
+		c.Risk = CatalogRisk(toks, k)
+	} else {
+		c.Risk = RiskOf(toks, k, a, b, d.errObj)
+	}
 	d.out = append(d.out, c)
 }
 

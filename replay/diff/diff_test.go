@@ -196,13 +196,12 @@ func TestCompare(t *testing.T) {
 		{name: "identical", old: ex(`{"content":[{"type":"text","text":"hi"}]}`), new: ex(`{ "content" : [ {"text":"hi","type":"text"} ] }`)},
 		{name: "outcome first", old: ex(`{"content":[{"type":"text","text":"hi"}]}`), new: ex(`{"content":[{"type":"text","text":"boom"}],"isError":true}`),
 			want: []string{
-				`outcome_changed / (high): "ok" → "tool_error"`,
+				`outcome_changed / (high): "ok" → "tool_error: boom"`,
 				`value_changed /content/0/text (medium): "hi" → "boom"`,
-				`added /isError (high): ∅ → true`,
 			}, maxRisk: RiskHigh},
 		{name: "error code change", old: ex(`{"code":-32602,"message":"bad"}`), new: ex(`{"code":-32603,"message":"bad"}`),
 			want: []string{
-				`outcome_changed / (high): "jsonrpc_error -32602" → "jsonrpc_error -32603"`,
+				`outcome_changed / (high): "jsonrpc_error -32602: bad" → "jsonrpc_error -32603: bad"`,
 				`value_changed /code (high): -32602 → -32603`,
 			}, maxRisk: RiskHigh},
 		{name: "transport error skips body diff", old: ex(`{"content":[]}`), new: Exchange{Outcome: recorder.OutcomeTransportError},
@@ -212,6 +211,13 @@ func TestCompare(t *testing.T) {
 		{name: "rule for another target does not apply", old: ex(`{"content":[{"type":"text","text":"a"}]}`), new: ex(`{"content":[{"type":"text","text":"b"}]}`),
 			rules: []string{"everything.add:/content/*/text"},
 			want:  []string{`value_changed /content/0/text (medium): "a" → "b"`}, maxRisk: RiskMedium},
+		{name: "ok to error: message in the outcome, no member diff", old: ex(`{"content":[{"type":"text","text":"3"}]}`), new: ex(`{"code":-32602,"message":"Unknown tool: get-sum"}`),
+			want: []string{`outcome_changed / (high): "ok" → "jsonrpc_error -32602: Unknown tool: get-sum"`}, maxRisk: RiskHigh},
+		{name: "root rule silences everything", old: ex(`{"content":[]}`), new: ex(`{"code":-32602,"message":"x"}`),
+			rules: []string{"everything.echo:/**"}},
+		{name: "root rule for another target does not apply", old: ex(`{"content":[]}`), new: ex(`{"content":[],"isError":true}`),
+			rules: []string{"everything.add:/**"},
+			want:  []string{`outcome_changed / (high): "ok" → "tool_error"`}, maxRisk: RiskHigh},
 		{name: "invalid json falls back to bytes", old: ex(`{"trunc`), new: ex(`{"trunc2`),
 			want: []string{`value_changed / (medium): {"trunc → {"trunc2`}, maxRisk: RiskMedium},
 	}
@@ -291,5 +297,70 @@ func BenchmarkCompare(b *testing.B) {
 	}
 	if n != 2*b.N {
 		b.Fatalf("changes = %d, want %d", n, 2*b.N)
+	}
+}
+
+// TestCompareCatalog: lists of named things compare by identity, so a
+// reordered catalog is one low-risk order change, not a diff per position.
+func TestCompareCatalog(t *testing.T) {
+	list := func(method, resp string) Exchange {
+		return Exchange{Method: method, Server: "everything", Response: json.RawMessage(resp)}
+	}
+	tests := []struct {
+		name     string
+		method   string
+		old, new string
+		want     []string
+		maxRisk  Risk
+	}{
+		{name: "same tools in another order", method: "tools/list",
+			old: `{"tools":[{"name":"a"},{"name":"b"},{"name":"c"}]}`, new: `{"tools":[{"name":"c"},{"name":"a"},{"name":"b"}]}`,
+			want: []string{`order_changed /tools (low): ["a","b","c"] → ["c","a","b"]`}, maxRisk: RiskLow},
+		{name: "removed tool is high, added is low, changes by name", method: "tools/list",
+			old: `{"tools":[{"name":"a","annotations":{"readOnlyHint":true}},{"name":"b"}]}`,
+			new: `{"tools":[{"name":"c"},{"name":"a"}]}`,
+			want: []string{
+				`removed /tools/a/annotations (medium): {"readOnlyHint":true} → ∅`,
+				`removed /tools/b (high): {"name":"b"} → ∅`,
+				`added /tools/c (low): ∅ → {"name":"c"}`,
+			}, maxRisk: RiskHigh},
+		{name: "newly required argument is high, required compared as a set", method: "tools/list",
+			old: `{"tools":[{"name":"a","inputSchema":{"type":"object","required":["x"]}}]}`,
+			new: `{"tools":[{"name":"a","inputSchema":{"type":"object","required":["y","x"],"additionalProperties":false}}]}`,
+			want: []string{
+				`added /tools/a/inputSchema/additionalProperties (medium): ∅ → false`,
+				`added /tools/a/inputSchema/required/y (high): ∅ → "y"`,
+			}, maxRisk: RiskHigh},
+		{name: "prompt arguments by name", method: "prompts/list",
+			old: `{"prompts":[{"name":"p","arguments":[{"name":"x"},{"name":"y","required":false}]}]}`,
+			new: `{"prompts":[{"name":"p","arguments":[{"name":"y","required":true},{"name":"x","description":"d"}]}]}`,
+			want: []string{
+				`added /prompts/p/arguments/x/description (medium): ∅ → "d"`,
+				`value_changed /prompts/p/arguments/y/required (high): false → true`,
+				`order_changed /prompts/p/arguments (low): ["x","y"] → ["y","x"]`,
+			}, maxRisk: RiskHigh},
+		{name: "resources by uri, templates by uriTemplate", method: "resources/list",
+			old: `{"resources":[{"uri":"a://1","name":"one"},{"uri":"a://2","name":"two"}]}`, new: `{"resources":[{"uri":"a://2","name":"two"},{"uri":"a://1","name":"uno"}]}`,
+			want: []string{
+				`value_changed /resources/a:~1~11/name (medium): "one" → "uno"`,
+				`order_changed /resources (low): ["a://1","a://2"] → ["a://2","a://1"]`,
+			}, maxRisk: RiskMedium},
+		{name: "duplicate names fall back to positions", method: "tools/list",
+			old: `{"tools":[{"name":"a"},{"name":"a"}]}`, new: `{"tools":[{"name":"a"}]}`,
+			want: []string{`removed /tools/1 (high): {"name":"a"} → ∅`}, maxRisk: RiskHigh},
+		{name: "tool call content stays positional", method: "tools/call",
+			old: `{"content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}`, new: `{"content":[{"type":"text","text":"b"},{"type":"text","text":"a"}]}`,
+			want: []string{`value_changed /content/0/text (medium): "a" → "b"`, `value_changed /content/1/text (medium): "b" → "a"`}, maxRisk: RiskMedium},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := Compare(list(tt.method, tt.old), list(tt.method, tt.new), nil)
+			if got, want := changeStrings(res.Changes), strings.Join(tt.want, "\n"); got != want {
+				t.Errorf("Compare(%s) changes =\n%s\nwant\n%s", tt.method, got, want)
+			}
+			if res.MaxRisk() != tt.maxRisk {
+				t.Errorf("MaxRisk = %v, want %v", res.MaxRisk(), tt.maxRisk)
+			}
+		})
 	}
 }

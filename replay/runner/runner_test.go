@@ -122,7 +122,7 @@ func TestMockModeCatchesGatewayRegressions(t *testing.T) {
 			}
 			if tt.name == "policy denies write_note" {
 				c := find(t, cases, "backend.write_note", 0)
-				if !c.Diff.OutcomeChanged() || string(c.Diff.Changes[0].New) != `"jsonrpc_error -32003"` {
+				if !c.Diff.OutcomeChanged() || !strings.HasPrefix(string(c.Diff.Changes[0].New), `"jsonrpc_error -32003: `) {
 					t.Errorf("write_note change = %v, want an outcome change to the policy error", c.Diff.Changes)
 				}
 			}
@@ -451,5 +451,32 @@ func TestE2EModeSkipsWriteToolsByDefault(t *testing.T) {
 	}
 	if c := find(t, cases, "backend.echo", 0); c.Status != report.StatusIdentical {
 		t.Errorf("echo (read-only): %s (%s), want identical", c.Status, c.Reason)
+	}
+}
+
+// Issue 8: with two backends, traffic that reaches the second one first made
+// the mock gateway (without --config) list the second backend first, and
+// every recorded tools/list came back as hundreds of positional changes.
+// The mock gateway keeps the recorded catalog order.
+func TestMockModeKeepsTheRecordedCatalogOrder(t *testing.T) {
+	_, u1 := startBackend(t, "v1")
+	_, u2 := startBackend(t, "v1")
+	gwURL, rec := recordingGateway(t, &config.Config{Servers: []config.Server{
+		{Name: "alpha", Transport: "http", URL: u1, Timeout: 10 * time.Second},
+		{Name: "beta", Transport: "http", URL: u2, Timeout: 10 * time.Second},
+	}})
+	p := newPeer(t, gwURL, nil)
+	p.Tool("beta.echo", map[string]any{"message": "first"})
+	p.Tool("alpha.echo", map[string]any{"message": "second"})
+	p.Call("tools/list", map[string]any{})
+	p.Call("prompts/list", map[string]any{})
+	events := rec.All()
+	gw, _ := mockGateway(t, events, nil, nil)
+	cases, err := runner.Replay(context.Background(), replay.Requests(events), runner.Options{Mode: runner.ModeMock, GatewayURL: gw.MCPURL, KeepPlaceholders: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := byStatus(cases); st[report.StatusIdentical] != len(cases) || len(cases) != 4 {
+		t.Fatalf("mock replay of 4 requests: %v\n%s", st, summary(cases))
 	}
 }
