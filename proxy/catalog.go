@@ -43,6 +43,9 @@ type catalog struct {
 	templates []templateRoute          // longest prefix first
 	schemes   map[string][]string      // URI scheme → servers serving it
 	toolRO    map[string]bool          // namespaced tool → readOnlyHint
+	// resourceServers are the servers that declared the resources
+	// capability, in config order.
+	resourceServers []string
 	// names maps an exposed tool or prompt name to its backend and the
 	// name the backend knows it by.
 	names [2]map[string]nameRoute
@@ -83,6 +86,9 @@ func buildCatalog(order []string, snaps map[string]*backendSnapshot, sep string,
 		s := snaps[name]
 		if s == nil {
 			continue
+		}
+		if s.has("resources") {
+			c.resourceServers = append(c.resourceServers, name)
 		}
 		for _, kind := range []listKind{listTools, listPrompts} {
 			for _, raw := range s.lists[kind] {
@@ -165,9 +171,21 @@ func (c *catalog) addScheme(uri, server string) {
 }
 
 // routeURI finds the backend for a resource URI a client sent: an exposed
-// URI from the lists, a colliding-URI rewrite, a template prefix, or the one
-// backend serving that scheme.
+// URI from the lists, a colliding-URI rewrite, a template prefix, the one
+// backend serving that scheme, or the one backend serving resources at all.
+// A URI with no candidate is not found; with several, ambiguous ones are not
+// guessed at.
 func (c *catalog) routeURI(uri string) (resourceRoute, bool) {
+	if rt, ok := c.routeAdvertised(uri); ok {
+		return rt, true
+	}
+	if len(c.resourceServers) == 1 {
+		return resourceRoute{server: c.resourceServers[0], uri: uri}, true
+	}
+	return resourceRoute{}, false
+}
+
+func (c *catalog) routeAdvertised(uri string) (resourceRoute, bool) {
 	if rt, ok := c.resources[uri]; ok {
 		return rt, true
 	}

@@ -294,6 +294,10 @@ func scenario(t *testing.T, p *peer) map[string]string {
 	out["resources/read"] = normalize(p.raw(t, "resources/read", map[string]any{"uri": uris[0]}), pre)
 	out["resources/read template"] = normalize(p.raw(t, "resources/read", map[string]any{"uri": "demo://resource/dynamic/text/7"}), pre)
 	out["resources/read unknown"] = normalize(p.raw(t, "resources/read", map[string]any{"uri": "demo://resource/static/document/no-such-file.md"}), pre)
+	// URIs no list advertises are the server's to answer.
+	out["resources/read unknown scheme"] = normalize(p.raw(t, "resources/read", map[string]any{"uri": "nosuch://thing"}), pre)
+	out["resources/subscribe unlisted"] = normalize(p.raw(t, "resources/subscribe", map[string]any{"uri": "nosuch://thing"}), pre)
+	out["resources/unsubscribe unlisted"] = normalize(p.raw(t, "resources/unsubscribe", map[string]any{"uri": "nosuch://thing"}), pre)
 	prompts := p.fullList(t, "prompts/list", "prompts")
 	out["prompts/list"] = strings.ReplaceAll(canonical(prompts), `"name":"`+pre, `"name":"`)
 	out["prompts/get"] = normalize(p.raw(t, "prompts/get", map[string]any{"name": pre + "simple-prompt"}), pre)
