@@ -101,7 +101,7 @@ type env struct {
 }
 
 // startGateway runs a gateway with the given servers until the test ends.
-func startGateway(t *testing.T, cfg *config.Config, opts ...func(*proxy.Options)) *env {
+func startGateway(t testing.TB, cfg *config.Config, opts ...func(*proxy.Options)) *env {
 	t.Helper()
 	if cfg.NamespaceSeparator == "" {
 		cfg.NamespaceSeparator = "."
@@ -158,7 +158,7 @@ func allReady(gw *proxy.Gateway, cfg *config.Config) bool {
 	return true
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for !cond() {
@@ -222,7 +222,7 @@ func text(res *mcp.CallToolResult) string {
 	return sb.String()
 }
 
-func twoBackends(t *testing.T) (*config.Config, *testbackend.Backend) {
+func twoBackends(t testing.TB) (*config.Config, *testbackend.Backend) {
 	tb := testbackend.New(testbackend.Options{})
 	hs := httptest.NewServer(tb.HTTPHandler())
 	t.Cleanup(hs.Close)
@@ -285,7 +285,7 @@ func TestCollidingBackendsAreBothReachable(t *testing.T) {
 }
 
 // post sends one raw JSON-RPC body to /mcp.
-func post(t *testing.T, url, body string, hdr map[string]string) (*http.Response, []byte) {
+func post(t testing.TB, url, body string, hdr map[string]string) (*http.Response, []byte) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, url+"/mcp", strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
@@ -303,7 +303,7 @@ func post(t *testing.T, url, body string, hdr map[string]string) (*http.Response
 }
 
 // initSession opens a session with raw HTTP and returns its id.
-func initSession(t *testing.T, url string, hdr map[string]string) string {
+func initSession(t testing.TB, url string, hdr map[string]string) string {
 	t.Helper()
 	resp, b := post(t, url, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}`, hdr)
 	if resp.StatusCode != 200 {
@@ -325,7 +325,7 @@ type rpcResp struct {
 	} `json:"error"`
 }
 
-func decodeResp(t *testing.T, b []byte) rpcResp {
+func decodeResp(t testing.TB, b []byte) rpcResp {
 	t.Helper()
 	if !bytes.HasPrefix(bytes.TrimSpace(b), []byte("{")) {
 		// SSE: take the last data line with a message.

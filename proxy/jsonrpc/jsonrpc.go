@@ -100,6 +100,12 @@ var ErrBatch = errors.New("JSON-RPC batches are not supported")
 
 // Decode parses one message. The returned message aliases b (its raw fields
 // are sub-slices), so b must not be modified while the message is in use.
+//
+// A key that parsers could read differently (a duplicate, after unescaping
+// and case folding, or a field the gateway reads spelled in another case) in
+// the envelope, params, params._meta or params.ref is refused with
+// CodeInvalidRequest (see AmbiguousKeyError): what the gateway routes and
+// authorizes must be what the backend executes.
 func Decode(b []byte) (Message, error) {
 	b = bytes.TrimSpace(b)
 	if len(b) == 0 {
@@ -127,7 +133,7 @@ func Decode(b []byte) (Message, error) {
 		hasMethod, badType bool
 		errRaw             []byte
 	)
-	err := scanMembers(b, func(key, val []byte, escaped bool) {
+	err := checkKeys(b, "envelope", envelopeKeys, func(key, val []byte, escaped bool) {
 		switch {
 		case keyEquals(key, escaped, "jsonrpc"):
 			version = val
@@ -147,6 +153,9 @@ func Decode(b []byte) (Message, error) {
 			errRaw = nullToNil(val)
 		}
 	})
+	if _, ambiguous := err.(*AmbiguousKeyError); ambiguous { // not errors.As: &target escapes
+		return Message{}, &DecodeError{Code: CodeInvalidRequest, Err: err}
+	}
 	if err != nil {
 		return Message{}, &DecodeError{Code: CodeParseError, Err: err}
 	}
@@ -178,6 +187,9 @@ func Decode(b []byte) (Message, error) {
 		m.Method = name
 		if m.Params != nil && m.Params[0] != '{' && m.Params[0] != '[' {
 			return Message{}, &DecodeError{Code: CodeInvalidRequest, Err: errors.New(`"params" must be an object or array`), ID: id}
+		}
+		if err := checkParams(m.Params); err != nil {
+			return Message{}, &DecodeError{Code: CodeInvalidRequest, Err: err, ID: id}
 		}
 		return m, nil
 	}

@@ -75,8 +75,12 @@ type Seen struct {
 	Method string
 	// ID is the raw JSON-RPC id.
 	ID json.RawMessage
-	// Tool is params.name for tools/call, empty otherwise.
+	// Tool is params.name for tools/call, empty otherwise, read as mcp-go
+	// reads it (encoding/json: the last of duplicate keys, matched
+	// case-insensitively).
 	Tool string
+	// Params is the raw params as received, nil when absent.
+	Params json.RawMessage
 	// RequestID is the X-Request-Id HTTP header (empty over stdio).
 	RequestID string
 	// SessionID is the Mcp-Session-Id HTTP header (empty over stdio).
@@ -212,7 +216,11 @@ func (b *Backend) record(ctx context.Context, _ any, message any) error {
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return nil // mcp-go answers the parse error itself
 	}
-	s := Seen{Method: m.Method, ID: m.ID, Meta: m.Params.Meta}
+	var env struct {
+		Params json.RawMessage `json:"params"`
+	}
+	_ = json.Unmarshal(raw, &env)
+	s := Seen{Method: m.Method, ID: m.ID, Meta: m.Params.Meta, Params: env.Params}
 	if m.Method == string(mcp.MethodToolsCall) {
 		s.Tool = m.Params.Name
 	}
