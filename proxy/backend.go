@@ -275,20 +275,13 @@ func (b *Backend) newConn(ctx context.Context) (upstreamConn, error) {
 		return newHTTPConn(b.cfg.URL, b.client, b.cfg.Headers, hooks, b.logger), nil
 	case "stdio":
 		env := stdioEnv(b.cfg, os.Environ())
-		cfg := b.cfg
-		tr := transport.NewStdioWithOptions(cfg.Command, env, cfg.Args,
-			transport.WithCommandFunc(func(ctx context.Context, command string, env []string, args []string) (*exec.Cmd, error) {
-				cmd := exec.CommandContext(ctx, command, args...)
-				cmd.Env = env
-				cmd.Dir = cfg.Dir
-				// The backend dies with the gateway and gets its own
-				// process group, so a kill reaches its children.
-				cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-				return cmd, nil
-			}),
-			transport.WithCommandLogger(b.logger),
-		)
-		return newMCPConn(ctx, tr, hooks)
+		cmd := exec.Command(b.cfg.Command, b.cfg.Args...)
+		cmd.Env = env
+		cmd.Dir = b.cfg.Dir
+		// The backend dies with the gateway and gets its own process
+		// group, so a kill reaches its children.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+		return startStdio(cmd, hooks, b.logger)
 	case "sse":
 		tr, err := transport.NewSSE(b.cfg.URL,
 			transport.WithHTTPClient(b.client),

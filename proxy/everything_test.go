@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -465,5 +466,69 @@ func TestCapabilitiesAndInstructionsFromBackends(t *testing.T) {
 	_ = json.Unmarshal(disc["capabilities"], &dd)
 	if !reflect.DeepEqual(dd, dc) || !strings.Contains(string(disc["instructions"]), "Everything Server") {
 		t.Errorf("server/discover = %s, want the backend's capabilities and instructions", b)
+	}
+}
+
+// progressParams returns the raw params of every notifications/progress
+// message among JSON-RPC lines, as bytes.
+func progressParams(t *testing.T, lines []string) []string {
+	t.Helper()
+	var out []string
+	for _, l := range lines {
+		var m struct {
+			Method string          `json:"method"`
+			Params json.RawMessage `json:"params"`
+		}
+		if json.Unmarshal([]byte(l), &m) == nil && m.Method == "notifications/progress" {
+			out = append(out, string(m.Params))
+		}
+	}
+	return out
+}
+
+// TestStdioNotificationsRelayedVerbatim: a stdio backend's notifications
+// reach the client as the bytes it wrote (no "_meta":{} added, no keys
+// re-sorted), as on the HTTP path.
+func TestStdioNotificationsRelayedVerbatim(t *testing.T) {
+	js := everythingJS(t)
+	call := `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"%strigger-long-running-operation","arguments":{"duration":0.3,"steps":3},"_meta":{"progressToken":"p-1"}}}`
+
+	// Directly, on the server's own stdout.
+	cmd := exec.Command("node", js, "stdio")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() })
+	fmt.Fprintln(stdin, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}`)
+	fmt.Fprintln(stdin, `{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	fmt.Fprintf(stdin, call+"\n", "")
+	var direct []string
+	sc := bufio.NewScanner(stdout)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		direct = append(direct, sc.Text())
+		if strings.Contains(sc.Text(), `"id":2`) && !strings.Contains(sc.Text(), `"method"`) {
+			break
+		}
+	}
+	want := progressParams(t, direct)
+	if len(want) != 3 {
+		t.Fatalf("directly: %d progress notifications in %q", len(want), direct)
+	}
+
+	e := startGateway(t, &config.Config{Servers: []config.Server{{Name: "everything", Transport: "stdio", Command: "node", Args: []string{js, "stdio"}, Timeout: 30 * time.Second}}})
+	sid := initSession(t, e.url, nil)
+	_, body := post(t, e.url, fmt.Sprintf(call, "everything."), map[string]string{"Mcp-Session-Id": sid})
+	var lines []string
+	for _, l := range strings.Split(string(body), "\n") {
+		if d, ok := strings.CutPrefix(l, "data: "); ok {
+			lines = append(lines, d)
+		}
+	}
+	if got := progressParams(t, lines); !slices.Equal(got, want) {
+		t.Errorf("progress params through the gateway\n  got  %q\n  want %q (as the backend wrote them)", got, want)
 	}
 }
