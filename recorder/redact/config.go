@@ -11,7 +11,9 @@ import (
 // Config selects the redaction rules (the redact.* keys).
 type Config struct {
 	// Keys are key rules. A bare name ("password", "api_key") matches an
-	// object key of that name at any depth, case-insensitively. A dotted
+	// object key at any depth that contains its words (keys.go: "password"
+	// matches db_password and passwordHash), and the value of a key=value
+	// or "Key: value" pair in text. A dotted
 	// path ("*.token", "arguments.card.number") matches when the last
 	// segments of a value's key path equal it, "*" matching any one key;
 	// array elements add no segment. The whole value under a matching key
@@ -20,10 +22,12 @@ type Config struct {
 	// so list the defaults again to keep them.
 	Keys []string
 	// Patterns names built-in value pattern sets that are searched in every
-	// string value: "secrets" (AWS access key ids, GitHub, Slack, Stripe
-	// and Google API keys, JWTs, "Bearer <token>", PEM private keys) and
-	// "pii" (e-mail addresses, phone numbers). Nil means ["secrets"]; an
-	// empty list turns patterns off.
+	// string value: "secrets" (AWS access key ids, GitHub, Slack, Stripe,
+	// npm, Google, OpenAI and Anthropic API keys, JWTs, "Bearer <token>",
+	// PEM private keys, the password in a URL's user info) and "pii"
+	// (e-mail addresses, phone numbers). Nil means ["secrets"]; an empty
+	// list turns patterns off (key rules still apply to key/value pairs
+	// in text).
 	Patterns []string
 	// Custom adds named regular expressions (RE2 syntax). If the expression
 	// has a group named "secret", only that group is replaced.
@@ -40,11 +44,18 @@ type Pattern struct {
 	Regexp string
 }
 
-// DefaultKeys are the key rules used when Config.Keys is nil.
+// DefaultKeys are the key rules used when Config.Keys is nil. Bare rules
+// match keys by their words (see keys.go): "password" also catches
+// db_password, passwordHash and DBPassword; "api_key" catches apiKey,
+// x_api_key and X-API-Key; "token" catches accessToken and csrf_token but
+// not maxTokens, token_count or MCP's progressToken. The same rules find
+// key=value and "Key: value" pairs in free text.
 var DefaultKeys = []string{
-	"password", "passwd", "secret", "token", "access_token", "refresh_token",
+	"password", "passwd", "passphrase", "secret", "token", "access_token", "refresh_token",
 	"api_key", "apikey", "authorization", "cookie", "set-cookie", "private_key",
 	"client_secret", "x-api-key", "api-key", "x-auth-token", "proxy-authorization",
+	"credential", "creds", "access_key", "signing_key", "encryption_key", "privkey",
+	"bearer", "dsn",
 }
 
 // DefaultMaxPayloadBytes is the payload cap used when MaxPayloadBytes is 0.
@@ -64,14 +75,21 @@ type builtin struct {
 // string: all that follows BEGIN is key material.
 var builtinSets = map[string][]builtin{
 	"secrets": {
-		{name: "pem_private_key", expr: `-----BEGIN[A-Z ]*PRIVATE KEY-----(?:[\s\S]*?-----END[A-Z ]*PRIVATE KEY-----|[\s\S]*)`, hints: []string{"PRIVATE KEY-----"}},
+		{name: "pem_private_key", expr: `-----BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----(?:[\s\S]*?-----END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|[\s\S]*)`, hints: []string{"PRIVATE KEY"}},
 		{name: "bearer", expr: `(?i)\bbearer\s+(?P<secret>[A-Za-z0-9\-._~+/]{8,}=*)`, hints: []string{"bearer"}, foldHn: true},
-		{name: "jwt", expr: `\beyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*`, hints: []string{"eyJ"}},
-		{name: "aws_access_key_id", expr: `\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b`, hints: []string{"AKIA", "ASIA", "ABIA", "ACCA"}},
-		{name: "github_token", expr: `\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})`, hints: []string{"ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"}},
-		{name: "slack_token", expr: `\bxox[abposre]-[A-Za-z0-9-]{10,}`, hints: []string{"xox"}},
-		{name: "google_api_key", expr: `\bAIza[0-9A-Za-z_\-]{35}`, hints: []string{"AIza"}},
-		{name: "stripe_key", expr: `\b(?:sk|rk)_live_[0-9a-zA-Z]{16,}`, hints: []string{"_live_"}},
+		// The token patterns below have distinctive prefixes, so they need
+		// no word boundary before them: a key glued to a name by an
+		// underscore or a letter (awskey_AKIA…, token=ghp_…) is still found.
+		{name: "jwt", expr: `eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*`, hints: []string{"eyJ"}},
+		{name: "aws_access_key_id", expr: `(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}`, hints: []string{"AKIA", "ASIA", "ABIA", "ACCA"}},
+		{name: "github_token", expr: `(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})`, hints: []string{"ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"}},
+		{name: "slack_token", expr: `xox[abposre]-[A-Za-z0-9-]{10,}`, hints: []string{"xox"}},
+		{name: "google_api_key", expr: `AIza[0-9A-Za-z_\-]{35}`, hints: []string{"AIza"}},
+		{name: "stripe_key", expr: `(?:sk|rk)_(?:live|test)_[0-9a-zA-Z]{16,}`, hints: []string{"_live_", "_test_"}},
+		{name: "llm_api_key", expr: `\bsk-(?:proj-|ant-|svcacct-)?[A-Za-z0-9_\-]{32,}`, hints: []string{"sk-"}},
+		{name: "npm_token", expr: `npm_[A-Za-z0-9]{36}`, hints: []string{"npm_"}},
+		// The password of a URL's user info: postgres://user:secret@host.
+		{name: "url_password", expr: `[A-Za-z][A-Za-z0-9+.\-]*://[^/\s:@]*:(?P<secret>[^/\s@]+)@`, hints: []string{"://"}},
 	},
 	"pii": {
 		{name: "email", expr: `[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}`, hints: []string{"@"}},

@@ -13,16 +13,27 @@ type Placeholder struct {
 
 var placeholderRE = regexp.MustCompile(`«redacted:([^:«»\s"\\]+):hmac:([0-9a-f]{16})»`)
 
-func isPlaceholder(s string) bool {
-	m := placeholderRE.FindStringIndex(s)
-	return m != nil && m[0] == 0 && m[1] == len(s)
+// isPlaceholder reports whether s is one placeholder of a rule r knows.
+func (r *Redactor) isPlaceholder(s string) bool {
+	m := placeholderRE.FindStringSubmatchIndex(s)
+	return m != nil && m[0] == 0 && m[1] == len(s) && r.rules[s[m[2]:m[3]]]
 }
 
-func placeholderRanges(s string) [][]int {
+// placeholderRanges returns the placeholders in s that redacting again
+// must leave alone. Only placeholders of rules r knows count: text shaped
+// like a placeholder around a secret («redacted:<secret>:hmac:…») does
+// not protect it.
+func (r *Redactor) placeholderRanges(s string) [][]int {
 	if !containsMarker(s) {
 		return nil
 	}
-	return placeholderRE.FindAllStringIndex(s, -1)
+	var out [][]int
+	for _, m := range placeholderRE.FindAllStringSubmatchIndex(s, -1) {
+		if r.rules[s[m[2]:m[3]]] {
+			out = append(out, m[:2])
+		}
+	}
+	return out
 }
 
 func containsMarker(s string) bool {

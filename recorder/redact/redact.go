@@ -26,9 +26,9 @@ import (
 
 // Redactor applies one rule set. It is safe for concurrent use.
 type Redactor struct {
-	keys      []keyRule
-	bare      map[string]string // lower-cased bare key → rule name
-	paths     []keyRule
+	keys      *keyMatcher     // bare key rules, matched by words (keys.go)
+	paths     []keyRule       // dotted path rules
+	rules     map[string]bool // every rule name, as placeholders carry it
 	patterns  []compiled
 	maxBytes  int
 	version   string
@@ -46,13 +46,22 @@ func New(cfg Config, hmacKey []byte) (*Redactor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("configuring redaction: %w", err)
 	}
-	r := &Redactor{keys: keys, bare: map[string]string{}, patterns: pats, maxBytes: cfg.MaxPayloadBytes}
+	r := &Redactor{patterns: pats, maxBytes: cfg.MaxPayloadBytes}
+	var bare []string
 	for _, k := range keys {
 		if k.bare {
-			r.bare[k.name] = k.name
+			bare = append(bare, k.name)
 		} else {
 			r.paths = append(r.paths, k)
 		}
+	}
+	r.keys = newKeyMatcher(bare)
+	r.rules = map[string]bool{}
+	for _, k := range keys {
+		r.rules[k.name] = true
+	}
+	for _, p := range pats {
+		r.rules[p.name] = true
 	}
 	if len(hmacKey) == 0 {
 		hmacKey = make([]byte, 32)
@@ -75,7 +84,7 @@ func version(cfg Config, keys []keyRule, pats []compiled, keyID string, ephemera
 		names = append(names, k.name)
 	}
 	sort.Strings(names)
-	fmt.Fprintf(h, "v1\nkeys=%q\n", names)
+	fmt.Fprintf(h, "v2 words\nkeys=%q\n", names)
 	for _, p := range pats {
 		fmt.Fprintf(h, "pattern %q %q\n", p.name, p.re.String())
 	}
@@ -108,22 +117,13 @@ func (r *Redactor) placeholder(rule string, secret []byte) string {
 	return "«redacted:" + rule + ":hmac:" + r.mac(secret) + "»"
 }
 
-// String redacts pattern matches in s and returns how many it replaced.
-// When s is itself a JSON document (an error text carrying a JSON body, a
-// tool's error result) it is redacted as JSON is, key rules included.
-// Existing placeholders are left alone, so redacting twice changes nothing.
+// String redacts free text (an error message, a log line, a URI, a tool
+// name) and returns how many values it replaced: pattern matches, values
+// of secret key/value pairs, and JSON embedded in the text, or the whole
+// text when it is a JSON document, with key rules (see text.go). Existing
+// placeholders are left alone, so redacting twice changes nothing.
 func (r *Redactor) String(s string) (string, int) {
-	if looksLikeJSON(s) {
-		if b := []byte(s); json.Valid(b) {
-			w := walker{r: r, in: b, out: make([]byte, 0, len(b)+len(b)/8)}
-			w.value(0, false)
-			if w.count == 0 {
-				return s, 0
-			}
-			return string(w.out), w.count
-		}
-	}
-	return r.matchPatterns(s)
+	return r.text(s, nil, -1)
 }
 
 // looksLikeJSON reports whether s starts, after white space, like a JSON
@@ -141,9 +141,9 @@ func looksLikeJSON(s string) bool {
 	return false
 }
 
-// matchPatterns redacts pattern matches in s.
+// matchPatterns redacts pattern matches and secret key/value pairs in s.
 func (r *Redactor) matchPatterns(s string) (string, int) {
-	if len(r.patterns) == 0 || s == "" {
+	if s == "" {
 		return s, 0
 	}
 	spans := r.find(s)
@@ -171,9 +171,10 @@ type span struct {
 // touch an existing placeholder.
 func (r *Redactor) find(s string) []span {
 	var spans []span
+	set := bytesIn(s)
 	for i := range r.patterns {
 		p := &r.patterns[i]
-		if !p.hinted(s) {
+		if !p.hinted(s, &set) {
 			continue
 		}
 		for _, m := range p.re.FindAllStringSubmatchIndex(s, -1) {
@@ -184,10 +185,15 @@ func (r *Redactor) find(s string) []span {
 			spans = append(spans, span{st, en, p.name})
 		}
 	}
+	// After the patterns: when both find the same value, the pattern's
+	// more telling rule name wins (the sort below is stable).
+	if set.has('=') || set.has(':') {
+		spans = r.findKV(s, spans)
+	}
 	if len(spans) == 0 {
 		return nil
 	}
-	protected := placeholderRanges(s)
+	protected := r.placeholderRanges(s)
 	sort.SliceStable(spans, func(i, j int) bool {
 		if spans[i].start != spans[j].start {
 			return spans[i].start < spans[j].start
@@ -215,11 +221,14 @@ func overlaps(sp span, ranges [][]int) bool {
 	return false
 }
 
-func (p *compiled) hinted(s string) bool {
+func (p *compiled) hinted(s string, set *byteSet) bool {
 	if len(p.hints) == 0 {
 		return true
 	}
 	for _, h := range p.hints {
+		if !set.hasAll(h) {
+			continue // a byte of the hint is missing: no need to search
+		}
 		if p.foldHn {
 			if containsFold(s, h) {
 				return true
@@ -229,6 +238,34 @@ func (p *compiled) hinted(s string) bool {
 		}
 	}
 	return false
+}
+
+// byteSet is the set of bytes in a string, with every ASCII letter also
+// counted in lower case (so that case-folded hints can be checked).
+type byteSet [4]uint64
+
+func bytesIn(s string) byteSet {
+	var set byteSet
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		set[c>>6] |= 1 << (c & 63)
+		if c >= 'A' && c <= 'Z' {
+			c |= 0x20
+			set[c>>6] |= 1 << (c & 63)
+		}
+	}
+	return set
+}
+
+func (set *byteSet) has(c byte) bool { return set[c>>6]&(1<<(c&63)) != 0 }
+
+func (set *byteSet) hasAll(h string) bool {
+	for i := 0; i < len(h); i++ {
+		if !set.has(h[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 // containsFold reports whether s contains the lower-case ASCII word sub,
@@ -249,8 +286,13 @@ func containsFold(s, sub string) bool {
 // "method" members are never touched. Input that is not valid JSON is
 // redacted as a plain string.
 func (r *Redactor) JSON(b []byte) (out []byte, count int) {
-	if !json.Valid(b) {
-		s, n := r.matchPatterns(string(b))
+	return r.json(b, json.Valid(b))
+}
+
+// json is JSON for b whose validity is known.
+func (r *Redactor) json(b []byte, valid bool) (out []byte, count int) {
+	if !valid {
+		s, n := r.text(string(b), nil, -1)
 		return []byte(s), n
 	}
 	w := walker{r: r, in: b, out: make([]byte, 0, len(b)+len(b)/8)}
@@ -267,7 +309,7 @@ func (r *Redactor) Payload(b []byte) (out []byte, count int, truncated bool, sha
 	sum := sha256.Sum256(b)
 	sha256hex = hex.EncodeToString(sum[:])
 	valid := json.Valid(b)
-	out, count = r.JSON(b)
+	out, count = r.json(b, valid)
 	if !valid {
 		out = appendJSONString(nil, string(out))
 	}

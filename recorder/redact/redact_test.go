@@ -401,8 +401,10 @@ func FuzzJSON(f *testing.F) {
 		}
 		var in, got map[string]json.RawMessage
 		if json.Unmarshal(b, &in) == nil && json.Unmarshal(out, &got) == nil {
+			// Key rules never replace the envelope; only a secret pattern
+			// inside it changes it.
 			for _, k := range []string{"jsonrpc", "id", "method"} {
-				if !bytes.Equal(in[k], got[k]) {
+				if !bytes.Equal(in[k], got[k]) && len(FindPlaceholders(got[k])) == 0 {
 					t.Fatalf("top-level %s changed: %s → %s", k, in[k], got[k])
 				}
 			}
@@ -546,7 +548,7 @@ func TestHandlerRedactsKeysInsideValues(t *testing.T) {
 	log := slog.New(r.Handler(slog.NewTextHandler(&buf, nil)))
 	log.Info("upstream call",
 		"headers", map[string][]string{"Authorization": {"Basic dXNlcjpodW50ZXIy"}, "Accept": {"application/json"}},
-		"creds", creds{User: "bob", Password: "hunter2"},
+		"login", creds{User: "bob", Password: "hunter2"},
 		"plain", []int{1, 2, 3},
 	)
 	got := buf.String()
@@ -591,7 +593,7 @@ func TestStringRedactsJSONText(t *testing.T) {
 		{`{"error":"auth failed","api_key":"k-live-123456"}`, "k-live-123456", "auth failed", 1},
 		{` [{"password":"hunter2"}]`, "hunter2", `[{"password":`, 1},
 		{`{"note":"Bearer abcdefgh12345678"}`, "abcdefgh12345678", `"note"`, 1},
-		{`{"truncated": "api_key=k-1`, "", `{"truncated": "api_key=k-1`, 0}, // not JSON: patterns only
+		{`{"truncated": "api_key=k-1`, "k-1", `{"truncated": "api_key=«redacted:api_key:`, 1}, // not JSON: patterns and key=value pairs
 		{`plain text`, "", "plain text", 0},
 	}
 	for _, tt := range tests {

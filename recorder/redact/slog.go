@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
-	"strings"
 )
 
 // Handler returns a slog.Handler that redacts before passing records to
@@ -20,7 +19,7 @@ func (r *Redactor) Handler(next slog.Handler) slog.Handler {
 type handler struct {
 	r      *Redactor
 	next   slog.Handler
-	groups []string // lower-cased open groups
+	groups []string // open groups
 }
 
 func (h *handler) Enabled(ctx context.Context, l slog.Level) bool { return h.next.Enabled(ctx, l) }
@@ -47,14 +46,14 @@ func (h *handler) WithGroup(name string) slog.Handler {
 	if name == "" {
 		return h
 	}
-	groups := append(append([]string(nil), h.groups...), strings.ToLower(name))
+	groups := append(append([]string(nil), h.groups...), name)
 	return &handler{r: h.r, next: h.next.WithGroup(name), groups: groups}
 }
 
 // attr redacts one attribute found under the group path.
 func (h *handler) attr(groups []string, a slog.Attr) slog.Attr {
 	a.Value = a.Value.Resolve()
-	path := append(groups[:len(groups):len(groups)], strings.ToLower(a.Key))
+	path := append(groups[:len(groups):len(groups)], a.Key)
 	if a.Value.Kind() == slog.KindGroup {
 		attrs := a.Value.Group()
 		red := make([]slog.Attr, len(attrs))
@@ -68,7 +67,7 @@ func (h *handler) attr(groups []string, a slog.Attr) slog.Attr {
 		return slog.Attr{Key: a.Key, Value: slog.GroupValue(red...)}
 	}
 	if rule, ok := h.r.matchKey(path); ok {
-		if a.Value.Kind() == slog.KindString && isPlaceholder(a.Value.String()) {
+		if a.Value.Kind() == slog.KindString && h.r.isPlaceholder(a.Value.String()) {
 			return a
 		}
 		return slog.String(a.Key, h.r.placeholder(rule, []byte(a.Value.String())))

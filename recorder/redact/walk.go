@@ -16,7 +16,7 @@ type walker struct {
 	pos   int
 	out   []byte
 	count int
-	path  []string // lower-cased keys from the root to the current value
+	path  []string // keys from the root to the current value, as written
 }
 
 func (w *walker) ws() {
@@ -70,13 +70,7 @@ func (w *walker) value(depth int, verbatim bool) {
 		end := skipString(w.in, w.pos)
 		raw := w.in[w.pos:end]
 		w.pos = end
-		s := unquote(raw)
-		if red, n := w.embedded(s, depth); n > 0 {
-			w.count += n
-			w.out = appendJSONString(w.out, red)
-			break
-		}
-		red, n := w.r.matchPatterns(s)
+		red, n := w.r.text(unquote(raw), w.path, depth)
 		if n == 0 {
 			w.out = append(w.out, raw...)
 		} else {
@@ -89,27 +83,6 @@ func (w *walker) value(depth int, verbatim bool) {
 		w.pos = end
 	}
 	w.ws()
-}
-
-// embedded redacts s as a JSON document when it is one: MCP carries JSON
-// as text (a tool result's content[].text, arguments passed as a string),
-// and key rules must reach the keys inside it. Its key paths continue from
-// the string's own. It returns the redacted text and the count, 0 when s
-// is not JSON or nothing in it matched.
-func (w *walker) embedded(s string, depth int) (string, int) {
-	if !looksLikeJSON(s) {
-		return "", 0
-	}
-	b := []byte(s)
-	if !json.Valid(b) {
-		return "", 0
-	}
-	sub := walker{r: w.r, in: b, out: make([]byte, 0, len(b)+len(b)/8), path: w.path[:len(w.path):len(w.path)]}
-	sub.value(depth+1, false)
-	if sub.count == 0 {
-		return "", 0
-	}
-	return string(sub.out), sub.count
 }
 
 func (w *walker) object(depth int) {
@@ -130,17 +103,15 @@ func (w *walker) object(depth int) {
 		w.ws()
 		w.out = append(w.out, ':') // the colon
 		w.pos++
-		key := strings.ToLower(unquote(rawKey))
+		key := unquote(rawKey)
 		w.path = append(w.path, key)
-		switch {
-		case depth == 0 && (key == "jsonrpc" || key == "id" || key == "method") && string(rawKey[1:len(rawKey)-1]) == key:
-			w.value(depth+1, true)
-		default:
-			if rule, ok := w.r.matchKey(w.path); ok {
-				w.replace(rule)
-			} else {
-				w.value(depth+1, false)
-			}
+		// The envelope's own members are never replaced by key rules; a
+		// secret pattern in them (a JSON-RPC id carrying a token) is.
+		envelope := depth == 0 && (key == "jsonrpc" || key == "id" || key == "method") && string(rawKey[1:len(rawKey)-1]) == key
+		if rule, ok := w.r.matchKey(w.path); ok && !envelope {
+			w.replace(rule)
+		} else {
+			w.value(depth+1, false)
 		}
 		w.path = w.path[:len(w.path)-1]
 		c := w.in[w.pos]
@@ -163,7 +134,7 @@ func (w *walker) replace(rule string) {
 	secret := raw
 	if raw[0] == '"' {
 		s := unquote(raw)
-		if isPlaceholder(s) {
+		if w.r.isPlaceholder(s) {
 			w.out = append(w.out, raw...)
 			w.ws()
 			return
@@ -179,10 +150,12 @@ func (w *walker) replace(rule string) {
 	w.ws()
 }
 
-// matchKey reports the key rule matching the key path, if any.
+// matchKey reports the key rule matching the key path, if any: a bare
+// rule by the words of the last key (keys.go), a dotted rule by the last
+// keys, ignoring case.
 func (r *Redactor) matchKey(path []string) (string, bool) {
 	last := path[len(path)-1]
-	if rule, ok := r.bare[last]; ok {
+	if rule, ok := r.keys.match(last); ok {
 		return rule, true
 	}
 	for _, k := range r.paths {
@@ -192,7 +165,7 @@ func (r *Redactor) matchKey(path []string) (string, bool) {
 		tail := path[len(path)-len(k.segs):]
 		ok := true
 		for i, s := range k.segs {
-			if s != "*" && s != tail[i] {
+			if s != "*" && !strings.EqualFold(s, tail[i]) {
 				ok = false
 				break
 			}
