@@ -18,6 +18,11 @@ var stdioBaseEnv = []string{
 	"TMPDIR", "TMP", "TEMP",
 }
 
+// StdioEnv is the environment the gateway gives the stdio backend s when
+// its own is environ; replay launches stdio targets with it, so that a
+// backend replayed against sees what the recorded one saw.
+func StdioEnv(s config.Server, environ []string) []string { return stdioEnv(s, environ) }
+
 // stdioEnv builds a stdio backend's environment from the gateway's own
 // (environ, as os.Environ returns it): the base variables, the ones the
 // server lists in env_passthrough, then the server's env, which wins.

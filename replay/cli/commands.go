@@ -191,6 +191,7 @@ func runReplay(ctx context.Context, env *Env, mode runner.Mode, f *replayFlags) 
 		if len(o.Targets) == 0 {
 			return errors.New("replay upstream needs --target server=… or --config")
 		}
+		o.Catalog = recordedCatalog(src, f.sel.separator)
 		var names []string
 		for n, s := range o.Targets {
 			names = append(names, n+"="+s.URL+s.Command)
@@ -270,6 +271,12 @@ func isPaddedBase64(v string) bool {
 // readOnlyHints is each backend's tools' readOnlyHint: from the recorded
 // lists, else the bundle header's.
 func readOnlyHints(src *source, separator string) map[string]map[string]bool {
+	return replay.ReadOnlyTools(recordedCatalog(src, separator))
+}
+
+// recordedCatalog is each backend's recorded lists (replay.BackendLists),
+// with the bundle header's tools/list for a backend that has none.
+func recordedCatalog(src *source, separator string) map[string]map[string]json.RawMessage {
 	lists := replay.BackendLists(src.events, separator)
 	for server, res := range src.header.Tools {
 		if lists[server] == nil {
@@ -279,7 +286,7 @@ func readOnlyHints(src *source, separator string) map[string]map[string]bool {
 			lists[server]["tools/list"] = res
 		}
 	}
-	return replay.ReadOnlyTools(lists)
+	return lists
 }
 
 // confirmWrites lists the write tools that would be called and asks. ro is

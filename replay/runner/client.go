@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -147,6 +148,16 @@ func clientRequest(ctx context.Context, o Options, tr *transport.StreamableHTTP,
 	}
 	if err := p.wait(ctx, r.Inbound.TimeNs); err != nil {
 		return report.Failed(recorded, err)
+	}
+	if err := o.markSent(ctx, r.RequestID); err != nil {
+		return report.Failed(recorded, err)
+	}
+	if o.Mode == ModeE2E {
+		// A live stdio backend's request to the client carries no link to
+		// its call: the gateway can route it only while its call is the
+		// only one in flight.
+		unlock := o.exclusive(r)
+		defer unlock()
 	}
 	cur.set(r)
 	defer cur.set(nil)
@@ -294,6 +305,34 @@ func recordedServerAnswer(r *replay.Request, used map[int]bool, req transport.JS
 	}
 	return transport.NewJSONRPCErrorResponse(req.ID, -32601,
 		"mcptrail replay: no recorded client answer to "+req.Method+" for request "+r.RequestID, nil)
+}
+
+// hasUnusedServerRequest reports whether r's recording holds a request of
+// method from the backend to the client that has not been answered yet.
+func hasUnusedServerRequest(r *replay.Request, used map[int]bool, method string) bool {
+	for i, e := range r.Other {
+		if e.Hop == recorder.HopServerRequest && e.Method == method && !used[i] {
+			return true
+		}
+	}
+	return false
+}
+
+// exclusive holds the replay's server-request lock for r: alone when r's
+// recording holds requests from the backend to the client (sampling,
+// elicitation, roots), shared otherwise, so that such a request always has
+// exactly one call it can belong to, whatever the concurrency. It returns
+// the unlock.
+func (o Options) exclusive(r *replay.Request) func() {
+	if o.serverReqs == nil {
+		return func() {}
+	}
+	if slices.ContainsFunc(r.Other, func(e recorder.Event) bool { return e.Hop == recorder.HopServerRequest }) {
+		o.serverReqs.Lock()
+		return o.serverReqs.Unlock
+	}
+	o.serverReqs.RLock()
+	return o.serverReqs.RUnlock
 }
 
 var errNoTarget = errors.New("no target configured for this server")

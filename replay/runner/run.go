@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/mcptrail/mcptrail/replay"
 	"github.com/mcptrail/mcptrail/replay/report"
@@ -13,7 +14,9 @@ type RunOptions struct {
 	Options
 	// BaselineTwice replays everything twice; paths whose changes differ
 	// between the two passes are non-deterministic output (noise) and are
-	// removed from the report instead of counting as regressions.
+	// removed from the report instead of counting as regressions. The
+	// second pass sends each request at least 1.1 s after the first pass
+	// did, so that a clock with second resolution reads differently.
 	BaselineTwice bool
 	// BeforePass is called before each pass (for example to rewind the mock
 	// store); may be nil.
@@ -29,11 +32,15 @@ func Run(ctx context.Context, reqs []replay.Request, o RunOptions) (*report.Repo
 		passes = 2
 	}
 	var runs [][]report.Case
+	var sent *sync.Map
 	for pass := range passes {
 		if o.BeforePass != nil {
 			o.BeforePass(pass)
 		}
-		cs, err := Replay(ctx, reqs, o.Options)
+		po := o.Options
+		po.notBefore, po.sent = sent, &sync.Map{}
+		sent = po.sent
+		cs, err := Replay(ctx, reqs, po)
 		if err != nil {
 			return nil, fmt.Errorf("replay pass %d of %d: %w", pass+1, passes, err)
 		}

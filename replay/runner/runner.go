@@ -21,7 +21,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -82,6 +84,11 @@ type Options struct {
 	// replay.ReadOnlyTools). A tool absent from it counts as not read-only.
 	// Nil: derived from the tools lists recorded among the replayed requests.
 	ReadOnly map[string]map[string]bool
+	// Catalog is, per backend and list method, the recorded list answer
+	// (replay.BackendLists form). Upstream mode fetches the same lists from
+	// each target and reports differences as cases of their own. Nil:
+	// derived from the lists recorded among the replayed requests.
+	Catalog map[string]map[string]json.RawMessage
 	// Separator is the namespace separator the traffic was recorded with,
 	// used to split recorded tools lists by backend. Default ".".
 	Separator string
@@ -91,6 +98,49 @@ type Options struct {
 	Progress func(done, total int)
 	// Logger receives per-request debug lines. Default discards.
 	Logger *slog.Logger
+	// Stderr receives live stdio targets' stderr. Default discards.
+	Stderr io.Writer
+
+	serverReqs *sync.RWMutex // see exclusive
+	// sent records when each request was sent (by recorded request id);
+	// notBefore, from an earlier pass, delays a request until then plus
+	// minGap (see RunOptions.BaselineTwice).
+	sent      *sync.Map
+	notBefore *sync.Map
+}
+
+// passGap is how much later than in the first pass the second pass of
+// --baseline-twice sends each request: enough for a clock with second
+// resolution in an answer to read differently, so it is seen as noise.
+const passGap = 1100 * time.Millisecond
+
+// markSent notes that the request recorded as id is sent now, after
+// waiting, in a second pass, until passGap after the first pass sent it.
+func (o Options) markSent(ctx context.Context, id string) error {
+	if o.notBefore != nil {
+		if v, ok := o.notBefore.Load(id); ok {
+			if d := time.Until(v.(time.Time).Add(passGap)); d > 0 {
+				t := time.NewTimer(d)
+				defer t.Stop()
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-t.C:
+				}
+			}
+		}
+	}
+	if o.sent != nil {
+		o.sent.Store(id, time.Now())
+	}
+	return nil
+}
+
+func (o Options) stderr() io.Writer {
+	if o.Stderr == nil {
+		return io.Discard
+	}
+	return o.Stderr
 }
 
 func (o *Options) defaults() {
@@ -120,6 +170,7 @@ func Replay(ctx context.Context, reqs []replay.Request, o Options) ([]report.Cas
 		return nil, fmt.Errorf("replay: unknown mode %q (want mock, upstream or e2e)", o.Mode)
 	}
 	o.Logger = o.Logger.With("component", "replay.runner", "mode", string(o.Mode))
+	o.serverReqs = &sync.RWMutex{}
 	sessions := groupSessions(reqs)
 	total := 0
 	for _, s := range sessions {
@@ -161,6 +212,18 @@ func Replay(ctx context.Context, reqs []replay.Request, o Options) ([]report.Cas
 	for _, c := range cases {
 		if c != nil {
 			out = append(out, *c)
+		}
+	}
+	if o.Mode == ModeUpstream {
+		// After the calls: a backend may register tools once a client is
+		// known, and the catalog is the one the calls ran against.
+		lists := o.Catalog
+		if lists == nil {
+			lists = replay.BackendLists(Events(reqs), o.Separator)
+		}
+		out = append(out, up.catalog(ctx, lists)...)
+		if err := ctx.Err(); err != nil {
+			return nil, err
 		}
 	}
 	return out, nil

@@ -5,7 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"sort"
+	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
 
+	"github.com/mcptrail/mcptrail/proxy"
 	"github.com/mcptrail/mcptrail/proxy/config"
 	"github.com/mcptrail/mcptrail/recorder"
 	"github.com/mcptrail/mcptrail/replay"
@@ -122,12 +124,18 @@ func (u *upstreams) dial(c *upConn, srv config.Server, version string) (transpor
 		if srv.Command == "" {
 			return nil, fmt.Errorf("server %s: no command and no URL", srv.Name)
 		}
-		env := make([]string, 0, len(srv.Env))
-		for k, v := range srv.Env {
-			env = append(env, k+"="+v)
-		}
-		sort.Strings(env)
-		st := transport.NewStdioWithOptions(srv.Command, env, srv.Args, transport.WithCommandStderrWriter(os.Stderr))
+		// The environment the gateway gives this backend (base variables,
+		// env_passthrough, env), so environment-dependent output does not
+		// differ between recording and replay.
+		env := proxy.StdioEnv(srv, os.Environ())
+		dir := srv.Dir
+		st := transport.NewStdioWithOptions(srv.Command, env, srv.Args,
+			transport.WithCommandStderrWriter(u.o.stderr()),
+			transport.WithCommandFunc(func(ctx context.Context, command string, env []string, args []string) (*exec.Cmd, error) {
+				cmd := exec.CommandContext(ctx, command, args...)
+				cmd.Env, cmd.Dir = env, dir
+				return cmd, nil
+			}))
 		tr = st
 	case config.TransportSSE:
 		tr, err = transport.NewSSE(srv.URL, transport.WithHeaders(srv.Headers))
@@ -182,21 +190,37 @@ func (u *upstreams) dial(c *upConn, srv config.Server, version string) (transpor
 }
 
 // serverAnswer answers a backend's request to the client with the recorded
-// client answer of the most recent request in flight on this connection.
+// client answer of the call that caused it: the call in flight whose
+// recording holds an unused request of that method. Calls with recorded
+// server requests run alone (see exclusive), so there is one; with none, a
+// lone call in flight is the cause (and has no recorded answer). Several
+// candidates: the request is refused rather than answered from another
+// call's recording.
 func (c *upConn) serverAnswer(req transport.JSONRPCRequest) *transport.JSONRPCResponse {
-	var cur *replay.Request
-	var latest time.Time
-	c.inflight.Range(func(k, v any) bool {
-		if t := v.(time.Time); cur == nil || t.After(latest) {
-			cur, latest = k.(*replay.Request), t
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var inflight, candidates []*replay.Request
+	c.inflight.Range(func(k, _ any) bool {
+		r := k.(*replay.Request)
+		inflight = append(inflight, r)
+		u, _ := c.used.LoadOrStore(r, map[int]bool{})
+		if hasUnusedServerRequest(r, u.(map[int]bool), req.Method) {
+			candidates = append(candidates, r)
 		}
 		return true
 	})
-	if cur == nil {
+	var cur *replay.Request
+	switch {
+	case len(candidates) == 1:
+		cur = candidates[0]
+	case len(candidates) == 0 && len(inflight) == 1:
+		cur = inflight[0]
+	case len(inflight) == 0:
 		return transport.NewJSONRPCErrorResponse(req.ID, -32601, "mcptrail replay: no request in flight", nil)
+	default:
+		return transport.NewJSONRPCErrorResponse(req.ID, -32603,
+			fmt.Sprintf("mcptrail replay: cannot tell which of %d calls in flight sent %s", len(inflight), req.Method), nil)
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	u, _ := c.used.LoadOrStore(cur, map[int]bool{})
 	return recordedServerAnswer(cur, u.(map[int]bool), req, c.fill)
 }
@@ -264,6 +288,11 @@ func (u *upstreams) request(ctx context.Context, p *pacer, r *replay.Request, up
 	if err := p.wait(ctx, up.TimeNs); err != nil {
 		return report.Failed(recorded, err)
 	}
+	if err := o.markSent(ctx, r.RequestID); err != nil {
+		return report.Failed(recorded, err)
+	}
+	unlock := o.exclusive(r)
+	defer unlock()
 	conn.inflight.Store(r, time.Now())
 	defer conn.inflight.Delete(r)
 	timeout := o.Targets[up.Server].Timeout
@@ -286,4 +315,85 @@ func (u *upstreams) request(ctx context.Context, p *pacer, r *replay.Request, up
 	}
 	o.Logger.Debug("replayed upstream", "request_id", r.RequestID, "server", up.Server, "method", up.Method, "duration", dur)
 	return report.Compared(recorded, replayed, o.Ignore)
+}
+
+// catalog fetches every list the recording holds for a backend (tools,
+// prompts, resources, templates; all pages) from its live target and
+// compares it with the recorded one, by identity (see diff.ListMember):
+// one case per server and list, so that a tool that was never called, a
+// dropped annotation or a tightened schema shows too.
+func (u *upstreams) catalog(ctx context.Context, lists map[string]map[string]json.RawMessage) []report.Case {
+	servers := make([]string, 0, len(lists))
+	for s := range lists {
+		if _, ok := u.o.Targets[s]; ok {
+			servers = append(servers, s)
+		}
+	}
+	slices.Sort(servers)
+	var out []report.Case
+	for _, server := range servers {
+		for _, method := range []string{"tools/list", "prompts/list", "resources/list", "resources/templates/list"} {
+			rec, ok := lists[server][method]
+			if !ok {
+				continue
+			}
+			recorded := diff.Exchange{RequestID: "catalog " + server + " " + method, Method: method, Server: server, Response: fillRecorded(u.o.Secrets, rec)}
+			conn, err := u.conn(server, "")
+			if err != nil {
+				out = append(out, report.Failed(recorded, err))
+				continue
+			}
+			t0 := time.Now()
+			got, err := u.list(ctx, conn, method)
+			if err != nil {
+				out = append(out, report.Failed(recorded, fmt.Errorf("fetching %s from %s: %w", method, server, err)))
+				continue
+			}
+			c := report.Compared(recorded, diff.Exchange{Method: method, Server: server, Response: got, DurationUs: max(time.Since(t0).Microseconds(), 1)}, u.o.Ignore)
+			hideSecrets(u.o.Secrets, &c)
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// list fetches every page of a list method and returns one result object
+// holding all items ({"tools":[…]}); an error answer is returned as the
+// error object.
+func (u *upstreams) list(ctx context.Context, conn *upConn, method string) (json.RawMessage, error) {
+	field := diff.ListMember[method].Field
+	var items []json.RawMessage
+	cursor := ""
+	for page := 0; page < 1000; page++ {
+		params := map[string]any{}
+		if cursor != "" {
+			params["cursor"] = cursor
+		}
+		rctx, cancel := context.WithTimeout(ctx, u.o.Timeout)
+		resp, err := conn.tr.SendRequest(rctx, transport.JSONRPCRequest{JSONRPC: "2.0", ID: mcp.NewRequestId(u.seq.Add(1)), Method: method, Params: params})
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		if resp.Error != nil {
+			return responseJSON(nil, resp.Error.Code, resp.Error.Message, resp.Error.Data), nil
+		}
+		var body map[string]json.RawMessage
+		if err := json.Unmarshal(resp.Result, &body); err != nil {
+			return nil, fmt.Errorf("decoding %s: %w", method, err)
+		}
+		var pageItems []json.RawMessage
+		_ = json.Unmarshal(body[field], &pageItems)
+		items = append(items, pageItems...)
+		cursor = ""
+		_ = json.Unmarshal(body["nextCursor"], &cursor)
+		if cursor == "" {
+			break
+		}
+	}
+	if items == nil {
+		items = []json.RawMessage{}
+	}
+	b, err := json.Marshal(map[string]any{field: items})
+	return b, err
 }
