@@ -70,6 +70,9 @@ type call struct {
 	outcome    recorder.Outcome
 	errCode    int32
 	errMsg     string
+
+	held  *heldCall       // a 2026 client's call held across round trips (mrtr.go)
+	attrs []recorder.Attr // added to every hop this call records
 }
 
 // validRequestID accepts client-supplied request IDs that are safe to log and
@@ -166,8 +169,13 @@ func (g *Gateway) Serve(ctx context.Context, in Inbound) jsonrpc.Message {
 		// The recorder refuses events (recorder.overflow: fail_closed and
 		// its queue or spool is full): an unrecorded call must not run.
 		resp = c.fail(jsonrpc.CodeBackendUnavailable, "mcptrail: the call cannot be recorded and recorder.overflow is fail_closed: "+recErr.Error())
+	case c.mrtrEligible():
+		resp = c.serveModern(ctx)
 	default:
 		resp = c.dispatch(ctx)
+	}
+	if c.sess.modern() {
+		resp = c.modernize(resp)
 	}
 	resp = c.stamp(resp)
 	if c.outcome.Failed() {
@@ -751,6 +759,9 @@ func (c *call) serverRequest(ctx context.Context, b *Backend, req jsonrpc.Messag
 	}
 	if capability != "" && !c.sess.hasCapability(capability) {
 		return jsonrpc.NewError(req.ID, jsonrpc.CodeMethodNotFound, "mcptrail: the client does not support "+capability, errorData(c.reqID))
+	}
+	if c.held != nil {
+		return c.heldRequest(ctx, b, req)
 	}
 	gwID := json.RawMessage(`"mcptrail-s` + strconv.FormatInt(c.g.tokenSeq.Add(1), 36) + `"`)
 	ch, done := c.sess.awaitResponse(string(gwID))

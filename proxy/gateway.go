@@ -107,6 +107,7 @@ type Gateway struct {
 
 	sessions sync.Map // id → *Session
 	progress sync.Map // gateway progress token → *progressRoute
+	held     sync.Map // requestState token → *heldCall (mrtr.go)
 	tokenSeq atomic.Int64
 
 	ctx    context.Context

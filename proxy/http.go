@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -277,8 +278,9 @@ func (g *Gateway) serveStreamable(w http.ResponseWriter, r *http.Request) {
 		sess = v.(*Session)
 	case msg.Method == "server/discover" || isModernRequest(r, msg):
 		// 2026-07-28 has no sessions: each request stands alone.
-		sess = g.newSession("")
-		sess.setClient(protocol2026, "", "", modernCaps(msg))
+		if sess, ok = g.modernSession(w, r, msg, reqID); !ok {
+			return
+		}
 	default:
 		writeRPCError(w, http.StatusBadRequest, msg.ID, jsonrpc.CodeInvalidRequest, "mcptrail: missing Mcp-Session-Id header (initialize first)", reqID)
 		return
@@ -290,7 +292,7 @@ func (g *Gateway) serveStreamable(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	out := &httpReplier{w: w, reqID: reqID, sessionID: sess.id}
+	out := &httpReplier{w: w, reqID: reqID, sessionID: sess.id, modern: sess.modern()}
 	if !fromClient {
 		// Generated here, but a valid ID in params._meta takes precedence.
 		reqID = ""
@@ -310,33 +312,17 @@ func (g *Gateway) serveStreamable(w http.ResponseWriter, r *http.Request) {
 // isModernRequest reports a 2026-07-28 request: it carries its protocol
 // version in the header or in _meta instead of a session.
 func isModernRequest(r *http.Request, msg jsonrpc.Message) bool {
-	if r.Header.Get("Mcp-Protocol-Version") == protocol2026 {
+	if h := r.Header.Get("Mcp-Protocol-Version"); h != "" && !slices.Contains(clientVersions, h) {
+		// A version of the sessionless era, or one the gateway does not
+		// know: modernSession accepts the first and refuses the second.
 		return true
 	}
-	o, err := jsonrpc.ParseObject(msg.Params)
-	if err != nil {
+	meta := requestMeta(msg)
+	if meta == nil {
 		return false
 	}
-	meta, err := jsonrpc.ParseObject(o.Get("_meta"))
-	if err != nil {
-		return false
-	}
-	v, _ := meta.GetString("io.modelcontextprotocol/protocolVersion")
-	return v == protocol2026
-}
-
-func modernCaps(msg jsonrpc.Message) map[string]json.RawMessage {
-	o, err := jsonrpc.ParseObject(msg.Params)
-	if err != nil {
-		return nil
-	}
-	meta, err := jsonrpc.ParseObject(o.Get("_meta"))
-	if err != nil {
-		return nil
-	}
-	var caps map[string]json.RawMessage
-	_ = json.Unmarshal(meta.Get("io.modelcontextprotocol/clientCapabilities"), &caps)
-	return caps
+	_, ok := meta.GetString(metaProtocolVersion)
+	return ok
 }
 
 // clientNotification handles a notification from a client.
@@ -373,6 +359,7 @@ type httpReplier struct {
 	sse       bool
 	done      bool
 	stuck     bool // a write timed out: the client stopped reading
+	modern    bool // a 2026-07-28 request: an unknown method is HTTP 404
 }
 
 var (
@@ -439,7 +426,11 @@ func (h *httpReplier) final(m jsonrpc.Message) {
 		_ = writeSSE(h.w, b)
 		return
 	}
-	h.header("application/json", http.StatusOK)
+	status := http.StatusOK
+	if h.modern && m.Error != nil && m.Error.Code == jsonrpc.CodeMethodNotFound {
+		status = http.StatusNotFound
+	}
+	h.header("application/json", status)
 	_, _ = h.w.Write(b)
 }
 

@@ -48,6 +48,9 @@ func (c *call) record(hop recorder.Hop, start time.Time, dur time.Duration, fill
 	if hop == recorder.HopResponse {
 		e.Outcome, e.ErrorCode, e.ErrorMessage = c.outcome, c.errCode, c.errMsg
 	}
+	if len(c.attrs) > 0 {
+		e.Attrs = append(e.Attrs, c.attrs...)
+	}
 	if fill != nil {
 		fill(e)
 	}

@@ -1,0 +1,191 @@
+package proxy
+
+// Protocol revision 2026-07-28 ("modern") on the client side: requests are
+// sessionless and carry their version, client identity and capabilities in
+// params._meta; POSTs mirror the method and name in Mcp-Method / Mcp-Name;
+// every result carries resultType, and list and read results carry caching
+// hints. The gateway serves this era and the session era (2024-11-05 to
+// 2025-11-25) on the same endpoint, choosing per request. Each backend keeps
+// the version it negotiated; only what differs between the two is
+// translated, here and in mrtr.go.
+
+import (
+	"encoding/json"
+	"net/http"
+	"slices"
+
+	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/mcptrail/mcptrail/proxy/jsonrpc"
+)
+
+// Error codes the 2026-07-28 revision defines.
+const (
+	codeHeaderMismatch             = -32020
+	codeMissingClientCapability    = -32021
+	codeUnsupportedProtocolVersion = -32022
+)
+
+// Keys of params._meta (requests) and result._meta (results) in 2026-07-28.
+const (
+	metaProtocolVersion    = "io.modelcontextprotocol/protocolVersion"
+	metaClientInfo         = "io.modelcontextprotocol/clientInfo"
+	metaClientCapabilities = "io.modelcontextprotocol/clientCapabilities"
+	metaServerInfo         = "io.modelcontextprotocol/serverInfo"
+	metaLogLevel           = "io.modelcontextprotocol/logLevel"
+	metaSubscriptionID     = "io.modelcontextprotocol/subscriptionId"
+)
+
+// modernVersions are the sessionless revisions the gateway serves.
+var modernVersions = []string{protocol2026}
+
+// supportedVersions lists every revision the gateway serves, newest first,
+// as server/discover and UnsupportedProtocolVersion errors report them.
+func supportedVersions() []string {
+	return append(slices.Clone(modernVersions), clientVersions...)
+}
+
+// requestMeta returns a request's params._meta, nil when it has none.
+func requestMeta(msg jsonrpc.Message) *jsonrpc.Object {
+	o, err := jsonrpc.ParseObject(msg.Params)
+	if err != nil {
+		return nil
+	}
+	meta, err := jsonrpc.ParseObject(o.Get("_meta"))
+	if err != nil {
+		return nil
+	}
+	return meta
+}
+
+// modernSession validates a sessionless (2026-07-28) request's protocol
+// version and standard headers and builds the per-request session that
+// carries what the client declared in _meta. It answers failures itself.
+func (g *Gateway) modernSession(w http.ResponseWriter, r *http.Request, msg jsonrpc.Message, reqID string) (*Session, bool) {
+	meta := requestMeta(msg)
+	version := r.Header.Get("Mcp-Protocol-Version")
+	var bodyVersion string
+	if meta != nil {
+		bodyVersion, _ = meta.GetString(metaProtocolVersion)
+	}
+	switch {
+	case version == "":
+		version = bodyVersion
+	case bodyVersion != "" && bodyVersion != version:
+		writeRPCError(w, http.StatusBadRequest, msg.ID, codeHeaderMismatch,
+			"Header mismatch: MCP-Protocol-Version header value '"+version+"' does not match body value '"+bodyVersion+"'", reqID)
+		return nil, false
+	}
+	if version == "" && msg.Method == "server/discover" {
+		version = protocol2026 // a bare probe
+	}
+	if !slices.Contains(modernVersions, version) {
+		data, _ := json.Marshal(map[string]any{"supported": supportedVersions(), "requested": version, "requestId": reqID})
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set(HeaderRequestID, reqID)
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = w.Write(jsonrpc.NewError(msg.ID, codeUnsupportedProtocolVersion, "Unsupported protocol version: "+version, data).Marshal())
+		return nil, false
+	}
+	if msg.Kind() == jsonrpc.KindRequest {
+		if err := mcp.ValidateStandardHeaders(r.Header.Get, version, mcp.MCPMethod(msg.Method), msg.Params); err != nil {
+			writeRPCError(w, http.StatusBadRequest, msg.ID, codeHeaderMismatch, "Header mismatch: "+err.Error(), reqID)
+			return nil, false
+		}
+	}
+	sess := g.newSession("")
+	var info struct {
+		Name    string `json:"name"`
+		Version string `json:"version"`
+	}
+	var caps map[string]json.RawMessage
+	if meta != nil {
+		_ = json.Unmarshal(meta.Get(metaClientInfo), &info)
+		_ = json.Unmarshal(meta.Get(metaClientCapabilities), &caps)
+		if lvl, ok := meta.GetString(metaLogLevel); ok {
+			sess.setLogLevel(lvl)
+		}
+	}
+	sess.setClient(version, info.Name, info.Version, caps)
+	return sess, true
+}
+
+// modern reports a sessionless 2026-07-28 client request.
+func (s *Session) modern() bool {
+	if s == nil || s.id != "" {
+		return false
+	}
+	v, _, _ := s.client()
+	return slices.Contains(modernVersions, v)
+}
+
+// cacheable lists the methods whose complete results carry ttlMs and
+// cacheScope in 2026-07-28.
+var cacheable = map[string]bool{
+	"server/discover": true, "tools/list": true, "prompts/list": true,
+	"resources/list": true, "resources/templates/list": true, "resources/read": true,
+}
+
+// modernize translates an answer for a 2026-07-28 client: every result gets
+// resultType (and the gateway's serverInfo in _meta), cacheable results get
+// ttlMs and cacheScope when the backend gave none, and resource-not-found
+// becomes -32602. What a 2026 backend already set is relayed as it is.
+func (c *call) modernize(m jsonrpc.Message) jsonrpc.Message {
+	if m.Error != nil {
+		if m.Error.Code == jsonrpc.CodeResourceNotFound {
+			e := *m.Error
+			e.Code = jsonrpc.CodeInvalidParams
+			m.Error = &e
+			if c.errCode == jsonrpc.CodeResourceNotFound {
+				c.errCode = jsonrpc.CodeInvalidParams
+			}
+		}
+		return m
+	}
+	if m.Result == nil {
+		return m
+	}
+	rt, hasRT := jsonrpc.Lookup(m.Result, "resultType")
+	if !hasRT {
+		if out, err := jsonrpc.AppendMember(m.Result, "resultType", []byte(`"complete"`)); err == nil {
+			m.Result = out
+		}
+	}
+	if meta, ok := jsonrpc.Lookup(m.Result, "_meta"); !ok {
+		if out, err := jsonrpc.AppendMember(m.Result, "_meta", appendServerInfoMeta(nil)); err == nil {
+			m.Result = out
+		}
+	} else if o, err := jsonrpc.ParseObject(meta); err == nil && o.Get(metaServerInfo) == nil {
+		if res, err := jsonrpc.ParseObject(m.Result); err == nil {
+			o.Set(metaServerInfo, serverInfoJSON())
+			res.Set("_meta", o.Marshal())
+			m.Result = res.Marshal()
+		}
+	}
+	complete := !hasRT || string(rt) == `"complete"`
+	if complete && cacheable[c.msg.Method] {
+		if _, ok := jsonrpc.Lookup(m.Result, "ttlMs"); !ok {
+			if out, err := jsonrpc.AppendMember(m.Result, "ttlMs", []byte(`0`)); err == nil {
+				m.Result = out
+			}
+		}
+		if _, ok := jsonrpc.Lookup(m.Result, "cacheScope"); !ok {
+			if out, err := jsonrpc.AppendMember(m.Result, "cacheScope", []byte(`"private"`)); err == nil {
+				m.Result = out
+			}
+		}
+	}
+	return m
+}
+
+// appendServerInfoMeta appends {"io.modelcontextprotocol/serverInfo":{…}}.
+func appendServerInfoMeta(dst []byte) []byte {
+	dst = append(dst, `{"`+metaServerInfo+`":`...)
+	dst = append(dst, serverInfoJSON()...)
+	return append(dst, '}')
+}
+
+func serverInfoJSON() json.RawMessage {
+	b, _ := json.Marshal(map[string]string{"name": "mcptrail", "version": Version})
+	return b
+}

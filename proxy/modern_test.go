@@ -1,0 +1,280 @@
+package proxy_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcptrail/mcptrail/proxy"
+	"github.com/mcptrail/mcptrail/recorder"
+)
+
+// modernBody builds a 2026-07-28 request: version, client and capabilities
+// in params._meta.
+func modernBody(id int, method string, params map[string]any, caps map[string]any) string {
+	if params == nil {
+		params = map[string]any{}
+	}
+	if caps == nil {
+		caps = map[string]any{}
+	}
+	params["_meta"] = map[string]any{
+		"io.modelcontextprotocol/protocolVersion":    "2026-07-28",
+		"io.modelcontextprotocol/clientInfo":         map[string]any{"name": "raw-modern", "version": "9"},
+		"io.modelcontextprotocol/clientCapabilities": caps,
+	}
+	b, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+	return string(b)
+}
+
+// modernHeaders are the headers a conforming 2026-07-28 client sends.
+func modernHeaders(method, name string) map[string]string {
+	h := map[string]string{"Mcp-Protocol-Version": "2026-07-28", "Mcp-Method": method}
+	if name != "" {
+		h["Mcp-Name"] = name
+	}
+	return h
+}
+
+type rpcAnswer struct {
+	Result map[string]json.RawMessage `json:"result"`
+	Error  *struct {
+		Code    int             `json:"code"`
+		Message string          `json:"message"`
+		Data    json.RawMessage `json:"data"`
+	} `json:"error"`
+}
+
+// decodeAnswer takes the JSON-RPC answer from a JSON or SSE body.
+func decodeAnswer(t *testing.T, b []byte) rpcAnswer {
+	t.Helper()
+	s := string(b)
+	if i := strings.LastIndex(s, "data: "); i >= 0 {
+		s = strings.TrimSpace(s[i+len("data: "):])
+	}
+	var a rpcAnswer
+	if err := json.Unmarshal([]byte(s), &a); err != nil {
+		t.Fatalf("undecodable answer %q: %v", b, err)
+	}
+	return a
+}
+
+// TestModernRequests: sessionless 2026-07-28 requests on the same endpoint
+// as sessions: version and standard headers are checked (HeaderMismatch
+// -32020, UnsupportedProtocolVersion -32022), every result has resultType,
+// list and read results have caching hints, resource-not-found is -32602,
+// and ping still works without a session.
+func TestModernRequests(t *testing.T) {
+	cfg, _ := twoBackends(t)
+	e := startGateway(t, cfg)
+	_, lb := post(t, e.url, modernBody(9, "resources/list", nil, nil), modernHeaders("resources/list", ""))
+	var listed struct {
+		Resources []struct {
+			URI string `json:"uri"`
+		} `json:"resources"`
+	}
+	if la := decodeAnswer(t, lb); la.Error != nil || json.Unmarshal(la.Result["resources"], &listed.Resources) != nil || len(listed.Resources) == 0 {
+		t.Fatalf("resources/list = %s", lb)
+	}
+	uri := listed.Resources[0].URI
+	callEcho := modernBody(1, "tools/call", map[string]any{"name": "alpha.echo", "arguments": map[string]any{"message": "hi"}}, nil)
+	for _, tc := range []struct {
+		name       string
+		body       string
+		hdr        map[string]string
+		wantStatus int
+		wantCode   int      // JSON-RPC error code; 0 for a result
+		wantKeys   []string // result members that must be present
+		wantType   string   // resultType
+	}{
+		{name: "tools/call", body: callEcho, hdr: modernHeaders("tools/call", "alpha.echo"), wantStatus: 200, wantKeys: []string{"content"}, wantType: "complete"},
+		{name: "name mismatch", body: callEcho, hdr: modernHeaders("tools/call", "alpha.add"), wantStatus: 400, wantCode: -32020},
+		{name: "name missing", body: callEcho, hdr: modernHeaders("tools/call", ""), wantStatus: 400, wantCode: -32020},
+		{name: "method mismatch", body: callEcho, hdr: modernHeaders("prompts/get", "alpha.echo"), wantStatus: 400, wantCode: -32020},
+		{name: "method missing", body: callEcho, hdr: map[string]string{"Mcp-Protocol-Version": "2026-07-28", "Mcp-Name": "alpha.echo"}, wantStatus: 400, wantCode: -32020},
+		{name: "base64 name", body: callEcho, hdr: modernHeaders("tools/call", "=?base64?YWxwaGEuZWNobw==?="), wantStatus: 200, wantKeys: []string{"content"}, wantType: "complete"},
+		{name: "version header differs from _meta", body: callEcho, hdr: map[string]string{"Mcp-Protocol-Version": "2099-01-01", "Mcp-Method": "tools/call", "Mcp-Name": "alpha.echo"}, wantStatus: 400, wantCode: -32020},
+		{name: "unsupported version", body: `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2099-01-01"}}}`,
+			hdr: map[string]string{"Mcp-Protocol-Version": "2099-01-01", "Mcp-Method": "tools/list"}, wantStatus: 400, wantCode: -32022},
+		{name: "tools/list", body: modernBody(2, "tools/list", nil, nil), hdr: modernHeaders("tools/list", ""), wantStatus: 200, wantKeys: []string{"tools", "ttlMs", "cacheScope"}, wantType: "complete"},
+		{name: "resources/read", body: modernBody(3, "resources/read", map[string]any{"uri": uri}, nil), hdr: modernHeaders("resources/read", uri), wantStatus: 200, wantKeys: []string{"contents", "ttlMs", "cacheScope"}, wantType: "complete"},
+		{name: "resource not found", body: modernBody(4, "resources/read", map[string]any{"uri": "test://nowhere"}, nil), hdr: modernHeaders("resources/read", "test://nowhere"), wantStatus: 200, wantCode: -32602},
+		{name: "server/discover", body: modernBody(5, "server/discover", nil, nil), hdr: modernHeaders("server/discover", ""), wantStatus: 200, wantKeys: []string{"supportedVersions", "capabilities", "ttlMs", "cacheScope"}, wantType: "complete"},
+		{name: "ping without a session", body: modernBody(6, "ping", nil, nil), hdr: modernHeaders("ping", ""), wantStatus: 200, wantType: "complete"},
+		{name: "logging/setLevel without a session", body: modernBody(7, "logging/setLevel", map[string]any{"level": "info"}, nil), hdr: modernHeaders("logging/setLevel", ""), wantStatus: 200, wantType: "complete"},
+		{name: "unknown method", body: modernBody(8, "no/such", nil, nil), hdr: modernHeaders("no/such", ""), wantStatus: 404, wantCode: -32601},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, b := post(t, e.url, tc.body, tc.hdr)
+			if resp.StatusCode != tc.wantStatus {
+				t.Fatalf("status = %d, want %d: %s", resp.StatusCode, tc.wantStatus, b)
+			}
+			if resp.Header.Get("Mcp-Session-Id") != "" {
+				t.Errorf("a sessionless request got Mcp-Session-Id %q", resp.Header.Get("Mcp-Session-Id"))
+			}
+			a := decodeAnswer(t, b)
+			if tc.wantCode != 0 {
+				if a.Error == nil || a.Error.Code != tc.wantCode {
+					t.Fatalf("answer = %s, want error %d", b, tc.wantCode)
+				}
+				return
+			}
+			if a.Error != nil {
+				t.Fatalf("answer = %s, want a result", b)
+			}
+			for _, k := range tc.wantKeys {
+				if _, ok := a.Result[k]; !ok {
+					t.Errorf("result lacks %q: %s", k, b)
+				}
+			}
+			if got := string(a.Result["resultType"]); got != `"`+tc.wantType+`"` {
+				t.Errorf("resultType = %s, want %q", got, tc.wantType)
+			}
+		})
+	}
+	// The supported versions come with the refusal.
+	_, b := post(t, e.url, `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}`, map[string]string{"Mcp-Protocol-Version": "2099-01-01", "Mcp-Method": "tools/list"})
+	if a := decodeAnswer(t, b); a.Error == nil || !strings.Contains(string(a.Error.Data), `"2026-07-28"`) || !strings.Contains(string(a.Error.Data), `"2025-11-25"`) {
+		t.Errorf("UnsupportedProtocolVersion data = %s, want the supported versions", b)
+	}
+	// Session-era requests on the same endpoint are untouched.
+	sid := initSession(t, e.url, nil)
+	_, b = post(t, e.url, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"alpha.echo","arguments":{"message":"x"}}}`, map[string]string{"Mcp-Session-Id": sid, "Mcp-Protocol-Version": "2025-06-18"})
+	if a := decodeAnswer(t, b); a.Error != nil || a.Result["resultType"] != nil {
+		t.Errorf("2025 session tools/call = %s, want a result without resultType", b)
+	}
+}
+
+// TestModernMultiRoundTrip: a 2025 backend's elicitation/create during a
+// 2026 client's tools/call becomes an InputRequiredResult; the client's
+// retry with inputResponses answers the held backend request and gets the
+// tool's result. The chain is recorded as linked requests, its
+// requestState is single use and bound to the request it came from.
+func TestModernMultiRoundTrip(t *testing.T) {
+	cfg, _ := twoBackends(t)
+	e := startGateway(t, cfg)
+	caps := map[string]any{"elicitation": map[string]any{}}
+	hdr := modernHeaders("tools/call", "alpha.elicit")
+	first := map[string]any{"name": "alpha.elicit", "arguments": map[string]any{"message": "name?"}}
+	_, b := post(t, e.url, modernBody(1, "tools/call", first, caps), hdr)
+	a := decodeAnswer(t, b)
+	if a.Error != nil || string(a.Result["resultType"]) != `"input_required"` {
+		t.Fatalf("first answer = %s, want an InputRequiredResult", b)
+	}
+	var reqs map[string]struct {
+		Method string          `json:"method"`
+		Params json.RawMessage `json:"params"`
+	}
+	if err := json.Unmarshal(a.Result["inputRequests"], &reqs); err != nil || len(reqs) != 1 {
+		t.Fatalf("inputRequests = %s (%v), want one", a.Result["inputRequests"], err)
+	}
+	var key string
+	for k, r := range reqs {
+		key = k
+		if r.Method != "elicitation/create" || !strings.Contains(string(r.Params), "name?") {
+			t.Errorf("input request = %s %s, want the backend's elicitation/create", r.Method, r.Params)
+		}
+	}
+	var state string
+	_ = json.Unmarshal(a.Result["requestState"], &state)
+	originID := decodeRequestID(t, a)
+
+	// A requestState is bound to the request it came from.
+	wrong := map[string]any{"name": "alpha.echo", "arguments": map[string]any{"message": "x"}, "requestState": state,
+		"inputResponses": map[string]any{key: map[string]any{"action": "decline"}}}
+	_, b = post(t, e.url, modernBody(2, "tools/call", wrong, caps), modernHeaders("tools/call", "alpha.echo"))
+	if a := decodeAnswer(t, b); a.Error == nil || a.Error.Code != -32602 {
+		t.Errorf("requestState on another tool = %s, want -32602", b)
+	}
+
+	retry := map[string]any{"name": "alpha.elicit", "arguments": map[string]any{"message": "name?"}, "requestState": state,
+		"inputResponses": map[string]any{key: map[string]any{"action": "accept", "content": map[string]any{"name": "Ada"}}}}
+	resp, b := post(t, e.url, modernBody(3, "tools/call", retry, caps), hdr)
+	a = decodeAnswer(t, b)
+	if a.Error != nil || string(a.Result["resultType"]) != `"complete"` || !strings.Contains(string(a.Result["content"]), `elicited: accept {\"name\":\"Ada\"}`) {
+		t.Fatalf("retry answer = %s, want the tool's result with the client's answer", b)
+	}
+	retryID := resp.Header.Get(proxy.HeaderRequestID)
+
+	// Used once: the same state again is refused.
+	_, b = post(t, e.url, modernBody(4, "tools/call", retry, caps), hdr)
+	if a := decodeAnswer(t, b); a.Error == nil || a.Error.Code != -32602 {
+		t.Errorf("reused requestState = %s, want -32602", b)
+	}
+
+	// The retry's hops name the request that started the chain, and the
+	// backend's elicitation is recorded under it.
+	var linked bool
+	waitFor(t, "retry recorded", func() bool { return len(e.rec.byRequest(retryID)) >= 2 })
+	for _, ev := range e.rec.byRequest(retryID) {
+		for _, at := range ev.Attrs {
+			if at.Key == "mcp.mrtr.origin_request_id" && at.Value == originID {
+				linked = true
+			}
+		}
+	}
+	if !linked {
+		t.Errorf("retry %s is not linked to the origin %s: %+v", retryID, originID, e.rec.byRequest(retryID))
+	}
+	var sawElicit, sawUpstream bool
+	waitFor(t, "origin's upstream hop recorded", func() bool {
+		for _, ev := range e.rec.byRequest(originID) {
+			sawElicit = sawElicit || ev.Hop == recorder.HopServerRequest && ev.Method == "elicitation/create"
+			sawUpstream = sawUpstream || ev.Hop == recorder.HopUpstream
+		}
+		return sawElicit && sawUpstream
+	})
+
+	// A client that did not declare elicitation is not asked: the backend
+	// gets a refusal, as a 2025 session client would.
+	_, b = post(t, e.url, modernBody(5, "tools/call", first, nil), hdr)
+	if a := decodeAnswer(t, b); a.Error != nil || string(a.Result["resultType"]) != `"complete"` {
+		t.Errorf("without elicitation capability = %s, want a complete result", b)
+	}
+}
+
+func decodeRequestID(t *testing.T, a rpcAnswer) string {
+	t.Helper()
+	var meta map[string]any
+	_ = json.Unmarshal(a.Result["_meta"], &meta)
+	id, _ := meta[proxy.MetaRequestID].(string)
+	if id == "" {
+		t.Fatalf("no request id in %s", a.Result["_meta"])
+	}
+	return id
+}
+
+// TestModernHeldCallExpires: a client that never retries does not hold the
+// backend call forever: it is refused after ServerRequestTimeout and the
+// requestState stops working.
+func TestModernHeldCallExpires(t *testing.T) {
+	cfg, _ := twoBackends(t)
+	e := startGateway(t, cfg, func(o *proxy.Options) { o.ServerRequestTimeout = 50 * time.Millisecond })
+	caps := map[string]any{"elicitation": map[string]any{}}
+	hdr := modernHeaders("tools/call", "alpha.elicit")
+	params := map[string]any{"name": "alpha.elicit", "arguments": map[string]any{}}
+	_, b := post(t, e.url, modernBody(1, "tools/call", params, caps), hdr)
+	a := decodeAnswer(t, b)
+	var state string
+	_ = json.Unmarshal(a.Result["requestState"], &state)
+	if state == "" {
+		t.Fatalf("first answer = %s, want a requestState", b)
+	}
+	origin := decodeRequestID(t, a)
+	waitFor(t, "held call ended", func() bool {
+		for _, ev := range e.rec.byRequest(origin) {
+			if ev.Hop == recorder.HopUpstream {
+				return true
+			}
+		}
+		return false
+	})
+	params["requestState"] = state
+	params["inputResponses"] = map[string]any{}
+	resp, b := post(t, e.url, modernBody(2, "tools/call", params, caps), hdr)
+	if a := decodeAnswer(t, b); resp.StatusCode != http.StatusOK || a.Error == nil || a.Error.Code != -32602 {
+		t.Errorf("expired requestState = %d %s, want -32602", resp.StatusCode, b)
+	}
+}
