@@ -76,8 +76,11 @@ func (g *Gateway) modernSession(w http.ResponseWriter, r *http.Request, msg json
 			"Header mismatch: MCP-Protocol-Version header value '"+version+"' does not match body value '"+bodyVersion+"'", reqID)
 		return nil, false
 	}
+	bare := false
 	if version == "" && msg.Method == "server/discover" {
-		version = protocol2026 // a bare probe
+		// A probe that names no version at all: answer it (it is how a
+		// client finds out), without the checks a 2026 request gets.
+		version, bare = protocol2026, true
 	}
 	if !slices.Contains(modernVersions, version) {
 		data, _ := json.Marshal(map[string]any{"supported": supportedVersions(), "requested": version, "requestId": reqID})
@@ -87,7 +90,7 @@ func (g *Gateway) modernSession(w http.ResponseWriter, r *http.Request, msg json
 		_, _ = w.Write(jsonrpc.NewError(msg.ID, codeUnsupportedProtocolVersion, "Unsupported protocol version: "+version, data).Marshal())
 		return nil, false
 	}
-	if msg.Kind() == jsonrpc.KindRequest {
+	if msg.Kind() == jsonrpc.KindRequest && !bare {
 		if err := mcp.ValidateStandardHeaders(r.Header.Get, version, mcp.MCPMethod(msg.Method), msg.Params); err != nil {
 			writeRPCError(w, http.StatusBadRequest, msg.ID, codeHeaderMismatch, "Header mismatch: "+err.Error(), reqID)
 			return nil, false
