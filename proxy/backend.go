@@ -75,6 +75,10 @@ type Backend struct {
 	nextID atomic.Int64
 	sem    chan struct{} // nil when unlimited
 
+	// listHints are the caching hints of each list's last fetch (2026
+	// backends give them; nil otherwise).
+	listHints [numLists]atomic.Pointer[cacheHint]
+
 	mu      sync.Mutex
 	lastErr error
 	kick    chan struct{}
@@ -179,7 +183,7 @@ func (b *Backend) watch(ctx context.Context, snap *backendSnapshot, every time.D
 			return
 		case <-t.C:
 			pctx, cancel := context.WithTimeout(ctx, b.connectTimeout())
-			_, err := b.rawCall(pctx, snap, "ping", nil, nil)
+			_, err := b.rawCall(pctx, snap, healthMethod(snap.protocolVersion), nil, nil)
 			cancel()
 			if err != nil && ctx.Err() == nil {
 				b.setErr(fmt.Errorf("health ping: %w", err))
@@ -318,6 +322,9 @@ func (b *Backend) handshake(ctx context.Context, conn upstreamConn) (*backendSna
 	if version == "" {
 		version = defaultBackendVersion
 	}
+	if modernUpstream(version) {
+		return b.discoverHandshake(ctx, conn, version)
+	}
 	params, _ := json.Marshal(map[string]any{
 		"protocolVersion": version,
 		"capabilities": map[string]any{
@@ -387,6 +394,9 @@ func (b *Backend) fetchList(ctx context.Context, snap *backendSnapshot, kind lis
 		var body map[string]json.RawMessage
 		if err := json.Unmarshal(res.Result, &body); err != nil {
 			return nil, fmt.Errorf("decoding %s result: %w", listMethods[kind], err)
+		}
+		if page == 0 {
+			b.listHints[kind].Store(cacheHintOf(body))
 		}
 		var items []json.RawMessage
 		if raw := body[listFields[kind]]; raw != nil {

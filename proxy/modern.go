@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"slices"
+	"strconv"
 
 	"github.com/mark3labs/mcp-go/mcp"
 
@@ -167,18 +168,80 @@ func (c *call) modernize(m jsonrpc.Message) jsonrpc.Message {
 	}
 	complete := !hasRT || string(rt) == `"complete"`
 	if complete && cacheable[c.msg.Method] {
+		hint := cacheHint{scope: "private"} // what no backend vouched for
+		if kind, ok := listKindOf(c.msg.Method); ok {
+			hint = c.g.mergedHint(kind)
+		}
 		if _, ok := jsonrpc.Lookup(m.Result, "ttlMs"); !ok {
-			if out, err := jsonrpc.AppendMember(m.Result, "ttlMs", []byte(`0`)); err == nil {
+			if out, err := jsonrpc.AppendMember(m.Result, "ttlMs", strconv.AppendInt(nil, hint.ttlMs, 10)); err == nil {
 				m.Result = out
 			}
 		}
 		if _, ok := jsonrpc.Lookup(m.Result, "cacheScope"); !ok {
-			if out, err := jsonrpc.AppendMember(m.Result, "cacheScope", []byte(`"private"`)); err == nil {
+			if out, err := jsonrpc.AppendMember(m.Result, "cacheScope", strconv.AppendQuote(nil, hint.scope)); err == nil {
 				m.Result = out
 			}
 		}
 	}
 	return m
+}
+
+// cacheHint is a result's ttlMs and cacheScope.
+type cacheHint struct {
+	ttlMs int64
+	scope string // "public" or "private"
+}
+
+// cacheHintOf reads the hints of a list result; nil when it has none (a
+// session-era backend).
+func cacheHintOf(body map[string]json.RawMessage) *cacheHint {
+	var h cacheHint
+	if json.Unmarshal(body["ttlMs"], &h.ttlMs) != nil || json.Unmarshal(body["cacheScope"], &h.scope) != nil {
+		return nil
+	}
+	h.ttlMs = max(h.ttlMs, 0)
+	if h.scope != "public" {
+		h.scope = "private"
+	}
+	return &h
+}
+
+func listKindOf(method string) (listKind, bool) {
+	for k, m := range listMethods {
+		if m == method {
+			return listKind(k), true
+		}
+	}
+	return 0, false
+}
+
+// mergedHint is the most conservative hint of the backends that serve a
+// list: the shortest ttlMs (0 when one gave none), public only when every
+// one said public and the list is not filtered per principal.
+func (g *Gateway) mergedHint(kind listKind) cacheHint {
+	h := cacheHint{ttlMs: -1, scope: "public"}
+	if g.auth.Enabled() {
+		h.scope = "private"
+	}
+	for _, name := range g.order {
+		b := g.backends[name]
+		s := b.snap.Load()
+		if s == nil || !s.has(listCaps[kind]) {
+			continue
+		}
+		bh := b.listHints[kind].Load()
+		if bh == nil {
+			return cacheHint{scope: "private"}
+		}
+		if h.ttlMs < 0 || bh.ttlMs < h.ttlMs {
+			h.ttlMs = bh.ttlMs
+		}
+		if bh.scope != "public" {
+			h.scope = "private"
+		}
+	}
+	h.ttlMs = max(h.ttlMs, 0)
+	return h
 }
 
 // appendServerInfoMeta appends {"io.modelcontextprotocol/serverInfo":{…}}.

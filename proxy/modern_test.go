@@ -1,13 +1,23 @@
 package proxy_test
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/mark3labs/mcp-go/client/transport"
+	mcpgo "github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+
 	"github.com/mcptrail/mcptrail/proxy"
+	"github.com/mcptrail/mcptrail/proxy/config"
 	"github.com/mcptrail/mcptrail/recorder"
 )
 
@@ -276,5 +286,122 @@ func TestModernHeldCallExpires(t *testing.T) {
 	resp, b := post(t, e.url, modernBody(2, "tools/call", params, caps), hdr)
 	if a := decodeAnswer(t, b); resp.StatusCode != http.StatusOK || a.Error == nil || a.Error.Code != -32602 {
 		t.Errorf("expired requestState = %d %s, want -32602", resp.StatusCode, b)
+	}
+}
+
+// mrtrBackend is a 2026-07-28 server (mcp-go) whose confirm tool asks for
+// input the multi round-trip way, with a requestState that needs escaping.
+// It records the headers of every POST it gets.
+func mrtrBackend(t *testing.T) (url string, headers func() []http.Header) {
+	t.Helper()
+	srv := server.NewMCPServer("mrtr-backend", "1", server.WithToolCapabilities(false),
+		server.WithMethodCacheHints(mcpgo.MethodToolsList, 30000, mcpgo.CacheScopePublic))
+	srv.AddTool(mcpgo.NewTool("confirm", mcpgo.WithString("what")), func(ctx context.Context, req mcpgo.CallToolRequest) (*mcpgo.CallToolResult, error) {
+		if el := server.ElicitationResponse(req.Params.InputResponses, "ok"); el != nil {
+			return mcpgo.NewToolResultText(fmt.Sprintf("%s: %s after %s", req.GetString("what", ""), el.Action, req.Params.RequestState)), nil
+		}
+		return server.NewInputRequestBuilder(mrtrState).Elicit("ok", mcpgo.ElicitationParams{
+			Message: "sure?", RequestedSchema: map[string]any{"type": "object", "properties": map[string]any{}},
+		}).ToolResult(), nil
+	})
+	h := server.NewStreamableHTTPServer(srv, server.WithDisableLocalhostProtection(true))
+	var mu sync.Mutex
+	var seen []http.Header
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.Header.Clone())
+		mu.Unlock()
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(hs.Close)
+	return hs.URL + "/mcp", func() []http.Header {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(seen)
+	}
+}
+
+const mrtrState = `opaque "state" +/= é`
+
+// TestModernBackend: a backend configured with protocol_version 2026-07-28
+// is spoken to without a session (server/discover, per-request _meta,
+// Mcp-Method and the de-namespaced Mcp-Name). Its InputRequiredResult
+// reaches a 2026 client with requestState byte for byte and the retry goes
+// back to it; a 2025 session client gets the input request as a
+// server→client request, and the gateway retries for it.
+func TestModernBackend(t *testing.T) {
+	url, headers := mrtrBackend(t)
+	e := startGateway(t, &config.Config{Servers: []config.Server{{Name: "modern", Transport: "http", URL: url, ProtocolVersion: "2026-07-28", Timeout: 10 * time.Second}}})
+	if st := e.gw.Status(); st.Backends[0].ProtocolVersion != "2026-07-28" {
+		t.Fatalf("backend protocol = %q, want 2026-07-28", st.Backends[0].ProtocolVersion)
+	}
+
+	// A 2026 client: the backend's InputRequiredResult, relayed.
+	caps := map[string]any{"elicitation": map[string]any{}}
+	hdr := modernHeaders("tools/call", "modern.confirm")
+	params := map[string]any{"name": "modern.confirm", "arguments": map[string]any{"what": "deploy"}}
+	_, b := post(t, e.url, modernBody(1, "tools/call", params, caps), hdr)
+	a := decodeAnswer(t, b)
+	var state string
+	_ = json.Unmarshal(a.Result["requestState"], &state)
+	if a.Error != nil || string(a.Result["resultType"]) != `"input_required"` || state != mrtrState || !strings.Contains(string(a.Result["inputRequests"]), `"ok"`) {
+		t.Fatalf("first answer = %s, want the backend's InputRequiredResult with its requestState", b)
+	}
+	params["requestState"] = state
+	params["inputResponses"] = map[string]any{"ok": map[string]any{"action": "accept", "content": map[string]any{}}}
+	_, b = post(t, e.url, modernBody(2, "tools/call", params, caps), hdr)
+	a = decodeAnswer(t, b)
+	if a.Error != nil || !strings.Contains(string(a.Result["content"]), "deploy: accept after "+strings.ReplaceAll(mrtrState, `"`, `\"`)) {
+		t.Fatalf("retry answer = %s, want the backend's result for the retry", b)
+	}
+	var sawCall bool
+	for _, h := range headers() {
+		if h.Get("Mcp-Session-Id") != "" {
+			t.Errorf("the gateway sent Mcp-Session-Id %q to a 2026 backend", h.Get("Mcp-Session-Id"))
+		}
+		if h.Get("Mcp-Method") == "tools/call" {
+			sawCall = true
+			if h.Get("Mcp-Name") != "confirm" || h.Get("Mcp-Protocol-Version") != "2026-07-28" {
+				t.Errorf("upstream tools/call headers: Mcp-Name %q, version %q; want the de-namespaced name and 2026-07-28", h.Get("Mcp-Name"), h.Get("Mcp-Protocol-Version"))
+			}
+		}
+	}
+	if !sawCall {
+		t.Error("the backend saw no tools/call with Mcp-Method")
+	}
+
+	// Its caching hints are what the merged list says, it being the only
+	// backend.
+	_, b = post(t, e.url, modernBody(3, "tools/list", nil, nil), modernHeaders("tools/list", ""))
+	if a := decodeAnswer(t, b); string(a.Result["ttlMs"]) != "30000" || string(a.Result["cacheScope"]) != `"public"` {
+		t.Errorf("tools/list hints = %s %s, want the backend's 30000 public", a.Result["ttlMs"], a.Result["cacheScope"])
+	}
+
+	// A 2025 session client: the gateway asks it the old way and retries.
+	tr, err := transport.NewStreamableHTTP(e.url + "/mcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newPeer(t, tr, "modern.")
+	resp := p.raw(t, "tools/call", map[string]any{"name": "modern.confirm", "arguments": map[string]any{"what": "ship"}})
+	if resp.Error != nil || !strings.Contains(string(resp.Result), "ship: decline after ") || strings.Contains(string(resp.Result), "input_required") {
+		t.Errorf("2025 client: %s %v, want the final result after its elicitation", resp.Result, resp.Error)
+	}
+	if p.elicits.Load() != 1 {
+		t.Errorf("2025 client answered %d elicitations, want 1", p.elicits.Load())
+	}
+}
+
+// TestModernMergedCacheHints: a merged list is as cacheable as its least
+// cacheable part: a session-era backend gives no hint, so the list is
+// immediately stale and private.
+func TestModernMergedCacheHints(t *testing.T) {
+	url, _ := mrtrBackend(t)
+	cfg, _ := twoBackends(t)
+	cfg.Servers = append(cfg.Servers, config.Server{Name: "modern", Transport: "http", URL: url, ProtocolVersion: "2026-07-28", Timeout: 10 * time.Second})
+	e := startGateway(t, cfg)
+	_, b := post(t, e.url, modernBody(1, "tools/list", nil, nil), modernHeaders("tools/list", ""))
+	if a := decodeAnswer(t, b); string(a.Result["ttlMs"]) != "0" || string(a.Result["cacheScope"]) != `"private"` {
+		t.Errorf("merged tools/list hints = %s %s, want 0 private", a.Result["ttlMs"], a.Result["cacheScope"])
 	}
 }

@@ -146,7 +146,9 @@ type Server struct {
 	// handshake. Default 10s.
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
 	// ProtocolVersion is the MCP protocol version offered to the backend in
-	// initialize (YYYY-MM-DD). Default "2025-11-25".
+	// initialize (YYYY-MM-DD). Default "2025-11-25". "2026-07-28" makes the
+	// gateway speak to it without a session (server/discover, per-request
+	// _meta, Mcp-Method/Mcp-Name headers).
 	ProtocolVersion string `yaml:"protocol_version"`
 	// Required makes /readyz report not-ready until this server is
 	// connected. Default false.
