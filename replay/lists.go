@@ -60,6 +60,59 @@ func BackendLists(events []recorder.Event, sep string) map[string]map[string]jso
 			}
 		}
 	}
+	// Schemes each server is known to serve, from the colliding-URI form
+	// of recorded resource items as well: they attribute other URIs of
+	// the same scheme.
+	for i := range events {
+		e := &events[i]
+		if e.Hop != recorder.HopResponse || e.Method != "resources/list" || e.Outcome != recorder.OutcomeOK {
+			continue
+		}
+		var body struct {
+			Resources []struct {
+				URI string `json:"uri"`
+			} `json:"resources"`
+		}
+		if json.Unmarshal(e.Result, &body) != nil {
+			continue
+		}
+		for _, r := range body.Resources {
+			rest, ok := strings.CutPrefix(r.URI, collidingURIPrefix)
+			if !ok {
+				continue
+			}
+			server, orig, ok := strings.Cut(rest, "/")
+			if !ok {
+				continue
+			}
+			if !slices.Contains(servers, server) {
+				servers = append(servers, server)
+			}
+			if sc, _, ok := strings.Cut(orig, "://"); ok && !slices.Contains(schemeServers[sc], server) {
+				schemeServers[sc] = append(schemeServers[sc], server)
+			}
+		}
+	}
+	// Servers seen in tools and prompts lists count too: a backend whose
+	// resources were never read is still a candidate for them.
+	for i := range events {
+		e := &events[i]
+		if e.Hop != recorder.HopResponse || (e.Method != "tools/list" && e.Method != "prompts/list") || e.Outcome != recorder.OutcomeOK {
+			continue
+		}
+		var body map[string]json.RawMessage
+		var items []struct {
+			Name string `json:"name"`
+		}
+		if json.Unmarshal(e.Result, &body) != nil || json.Unmarshal(body[listMethods[e.Method]], &items) != nil {
+			continue
+		}
+		for _, it := range items {
+			if server, _, ok := strings.Cut(it.Name, sep); ok && !slices.Contains(servers, server) {
+				servers = append(servers, server)
+			}
+		}
+	}
 	// Items per server and method, deduplicated by name across pages and
 	// sessions (first occurrence wins).
 	type acc struct {
@@ -195,14 +248,40 @@ func attribute(method string, it map[string]json.RawMessage, sep string, servers
 	}
 }
 
+// byScheme attributes a URI (or template) no recorded request ties to a
+// server: the only server there is; the only server known to serve its
+// scheme; or, for a scheme no server is known to serve, the only server
+// not known to serve any scheme.
 func byScheme(u string, servers []string, schemeServers map[string][]string) string {
 	if len(servers) == 1 {
 		return servers[0]
 	}
-	if s, _, ok := strings.Cut(u, "://"); ok && len(schemeServers[s]) == 1 {
+	s, _, ok := strings.Cut(u, "://")
+	if !ok {
+		return ""
+	}
+	if len(schemeServers[s]) == 1 {
 		return schemeServers[s][0]
 	}
-	return ""
+	if len(schemeServers[s]) > 1 {
+		return ""
+	}
+	known := map[string]bool{}
+	for _, ss := range schemeServers {
+		for _, srv := range ss {
+			known[srv] = true
+		}
+	}
+	cand := ""
+	for _, srv := range servers {
+		if !known[srv] {
+			if cand != "" {
+				return ""
+			}
+			cand = srv
+		}
+	}
+	return cand
 }
 
 // ReadOnlyTools returns, per backend, each tool's annotations.readOnlyHint

@@ -99,3 +99,22 @@ func TestNewMockStoreServesLists(t *testing.T) {
 }
 
 func contains(b []byte, s string) bool { return strings.Contains(string(b), s) }
+
+// The demo's memory backend: its one resource is never read and its scheme
+// is nobody else's, so it belongs to the only backend not known to serve any
+// scheme (before, it was dropped and the mock's catalog lost it).
+func TestBackendListsUnreadResourceOfAnotherBackend(t *testing.T) {
+	events := []recorder.Event{
+		{RequestID: "L1", Hop: recorder.HopResponse, Method: "tools/list", Result: []byte(`{"tools":[{"name":"a.echo"},{"name":"b.echo"},{"name":"memory.read_graph"}],"_meta":{"mcptrail.dev/request-id":"x"}}`)},
+		{RequestID: "L2", Hop: recorder.HopResponse, Method: "resources/list", Result: []byte(
+			`{"resources":[{"uri":"mcptrail://a/demo://1"},{"uri":"mcptrail://b/demo://1"},{"uri":"memory://knowledge-graph"}]}`)},
+		{RequestID: "C1", Hop: recorder.HopUpstream, Method: "tools/call", Server: "a", Params: []byte(`{"name":"echo"}`), Result: []byte(`{"content":[]}`)},
+	}
+	got := replay.BackendLists(events, ".")
+	if r := string(got["memory"]["resources/list"]); r != `{"resources":[{"uri":"memory://knowledge-graph"}]}` {
+		t.Errorf("BackendLists[memory][resources/list] = %s, want the knowledge graph", r)
+	}
+	if order := replay.CatalogOrder(events, ".", []string{"memory", "b", "a"}); strings.Join(order, ",") != "a,b,memory" {
+		t.Errorf("CatalogOrder = %v, want a,b,memory", order)
+	}
+}
