@@ -114,7 +114,7 @@ func (g *Gateway) Serve(ctx context.Context, in Inbound) jsonrpc.Message {
 	}
 	c.meta = meta
 	if c.reqID == "" && meta != nil {
-		if id, ok := meta.GetString(MetaRequestID); ok && validRequestID(id) {
+		if id, ok := meta.GetString(MetaRequestID); ok && g.acceptRequestID(id) {
 			c.reqID = id
 		}
 	}

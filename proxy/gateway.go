@@ -75,8 +75,10 @@ type Options struct {
 	Recorder       Recorder // nil: nothing recorded
 	Redactor       Redactor // nil: payloads are not recorded
 	// DeferRedactionBytes: events whose payloads total at most this many
-	// bytes reach the Recorder unredacted (Event.Unredacted), for it to
-	// redact off the hot path with RedactEvent. 0 redacts everything here.
+	// bytes reach the Recorder with their payloads unredacted, and, when it
+	// is above 0, every event reaches it with its other strings
+	// unredacted (Event.Unredacted), for it to redact off the hot path
+	// with RedactEvent. 0 redacts everything here.
 	DeferRedactionBytes int
 	// HealthInterval is how often an idle backend is pinged; default 5s.
 	HealthInterval time.Duration

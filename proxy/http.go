@@ -101,9 +101,9 @@ func (g *Gateway) Status() Status {
 	return st
 }
 
-// requestIDFrom takes a valid X-Request-Id header or makes a new one.
-func requestIDFrom(r *http.Request) (id string, fromClient bool) {
-	if h := r.Header.Get(HeaderRequestID); validRequestID(h) {
+// requestIDFrom takes an acceptable X-Request-Id header or makes a new one.
+func (g *Gateway) requestIDFrom(r *http.Request) (id string, fromClient bool) {
+	if h := r.Header.Get(HeaderRequestID); g.acceptRequestID(h) {
 		return h, true
 	}
 	return NewRequestID(), false
@@ -233,7 +233,7 @@ func (g *Gateway) acceptOneWay(sess *Session, msg jsonrpc.Message) bool {
 }
 
 func (g *Gateway) serveStreamable(w http.ResponseWriter, r *http.Request) {
-	reqID, fromClient := requestIDFrom(r)
+	reqID, fromClient := g.requestIDFrom(r)
 	switch r.Method {
 	case http.MethodPost:
 	case http.MethodGet:
@@ -488,7 +488,7 @@ func (g *Gateway) streamContext(ctx context.Context) (context.Context, context.C
 // serveSSE is the legacy (2024-11-05) SSE transport: GET /sse opens the
 // stream and names the endpoint for POSTs; every answer goes on the stream.
 func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request) {
-	reqID, _ := requestIDFrom(r)
+	reqID, _ := g.requestIDFrom(r)
 	if r.Method != http.MethodGet {
 		writeRPCError(w, http.StatusMethodNotAllowed, nil, jsonrpc.CodeInvalidRequest, "mcptrail: GET /sse opens the stream", reqID)
 		return
@@ -521,7 +521,7 @@ type sessionReplier struct{ s *Session }
 func (r sessionReplier) notify(b []byte) error { r.s.push(b); return nil }
 
 func (g *Gateway) serveSSEMessage(w http.ResponseWriter, r *http.Request) {
-	reqID, fromClient := requestIDFrom(r)
+	reqID, fromClient := g.requestIDFrom(r)
 	if r.Method != http.MethodPost {
 		writeRPCError(w, http.StatusMethodNotAllowed, nil, jsonrpc.CodeInvalidRequest, "mcptrail: POST /message", reqID)
 		return

@@ -54,13 +54,15 @@ func (c *call) record(hop recorder.Hop, start time.Time, dur time.Duration, fill
 	if fill != nil {
 		fill(e)
 	}
-	if g.redactor != nil {
-		e.RedactionVersion = g.redactor.Version()
-		if !e.Unredacted && e.ErrorMessage != "" {
-			var n int
-			e.ErrorMessage, n = g.redactor.String(e.ErrorMessage)
-			e.RedactionCount += uint16(n)
-			e.ErrorMessage = capError(e.ErrorMessage)
+	if r := g.redactor; r != nil {
+		e.RedactionVersion = r.Version()
+		if g.opts.DeferRedactionBytes > 0 {
+			// The recorder redacts the client's strings with the payloads,
+			// off the hot path (RedactEvent); large payloads are redacted
+			// already and carry their digest.
+			e.Unredacted = true
+		} else {
+			redactFields(r, e)
 		}
 	} else if !e.Unredacted {
 		e.ErrorMessage = capError(e.ErrorMessage)
@@ -91,18 +93,62 @@ func (c *call) payload(e *recorder.Event, params, result []byte) {
 	redactPayloads(r, e)
 }
 
-// RedactEvent redacts and caps an event's payloads and error message in
-// place and clears Unredacted. It is the recorder's Prepare hook for events
-// the gateway hands over raw.
+// RedactEvent redacts and caps an event's payloads, error message and the
+// other strings a client or backend chose (redactFields) in place and
+// clears Unredacted. It is the recorder's Prepare hook for events the
+// gateway hands over raw.
 func RedactEvent(r Redactor, e *recorder.Event) {
 	redactPayloads(r, e)
-	if e.ErrorMessage != "" {
-		var n int
-		e.ErrorMessage, n = r.String(e.ErrorMessage)
-		e.RedactionCount += uint16(n)
-		e.ErrorMessage = capError(e.ErrorMessage)
-	}
+	redactFields(r, e)
 	e.Unredacted = false
+}
+
+// redactFields redacts every string of e that a client, a backend or the
+// configuration can put a secret in, except the payloads: the method, the
+// target (a tool or prompt name, a resource URI), the JSON-RPC id, the
+// client's and backend's self-descriptions, the rules and the error
+// message (capped after redaction), and the extra attributes (by key rule
+// too). The ids the gateway makes (event, session, trace, span) are its
+// own; a client's request id is accepted only when no rule finds a secret
+// in it (Gateway.acceptRequestID).
+func redactFields(r Redactor, e *recorder.Event) {
+	for _, f := range [...]*string{&e.Method, &e.Target, &e.RPCID, &e.ClientName, &e.ClientVersion,
+		&e.ProtocolVersion, &e.UpstreamVersion, &e.AuthRule, &e.RouteRule, &e.ErrorMessage} {
+		if *f == "" {
+			continue
+		}
+		var n int
+		*f, n = r.String(*f)
+		e.RedactionCount += uint16(n)
+	}
+	e.ErrorMessage = capError(e.ErrorMessage)
+	for i := range e.Attrs {
+		// "key=value" lets the key rules see the attribute's name.
+		a := &e.Attrs[i]
+		red, n := r.String(a.Key + "=" + a.Value)
+		if n > 0 {
+			a.Value = red[len(a.Key)+1:]
+			if len(red) < len(a.Key)+1 || red[:len(a.Key)+1] != a.Key+"=" {
+				a.Key, a.Value = "", red // the key itself held a secret
+			}
+			e.RedactionCount += uint16(n)
+		}
+	}
+}
+
+// acceptRequestID reports whether a client-supplied request id may be
+// used: it has the allowed format, and no redaction rule finds a secret in
+// it (the id is stored, indexed and logged as is, so a secret in it would
+// leak). A refused id is replaced by a fresh one.
+func (g *Gateway) acceptRequestID(id string) bool {
+	if !validRequestID(id) {
+		return false
+	}
+	if g.redactor == nil {
+		return true
+	}
+	_, n := g.redactor.String(id)
+	return n == 0
 }
 
 // maxErrorMessage bounds a recorded error message, after redaction: the
@@ -122,14 +168,16 @@ func capError(s string) string {
 	return s[:cut] + "…(truncated)"
 }
 
+// redactPayloads redacts and caps the payloads not yet redacted: a digest
+// is set when a payload is.
 func redactPayloads(r Redactor, e *recorder.Event) {
-	if e.Params != nil {
+	if e.Params != nil && e.ParamsSHA256 == "" {
 		out, n, trunc, sum := r.Payload(e.Params)
 		e.Params, e.ParamsSHA256 = out, sum
 		e.RedactionCount += uint16(n)
 		e.PayloadTruncated = e.PayloadTruncated || trunc
 	}
-	if e.Result != nil {
+	if e.Result != nil && e.ResultSHA256 == "" {
 		out, n, trunc, sum := r.Payload(e.Result)
 		e.Result, e.ResultSHA256 = out, sum
 		e.RedactionCount += uint16(n)

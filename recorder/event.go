@@ -144,11 +144,12 @@ type Event struct {
 	// Attrs holds extra key/value pairs (kept as parallel arrays in storage).
 	Attrs []Attr
 
-	// Unredacted marks an event whose Params, Result and ErrorMessage are
-	// still raw: the producer deferred redaction to keep it off its hot
-	// path. A Pipeline runs Config.Prepare on such an event before it
-	// reaches the spool, and drops those fields if there is no Prepare.
-	// It is never stored.
+	// Unredacted marks an event whose Params, Result, ErrorMessage and
+	// other client-supplied strings (Method, Target, RPCID, ClientName, …)
+	// may still be raw: the producer deferred redaction to keep it off its
+	// hot path. A Pipeline runs Config.Prepare on such an event before it
+	// reaches the spool, and drops Params, Result and ErrorMessage if there
+	// is no Prepare. It is never stored.
 	Unredacted bool
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/mcptrail/mcptrail/cmd/mcptrail/internal/bench"
 	"github.com/mcptrail/mcptrail/proxy/bridge"
+	"github.com/mcptrail/mcptrail/recorder/redact"
 )
 
 // newStdioCmd is the stdio↔streamable-HTTP bridge for clients that can only
@@ -29,7 +30,12 @@ The token defaults to $MCPTRAIL_TOKEN.`,
 			if err != nil {
 				return flagError(err)
 			}
-			logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			// The bridge has no config: the default rules, a per-process key.
+			red, err := redact.New(redact.Config{}, nil)
+			if err != nil {
+				return err
+			}
+			logger := slog.New(red.Handler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 			return bridge.Run(cmd.Context(), cfg, os.Stdin, os.Stdout, logger)
 		},
 	}

@@ -52,8 +52,9 @@ func (r *recording) Status() any {
 }
 
 // newRedactor builds the redactor from config; the HMAC key comes from the
-// environment variable the config names.
-func newRedactor(cfg *config.Config, logger *slog.Logger) (*redact.Redactor, error) {
+// environment variable the config names. Without the key, placeholders use
+// a random per-process key; warn says that this matters (recording is on).
+func newRedactor(cfg *config.Config, logger *slog.Logger, warn bool) (*redact.Redactor, error) {
 	rc := cfg.Recorder.Redaction
 	custom := make([]redact.Pattern, 0, len(rc.Custom))
 	for _, c := range rc.Custom {
@@ -66,7 +67,7 @@ func newRedactor(cfg *config.Config, logger *slog.Logger) (*redact.Redactor, err
 		keys = append(slices.Clone(redact.DefaultKeys), rc.Keys...)
 	}
 	key := []byte(os.Getenv(rc.HMACKeyEnv))
-	if len(key) == 0 {
+	if len(key) == 0 && warn {
 		logger.Warn("redaction key not set: redacted values use a random per-process key and are comparable only within this run; set " + rc.HMACKeyEnv)
 	}
 	return redact.New(redact.Config{Keys: keys, Patterns: rc.Patterns, Custom: custom, MaxPayloadBytes: cfg.Recorder.Payloads.MaxBytes}, key)
@@ -88,15 +89,13 @@ func clickhouseConfig(cfg *config.Config, addr string) clickhouse.Config {
 // startRecording starts what recording needs, in order: local ClickHouse,
 // store (+migrations), spool pipeline. With recording off it returns an
 // empty recording whose stop is a no-op.
-func startRecording(ctx context.Context, cfg *config.Config, h slog.Handler) (*recording, error) {
+func startRecording(ctx context.Context, cfg *config.Config, h slog.Handler, redactor *redact.Redactor) (*recording, error) {
 	r := &recording{logger: slog.New(h).With("component", "recorder")}
 	if !cfg.Recorder.IsEnabled() {
 		return r, nil
 	}
+	r.redactor = redactor
 	var err error
-	if r.redactor, err = newRedactor(cfg, r.logger); err != nil {
-		return nil, err
-	}
 	ok := false
 	defer func() {
 		if !ok {

@@ -72,15 +72,19 @@ func parseLevel(s string) slog.Level {
 // runServe wires the gateway: telemetry, recorder (with its ClickHouse),
 // gateway, HTTP listener; and stops them in reverse order.
 func runServe(ctx context.Context, cfg *config.Config, logLevel string) error {
-	var handler slog.Handler = slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: parseLevel(logLevel)})
-	rec, err := startRecording(ctx, cfg, handler)
+	// Every log line goes through the redactor, with recording on or off,
+	// the recorder's own lines included.
+	base := slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: parseLevel(logLevel)})
+	redactor, err := newRedactor(cfg, slog.New(base), cfg.Recorder.IsEnabled())
+	if err != nil {
+		return err
+	}
+	handler := redactor.Handler(base)
+	rec, err := startRecording(ctx, cfg, handler, redactor)
 	if err != nil {
 		return err
 	}
 	defer rec.stop()
-	if rec.redactor != nil {
-		handler = rec.redactor.Handler(handler)
-	}
 	logger := slog.New(handler)
 	for _, w := range cfg.Warnings() {
 		logger.Warn("config: " + w)

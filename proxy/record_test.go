@@ -1,0 +1,108 @@
+package proxy_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/mcptrail/mcptrail/proxy"
+	"github.com/mcptrail/mcptrail/recorder"
+	"github.com/mcptrail/mcptrail/recorder/redact"
+)
+
+// TestRecordedStringsRedacted: every string of a recorded event that a
+// client can choose (method, target, JSON-RPC id, clientInfo) is redacted,
+// on the hot path and when deferred to the recorder (RedactEvent); a
+// client request id that carries a secret is replaced by a fresh one.
+func TestRecordedStringsRedacted(t *testing.T) {
+	secrets := map[string]string{
+		"clientInfo.name":    "xoxb-1234567890-abcdefABCDEF",
+		"clientInfo.version": "cv-" + strings.Repeat("v", 20),
+		"tool name":          "sk_live_" + strings.Repeat("T", 24),
+		"JSON-RPC id":        "pw-" + strings.Repeat("i", 20),
+		"resource URI":       "ru-" + strings.Repeat("u", 20),
+		"method":             "mp-" + strings.Repeat("m", 20),
+		"X-Request-Id":       "sk_test_" + strings.Repeat("R", 24),
+	}
+	for _, deferred := range []bool{false, true} {
+		name := "hot path"
+		if deferred {
+			name = "deferred"
+		}
+		t.Run(name, func(t *testing.T) {
+			r, err := redact.New(redact.Config{}, []byte("k"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, _ := twoBackends(t)
+			e := startGateway(t, cfg, func(o *proxy.Options) {
+				o.Redactor = r
+				if deferred {
+					o.DeferRedactionBytes = 4096
+				}
+			})
+			post := func(hdr map[string]string, sid string, msg map[string]any) (*http.Response, []byte) {
+				body, _ := json.Marshal(msg)
+				req, _ := http.NewRequest(http.MethodPost, e.url+"/mcp", bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Accept", "application/json, text/event-stream")
+				if sid != "" {
+					req.Header.Set("Mcp-Session-Id", sid)
+				}
+				for k, v := range hdr {
+					req.Header.Set(k, v)
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				b, _ := io.ReadAll(resp.Body)
+				return resp, b
+			}
+			resp, _ := post(nil, "", map[string]any{"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": map[string]any{
+				"protocolVersion": "2025-11-25", "capabilities": map[string]any{},
+				"clientInfo": map[string]any{"name": "agent " + secrets["clientInfo.name"], "version": "token=" + secrets["clientInfo.version"]},
+			}})
+			sid := resp.Header.Get("Mcp-Session-Id")
+			post(nil, sid, map[string]any{"jsonrpc": "2.0", "method": "notifications/initialized"})
+			post(nil, sid, map[string]any{"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": map[string]any{"name": "alpha.x_" + secrets["tool name"]}})
+			post(nil, sid, map[string]any{"jsonrpc": "2.0", "id": "password=" + secrets["JSON-RPC id"], "method": "tools/call", "params": map[string]any{"name": "alpha.echo", "arguments": map[string]any{"message": "m"}}})
+			post(nil, sid, map[string]any{"jsonrpc": "2.0", "id": 3, "method": "resources/read", "params": map[string]any{"uri": "test://static/1?api_key=" + secrets["resource URI"]}})
+			post(nil, sid, map[string]any{"jsonrpc": "2.0", "id": 4, "method": "x/secret=" + secrets["method"]})
+			resp, _ = post(map[string]string{"X-Request-Id": secrets["X-Request-Id"]}, sid, map[string]any{"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": map[string]any{"name": "alpha.echo", "arguments": map[string]any{"message": "m"}}})
+			if got := resp.Header.Get("X-Request-Id"); got == "" || got == secrets["X-Request-Id"] {
+				t.Errorf("X-Request-Id %q carrying a secret was kept (answer's X-Request-Id %q); want a fresh id", secrets["X-Request-Id"], got)
+			}
+
+			e.rec.mu.Lock()
+			events := append([]recorder.Event(nil), e.rec.events...)
+			e.rec.mu.Unlock()
+			if len(events) < 10 {
+				t.Fatalf("only %d events recorded", len(events))
+			}
+			for i := range events {
+				ev := &events[i]
+				if !deferred {
+					continue // redacted when recorded: checked as is
+				}
+				if !ev.Unredacted {
+					t.Errorf("event %s %s: not marked Unredacted with redaction deferred", ev.Hop, ev.Method)
+				}
+				proxy.RedactEvent(r, ev)
+			}
+			all, _ := json.Marshal(events)
+			for what, s := range secrets {
+				if bytes.Contains(all, []byte(s)) {
+					t.Errorf("the %s secret %s reached the recorder", what, s)
+				}
+			}
+			if !bytes.Contains(all, []byte(`"Target":"alpha.x_«redacted:stripe_key:`)) {
+				t.Errorf("no event carries the redacted tool name")
+			}
+		})
+	}
+}
