@@ -187,6 +187,7 @@ func (g *Gateway) Serve(ctx context.Context, in Inbound) jsonrpc.Message {
 	}
 	span.SetAttributes(attribute.String("mcptrail.outcome", c.outcome.String()))
 	span.End()
+	g.metrics.observeCall(ctx, c, time.Since(c.start))
 	c.record(recorder.HopResponse, c.start, time.Since(c.start), func(e *recorder.Event) {
 		if resp.Error != nil {
 			c.payload(e, nil, resp.Error.JSON())
@@ -461,6 +462,7 @@ func (c *call) authorize(ctx context.Context, tool string) (jsonrpc.Message, boo
 	} else {
 		c.authResult = "denied"
 	}
+	c.g.metrics.policyDecision(ctx, "tool_allowlist", c.authResult, rule) // rule "" when denied: nothing matched
 	c.record(recorder.HopAuth, t0, time.Since(t0), func(e *recorder.Event) {
 		if !ok {
 			e.Outcome = recorder.OutcomeDenied

@@ -22,6 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
@@ -71,6 +72,13 @@ type Options struct {
 	Config         *config.Config
 	Logger         *slog.Logger
 	TracerProvider trace.TracerProvider // default: no-op (tracing off)
+	// MeterProvider receives the gateway's metrics (requests, durations,
+	// policy decisions, sessions, streams, backends and, when the Recorder
+	// implements RecorderStats, the recorder's counters); nil: none.
+	MeterProvider metric.MeterProvider
+	// MetricsHandler, when set, is served at /metrics next to /statusz
+	// (for example the Prometheus exposition of MeterProvider).
+	MetricsHandler http.Handler
 	Propagator     propagation.TextMapPropagator
 	Recorder       Recorder // nil: nothing recorded
 	Redactor       Redactor // nil: payloads are not recorded
@@ -123,7 +131,8 @@ type Gateway struct {
 	closing      atomic.Bool
 	stopOnce     sync.Once
 
-	stats gatewayStats
+	stats   gatewayStats
+	metrics *metrics // nil without a MeterProvider
 }
 
 type gatewayStats struct {
@@ -188,6 +197,11 @@ func New(o Options) (*Gateway, error) {
 	for _, s := range o.Config.Servers {
 		g.order = append(g.order, s.Name)
 		g.backends[s.Name] = newBackend(s, g, client, g.logger)
+	}
+	if o.MeterProvider != nil {
+		if g.metrics, err = newMetrics(o.MeterProvider, g); err != nil {
+			return nil, fmt.Errorf("configuring metrics: %w", err)
+		}
 	}
 	return g, nil
 }

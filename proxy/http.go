@@ -23,6 +23,7 @@ import (
 //	/healthz   the process is alive
 //	/readyz    config loaded and the required backends initialized
 //	/statusz   counters as JSON (mcptrail status)
+//	/metrics   Options.MetricsHandler (Prometheus), when set
 func (g *Gateway) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/mcp", g.serveStreamable)
@@ -45,6 +46,9 @@ func (g *Gateway) Handler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(g.Status())
 	})
+	if g.opts.MetricsHandler != nil {
+		mux.Handle("/metrics", g.opts.MetricsHandler)
+	}
 	return mux
 }
 
@@ -126,6 +130,7 @@ func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request, reqID str
 	}
 	p, err := g.auth.Authenticate(r.Header.Get("Authorization"))
 	if err == nil {
+		g.metrics.policyDecision(r.Context(), "bearer_token", DecisionAllowed, p.TokenName)
 		return p, true
 	}
 	g.stats.denied.Add(1)
@@ -133,6 +138,7 @@ func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request, reqID str
 	if !errors.Is(err, auth.ErrMissingToken) {
 		desc = "unknown bearer token"
 	}
+	g.metrics.policyDecision(r.Context(), "bearer_token", DecisionDenied, desc)
 	w.Header().Set("WWW-Authenticate", `Bearer realm="mcptrail", error="invalid_token", error_description="`+desc+`"`)
 	writeRPCError(w, http.StatusUnauthorized, nil, jsonrpc.CodeUnauthorized, "mcptrail: "+desc, reqID)
 	if g.rec != nil {

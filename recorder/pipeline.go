@@ -106,6 +106,8 @@ type Stats struct {
 
 	WriteLatencyLast time.Duration // duration of the last successful WriteBatch
 	WriteLatencyAvg  time.Duration // mean duration of successful WriteBatch calls
+	WriteLatencySum  time.Duration // total duration of successful WriteBatch calls
+	Writes           uint64        // successful WriteBatch calls
 	LastError        string        // last WriteBatch or spool error, empty if none
 }
 
@@ -467,8 +469,11 @@ func (p *Pipeline) Stats() Stats {
 			s.SpoolFullIn = time.Duration(float64(left) / s.SpoolGrowthPerSec * float64(time.Second)).Round(time.Second)
 		}
 	}
-	if n := p.latCount.Load(); n > 0 {
-		s.WriteLatencyAvg = time.Duration(p.latSum.Load() / n)
+	n := p.latCount.Load()
+	sum := p.latSum.Load() // after the count: a write in between is in the sum only
+	if n > 0 {
+		s.WriteLatencySum, s.Writes = time.Duration(sum), uint64(n)
+		s.WriteLatencyAvg = time.Duration(sum / n)
 	}
 	p.mu.Lock()
 	s.LastError = p.lastError

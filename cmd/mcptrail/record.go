@@ -41,6 +41,9 @@ type recording struct {
 // Record implements proxy.Recorder.
 func (r *recording) Record(ev *recorder.Event) error { return r.pipeline.Record(ev) }
 
+// Stats implements proxy.RecorderStats for /metrics.
+func (r *recording) Stats() recorder.Stats { return r.pipeline.Stats() }
+
 // Status implements proxy.StatusProvider for /statusz and mcptrail status.
 func (r *recording) Status() any {
 	st := r.pipeline.Stats()

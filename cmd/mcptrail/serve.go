@@ -100,7 +100,13 @@ func runServe(ctx context.Context, cfg *config.Config, logLevel string) error {
 		_ = shutdownTP(sctx)
 	}()
 
-	opts := proxy.Options{Config: cfg, Logger: logger, TracerProvider: tp, Propagator: telemetry.Propagator()}
+	mt, err := telemetry.NewPrometheusMetrics("mcptrail", version)
+	if err != nil {
+		return fmt.Errorf("configuring metrics: %w", err)
+	}
+	defer func() { _ = mt.Shutdown(context.Background()) }()
+	opts := proxy.Options{Config: cfg, Logger: logger, TracerProvider: tp, Propagator: telemetry.Propagator(),
+		MeterProvider: mt.Provider, MetricsHandler: mt.Handler}
 	if rec.pipeline != nil {
 		opts.Recorder = rec
 		if cfg.Recorder.Payloads.IsEnabled() {
