@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -125,14 +126,17 @@ func redactFields(r Redactor, e *recorder.Event) {
 	for i := range e.Attrs {
 		// "key=value" lets the key rules see the attribute's name.
 		a := &e.Attrs[i]
-		red, n := r.String(a.Key + "=" + a.Value)
-		if n > 0 {
-			a.Value = red[len(a.Key)+1:]
-			if len(red) < len(a.Key)+1 || red[:len(a.Key)+1] != a.Key+"=" {
-				a.Key, a.Value = "", red // the key itself held a secret
-			}
-			e.RedactionCount += uint16(n)
+		prefix := a.Key + "="
+		red, n := r.String(prefix + a.Value)
+		if n == 0 {
+			continue
 		}
+		if strings.HasPrefix(red, prefix) {
+			a.Value = red[len(prefix):]
+		} else {
+			a.Key, a.Value = "", red // the key itself held a secret
+		}
+		e.RedactionCount += uint16(n)
 	}
 }
 

@@ -106,3 +106,29 @@ func TestRecordedStringsRedacted(t *testing.T) {
 		})
 	}
 }
+
+// TestRedactEventAttrs: extra attributes are redacted by value pattern and
+// by key rule; others are kept.
+func TestRedactEventAttrs(t *testing.T) {
+	r, err := redact.New(redact.Config{}, []byte("k"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	aws := "AKIA" + strings.Repeat("Q", 16)
+	e := &recorder.Event{Attrs: []recorder.Attr{
+		{Key: "mcp.mrtr.input_key", Value: "city"},
+		{Key: "note", Value: "key " + aws},
+		{Key: "upstream.api_key", Value: "k-123456"},
+		{Key: aws, Value: "v"},
+	}, Unredacted: true}
+	proxy.RedactEvent(r, e)
+	got, _ := json.Marshal(e.Attrs)
+	for _, s := range []string{aws, "k-123456"} {
+		if bytes.Contains(got, []byte(s)) {
+			t.Errorf("attrs %s keep %s", got, s)
+		}
+	}
+	if e.Attrs[0] != (recorder.Attr{Key: "mcp.mrtr.input_key", Value: "city"}) || e.Attrs[2].Key != "upstream.api_key" || e.RedactionCount != 3 {
+		t.Errorf("attrs = %s (%d redactions); want the first kept, the key of the third kept, 3 redactions", got, e.RedactionCount)
+	}
+}
