@@ -221,6 +221,11 @@ func runReplay(ctx context.Context, env *Env, mode runner.Mode, f *replayFlags) 
 	if err != nil {
 		return err
 	}
+	rep.Selection, _ = json.Marshal(src.header.Selection)
+	rep.ConfigHash = src.header.ConfigHash
+	if len(rep.Against) > 0 && rep.Against[0].Name == "gateway" {
+		rep.Against[0].Address = target
+	}
 	if err := writeReports(env, rep, f); err != nil {
 		return err
 	}

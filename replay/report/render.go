@@ -20,6 +20,25 @@ func WriteText(w io.Writer, r *Report) error {
 	t := r.Total
 	fmt.Fprintf(ew, "mcptrail replay (%s): %d requests, %d replayed: %d identical, %d changed, %d failed, %d skipped, %d noise\n",
 		r.Mode, len(r.Cases), t.Replayed, t.Identical, t.Changed, t.Failed, t.Skipped, t.Noise)
+	for _, a := range r.Against {
+		fmt.Fprintf(ew, "  against %s", a.Name)
+		if a.Address != "" {
+			fmt.Fprintf(ew, " (%s)", a.Address)
+		}
+		if a.ServerName != "" {
+			fmt.Fprintf(ew, ": %s %s", a.ServerName, a.ServerVersion)
+		}
+		if a.ProtocolVersion != "" {
+			fmt.Fprintf(ew, ", protocol %s", a.ProtocolVersion)
+		}
+		fmt.Fprintln(ew)
+	}
+	if len(r.Selection) > 0 && string(r.Selection) != "null" && string(r.Selection) != "{}" {
+		fmt.Fprintf(ew, "  selection %s\n", r.Selection)
+	}
+	if r.ConfigHash != "" {
+		fmt.Fprintf(ew, "  recorded with gateway config %s\n", r.ConfigHash)
+	}
 	if len(r.Tools) > 0 {
 		fmt.Fprintln(ew)
 		tw := tabwriter.NewWriter(ew, 0, 0, 2, ' ', 0)
@@ -40,10 +59,20 @@ func WriteText(w io.Writer, r *Report) error {
 			if p == "" {
 				p = "/"
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t×%d\t%s → %s\n", strings.ToUpper(d.Risk.String()), d.Tool, p, d.Kind, d.Count, short(d.Old), short(d.New))
+			o, n := window(d.Old, d.New)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t×%d\t%s → %s\n", strings.ToUpper(d.Risk.String()), d.Tool, p, d.Kind, d.Count, o, n)
 		}
 		if err := tw.Flush(); err != nil {
 			return err
+		}
+		if r.MoreDiffs > 0 {
+			fmt.Fprintf(ew, "  … and %d more difference group(s) (--format json lists every case)\n", r.MoreDiffs)
+		}
+	}
+	if len(r.Noise) > 0 {
+		fmt.Fprintln(ew, "\nNoise (differed between two passes of the same requests, so not counted)")
+		for _, n := range r.Noise {
+			fmt.Fprintf(ew, "  %s  %s  ×%d\n", n.Tool, n.Path, n.Count)
 		}
 	}
 	var failed, skipped []Case
@@ -81,6 +110,36 @@ func us(v int64) string {
 		return "-"
 	}
 	return (time.Duration(v) * time.Microsecond).String()
+}
+
+// window renders two differing values so that the difference shows: when
+// either is longer than maxValueRunes, both are cut to the same window
+// around their first differing character.
+func window(old, new string) (string, string) {
+	if old == "" || new == "" || utf8.RuneCountInString(old) <= maxValueRunes && utf8.RuneCountInString(new) <= maxValueRunes {
+		return short(old), short(new)
+	}
+	a, b := []rune(old), []rune(new)
+	i := 0
+	for i < len(a) && i < len(b) && a[i] == b[i] {
+		i++
+	}
+	start := max(0, i-maxValueRunes/3)
+	cut := func(r []rune) string {
+		if start >= len(r) {
+			return "…"
+		}
+		end := min(len(r), start+maxValueRunes-2)
+		s := string(r[start:end])
+		if start > 0 {
+			s = "…" + s
+		}
+		if end < len(r) {
+			s += "…"
+		}
+		return s
+	}
+	return cut(a), cut(b)
 }
 
 func short(s string) string {

@@ -11,6 +11,7 @@ package report
 
 import (
 	"cmp"
+	"encoding/json"
 	"slices"
 
 	"github.com/mcptrail/mcptrail/replay/diff"
@@ -38,8 +39,10 @@ type Case struct {
 	Status    Status `json:"status"`
 	// Diff is the comparison of recorded and replayed answers.
 	Diff diff.Result `json:"diff"`
-	// NoiseChanges counts differences removed as noise.
-	NoiseChanges int `json:"noise_changes,omitempty"`
+	// NoiseChanges counts differences removed as noise; NoisePaths names
+	// them.
+	NoiseChanges int      `json:"noise_changes,omitempty"`
+	NoisePaths   []string `json:"noise_paths,omitempty"`
 	// RecordedUs and ReplayUs are the answer latencies in microseconds; 0
 	// means unknown and is left out of the percentiles.
 	RecordedUs int64 `json:"recorded_us,omitempty"`
@@ -120,13 +123,44 @@ type TopDiff struct {
 	New string `json:"new,omitempty"`
 }
 
+// Target is one thing a run replayed against: a backend (upstream mode) or
+// the gateway (mock, e2e), as the run's caller named it and as it named
+// itself in its initialize answer.
+type Target struct {
+	// Name is the backend namespace, or "gateway".
+	Name string `json:"name"`
+	// Address is the URL or the command line.
+	Address string `json:"address,omitempty"`
+	// ServerName and ServerVersion are the target's serverInfo.
+	ServerName    string `json:"server_name,omitempty"`
+	ServerVersion string `json:"server_version,omitempty"`
+	// ProtocolVersion is the version negotiated with it.
+	ProtocolVersion string `json:"protocol_version,omitempty"`
+}
+
+// NoisePath is one path whose value differed between two passes of the same
+// requests (--baseline-twice), and so is not held against the target.
+type NoisePath struct {
+	Tool  string `json:"tool"`
+	Path  string `json:"path"`
+	Count int    `json:"count"` // changes removed at this path
+}
+
 // Report is a whole run.
 type Report struct {
-	Mode  string        `json:"mode"` // mock, upstream, e2e
-	Total ToolSummary   `json:"total"`
-	Tools []ToolSummary `json:"tools"`
-	Top   []TopDiff     `json:"top_differences"`
-	Cases []Case        `json:"cases"`
+	Mode string `json:"mode"` // mock, upstream, e2e
+	// Against names what was replayed against; Selection and ConfigHash
+	// say what was replayed.
+	Against    []Target        `json:"against,omitempty"`
+	Selection  json.RawMessage `json:"selection,omitempty"`
+	ConfigHash string          `json:"recorded_config_hash,omitempty"`
+	Total      ToolSummary     `json:"total"`
+	Tools      []ToolSummary   `json:"tools"`
+	Top        []TopDiff       `json:"top_differences"`
+	// MoreDiffs counts the difference groups left out of Top.
+	MoreDiffs int         `json:"more_differences,omitempty"`
+	Noise     []NoisePath `json:"noise,omitempty"`
+	Cases     []Case      `json:"cases"`
 }
 
 // Regressions counts the cases that fail a CI run.
@@ -199,13 +233,33 @@ func Build(mode string, cases []Case, topN int) *Report {
 		r.Top = append(r.Top, *t)
 	}
 	slices.SortFunc(r.Top, func(a, b TopDiff) int {
-		return cmp.Or(cmp.Compare(b.Risk, a.Risk), cmp.Compare(b.Count, a.Count),
+		// Outcome changes first (with their new error), then by risk.
+		return cmp.Or(-cmp.Compare(boolInt(a.Kind == diff.KindOutcomeChanged), boolInt(b.Kind == diff.KindOutcomeChanged)),
+			cmp.Compare(b.Risk, a.Risk), cmp.Compare(b.Count, a.Count),
 			cmp.Compare(a.Tool, b.Tool), cmp.Compare(a.Path, b.Path), cmp.Compare(a.Kind, b.Kind))
 	})
 	if len(r.Top) > topN {
+		r.MoreDiffs = len(r.Top) - topN
 		r.Top = r.Top[:topN]
 	}
+	noise := map[[2]string]int{}
+	for _, c := range cases {
+		for _, p := range c.NoisePaths {
+			noise[[2]string{c.Tool(), p}]++
+		}
+	}
+	for k, n := range noise {
+		r.Noise = append(r.Noise, NoisePath{Tool: k[0], Path: k[1], Count: n})
+	}
+	slices.SortFunc(r.Noise, func(a, b NoisePath) int { return cmp.Or(cmp.Compare(a.Tool, b.Tool), cmp.Compare(a.Path, b.Path)) })
 	return r
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func count(s *ToolSummary, st Status) {
@@ -321,6 +375,7 @@ func (ns NoiseSet) Apply(cases []Case) []Case {
 		for _, ch := range c.Diff.Changes {
 			if paths[ch.Path] {
 				c.NoiseChanges++
+				c.NoisePaths = append(c.NoisePaths, displayPath(ch.Path))
 				continue
 			}
 			kept = append(kept, ch)
@@ -331,4 +386,11 @@ func (ns NoiseSet) Apply(cases []Case) []Case {
 		}
 	}
 	return cases
+}
+
+func displayPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	return p
 }

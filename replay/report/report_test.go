@@ -6,6 +6,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -199,5 +200,57 @@ func BenchmarkBuild(b *testing.B) {
 	}
 	if n != b.N*len(cases)*6/7 {
 		b.Fatalf("replayed = %d", n)
+	}
+}
+
+// Issue 9.5: long values that differ late printed identically.
+func TestWindowShowsTheDifference(t *testing.T) {
+	long := strings.Repeat("Invalid input: expected number, received string at a. ", 3)
+	tests := []struct{ old, new, wantOld, wantNew string }{
+		{`"short"`, `"other"`, `"short"`, `"other"`},
+		{"", `"x"`, "∅", `"x"`},
+	}
+	for _, tt := range tests[:2] {
+		if o, n := window(tt.old, tt.new); o != tt.wantOld || n != tt.wantNew {
+			t.Errorf("window(%s, %s) = %s, %s; want %s, %s", tt.old, tt.new, o, n, tt.wantOld, tt.wantNew)
+		}
+	}
+	o, n := window(`"`+long+`one"`, `"`+long+`two"`)
+	if o == n || !strings.Contains(o, "one") || !strings.Contains(n, "two") || !strings.HasPrefix(o, "…") {
+		t.Errorf("window of values differing at the end = %q, %q; want both cut around one/two", o, n)
+	}
+	if r := []rune(o); len(r) > maxValueRunes {
+		t.Errorf("window = %d runes, want ≤ %d", len(r), maxValueRunes)
+	}
+}
+
+// Issue 9.6 and 9.7: every group is counted, outcome changes come first,
+// and noise names its paths.
+func TestBuildCountsGroupsAndNamesNoise(t *testing.T) {
+	var cases []Case
+	for i := range 12 {
+		cases = append(cases, Compared(ex("R", "t.x", fmt.Sprintf(`{"a%d":1}`, i), 1), ex("", "", `{}`, 1), nil))
+	}
+	cases = append(cases, Compared(ex("E", "t.sum", `{"content":[]}`, 1), ex("", "", `{"code":-32602,"message":"Unknown tool: get-sum"}`, 1), nil))
+	noisy := Compared(ex("N", "t.now", `{"t":1}`, 1), ex("", "", `{"t":2}`, 1), nil)
+	cases = append(cases, NoiseSet{"t.now": {"/t": true}}.Apply([]Case{noisy})...)
+	r := Build("upstream", cases, 10)
+	if r.Top[0].Kind != diff.KindOutcomeChanged || r.Top[0].New != `"jsonrpc_error -32602: Unknown tool: get-sum"` {
+		t.Errorf("Top[0] = %+v, want the outcome change with its message", r.Top[0])
+	}
+	if r.MoreDiffs != 3 {
+		t.Errorf("MoreDiffs = %d, want 3 (13 groups, 10 shown)", r.MoreDiffs)
+	}
+	if len(r.Noise) != 1 || r.Noise[0] != (NoisePath{Tool: "t.now", Path: "/t", Count: 1}) {
+		t.Errorf("Noise = %+v, want t.now /t ×1", r.Noise)
+	}
+	var text bytes.Buffer
+	if err := WriteText(&text, r); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"… and 3 more difference group(s)", "t.now  /t  ×1"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("text report lacks %q:\n%s", want, text.String())
+		}
 	}
 }

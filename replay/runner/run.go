@@ -33,6 +33,7 @@ func Run(ctx context.Context, reqs []replay.Request, o RunOptions) (*report.Repo
 	}
 	var runs [][]report.Case
 	var sent *sync.Map
+	o.against = &against{}
 	for pass := range passes {
 		if o.BeforePass != nil {
 			o.BeforePass(pass)
@@ -50,5 +51,7 @@ func Run(ctx context.Context, reqs []replay.Request, o RunOptions) (*report.Repo
 	if o.BaselineTwice {
 		cases = report.Noise(runs[0], runs[1]).Apply(cases)
 	}
-	return report.Build(string(o.Mode), cases, o.TopN), nil
+	rep := report.Build(string(o.Mode), cases, o.TopN)
+	rep.Against = o.against.list()
+	return rep, nil
 }

@@ -23,6 +23,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -102,11 +104,56 @@ type Options struct {
 	Stderr io.Writer
 
 	serverReqs *sync.RWMutex // see exclusive
+	against    *against      // what the run reached, for the report
 	// sent records when each request was sent (by recorded request id);
 	// notBefore, from an earlier pass, delays a request until then plus
 	// minGap (see RunOptions.BaselineTwice).
 	sent      *sync.Map
 	notBefore *sync.Map
+}
+
+// against collects the targets a run reached, by name.
+type against struct {
+	mu sync.Mutex
+	m  map[string]report.Target
+}
+
+func (a *against) note(t report.Target) {
+	if a == nil {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.m == nil {
+		a.m = map[string]report.Target{}
+	}
+	if _, ok := a.m[t.Name]; !ok {
+		a.m[t.Name] = t
+	}
+}
+
+func (a *against) list() []report.Target {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]report.Target, 0, len(a.m))
+	for _, t := range a.m {
+		out = append(out, t)
+	}
+	slices.SortFunc(out, func(x, y report.Target) int { return strings.Compare(x.Name, y.Name) })
+	return out
+}
+
+// noteInitialize records a target from its initialize result.
+func (a *against) noteInitialize(name, address string, result json.RawMessage) {
+	var res struct {
+		ProtocolVersion string `json:"protocolVersion"`
+		ServerInfo      struct {
+			Name    string `json:"name"`
+			Version string `json:"version"`
+		} `json:"serverInfo"`
+	}
+	_ = json.Unmarshal(result, &res)
+	a.note(report.Target{Name: name, Address: address, ServerName: res.ServerInfo.Name, ServerVersion: res.ServerInfo.Version, ProtocolVersion: res.ProtocolVersion})
 }
 
 // passGap is how much later than in the first pass the second pass of

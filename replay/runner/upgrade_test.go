@@ -212,5 +212,10 @@ func TestUpgradeGate(t *testing.T) {
 		if got := changeLines(rep); !slices.Equal(got, want) {
 			t.Errorf("changes =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 		}
+		// The report names what it replayed against (issue 9.8).
+		if len(rep.Against) != 1 || !strings.Contains(rep.Against[0].Address, "server-everything-2026-1-26") ||
+			rep.Against[0].ServerName != "mcp-servers/everything" || rep.Against[0].ProtocolVersion == "" {
+			t.Errorf("Against = %+v, want the 2026.1.26 command and its serverInfo", rep.Against)
+		}
 	})
 }

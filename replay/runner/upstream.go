@@ -179,6 +179,11 @@ func (u *upstreams) dial(c *upConn, srv config.Server, version string) (transpor
 		ProtocolVersion string `json:"protocolVersion"`
 	}
 	_ = json.Unmarshal(resp.Result, &res)
+	addr := srv.URL
+	if addr == "" {
+		addr = strings.TrimSpace(srv.Command + " " + strings.Join(srv.Args, " "))
+	}
+	u.o.against.noteInitialize(srv.Name, addr, resp.Result)
 	if hc, ok := tr.(transport.HTTPConnection); ok && res.ProtocolVersion != "" {
 		hc.SetProtocolVersion(res.ProtocolVersion)
 	}
