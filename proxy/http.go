@@ -246,12 +246,13 @@ func (g *Gateway) serveStreamable(w http.ResponseWriter, r *http.Request) {
 		g.serveStreamGET(w, r, reqID)
 		return
 	case http.MethodDelete:
-		if _, ok := g.authenticate(w, r, reqID); !ok {
+		p, ok := g.authenticate(w, r, reqID)
+		if !ok {
 			return
 		}
 		id := r.Header.Get("Mcp-Session-Id")
-		if v, ok := g.sessions.LoadAndDelete(id); ok {
-			v.(*Session).close()
+		if sess, ok := g.lookupSession(r, id, p, reqID, ""); ok && g.sessions.CompareAndDelete(id, sess) {
+			sess.close()
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
@@ -272,16 +273,15 @@ func (g *Gateway) serveStreamable(w http.ResponseWriter, r *http.Request) {
 	var sess *Session
 	switch {
 	case msg.Method == "initialize":
-		sess = g.newSession(newID())
+		sess = g.newSession(newID(), principal)
 		g.sessions.Store(sess.id, sess)
 	case sid != "":
-		v, ok := g.sessions.Load(sid)
+		sess, ok = g.lookupSession(r, sid, principal, reqID, msg.Method)
 		if !ok {
 			// The spec's signal to re-initialize.
 			writeRPCError(w, http.StatusNotFound, msg.ID, jsonrpc.CodeInvalidRequest, "mcptrail: unknown or expired session", reqID)
 			return
 		}
-		sess = v.(*Session)
 	case msg.Method == "server/discover" || isModernRequest(r, msg):
 		// 2026-07-28 has no sessions: each request stands alone.
 		if sess, ok = g.modernSession(w, r, msg, reqID); !ok {
@@ -459,19 +459,25 @@ func writeSSE(w http.ResponseWriter, b []byte) error {
 
 // serveStreamGET is the standalone SSE stream of a streamable-HTTP session.
 func (g *Gateway) serveStreamGET(w http.ResponseWriter, r *http.Request, reqID string) {
-	if _, ok := g.authenticate(w, r, reqID); !ok {
+	p, ok := g.authenticate(w, r, reqID)
+	if !ok {
 		return
 	}
 	if !strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
 		writeRPCError(w, http.StatusNotAcceptable, nil, jsonrpc.CodeInvalidRequest, "mcptrail: GET /mcp needs Accept: text/event-stream", reqID)
 		return
 	}
-	v, ok := g.sessions.Load(r.Header.Get("Mcp-Session-Id"))
+	sess, ok := g.lookupSession(r, r.Header.Get("Mcp-Session-Id"), p, reqID, "")
 	if !ok {
 		writeRPCError(w, http.StatusNotFound, nil, jsonrpc.CodeInvalidRequest, "mcptrail: unknown or expired session", reqID)
 		return
 	}
-	sess := v.(*Session)
+	if !sess.claimStream() {
+		// One stream per session, so no message is split between two.
+		writeRPCError(w, http.StatusConflict, nil, jsonrpc.CodeInvalidRequest, "mcptrail: this session already has an open GET stream (one per session); close it first", reqID)
+		return
+	}
+	defer sess.releaseStream()
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
@@ -499,10 +505,12 @@ func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request) {
 		writeRPCError(w, http.StatusMethodNotAllowed, nil, jsonrpc.CodeInvalidRequest, "mcptrail: GET /sse opens the stream", reqID)
 		return
 	}
-	if _, ok := g.authenticate(w, r, reqID); !ok {
+	p, ok := g.authenticate(w, r, reqID)
+	if !ok {
 		return
 	}
-	sess := g.newSession(newID())
+	sess := g.newSession(newID(), p)
+	sess.claimStream()
 	g.sessions.Store(sess.id, sess)
 	defer func() {
 		g.sessions.Delete(sess.id)
@@ -537,12 +545,11 @@ func (g *Gateway) serveSSEMessage(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	v, ok := g.sessions.Load(r.URL.Query().Get("sessionId"))
+	sess, ok := g.lookupSession(r, r.URL.Query().Get("sessionId"), principal, reqID, msg.Method)
 	if !ok {
 		writeRPCError(w, http.StatusNotFound, msg.ID, jsonrpc.CodeInvalidRequest, "mcptrail: unknown sessionId", reqID)
 		return
 	}
-	sess := v.(*Session)
 	w.Header().Set(HeaderRequestID, reqID)
 	w.WriteHeader(http.StatusAccepted)
 	if g.acceptOneWay(sess, msg) {

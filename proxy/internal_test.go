@@ -244,7 +244,7 @@ func testGateway(t *testing.T, servers ...string) *Gateway {
 
 func TestSessionDuplicateAnswerDoesNotBlock(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s := testGateway(t).newSession("s")
+		s := testGateway(t).newSession("s", nil)
 		ch, done := s.awaitResponse(`"q1"`)
 		defer done()
 		answer := jsonrpc.NewResult(json.RawMessage(`"q1"`), json.RawMessage(`{}`))
@@ -305,7 +305,7 @@ func TestProgressRoutedOnlyFromTheCallsBackend(t *testing.T) {
 
 func TestClosedSessionEndsItsStream(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s := testGateway(t).newSession("s")
+		s := testGateway(t).newSession("s", nil)
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		ended := make(chan struct{})
@@ -358,7 +358,7 @@ func TestNotificationsOnACallsStreamStayWithItsClient(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			g := testGateway(t, "alpha")
-			one, two := g.newSession("one"), g.newSession("two")
+			one, two := g.newSession("one", nil), g.newSession("two", nil)
 			for _, s := range []*Session{one, two} {
 				s.setLogLevel("info")
 				g.sessions.Store(s.id, s)
@@ -430,11 +430,11 @@ func TestConcurrentRefreshesKeepBothLists(t *testing.T) {
 func TestSessionlessRequestsAllocateNoStream(t *testing.T) {
 	g := testGateway(t)
 	allocs := testing.AllocsPerRun(100, func() {
-		s := g.newSession("")
+		s := g.newSession("", nil)
 		s.push([]byte(`{}`)) // a late message for a sessionless request is dropped
 	})
-	with := testing.AllocsPerRun(100, func() { g.newSession("x") })
-	if s := g.newSession(""); s.stream != nil {
+	with := testing.AllocsPerRun(100, func() { g.newSession("x", nil) })
+	if s := g.newSession("", nil); s.stream != nil {
 		t.Errorf("sessionless session has a %d-slot stream buffer, want none", cap(s.stream))
 	}
 	if allocs >= with {
@@ -498,7 +498,7 @@ func TestBackendRequestWithoutCauseNeedsOneSession(t *testing.T) {
 			for i, sid := range tt.sessions {
 				s := byID[sid]
 				if s == nil {
-					s = g.newSession(sid)
+					s = g.newSession(sid, nil)
 					s.setClient("2025-11-25", "c", "1", map[string]json.RawMessage{"sampling": json.RawMessage(`{}`)})
 					byID[sid] = s
 				}

@@ -97,7 +97,7 @@ func (g *Gateway) modernSession(w http.ResponseWriter, r *http.Request, msg json
 			return nil, false
 		}
 	}
-	sess := g.newSession("")
+	sess := g.newSession("", nil) // sessionless: never stored, owned by no one
 	var info struct {
 		Name    string `json:"name"`
 		Version string `json:"version"`

@@ -3,11 +3,14 @@ package proxy
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/mcptrail/mcptrail/proxy/auth"
 	"github.com/mcptrail/mcptrail/proxy/jsonrpc"
+	"github.com/mcptrail/mcptrail/recorder"
 )
 
 // sessionStreamSize bounds the messages buffered for a session's standalone
@@ -19,6 +22,7 @@ const sessionStreamSize = 256
 // the gateway can reach it on.
 type Session struct {
 	id       string
+	owner    string // the principal that opened it; only it may use the id
 	g        *Gateway
 	created  time.Time
 	lastUsed atomic.Int64
@@ -40,9 +44,10 @@ type Session struct {
 	dropped   atomic.Int64
 }
 
-func (g *Gateway) newSession(id string) *Session {
+func (g *Gateway) newSession(id string, owner *auth.Principal) *Session {
 	s := &Session{
 		id:      id,
+		owner:   principalName(owner),
 		g:       g,
 		created: time.Now(),
 		subs:    map[string]bool{},
@@ -150,6 +155,13 @@ func (s *Session) pushWait(b []byte, d time.Duration) {
 
 func (s *Session) hasStream() bool { return s.streaming.Load() > 0 }
 
+// claimStream reserves the session's one standalone stream. A second
+// stream is refused rather than served: two readers of one queue would
+// each get some of the session's messages, and neither all of them.
+func (s *Session) claimStream() bool { return s.streaming.CompareAndSwap(0, 1) }
+
+func (s *Session) releaseStream() { s.streaming.Store(0) }
+
 // awaitResponse registers a server→client request id.
 func (s *Session) awaitResponse(id string) (chan jsonrpc.Message, func()) {
 	ch := make(chan jsonrpc.Message, 1)
@@ -225,10 +237,9 @@ func (s *Session) isClosed() bool {
 }
 
 // streamLoop writes the standalone stream with write until ctx ends or the
-// session is closed (DELETE, expiry, shutdown).
+// session is closed (DELETE, expiry, shutdown). The caller holds the
+// stream (claimStream).
 func (s *Session) streamLoop(ctx context.Context, write func([]byte) error) {
-	s.streaming.Add(1)
-	defer s.streaming.Add(-1)
 	keepalive := time.NewTicker(25 * time.Second)
 	defer keepalive.Stop()
 	for {
@@ -247,4 +258,49 @@ func (s *Session) streamLoop(ctx context.Context, write func([]byte) error) {
 			}
 		}
 	}
+}
+
+// principalName is who owns what p opens: "" when authentication is off.
+func principalName(p *auth.Principal) string {
+	if p == nil {
+		return ""
+	}
+	return p.Name
+}
+
+// ruleSessionOwner is the audit rule of a refused use of another
+// principal's session.
+const ruleSessionOwner = "session-owner"
+
+// lookupSession returns the session id names when it exists and belongs to
+// p. Another principal's session is answered exactly like a missing one, so
+// an id reveals nothing to whoever holds it; the attempt is recorded as a
+// denied auth hop and logged. method is the JSON-RPC method ("" for GET and
+// DELETE).
+func (g *Gateway) lookupSession(r *http.Request, id string, p *auth.Principal, reqID, method string) (*Session, bool) {
+	if id == "" {
+		return nil, false
+	}
+	v, ok := g.sessions.Load(id)
+	if !ok {
+		return nil, false
+	}
+	s := v.(*Session)
+	if s.owner == principalName(p) {
+		return s, true
+	}
+	g.stats.denied.Add(1)
+	target := r.Method + " " + r.URL.Path
+	if g.rec != nil {
+		_ = g.rec.Record(&recorder.Event{
+			RequestID: reqID, SessionID: id, Hop: recorder.HopAuth, TimeNs: time.Now().UnixNano(),
+			Method: method, Target: target, Principal: principalName(p),
+			AuthDecision: "denied", AuthRule: ruleSessionOwner, Outcome: recorder.OutcomeDenied,
+			ErrorCode: jsonrpc.CodeInvalidRequest, ErrorMessage: "session belongs to another principal",
+			GatewayInstance: g.instance, GatewayVersion: Version, ConfigHash: g.cfg.Hash,
+		})
+	}
+	g.logger.Warn("request denied: session belongs to another principal", "request_id", reqID,
+		"principal", principalName(p), "target", target, "remote", r.RemoteAddr)
+	return nil, false
 }
