@@ -115,7 +115,7 @@ type Gateway struct {
 	catalog  atomic.Pointer[catalog]
 	catMu    sync.Mutex // serializes catalog rebuilds
 
-	sessions sync.Map // id → *Session
+	sessions sessionTable
 	progress sync.Map // gateway progress token → *progressRoute
 	held     sync.Map // requestState token → *heldCall (mrtr.go)
 	tokenSeq atomic.Int64
@@ -289,8 +289,8 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		case <-ctx.Done():
 			err = fmt.Errorf("waiting for in-flight requests: %w", ctx.Err())
 		}
-		g.sessions.Range(func(k, v any) bool {
-			v.(*Session).close()
+		g.sessions.Range(func(s *Session) bool {
+			s.close()
 			return true
 		})
 		if g.cancel != nil {
@@ -301,29 +301,23 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// janitor expires idle sessions.
+// janitor expires idle sessions (limits.session_idle_timeout), checking a
+// few times per timeout and at least every minute.
 func (g *Gateway) janitor(ctx context.Context) {
-	t := time.NewTicker(time.Minute)
+	idle := g.sessionIdleTimeout()
+	t := time.NewTicker(min(max(idle/4, 10*time.Millisecond), time.Minute))
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			cutoff := time.Now().Add(-sessionIdleTimeout).UnixNano()
-			g.sessions.Range(func(k, v any) bool {
-				s := v.(*Session)
-				if s.lastUsed.Load() < cutoff && !s.hasStream() {
-					g.sessions.Delete(k)
-					s.close()
-				}
-				return true
-			})
+			if n := g.expireIdle(time.Now().Add(-idle)); n > 0 {
+				g.logger.Info("idle sessions expired", "sessions", n, "idle_timeout", idle)
+			}
 		}
 	}
 }
-
-const sessionIdleTimeout = 30 * time.Minute
 
 // backendChanged rebuilds the merged catalog and tells clients what changed.
 func (g *Gateway) backendChanged(*Backend) {
@@ -369,8 +363,8 @@ func sameItems(a, b []catalogItem) bool {
 // broadcast sends a message to every session's standalone stream.
 func (g *Gateway) broadcast(m jsonrpc.Message) {
 	b := m.Marshal()
-	g.sessions.Range(func(_, v any) bool {
-		v.(*Session).push(b)
+	g.sessions.Range(func(s *Session) bool {
+		s.push(b)
 		return true
 	})
 }
@@ -419,8 +413,8 @@ func (g *Gateway) backendNotification(ctx context.Context, b *Backend, n jsonrpc
 		exposed := g.catalog.Load().exposeURI(b.Name(), uri)
 		o.SetString("uri", exposed)
 		msg := jsonrpc.NewNotification(n.Method, o.Marshal()).Marshal()
-		g.sessions.Range(func(_, v any) bool {
-			if s := v.(*Session); s.subscribed(exposed) {
+		g.sessions.Range(func(s *Session) bool {
+			if s.subscribed(exposed) {
 				s.push(msg)
 			}
 			return true
@@ -434,8 +428,8 @@ func (g *Gateway) backendNotification(ctx context.Context, b *Backend, n jsonrpc
 			}
 			return
 		}
-		g.sessions.Range(func(_, v any) bool {
-			if s := v.(*Session); s.wantsLogs() {
+		g.sessions.Range(func(s *Session) bool {
+			if s.wantsLogs() {
 				s.push(msg)
 			}
 			return true

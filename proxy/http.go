@@ -1,20 +1,36 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/mcptrail/mcptrail/proxy/auth"
+	"github.com/mcptrail/mcptrail/proxy/config"
 	"github.com/mcptrail/mcptrail/proxy/jsonrpc"
 	"github.com/mcptrail/mcptrail/recorder"
 )
+
+// NewHTTPServer is the http.Server for the gateway's handler h, with the
+// connection limits of l (zero values take their defaults). There is no
+// ReadTimeout or WriteTimeout: streams live long; a request body has its own
+// deadline (limits.body_read_timeout), set once its bearer token is checked.
+func NewHTTPServer(h http.Handler, l config.Limits) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: cmp.Or(l.ReadHeaderTimeout, config.DefaultReadHeaderTimeout),
+		IdleTimeout:       cmp.Or(l.IdleTimeout, config.DefaultIdleTimeout),
+		MaxHeaderBytes:    64 << 10,
+	}
+}
 
 // Handler returns the gateway's HTTP API:
 //
@@ -87,7 +103,7 @@ func (g *Gateway) Status() Status {
 		Requests: g.stats.requests.Load(), Errors: g.stats.errors.Load(),
 		Denied: g.stats.denied.Load(), Dropped: g.stats.dropped.Load(),
 	}
-	g.sessions.Range(func(_, _ any) bool { st.Sessions++; return true })
+	st.Sessions = g.sessions.Len()
 	for _, name := range g.order {
 		b := g.backends[name]
 		bs := BackendStatus{Name: name, Transport: b.cfg.Transport}
@@ -141,6 +157,7 @@ func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request, reqID str
 	g.metrics.policyDecision(r.Context(), "bearer_token", DecisionDenied, desc)
 	w.Header().Set("WWW-Authenticate", `Bearer realm="mcptrail", error="invalid_token", error_description="`+desc+`"`)
 	writeRPCError(w, http.StatusUnauthorized, nil, jsonrpc.CodeUnauthorized, "mcptrail: "+desc, reqID)
+	closeUnread(w)
 	if g.rec != nil {
 		_ = g.rec.Record(&recorder.Event{
 			RequestID: reqID, Hop: recorder.HopAuth, TimeNs: time.Now().UnixNano(),
@@ -153,6 +170,16 @@ func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request, reqID str
 	return nil, false
 }
 
+// closeUnread makes the connection of an answered request close without
+// reading the rest of its body. net/http would otherwise drain up to 256 KiB
+// of it before sending the answer and again when the handler returns, and a
+// client trickling its body would hold the connection (unauthenticated,
+// before a 401) for as long as it likes. Call it after writing the answer.
+func closeUnread(w http.ResponseWriter) {
+	w.Header().Set("Connection", "close")
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+}
+
 // readBody reads a POST body within the configured limit. A declared length
 // over the limit is refused before anything is read.
 func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, reqID string) ([]byte, bool) {
@@ -161,15 +188,28 @@ func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, reqID string)
 		limit = 4 << 20
 	}
 	if r.ContentLength > limit {
+		w.Header().Set("Connection", "close")
 		writeRPCError(w, http.StatusRequestEntityTooLarge, nil, jsonrpc.CodeRequestTooLarge, "mcptrail: request body exceeds max_body_bytes", reqID)
+		closeUnread(w)
 		return nil, false
 	}
+	// The body must arrive within limits.body_read_timeout of the headers.
+	timeout := cmp.Or(g.cfg.Limits.BodyReadTimeout, config.DefaultBodyReadTimeout)
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(timeout))
 	body, err := readAllSized(http.MaxBytesReader(w, r.Body, limit), r.ContentLength)
+	_ = rc.SetReadDeadline(time.Time{})
 	if err != nil {
 		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
+		switch {
+		case errors.As(err, &mbe):
 			writeRPCError(w, http.StatusRequestEntityTooLarge, nil, jsonrpc.CodeRequestTooLarge, "mcptrail: request body exceeds max_body_bytes", reqID)
-		} else {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			w.Header().Set("Connection", "close")
+			writeRPCError(w, http.StatusRequestTimeout, nil, jsonrpc.CodeRequestTimeout, "mcptrail: request body not received within limits.body_read_timeout ("+timeout.String()+")", reqID)
+			closeUnread(w)
+			g.logger.Warn("request body too slow: connection closed", "request_id", reqID, "timeout", timeout, "remote", r.RemoteAddr)
+		default:
 			writeRPCError(w, http.StatusBadRequest, nil, jsonrpc.CodeParseError, "mcptrail: reading request body: "+err.Error(), reqID)
 		}
 		return nil, false
@@ -251,7 +291,7 @@ func (g *Gateway) serveStreamable(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		id := r.Header.Get("Mcp-Session-Id")
-		if sess, ok := g.lookupSession(r, id, p, reqID, ""); ok && g.sessions.CompareAndDelete(id, sess) {
+		if sess, ok := g.lookupSession(r, id, p, reqID, ""); ok && g.sessions.Delete(id, sess) {
 			sess.close()
 			w.WriteHeader(http.StatusNoContent)
 			return
@@ -274,7 +314,10 @@ func (g *Gateway) serveStreamable(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case msg.Method == "initialize":
 		sess = g.newSession(newID(), principal)
-		g.sessions.Store(sess.id, sess)
+		if err := g.sessions.add(sess, g.cfg.Limits); err != nil {
+			g.refuseSession(w, r, err, msg.ID, reqID, principal)
+			return
+		}
 	case sid != "":
 		sess, ok = g.lookupSession(r, sid, principal, reqID, msg.Method)
 		if !ok {
@@ -306,13 +349,25 @@ func (g *Gateway) serveStreamable(w http.ResponseWriter, r *http.Request) {
 	resp := g.Serve(r.Context(), Inbound{Session: sess, Msg: msg, Header: r.Header, Principal: principal, RequestID: reqID, Size: size, Start: start, out: out})
 	if msg.Method == "initialize" && resp.Error != nil {
 		// A refused initialize opens no session.
-		g.sessions.Delete(sess.id)
+		g.sessions.Delete(sess.id, sess)
 		sess.close()
 		out.mu.Lock()
 		out.sessionID = ""
 		out.mu.Unlock()
 	}
 	out.final(resp)
+}
+
+// refuseSession answers a new session refused at a cap (limits.*).
+func (g *Gateway) refuseSession(w http.ResponseWriter, r *http.Request, err error, id json.RawMessage, reqID string, p *auth.Principal) {
+	status := http.StatusServiceUnavailable
+	var le *errSessionLimit
+	if errors.As(err, &le) {
+		status = le.status
+	}
+	w.Header().Set("Retry-After", "60")
+	writeRPCError(w, status, id, jsonrpc.CodeInvalidRequest, err.Error(), reqID)
+	g.logger.Warn("session refused", "request_id", reqID, "principal", principalName(p), "reason", err.Error(), "remote", r.RemoteAddr)
 }
 
 // isModernRequest reports a 2026-07-28 request: it carries its protocol
@@ -511,9 +566,12 @@ func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request) {
 	}
 	sess := g.newSession(newID(), p)
 	sess.claimStream()
-	g.sessions.Store(sess.id, sess)
+	if err := g.sessions.add(sess, g.cfg.Limits); err != nil {
+		g.refuseSession(w, r, err, nil, reqID, p)
+		return
+	}
 	defer func() {
-		g.sessions.Delete(sess.id)
+		g.sessions.Delete(sess.id, sess)
 		sess.close()
 	}()
 	h := w.Header()

@@ -361,7 +361,7 @@ func TestNotificationsOnACallsStreamStayWithItsClient(t *testing.T) {
 			one, two := g.newSession("one", nil), g.newSession("two", nil)
 			for _, s := range []*Session{one, two} {
 				s.setLogLevel("info")
-				g.sessions.Store(s.id, s)
+				_ = g.sessions.add(s, config.Limits{})
 			}
 			out := &captureReplier{}
 			c := &call{g: g, sess: one, server: "alpha", out: out, msg: jsonrpc.NewRequest(json.RawMessage(`1`), "tools/call", nil)}
@@ -433,7 +433,10 @@ func TestSessionlessRequestsAllocateNoStream(t *testing.T) {
 		s := g.newSession("", nil)
 		s.push([]byte(`{}`)) // a late message for a sessionless request is dropped
 	})
-	with := testing.AllocsPerRun(100, func() { g.newSession("x", nil) })
+	with := testing.AllocsPerRun(100, func() {
+		s := g.newSession("x", nil)
+		s.push([]byte(`{}`)) // queued for the session's stream
+	})
 	if s := g.newSession("", nil); s.stream != nil {
 		t.Errorf("sessionless session has a %d-slot stream buffer, want none", cap(s.stream))
 	}

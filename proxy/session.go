@@ -1,14 +1,17 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/mcptrail/mcptrail/proxy/auth"
+	"github.com/mcptrail/mcptrail/proxy/config"
 	"github.com/mcptrail/mcptrail/proxy/jsonrpc"
 	"github.com/mcptrail/mcptrail/recorder"
 )
@@ -39,7 +42,7 @@ type Session struct {
 	closed          bool
 	done            chan struct{} // closed by close: ends the standalone stream
 
-	stream    chan []byte // standalone stream; nil for a sessionless (2026-07-28) request
+	stream    chan []byte // standalone stream's queue, made on first use (queue); never for a sessionless (2026-07-28) request
 	streaming atomic.Int32
 	dropped   atomic.Int64
 }
@@ -50,18 +53,23 @@ func (g *Gateway) newSession(id string, owner *auth.Principal) *Session {
 		owner:   principalName(owner),
 		g:       g,
 		created: time.Now(),
-		subs:    map[string]bool{},
-		pending: map[string]chan jsonrpc.Message{},
-		calls:   map[string]*call{},
 		done:    make(chan struct{}),
 	}
-	// A sessionless request (id "") never gets a standalone stream: do not
-	// allocate its buffer on every such request.
-	if id != "" {
-		s.stream = make(chan []byte, sessionStreamSize)
-	}
+	// The maps and the stream's queue are made on first use: most of a
+	// session's life is idle, and idle sessions are what a client can pile
+	// up (BenchmarkIdleSessionMemory).
 	s.touch()
 	return s
+}
+
+// queue returns the standalone stream's queue, made on first use; nil for
+// a sessionless request, which never gets a standalone stream. The caller
+// holds s.mu.
+func (s *Session) queue() chan []byte {
+	if s.stream == nil && s.id != "" {
+		s.stream = make(chan []byte, sessionStreamSize)
+	}
+	return s.stream
 }
 
 func (s *Session) touch() { s.lastUsed.Store(time.Now().UnixNano()) }
@@ -106,6 +114,9 @@ func (s *Session) subscribe(uri string, on bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if on {
+		if s.subs == nil {
+			s.subs = map[string]bool{}
+		}
 		s.subs[uri] = true
 	} else {
 		delete(s.subs, uri)
@@ -121,13 +132,13 @@ func (s *Session) subscribed(uri string) bool {
 // push queues a message for the standalone stream without blocking.
 func (s *Session) push(b []byte) {
 	s.mu.Lock()
-	closed := s.closed
+	closed, q := s.closed, s.queue()
 	s.mu.Unlock()
-	if closed || s.stream == nil {
+	if closed || q == nil {
 		return
 	}
 	select {
-	case s.stream <- b:
+	case q <- b:
 	default:
 		s.dropped.Add(1)
 		s.g.stats.dropped.Add(1)
@@ -138,13 +149,16 @@ func (s *Session) push(b []byte) {
 // pushWait queues a message that must not be dropped (a final answer on the
 // legacy SSE stream), waiting up to d for room.
 func (s *Session) pushWait(b []byte, d time.Duration) {
-	if s.isClosed() || s.stream == nil {
+	s.mu.Lock()
+	closed, q := s.closed, s.queue()
+	s.mu.Unlock()
+	if closed || q == nil {
 		return
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
-	case s.stream <- b:
+	case q <- b:
 	case <-s.done:
 	case <-t.C:
 		s.dropped.Add(1)
@@ -166,6 +180,9 @@ func (s *Session) releaseStream() { s.streaming.Store(0) }
 func (s *Session) awaitResponse(id string) (chan jsonrpc.Message, func()) {
 	ch := make(chan jsonrpc.Message, 1)
 	s.mu.Lock()
+	if s.pending == nil {
+		s.pending = map[string]chan jsonrpc.Message{}
+	}
 	s.pending[id] = ch
 	s.mu.Unlock()
 	return ch, func() {
@@ -194,6 +211,9 @@ func (s *Session) deliver(m jsonrpc.Message) bool {
 
 func (s *Session) trackCall(c *call) {
 	s.mu.Lock()
+	if s.calls == nil {
+		s.calls = map[string]*call{}
+	}
 	s.calls[string(c.msg.ID)] = c
 	s.mu.Unlock()
 }
@@ -240,6 +260,9 @@ func (s *Session) isClosed() bool {
 // session is closed (DELETE, expiry, shutdown). The caller holds the
 // stream (claimStream).
 func (s *Session) streamLoop(ctx context.Context, write func([]byte) error) {
+	s.mu.Lock()
+	q := s.queue()
+	s.mu.Unlock()
 	keepalive := time.NewTicker(25 * time.Second)
 	defer keepalive.Stop()
 	for {
@@ -248,7 +271,7 @@ func (s *Session) streamLoop(ctx context.Context, write func([]byte) error) {
 			return
 		case <-s.done:
 			return
-		case b := <-s.stream:
+		case b := <-q:
 			if write(b) != nil {
 				return
 			}
@@ -281,12 +304,12 @@ func (g *Gateway) lookupSession(r *http.Request, id string, p *auth.Principal, r
 	if id == "" {
 		return nil, false
 	}
-	v, ok := g.sessions.Load(id)
+	s, ok := g.sessions.Load(id)
 	if !ok {
 		return nil, false
 	}
-	s := v.(*Session)
 	if s.owner == principalName(p) {
+		s.touch()
 		return s, true
 	}
 	g.stats.denied.Add(1)
@@ -303,4 +326,108 @@ func (g *Gateway) lookupSession(r *http.Request, id string, p *auth.Principal, r
 	g.logger.Warn("request denied: session belongs to another principal", "request_id", reqID,
 		"principal", principalName(p), "target", target, "remote", r.RemoteAddr)
 	return nil, false
+}
+
+// sessionTable holds the open sessions, counted per principal so that
+// limits.max_sessions and limits.max_sessions_per_principal hold.
+type sessionTable struct {
+	mu       sync.Mutex
+	byID     map[string]*Session
+	perOwner map[string]int
+}
+
+// errSessionLimit is a refused new session; status is the HTTP answer.
+type errSessionLimit struct {
+	status int
+	msg    string
+}
+
+func (e *errSessionLimit) Error() string { return e.msg }
+
+// add stores s unless a cap is reached.
+func (t *sessionTable) add(s *Session, l config.Limits) error {
+	maxAll := cmp.Or(l.MaxSessions, config.DefaultMaxSessions)
+	maxOwner := cmp.Or(l.MaxSessionsPerPrincipal, config.DefaultMaxSessionsPerPrincipal)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.byID == nil {
+		t.byID, t.perOwner = map[string]*Session{}, map[string]int{}
+	}
+	if n := t.perOwner[s.owner]; n >= maxOwner {
+		return &errSessionLimit{http.StatusTooManyRequests, fmt.Sprintf(
+			"mcptrail: %d sessions already open for this principal (limits.max_sessions_per_principal); end one with DELETE /mcp or let it expire", n)}
+	}
+	if len(t.byID) >= maxAll {
+		return &errSessionLimit{http.StatusServiceUnavailable, fmt.Sprintf(
+			"mcptrail: the gateway has %d sessions open (limits.max_sessions); try again later", len(t.byID))}
+	}
+	t.byID[s.id] = s
+	t.perOwner[s.owner]++
+	return nil
+}
+
+// Load returns the session id names, whoever owns it.
+func (t *sessionTable) Load(id string) (*Session, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s, ok := t.byID[id]
+	return s, ok
+}
+
+// Delete removes id if it is still s, and reports whether it did.
+func (t *sessionTable) Delete(id string, s *Session) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if cur, ok := t.byID[id]; !ok || cur != s {
+		return false
+	}
+	delete(t.byID, id)
+	if t.perOwner[s.owner]--; t.perOwner[s.owner] <= 0 {
+		delete(t.perOwner, s.owner)
+	}
+	return true
+}
+
+// Range calls f for a snapshot of the open sessions, without holding the
+// table: f may take the session's own lock or remove it.
+func (t *sessionTable) Range(f func(*Session) bool) {
+	t.mu.Lock()
+	all := make([]*Session, 0, len(t.byID))
+	for _, s := range t.byID {
+		all = append(all, s)
+	}
+	t.mu.Unlock()
+	for _, s := range all {
+		if !f(s) {
+			return
+		}
+	}
+}
+
+// Len is the number of open sessions.
+func (t *sessionTable) Len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.byID)
+}
+
+// expireIdle closes the sessions with no client request since cutoff,
+// also those with an open GET stream: a stream alone (keepalives included)
+// does not keep a session alive, or abandoned streams would hold sessions
+// forever.
+func (g *Gateway) expireIdle(cutoff time.Time) int {
+	n := 0
+	g.sessions.Range(func(s *Session) bool {
+		if s.lastUsed.Load() < cutoff.UnixNano() && g.sessions.Delete(s.id, s) {
+			s.close()
+			n++
+		}
+		return true
+	})
+	return n
+}
+
+// sessionIdleTimeout is limits.session_idle_timeout.
+func (g *Gateway) sessionIdleTimeout() time.Duration {
+	return cmp.Or(g.cfg.Limits.SessionIdleTimeout, config.DefaultSessionIdleTimeout)
 }

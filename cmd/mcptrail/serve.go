@@ -127,7 +127,7 @@ func runServe(ctx context.Context, cfg *config.Config, logLevel string) error {
 	if err := gw.Start(ctx); err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: gw.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := proxy.NewHTTPServer(gw.Handler(), cfg.Limits)
 	srv.RegisterOnShutdown(gw.CloseStreams)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -24,6 +24,13 @@ const (
 	DefaultMaxBodyBytes       = 4 << 20
 	DefaultShutdownTimeout    = 15 * time.Second
 
+	DefaultReadHeaderTimeout       = 10 * time.Second
+	DefaultBodyReadTimeout         = 30 * time.Second
+	DefaultIdleTimeout             = 120 * time.Second
+	DefaultMaxSessions             = 10000
+	DefaultMaxSessionsPerPrincipal = 1000
+	DefaultSessionIdleTimeout      = 30 * time.Minute
+
 	DefaultServerTimeout   = 60 * time.Second
 	DefaultConnectTimeout  = 10 * time.Second
 	DefaultProtocolVersion = "2025-11-25"
@@ -91,6 +98,17 @@ type Config struct {
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// Instance names this gateway in recorded events. Default the hostname.
 	Instance string `yaml:"instance"`
+	// AllowedOrigins are the browser origins ("https://app.example.com",
+	// scheme://host[:port]) allowed to call the gateway. A request with an
+	// Origin header not listed is refused with 403 (DNS-rebinding
+	// protection, as the MCP transport requires); requests without Origin
+	// (every non-browser client) are allowed. "*" allows every origin.
+	// Default none: browsers cannot call the gateway.
+	AllowedOrigins []string `yaml:"allowed_origins"`
+	// Limits bound what clients can hold on the gateway.
+	Limits Limits `yaml:"limits"`
+	// Admin configures the admin endpoints (/statusz).
+	Admin Admin `yaml:"admin"`
 	// Servers are the backend MCP servers, at least one.
 	Servers []Server `yaml:"servers"`
 	// Auth configures bearer tokens; no tokens means no authentication.
@@ -108,6 +126,44 @@ type Config struct {
 	envPaths map[string]bool
 	// present holds the key paths written in the file.
 	present map[string]bool
+}
+
+// Limits bound what clients can hold on the gateway; beyond a limit the
+// client gets an error that names it. Durations and counts of 0 mean the
+// default, not unlimited.
+type Limits struct {
+	// ReadHeaderTimeout bounds reading a request's headers. Default 10s.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	// BodyReadTimeout bounds reading one request body once its headers
+	// are in; a slower client is cut off. Bodies are read only after the
+	// bearer token is checked: unauthenticated requests are answered 401
+	// and closed without reading them. Default 30s.
+	BodyReadTimeout time.Duration `yaml:"body_read_timeout"`
+	// IdleTimeout closes a keep-alive connection that waits this long for
+	// its next request. Default 120s.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxSessions caps the open sessions (streamable HTTP and legacy SSE)
+	// of all principals together. Default 10000.
+	MaxSessions int `yaml:"max_sessions"`
+	// MaxSessionsPerPrincipal caps one principal's open sessions.
+	// Default 1000.
+	MaxSessionsPerPrincipal int `yaml:"max_sessions_per_principal"`
+	// SessionIdleTimeout ends a session with no client request for this
+	// long, also one with an open GET stream (the stream is closed; the
+	// client re-initializes). Default 30m.
+	SessionIdleTimeout time.Duration `yaml:"session_idle_timeout"`
+}
+
+// Admin configures the admin endpoints: /statusz (and what later joins it).
+type Admin struct {
+	// Listen is a separate host:port for the admin endpoints, which are
+	// then no longer served on listen. Empty (default): they stay on
+	// listen, and need TokenSHA256 whenever auth.tokens is not empty.
+	Listen string `yaml:"listen"`
+	// TokenSHA256 is the hex sha256 of the admin bearer token (`mcptrail
+	// token hash`). When set, every admin request needs it. Required to
+	// reach /statusz on listen when auth is on; optional on admin.listen.
+	TokenSHA256 string `yaml:"token_sha256"`
 }
 
 // Server is one backend MCP server. Its Name is the namespace of its tools.

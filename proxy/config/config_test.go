@@ -50,7 +50,11 @@ func TestDefaults(t *testing.T) {
 		NamespaceSeparator: ".",
 		MaxBodyBytes:       4 << 20,
 		ShutdownTimeout:    15 * time.Second,
-		Instance:           "i",
+		Limits: Limits{
+			ReadHeaderTimeout: 10 * time.Second, BodyReadTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second,
+			MaxSessions: 10000, MaxSessionsPerPrincipal: 1000, SessionIdleTimeout: 30 * time.Minute,
+		},
+		Instance: "i",
 		Servers: []Server{{
 			Name: "s", Transport: "stdio", Command: "x",
 			Timeout: 60 * time.Second, ConnectTimeout: 10 * time.Second, ProtocolVersion: "2025-11-25",
@@ -681,4 +685,36 @@ func FuzzParse(f *testing.F) {
 		}
 		_ = cfg.Warnings()
 	})
+}
+
+func TestValidateLimitsOriginsAdmin(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, doc, want string // want "" means valid
+	}{
+		{"defaults", minimal, ""},
+		{"origins", minimal + `allowed_origins: ["https://a.example", "http://localhost:6274", "*"]`, ""},
+		{"origin with path", minimal + `allowed_origins: ["https://a.example/x"]`, "allowed_origins[0]"},
+		{"origin without scheme", minimal + `allowed_origins: ["a.example"]`, "allowed_origins[0]"},
+		{"negative timeout", minimal + "limits: {body_read_timeout: -1s}", "limits.body_read_timeout"},
+		{"negative sessions", minimal + "limits: {max_sessions: -1}", "limits.max_sessions"},
+		{"per principal over global", minimal + "limits: {max_sessions: 10, max_sessions_per_principal: 20}", "limits.max_sessions_per_principal"},
+		{"admin listen", minimal + "admin: {listen: 127.0.0.1:9}", ""},
+		{"admin listen same as listen", minimal + "listen: 127.0.0.1:9\nadmin: {listen: 127.0.0.1:9}", "admin.listen"},
+		{"admin listen bad", minimal + "admin: {listen: nope}", "admin.listen"},
+		{"admin token bad", minimal + "admin: {token_sha256: abc}", "admin.token_sha256"},
+		{"admin token", minimal + "admin: {token_sha256: " + hashA + "}", ""},
+		{"env_passthrough", "servers: [{name: s, command: x, env_passthrough: [A, LC_*]}]", ""},
+		{"env_passthrough bad", "servers: [{name: s, command: x, env_passthrough: [\"A-B\"]}]", "servers[0].env_passthrough[0]"},
+		{"env_passthrough on http", "servers: [{name: s, url: 'http://x/mcp', env_passthrough: [A]}]", "servers[0].command"},
+	}
+	for _, tt := range tests {
+		_, err := ParseEnv([]byte(tt.doc), "m.yaml", envOf())
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%s: Parse = %v, want no error", tt.name, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), " "+tt.want+":")):
+			t.Errorf("%s: Parse = %v, want an error naming %s", tt.name, err, tt.want)
+		}
+	}
 }

@@ -23,6 +23,14 @@ func (c *Config) applyDefaults() {
 	setDefault(&c.NamespaceSeparator, DefaultNamespaceSeparator)
 	setDefault(&c.MaxBodyBytes, DefaultMaxBodyBytes)
 	setDefault(&c.ShutdownTimeout, DefaultShutdownTimeout)
+	l := &c.Limits
+	setDefault(&l.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	setDefault(&l.BodyReadTimeout, DefaultBodyReadTimeout)
+	setDefault(&l.IdleTimeout, DefaultIdleTimeout)
+	setDefault(&l.MaxSessions, DefaultMaxSessions)
+	setDefault(&l.MaxSessionsPerPrincipal, DefaultMaxSessionsPerPrincipal)
+	setDefault(&l.SessionIdleTimeout, DefaultSessionIdleTimeout)
+	c.Admin.TokenSHA256 = strings.ToLower(c.Admin.TokenSHA256)
 	if c.Instance == "" {
 		if h, err := os.Hostname(); err == nil && h != "" {
 			c.Instance = h
@@ -129,6 +137,7 @@ func (c *Config) Validate() error {
 		v.add("max_body_bytes", "must not be negative, got %d", c.MaxBodyBytes)
 	}
 	v.nonNegative("shutdown_timeout", c.ShutdownTimeout)
+	c.validateLimits(&v)
 
 	if len(c.Servers) == 0 {
 		v.add("servers", "at least one server is required")
@@ -167,6 +176,49 @@ func (c *Config) Validate() error {
 	}
 	c.validateRecorder(&v)
 	return v.err()
+}
+
+func (c *Config) validateLimits(v *validator) {
+	l := &c.Limits
+	v.nonNegative("limits.read_header_timeout", l.ReadHeaderTimeout)
+	v.nonNegative("limits.body_read_timeout", l.BodyReadTimeout)
+	v.nonNegative("limits.idle_timeout", l.IdleTimeout)
+	v.nonNegative("limits.session_idle_timeout", l.SessionIdleTimeout)
+	v.nonNegativeInt("limits.max_sessions", l.MaxSessions)
+	v.nonNegativeInt("limits.max_sessions_per_principal", l.MaxSessionsPerPrincipal)
+	if l.MaxSessions > 0 && l.MaxSessionsPerPrincipal > l.MaxSessions {
+		v.add("limits.max_sessions_per_principal", "%d is more than limits.max_sessions (%d)", l.MaxSessionsPerPrincipal, l.MaxSessions)
+	}
+	for i, o := range c.AllowedOrigins {
+		if err := checkOrigin(o); err != nil {
+			v.add(fmt.Sprintf("allowed_origins[%d]", i), "%v", err)
+		}
+	}
+	if c.Admin.Listen != "" {
+		if err := checkHostPort(c.Admin.Listen); err != nil {
+			v.add("admin.listen", "%v", err)
+		} else if c.Admin.Listen == c.Listen {
+			v.add("admin.listen", "%q is also listen; give the admin endpoints their own address or leave admin.listen empty", c.Admin.Listen)
+		}
+	}
+	if t := c.Admin.TokenSHA256; t != "" {
+		if b, err := hex.DecodeString(t); err != nil || len(b) != 32 {
+			v.add("admin.token_sha256", "must be 64 hex digits (the sha256 of the token; run `mcptrail token hash`), got %d characters", len(t))
+		}
+	}
+}
+
+// checkOrigin accepts "*" or an origin as browsers send it:
+// scheme://host[:port], nothing else.
+func checkOrigin(o string) error {
+	if o == "*" {
+		return nil
+	}
+	u, err := url.Parse(o)
+	if err != nil || u.Scheme == "" || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("%q is not an origin like \"https://app.example.com\" (scheme://host[:port], no path)", o)
+	}
+	return nil
 }
 
 func (c *Config) validateServer(v *validator, i int, names map[string]int) {

@@ -1,0 +1,120 @@
+package proxy_test
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcptrail/mcptrail/proxy/config"
+)
+
+const initBody = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}`
+
+// TestSessionCaps: beyond limits.max_sessions_per_principal a principal's
+// initialize (or legacy GET /sse) gets 429, beyond limits.max_sessions
+// anyone's gets 503, each with an error naming the limit; ending a session
+// makes room again. Fails before the fix: sessions were unbounded.
+func TestSessionCaps(t *testing.T) {
+	cfg := oneBackend(t)
+	cfg.Auth.Tokens = append(cfg.Auth.Tokens, config.Token{Name: "bob", SHA256: sha("bob-token"), Principal: "bob", Tools: []string{"*"}})
+	cfg.Limits = config.Limits{MaxSessions: 3, MaxSessionsPerPrincipal: 2}
+	e := startGateway(t, cfg)
+	alice := map[string]string{"Authorization": "Bearer alice-token"}
+	bob := map[string]string{"Authorization": "Bearer bob-token"}
+
+	initialize := func(hdr map[string]string) (int, string, string) {
+		resp, b := post(t, e.url, initBody, hdr)
+		return resp.StatusCode, resp.Header.Get("Mcp-Session-Id"), string(b)
+	}
+	var aliceSIDs []string
+	for range 2 {
+		status, sid, b := initialize(alice)
+		if status != http.StatusOK {
+			t.Fatalf("alice's initialize within the caps: %d %s", status, b)
+		}
+		aliceSIDs = append(aliceSIDs, sid)
+	}
+	if status, _, b := initialize(alice); status != http.StatusTooManyRequests || !strings.Contains(b, "limits.max_sessions_per_principal") {
+		t.Errorf("alice's third session: %d %s, want 429 naming limits.max_sessions_per_principal", status, b)
+	}
+	req, _ := http.NewRequest(http.MethodGet, e.url+"/sse", nil)
+	req.Header.Set("Authorization", "Bearer alice-token")
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusTooManyRequests {
+			t.Errorf("alice's legacy SSE session over her cap: %d %s, want 429", resp.StatusCode, b)
+		}
+	}
+	if status, _, b := initialize(bob); status != http.StatusOK {
+		t.Fatalf("bob's first session: %d %s", status, b)
+	}
+	if status, _, b := initialize(bob); status != http.StatusServiceUnavailable || !strings.Contains(b, "limits.max_sessions") {
+		t.Errorf("a fourth session on the gateway: %d %s, want 503 naming limits.max_sessions", status, b)
+	}
+	if got := e.gw.Status().Sessions; got != 3 {
+		t.Errorf("sessions = %d, want 3", got)
+	}
+	// Ending one makes room.
+	del, _ := http.NewRequest(http.MethodDelete, e.url+"/mcp", nil)
+	del.Header.Set("Authorization", "Bearer alice-token")
+	del.Header.Set("Mcp-Session-Id", aliceSIDs[0])
+	resp, err := http.DefaultClient.Do(del)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("DELETE: %d", resp.StatusCode)
+	}
+	if status, _, b := initialize(bob); status != http.StatusOK {
+		t.Errorf("bob's session after alice ended one: %d %s", status, b)
+	}
+}
+
+// TestIdleSessionWithStreamExpires: a session with no request for
+// limits.session_idle_timeout ends even while its GET stream is open (the
+// stream is closed and the id is then unknown). Fails before the fix: an
+// open stream kept a session forever.
+func TestIdleSessionWithStreamExpires(t *testing.T) {
+	cfg := oneBackend(t)
+	cfg.Limits = config.Limits{SessionIdleTimeout: 300 * time.Millisecond}
+	e := startGateway(t, cfg)
+	hdr := map[string]string{"Authorization": "Bearer alice-token"}
+	sid := initSession(t, e.url, hdr)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // bounds a broken gateway only
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.url+"/mcp", nil)
+	req.Header.Set("Authorization", "Bearer alice-token")
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Mcp-Session-Id", sid)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET stream: %d", resp.StatusCode)
+	}
+	// The gateway ends the stream when it expires the session.
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the idle session's GET stream was never closed")
+	}
+	r2, b := post(t, e.url, `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`, map[string]string{"Authorization": "Bearer alice-token", "Mcp-Session-Id": sid})
+	if r2.StatusCode != http.StatusNotFound {
+		t.Errorf("POST on the expired session: %d %s, want 404", r2.StatusCode, b)
+	}
+	if got := e.gw.Status().Sessions; got != 0 {
+		t.Errorf("sessions = %d after expiry, want 0", got)
+	}
+}
