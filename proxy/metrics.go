@@ -199,11 +199,9 @@ func newMetrics(mp metric.MeterProvider, g *Gateway) (*metrics, error) {
 	}
 	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		var nSessions, nStreams int64
-		g.sessions.Range(func(_, v any) bool {
+		g.sessions.Range(func(s *Session) bool {
 			nSessions++
-			if s, ok := v.(*Session); ok {
-				nStreams += int64(s.streaming.Load())
-			}
+			nStreams += int64(s.streaming.Load())
 			return true
 		})
 		o.ObserveInt64(sessions, nSessions)
