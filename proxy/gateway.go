@@ -265,6 +265,11 @@ func (g *Gateway) Ready() (bool, string) {
 	if col := g.catalog.Load().collisions; len(col) > 0 {
 		return false, "names collide between servers (set a namespace on the server mounted with no_namespace): " + strings.Join(col, "; ")
 	}
+	if sp, ok := g.rec.(StatusProvider); ok {
+		if rs := sp.RecorderStatus(); !rs.Healthy && !rs.ReadyWhenDegraded {
+			return false, "recorder degraded: " + strings.Join(rs.Problems, "; ")
+		}
+	}
 	return true, ""
 }
 

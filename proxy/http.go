@@ -68,21 +68,25 @@ func (g *Gateway) Handler() http.Handler {
 	return mux
 }
 
-// StatusProvider adds a component's counters to /statusz.
-type StatusProvider interface{ Status() any }
+// StatusProvider is implemented by a Recorder that reports its health:
+// /statusz shows it and /readyz consults it (unless the recorder says it
+// may be ready while degraded).
+type StatusProvider interface {
+	RecorderStatus() recorder.Status
+}
 
 // Status is what /statusz reports.
 type Status struct {
-	Version  string          `json:"version"`
-	Instance string          `json:"instance"`
-	Ready    bool            `json:"ready"`
-	Requests int64           `json:"requests"`
-	Errors   int64           `json:"errors"`
-	Denied   int64           `json:"denied"`
-	Dropped  int64           `json:"dropped_stream_messages"`
-	Sessions int             `json:"sessions"`
-	Backends []BackendStatus `json:"backends"`
-	Recorder any             `json:"recorder,omitempty"`
+	Version  string           `json:"version"`
+	Instance string           `json:"instance"`
+	Ready    bool             `json:"ready"`
+	Requests int64            `json:"requests"`
+	Errors   int64            `json:"errors"`
+	Denied   int64            `json:"denied"`
+	Dropped  int64            `json:"dropped_stream_messages"`
+	Sessions int              `json:"sessions"`
+	Backends []BackendStatus  `json:"backends"`
+	Recorder *recorder.Status `json:"recorder,omitempty"`
 }
 
 // BackendStatus is one backend's health.
@@ -116,7 +120,8 @@ func (g *Gateway) Status() Status {
 		st.Backends = append(st.Backends, bs)
 	}
 	if sp, ok := g.rec.(StatusProvider); ok {
-		st.Recorder = sp.Status()
+		rs := sp.RecorderStatus()
+		st.Recorder = &rs
 	}
 	return st
 }

@@ -19,6 +19,25 @@ const (
 	OverflowFailClosed = "fail_closed" // Record returns ErrOverflow; the caller should refuse the call
 )
 
+// Defaults of Config, the single definition of the recorder's defaults
+// (proxy/config refers to these for the recorder.* keys).
+const (
+	DefaultQueueSize     = 65536
+	DefaultSegmentBytes  = 64 << 20
+	DefaultSegmentAge    = time.Second
+	DefaultFsync         = FsyncInterval
+	DefaultFsyncInterval = time.Second
+	// DefaultMaxDiskBytes is the spool's disk budget: at ~1 KiB per event
+	// and 5 events per call it holds about 200,000 calls, a bit over an
+	// hour at 50 calls/s with ClickHouse down (mcptrail status shows the
+	// estimate for the actual rate).
+	DefaultMaxDiskBytes = 1 << 30
+	DefaultOverflow     = OverflowDrop
+	DefaultBatchSize    = 10000
+	DefaultRetryMin     = 100 * time.Millisecond
+	DefaultRetryMax     = 30 * time.Second
+)
+
 // Config configures a Pipeline (the recorder.* keys). Zero values take the
 // defaults given on each field.
 type Config struct {
@@ -29,7 +48,7 @@ type Config struct {
 	// and the spooler. Default 65536.
 	QueueSize int
 	// SegmentBytes rolls the active spool segment once it reaches this
-	// size in bytes. Default 16 MiB.
+	// size in bytes. Default 64 MiB.
 	SegmentBytes int64
 	// SegmentAge seals the active segment after this age even if it is
 	// small, so that events reach storage within about this delay: it is
@@ -39,7 +58,7 @@ type Config struct {
 	// (default) or "never". An event counts as acknowledged (Stats.Spooled)
 	// once it is durable under this policy.
 	Fsync string
-	// FsyncInterval is the fsync period under Fsync "interval". Default 200ms.
+	// FsyncInterval is the fsync period under Fsync "interval". Default 1s.
 	FsyncInterval time.Duration
 	// MaxDiskBytes is the spool's disk budget in bytes; past it the
 	// Overflow policy applies. Default 1 GiB.
@@ -63,35 +82,37 @@ type Config struct {
 
 // withDefaults returns c with zero fields replaced by their defaults.
 func (c Config) withDefaults() Config {
+	def := func(v *int64, d int64) {
+		if *v == 0 {
+			*v = d
+		}
+	}
 	if c.QueueSize == 0 {
-		c.QueueSize = 65536
+		c.QueueSize = DefaultQueueSize
 	}
-	if c.SegmentBytes == 0 {
-		c.SegmentBytes = 16 << 20
-	}
+	def(&c.SegmentBytes, DefaultSegmentBytes)
+	def(&c.MaxDiskBytes, DefaultMaxDiskBytes)
+	c.SegmentBytes = min(c.SegmentBytes, c.MaxDiskBytes)
 	if c.SegmentAge == 0 {
-		c.SegmentAge = time.Second
+		c.SegmentAge = DefaultSegmentAge
 	}
 	if c.Fsync == "" {
-		c.Fsync = FsyncInterval
+		c.Fsync = DefaultFsync
 	}
 	if c.FsyncInterval == 0 {
-		c.FsyncInterval = 200 * time.Millisecond
-	}
-	if c.MaxDiskBytes == 0 {
-		c.MaxDiskBytes = 1 << 30
+		c.FsyncInterval = DefaultFsyncInterval
 	}
 	if c.Overflow == "" {
-		c.Overflow = OverflowDrop
+		c.Overflow = DefaultOverflow
 	}
 	if c.BatchSize == 0 {
-		c.BatchSize = 10000
+		c.BatchSize = DefaultBatchSize
 	}
 	if c.RetryMin == 0 {
-		c.RetryMin = 100 * time.Millisecond
+		c.RetryMin = DefaultRetryMin
 	}
 	if c.RetryMax == 0 {
-		c.RetryMax = 30 * time.Second
+		c.RetryMax = DefaultRetryMax
 	}
 	return c
 }

@@ -91,6 +91,11 @@ type Stats struct {
 	Fsyncs         uint64 // fsync calls on spool segments
 	SpoolFailed    bool   // an fsync failed and none succeeded since
 
+	// StorageFailing is set while the Writer's last attempt failed (it is
+	// being retried), since StorageFailingSince.
+	StorageFailing      bool
+	StorageFailingSince time.Time `json:",omitzero"`
+
 	// QuarantineFiles and QuarantineBytes are what the quarantine
 	// directory holds now (requeue with `mcptrail recorder requeue`).
 	QuarantineFiles int
@@ -124,8 +129,9 @@ type Pipeline struct {
 
 	failClosed bool
 	// syncFile fsyncs a spool file; tests replace it to inject failures.
-	syncFile    func(*os.File) error
-	spoolFailed atomic.Bool // an fsync failed and none succeeded since
+	syncFile     func(*os.File) error
+	spoolFailed  atomic.Bool  // an fsync failed and none succeeded since
+	failingSince atomic.Int64 // unix nanos of the first failed write of the current streak, 0 when writing works
 	// extra holds the later hops of admitted calls that found the queue
 	// full under fail_closed (at most QueueSize of them); the spooler
 	// takes them before the queue.
@@ -462,6 +468,9 @@ func (p *Pipeline) Stats() Stats {
 		Overflow:         p.cfg.Overflow,
 		MaxDiskBytes:     p.cfg.MaxDiskBytes,
 		WriteLatencyLast: time.Duration(p.latLast.Load()),
+	}
+	if since := p.failingSince.Load(); since != 0 {
+		s.StorageFailing, s.StorageFailingSince = true, time.Unix(0, since)
 	}
 	s.SpoolGrowthPerSec = p.growth.rate()
 	if s.SpoolGrowthPerSec > 0 {

@@ -106,6 +106,11 @@ func (p *Pipeline) writeSegment(ctx context.Context, seg *segment) error {
 		for attempt := 0; ; attempt++ {
 			start := time.Now()
 			err := p.w.WriteBatch(ctx, token, chunk)
+			if err == nil || IsPermanent(err) {
+				p.failingSince.Store(0) // storage answers
+			} else {
+				p.failingSince.CompareAndSwap(0, time.Now().UnixNano())
+			}
 			if err == nil {
 				d := time.Since(start)
 				p.latLast.Store(int64(d))

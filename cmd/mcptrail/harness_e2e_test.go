@@ -281,10 +281,10 @@ func (g *gateway) stats(t testing.TB) recorder.Stats {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Rec == nil || st.Rec.Pipeline == nil {
+	if st.Recorder == nil {
 		t.Fatalf("/statusz has no recorder.pipeline: %s", raw)
 	}
-	return *st.Rec.Pipeline
+	return st.Recorder.Pipeline
 }
 
 // waitWritten waits until every event the gateway accepted is acknowledged

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/mcptrail/mcptrail/proxy"
@@ -25,13 +26,17 @@ import (
 const deferRedactionBytes = 8 << 10
 
 // recording is the recorder side of serve: redactor, pipeline, store and
-// (when no address is configured) the local ClickHouse it supervises.
+// (when no address is configured) the local ClickHouse it supervises. The
+// store connects lazily: a ClickHouse that is down at start (or later)
+// never stops the gateway; events wait in the spool.
 type recording struct {
 	redactor *redact.Redactor
 	pipeline *recorder.Pipeline
-	store    *clickhouse.Store
+	store    *clickhouse.Lazy
 	local    *chlocal.Server
 	logger   *slog.Logger
+
+	readyWhenDegraded bool
 
 	retentionCtx  context.Context
 	stopRetention context.CancelFunc
@@ -44,14 +49,35 @@ func (r *recording) Record(ev *recorder.Event) error { return r.pipeline.Record(
 // Stats implements proxy.RecorderStats for /metrics.
 func (r *recording) Stats() recorder.Stats { return r.pipeline.Stats() }
 
-// Status implements proxy.StatusProvider for /statusz and mcptrail status.
-func (r *recording) Status() any {
-	st := r.pipeline.Stats()
-	out := map[string]any{"pipeline": st}
-	if r.local != nil {
-		out["clickhouse"] = "local " + r.local.Addr()
+var _ proxy.StatusProvider = (*recording)(nil)
+
+// RecorderStatus implements proxy.StatusProvider for /statusz, /readyz and
+// mcptrail status.
+func (r *recording) RecorderStatus() recorder.Status {
+	now := time.Now()
+	st := recorder.Status{ReadyWhenDegraded: r.readyWhenDegraded, Pipeline: r.pipeline.Stats()}
+	problems := st.Pipeline.Problems(now)
+	st.Storage.Addr = strings.Join(r.store.Addr(), ",")
+	connected, err := r.store.Connected()
+	st.Storage.Connected = connected
+	if err != nil {
+		st.Storage.LastError = err.Error()
 	}
-	return out
+	if r.local != nil {
+		ls := r.local.State()
+		st.Storage.Local = &recorder.LocalStatus{
+			Dir: r.local.Dir(), Running: ls.Running, PID: ls.PID, Restarts: ls.Restarts,
+			LastExit: ls.LastExit, LastExitAt: ls.LastExitAt, NextRestart: ls.NextRestart,
+		}
+		if !ls.Running {
+			problems = append(problems, "local ClickHouse is down ("+ls.LastExit+"); the supervisor restarts it")
+		}
+	}
+	if !connected {
+		problems = append(problems, "ClickHouse not connected yet: "+st.Storage.LastError)
+	}
+	st.Problems, st.Healthy = problems, len(problems) == 0
+	return st
 }
 
 // newRedactor builds the redactor from config; the HMAC key comes from the
@@ -105,29 +131,37 @@ func startRecording(ctx context.Context, cfg *config.Config, h slog.Handler, red
 			r.stop()
 		}
 	}()
-	addr := ""
+	chCfg := clickhouseConfig(cfg, "")
 	if cfg.Recorder.ClickHouse.Local() {
 		dir, _ := filepath.Abs(cfg.Recorder.ClickHouse.LocalDir)
 		r.logger.Info("starting local ClickHouse", "dir", dir)
-		r.local, err = chlocal.Start(ctx, chlocal.Options{Dir: dir, Binary: cfg.Recorder.ClickHouse.LocalBinary, Logger: r.logger})
+		r.local, err = chlocal.Start(ctx, chlocal.Options{
+			Dir: dir, Binary: cfg.Recorder.ClickHouse.LocalBinary, Logger: r.logger,
+			RequirePassword: true, Supervise: true,
+		})
 		if err != nil {
 			if errors.Is(err, chlocal.ErrNoBinary) {
 				return nil, fmt.Errorf("recorder.clickhouse.addr is empty, so mcptrail runs a local ClickHouse, but: %w (or run with --no-record)", err)
 			}
 			return nil, fmt.Errorf("starting local ClickHouse: %w", err)
 		}
-		addr = r.local.Addr()
-		r.logger.Info("local ClickHouse ready", "addr", addr)
+		chCfg = clickhouseConfig(cfg, r.local.Addr())
+		chCfg.Username, chCfg.Password = "default", r.local.Password()
+		r.logger.Info("local ClickHouse ready", "addr", r.local.Addr(), "password_file", filepath.Join(dir, "password"))
 	}
-	r.store, err = clickhouse.Open(ctx, clickhouseConfig(cfg, addr), r.logger)
+	r.store, err = clickhouse.NewLazy(chCfg, cfg.Recorder.ClickHouse.ShouldMigrate(), r.logger)
 	if err != nil {
-		return nil, fmt.Errorf("opening ClickHouse: %w", err)
+		return nil, err
 	}
-	if cfg.Recorder.ClickHouse.ShouldMigrate() {
-		if err := r.store.Migrate(ctx); err != nil {
-			return nil, fmt.Errorf("migrating ClickHouse schema: %w", err)
-		}
+	// Connect now when possible, but never fail for it: with ClickHouse
+	// down the gateway serves, events wait in the spool and the writer
+	// connects (and migrates) once ClickHouse is back.
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	if _, err := r.store.Store(cctx); err != nil {
+		r.logger.Warn("ClickHouse is unreachable at start; serving anyway, events wait in the spool until it is back",
+			"addr", strings.Join(chCfg.Addr, ","), "err", err)
 	}
+	cancel()
 	sp := cfg.Recorder.Spool
 	r.pipeline, err = recorder.NewPipeline(recorder.Config{
 		Dir: sp.Dir, QueueSize: cfg.Recorder.QueueSize, SegmentBytes: sp.SegmentBytes, SegmentAge: cfg.Recorder.FlushInterval,
@@ -138,6 +172,10 @@ func startRecording(ctx context.Context, cfg *config.Config, h slog.Handler, red
 	if err != nil {
 		return nil, fmt.Errorf("configuring the recorder: %w", err)
 	}
+	r.readyWhenDegraded = cfg.Recorder.IsReadyWhenDegraded()
+	st := r.pipeline.Stats()
+	r.logger.Info("recorder spool", "dir", sp.Dir, "max_bytes", st.MaxDiskBytes, "overflow", st.Overflow,
+		"ready_when_degraded", r.readyWhenDegraded)
 	if err := r.pipeline.Start(ctx); err != nil {
 		return nil, fmt.Errorf("starting the recorder: %w", err)
 	}
@@ -156,7 +194,10 @@ func (r *recording) enforceRetention(every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
-		n, err := r.store.DropExpiredPartitions(r.retentionCtx)
+		n, err := 0, error(nil)
+		if st, serr := r.store.Store(r.retentionCtx); serr == nil {
+			n, err = st.DropExpiredPartitions(r.retentionCtx)
+		}
 		switch {
 		case err != nil && r.retentionCtx.Err() == nil:
 			r.logger.Warn("enforcing retention failed", "err", err)

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -28,13 +29,14 @@ import (
 	"github.com/mcptrail/mcptrail/proxy"
 	"github.com/mcptrail/mcptrail/proxy/config"
 	"github.com/mcptrail/mcptrail/recorder"
+	"github.com/mcptrail/mcptrail/recorder/chlocal"
 	"github.com/mcptrail/mcptrail/recorder/clickhouse"
 )
 
 // addRecorderCommands adds the commands that read (or prepare) the
 // recordings: trace, calls, audit, status and migrate.
 func addRecorderCommands(root *cobra.Command) {
-	root.AddCommand(newTraceCmd(), newCallsCmd(), newAuditCmd(), newStatusCmd(), newMigrateCmd())
+	root.AddCommand(newTraceCmd(), newCallsCmd(), newAuditCmd(), newStatusCmd(), newMigrateCmd(), newRecorderCmd())
 }
 
 // storeFlags say where the recordings are. Precedence: --clickhouse, then
@@ -107,6 +109,14 @@ func (f *storeFlags) resolve() (target, error) {
 			return target{}, fmt.Errorf("finding the local ClickHouse of `mcptrail serve`: %w; start the gateway with `mcptrail serve` (it runs ClickHouse in that directory), or pass --clickhouse host:port or --config with recorder.clickhouse.addr", err)
 		}
 		t.cfg.Addr = []string{addr}
+		// Its only user has a generated password, kept next to its data.
+		pw, err := chlocal.ReadPassword(dir)
+		switch {
+		case err == nil:
+			t.cfg.Username, t.cfg.Password = "default", pw
+		case !errors.Is(err, fs.ErrNotExist):
+			return target{}, fmt.Errorf("the local ClickHouse of `mcptrail serve` needs its password: %w (run as the user that runs the gateway)", err)
+		}
 		t.source = "the local ClickHouse in " + dir
 		t.hint = "it runs only while `mcptrail serve` runs: start the gateway (mcptrail serve --config ...), or pass --clickhouse host:port"
 	}
@@ -932,16 +942,8 @@ func dialable(listen string) string {
 	return net.JoinHostPort(host, port)
 }
 
-// gatewayStatus is /statusz with the recorder part typed.
-type gatewayStatus struct {
-	proxy.Status
-	Rec *recorderStatus
-}
-
-type recorderStatus struct {
-	Pipeline   *recorder.Stats `json:"pipeline"`
-	ClickHouse string          `json:"clickhouse"`
-}
+// gatewayStatus is /statusz, the type the gateway serves it from.
+type gatewayStatus = proxy.Status
 
 func fetchStatus(ctx context.Context, base string) (gatewayStatus, []byte, error) {
 	var gs gatewayStatus
@@ -973,20 +975,8 @@ func fetchStatus(ctx context.Context, base string) (gatewayStatus, []byte, error
 
 func parseStatus(raw []byte) (gatewayStatus, error) {
 	var gs gatewayStatus
-	var wire struct {
-		proxy.Status
-		Recorder json.RawMessage `json:"recorder"`
-	}
-	if err := json.Unmarshal(raw, &wire); err != nil {
+	if err := json.Unmarshal(raw, &gs); err != nil {
 		return gs, fmt.Errorf("decoding /statusz: %w", err)
-	}
-	gs.Status = wire.Status
-	if len(wire.Recorder) > 0 && string(wire.Recorder) != "null" {
-		var rs recorderStatus
-		if err := json.Unmarshal(wire.Recorder, &rs); err != nil {
-			return gs, fmt.Errorf("decoding /statusz recorder: %w", err)
-		}
-		gs.Rec = &rs
 	}
 	return gs, nil
 }
@@ -999,21 +989,10 @@ func renderStatus(w io.Writer, url string, st gatewayStatus) error {
 	}
 	ew.printf("gateway %s  %s  version %s  instance %s\n", url, ready, st.Version, st.Instance)
 	ew.printf("  requests %d  errors %d  denied %d  sessions %d  dropped stream messages %d\n\n", st.Requests, st.Errors, st.Denied, st.Sessions, st.Dropped)
-	switch {
-	case st.Rec == nil || st.Rec.Pipeline == nil:
+	if r := st.Recorder; r == nil {
 		ew.printf("recorder  off (serve --no-record or recorder.enabled: false)\n")
-	default:
-		p := st.Rec.Pipeline
-		ew.printf("recorder  %s\n", dash(st.Rec.ClickHouse))
-		ew.printf("  enqueued %d  spooled (acknowledged) %d  written %d  retried %d  dropped %d\n", p.Enqueued, p.Spooled, p.Written, p.Retried, p.Dropped)
-		ew.printf("  queue %d  spool %s in %d segments  fsyncs %d\n", p.QueueLen, fmtBytes64(p.SpoolBytes), p.SpoolSegments, p.Fsyncs)
-		ew.printf("  write latency last %s  avg %s\n", fmtDur(p.WriteLatencyLast), fmtDur(p.WriteLatencyAvg))
-		if p.Spooled > p.Written {
-			ew.printf("  backlog %d events not yet in ClickHouse\n", p.Spooled-p.Written)
-		}
-		if p.LastError != "" {
-			ew.printf("  last error: %s\n", p.LastError)
-		}
+	} else {
+		renderRecorder(ew, r)
 	}
 	ew.printf("\n")
 	rows := [][]string{{"BACKEND", "TRANSPORT", "STATE", "PROTOCOL", "TOOLS", "LAST ERROR"}}
@@ -1028,11 +1007,93 @@ func renderStatus(w io.Writer, url string, st gatewayStatus) error {
 	return ew.err
 }
 
+// renderRecorder prints the recorder's health first, then where its
+// events are, with the overflow risk spelled out.
+func renderRecorder(ew *errWriter, r *recorder.Status) {
+	health := "healthy"
+	if !r.Healthy {
+		health = "DEGRADED"
+		if r.ReadyWhenDegraded {
+			health += " (gateway stays ready: recorder.ready_when_degraded)"
+		} else {
+			health += " (gateway NOT ready: recorder.ready_when_degraded is false)"
+		}
+	}
+	ew.printf("recorder  %s\n", health)
+	for _, p := range r.Problems {
+		ew.printf("  ! %s\n", p)
+	}
+	conn := "connected"
+	if !r.Storage.Connected {
+		conn = "NOT CONNECTED"
+	}
+	ew.printf("  clickhouse %s  %s\n", dash(r.Storage.Addr), conn)
+	if l := r.Storage.Local; l != nil {
+		state := fmt.Sprintf("running pid %d", l.PID)
+		if !l.Running {
+			state = "DOWN"
+			if !l.NextRestart.IsZero() {
+				state += ", restart at " + l.NextRestart.UTC().Format(time.TimeOnly)
+			}
+		}
+		ew.printf("  local server %s  %s  restarts %d", l.Dir, state, l.Restarts)
+		if l.LastExit != "" {
+			ew.printf("  last exit %s (%s)", l.LastExit, l.LastExitAt.UTC().Format(time.RFC3339))
+		}
+		ew.printf("\n")
+	}
+	p := r.Pipeline
+	ew.printf("  enqueued %d  spooled (acknowledged) %d  written %d  retried %d  quarantined %d  dropped %d\n",
+		p.Enqueued, p.Spooled, p.Written, p.Retried, p.Quarantined, p.Dropped)
+	if p.Unacknowledged > 0 {
+		ew.printf("  unacknowledged (fsync failed) %d\n", p.Unacknowledged)
+	}
+	ew.printf("  queue %d  fsyncs %d  write latency last %s  avg %s\n", p.QueueLen, p.Fsyncs, fmtDur(p.WriteLatencyLast), fmtDur(p.WriteLatencyAvg))
+	ew.printf("  %s\n", spoolLine(p))
+	if p.Spooled > p.Written {
+		ew.printf("  backlog %d events not yet in ClickHouse\n", p.Spooled-p.Written)
+	}
+	if p.QuarantineFiles > 0 {
+		ew.printf("  quarantine %d batches (%s) rejected by ClickHouse: fix the cause, then `mcptrail recorder requeue`\n",
+			p.QuarantineFiles, fmtBytes64(p.QuarantineBytes))
+	}
+	if p.LastError != "" {
+		ew.printf("  last error: %s\n", p.LastError)
+	}
+}
+
+// spoolLine says how full the spool is, how fast it fills and what happens
+// when it is full.
+func spoolLine(p recorder.Stats) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "spool %s of %s (%.0f%%) in %d segments", fmtBytes64(p.SpoolBytes), fmtBytes64(p.MaxDiskBytes), percent(p.SpoolBytes, p.MaxDiskBytes), p.SpoolSegments)
+	switch {
+	case p.SpoolFullIn > 0:
+		fmt.Fprintf(&b, ", growing %s/s: full in ~%s", fmtBytes64(int64(p.SpoolGrowthPerSec)), fmtDur(p.SpoolFullIn))
+	case p.SpoolGrowthPerSec < 0:
+		fmt.Fprintf(&b, ", draining %s/s", fmtBytes64(int64(-p.SpoolGrowthPerSec)))
+	}
+	switch p.Overflow {
+	case recorder.OverflowFailClosed:
+		b.WriteString("; when full: new calls are refused (overflow: fail_closed)")
+	case recorder.OverflowDrop:
+		b.WriteString("; when full: events are DROPPED and calls go unrecorded (overflow: drop)")
+	}
+	return b.String()
+}
+
+func percent(n, of int64) float64 {
+	if of <= 0 {
+		return 0
+	}
+	return 100 * float64(n) / float64(of)
+}
+
 func fmtBytes64(n int64) string {
 	if n < 0 {
 		n = 0
 	}
-	if n >= 1<<32 {
+	if n >= 1<<30 {
 		return fmt.Sprintf("%.1fGiB", float64(n)/(1<<30))
 	}
 	return fmtBytes(uint32(n))
@@ -1087,4 +1148,60 @@ func (e *errWriter) printf(format string, args ...any) {
 		return
 	}
 	_, e.err = fmt.Fprintf(e.w, format, args...)
+}
+
+// ---- recorder requeue ----
+
+func newRecorderCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "recorder",
+		Short: "Manage the recorder's spool (requeue batches ClickHouse rejected)",
+		Args:  cobra.NoArgs,
+	}
+	cmd.AddCommand(newRequeueCmd())
+	return cmd
+}
+
+func newRequeueCmd() *cobra.Command {
+	var (
+		configPath string
+		spoolDir   string
+	)
+	cmd := &cobra.Command{
+		Use:   "requeue",
+		Short: "Hand the batches ClickHouse rejected (the spool's quarantine) back to the writer",
+		Long: "A batch ClickHouse rejects for its contents (not for being down) is set aside in <spool dir>/quarantine " +
+			"so that later batches are written; `mcptrail status` counts them. Once the cause is fixed (a schema, a " +
+			"setting, a materialized view), requeue them: a running gateway writes them within seconds, a stopped one at its next start.",
+		Example: `  mcptrail recorder requeue --config mcptrail.yaml
+  mcptrail recorder requeue --spool-dir ./.mcptrail/spool`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dir := spoolDir
+			if dir == "" {
+				cfg, err := config.Load(configPath)
+				if err != nil {
+					return fmt.Errorf("%w (or pass --spool-dir)", err)
+				}
+				dir = cfg.Recorder.Spool.Dir
+			}
+			files, bytes, err := recorder.QuarantineUsage(dir)
+			if err != nil {
+				return err
+			}
+			n, err := recorder.Requeue(dir)
+			if err != nil {
+				return err
+			}
+			if n == 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "quarantine of %s is empty: nothing to requeue\n", dir)
+				return nil
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "requeued %d of %d quarantined batches (%s) in %s\n", n, files, fmtBytes64(bytes), dir)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&configPath, "config", "c", "mcptrail.yaml", "gateway config file, for recorder.spool.dir")
+	cmd.Flags().StringVar(&spoolDir, "spool-dir", "", "the spool directory (default: recorder.spool.dir of --config)")
+	return cmd
 }

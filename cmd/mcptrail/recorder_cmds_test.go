@@ -250,8 +250,13 @@ func TestAuditFormatsGolden(t *testing.T) {
 const sampleStatusz = `{"version":"v0.3.0","instance":"gw-1","ready":true,"requests":1520,"errors":12,"denied":3,"dropped_stream_messages":0,"sessions":4,
 "backends":[{"name":"crm","transport":"http","ready":true,"protocol_version":"2025-06-18","tools":12},
 {"name":"files","transport":"stdio","ready":false,"tools":0,"last_error":"starting npx: exec: \"npx\": executable file not found in $PATH"}],
-"recorder":{"clickhouse":"local 127.0.0.1:41234","pipeline":{"Enqueued":7600,"Spooled":7600,"Written":7420,"Retried":2,"Dropped":0,"QueueLen":0,
-"SpoolBytes":1843200,"SpoolSegments":2,"Fsyncs":310,"WriteLatencyLast":18500000,"WriteLatencyAvg":21250000,"LastError":"writing batch: dial tcp 127.0.0.1:41234: connect: connection refused"}}}`
+"recorder":{"healthy":false,"problems":["spool nearly full: events will be dropped","storage writes failing since 2026-11-24T11:58:00Z: writing batch: dial tcp 127.0.0.1:41234: connect: connection refused"],
+"ready_when_degraded":true,"storage":{"addr":"127.0.0.1:41234","connected":true,
+"local":{"dir":"/var/lib/mcptrail/clickhouse","running":true,"pid":4242,"restarts":1,"last_exit":"signal: killed","last_exit_at":"2026-11-24T11:58:00Z"}},
+"pipeline":{"Enqueued":7600,"Spooled":7600,"Written":7420,"Retried":2,"Quarantined":100,"Dropped":0,"QueueLen":0,
+"SpoolBytes":912680550,"SpoolSegments":14,"Fsyncs":310,"QuarantineFiles":1,"QuarantineBytes":20480,"Overflow":"drop","MaxDiskBytes":1073741824,
+"SpoolGrowthPerSec":1048576,"SpoolFullIn":154000000000,"StorageFailing":true,"StorageFailingSince":"2026-11-24T11:58:00Z",
+"WriteLatencyLast":18500000,"WriteLatencyAvg":21250000,"LastError":"writing batch: dial tcp 127.0.0.1:41234: connect: connection refused"}}}`
 
 func TestRenderStatusGolden(t *testing.T) {
 	tests := []struct{ name, raw string }{

@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mcptrail/mcptrail/recorder/chlocal"
 	"github.com/mcptrail/mcptrail/replay/cli"
 )
 
@@ -13,6 +14,7 @@ import (
 func addReplayCommands(root *cobra.Command) {
 	env := cli.DefaultEnv(version)
 	env.LocalAddr = localAddr
+	env.LocalPassword = chlocal.ReadPassword
 	for _, c := range cli.Commands(env) {
 		wrapExit(c)
 		root.AddCommand(c)

@@ -9,8 +9,10 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"sync"
 	"time"
 
+	"github.com/oklog/run"
 	"github.com/spf13/cobra"
 
 	"github.com/mcptrail/mcptrail/proxy"
@@ -70,7 +72,10 @@ func parseLevel(s string) slog.Level {
 }
 
 // runServe wires the gateway: telemetry, recorder (with its ClickHouse),
-// gateway, HTTP listener; and stops them in reverse order.
+// gateway, HTTP listener. They run as actors of one run.Group: the first
+// to return (the HTTP server failing, or ctx ending on a signal) stops the
+// others, in order: listener first (in-flight requests finish), then the
+// gateway and its backends, then the recorder, which drains last.
 func runServe(ctx context.Context, cfg *config.Config, logLevel string) error {
 	// Every log line goes through the redactor, with recording on or off,
 	// the recorder's own lines included.
@@ -84,7 +89,12 @@ func runServe(ctx context.Context, cfg *config.Config, logLevel string) error {
 	if err != nil {
 		return err
 	}
-	defer rec.stop()
+	started := false
+	defer func() {
+		if !started {
+			rec.stop()
+		}
+	}()
 	logger := slog.New(handler)
 	for _, w := range cfg.Warnings() {
 		logger.Warn("config: " + w)
@@ -125,12 +135,11 @@ func runServe(ctx context.Context, cfg *config.Config, logLevel string) error {
 		return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
 	}
 	if err := gw.Start(ctx); err != nil {
-		return err
+		ln.Close()
+		return fmt.Errorf("starting the gateway: %w", err)
 	}
 	srv := proxy.NewHTTPServer(gw.Handler(), cfg.Limits)
 	srv.RegisterOnShutdown(gw.CloseStreams)
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
 
 	addr := ln.Addr().String()
 	logger.Info("mcptrail gateway listening", "addr", addr, "config", cfg.Path, "servers", len(cfg.Servers), "recording", rec.pipeline != nil)
@@ -142,29 +151,66 @@ mcptrail %s is serving MCP on http://%s
 
 `, version, addr, addr, addr, addr)
 
-	var serveErr error
-	select {
-	case err := <-errc:
-		if !errors.Is(err, http.ErrServerClosed) {
-			// Still shut the gateway down below: its backends and the
-			// recorder must stop cleanly.
-			serveErr = fmt.Errorf("serving HTTP: %w", err)
-			logger.Error("HTTP server failed", "err", err)
-		}
-	case <-ctx.Done():
+	started = true
+	// One deadline for the whole stop sequence, set when it begins.
+	var (
+		stopOnce sync.Once
+		stopCtx  context.Context
+		cancel   context.CancelFunc = func() {}
+	)
+	stopping := func() context.Context {
+		stopOnce.Do(func() {
+			logger.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+			stopCtx, cancel = context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		})
+		return stopCtx
 	}
-	logger.Info("shutting down", "timeout", cfg.ShutdownTimeout)
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancel()
-	// Stop order: listener first (finishing in-flight requests), then the
-	// gateway and its backends; the recorder drains last (deferred).
-	if err := srv.Shutdown(sctx); err != nil {
-		logger.Warn("HTTP shutdown", "err", err)
+	defer func() { cancel() }()
+
+	var g run.Group
+	{ // signals: ctx ends on SIGINT/SIGTERM
+		sigCtx, stop := context.WithCancel(ctx)
+		g.Add(func() error {
+			<-sigCtx.Done()
+			return nil
+		}, func(error) { stop() })
 	}
-	if err := gw.Shutdown(sctx); err != nil {
-		logger.Warn("gateway shutdown", "err", err)
+	{ // the listener
+		g.Add(func() error {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				logger.Error("HTTP server failed", "err", err)
+				return fmt.Errorf("serving HTTP: %w", err)
+			}
+			return nil
+		}, func(error) {
+			if err := srv.Shutdown(stopping()); err != nil {
+				logger.Warn("HTTP shutdown", "err", err)
+			}
+		})
 	}
-	return serveErr
+	{ // the gateway and its backends
+		done := make(chan struct{})
+		g.Add(func() error {
+			<-done
+			return nil
+		}, func(error) {
+			if err := gw.Shutdown(stopping()); err != nil {
+				logger.Warn("gateway shutdown", "err", err)
+			}
+			close(done)
+		})
+	}
+	{ // the recorder, its local ClickHouse and retention: drains last
+		done := make(chan struct{})
+		g.Add(func() error {
+			<-done
+			return nil
+		}, func(error) {
+			rec.stop()
+			close(done)
+		})
+	}
+	return g.Run()
 }
 
 // serveDebug exposes pprof on its own listener, never on the MCP port.

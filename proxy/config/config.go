@@ -15,6 +15,8 @@ package config
 
 import (
 	"time"
+
+	"github.com/mcptrail/mcptrail/recorder"
 )
 
 // Defaults applied by Parse when a key is absent (or zero).
@@ -35,19 +37,20 @@ const (
 	DefaultConnectTimeout  = 10 * time.Second
 	DefaultProtocolVersion = "2025-11-25"
 
-	DefaultQueueSize     = 65536
-	DefaultBatchSize     = 10000
-	DefaultFlushInterval = time.Second
-	DefaultOverflow      = OverflowDrop
+	// The recorder's defaults are defined once, in package recorder.
+	DefaultQueueSize     = recorder.DefaultQueueSize
+	DefaultBatchSize     = recorder.DefaultBatchSize
+	DefaultFlushInterval = recorder.DefaultSegmentAge
+	DefaultOverflow      = recorder.DefaultOverflow
 
 	DefaultDatabase = "mcptrail"
 	DefaultLocalDir = "./.mcptrail/clickhouse"
 
 	DefaultSpoolDir          = "./.mcptrail/spool"
-	DefaultFsync             = FsyncInterval
-	DefaultFsyncInterval     = time.Second
-	DefaultSpoolMaxBytes     = 1 << 30
-	DefaultSpoolSegmentBytes = 64 << 20
+	DefaultFsync             = recorder.DefaultFsync
+	DefaultFsyncInterval     = recorder.DefaultFsyncInterval
+	DefaultSpoolMaxBytes     = recorder.DefaultMaxDiskBytes
+	DefaultSpoolSegmentBytes = recorder.DefaultSegmentBytes
 
 	DefaultPayloadMaxBytes = 65536
 	DefaultHMACKeyEnv      = "MCPTRAIL_REDACTION_KEY"
@@ -69,15 +72,15 @@ const (
 
 // Overflow policies of the recorder queue.
 const (
-	OverflowDrop       = "drop"
-	OverflowFailClosed = "fail_closed"
+	OverflowDrop       = recorder.OverflowDrop
+	OverflowFailClosed = recorder.OverflowFailClosed
 )
 
 // Spool fsync policies.
 const (
-	FsyncAlways   = "always"
-	FsyncInterval = "interval"
-	FsyncNever    = "never"
+	FsyncAlways   = recorder.FsyncAlways
+	FsyncInterval = recorder.FsyncInterval
+	FsyncNever    = recorder.FsyncNever
 )
 
 // Config is the whole gateway configuration.
@@ -259,10 +262,21 @@ type Recorder struct {
 	// FlushInterval is the longest an event waits before a (smaller) batch
 	// is written. Default 1s.
 	FlushInterval time.Duration `yaml:"flush_interval"`
-	// Overflow is what happens when the queue is full: "drop" (default)
-	// drops and counts the event and the call proceeds; "fail_closed"
-	// refuses the call, so nothing is ever unrecorded.
+	// Overflow is what happens when the queue is full or the spool is over
+	// spool.max_bytes: "drop" (default) drops and counts the event and the
+	// call proceeds, so with ClickHouse down long enough to fill the spool
+	// calls are served UNRECORDED (a WARN is logged from 80% full, and
+	// `mcptrail status` shows the fill level and the time left);
+	// "fail_closed" refuses new calls instead, so nothing is unrecorded:
+	// a call once admitted keeps all its hops.
 	Overflow string `yaml:"overflow"`
+	// ReadyWhenDegraded keeps /readyz ready while the recorder is degraded
+	// (ClickHouse unreachable, the local ClickHouse restarting, the spool
+	// nearly full or failing): the gateway keeps serving and its events
+	// wait in the spool. Default true. Set false to take the gateway out of
+	// a load balancer's rotation instead; /statusz and `mcptrail status`
+	// show the recorder's health either way.
+	ReadyWhenDegraded *bool `yaml:"ready_when_degraded"`
 	// Payloads controls recording of request and response bodies.
 	Payloads Payloads `yaml:"payloads"`
 	// Redaction controls what is removed from payloads before recording.
@@ -364,6 +378,11 @@ type Retention struct {
 
 // IsEnabled reports whether recording is on (default true).
 func (r *Recorder) IsEnabled() bool { return r.Enabled == nil || *r.Enabled }
+
+// IsReadyWhenDegraded reports recorder.ready_when_degraded (default true).
+func (r *Recorder) IsReadyWhenDegraded() bool {
+	return r.ReadyWhenDegraded == nil || *r.ReadyWhenDegraded
+}
 
 // IsEnabled reports whether bodies are recorded (default true).
 func (p *Payloads) IsEnabled() bool { return p.Enabled == nil || *p.Enabled }

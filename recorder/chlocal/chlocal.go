@@ -18,6 +18,9 @@ package chlocal
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -28,6 +31,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"text/template"
@@ -57,6 +61,17 @@ type Options struct {
 	// StartTimeout bounds how long Start waits for the first successful
 	// ping. Default 30s.
 	StartTimeout time.Duration
+	// TCPPort and HTTPPort fix the ports on 127.0.0.1; 0 picks free ones.
+	TCPPort, HTTPPort int
+	// RequirePassword gives the server's only user ("default") a generated
+	// password, kept in Dir/password (mode 0600, reused across restarts;
+	// users.xml holds only its SHA-256), so that nothing on the host
+	// connects without it. ReadPassword reads it back for other processes
+	// of the same user (the mcptrail CLI). Off for throwaway test servers.
+	RequirePassword bool
+	// Supervise restarts the server, with backoff, when it exits without
+	// Stop (a crash, an OOM kill, kill -9), logging each exit and restart.
+	Supervise bool
 	// Logger receives lifecycle messages; nil discards them.
 	Logger *slog.Logger
 }
@@ -72,9 +87,26 @@ type Server struct {
 	cred     *syscall.Credential
 	log      *slog.Logger
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd has exited
+	password string // empty unless Options.RequirePassword
+
+	mu       sync.Mutex
+	cmd      *exec.Cmd
+	done     chan struct{} // closed when cmd has exited
+	exitErr  error         // cmd.Wait's result once done is closed
+	state    State
+	quit     chan struct{} // closed by Stop: no more restarts
+	quitOnce sync.Once
+	supDone  chan struct{} // closed when the supervisor has returned
+}
+
+// State is what the supervisor knows about the server.
+type State struct {
+	Running     bool
+	PID         int
+	Restarts    int       // restarts after an unexpected exit
+	LastExit    string    // how the server last exited unexpectedly
+	LastExitAt  time.Time // when
+	NextRestart time.Time // zero unless a restart is pending
 }
 
 // Start launches a server in o.Dir and waits until it answers a ping.
@@ -98,12 +130,17 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{opts: o, bin: bin, multi: multi, log: lg.With("component", "chlocal")}
-	if s.tcpPort, err = freePort(); err != nil {
-		return nil, fmt.Errorf("picking native port for local ClickHouse: %w", err)
+	s := &Server{opts: o, bin: bin, multi: multi, log: lg.With("component", "chlocal"), quit: make(chan struct{}), supDone: make(chan struct{})}
+	s.tcpPort, s.httpPort = o.TCPPort, o.HTTPPort
+	if s.tcpPort == 0 {
+		if s.tcpPort, err = freePort(); err != nil {
+			return nil, fmt.Errorf("picking native port for local ClickHouse: %w", err)
+		}
 	}
-	if s.httpPort, err = freePort(); err != nil {
-		return nil, fmt.Errorf("picking http port for local ClickHouse: %w", err)
+	if s.httpPort == 0 {
+		if s.httpPort, err = freePort(); err != nil {
+			return nil, fmt.Errorf("picking http port for local ClickHouse: %w", err)
+		}
 	}
 	if err := s.prepareDir(); err != nil {
 		return nil, err
@@ -111,7 +148,116 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if err := s.start(ctx); err != nil {
 		return nil, err
 	}
+	if o.Supervise {
+		go s.supervise()
+	} else {
+		close(s.supDone)
+	}
 	return s, nil
+}
+
+// Password is the generated password of the "default" user, empty unless
+// Options.RequirePassword.
+func (s *Server) Password() string { return s.password }
+
+// State reports the supervisor's view of the server.
+func (s *Server) State() State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.state
+	st.Running = s.cmd != nil && !isClosed(s.done)
+	if st.Running {
+		st.PID = s.cmd.Process.Pid
+	}
+	return st
+}
+
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// Supervisor backoff between restarts; it resets once the server has
+// stayed up for supervisorReset.
+const (
+	supervisorMin   = 500 * time.Millisecond
+	supervisorMax   = 30 * time.Second
+	supervisorReset = time.Minute
+)
+
+// supervise restarts the server whenever it exits without Stop.
+func (s *Server) supervise() {
+	defer close(s.supDone)
+	backoff := supervisorMin
+	upSince := time.Now()
+	for {
+		s.mu.Lock()
+		cmd, done := s.cmd, s.done
+		s.mu.Unlock()
+		if cmd != nil {
+			select {
+			case <-done:
+			case <-s.quit:
+				return
+			}
+			select {
+			case <-s.quit:
+				return // Stop's own SIGTERM
+			default:
+			}
+			s.mu.Lock()
+			exit := fmt.Sprint(s.exitErr)
+			if s.exitErr == nil {
+				exit = "exit status 0"
+			}
+			s.state.LastExit, s.state.LastExitAt = exit, time.Now()
+			s.mu.Unlock()
+			_ = s.reap(cmd)
+			if time.Since(upSince) >= supervisorReset {
+				backoff = supervisorMin
+			}
+		}
+		s.mu.Lock()
+		s.state.NextRestart = time.Now().Add(backoff)
+		restarts := s.state.Restarts
+		s.mu.Unlock()
+		s.log.Error("local ClickHouse exited unexpectedly; restarting it", "exit", s.State().LastExit,
+			"restart_in", backoff.String(), "restarts_so_far", restarts, "dir", s.opts.Dir)
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-s.quit:
+			t.Stop()
+			return
+		}
+		backoff = min(2*backoff, supervisorMax)
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			select {
+			case <-s.quit:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		err := s.start(ctx)
+		cancel()
+		s.mu.Lock()
+		s.state.NextRestart = time.Time{}
+		if err == nil {
+			s.state.Restarts++
+		}
+		s.mu.Unlock()
+		if err != nil {
+			s.log.Error("restarting local ClickHouse failed; will try again", "err", err)
+			continue
+		}
+		upSince = time.Now()
+		s.log.Warn("local ClickHouse restarted", "pid", s.PID(), "addr", s.Addr(), "restarts", s.State().Restarts)
+	}
 }
 
 // Addr is the native-protocol address, "127.0.0.1:PORT".
@@ -136,6 +282,8 @@ func (s *Server) Dir() string { return s.opts.Dir }
 // Stop sends SIGTERM and waits for the server to exit; when ctx ends first
 // it sends SIGKILL and waits for that. Stopping a stopped server is a no-op.
 func (s *Server) Stop(ctx context.Context) error {
+	s.quitOnce.Do(func() { close(s.quit) })
+	<-s.supDone
 	s.mu.Lock()
 	cmd, done := s.cmd, s.done
 	s.mu.Unlock()
@@ -233,6 +381,9 @@ func (s *Server) start(ctx context.Context) error {
 	var waitErr error
 	go func() {
 		waitErr = cmd.Wait()
+		s.mu.Lock()
+		s.exitErr = waitErr
+		s.mu.Unlock()
 		close(done)
 	}()
 	s.cmd, s.done = cmd, done
@@ -282,7 +433,8 @@ func (s *Server) ping(ctx context.Context) error {
 		return err
 	}
 	c.Close()
-	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{s.Addr()}, DialTimeout: 2 * time.Second, MaxOpenConns: 1})
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{s.Addr()}, DialTimeout: 2 * time.Second, MaxOpenConns: 1,
+		Auth: clickhouse.Auth{Username: "default", Password: s.password}})
 	if err != nil {
 		return err
 	}
@@ -308,6 +460,49 @@ func (s *Server) logTail() string {
 		return "no server log output"
 	}
 	return fmt.Sprint(out)
+}
+
+// passwordFile holds the generated password of the default user.
+const passwordFile = "password"
+
+// ensurePassword returns the password kept in dir, generating it (32
+// random bytes, hex) on first use. The file is mode 0600 and rewritten
+// with that mode if it was loosened.
+func ensurePassword(dir string) (string, error) {
+	path := filepath.Join(dir, passwordFile)
+	if pw, err := ReadPassword(dir); err == nil && pw != "" {
+		if err := os.Chmod(path, 0o600); err != nil {
+			return "", fmt.Errorf("restricting %s: %w", path, err)
+		}
+		return pw, nil
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", err
+	}
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("generating the local ClickHouse password: %w", err)
+	}
+	pw := hex.EncodeToString(b[:])
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(pw+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("writing %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return "", fmt.Errorf("writing %s: %w", path, err)
+	}
+	return pw, nil
+}
+
+// ReadPassword reads the password that a server started with
+// RequirePassword keeps in dir; the error wraps fs.ErrNotExist when there
+// is none.
+func ReadPassword(dir string) (string, error) {
+	path := filepath.Join(dir, passwordFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("reading the local ClickHouse password %s: %w", path, err)
+	}
+	return strings.TrimSpace(string(b)), nil
 }
 
 // findBinary resolves the server executable; multi reports the multi-call
@@ -358,7 +553,18 @@ func (s *Server) prepareDir() error {
 	if err := os.WriteFile(filepath.Join(s.opts.Dir, "config.xml"), buf.Bytes(), 0o640); err != nil {
 		return fmt.Errorf("writing local ClickHouse config: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(s.opts.Dir, "users.xml"), []byte(usersXML), 0o640); err != nil {
+	users := usersXML
+	if s.opts.RequirePassword {
+		pw, err := ensurePassword(s.opts.Dir)
+		if err != nil {
+			return err
+		}
+		s.password = pw
+		sum := sha256.Sum256([]byte(pw))
+		users = strings.Replace(usersXML, "<password></password>",
+			"<password_sha256_hex>"+hex.EncodeToString(sum[:])+"</password_sha256_hex>", 1)
+	}
+	if err := os.WriteFile(filepath.Join(s.opts.Dir, "users.xml"), []byte(users), 0o640); err != nil {
 		return fmt.Errorf("writing local ClickHouse users: %w", err)
 	}
 	if s.opts.User == "" || os.Geteuid() != 0 {

@@ -5,11 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -212,4 +214,118 @@ func TestDiesWithParent(t *testing.T) {
 	}
 	syscall.Kill(pid, syscall.SIGKILL)
 	t.Fatalf("server pid %d survived its parent", pid)
+}
+
+// TestPasswordRequired: the supervised server's only user has a generated
+// password, kept in the data dir with mode 0600; a connection without it
+// is refused.
+func TestPasswordRequired(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	s, err := chlocal.Start(ctx, chlocal.Options{Dir: dir, RequirePassword: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop(ctx)
+	info, err := os.Stat(filepath.Join(dir, "password"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Mode().Perm() != 0o600 {
+		t.Errorf("password file mode %v, want 0600", info.Mode().Perm())
+	}
+	pw, err := chlocal.ReadPassword(dir)
+	if err != nil || len(pw) != 64 || pw != s.Password() {
+		t.Fatalf("ReadPassword = %q, %v; want the server's 64-hex-digit password", pw, err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "users.xml")); strings.Contains(string(b), pw) {
+		t.Error("users.xml holds the plain password")
+	}
+	for _, auth := range []clickhouse.Auth{{}, {Username: "default", Password: "wrong"}} {
+		conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{s.Addr()}, Auth: auth, DialTimeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = conn.Ping(ctx)
+		conn.Close()
+		if err == nil {
+			t.Errorf("connection with password %q accepted, want it refused", auth.Password)
+		}
+	}
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{s.Addr()}, Auth: clickhouse.Auth{Username: "default", Password: pw}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.Ping(ctx); err != nil {
+		t.Fatalf("connection with the password: %v", err)
+	}
+	// Restarted on the same dir: the same password.
+	if err := s.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := chlocal.ReadPassword(dir); again != pw || s.Password() != pw {
+		t.Errorf("password changed across a restart")
+	}
+}
+
+// TestSupervisedRestartAfterKill9: a supervised server killed from outside
+// comes back on the same address, and the exit and restart are logged.
+func TestSupervisedRestartAfterKill9(t *testing.T) {
+	var logs syncBuffer
+	ctx := context.Background()
+	s, err := chlocal.Start(ctx, chlocal.Options{Dir: t.TempDir(), Supervise: true, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop(ctx)
+	exec(t, s.Addr(), "CREATE DATABASE IF NOT EXISTS sup")
+	pid := s.PID()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for st := s.State(); !(st.Running && st.Restarts == 1); st = s.State() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not restarted: state %+v; log:\n%s", st, logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if s.PID() == pid {
+		t.Errorf("PID unchanged after the restart")
+	}
+	if got := query(t, s.Addr(), "SELECT count() FROM system.databases WHERE name = 'sup'"); got != 1 {
+		t.Errorf("database lost across the restart")
+	}
+	st := s.State()
+	if !strings.Contains(st.LastExit, "killed") || st.LastExitAt.IsZero() {
+		t.Errorf("State = %+v, want the kill recorded", st)
+	}
+	if l := logs.String(); !strings.Contains(l, "exited unexpectedly") || !strings.Contains(l, "restarted") {
+		t.Errorf("log lacks the exit and the restart:\n%s", l)
+	}
+	// Stop is final: no restart after it.
+	if err := s.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.State(); st.Running {
+		t.Errorf("running after Stop: %+v", st)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }

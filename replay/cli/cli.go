@@ -50,6 +50,10 @@ type Env struct {
 	// LocalAddr finds the native address of the local ClickHouse that
 	// `mcptrail serve` runs in a directory; used when no address is given.
 	LocalAddr func(dir string) (string, error)
+	// LocalPassword reads the password of that local ClickHouse's user
+	// (it has one when `mcptrail serve` supervises it); nil or an error
+	// means none.
+	LocalPassword func(dir string) (string, error)
 	// StderrIsTerminal enables the progress bar.
 	StderrIsTerminal bool
 	// Version names this build in bundles.
@@ -201,6 +205,11 @@ func (s *selectionFlags) openStore(ctx context.Context, env *Env) (Store, io.Clo
 		// The local ClickHouse of a running `mcptrail serve`.
 		if a, err := env.LocalAddr(localDir); err == nil {
 			cfg.Addr = []string{a}
+			if env.LocalPassword != nil {
+				if pw, err := env.LocalPassword(localDir); err == nil {
+					cfg.Username, cfg.Password = "default", pw
+				}
+			}
 		}
 	}
 	if len(cfg.Addr) == 0 {
