@@ -48,8 +48,11 @@ func (p *Pipeline) runSpooler() {
 	ticker := time.NewTicker(tick)
 	defer ticker.Stop()
 	for {
-		for _, ev := range p.takeExtra() {
-			s.add(ev, false)
+		if extra := p.takeExtra(); len(extra) > 0 {
+			for _, ev := range extra {
+				s.add(ev, false)
+			}
+			s.write()
 		}
 		select {
 		case ev := <-p.queue:
