@@ -29,7 +29,8 @@ type canary struct {
 // backend or the configuration can use (issue 7 item 10) into the real
 // binary in front of server-everything (stdio) and proxy/testbackend
 // (HTTP), then counts them in every String column of every table of the
-// database, in the spool files and in the gateway's log. Every count must
+// database, in the spool files and in the gateway's log (which also
+// carries its trace spans, exported to the console). Every count must
 // be 0; a non-secret marker sent the same ways proves that each scan finds
 // what is there.
 //
@@ -100,6 +101,9 @@ recorder:
 		t.Fatal(err)
 	}
 	env.Config = cfgPath
+	// Spans leave the process too: the console exporter writes them to
+	// the log, which is scanned.
+	env.Extra = []string{"OTEL_TRACES_EXPORTER=console"}
 	gw := startGateway(t, env)
 
 	// Client side: initialize with canaries in clientInfo.

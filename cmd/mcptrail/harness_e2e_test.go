@@ -206,15 +206,16 @@ type e2eEnv struct {
 	TBURL, DeadURL          string
 	FullToken, LimitedToken string
 	HeaderSecret, RedactKey string
+	Extra                   []string // more VAR=value for the gateway
 }
 
 func (e e2eEnv) list() []string {
-	return []string{
+	return append([]string{
 		"E2E_CH_ADDR=" + e.CHAddr, "E2E_CH_DB=" + e.CHDB, "E2E_SPOOL_DIR=" + e.SpoolDir,
 		"E2E_TB_URL=" + e.TBURL, "E2E_DEAD_URL=" + e.DeadURL,
 		"E2E_FULL_SHA=" + sha256hex(e.FullToken), "E2E_LIMITED_SHA=" + sha256hex(e.LimitedToken),
 		"E2E_HEADER_SECRET=" + e.HeaderSecret, "E2E_REDACTION_KEY=" + e.RedactKey, "E2E_LOCAL_DIR=" + e.LocalDir,
-	}
+	}, e.Extra...)
 }
 
 const gatewayConfig = "../../testdata/e2e/gateway.yaml"

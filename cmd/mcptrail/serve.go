@@ -100,7 +100,7 @@ func runServe(ctx context.Context, cfg *config.Config, logLevel string) error {
 		logger.Warn("config: " + w)
 	}
 
-	tp, shutdownTP, err := telemetry.NewTracerProvider(ctx, "mcptrail", version, os.Getenv)
+	tp, shutdownTP, err := telemetry.NewTracerProvider(ctx, "mcptrail", version, os.Getenv, telemetry.WithRedaction(redactor.String))
 	if err != nil {
 		return fmt.Errorf("configuring OpenTelemetry: %w", err)
 	}

@@ -65,8 +65,19 @@ func Propagator() propagation.TextMapPropagator {
 // returns a no-op provider (never the global one) and a no-op shutdown.
 // Otherwise shutdown flushes and stops the exporters; call it once, at exit.
 // TLS certificates, span limits and batch settings (OTEL_BSP_*) are read by
-// the SDK from the process environment.
-func NewTracerProvider(ctx context.Context, service, version string, getenv func(string) string) (trace.TracerProvider, func(context.Context) error, error) {
+// the SDK from the process environment. WithRedaction redacts every span
+// before any exporter sees it.
+func NewTracerProvider(ctx context.Context, service, version string, getenv func(string) string, opt ...Option) (trace.TracerProvider, func(context.Context) error, error) {
+	var o options
+	for _, f := range opt {
+		f(&o)
+	}
+	wrap := func(exp sdktrace.SpanExporter) sdktrace.SpanExporter {
+		if o.redact == nil {
+			return exp
+		}
+		return RedactingExporter(exp, o.redact)
+	}
 	if getenv == nil {
 		getenv = os.Getenv
 	}
@@ -103,9 +114,9 @@ func NewTracerProvider(ctx context.Context, service, version string, getenv func
 			if err != nil {
 				return nil, nil, err
 			}
-			opts = append(opts, sdktrace.WithBatcher(exp))
+			opts = append(opts, sdktrace.WithBatcher(wrap(exp)))
 		case "console":
-			opts = append(opts, sdktrace.WithSyncer(NewConsoleExporter(os.Stderr)))
+			opts = append(opts, sdktrace.WithSyncer(wrap(NewConsoleExporter(os.Stderr))))
 		}
 	}
 	tp := sdktrace.NewTracerProvider(opts...)
