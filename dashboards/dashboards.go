@@ -25,6 +25,10 @@ type Options struct {
 	// Database is the ClickHouse database holding mcptrail's tables, as in
 	// recorder.clickhouse.database. Default "mcptrail".
 	Database string
+	// PrometheusUID is the uid of the Grafana Prometheus data source the
+	// metrics dashboard queries (Prometheus scraping the gateway's
+	// /metrics). Default "mcptrail-prometheus".
+	PrometheusUID string
 }
 
 // Defaults of Options.
@@ -45,12 +49,18 @@ func (o *Options) withDefaults() {
 	if o.Database == "" {
 		o.Database = DefaultDatabase
 	}
+	if o.PrometheusUID == "" {
+		o.PrometheusUID = DefaultPrometheusUID
+	}
 }
 
 // Validate reports the first invalid option by its flag name.
 func (o Options) Validate() error {
 	if o.DatasourceUID != "" && !uidRe.MatchString(o.DatasourceUID) {
 		return fmt.Errorf("datasource-uid: %q is not a Grafana uid (1-40 of [A-Za-z0-9_-])", o.DatasourceUID)
+	}
+	if o.PrometheusUID != "" && !uidRe.MatchString(o.PrometheusUID) {
+		return fmt.Errorf("prometheus-uid: %q is not a Grafana uid (1-40 of [A-Za-z0-9_-])", o.PrometheusUID)
 	}
 	if o.Database != "" && !identRe.MatchString(o.Database) {
 		return fmt.Errorf("database: %q is not a plain identifier ([A-Za-z_][A-Za-z0-9_]*)", o.Database)
@@ -60,21 +70,26 @@ func (o Options) Validate() error {
 
 // Generated is one dashboard, built and serialised.
 type Generated struct {
-	UID      string              // dashboard uid, stable across versions
-	Title    string              // dashboard title
-	Filename string              // file name under the output directory, e.g. mcptrail-overview.json
-	Model    dashboard.Dashboard // the built model (panels, targets, variables)
-	JSON     []byte              // indented JSON ending in a newline, what Write stores
+	UID      string // dashboard uid, stable across versions
+	Title    string // dashboard title
+	Filename string // file name under the output directory, e.g. mcptrail-overview.json
+	// Datasource is the data source type every panel queries: PluginID
+	// (ClickHouse) or PrometheusType.
+	Datasource string
+	Model      dashboard.Dashboard // the built model (panels, targets, variables)
+	JSON       []byte              // indented JSON ending in a newline, what Write stores
 }
 
 // builders lists the dashboards in a fixed order.
 var builders = []struct {
-	uid   string
-	build func(o Options) *dashboard.DashboardBuilder
+	uid        string
+	datasource string
+	build      func(o Options) *dashboard.DashboardBuilder
 }{
-	{"mcptrail-overview", overview},
-	{"mcptrail-audit", audit},
-	{"mcptrail-replay", replayRuns},
+	{"mcptrail-overview", PluginID, overview},
+	{"mcptrail-audit", PluginID, audit},
+	{"mcptrail-replay", PluginID, replayRuns},
+	{"mcptrail-metrics", PrometheusType, metricsDashboard},
 }
 
 // Generate builds every dashboard for o.
@@ -94,7 +109,7 @@ func Generate(o Options) ([]Generated, error) {
 			return nil, fmt.Errorf("encoding dashboard %s: %w", b.uid, err)
 		}
 		out = append(out, Generated{
-			UID: b.uid, Title: deref(d.Title), Filename: b.uid + ".json", Model: d,
+			UID: b.uid, Title: deref(d.Title), Filename: b.uid + ".json", Datasource: b.datasource, Model: d,
 			JSON: append(raw, '\n'),
 		})
 	}
@@ -154,7 +169,7 @@ type PanelQuery struct {
 }
 
 // Queries lists every SQL query of a built dashboard, panels first in
-// layout order, then variables.
+// layout order, then variables. A Prometheus dashboard has none.
 func Queries(d dashboard.Dashboard) []PanelQuery {
 	var out []PanelQuery
 	addPanel := func(p *dashboard.Panel) {
@@ -175,6 +190,9 @@ func Queries(d dashboard.Dashboard) []PanelQuery {
 		}
 	}
 	for _, v := range d.Templating.List {
+		if v.Datasource != nil && deref(v.Datasource.Type) != PluginID {
+			continue // PromQL, not SQL: see PromExprs
+		}
 		if v.Query != nil && v.Query.String != nil {
 			out = append(out, PanelQuery{Panel: "variable " + v.Name, RefID: v.Name, Type: QueryTable, SQL: *v.Query.String})
 		}

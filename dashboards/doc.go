@@ -1,11 +1,13 @@
 // Package dashboards generates mcptrail's Grafana dashboards as code.
 //
-// Three dashboards are built with grafana-foundation-sdk and serialised to
+// Four dashboards are built with grafana-foundation-sdk and serialised to
 // JSON: the gateway overview (traffic, errors, latency, failures, auth
 // denials), the audit view (who called what, and what policy decided) and the
-// replay view (runs and their regressions). Every panel queries mcptrail's
-// ClickHouse tables (see recorder/clickhouse) through the Grafana ClickHouse
-// data source plugin (grafana-clickhouse-datasource) in SQL mode.
+// replay view (runs and their regressions). Every panel of these queries
+// mcptrail's ClickHouse tables (see recorder/clickhouse) through the Grafana
+// ClickHouse data source plugin (grafana-clickhouse-datasource) in SQL mode.
+// A fourth, mcptrail-metrics, queries a Prometheus data source scraping the
+// gateway's /metrics (PromQL; PromExprs and MetricNames list what it reads).
 //
 // The SQL is written to run unchanged on ClickHouse 18.16 (the only server
 // the test machines have) and on 24.x/25.x (what users run): no

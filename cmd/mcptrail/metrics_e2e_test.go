@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/mcptrail/mcptrail/dashboards"
 	"github.com/mcptrail/mcptrail/recorder/chlocal/chtest"
 )
 
@@ -112,6 +113,18 @@ func TestE2EMetrics(t *testing.T) {
 		}
 		if !tt.check(v) {
 			t.Errorf("%s%v = %v, want %s", tt.family, tt.labels, v, tt.want)
+		}
+	}
+	// Every family the generated metrics dashboard reads is exposed.
+	gen, err := dashboards.Generate(dashboards.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range gen {
+		for _, name := range dashboards.MetricNames(dashboards.PromExprs(g.Model)) {
+			if _, ok := fams[name]; !ok {
+				t.Errorf("dashboard %s reads %s, which /metrics does not expose", g.UID, name)
+			}
 		}
 	}
 	if t.Failed() {
