@@ -171,6 +171,8 @@ func (g *Gateway) Serve(ctx context.Context, in Inbound) jsonrpc.Message {
 		resp = c.fail(jsonrpc.CodeBackendUnavailable, "mcptrail: the call cannot be recorded and recorder.overflow is fail_closed: "+recErr.Error())
 	case c.mrtrEligible():
 		resp = c.serveModern(ctx)
+	case c.sess.modern() && in.Msg.Method == "subscriptions/listen":
+		resp = c.listen(ctx)
 	default:
 		resp = c.dispatch(ctx)
 	}

@@ -120,6 +120,8 @@ type Gateway struct {
 	held     sync.Map // requestState token → *heldCall (mrtr.go)
 	tokenSeq atomic.Int64
 
+	listens listeners // open subscriptions/listen streams (listen.go)
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	// streams ends every long-lived SSE stream; it is cancelled first at
@@ -367,6 +369,7 @@ func sameItems(a, b []catalogItem) bool {
 
 // broadcast sends a message to every session's standalone stream.
 func (g *Gateway) broadcast(m jsonrpc.Message) {
+	g.listChangedToListeners(m)
 	b := m.Marshal()
 	g.sessions.Range(func(s *Session) bool {
 		s.push(b)
@@ -417,6 +420,7 @@ func (g *Gateway) backendNotification(ctx context.Context, b *Backend, n jsonrpc
 		uri, _ := o.GetString("uri")
 		exposed := g.catalog.Load().exposeURI(b.Name(), uri)
 		o.SetString("uri", exposed)
+		g.resourceUpdatedToListeners(exposed, o.Marshal())
 		msg := jsonrpc.NewNotification(n.Method, o.Marshal()).Marshal()
 		g.sessions.Range(func(s *Session) bool {
 			if s.subscribed(exposed) {

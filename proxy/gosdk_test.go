@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http/httptest"
 	"regexp"
 	"slices"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/mcptrail/mcptrail/proxy"
 	"github.com/mcptrail/mcptrail/proxy/config"
+	"github.com/mcptrail/mcptrail/proxy/testbackend"
 )
 
 // goSDKPeer is the official Go SDK as a client, connected either directly
@@ -248,5 +250,70 @@ func TestGoSDKThroughGateway(t *testing.T) {
 				t.Errorf("roots: the tool said %.200s, want the SDK's root", got["roots"])
 			}
 		})
+	}
+}
+
+// TestGoSDKListen: the Go SDK in 2026-07-28 mode opens subscriptions/listen
+// through the gateway: it is told when the merged tool list changes (a
+// backend goes away) and, after Subscribe, when server-everything updates a
+// resource (the gateway subscribed upstream on the SDK's behalf).
+func TestGoSDKListen(t *testing.T) {
+	url := startEverythingHTTP(t)
+	tb := testbackend.New(testbackend.Options{})
+	hs := httptest.NewServer(tb.HTTPHandler())
+	t.Cleanup(hs.Close)
+	e := startGateway(t, &config.Config{Servers: []config.Server{
+		{Name: "everything", Transport: "http", URL: url, Timeout: 30 * time.Second},
+		{Name: "alpha", Transport: "http", URL: hs.URL + "/mcp", Timeout: 10 * time.Second},
+	}})
+	toolsChanged := make(chan struct{}, 16)
+	updated := make(chan string, 16)
+	c := mcp.NewClient(&mcp.Implementation{Name: "mcptrail-gosdk-listen", Version: "1"}, &mcp.ClientOptions{
+		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) { toolsChanged <- struct{}{} },
+		ResourceUpdatedHandler: func(_ context.Context, r *mcp.ResourceUpdatedNotificationRequest) { updated <- r.Params.URI },
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: e.url + "/mcp", MaxRetries: -1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cs.Close() })
+	if v := cs.InitializeResult().ProtocolVersion; v != "2026-07-28" {
+		t.Fatalf("negotiated %s, want 2026-07-28", v)
+	}
+	res, err := cs.ListResources(ctx, nil)
+	if err != nil || len(res.Resources) == 0 {
+		t.Fatalf("resources/list: %v", err)
+	}
+	uri := res.Resources[0].URI
+	if err := cs.Subscribe(ctx, &mcp.SubscribeParams{URI: uri}); err != nil {
+		t.Fatal(err)
+	}
+	// The subscription is in place once the gateway has acknowledged it;
+	// the SDK does not wait for that, so wait for the listener here.
+	waitFor(t, "listen stream open", func() bool { return e.gw.Status().Listens >= 2 })
+	toggle := func() {
+		if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "everything.toggle-subscriber-updates", Arguments: map[string]any{}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	toggle()
+	defer toggle()
+	select {
+	case got := <-updated:
+		if got != uri {
+			t.Errorf("resources/updated for %q, want %q", got, uri)
+		}
+	case <-ctx.Done():
+		t.Fatal("no notifications/resources/updated reached the Go SDK")
+	}
+
+	hs.CloseClientConnections()
+	hs.Close()
+	select {
+	case <-toolsChanged:
+	case <-ctx.Done():
+		t.Fatal("no notifications/tools/list_changed reached the Go SDK after a backend went away")
 	}
 }

@@ -85,6 +85,7 @@ type Status struct {
 	Denied   int64            `json:"denied"`
 	Dropped  int64            `json:"dropped_stream_messages"`
 	Sessions int              `json:"sessions"`
+	Listens  int              `json:"listen_streams"` // open subscriptions/listen (2026-07-28)
 	Backends []BackendStatus  `json:"backends"`
 	Recorder *recorder.Status `json:"recorder,omitempty"`
 }
@@ -108,6 +109,7 @@ func (g *Gateway) Status() Status {
 		Denied: g.stats.denied.Load(), Dropped: g.stats.dropped.Load(),
 	}
 	st.Sessions = g.sessions.Len()
+	g.listens.each(func(*listener) { st.Listens++ })
 	for _, name := range g.order {
 		b := g.backends[name]
 		bs := BackendStatus{Name: name, Transport: b.cfg.Transport}

@@ -18,6 +18,8 @@ import (
 
 	"github.com/mcptrail/mcptrail/proxy"
 	"github.com/mcptrail/mcptrail/proxy/config"
+	"github.com/mcptrail/mcptrail/proxy/sse"
+	"github.com/mcptrail/mcptrail/proxy/testbackend"
 	"github.com/mcptrail/mcptrail/recorder"
 )
 
@@ -403,5 +405,67 @@ func TestModernMergedCacheHints(t *testing.T) {
 	_, b := post(t, e.url, modernBody(1, "tools/list", nil, nil), modernHeaders("tools/list", ""))
 	if a := decodeAnswer(t, b); string(a.Result["ttlMs"]) != "0" || string(a.Result["cacheScope"]) != `"private"` {
 		t.Errorf("merged tools/list hints = %s %s, want 0 private", a.Result["ttlMs"], a.Result["cacheScope"])
+	}
+}
+
+// TestModernListen: subscriptions/listen answers with one acknowledgement
+// first, naming only what the gateway agreed to (a URI no backend serves is
+// left out), tagged with the request's id; then the opted-in notifications,
+// tagged the same way, and nothing else.
+func TestModernListen(t *testing.T) {
+	tb := testbackend.New(testbackend.Options{})
+	hs := httptest.NewServer(tb.HTTPHandler())
+	cfg := &config.Config{Servers: []config.Server{
+		{Name: "alpha", Transport: "http", URL: hs.URL + "/mcp", Timeout: 10 * time.Second},
+		stdioServer("beta", "v1"),
+	}}
+	e := startGateway(t, cfg)
+	body := modernBody(0, "subscriptions/listen", map[string]any{"notifications": map[string]any{
+		"toolsListChanged": true, "resourceSubscriptions": []string{"test://nowhere"}}}, nil)
+	body = strings.Replace(body, `"id":0`, `"id":"sub-7"`, 1)
+	req, _ := http.NewRequest(http.MethodPost, e.url+"/mcp", strings.NewReader(body))
+	for k, v := range modernHeaders("subscriptions/listen", "") {
+		req.Header.Set(k, v)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	events := make(chan string, 16)
+	go func() {
+		_, _ = sse.Read(resp.Body, 1<<20, func(_, data []byte) bool { events <- string(data); return true })
+		close(events)
+	}()
+	next := func(what string) map[string]json.RawMessage {
+		t.Helper()
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				t.Fatalf("stream ended before %s", what)
+			}
+			var m map[string]json.RawMessage
+			_ = json.Unmarshal([]byte(ev), &m)
+			return m
+		case <-ctx.Done():
+			t.Fatalf("no %s", what)
+		}
+		return nil
+	}
+	ack := next("acknowledgement")
+	if string(ack["method"]) != `"notifications/subscriptions/acknowledged"` ||
+		!strings.Contains(string(ack["params"]), `"io.modelcontextprotocol/subscriptionId":"sub-7"`) ||
+		!strings.Contains(string(ack["params"]), `"notifications":{"toolsListChanged":true}`) {
+		t.Fatalf("first message = %s %s, want the acknowledgement of toolsListChanged only, tagged sub-7", ack["method"], ack["params"])
+	}
+	hs.CloseClientConnections()
+	hs.Close()
+	n := next("tools/list_changed")
+	if string(n["method"]) != `"notifications/tools/list_changed"` || !strings.Contains(string(n["params"]), `"io.modelcontextprotocol/subscriptionId":"sub-7"`) {
+		t.Errorf("notification = %s %s, want tools/list_changed tagged sub-7", n["method"], n["params"])
 	}
 }

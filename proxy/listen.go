@@ -1,0 +1,249 @@
+package proxy
+
+// subscriptions/listen (2026-07-28): one long-lived response stream per
+// request, carrying only the notification types the client opted in to,
+// each tagged with the subscription's id (the JSON-RPC id of the listen
+// request). It replaces the session's GET stream and resources/subscribe.
+//
+// The gateway is the server the client listens to: list changes are those
+// of its merged catalog (it already tells sessions about them), and resource
+// subscriptions fan out to the backends that serve the URIs as
+// resources/subscribe on their session-era connections. The client gets one
+// acknowledgement naming what was agreed.
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mcptrail/mcptrail/proxy/jsonrpc"
+)
+
+// listenerBuffer bounds the notifications waiting for one listener; past
+// it they are dropped and counted, as on session streams.
+const listenerBuffer = 64
+
+// listener is one open subscriptions/listen stream.
+type listener struct {
+	id                        json.RawMessage
+	tools, prompts, resources bool
+	uris                      map[string]bool // as the client names them
+	ch                        chan []byte
+	dropped                   atomic.Int64
+}
+
+// listenFilter is the notifications member of subscriptions/listen params
+// and of the acknowledgement.
+type listenFilter struct {
+	ToolsListChanged      bool     `json:"toolsListChanged,omitempty"`
+	PromptsListChanged    bool     `json:"promptsListChanged,omitempty"`
+	ResourcesListChanged  bool     `json:"resourcesListChanged,omitempty"`
+	ResourceSubscriptions []string `json:"resourceSubscriptions,omitempty"`
+}
+
+// listeners is the gateway's set of open listen streams.
+type listeners struct {
+	mu  sync.Mutex
+	set map[*listener]bool
+}
+
+func (ls *listeners) add(l *listener) {
+	ls.mu.Lock()
+	if ls.set == nil {
+		ls.set = map[*listener]bool{}
+	}
+	ls.set[l] = true
+	ls.mu.Unlock()
+}
+
+func (ls *listeners) remove(l *listener) {
+	ls.mu.Lock()
+	delete(ls.set, l)
+	ls.mu.Unlock()
+}
+
+// each calls fn for every open listener.
+func (ls *listeners) each(fn func(*listener)) {
+	ls.mu.Lock()
+	all := make([]*listener, 0, len(ls.set))
+	for l := range ls.set {
+		all = append(all, l)
+	}
+	ls.mu.Unlock()
+	for _, l := range all {
+		fn(l)
+	}
+}
+
+// wantsURI reports whether any listener other than except subscribed uri.
+func (ls *listeners) wantsURI(uri string, except *listener) bool {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	for l := range ls.set {
+		if l != except && l.uris[uri] {
+			return true
+		}
+	}
+	return false
+}
+
+// deliver queues a notification for l, tagged with its subscription id.
+func (g *Gateway) deliver(l *listener, method string, params json.RawMessage) {
+	o, err := jsonrpc.ParseObject(params)
+	if err != nil || params == nil {
+		o = &jsonrpc.Object{}
+	}
+	meta, err := jsonrpc.ParseObject(o.Get("_meta"))
+	if err != nil {
+		meta = &jsonrpc.Object{}
+	}
+	meta.Set(metaSubscriptionID, l.id)
+	o.Set("_meta", meta.Marshal())
+	b := jsonrpc.NewNotification(method, o.Marshal()).Marshal()
+	select {
+	case l.ch <- b:
+	default:
+		l.dropped.Add(1)
+		g.stats.dropped.Add(1)
+		g.logger.Warn("listen stream full, notification dropped", "subscription_id", string(l.id), "method", method)
+	}
+}
+
+// listChangedToListeners hands a catalog change to the listeners that
+// opted in to its kind.
+func (g *Gateway) listChangedToListeners(m jsonrpc.Message) {
+	g.listens.each(func(l *listener) {
+		if m.Method == "notifications/tools/list_changed" && l.tools ||
+			m.Method == "notifications/prompts/list_changed" && l.prompts ||
+			m.Method == "notifications/resources/list_changed" && l.resources {
+			g.deliver(l, m.Method, m.Params)
+		}
+	})
+}
+
+// resourceUpdatedToListeners hands a backend's resources/updated (with the
+// URI as clients see it) to the listeners subscribed to it.
+func (g *Gateway) resourceUpdatedToListeners(uri string, params json.RawMessage) {
+	g.listens.each(func(l *listener) {
+		if l.uris[uri] {
+			g.deliver(l, "notifications/resources/updated", params)
+		}
+	})
+}
+
+// listen serves subscriptions/listen until the client closes the stream
+// (no answer: the transport is gone) or the gateway shuts down (a complete
+// result ends the subscription gracefully).
+func (c *call) listen(ctx context.Context) jsonrpc.Message {
+	g := c.g
+	var p struct {
+		Notifications listenFilter `json:"notifications"`
+	}
+	if err := json.Unmarshal(c.msg.Params, &p); err != nil {
+		return c.fail(jsonrpc.CodeInvalidParams, "subscriptions/listen: invalid params: "+err.Error())
+	}
+	want := p.Notifications
+	l := &listener{id: c.msg.ID, tools: want.ToolsListChanged, prompts: want.PromptsListChanged,
+		resources: want.ResourcesListChanged, uris: map[string]bool{}, ch: make(chan []byte, listenerBuffer)}
+	ack := listenFilter{ToolsListChanged: l.tools, PromptsListChanged: l.prompts, ResourcesListChanged: l.resources}
+	for i, uri := range want.ResourceSubscriptions {
+		if l.uris[uri] {
+			continue
+		}
+		if c.subscribeUpstream(ctx, uri, "resources/subscribe", i) {
+			l.uris[uri] = true
+			ack.ResourceSubscriptions = append(ack.ResourceSubscriptions, uri)
+		}
+	}
+	g.listens.add(l)
+	defer func() {
+		g.listens.remove(l)
+		// Backends keep one subscription per connection for every client:
+		// drop it only when no one else still wants the URI.
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		i := len(want.ResourceSubscriptions)
+		for uri := range l.uris {
+			if !g.listens.wantsURI(uri, nil) && !g.sessionSubscribed(uri) {
+				c.subscribeUpstream(uctx, uri, "resources/unsubscribe", i)
+				i++
+			}
+		}
+	}()
+	ackParams, _ := json.Marshal(map[string]any{"notifications": ack})
+	ackMsg := &listener{id: l.id, ch: make(chan []byte, 1)}
+	g.deliver(ackMsg, "notifications/subscriptions/acknowledged", ackParams)
+	if c.out == nil || c.out.notify(<-ackMsg.ch) != nil {
+		return c.fail(jsonrpc.CodeInternalError, "mcptrail: the listen stream could not be written")
+	}
+	keepalive := time.NewTicker(25 * time.Second)
+	defer keepalive.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			// The client closed the stream: the normal end of a
+			// subscription over HTTP. The answer reaches no one.
+			return c.endListen(l)
+		case <-g.streams.Done():
+			return c.endListen(l)
+		case b := <-l.ch:
+			if c.out.notify(b) != nil {
+				return c.fail(jsonrpc.CodeInternalError, "mcptrail: the listen stream could not be written")
+			}
+		case <-keepalive.C:
+			if c.out.notify(nil) != nil {
+				return c.fail(jsonrpc.CodeInternalError, "mcptrail: the listen stream could not be written")
+			}
+		}
+	}
+}
+
+// subscribeUpstream sends resources/subscribe (or unsubscribe) for a URI to
+// the backend that serves it, as a recorded leg of the listen request. It
+// reports whether the backend accepted.
+func (c *call) subscribeUpstream(ctx context.Context, uri, method string, i int) bool {
+	g := c.g
+	rt, ok := g.catalog.Load().routeURI(uri)
+	b := g.backends[rt.server]
+	if !ok || b == nil {
+		return false
+	}
+	snap := b.snap.Load()
+	if snap == nil || modernUpstream(snap.protocolVersion) || !capabilityHas(snap.capabilities["resources"], "subscribe") {
+		return false
+	}
+	params, _ := json.Marshal(map[string]string{"uri": rt.uri})
+	sub := &call{g: g, sess: c.sess, msg: jsonrpc.NewRequest(c.msg.ID, method, params), reqID: c.reqID, start: time.Now(),
+		out: c.out, cancel: c.cancel, princ: c.princ, traceID: c.traceID, spanID: c.spanID, target: uri,
+		routeRule: "listen:" + rt.server}
+	sub.params, _ = jsonrpc.ParseObject(params)
+	sub.seq.Store(c.seq.Load() + uint32(i+1)*16)
+	resp := sub.forward(ctx, b)
+	return resp.Error == nil
+}
+
+// capabilityHas reports whether a capability object sets flag to true.
+func capabilityHas(capability json.RawMessage, flag string) bool {
+	v, ok := jsonrpc.Lookup(capability, flag)
+	return ok && string(v) == "true"
+}
+
+// sessionSubscribed reports whether a session-era client subscribed uri.
+func (g *Gateway) sessionSubscribed(uri string) bool {
+	found := false
+	g.sessions.Range(func(s *Session) bool {
+		found = s.subscribed(uri)
+		return !found
+	})
+	return found
+}
+
+// endListen is the graceful end of a subscription: a complete result tagged
+// with its id.
+func (c *call) endListen(l *listener) jsonrpc.Message {
+	meta, _ := json.Marshal(map[string]json.RawMessage{metaSubscriptionID: l.id})
+	res, _ := json.Marshal(map[string]json.RawMessage{"_meta": meta})
+	return jsonrpc.NewResult(c.msg.ID, res)
+}
