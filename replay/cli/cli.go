@@ -184,6 +184,7 @@ func (s *source) close() {
 func (s *selectionFlags) openStore(ctx context.Context, env *Env) (Store, io.Closer, error) {
 	cfg := clickhouse.Config{Addr: s.clickhouse, Database: s.database}
 	localDir := config.DefaultLocalDir
+	source, hint := "--clickhouse", "check that ClickHouse runs there, or pass --clickhouse host:port"
 	if s.storeConfig != "" {
 		gc, err := config.Load(s.storeConfig)
 		if err != nil {
@@ -192,6 +193,7 @@ func (s *selectionFlags) openStore(ctx context.Context, env *Env) (Store, io.Clo
 		ch := gc.Recorder.ClickHouse
 		if len(cfg.Addr) == 0 {
 			cfg.Addr = ch.Addr
+			source = s.storeConfig + ": recorder.clickhouse.addr"
 		}
 		if cfg.Database == "" {
 			cfg.Database = ch.Database
@@ -203,14 +205,18 @@ func (s *selectionFlags) openStore(ctx context.Context, env *Env) (Store, io.Clo
 	}
 	if len(cfg.Addr) == 0 && env.LocalAddr != nil {
 		// The local ClickHouse of a running `mcptrail serve`.
-		if a, err := env.LocalAddr(localDir); err == nil {
-			cfg.Addr = []string{a}
-			if env.LocalPassword != nil {
-				if pw, err := env.LocalPassword(localDir); err == nil {
-					cfg.Username, cfg.Password = "default", pw
-				}
+		a, err := env.LocalAddr(localDir)
+		if err != nil {
+			return nil, nil, fmt.Errorf("finding the local ClickHouse of `mcptrail serve`: %w; start the gateway with `mcptrail serve` (it runs ClickHouse in that directory), or pass --clickhouse host:port or --store-config, or read a --bundle", err)
+		}
+		if env.LocalPassword != nil {
+			if pw, err := env.LocalPassword(localDir); err == nil {
+				cfg.Username, cfg.Password = "default", pw
 			}
 		}
+		cfg.Addr = []string{a}
+		source = "the local ClickHouse in " + localDir
+		hint = "it runs only while `mcptrail serve` runs: start the gateway (mcptrail serve --config ...), or pass --clickhouse host:port"
 	}
 	if len(cfg.Addr) == 0 {
 		return nil, nil, errors.New("no ClickHouse address: give --clickhouse host:port or --store-config, run it next to a running `mcptrail serve` with a local ClickHouse, or read a --bundle")
@@ -221,9 +227,10 @@ func (s *selectionFlags) openStore(ctx context.Context, env *Env) (Store, io.Clo
 	if env.OpenStore != nil {
 		return env.OpenStore(ctx, cfg)
 	}
+	cfg.DialTimeout = 3 * time.Second // a command-line user waits for an answer
 	st, err := clickhouse.Open(ctx, cfg, env.Logger)
 	if err != nil {
-		return nil, nil, fmt.Errorf("opening ClickHouse %s: %w", strings.Join(cfg.Addr, ","), err)
+		return nil, nil, fmt.Errorf("ClickHouse at %s (from %s) is unreachable: %w\n  %s", strings.Join(cfg.Addr, ","), source, err, hint)
 	}
 	return st, st, nil
 }

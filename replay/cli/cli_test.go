@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/goleak"
 
+	"github.com/mcptrail/mcptrail/proxy/config"
 	"github.com/mcptrail/mcptrail/recorder"
 	"github.com/mcptrail/mcptrail/recorder/clickhouse"
 	"github.com/mcptrail/mcptrail/replay"
@@ -373,3 +374,90 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 	return s.b.Write(p)
 }
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// Issue 9.9: a known, accepted change can be silenced — by an --accept file
+// (ignore rules, the root included, and exclusions), or by --exclude — and
+// a change the file does not name still fails the run.
+func TestAcceptAndExclude(t *testing.T) {
+	events := recordtest.RecordTestbackend(t)
+	st := &fakeStore{events: events}
+	_, v2 := recordtest.StartBackend(t, "v2")
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	base := []string{"replay", "upstream", "--clickhouse", "fake:9000", "--session", events[0].SessionID, "--target", "backend=" + v2,
+		"--no-store-results", "--ignore-path", "backend.now:/content/0/text"}
+	tests := []struct {
+		name    string
+		args    []string
+		regress int
+	}{
+		{"nothing accepted", nil, 1},
+		{"accept file, whole answer", []string{"--accept", write("all.accept", "# v2 adds one more\nbackend.add:/**\n")}, 0},
+		{"accept file, the changed paths", []string{"--accept", write("path.accept", "backend.add:/content/0/text  # reworded\nbackend.add:/structuredContent/sum\n")}, 0},
+		{"accept file, another path", []string{"--accept", write("other.accept", "backend.add:/structuredContent\n")}, 1},
+		{"accept file, exclude", []string{"--accept", write("excl.accept", "exclude backend.a*\n")}, 0},
+		{"exclude by request id", []string{"--exclude", requestOf(t, events, "backend.add")}, 0},
+		{"exclude another tool", []string{"--exclude", "backend.echo"}, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := run(t, st, "", append(slices.Clone(base), tt.args...)...)
+			var re *cli.RegressionError
+			switch {
+			case tt.regress == 0 && r.err != nil:
+				t.Errorf("err = %v, want exit 0\n%s", r.err, r.stdout)
+			case tt.regress > 0 && (!errors.As(r.err, &re) || re.Count != tt.regress):
+				t.Errorf("err = %v, want %d regression(s)\n%s", r.err, tt.regress, r.stdout)
+			}
+		})
+	}
+	if r := run(t, st, "", append(slices.Clone(base), "--accept", write("bad.accept", "no pointer here\n"))...); r.err == nil || !strings.Contains(r.err.Error(), "bad.accept:1") {
+		t.Errorf("bad accept file: err = %v, want it named with its line", r.err)
+	}
+}
+
+// Issue 9.10: backend stderr and in-process gateway logs stay out of the
+// report (in a log file whose path is printed, unless --verbose), and an
+// unreachable ClickHouse gets the same hint as `mcptrail calls`.
+func TestReplayLogsGoToAFile(t *testing.T) {
+	js, err := filepath.Abs("../../testdata/npm/node_modules/@modelcontextprotocol/server-everything/dist/index.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := config.Server{Name: "everything", Transport: "stdio", Command: "node", Args: []string{js, "stdio"}, Timeout: 30 * time.Second}
+	gwURL, rec := recordtest.RecordingGateway(t, &config.Config{Servers: []config.Server{srv}})
+	p := recordtest.NewPeer(t, gwURL, nil)
+	p.Call("tools/list", map[string]any{})
+	p.Tool("everything.echo", map[string]any{"message": "hi"})
+	st := &fakeStore{events: rec.All()}
+	bundle := exportBundle(t, st, "--session", rec.All()[0].SessionID)
+	args := []string{"replay", "upstream", "--bundle", bundle, "--target", "everything=stdio:node " + js + " stdio"}
+	r := run(t, st, "", args...)
+	if r.err != nil {
+		t.Fatalf("replay: %v\n%s\n%s", r.err, r.stdout, r.stderr)
+	}
+	const banner = "Starting default (STDIO) server" // server-everything's stderr
+	_, logPath, ok := strings.Cut(r.stderr, "gateway and backend logs: ")
+	logPath, _, _ = strings.Cut(logPath, " ")
+	if !ok || strings.Contains(r.stdout+r.stderr, banner) {
+		t.Fatalf("backend stderr not in a log file:\nstdout %s\nstderr %s", r.stdout, r.stderr)
+	}
+	t.Cleanup(func() { _ = os.Remove(logPath) })
+	if b, err := os.ReadFile(logPath); err != nil || !strings.Contains(string(b), banner) {
+		t.Errorf("log file %s (%v) lacks the backend's stderr: %.300s", logPath, err, b)
+	}
+	if r := run(t, st, "", append(args, "--verbose")...); !strings.Contains(r.stderr, banner) {
+		t.Errorf("--verbose: backend stderr not printed: %s", r.stderr)
+	}
+
+	r = runEnv(t, func(e *cli.Env) { e.OpenStore = nil }, st, "", "replay", "mock", "--clickhouse", "127.0.0.1:1", "--since", "1h")
+	if r.err == nil || !strings.Contains(r.err.Error(), "ClickHouse at 127.0.0.1:1 (from --clickhouse) is unreachable") {
+		t.Errorf("ClickHouse down: err = %v, want the address, its source and a hint", r.err)
+	}
+}

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -37,6 +39,8 @@ type replayFlags struct {
 	tokens        []string
 	secretsPath   string
 	ignore        []string
+	exclude       []string
+	accept        string
 	concurrency   int
 	speed         float64
 	baselineTwice bool
@@ -47,6 +51,7 @@ type replayFlags struct {
 	output        string
 	timeout       time.Duration
 	noStore       bool
+	verbose       bool
 }
 
 func newReplayCmd(env *Env, mode string) *cobra.Command {
@@ -85,7 +90,9 @@ func newReplayCmd(env *Env, mode string) *cobra.Command {
 		fl.StringSliceVar(&f.tokens, "token", nil, "bearer token for the gateway: TOKEN, or principal=TOKEN per recorded principal")
 	}
 	fl.StringVar(&f.secretsPath, "secrets", "", "KEY=VALUE file refilling redacted values (keys: rule names or full placeholders); MCPTRAIL_SECRET_<RULE> also works")
-	fl.StringSliceVar(&f.ignore, "ignore-path", nil, "ignore differences at [server:][target:]/json/pointer (* and ** globs)")
+	fl.StringSliceVar(&f.ignore, "ignore-path", nil, "ignore differences at [server:][target:]/json/pointer (* and ** globs; tool:/** accepts a whole answer)")
+	fl.StringSliceVar(&f.exclude, "exclude", nil, "do not replay these requests: a request id or a tool/prompt/resource glob such as 'everything.get-*'")
+	fl.StringVar(&f.accept, "accept", "", "file of accepted differences: --ignore-path rules and 'exclude GLOB|ID' lines, one per line ('#' comments)")
 	fl.IntVar(&f.concurrency, "concurrency", 4, "sessions replayed in parallel")
 	fl.Float64Var(&f.speed, "speed", 0, "0: as fast as possible; 1.0: recorded pacing; 2.0: twice as fast")
 	fl.BoolVar(&f.baselineTwice, "baseline-twice", false, "replay twice; differences that vary between the two passes are noise, not regressions")
@@ -94,6 +101,7 @@ func newReplayCmd(env *Env, mode string) *cobra.Command {
 	fl.StringVar(&f.junit, "junit", "", "also write a JUnit XML report to this file")
 	fl.DurationVar(&f.timeout, "timeout", 60*time.Second, "per-request timeout")
 	fl.BoolVar(&f.noStore, "no-store-results", false, "do not write the run's results to ClickHouse")
+	fl.BoolVarP(&f.verbose, "verbose", "v", false, "print the in-process gateway's log and backends' stderr here instead of to a log file")
 	return cmd
 }
 
@@ -101,7 +109,11 @@ func runReplay(ctx context.Context, env *Env, mode runner.Mode, f *replayFlags) 
 	if f.format != "text" && f.format != "json" {
 		return fmt.Errorf("--format %q: want text or json", f.format)
 	}
-	ignore, err := diff.ParseIgnoreRules(f.ignore)
+	accepted, err := readAccept(f.accept)
+	if err != nil {
+		return err
+	}
+	ignore, err := diff.ParseIgnoreRules(append(slices.Clone(f.ignore), accepted.rules...))
 	if err != nil {
 		return fmt.Errorf("--ignore-path: %w", err)
 	}
@@ -123,10 +135,39 @@ func runReplay(ctx context.Context, env *Env, mode runner.Mode, f *replayFlags) 
 	if len(src.events) == 0 {
 		return errors.New("the selection holds no recorded events")
 	}
-	reqs := replay.Requests(src.events)
+	// The in-process gateway's warnings and the backends' stderr go to a
+	// log file (its path printed at the end), not into the report.
+	backendStderr := &closingWriter{w: env.Stderr}
+	defer backendStderr.close() // stderr drains may outlive the run
+	logger := env.Logger
+	if !f.verbose {
+		lf, err := os.CreateTemp("", "mcptrail-replay-*.log")
+		if err != nil {
+			return fmt.Errorf("creating the replay log file: %w", err)
+		}
+		defer func() {
+			backendStderr.close()
+			st, err := lf.Stat()
+			_ = lf.Close()
+			if err == nil && st.Size() == 0 {
+				_ = os.Remove(lf.Name())
+				return
+			}
+			fmt.Fprintf(env.Stderr, "gateway and backend logs: %s (--verbose prints them here)\n", lf.Name())
+		}()
+		backendStderr.w = lf
+		logger = slog.New(slog.NewTextHandler(backendStderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	reqs, excluded, err := exclude(replay.Requests(src.events), append(slices.Clone(f.exclude), accepted.excludes...))
+	if err != nil {
+		return err
+	}
+	if excluded > 0 {
+		fmt.Fprintf(env.Stderr, "excluded %d request(s) (--exclude, --accept)\n", excluded)
+	}
 	o := runner.RunOptions{Options: runner.Options{
 		Mode: mode, Secrets: sec, Ignore: ignore, Concurrency: f.concurrency, Speed: f.speed,
-		AllowWrites: f.allowWrites, Timeout: f.timeout, Logger: env.Logger, Separator: f.sel.separator,
+		AllowWrites: f.allowWrites, Timeout: f.timeout, Logger: logger, Stderr: backendStderr, Separator: f.sel.separator,
 	}, BaselineTwice: f.baselineTwice}
 	if o.Tokens, err = parseTokens(f.tokens); err != nil {
 		return err
@@ -140,12 +181,12 @@ func runReplay(ctx context.Context, env *Env, mode runner.Mode, f *replayFlags) 
 			if err != nil {
 				return err
 			}
-			mock, err := runner.StartMock(store, mockserver.Config{}, "127.0.0.1:0", env.Logger)
+			mock, err := runner.StartMock(store, mockserver.Config{}, "127.0.0.1:0", logger)
 			if err != nil {
 				return err
 			}
 			defer mock.Close()
-			gw, err := runner.StartGateway(ctx, runner.MockConfig(cfg, replay.CatalogOrder(src.events, f.sel.separator, store.Servers()), mock.URL), 30*time.Second, env.Logger)
+			gw, err := runner.StartGateway(ctx, runner.MockConfig(cfg, replay.CatalogOrder(src.events, f.sel.separator, store.Servers()), mock.URL), 30*time.Second, logger)
 			if err != nil {
 				return err
 			}
@@ -164,7 +205,7 @@ func runReplay(ctx context.Context, env *Env, mode runner.Mode, f *replayFlags) 
 		case f.gatewayURL != "":
 			o.GatewayURL = f.gatewayURL
 		case cfg != nil:
-			gw, err := runner.StartGateway(ctx, cfg, 30*time.Second, env.Logger)
+			gw, err := runner.StartGateway(ctx, cfg, 30*time.Second, logger)
 			if err != nil {
 				return err
 			}
@@ -242,6 +283,30 @@ func runReplay(ctx context.Context, env *Env, mode runner.Mode, f *replayFlags) 
 		return &RegressionError{Count: n}
 	}
 	return nil
+}
+
+// closingWriter serialises writes to w and drops them once closed, so
+// that goroutines draining a backend's stderr never write to a closed
+// file or into the caller's writer after the run returned.
+type closingWriter struct {
+	mu     sync.Mutex
+	w      io.Writer
+	closed bool
+}
+
+func (c *closingWriter) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return len(p), nil
+	}
+	return c.w.Write(p)
+}
+
+func (c *closingWriter) close() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
 }
 
 // parseTokens reads --token values: TOKEN (for everyone) or principal=TOKEN.
