@@ -94,15 +94,15 @@ func FuzzAuthorizedNameIsExecuted(f *testing.F) {
 		}
 		before := len(tb.Seen())
 		n := id.Add(1)
-		reqID := "fuzz-" + strconv.FormatInt(n, 10)
-		h := map[string]string{"X-Request-Id": reqID}
+		h := map[string]string{"X-Request-Id": "fuzz-" + strconv.FormatInt(n, 10)}
 		for k, v := range hdr {
 			h[k] = v
 		}
-		post(t, e.url, `{"jsonrpc":"2.0","id":`+strconv.FormatInt(n, 10)+`,"method":"tools/call","params":`+params+`}`, h)
+		resp, _ := post(t, e.url, `{"jsonrpc":"2.0","id":`+strconv.FormatInt(n, 10)+`,"method":"tools/call","params":`+params+`}`, h)
 		seen := tb.Seen()[before:]
 		var upstream []recorder.Event
-		for _, ev := range e.rec.byRequest(reqID) {
+		// The client's ID comes back scoped to its principal.
+		for _, ev := range e.rec.byRequest(resp.Header.Get("X-Request-Id")) {
 			if ev.Hop == recorder.HopUpstream {
 				upstream = append(upstream, ev)
 			}

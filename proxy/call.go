@@ -36,8 +36,11 @@ type Inbound struct {
 	Msg       jsonrpc.Message
 	Header    http.Header // HTTP headers of the client request, may be nil
 	Principal *auth.Principal
-	RequestID string // from X-Request-Id when valid; else taken from _meta or generated
-	Size      int    // bytes of the request as received
+	// RequestID is the client's X-Request-Id when valid, already scoped to
+	// the principal (auth.Principal.ScopeRequestID); "" to take one from
+	// params._meta (scoped here) or generate one.
+	RequestID string
+	Size      int // bytes of the request as received
 	Start     time.Time
 	out       replier
 }
@@ -115,7 +118,7 @@ func (g *Gateway) Serve(ctx context.Context, in Inbound) jsonrpc.Message {
 	c.meta = meta
 	if c.reqID == "" && meta != nil {
 		if id, ok := meta.GetString(MetaRequestID); ok && g.acceptRequestID(id) {
-			c.reqID = id
+			c.reqID = in.Principal.ScopeRequestID(id)
 		}
 	}
 	if c.reqID == "" {
@@ -246,14 +249,6 @@ func (c *call) fail(code int, msg string, extra ...string) jsonrpc.Message {
 	return jsonrpc.NewError(c.msg.ID, code, msg, errorData(c.reqID, extra...))
 }
 
-// deny is fail for policy refusals.
-func (c *call) deny(msg string) jsonrpc.Message {
-	m := c.fail(jsonrpc.CodeUnauthorized, msg)
-	c.outcome = recorder.OutcomeDenied
-	c.g.stats.denied.Add(1)
-	return m
-}
-
 // stamp puts the request ID on the answer: result._meta for results that
 // have content. An empty result ({} — ping, logging/setLevel,
 // subscriptions) stays byte-for-byte empty, as the spec requires; its
@@ -319,28 +314,26 @@ func (c *call) dispatch(ctx context.Context) jsonrpc.Message {
 	case "ping":
 		return jsonrpc.NewResult(c.msg.ID, json.RawMessage(`{}`))
 	case "tools/list":
-		return c.list(listTools)
+		return c.list(ctx, listTools)
 	case "prompts/list":
-		return c.list(listPrompts)
+		return c.list(ctx, listPrompts)
 	case "resources/list":
-		return c.list(listResources)
+		return c.list(ctx, listResources)
 	case "resources/templates/list":
-		return c.list(listTemplates)
+		return c.list(ctx, listTemplates)
 	case "tools/call", "prompts/get":
 		name := c.target
 		if name == "" {
 			return c.fail(jsonrpc.CodeInvalidParams, m+`: missing "name"`)
 		}
-		if m == "tools/call" {
-			if resp, ok := c.authorize(ctx, name); !ok {
-				return resp
-			}
-		}
-		kind, what := listTools, "tool"
+		kind, what, ak := listTools, "tool", auth.Tools
 		if m == "prompts/get" {
-			kind, what = listPrompts, "prompt"
+			kind, what, ak = listPrompts, "prompt", auth.Prompts
 		}
-		rt, ok := g.routeName(kind, name)
+		target, server, rt, ok := g.nameTarget(kind, name)
+		if resp, allowed := c.authorize(ctx, ak, target, server); !allowed {
+			return resp
+		}
 		if !ok {
 			return c.fail(jsonrpc.CodeInvalidParams, fmt.Sprintf("Unknown %s: %s", what, name))
 		}
@@ -348,6 +341,12 @@ func (c *call) dispatch(ctx context.Context) jsonrpc.Message {
 	case "resources/read", "resources/subscribe", "resources/unsubscribe":
 		uri := c.target
 		rt, ok := g.catalog.Load().routeURI(uri)
+		if !ok {
+			rt = resourceRoute{uri: uri}
+		}
+		if resp, allowed := c.authorize(ctx, auth.Resources, uriTarget(rt), rt.server); !allowed {
+			return resp
+		}
 		b := g.backends[rt.server]
 		if !ok || b == nil {
 			return c.fail(jsonrpc.CodeResourceNotFound, "Resource not found: "+uri, "uri", uri)
@@ -373,8 +372,16 @@ func (c *call) dispatch(ctx context.Context) jsonrpc.Message {
 		if err != nil {
 			return c.fail(jsonrpc.CodeInvalidParams, `completion/complete: invalid "ref"`)
 		}
-		if name, ok := ref.GetString("name"); ok {
-			if rt, ok := g.routeName(listPrompts, name); ok {
+		// The reference's type says which field the backend reads; route
+		// and authorize by that one, not by whichever is present.
+		switch typ, _ := ref.GetString("type"); typ {
+		case "ref/prompt":
+			name, _ := ref.GetString("name")
+			target, server, rt, ok := g.nameTarget(listPrompts, name)
+			if resp, allowed := c.authorize(ctx, auth.Completions, target, server); !allowed {
+				return resp
+			}
+			if ok {
 				if rt.name != name {
 					ref.SetString("name", rt.name)
 					c.params.Set("ref", ref.Marshal())
@@ -383,9 +390,18 @@ func (c *call) dispatch(ctx context.Context) jsonrpc.Message {
 				return c.forward(ctx, g.backends[rt.server])
 			}
 			return c.fail(jsonrpc.CodeInvalidParams, "Unknown prompt: "+name)
+		case "ref/resource":
+		default:
+			return c.fail(jsonrpc.CodeInvalidParams, `completion/complete: "ref.type" must be "ref/prompt" or "ref/resource"`)
 		}
 		uri, _ := ref.GetString("uri")
 		rt, ok := g.catalog.Load().routeURI(uri)
+		if !ok {
+			rt = resourceRoute{uri: uri}
+		}
+		if resp, allowed := c.authorize(ctx, auth.Completions, uriTarget(rt), rt.server); !allowed {
+			return resp
+		}
 		if b := g.backends[rt.server]; ok && b != nil {
 			ref.SetString("uri", rt.uri)
 			c.params.Set("ref", ref.Marshal())
@@ -415,8 +431,12 @@ func (c *call) dispatch(ctx context.Context) jsonrpc.Message {
 		}
 		return jsonrpc.NewResult(c.msg.ID, json.RawMessage(`{}`))
 	default:
-		// Unknown methods are relayed unchanged to the backend they name
-		// (a namespaced "name" param), or to the only backend there is.
+		// Unknown methods are denied unless a methods pattern allows
+		// them; then relayed unchanged to the backend they name (a
+		// namespaced "name" param), or to the only backend there is.
+		if resp, allowed := c.authorize(ctx, auth.Methods, m, ""); !allowed {
+			return resp
+		}
 		if name, ok := c.params.GetString("name"); ok {
 			if rt, ok := g.routeName(listTools, name); ok {
 				return c.forwardNamed(ctx, c.params, rt)
@@ -443,42 +463,6 @@ func (c *call) forwardNamed(ctx context.Context, params *jsonrpc.Object, rt name
 		params.SetString("name", rt.name)
 	}
 	return c.forward(ctx, b)
-}
-
-// authorize applies the principal's tool patterns, recording the decision.
-func (c *call) authorize(ctx context.Context, tool string) (jsonrpc.Message, bool) {
-	if !c.g.auth.Enabled() {
-		c.authResult = "none"
-		return jsonrpc.Message{}, true
-	}
-	_, span := c.g.tracer.Start(ctx, "auth", trace.WithAttributes(attribute.String("gen_ai.tool.name", tool)))
-	defer span.End()
-	t0 := time.Now()
-	ok, rule := false, ""
-	if c.princ != nil {
-		ok, rule = c.princ.Allow(tool)
-	}
-	c.authRule = rule
-	if ok {
-		c.authResult = "allowed"
-	} else {
-		c.authResult = "denied"
-	}
-	c.g.metrics.policyDecision(ctx, "tool_allowlist", c.authResult, rule) // rule "" when denied: nothing matched
-	c.record(recorder.HopAuth, t0, time.Since(t0), func(e *recorder.Event) {
-		if !ok {
-			e.Outcome = recorder.OutcomeDenied
-		}
-	})
-	if !ok {
-		span.SetStatus(codes.Error, "denied")
-		who := "anonymous"
-		if c.princ != nil {
-			who = c.princ.Name
-		}
-		return c.deny(fmt.Sprintf("tool %s is not allowed for principal %s", tool, who)), false
-	}
-	return jsonrpc.Message{}, true
 }
 
 // initialize answers the client's handshake with the gateway's own identity
@@ -532,15 +516,16 @@ func (c *call) discover() jsonrpc.Message {
 }
 
 // list serves a merged list page from the catalog, filtered by policy.
-func (c *call) list(kind listKind) jsonrpc.Message {
+func (c *call) list(ctx context.Context, kind listKind) jsonrpc.Message {
 	items := c.g.catalog.Load().items[kind]
-	if kind == listTools && c.g.auth.Enabled() {
+	if c.g.policyOn() {
+		// The same decision as the call each item would take.
+		req := PolicyRequest{Principal: c.princ, Method: listCall[kind].method, Kind: listCall[kind].kind}
 		allowed := make([]catalogItem, 0, len(items))
 		for _, it := range items {
-			if c.princ != nil {
-				if ok, _ := c.princ.Allow(it.name); ok {
-					allowed = append(allowed, it)
-				}
+			req.Target, req.Server = it.target, it.server
+			if c.allowed(ctx, &req) {
+				allowed = append(allowed, it)
 			}
 		}
 		items = allowed

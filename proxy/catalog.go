@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/mcptrail/mcptrail/proxy/auth"
 	"github.com/mcptrail/mcptrail/proxy/jsonrpc"
 )
 
@@ -18,6 +19,10 @@ const collidingURIPrefix = "mcptrail://"
 type catalogItem struct {
 	server string
 	name   string // namespaced name, or exposed URI for resources
+	// target names the item for policy as the call on it would:
+	// "<server><sep><name>" for tools and prompts, "<server>:<uri>" for
+	// resources and templates, with the backend's own name or URI.
+	target string
 	raw    json.RawMessage
 	// readOnly is the tool's readOnlyHint annotation (tools only).
 	readOnly bool
@@ -111,7 +116,7 @@ func buildCatalog(order []string, snaps map[string]*backendSnapshot, sep string,
 					continue
 				}
 				c.names[kind][full] = nameRoute{server: name, name: n}
-				it := catalogItem{server: name, name: full, raw: raw}
+				it := catalogItem{server: name, name: full, target: name + sep + n, raw: raw}
 				if kind == listTools {
 					it.readOnly = readOnlyHint(o.Get("annotations"))
 					c.toolRO[full] = it.readOnly
@@ -137,7 +142,7 @@ func buildCatalog(order []string, snaps map[string]*backendSnapshot, sep string,
 			rt := resourceRoute{server: name, uri: u}
 			c.resources[exposed] = rt
 			c.backURIs[rt] = exposed
-			c.items[listResources] = append(c.items[listResources], catalogItem{server: name, name: exposed, raw: raw})
+			c.items[listResources] = append(c.items[listResources], catalogItem{server: name, name: exposed, target: uriTarget(rt), raw: raw})
 			c.addScheme(u, name)
 		}
 		for _, raw := range s.lists[listTemplates] {
@@ -150,7 +155,7 @@ func buildCatalog(order []string, snaps map[string]*backendSnapshot, sep string,
 				c.templates = append(c.templates, templateRoute{prefix: p, server: name})
 			}
 			c.addScheme(t, name)
-			c.items[listTemplates] = append(c.items[listTemplates], catalogItem{server: name, name: t, raw: raw})
+			c.items[listTemplates] = append(c.items[listTemplates], catalogItem{server: name, name: t, target: uriTarget(resourceRoute{server: name, uri: t}), raw: raw})
 		}
 	}
 	sort.SliceStable(c.templates, func(i, j int) bool { return len(c.templates[i].prefix) > len(c.templates[j].prefix) })
@@ -249,6 +254,18 @@ func (g *Gateway) routeName(kind listKind, name string) (nameRoute, bool) {
 		return nameRoute{server: bare[0], name: name}, true
 	}
 	return nameRoute{}, false
+}
+
+// listCall is, per list, the call that each listed item would take: the
+// list shows an item only when the policy allows that call.
+var listCall = [numLists]struct {
+	method string
+	kind   auth.Kind
+}{
+	listTools:     {"tools/call", auth.Tools},
+	listPrompts:   {"prompts/get", auth.Prompts},
+	listResources: {"resources/read", auth.Resources},
+	listTemplates: {"resources/read", auth.Resources},
 }
 
 // splitName splits a namespaced name at the first separator.

@@ -95,6 +95,9 @@ type Options struct {
 	// ServerRequestTimeout bounds how long a backend's sampling/elicitation
 	// request waits for the client; default 5m.
 	ServerRequestTimeout time.Duration
+	// Policies are checks run after the token rules of Config.Auth, in
+	// order, on every request and list item; the first denial wins.
+	Policies []PolicyCheck
 }
 
 // Gateway is the routing proxy. Create it with New, then Start it and serve
@@ -107,6 +110,9 @@ type Gateway struct {
 	rec      Recorder
 	redactor Redactor
 	auth     *auth.Authenticator
+	// policies is the chain every request and list item passes: the
+	// token rules first, then Options.Policies.
+	policies []PolicyCheck
 	opts     Options
 	instance string
 
@@ -171,7 +177,8 @@ func New(o Options) (*Gateway, error) {
 	}
 	toks := make([]auth.Token, 0, len(o.Config.Auth.Tokens))
 	for _, t := range o.Config.Auth.Tokens {
-		toks = append(toks, auth.Token{Name: t.Name, SHA256: t.SHA256, Principal: t.Principal, Tools: t.Tools})
+		toks = append(toks, auth.Token{Name: t.Name, SHA256: t.SHA256, Principal: t.Principal,
+			Tools: t.Tools, Prompts: t.Prompts, Resources: t.Resources, Completions: t.Completions, Methods: t.Methods})
 	}
 	a, err := auth.New(toks)
 	if err != nil {
@@ -189,6 +196,7 @@ func New(o Options) (*Gateway, error) {
 		rec:      o.Recorder,
 		redactor: o.Redactor,
 		auth:     a,
+		policies: append([]PolicyCheck{tokenCheck{enabled: a.Enabled()}}, o.Policies...),
 		opts:     o,
 		instance: inst,
 		backends: map[string]*Backend{},

@@ -157,6 +157,10 @@ func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request, reqID str
 		return p, true
 	}
 	g.stats.denied.Add(1)
+	if reqID == r.Header.Get(HeaderRequestID) {
+		// Unauthenticated: the client's ID is nobody's to record under.
+		reqID = NewRequestID()
+	}
 	desc := "missing bearer token"
 	if !errors.Is(err, auth.ErrMissingToken) {
 		desc = "unknown bearer token"
@@ -243,11 +247,13 @@ func readAllSized(r io.Reader, length int64) ([]byte, error) {
 	return append(buf, rest...), err
 }
 
-// decode parses one message, answering decode errors itself.
-func decode(w http.ResponseWriter, body []byte, reqID string) (jsonrpc.Message, bool) {
+// decode parses one message, answering decode errors itself. A message
+// refused for an ambiguous key is recorded as a denial of principal p.
+func (g *Gateway) decode(w http.ResponseWriter, body []byte, reqID string, p *auth.Principal) (jsonrpc.Message, bool) {
 	msg, err := jsonrpc.Decode(body)
 	if err != nil {
 		code, id := jsonrpc.ErrorCode(err)
+		g.recordAmbiguous(reqID, p, err)
 		writeRPCError(w, http.StatusBadRequest, id, code, "mcptrail: "+err.Error(), reqID)
 		return msg, false
 	}
@@ -255,16 +261,21 @@ func decode(w http.ResponseWriter, body []byte, reqID string) (jsonrpc.Message, 
 }
 
 // readMessage authenticates a POST, reads its body within the limit and
-// decodes one message, answering every failure itself.
-func (g *Gateway) readMessage(w http.ResponseWriter, r *http.Request, reqID string) (p *auth.Principal, msg jsonrpc.Message, size int, ok bool) {
-	if p, ok = g.authenticate(w, r, reqID); !ok {
+// decodes one message, answering every failure itself. Once the caller is
+// authenticated, a request ID taken from the client's X-Request-Id is
+// scoped to its principal (auth.Principal.ScopeRequestID) in *reqID.
+func (g *Gateway) readMessage(w http.ResponseWriter, r *http.Request, reqID *string) (p *auth.Principal, msg jsonrpc.Message, size int, ok bool) {
+	if p, ok = g.authenticate(w, r, *reqID); !ok {
 		return
 	}
-	body, ok := g.readBody(w, r, reqID)
+	if *reqID == r.Header.Get(HeaderRequestID) {
+		*reqID = p.ScopeRequestID(*reqID)
+	}
+	body, ok := g.readBody(w, r, *reqID)
 	if !ok {
 		return
 	}
-	msg, ok = decode(w, body, reqID)
+	msg, ok = g.decode(w, body, *reqID, p)
 	return p, msg, len(body), ok
 }
 
@@ -311,7 +322,7 @@ func (g *Gateway) serveStreamable(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	start := time.Now()
-	principal, msg, size, ok := g.readMessage(w, r, reqID)
+	principal, msg, size, ok := g.readMessage(w, r, &reqID)
 	if !ok {
 		return
 	}
@@ -606,7 +617,7 @@ func (g *Gateway) serveSSEMessage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	start := time.Now()
-	principal, msg, size, ok := g.readMessage(w, r, reqID)
+	principal, msg, size, ok := g.readMessage(w, r, &reqID)
 	if !ok {
 		return
 	}

@@ -1,11 +1,18 @@
-// Package auth authenticates MCP clients by bearer token and authorizes
-// their tool calls against per-token allowlists.
+// Package auth authenticates MCP clients by bearer token and decides what
+// each token may do.
 //
 // Tokens are configured by their sha256 only; a presented token is hashed
 // and compared in constant time against every configured hash, so neither
 // the config nor the timing of a failed attempt reveals a token. With no
 // tokens configured authentication is off: every caller is the principal
-// "anonymous" and may call every tool.
+// "anonymous" and may do everything.
+//
+// A token carries one list of patterns per Kind of target: tools, prompts,
+// resources, completions and (other) methods. What no pattern of the
+// matching list allows is denied: a token that lists only tools gets no
+// prompt, resource or completion, and no method the gateway does not know.
+// Targets are named as the backend will execute them (see Kind), so a
+// decision never depends on how the client spelled or routed a name.
 //
 // An Authenticator is immutable after New and safe for concurrent use; the
 // hot path (Authenticate then Allow) does not allocate.
@@ -17,6 +24,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"unicode"
 )
@@ -39,29 +47,160 @@ const (
 	ResultNone    = "none" // authentication is off; nothing was decided
 )
 
-// Token is one accepted token, as configured.
-type Token struct {
-	Name      string   // identifies the token in audit records; unique
-	SHA256    string   // hex sha256 of the bearer token
-	Principal string   // who holds it; default Name
-	Tools     []string // allowed tool patterns: "*", "crm.*", "files.read"
+// Kind is what a request acts on; each has its own pattern list.
+type Kind uint8
+
+// Kinds of target, and the form of the target string Allow matches:
+//
+//	Tools        "<server><sep><tool>"      the server's own tool name, namespaced by the server name
+//	Prompts      "<server><sep><prompt>"    likewise
+//	Resources    "<server>:<uri>"           the URI as the server knows it (also resource templates)
+//	Completions  "<server><sep><prompt>" for a prompt reference, "<server>:<uri>" for a resource one
+//	Methods      "<method>"                 a JSON-RPC method the gateway does not know
+const (
+	Tools Kind = iota
+	Prompts
+	Resources
+	Completions
+	Methods
+	NumKinds
+)
+
+var kindNames = [NumKinds]string{"tools", "prompts", "resources", "completions", "methods"}
+
+// String is the config key of the kind's pattern list.
+func (k Kind) String() string {
+	if k < NumKinds {
+		return kindNames[k]
+	}
+	return "kind(" + strconv.Itoa(int(k)) + ")"
 }
 
-// Principal is an authenticated caller and what it may call.
+// Token is one accepted token, as configured.
+type Token struct {
+	Name      string // identifies the token in audit records; unique
+	SHA256    string // hex sha256 of the bearer token
+	Principal string // who holds it; default Name
+	// Patterns per kind: "*" (all), a prefix ending in "*" ("crm.*",
+	// "memory:*", "everything:test://static/*") or an exact target.
+	Tools, Prompts, Resources, Completions, Methods []string
+}
+
+// Patterns returns the token's pattern list for kind k.
+func (t *Token) Patterns(k Kind) []string {
+	switch k {
+	case Tools:
+		return t.Tools
+	case Prompts:
+		return t.Prompts
+	case Resources:
+		return t.Resources
+	case Completions:
+		return t.Completions
+	case Methods:
+		return t.Methods
+	}
+	return nil
+}
+
+// Principal is an authenticated caller and what it may do.
 type Principal struct {
 	Name      string // the principal ("anonymous" when authentication is off)
 	TokenName string // the token used ("" when authentication is off)
 
-	all   bool     // anonymous, or holds a bare "*": every tool
-	rules []string // patterns, in configured order
+	anonymous bool
+	rules     [NumKinds][]rule // in configured order
+	idPrefix  string           // see ScopeRequestID
 }
+
+// ScopeRequestID puts a request ID the client chose into the principal's
+// own namespace: "<12 hex digits of sha256(principal)>:<id>". Two principals
+// can then never share a request ID, so one cannot add records to another's
+// request or trace by reusing its ID; the client gets the scoped ID back.
+// The anonymous principal (authentication off: nobody to tell apart) and a
+// nil one keep the ID as it is.
+func (p *Principal) ScopeRequestID(id string) string {
+	if p == nil || p.idPrefix == "" {
+		return id
+	}
+	return p.idPrefix + id
+}
+
+// requestIDPrefix derives a principal's request ID namespace.
+func requestIDPrefix(principal string) string {
+	sum := sha256.Sum256([]byte("mcptrail request-id namespace\x00" + principal))
+	return hex.EncodeToString(sum[:6]) + ":"
+}
+
+// rule is one pattern, precomputed for matching.
+type rule struct {
+	prefix string // the pattern without its trailing "*"
+	wild   bool   // the pattern ended in "*"
+	// pathPrefix: the pattern limits a resource URI to a prefix, so a URI
+	// whose path could resolve outside it (dot segments, encoded
+	// separators) does not match.
+	pathPrefix bool
+	name       string // as recorded: "<kind>:<pattern>"
+}
+
+func (r *rule) match(target string) bool {
+	if !r.wild {
+		return target == r.prefix
+	}
+	if !strings.HasPrefix(target, r.prefix) {
+		return false
+	}
+	return !r.pathPrefix || !escapesPrefix(target[len(r.prefix):])
+}
+
+// escapesPrefix reports whether the rest of a URI after an allowed prefix
+// could name something outside it once a server resolves it: dot segments,
+// backslashes, or percent-encoded dots, slashes and backslashes.
+func escapesPrefix(rest string) bool {
+	for i := 0; i < len(rest); i++ {
+		switch rest[i] {
+		case '\\':
+			return true
+		case '.':
+			// "..", or "." as a whole segment, at the start of rest
+			// (the prefix may end in "/") or after a "/".
+			if (i == 0 || rest[i-1] == '/') && (i+1 == len(rest) || rest[i+1] == '/' || rest[i+1] == '.' || rest[i+1] == '?' || rest[i+1] == '#') {
+				return true
+			}
+		case '%':
+			if i+2 < len(rest) {
+				switch strings.ToLower(rest[i+1 : i+3]) {
+				case "2e", "2f", "5c", "25":
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// DenyRule names the rule of a denial by default: no pattern of the kind's
+// list matched.
+func DenyRule(k Kind) string {
+	if k < NumKinds {
+		return denyRules[k]
+	}
+	return k.String() + ":default-deny"
+}
+
+var denyRules = func() (r [NumKinds]string) {
+	for k := range NumKinds {
+		r[k] = k.String() + ":default-deny"
+	}
+	return r
+}()
 
 // Decision is the outcome of authorizing one call, in the shape the audit
 // trail records.
 type Decision struct {
 	Principal string // principal name ("" when the caller was not authenticated)
 	Result    string // ResultAllowed, ResultDenied or ResultNone
-	Rule      string // the pattern that allowed the call ("" otherwise)
+	Rule      string // the rule that decided: "tools:crm.*", "tools:default-deny" ("" when auth is off)
 	Reason    string // why it was denied, for the audit trail and the client
 }
 
@@ -104,13 +243,20 @@ func New(tokens []Token) (*Authenticator, error) {
 		if p.Name == "" {
 			p.Name = t.Name
 		}
-		for _, pat := range t.Tools {
-			if err := CheckPattern(pat); err != nil {
-				return nil, fmt.Errorf("token %s: %w", t.Name, err)
-			}
-			p.rules = append(p.rules, pat)
-			if pat == "*" {
-				p.all = true
+		p.idPrefix = requestIDPrefix(p.Name)
+		for k := range NumKinds {
+			for _, pat := range t.Patterns(k) {
+				if err := CheckPattern(k, pat); err != nil {
+					return nil, fmt.Errorf("token %s: %s: %w", t.Name, k, err)
+				}
+				r := rule{name: k.String() + ":" + pat}
+				r.prefix, r.wild = strings.CutSuffix(pat, "*")
+				if k == Resources || k == Completions {
+					if _, uri, ok := strings.Cut(r.prefix, ":"); ok && uri != "" {
+						r.pathPrefix = true
+					}
+				}
+				p.rules[k] = append(p.rules[k], r)
 			}
 		}
 		e.principal = p
@@ -119,17 +265,24 @@ func New(tokens []Token) (*Authenticator, error) {
 	return a, nil
 }
 
-// CheckPattern validates a tool pattern: "*", a prefix ending in "*", or an
-// exact name; "*" may appear only at the end.
-func CheckPattern(p string) error {
+// CheckPattern validates a pattern of kind k: "*", a prefix ending in "*",
+// or an exact target; "*" may appear only at the end. A resource pattern
+// other than "*" names its server: "<server>:<uri pattern>".
+func CheckPattern(k Kind, p string) error {
+	what := strings.TrimSuffix(k.String(), "s")
 	if p == "" {
-		return errors.New("empty tool pattern")
+		return fmt.Errorf("empty %s pattern", what)
 	}
 	if i := strings.IndexByte(p, '*'); i >= 0 && i != len(p)-1 {
-		return fmt.Errorf("tool pattern %q: \"*\" is allowed only at the end", p)
+		return fmt.Errorf("%s pattern %q: \"*\" is allowed only at the end", what, p)
 	}
 	if strings.ContainsFunc(p, unicode.IsSpace) {
-		return fmt.Errorf("tool pattern %q contains spaces", p)
+		return fmt.Errorf("%s pattern %q contains spaces", what, p)
+	}
+	if k == Resources && p != "*" {
+		if server, uri, ok := strings.Cut(p, ":"); !ok || server == "" || strings.HasPrefix(uri, "//") {
+			return fmt.Errorf("resource pattern %q: want \"<server>:<uri pattern>\" (e.g. \"memory:*\", \"everything:test://static/*\") or \"*\"", p)
+		}
 	}
 	return nil
 }
@@ -140,7 +293,7 @@ func (a *Authenticator) Enabled() bool { return a != nil && len(a.entries) > 0 }
 
 // anonymous is shared by every unauthenticated call; its fields are not
 // meant to be modified.
-var anonymous = &Principal{Name: Anonymous, all: true}
+var anonymous = &Principal{Name: Anonymous, anonymous: true}
 
 // Authenticate resolves an Authorization header value ("Bearer <token>") to
 // a principal. When authentication is off it returns the anonymous
@@ -212,47 +365,59 @@ func HashToken(token string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// Allow reports whether the principal may call the (namespaced) tool and
-// which configured pattern allowed it. Patterns match in configured order:
-// "*" any tool, "crm.*" any tool starting with "crm.", otherwise the exact
-// name. The anonymous principal (authentication off) may call anything,
-// with rule "". A nil principal may call nothing.
-func (p *Principal) Allow(tool string) (ok bool, rule string) {
+// Allow reports whether the principal may act on target (in the form its
+// kind documents) and the rule that decided, as recorded: "tools:crm.*"
+// when a pattern allowed it, DenyRule(k) when none did. Patterns match in
+// configured order. The anonymous principal (authentication off) may do
+// anything, with rule "". A nil principal may do nothing.
+func (p *Principal) Allow(k Kind, target string) (ok bool, rule string) {
 	if p == nil {
-		return false, ""
+		return false, "unauthenticated"
 	}
-	if p.all && p.TokenName == "" {
+	if p.anonymous {
 		return true, ""
 	}
-	for _, r := range p.rules {
-		if prefix, wild := strings.CutSuffix(r, "*"); wild {
-			if strings.HasPrefix(tool, prefix) {
-				return true, r
-			}
-		} else if r == tool {
-			return true, r
+	if k >= NumKinds {
+		return false, "unknown-kind"
+	}
+	rules := p.rules[k]
+	for i := range rules {
+		if rules[i].match(target) {
+			return true, rules[i].name
 		}
 	}
-	return false, ""
+	return false, denyRules[k]
 }
 
-// Patterns returns the principal's tool patterns, in configured order.
-func (p *Principal) Patterns() []string { return append([]string(nil), p.rules...) }
+// Patterns returns the principal's patterns of kind k, in configured order.
+func (p *Principal) Patterns(k Kind) []string {
+	if k >= NumKinds {
+		return nil
+	}
+	out := make([]string, 0, len(p.rules[k]))
+	for _, r := range p.rules[k] {
+		_, pat, _ := strings.Cut(r.name, ":")
+		out = append(out, pat)
+	}
+	return out
+}
 
-// Authorize decides whether principal p may call tool, as the audit trail
-// records it. With authentication off the Result is ResultNone and the call
-// is allowed.
-func (a *Authenticator) Authorize(p *Principal, tool string) Decision {
+// Authorize decides whether principal p may act on target, as the audit
+// trail records it. With authentication off the Result is ResultNone and
+// the request is allowed.
+func (a *Authenticator) Authorize(p *Principal, k Kind, target string) Decision {
 	if !a.Enabled() {
 		return Decision{Principal: Anonymous, Result: ResultNone}
 	}
 	if p == nil {
-		return Decision{Result: ResultDenied, Reason: "not authenticated"}
+		return Decision{Result: ResultDenied, Rule: "unauthenticated", Reason: "not authenticated"}
 	}
-	if ok, rule := p.Allow(tool); ok {
+	ok, rule := p.Allow(k, target)
+	if ok {
 		return Decision{Principal: p.Name, Result: ResultAllowed, Rule: rule}
 	}
-	return Decision{Principal: p.Name, Result: ResultDenied, Reason: "tool " + tool + " is not allowed for token " + p.TokenName}
+	return Decision{Principal: p.Name, Result: ResultDenied, Rule: rule,
+		Reason: strings.TrimSuffix(k.String(), "s") + " " + target + " is not allowed for token " + p.TokenName}
 }
 
 // Denied describes a failed authentication as a Decision.

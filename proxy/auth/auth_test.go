@@ -89,10 +89,12 @@ func TestDisabled(t *testing.T) {
 			if err != nil || p.Name != Anonymous || p.TokenName != "" {
 				t.Errorf("Authenticate(%q) with auth off = %+v, %v; want anonymous", h, p, err)
 			}
-			if ok, rule := p.Allow("any.tool"); !ok || rule != "" {
-				t.Errorf("anonymous Allow = %v, %q; want true, \"\"", ok, rule)
+			for k := range NumKinds {
+				if ok, rule := p.Allow(k, "any.tool"); !ok || rule != "" {
+					t.Errorf("anonymous Allow(%s) = %v, %q; want true, \"\"", k, ok, rule)
+				}
 			}
-			if d := a.Authorize(p, "any.tool"); d != (Decision{Principal: Anonymous, Result: ResultNone}) || !d.Allowed() {
+			if d := a.Authorize(p, Tools, "any.tool"); d != (Decision{Principal: Anonymous, Result: ResultNone}) || !d.Allowed() {
 				t.Errorf("Authorize with auth off = %+v", d)
 			}
 		}
@@ -103,7 +105,7 @@ func TestDisabled(t *testing.T) {
 func TestAllowMatrix(t *testing.T) {
 	a := mustNew(t, testTokens)
 	tools := []string{"crm.search", "crm.", "crm", "crmx.search", "files.read", "files.readall", "files.write", "filesystem.ls", "nothing.here", ""}
-	// want[token][tool] is the rule that allows it, "-" for denied.
+	// want[token][tool] is the pattern that allows it, "-" for denied.
 	want := map[string][]string{
 		"ci":    {"crm.*", "crm.*", "-", "-", "files.read", "-", "-", "-", "-", "-"},
 		"admin": {"*", "*", "*", "*", "*", "*", "*", "*", "*", "*"},
@@ -116,31 +118,32 @@ func TestAllowMatrix(t *testing.T) {
 			t.Fatalf("token %s: %v", tok.Name, err)
 		}
 		for i, tool := range tools {
-			ok, rule := p.Allow(tool)
+			ok, rule := p.Allow(Tools, tool)
 			w := want[tok.Name][i]
 			if w == "-" {
-				if ok || rule != "" {
-					t.Errorf("%s.Allow(%q) = %v, %q; want denied", tok.Name, tool, ok, rule)
+				if ok || rule != "tools:default-deny" {
+					t.Errorf("%s.Allow(%q) = %v, %q; want denied by tools:default-deny", tok.Name, tool, ok, rule)
 				}
-				d := a.Authorize(p, tool)
-				if d.Result != ResultDenied || d.Allowed() || !strings.Contains(d.Reason, tool) || d.Principal != p.Name {
+				d := a.Authorize(p, Tools, tool)
+				if d.Result != ResultDenied || d.Allowed() || !strings.Contains(d.Reason, tool) || d.Principal != p.Name || d.Rule != "tools:default-deny" {
 					t.Errorf("Authorize(%s, %q) = %+v; want denied naming the tool", tok.Name, tool, d)
 				}
 				continue
 			}
+			w = "tools:" + w
 			if !ok || rule != w {
 				t.Errorf("%s.Allow(%q) = %v, %q; want true, %q", tok.Name, tool, ok, rule, w)
 			}
-			if d := a.Authorize(p, tool); d != (Decision{Principal: p.Name, Result: ResultAllowed, Rule: w}) {
+			if d := a.Authorize(p, Tools, tool); d != (Decision{Principal: p.Name, Result: ResultAllowed, Rule: w}) {
 				t.Errorf("Authorize(%s, %q) = %+v", tok.Name, tool, d)
 			}
 		}
 	}
 	var nilP *Principal
-	if ok, _ := nilP.Allow("crm.search"); ok {
+	if ok, _ := nilP.Allow(Tools, "crm.search"); ok {
 		t.Error("nil principal allowed")
 	}
-	if d := a.Authorize(nil, "crm.search"); d.Result != ResultDenied {
+	if d := a.Authorize(nil, Tools, "crm.search"); d.Result != ResultDenied {
 		t.Errorf("Authorize(nil) = %+v", d)
 	}
 	if d := Denied(ErrUnknownToken); d.Result != ResultDenied || d.Reason != "unknown bearer token" {
@@ -163,6 +166,9 @@ func TestNewRejects(t *testing.T) {
 		{"star in middle", []Token{{Name: "a", SHA256: h, Tools: []string{"*.read"}}}, "only at the end"},
 		{"empty pattern", []Token{{Name: "a", SHA256: h, Tools: []string{""}}}, "empty tool pattern"},
 		{"space in pattern", []Token{{Name: "a", SHA256: h, Tools: []string{"a b"}}}, "spaces"},
+		{"resource without server", []Token{{Name: "a", SHA256: h, Resources: []string{"test://static/*"}}}, "<server>:<uri pattern>"},
+		{"resource with wild server", []Token{{Name: "a", SHA256: h, Resources: []string{"mem*:x"}}}, "only at the end"},
+		{"star in middle of a prompt", []Token{{Name: "a", SHA256: h, Prompts: []string{"a*b"}}}, "prompt pattern"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -177,9 +183,9 @@ func TestNewRejects(t *testing.T) {
 func TestPatterns(t *testing.T) {
 	a := mustNew(t, testTokens)
 	p, _ := a.Authenticate("Bearer ci-secret")
-	got := p.Patterns()
+	got := p.Patterns(Tools)
 	got[0] = "mutated"
-	if again := p.Patterns(); again[0] != "crm.*" || len(again) != 2 {
+	if again := p.Patterns(Tools); again[0] != "crm.*" || len(again) != 2 {
 		t.Errorf("Patterns() = %q; must be a copy of the configured order", again)
 	}
 }
@@ -230,11 +236,68 @@ func BenchmarkAuthenticateAllow(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if ok, _ := p.Allow("crm.search"); ok {
+		if ok, _ := p.Allow(Tools, "crm.search"); ok {
 			allowed++
 		}
 	}
 	if allowed != b.N {
 		b.Fatalf("allowed %d of %d", allowed, b.N)
+	}
+}
+
+// TestKinds: each kind has its own list; a token that lists only tools
+// gets nothing else; resource prefixes do not stretch past dot segments.
+func TestKinds(t *testing.T) {
+	a := mustNew(t, []Token{
+		{Name: "tools-only", SHA256: HashToken("t1"), Tools: []string{"*"}},
+		{Name: "all", SHA256: HashToken("t2"), Tools: []string{"*"}, Prompts: []string{"*"}, Resources: []string{"*"}, Completions: []string{"*"}, Methods: []string{"*"}},
+		{Name: "scoped", SHA256: HashToken("t3"), Prompts: []string{"everything.simple*"},
+			Resources: []string{"everything:test://static/*", "memory:*"}, Completions: []string{"everything.complex_prompt"}, Methods: []string{"tasks/*"}},
+	})
+	tests := []struct {
+		token  string
+		kind   Kind
+		target string
+		want   string // the deciding rule; "-" for denied by default
+	}{
+		{"tools-only", Tools, "everything.echo", "tools:*"},
+		{"tools-only", Prompts, "everything.simple-prompt", "-"},
+		{"tools-only", Resources, "memory:memory://knowledge-graph", "-"},
+		{"tools-only", Completions, "everything.complex_prompt", "-"},
+		{"tools-only", Methods, "tasks/get", "-"},
+		{"all", Methods, "anything/else", "methods:*"},
+		{"all", Resources, "everything:test://../../etc/passwd", "resources:*"},
+		{"scoped", Tools, "everything.echo", "-"},
+		{"scoped", Prompts, "everything.simple-prompt", "prompts:everything.simple*"},
+		{"scoped", Prompts, "memory.simple", "-"},
+		{"scoped", Resources, "everything:test://static/resource/1", "resources:everything:test://static/*"},
+		{"scoped", Resources, "everything:test://static/../secret", "-"},
+		{"scoped", Resources, "everything:test://static/%2e%2e/secret", "-"},
+		{"scoped", Resources, "everything:test://static/a/./b", "-"},
+		{"scoped", Resources, "everything:test://static/a\\..\\b", "-"},
+		{"scoped", Resources, "everything:test://static/file.txt", "resources:everything:test://static/*"},
+		{"scoped", Resources, "everything:test://dynamic/1", "-"},
+		{"scoped", Resources, "memory:memory://knowledge-graph", "resources:memory:*"},
+		{"scoped", Resources, "memory:memory://../anything", "resources:memory:*"},
+		{"scoped", Resources, "memoryx:memory://knowledge-graph", "-"},
+		{"scoped", Completions, "everything.complex_prompt", "completions:everything.complex_prompt"},
+		{"scoped", Completions, "everything:test://static/{id}", "-"},
+		{"scoped", Methods, "tasks/get", "methods:tasks/*"},
+		{"scoped", Methods, "tools/call", "-"},
+	}
+	secret := map[string]string{"tools-only": "t1", "all": "t2", "scoped": "t3"}
+	for _, tt := range tests {
+		p, err := a.Authenticate("Bearer " + secret[tt.token])
+		if err != nil {
+			t.Fatal(err)
+		}
+		ok, rule := p.Allow(tt.kind, tt.target)
+		want := tt.want
+		if want == "-" {
+			want = DenyRule(tt.kind)
+		}
+		if ok != (tt.want != "-") || rule != want {
+			t.Errorf("%s.Allow(%s, %q) = %v, %q; want %v, %q", tt.token, tt.kind, tt.target, ok, rule, tt.want != "-", want)
+		}
 	}
 }

@@ -231,6 +231,15 @@ type Auth struct {
 }
 
 // Token is one accepted bearer token, stored as a hash.
+//
+// What a token may do is one pattern list per kind of target. Each pattern
+// is "*" (everything of that kind), a prefix ending in "*", or an exact
+// target; "*" only at the end. What no pattern allows is denied, and lists
+// (tools/list, prompts/list, resources/list, resources/templates/list) show
+// only what a call would be allowed. A token that lists only tools gets no
+// prompts, resources or completions, and no method mcptrail does not know.
+// Targets are named after the server that serves them, whether or not it is
+// mounted with no_namespace.
 type Token struct {
 	// Name identifies the token in audit records; unique.
 	Name string `yaml:"name"`
@@ -240,10 +249,44 @@ type Token struct {
 	// Principal is who holds the token (a user or a service), recorded with
 	// every call. Default the token name.
 	Principal string `yaml:"principal"`
-	// Tools are the namespaced tool names this token may call: "*" (all),
-	// a prefix ending in "*" ("crm.*"), or an exact name ("files.read").
-	// At least one.
+	// Tools are the tools this token may call (tools/call) and see
+	// (tools/list), as <server><separator><tool>: "*" (all), a prefix
+	// ending in "*" ("crm.*"), or an exact name ("files.read").
 	Tools []string `yaml:"tools"`
+	// Prompts are the prompts it may get and list, named like tools:
+	// "everything.simple-prompt", "everything.*".
+	Prompts []string `yaml:"prompts"`
+	// Resources are the resources it may read, subscribe to and list
+	// (resources and resource templates), as <server>:<uri pattern> with
+	// the URI as that server knows it: "memory:*" (every resource of
+	// server memory), "everything:test://static/*", or "*". A prefix
+	// pattern does not match a URI whose rest could climb out of it (a
+	// "." or ".." segment, a backslash, %2e, %2f, %5c or %25).
+	Resources []string `yaml:"resources"`
+	// Completions are the completion/complete references it may ask about:
+	// a prompt, named like prompts ("everything.complex_prompt"), or a
+	// resource template, named like resources ("everything:test://dynamic/*").
+	Completions []string `yaml:"completions"`
+	// Methods are the JSON-RPC methods mcptrail does not handle itself that
+	// it may send to backends ("tasks/*"); every other unknown method is
+	// denied. The protocol's own methods (initialize, ping, logging/setLevel,
+	// server/discover, notifications) need no pattern.
+	Methods []string `yaml:"methods"`
+}
+
+// Patterns returns the token's lists in the order tools, prompts,
+// resources, completions, methods, with their config keys.
+func (t *Token) Patterns() []TokenPatterns {
+	return []TokenPatterns{
+		{"tools", t.Tools}, {"prompts", t.Prompts}, {"resources", t.Resources},
+		{"completions", t.Completions}, {"methods", t.Methods},
+	}
+}
+
+// TokenPatterns is one pattern list of a token.
+type TokenPatterns struct {
+	Key      string
+	Patterns []string
 }
 
 // Recorder configures recording of every hop.

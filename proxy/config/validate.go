@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/mcptrail/mcptrail/proxy/auth"
 )
 
 // ApplyDefaults fills every zero-valued key that has a default. Parse calls
@@ -165,13 +167,17 @@ func (c *Config) Validate() error {
 		} else {
 			hashes[strings.ToLower(t.SHA256)] = i
 		}
-		if len(t.Tools) == 0 {
-			v.add(key+".tools", `is empty; list the tools this token may call ("*" for all)`)
-		}
-		for k, p := range t.Tools {
-			if err := checkToolPattern(p); err != nil {
-				v.add(fmt.Sprintf("%s.tools[%d]", key, k), "%v", err)
+		empty := true
+		for kind, l := range t.Patterns() {
+			empty = empty && len(l.Patterns) == 0
+			for k, p := range l.Patterns {
+				if err := auth.CheckPattern(auth.Kind(kind), p); err != nil {
+					v.add(fmt.Sprintf("%s.%s[%d]", key, l.Key, k), "%v", err)
+				}
 			}
+		}
+		if empty {
+			v.add(key+".tools", `is empty, and so are prompts, resources, completions and methods; list what this token may use (tools: ["*"] for every tool)`)
 		}
 	}
 	c.validateRecorder(&v)
@@ -386,13 +392,21 @@ func (c *Config) Warnings() []string {
 		}
 	}
 	for i, t := range c.Auth.Tokens {
-		for k, p := range t.Tools {
-			if p == "*" {
-				w = append(w, fmt.Sprintf("auth.tokens[%d] (%s) may call every tool", i, t.Name))
-				continue
-			}
-			if !c.patternHasServer(p) {
-				w = append(w, fmt.Sprintf("auth.tokens[%d].tools[%d] %q matches no server: tool names are <server>%s<tool>", i, k, p, c.NamespaceSeparator))
+		for kind, l := range t.Patterns() {
+			for k, p := range l.Patterns {
+				if p == "*" {
+					if auth.Kind(kind) == auth.Tools {
+						w = append(w, fmt.Sprintf("auth.tokens[%d] (%s) may call every tool", i, t.Name))
+					}
+					continue
+				}
+				if !c.patternHasServer(auth.Kind(kind), p) {
+					form := "<server>" + c.NamespaceSeparator + "<name>"
+					if auth.Kind(kind) == auth.Resources {
+						form = "<server>:<uri>"
+					}
+					w = append(w, fmt.Sprintf("auth.tokens[%d].%s[%d] %q matches no server: %s are named %s", i, l.Key, k, p, l.Key, form))
+				}
 			}
 		}
 	}
@@ -402,17 +416,22 @@ func (c *Config) Warnings() []string {
 	return w
 }
 
-// patternHasServer reports whether a tool pattern can match a tool of some
-// configured server.
-func (c *Config) patternHasServer(p string) bool {
+// patternHasServer reports whether a pattern of kind k can match a target
+// of some configured server. Targets are named after their server even when
+// it is mounted with no_namespace.
+func (c *Config) patternHasServer(k auth.Kind, p string) bool {
+	if k == auth.Methods {
+		return true
+	}
 	prefix, wild := strings.CutSuffix(p, "*")
 	for _, s := range c.Servers {
-		if s.NoNamespace {
-			return true // its tools have any names
-		}
-		ns := s.Name + c.NamespaceSeparator
-		if strings.HasPrefix(prefix, ns) || (wild && strings.HasPrefix(ns, prefix)) {
-			return true
+		for _, ns := range []string{s.Name + c.NamespaceSeparator, s.Name + ":"} {
+			if (ns[len(ns)-1] == ':') != (k == auth.Resources) && k != auth.Completions {
+				continue
+			}
+			if strings.HasPrefix(prefix, ns) || (wild && strings.HasPrefix(ns, prefix)) {
+				return true
+			}
 		}
 	}
 	return false
@@ -461,21 +480,6 @@ func checkURL(s string) error {
 	}
 	if u.Host == "" {
 		return fmt.Errorf("%q has no host", s)
-	}
-	return nil
-}
-
-// checkToolPattern accepts "*", "prefix*" and exact names: the only "*" is
-// the last character.
-func checkToolPattern(p string) error {
-	if p == "" {
-		return errors.New("empty tool pattern")
-	}
-	if i := strings.IndexByte(p, '*'); i >= 0 && i != len(p)-1 {
-		return fmt.Errorf("%q: \"*\" is allowed only at the end (\"*\", \"crm.*\")", p)
-	}
-	if strings.ContainsFunc(p, unicode.IsSpace) {
-		return fmt.Errorf("%q contains spaces", p)
 	}
 	return nil
 }

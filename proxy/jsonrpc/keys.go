@@ -45,9 +45,22 @@ type AmbiguousKeyError struct {
 
 func (e *AmbiguousKeyError) Error() string {
 	if e.Key == e.Other {
-		return fmt.Sprintf("duplicate key %q in %s", e.Key, e.Where)
+		return fmt.Sprintf("duplicate key %q in %s", capKey(e.Key), e.Where)
 	}
-	return fmt.Sprintf("ambiguous key %q in %s: it matches %q case-insensitively", e.Key, e.Where, e.Other)
+	return fmt.Sprintf("ambiguous key %q in %s: it matches %q case-insensitively", capKey(e.Key), e.Where, capKey(e.Other))
+}
+
+// capKey bounds a client-chosen key quoted in an error.
+func capKey(k string) string {
+	const max = 64
+	if len(k) <= max {
+		return k
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(k[cut]) {
+		cut--
+	}
+	return k[:cut] + "…"
 }
 
 // smallKeys is how many keys checkKeys compares pairwise before it switches

@@ -111,6 +111,22 @@ func ReplayRequestID(recorded string) string {
 // RecordedRequestID reverses ReplayRequestID.
 func RecordedRequestID(id string) (string, bool) { return strings.CutSuffix(id, replaySuffix) }
 
+// unscoped removes the principal scope a gateway with tokens puts on a
+// client's request ID (auth.Principal.ScopeRequestID: 12 hex digits and a
+// colon); "" when id has none.
+func unscoped(id string) string {
+	const n = 12
+	if len(id) <= n || id[n] != ':' {
+		return ""
+	}
+	for i := 0; i < n; i++ {
+		if c := id[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return ""
+		}
+	}
+	return id[n+1:]
+}
+
 // NewStore returns an empty store.
 func NewStore(cfg Config) *Store {
 	if cfg.MaxCandidates <= 0 {
@@ -233,10 +249,14 @@ func (s *Store) LookupFor(recordedRequestID, method, server string, params json.
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if recordedRequestID != "" && !sessionMethods[method] {
-		if e := s.byRequest[requestKey{recordedRequestID, k}]; e != nil {
-			i := min(e.next, len(e.answers)-1)
-			e.next++
-			return e.answers[i], nil
+		// A gateway with tokens scopes the replayed ID to the replaying
+		// principal ("<12 hex>:<id>"); the recorded one may be either.
+		for _, id := range [2]string{recordedRequestID, unscoped(recordedRequestID)} {
+			if e := s.byRequest[requestKey{id, k}]; id != "" && e != nil {
+				i := min(e.next, len(e.answers)-1)
+				e.next++
+				return e.answers[i], nil
+			}
 		}
 	}
 	if e := s.entries[k]; e != nil {

@@ -261,3 +261,19 @@ func TestLookupForServesEachRecordedRequestItsOwnAnswers(t *testing.T) {
 		t.Error("RecordedRequestID accepted an ID that is not a replay")
 	}
 }
+
+func TestUnscoped(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"0123456789ab:REQ-A", "REQ-A"},
+		{"0123456789ab:fedcba987654:X", "fedcba987654:X"},
+		{"0123456789AB:REQ-A", ""}, // the gateway writes lower-case hex
+		{"0123456789a:REQ-A", ""},
+		{"01JCLIENTSUPPLIEDREQUEST01", ""},
+		{"", ""},
+	}
+	for _, tt := range tests {
+		if got := unscoped(tt.in); got != tt.want {
+			t.Errorf("unscoped(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}

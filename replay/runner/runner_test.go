@@ -92,7 +92,8 @@ func TestMockModeCatchesGatewayRegressions(t *testing.T) {
 		{
 			name: "policy denies write_note",
 			cfg: &config.Config{Servers: []config.Server{{Name: "backend"}}, Auth: config.Auth{Tokens: []config.Token{
-				{Name: "ci", SHA256: hex.EncodeToString(sum[:]), Tools: []string{"backend.echo", "backend.add", "backend.now", "backend.fail", "backend.slow", "backend.no_such_tool"}},
+				{Name: "ci", SHA256: hex.EncodeToString(sum[:]), Tools: []string{"backend.echo", "backend.add", "backend.now", "backend.fail", "backend.slow", "backend.no_such_tool"},
+					Prompts: []string{"*"}, Resources: []string{"*"}, Completions: []string{"*"}},
 			}}},
 			tokens: map[string]string{"": "replay-token"},
 			// tools/list is filtered by the policy too.
