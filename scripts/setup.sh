@@ -28,3 +28,17 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
 fi
 
 go mod download
+
+# Go programs the chart tests run (deploy/helm): helm and kubeconform, at
+# pinned versions, installed with go install when missing or different.
+gobin=$(go env GOBIN); [ -n "$gobin" ] || gobin="$(go env GOPATH)/bin"
+goinstall() { # package module version
+	bin="$gobin/$(basename "$1")"
+	if [ -x "$bin" ] && go version -m "$bin" 2>/dev/null | grep -Eq "^[[:space:]]+mod[[:space:]]+$2[[:space:]]+$3([[:space:]]|$)"; then
+		return
+	fi
+	say "installing $1@$3 (go install; helm takes a few minutes to build)"
+	go install "$1@$3"
+}
+goinstall helm.sh/helm/v4/cmd/helm helm.sh/helm/v4 v4.3.2
+goinstall github.com/yannh/kubeconform/cmd/kubeconform github.com/yannh/kubeconform v0.8.0
