@@ -56,6 +56,13 @@ func (g *Gateway) Handler() http.Handler {
 			_, _ = io.WriteString(w, why+"\n")
 			return
 		}
+		if sp, ok := g.rec.(StatusProvider); ok {
+			if rs := sp.RecorderStatus(); !rs.Healthy {
+				// Ready by choice (recorder.ready_when_degraded), but say so.
+				_, _ = io.WriteString(w, "ready; recorder degraded: "+strings.Join(rs.Problems, "; ")+"\n")
+				return
+			}
+		}
 		_, _ = io.WriteString(w, "ready\n")
 	})
 	mux.HandleFunc("/statusz", func(w http.ResponseWriter, r *http.Request) {

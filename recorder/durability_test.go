@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/mcptrail/mcptrail/recorder"
 	"github.com/mcptrail/mcptrail/recorder/recordertest"
@@ -211,4 +213,74 @@ func TestPermanentErrorQuarantinesBatch(t *testing.T) {
 	if entries, _ := os.ReadDir(filepath.Join(cfg.Dir, recorder.QuarantineDir)); len(entries) != 0 {
 		t.Errorf("quarantine still holds %d files", len(entries))
 	}
+}
+
+// TestSpoolNearlyFullWarns: with storage down the spool fills; from 80% of
+// its budget the pipeline warns (naming what happens when it is full under
+// the policy) and reports the problem in its Stats.
+func TestSpoolNearlyFullWarns(t *testing.T) {
+	for _, policy := range []string{recorder.OverflowDrop, recorder.OverflowFailClosed} {
+		t.Run(policy, func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.MaxDiskBytes = 8 << 10
+			cfg.SegmentBytes = 1 << 10
+			cfg.Overflow = policy
+			w := recordertest.NewMemoryWriter()
+			w.FailNext(-1, nil)
+			var logs syncBuffer
+			p, err := recorder.NewPipeline(cfg, w, slog.New(slog.NewTextHandler(&logs, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Start(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				ctx, cancel := context.WithCancel(context.Background())
+				cancel()
+				_ = p.Shutdown(ctx)
+			})
+			if probs := p.Stats().Problems(time.Now()); len(probs) != 0 {
+				t.Fatalf("Problems of an empty spool = %q", probs)
+			}
+			for i := 0; p.Stats().SpoolBytes < cfg.MaxDiskBytes*8/10; i++ {
+				_ = p.Record(event(i))
+				if i > 100000 {
+					t.Fatalf("the spool never reached 80%%: %+v", p.Stats())
+				}
+				if i%16 == 0 {
+					time.Sleep(time.Millisecond)
+				}
+			}
+			want := "events will be DROPPED"
+			if policy == recorder.OverflowFailClosed {
+				want = "new calls will be REFUSED"
+			}
+			waitFor(t, "the nearly-full warning", func() bool { return strings.Contains(logs.String(), want) })
+			if n := strings.Count(logs.String(), "spool is nearly full"); n != 1 {
+				t.Errorf("%d nearly-full warnings, want 1 (once a minute)", n)
+			}
+			probs := strings.Join(p.Stats().Problems(time.Now()), "; ")
+			if !strings.Contains(probs, "spool nearly full") {
+				t.Errorf("Problems = %q, want the spool nearly full", probs)
+			}
+		})
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }

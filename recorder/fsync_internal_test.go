@@ -77,3 +77,29 @@ func TestFsyncFailureIsNotAcknowledged(t *testing.T) {
 		})
 	}
 }
+
+// TestGrowthMeter: the spool's growth rate and so its time to full.
+func TestGrowthMeter(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name    string
+		samples []int64 // bytes, one per step of growthStep
+		want    float64
+	}{
+		{"no samples", nil, 0},
+		{"one sample", []int64{100}, 0},
+		{"steady growth", []int64{0, 10_000, 20_000}, 1000},
+		{"draining", []int64{20_000, 10_000}, -1000},
+		{"window of the last minute", []int64{0, 0, 0, 0, 0, 0, 0, 0, 60_000, 120_000}, float64(120_000) / 60},
+	}
+	for _, tt := range tests {
+		var g growthMeter
+		for i, b := range tt.samples {
+			g.sample(t0.Add(time.Duration(i)*growthStep), b)
+			g.sample(t0.Add(time.Duration(i)*growthStep+time.Second), b+999) // within the step: ignored
+		}
+		if got := g.rate(); got != tt.want {
+			t.Errorf("%s: rate = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}

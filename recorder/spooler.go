@@ -206,6 +206,7 @@ func (s *spooler) add(ev *Event, stopping bool) {
 			s.seal()
 			s.buf = append(s.buf[:0], rec...)
 			start = 0
+			s.watchBudget(time.Now()) // the loop's maintain does not run while we wait
 			select {
 			case <-p.spaceFreed:
 				continue
