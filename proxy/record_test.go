@@ -132,3 +132,25 @@ func TestRedactEventAttrs(t *testing.T) {
 		t.Errorf("attrs = %s (%d redactions); want the first kept, the key of the third kept, 3 redactions", got, e.RedactionCount)
 	}
 }
+
+// BenchmarkRedactEvent is the recorder's Prepare hook on a typical small
+// tools/call response hop: payloads and every client-chosen string.
+func BenchmarkRedactEvent(b *testing.B) {
+	r, err := redact.New(redact.Config{}, []byte("bench-key"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	params := []byte(`{"name":"crm.search","arguments":{"query":"renewals in emea","limit":50,"password":"hunter2"},"_meta":{"progressToken":7}}`)
+	result := []byte(`{"content":[{"type":"text","text":"3 customers: acme, globex, initech"}],"isError":false}`)
+	b.ReportAllocs()
+	var n uint16
+	for b.Loop() {
+		e := recorder.Event{Method: "tools/call", Target: "crm.search", RPCID: "17", ClientName: "claude-code", ClientVersion: "2.1.0",
+			ProtocolVersion: "2025-11-25", AuthRule: "full", RouteRule: "namespace:crm", Params: params, Result: result, Unredacted: true}
+		proxy.RedactEvent(r, &e)
+		n = e.RedactionCount
+	}
+	if n != 1 {
+		b.Fatalf("RedactionCount = %d, want 1 (password)", n)
+	}
+}

@@ -185,9 +185,22 @@ recorder:
 		return st.QueueLen == 0 && st.Enqueued > 0 && st.Spooled+st.Dropped == st.Enqueued, fmt.Errorf("stats %+v", st)
 	})
 	spool := readTree(t, env.SpoolDir)
+	// What the gateway serves about itself: /statusz and /metrics.
+	var served []byte
+	for _, path := range []string{"/statusz", "/metrics"} {
+		req, _ := http.NewRequest(http.MethodGet, gw.url+path, nil)
+		req.Header.Set("Authorization", "Bearer "+env.FullToken)
+		resp, err := httpc.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		served = append(served, b...)
+	}
 	gw.stop(t)
 	spool = append(spool, readTree(t, env.SpoolDir)...) // what shutdown left
-	logs := []byte(gw.output(t))
+	logs := append([]byte(gw.output(t)), served...)     // scanned as log lines
 
 	// ClickHouse: every String-typed column of every table.
 	conn := chConn(t, env.CHAddr)
@@ -241,7 +254,7 @@ recorder:
 	}
 
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-44s %8s %8s %8s\n", "channel", "CH rows", "spool", "log")
+	fmt.Fprintf(&b, "%-44s %8s %8s %8s\n", "channel", "CH rows", "spool", "log+status")
 	var leaks, totalCH, totalSpool, totalLog int
 	for i, n := range needles {
 		name := "marker (not a secret)"

@@ -64,13 +64,19 @@ type wordRule struct {
 type keyMatcher struct {
 	exact map[string]string // lower-cased bare rule → rule name
 	rules []wordRule        // longest joined form first
-	cache sync.Map          // key → keyVerdict
-	n     atomic.Int32      // entries in cache
+	inKey func(string) bool // whether a key itself holds a secret
+	// placeholder reports a key that is a placeholder already (a key
+	// redacted before): no rule applies to it or its value.
+	placeholder func(string) bool
+	cache       sync.Map     // key → keyVerdict
+	n           atomic.Int32 // entries in cache
 }
 
 type keyVerdict struct {
 	rule string
-	ok   bool
+	ok   bool // the key's value is a secret (by rule)
+	// inKey: the key itself holds a secret (a map keyed by tokens).
+	inKey bool
 }
 
 // maxCachedKeys bounds the cache: keys come from clients.
@@ -80,8 +86,8 @@ const maxCachedKeys = 8192
 // checked by its first maxKeyLen bytes.
 const maxKeyLen = 256
 
-func newKeyMatcher(bare []string) *keyMatcher {
-	m := &keyMatcher{exact: map[string]string{}}
+func newKeyMatcher(bare []string, inKey, placeholder func(string) bool) *keyMatcher {
+	m := &keyMatcher{exact: map[string]string{}, inKey: inKey, placeholder: placeholder}
 	for _, name := range bare {
 		m.exact[name] = name
 		words := splitWords(name, nil)
@@ -96,19 +102,28 @@ func newKeyMatcher(bare []string) *keyMatcher {
 	return m
 }
 
-// match reports the rule that makes key a secret.
+// match reports the rule that makes key's value a secret.
 func (m *keyMatcher) match(key string) (string, bool) {
+	v := m.lookup(key)
+	return v.rule, v.ok
+}
+
+// lookup returns what is known about key.
+func (m *keyMatcher) lookup(key string) keyVerdict {
 	if v, ok := m.cache.Load(key); ok {
-		kv := v.(keyVerdict)
-		return kv.rule, kv.ok
+		return v.(keyVerdict)
 	}
-	rule, ok := m.slow(key)
+	var v keyVerdict
+	if m.placeholder == nil || !m.placeholder(key) {
+		v.rule, v.ok = m.slow(key)
+		v.inKey = m.inKey != nil && m.inKey(key)
+	}
 	if m.n.Load() < maxCachedKeys {
-		if _, loaded := m.cache.LoadOrStore(strings.Clone(key), keyVerdict{rule, ok}); !loaded {
+		if _, loaded := m.cache.LoadOrStore(strings.Clone(key), v); !loaded {
 			m.n.Add(1)
 		}
 	}
-	return rule, ok
+	return v
 }
 
 func (m *keyMatcher) slow(key string) (string, bool) {

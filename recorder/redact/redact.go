@@ -55,7 +55,7 @@ func New(cfg Config, hmacKey []byte) (*Redactor, error) {
 			r.paths = append(r.paths, k)
 		}
 	}
-	r.keys = newKeyMatcher(bare)
+	r.keys = newKeyMatcher(bare, func(k string) bool { return len(r.find(k)) > 0 }, r.isPlaceholder)
 	r.rules = map[string]bool{}
 	for _, k := range keys {
 		r.rules[k.name] = true
@@ -187,8 +187,11 @@ func (r *Redactor) find(s string) []span {
 	}
 	// After the patterns: when both find the same value, the pattern's
 	// more telling rule name wins (the sort below is stable).
-	if set.has('=') || set.has(':') {
+	if set.has('=') || set.has(':') || set.has('>') {
 		spans = r.findKV(s, spans)
+	}
+	if set.has('-') {
+		spans = r.findFlags(s, spans)
 	}
 	if len(spans) == 0 {
 		return nil

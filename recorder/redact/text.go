@@ -15,7 +15,8 @@ import (
 //     form and query style `password=…&token=…`, header style
 //     `Authorization: Bearer …`, `X-Api-Key: …`, quoted `"apiKey": "…"`
 //     or `'secret': '…'` in text that is not valid JSON (a truncated
-//     body, a Python repr), `secret => …`;
+//     body, a Python repr), `secret => …`, XML `<password>…</password>`,
+//     command-line flags `--password …`;
 //   - the patterns of Config.Patterns.
 //
 // Values are cut at white space, & , ; quotes and closing brackets, or at
@@ -108,17 +109,23 @@ func (r *Redactor) textWithJSON(s string, path []string, depth int) (string, int
 // findKV appends the values of secret key/value pairs in s to spans.
 func (r *Redactor) findKV(s string, spans []span) []span {
 	for i := 0; i < len(s); {
-		j := strings.IndexAny(s[i:], "=:")
+		j := strings.IndexAny(s[i:], "=:>")
 		if j < 0 {
 			break
 		}
 		sep := i + j
 		i = sep + 1
-		rule, ok := r.kvKey(s, sep)
+		var rule string
+		var ok bool
+		var st, en int
+		if s[sep] == '>' {
+			rule, ok, st, en = r.xmlElement(s, sep)
+		} else if rule, ok = r.kvKey(s, sep); ok {
+			st, en = kvValue(s, sep)
+		}
 		if !ok {
 			continue
 		}
-		st, en := kvValue(s, sep)
 		if en <= st {
 			continue
 		}
@@ -157,6 +164,56 @@ func (r *Redactor) kvKey(s string, sep int) (string, bool) {
 		return "", false
 	}
 	return r.keys.match(s[k:end])
+}
+
+// xmlElement finds <key>value</key> for a secret key, the '>' of its
+// opening tag at s[sep].
+func (r *Redactor) xmlElement(s string, sep int) (rule string, ok bool, st, en int) {
+	k := sep
+	for k > 0 && sep-k < maxKeyLen && (isKeyChar(s[k-1]) || s[k-1] == ':') {
+		k--
+	}
+	if k == sep || k == 0 || s[k-1] != '<' {
+		return "", false, 0, 0
+	}
+	if rule, ok = r.keys.match(s[k:sep]); !ok {
+		return "", false, 0, 0
+	}
+	st = sep + 1
+	en = strings.IndexByte(s[st:], '<')
+	if en < 0 {
+		return rule, true, st, len(s)
+	}
+	return rule, true, st, st + en
+}
+
+// findFlags appends the values of command-line flags named after a
+// secret, --password value (--password=value is a key/value pair).
+func (r *Redactor) findFlags(s string, spans []span) []span {
+	for i := 0; i < len(s); {
+		j := strings.Index(s[i:], "--")
+		if j < 0 {
+			break
+		}
+		k := i + j + 2
+		e := k
+		for e < len(s) && e-k < maxKeyLen && isKeyChar(s[e]) {
+			e++
+		}
+		i = max(e, k)
+		if e == k || e+1 >= len(s) || s[e] != ' ' {
+			continue
+		}
+		rule, ok := r.keys.match(s[k:e])
+		if !ok {
+			continue
+		}
+		if en := valueEnd(s, e+1); en > e+1 && s[e+1] != '-' {
+			spans = append(spans, span{e + 1, en, rule})
+			i = en
+		}
+	}
+	return spans
 }
 
 // authSchemes are the words that start an Authorization value: the

@@ -98,17 +98,29 @@ func (w *walker) object(depth int) {
 		w.ws()
 		end := skipString(w.in, w.pos)
 		rawKey := w.in[w.pos:end]
-		w.out = append(w.out, rawKey...)
+		key := unquote(rawKey)
+		v := w.r.keys.lookup(key)
+		if v.inKey {
+			// A key that is itself a secret (a map keyed by tokens).
+			red, n := w.r.matchPatterns(key)
+			w.out = appendJSONString(w.out, red)
+			w.count += n
+		} else {
+			w.out = append(w.out, rawKey...)
+		}
 		w.pos = end
 		w.ws()
 		w.out = append(w.out, ':') // the colon
 		w.pos++
-		key := unquote(rawKey)
 		w.path = append(w.path, key)
 		// The envelope's own members are never replaced by key rules; a
 		// secret pattern in them (a JSON-RPC id carrying a token) is.
 		envelope := depth == 0 && (key == "jsonrpc" || key == "id" || key == "method") && string(rawKey[1:len(rawKey)-1]) == key
-		if rule, ok := w.r.matchKey(w.path); ok && !envelope {
+		rule, ok := v.rule, v.ok
+		if !ok {
+			rule, ok = w.r.matchPath(w.path)
+		}
+		if ok && !envelope {
 			w.replace(rule)
 		} else {
 			w.value(depth+1, false)
@@ -154,10 +166,14 @@ func (w *walker) replace(rule string) {
 // rule by the words of the last key (keys.go), a dotted rule by the last
 // keys, ignoring case.
 func (r *Redactor) matchKey(path []string) (string, bool) {
-	last := path[len(path)-1]
-	if rule, ok := r.keys.match(last); ok {
+	if rule, ok := r.keys.match(path[len(path)-1]); ok {
 		return rule, true
 	}
+	return r.matchPath(path)
+}
+
+// matchPath reports the dotted key rule matching the key path, if any.
+func (r *Redactor) matchPath(path []string) (string, bool) {
 	for _, k := range r.paths {
 		if len(k.segs) > len(path) {
 			continue

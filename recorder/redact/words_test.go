@@ -100,6 +100,9 @@ func TestTextShapes(t *testing.T) {
 		{"URL password", "dsn postgres://app:pg-pass-8@db:5432/x", []string{"pg-pass-8"}, []string{"postgres://app:", "@db:5432/x"}, []string{"url_password"}, true},
 		{"OpenAI key", "key sk-proj-" + strings.Repeat("Ab3", 12), []string{"sk-proj-" + strings.Repeat("Ab3", 12)}, []string{"key "}, []string{"llm_api_key"}, true},
 		{"tool name with a token", "everything.sk_test_" + strings.Repeat("Z", 24), []string{"sk_test_" + strings.Repeat("Z", 24)}, []string{"everything."}, []string{"stripe_key"}, true},
+		{"XML element", `<user>bob</user><db:password>xpw-11</db:password>`, []string{"xpw-11"}, []string{"<user>bob</user><db:password>«", "</db:password>"}, []string{"password"}, true},
+		{"command-line flag", `mysql -u root --password fpw-12 --host db`, []string{"fpw-12"}, []string{"--host db", "--password «"}, []string{"password"}, true},
+		{"key holding a token", `{"ghp_` + strings.Repeat("k", 36) + `": 1}`, []string{"ghp_" + strings.Repeat("k", 36)}, []string{": 1}"}, []string{"github_token"}, true},
 		{"JSON-RPC id text", `"password=pw-10"`, []string{"pw-10"}, nil, []string{"password"}, false},
 	}
 	for _, tt := range tests {
@@ -159,6 +162,8 @@ func TestTextNoFalsePositives(t *testing.T) {
 		"the secret of success",
 		"{{ template }} { not json",
 		"Bearer",
+		"<p>token counts</p> <a href=x>secret</a> a->b x=>y",
+		"run --token-count 5 --password --verbose -- password",
 	} {
 		if got, n := r.String(s); n != 0 || got != s {
 			t.Errorf("String(%q) = %q, %d; want unchanged", s, got, n)
