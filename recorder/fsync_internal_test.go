@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -101,5 +102,44 @@ func TestGrowthMeter(t *testing.T) {
 		if got := g.rate(); got != tt.want {
 			t.Errorf("%s: rate = %v, want %v", tt.name, got, tt.want)
 		}
+	}
+}
+
+// TestDirFsyncFailureIsNotAcknowledged: a segment whose directory entry
+// could not be made durable loses everything on a power cut, fsynced
+// records included: its events are not acknowledged until a directory
+// fsync succeeds. (A file system that cannot fsync directories at all,
+// EINVAL, records less durably rather than not at all.)
+func TestDirFsyncFailureIsNotAcknowledged(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		err     error
+		wantAck uint64
+	}{{"EIO", syscall.EIO, 0}, {"unsupported EINVAL", syscall.EINVAL, 5}} {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := NewPipeline(Config{Dir: filepath.Join(t.TempDir(), "spool"), Fsync: FsyncAlways,
+				RetryMin: time.Millisecond, RetryMax: 2 * time.Millisecond}, &countingWriter{}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.syncDir = func(string) error { return tt.err }
+			if err := p.Start(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = p.Shutdown(context.Background()) })
+			for i := range 5 {
+				if err := p.Record(&Event{RequestID: "r", Hop: HopInbound, Seq: uint32(i)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+			defer cancel()
+			if err := p.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if s := p.Stats(); s.Spooled != tt.wantAck || s.Spooled+s.Unacknowledged != 5 {
+				t.Errorf("Stats = %+v, want %d acknowledged of 5", s, tt.wantAck)
+			}
+		})
 	}
 }

@@ -130,6 +130,7 @@ type Pipeline struct {
 	failClosed bool
 	// syncFile fsyncs a spool file; tests replace it to inject failures.
 	syncFile     func(*os.File) error
+	syncDir      func(dir string) error
 	spoolFailed  atomic.Bool  // an fsync failed and none succeeded since
 	failingSince atomic.Int64 // unix nanos of the first failed write of the current streak, 0 when writing works
 	// extra holds the later hops of admitted calls that found the queue
@@ -211,6 +212,7 @@ func NewPipeline(cfg Config, w Writer, logger *slog.Logger) (*Pipeline, error) {
 		queue:      make(chan *Event, cfg.QueueSize),
 		failClosed: cfg.Overflow == OverflowFailClosed,
 		syncFile:   (*os.File).Sync,
+		syncDir:    syncDir,
 		calls:      map[string]int{},
 		progress:   make(chan struct{}),
 		spoolPoke:  make(chan struct{}, 1),

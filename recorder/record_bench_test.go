@@ -2,6 +2,7 @@ package recorder
 
 import (
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/oklog/ulid/v2"
@@ -11,15 +12,25 @@ import (
 // outside the timer, so every Record enqueues and none is dropped.
 func BenchmarkRecordEnqueue(b *testing.B) {
 	for _, tt := range []struct {
-		name  string
-		genID bool
-	}{{"preset_id", false}, {"generate_id", true}} {
+		name     string
+		genID    bool
+		overflow string
+	}{{"preset_id", false, OverflowDrop}, {"generate_id", true, OverflowDrop}, {"fail_closed_calls", false, OverflowFailClosed}} {
 		b.Run(tt.name, func(b *testing.B) {
-			p, err := NewPipeline(Config{Dir: filepath.Join(b.TempDir(), "s"), QueueSize: 1 << 12}, Discard{}, nil)
+			p, err := NewPipeline(Config{Dir: filepath.Join(b.TempDir(), "s"), QueueSize: 1 << 12, Overflow: tt.overflow}, Discard{}, nil)
 			if err != nil {
 				b.Fatal(err)
 			}
 			evs := make([]Event, 1<<12)
+			// Under fail_closed, calls: an inbound hop admits, the
+			// response ends it (the admission bookkeeping is measured).
+			for i := range evs {
+				evs[i].RequestID = "req-" + strconv.Itoa(i/2)
+				evs[i].Hop = HopInbound
+				if i%2 == 1 {
+					evs[i].Hop = HopResponse
+				}
+			}
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {

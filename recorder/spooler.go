@@ -2,10 +2,12 @@ package recorder
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -35,6 +37,9 @@ type spooler struct {
 	// processed counts events taken off the queue (spooled or dropped).
 	processed uint64
 	warnedAt  time.Time // last nearly-full warning, zero when below the mark
+	// dirPending: the active segment's directory entry is not known to be
+	// durable (the directory fsync at its creation failed).
+	dirPending bool
 }
 
 func (p *Pipeline) runSpooler() {
@@ -272,10 +277,15 @@ func (s *spooler) open() error {
 		// loss can take the whole segment, fsynced records and all. Some
 		// file systems cannot fsync a directory: record less durably
 		// rather than not at all.
-		if err := syncDir(p.cfg.Dir); err != nil {
+		// A directory fsync that fails for another reason leaves the
+		// segment's name undurable: its events are not acknowledged until
+		// it succeeds (sync retries it).
+		err := p.syncDir(p.cfg.Dir)
+		s.dirPending = err != nil && !unsupported(err)
+		if err != nil {
 			err = fmt.Errorf("syncing spool directory for segment %s: %w", path, err)
 			p.setError(err)
-			p.logger.Warn("spool directory fsync failed", "err", err)
+			p.logger.Warn("spool directory fsync failed", "err", err, "retried", s.dirPending)
 		}
 	}
 	s.f, s.id, s.size, s.events, s.first = f, id, segmentHeaderLen, 0, s.processed
@@ -364,8 +374,17 @@ func (s *spooler) sync() error {
 	}
 	p.fsyncs.Add(1)
 	s.lastSync = time.Now()
-	if err := p.syncFile(s.f); err != nil {
+	err := p.syncFile(s.f)
+	if err != nil {
 		err = fmt.Errorf("syncing spool segment %s: %w", s.id, err)
+	} else if s.dirPending {
+		if err = p.syncDir(p.cfg.Dir); err != nil {
+			err = fmt.Errorf("syncing spool directory for segment %s: %w", s.id, err)
+		} else {
+			s.dirPending = false
+		}
+	}
+	if err != nil {
 		p.setError(err)
 		p.unacked.Add(s.unsynced)
 		s.unsynced = 0
@@ -408,6 +427,12 @@ func (s *spooler) seal() {
 	}
 	s.f = nil
 	s.events = 0
+}
+
+// unsupported reports a file system that cannot fsync a directory at all:
+// record less durably rather than not at all.
+func unsupported(err error) bool {
+	return errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOTSUP) || errors.Is(err, syscall.EROFS)
 }
 
 // syncDir fsyncs a directory, making the names created in it durable.

@@ -397,3 +397,35 @@ func TestStoreFlagsResolve(t *testing.T) {
 		})
 	}
 }
+
+// TestRecorderRequeue: the command hands quarantined batches back to the
+// spool, where a running or the next pipeline adopts them.
+func TestRecorderRequeue(t *testing.T) {
+	dir := t.TempDir()
+	q := filepath.Join(dir, recorder.QuarantineDir)
+	if err := os.MkdirAll(q, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(q, "01JSEG-3.seg"), []byte("batch"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run := func() string {
+		cmd := newRecorderCmd()
+		var out bytes.Buffer
+		cmd.SetOut(&out)
+		cmd.SetArgs([]string{"requeue", "--spool-dir", dir})
+		if err := cmd.Execute(); err != nil {
+			t.Fatal(err)
+		}
+		return out.String()
+	}
+	if out := run(); !strings.Contains(out, "requeued 1 of 1 quarantined batches") {
+		t.Errorf("requeue said %q", out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "01JSEG-3.requeued")); err != nil {
+		t.Errorf("batch not handed back: %v", err)
+	}
+	if out := run(); !strings.Contains(out, "nothing to requeue") {
+		t.Errorf("second requeue said %q", out)
+	}
+}
