@@ -186,7 +186,7 @@ func runReplay(ctx context.Context, env *Env, mode runner.Mode, f *replayFlags) 
 				return err
 			}
 			defer mock.Close()
-			gw, err := runner.StartGateway(ctx, runner.MockConfig(cfg, replay.CatalogOrder(src.events, f.sel.separator, store.Servers()), mock.URL), 30*time.Second, logger)
+			gw, err := runner.StartGateway(ctx, runner.WithTimeouts(runner.MockConfig(cfg, replay.CatalogOrder(src.events, f.sel.separator, store.Servers()), mock.URL), runner.RecordedTimeouts(src.events)), 30*time.Second, logger)
 			if err != nil {
 				return err
 			}

@@ -178,7 +178,9 @@ func Compare(recorded, replayed Exchange, rules IgnoreRules) Result {
 	if a == nil || b == nil {
 		return res
 	}
-	if outcomeChanged && (oo == recorder.OutcomeJSONRPCError) != (no == recorder.OutcomeJSONRPCError) {
+	_, ea := splitResponse(recorded.Response)
+	_, eb := splitResponse(replayed.Response)
+	if outcomeChanged && (ea == nil) != (eb == nil) {
 		// A result against an error object: their members have nothing in
 		// common; the outcome change carries the error's code and message.
 		return res
@@ -207,12 +209,12 @@ const maxOutcomeMessage = 300
 // "jsonrpc_error -32602: Unknown tool: x", "tool_error: <first text>".
 func outcomeJSON(o recorder.Outcome, code int, body json.RawMessage) json.RawMessage {
 	s := o.String()
-	if o == recorder.OutcomeJSONRPCError && code != 0 {
+	if (o == recorder.OutcomeJSONRPCError || o == recorder.OutcomeTransportError) && code != 0 {
 		s = fmt.Sprintf("%s %d", o, code)
 	}
 	var msg string
 	switch o {
-	case recorder.OutcomeJSONRPCError:
+	case recorder.OutcomeJSONRPCError, recorder.OutcomeTransportError:
 		var e struct {
 			Message string `json:"message"`
 		}

@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/mcptrail/mcptrail/proxy/jsonrpc"
 	"github.com/mcptrail/mcptrail/recorder"
@@ -181,14 +182,14 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.hits.Add(1)
-		s.writeRecorded(w, msg.ID, x)
+		s.writeRecorded(w, r, msg.ID, x)
 		return
 	}
 
 	x, err := s.store.LookupFor(recordedRequest(msg.Params), msg.Method, server, msg.Params)
 	if err == nil {
 		s.hits.Add(1)
-		s.writeRecorded(w, msg.ID, x)
+		s.writeRecorded(w, r, msg.ID, x)
 		return
 	}
 	if errors.Is(err, match.ErrNoMatch) {
@@ -248,8 +249,15 @@ func missData(err error) json.RawMessage {
 	return b
 }
 
-// writeRecorded relays a recorded answer with the live request's id.
-func (s *Server) writeRecorded(w http.ResponseWriter, id json.RawMessage, x diff.Exchange) {
+// MaxRecordedTimeout bounds how long the mock withholds the answer to a
+// request whose recorded call timed out.
+const MaxRecordedTimeout = 10 * time.Minute
+
+// writeRecorded relays a recorded answer with the live request's id. A
+// recorded timeout (the gateway gave up waiting: transport_error -32004) is
+// reproduced by not answering until the caller gives up too, so the
+// gateway under test times out the same way.
+func (s *Server) writeRecorded(w http.ResponseWriter, r *http.Request, id json.RawMessage, x diff.Exchange) {
 	if x.Truncated {
 		writeMessage(w, http.StatusOK, jsonrpc.NewError(id, jsonrpc.CodeInternalError,
 			"mcptrail replay: the recorded answer was truncated at the payload cap and cannot be replayed", nil))
@@ -257,6 +265,16 @@ func (s *Server) writeRecorded(w http.ResponseWriter, id json.RawMessage, x diff
 	}
 	outcome, code := diff.Classify(x)
 	body := diff.ResponseBody(x.Response)
+	if outcome == recorder.OutcomeTransportError && code == jsonrpc.CodeRequestTimeout {
+		t := time.NewTimer(MaxRecordedTimeout)
+		defer t.Stop()
+		select {
+		case <-r.Context().Done():
+		case <-t.C:
+		}
+		http.Error(w, "mcptrail replay: recorded timeout", http.StatusGatewayTimeout)
+		return
+	}
 	switch outcome {
 	case recorder.OutcomeTransportError, recorder.OutcomeDenied:
 		// Reproduce the failure at the transport level.

@@ -14,6 +14,7 @@ import (
 	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
 
+	"github.com/mcptrail/mcptrail/proxy/jsonrpc"
 	"github.com/mcptrail/mcptrail/recorder"
 	"github.com/mcptrail/mcptrail/replay"
 	"github.com/mcptrail/mcptrail/replay/diff"
@@ -179,6 +180,7 @@ func clientRequest(ctx context.Context, o Options, tr *transport.StreamableHTTP,
 	} else {
 		replayed.Response = resp.Result
 	}
+	replayed.Outcome, replayed.ErrorCode = gatewayOutcome(replayed.Response)
 	replayed.Response = normalizeAnswer(replayed.Response)
 	o.Logger.Debug("replayed", "request_id", r.RequestID, "method", r.Method, "target", r.Target, "duration", dur)
 	return report.Compared(recorded, replayed, o.Ignore)
@@ -193,7 +195,7 @@ func recordedAnswer(r *replay.Request, s *secrets.Secrets, keep bool) diff.Excha
 	if r.Response != nil {
 		x = replay.Exchange(r.Response)
 		if x.Response != nil {
-			x.Outcome = recorder.OutcomeOK
+			x.Outcome, x.ErrorCode = gatewayOutcome(x.Response)
 			x.Response = normalizeAnswer(x.Response)
 			if !keep {
 				x.Response = fillRecorded(s, x.Response)
@@ -202,6 +204,26 @@ func recordedAnswer(r *replay.Request, s *secrets.Secrets, keep bool) diff.Excha
 	}
 	x.RequestID, x.SessionID, x.Method, x.Server, x.Target = r.RequestID, r.SessionID, r.Method, r.Server, r.Target
 	return x
+}
+
+// gatewayOutcome labels an answer the way the recording (calls, trace)
+// labels it: the gateway's own error for a backend that timed out (-32004)
+// or failed (-32001), stamped with its request id, is a transport error;
+// anything else is derived from the answer (ok).
+func gatewayOutcome(answer []byte) (recorder.Outcome, int) {
+	var e struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+		Data    struct {
+			RequestID string `json:"requestId"`
+			Server    string `json:"server"`
+		} `json:"data"`
+	}
+	if json.Unmarshal(answer, &e) == nil && e.Message != "" && e.Data.RequestID != "" && e.Data.Server != "" &&
+		(e.Code == jsonrpc.CodeRequestTimeout || e.Code == jsonrpc.CodeBackendUnavailable) {
+		return recorder.OutcomeTransportError, e.Code
+	}
+	return recorder.OutcomeOK, 0
 }
 
 // initialize opens the gateway session with the recorded initialize params

@@ -56,7 +56,7 @@ func mockGateway(t testing.TB, events []recorder.Event, cfg *config.Config, extr
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = mock.Close() })
-	gw, err := runner.StartGateway(context.Background(), runner.MockConfig(cfg, replay.CatalogOrder(events, ".", store.Servers()), mock.URL), 20*time.Second, nil)
+	gw, err := runner.StartGateway(context.Background(), runner.WithTimeouts(runner.MockConfig(cfg, replay.CatalogOrder(events, ".", store.Servers()), mock.URL), runner.RecordedTimeouts(events)), 20*time.Second, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -485,3 +485,29 @@ func TestMockModeKeepsTheRecordedCatalogOrder(t *testing.T) {
 		t.Fatalf("mock replay of 4 requests: %v\n%s", st, summary(cases))
 	}
 }
+
+// Issue 9.3: a call that timed out when recorded (-32004) replays in mock
+// mode as the same timeout, not as -32001 "recorded transport_error".
+func TestMockModeReproducesRecordedTimeouts(t *testing.T) {
+	_, url := startBackend(t, "v1")
+	gwURL, rec := recordingGateway(t, &config.Config{Servers: []config.Server{{Name: "backend", Transport: "http", URL: url, Timeout: 300 * time.Millisecond}}})
+	p := newPeer(t, gwURL, nil)
+	p.Tool("backend.echo", map[string]any{"message": "before"})
+	if r := p.Tool("backend.slow", map[string]any{"steps": 4, "delay_ms": 250}); r.Error == nil || r.Error.Code != -32004 {
+		t.Fatalf("recorded slow call = %+v, want a -32004 timeout", r)
+	}
+	p.Tool("backend.echo", map[string]any{"message": "after"})
+	events := rec.All()
+	gw, _ := mockGateway(t, events, nil, nil)
+	cases, err := runner.Replay(context.Background(), replay.Requests(events), runner.Options{Mode: runner.ModeMock, GatewayURL: gw.MCPURL, KeepPlaceholders: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := byStatus(cases); st[report.StatusIdentical] != len(cases) || len(cases) != 3 {
+		t.Fatalf("mock replay of a recorded timeout: %v\n%s", st, summary(cases))
+	}
+	// Labelled as calls and trace label it.
+	if c := find(t, cases, "backend.slow", 0); c.Diff.OldOutcomeName != "transport_error" || c.Diff.NewOutcomeName != "transport_error" {
+		t.Errorf("timeout labelled %s → %s, want transport_error as recorded", c.Diff.OldOutcomeName, c.Diff.NewOutcomeName)
+	}
+}

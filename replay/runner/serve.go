@@ -13,6 +13,8 @@ import (
 
 	"github.com/mcptrail/mcptrail/proxy"
 	"github.com/mcptrail/mcptrail/proxy/config"
+	"github.com/mcptrail/mcptrail/proxy/jsonrpc"
+	"github.com/mcptrail/mcptrail/recorder"
 	"github.com/mcptrail/mcptrail/replay/match"
 	"github.com/mcptrail/mcptrail/replay/mockserver"
 )
@@ -94,6 +96,38 @@ func MockConfig(base *config.Config, recorded []string, mockURL string) *config.
 			Name: s.Name, Transport: config.TransportHTTP, URL: strings.TrimRight(mockURL, "/") + "/" + s.Name + "/mcp",
 			Timeout: s.Timeout, ConnectTimeout: s.ConnectTimeout, ProtocolVersion: s.ProtocolVersion,
 			Required: s.Required, MaxConcurrency: s.MaxConcurrency,
+		}
+	}
+	return cfg
+}
+
+// RecordedTimeouts returns, per backend, the timeout the recording shows
+// the gateway applied: an upstream hop that timed out (-32004) says
+// "… within <duration>". MockConfig without a base config uses it, so that
+// a recorded timeout replays as the same timeout.
+func RecordedTimeouts(events []recorder.Event) map[string]time.Duration {
+	out := map[string]time.Duration{}
+	for i := range events {
+		e := &events[i]
+		if e.Hop != recorder.HopUpstream || e.Outcome != recorder.OutcomeTransportError || e.ErrorCode != jsonrpc.CodeRequestTimeout {
+			continue
+		}
+		i := strings.LastIndex(e.ErrorMessage, " within ")
+		if i < 0 {
+			continue
+		}
+		if d, err := time.ParseDuration(strings.TrimSpace(e.ErrorMessage[i+len(" within "):])); err == nil && d > 0 {
+			out[e.Server] = d
+		}
+	}
+	return out
+}
+
+// WithTimeouts sets the timeout of each server of cfg that has none.
+func WithTimeouts(cfg *config.Config, timeouts map[string]time.Duration) *config.Config {
+	for i := range cfg.Servers {
+		if s := &cfg.Servers[i]; s.Timeout <= 0 && timeouts[s.Name] > 0 {
+			s.Timeout = timeouts[s.Name]
 		}
 	}
 	return cfg
