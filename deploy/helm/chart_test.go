@@ -444,3 +444,31 @@ spec:
 }
 
 func bufioReader(b []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(b)) }
+
+// TestChartRefusesBadValues: values.schema.json makes a misspelt or
+// mistyped value an error instead of a silently ignored key.
+func TestChartRefusesBadValues(t *testing.T) {
+	helm := tool(t, "helm")
+	base := filepath.Join(chartDir, "ci", "default-values.yaml")
+	tests := []struct {
+		name, set, wantErr string
+	}{
+		{"valid", "replicaCount=3", ""},
+		{"misspelt top-level key", "replicas=3", "additional properties 'replicas' not allowed"},
+		{"misspelt nested key", "autoscaling.enable=false", "additional properties 'enable' not allowed"},
+		{"unknown image variant", "image.variant=nodejs", "value must be one of"},
+		{"port out of range", "service.port=70000", "maximum"},
+		{"token hash not a sha256", "auth.tokens[0].name=a,auth.tokens[0].principal=a,auth.tokens[0].tools={*},auth.tokens[0].sha256=secret", "does not match pattern"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := run(t, nil, helm, "template", "ci", chartDir, "-f", base, "--set", tt.set)
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("--set %s: %v", tt.set, err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("--set %s: error %v, want one containing %q", tt.set, err, tt.wantErr)
+			}
+		})
+	}
+}
