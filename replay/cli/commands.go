@@ -20,6 +20,7 @@ import (
 
 	"github.com/mcptrail/mcptrail/proxy/config"
 	"github.com/mcptrail/mcptrail/recorder/clickhouse"
+	"github.com/mcptrail/mcptrail/recorder/redact"
 	"github.com/mcptrail/mcptrail/replay"
 	"github.com/mcptrail/mcptrail/replay/bundle"
 	"github.com/mcptrail/mcptrail/replay/diff"
@@ -274,7 +275,11 @@ func runReplay(ctx context.Context, env *Env, mode runner.Mode, f *replayFlags) 
 		run := clickhouse.ReplayRun{ID: ulid.Make().String(), Started: started, Finished: time.Now(), Mode: string(mode), Target: target}
 		sel, _ := json.Marshal(src.header.Selection)
 		run.Selection = string(sel)
-		if err := src.store.WriteReplayRun(ctx, run, Results(rep.Cases)); err != nil {
+		results, err := redactResults(Results(rep.Cases), env.Environ)
+		if err != nil {
+			return err
+		}
+		if err := src.store.WriteReplayRun(ctx, run, results); err != nil {
 			return fmt.Errorf("storing replay run: %w", err)
 		}
 		fmt.Fprintf(env.Stderr, "replay run %s stored\n", run.ID)
@@ -463,6 +468,29 @@ func Results(cases []report.Case) []clickhouse.ReplayResult {
 		out = append(out, r)
 	}
 	return out
+}
+
+// redactResults redacts what a replay stores beside the recording: a live
+// backend's answer can carry secrets the recording never had (and so no
+// filled-in secret masks), and they must not reach ClickHouse. The
+// default rules apply, keyed by MCPTRAIL_REDACTION_KEY when it is set.
+func redactResults(rs []clickhouse.ReplayResult, environ []string) ([]clickhouse.ReplayResult, error) {
+	var key []byte
+	for _, kv := range environ {
+		if v, ok := strings.CutPrefix(kv, config.DefaultHMACKeyEnv+"="); ok {
+			key = []byte(v)
+		}
+	}
+	r, err := redact.New(redact.Config{}, key)
+	if err != nil {
+		return nil, fmt.Errorf("redacting replay results: %w", err)
+	}
+	for i := range rs {
+		rs[i].Diff, _ = r.String(rs[i].Diff)
+		rs[i].Error, _ = r.String(rs[i].Error)
+		rs[i].Tool, _ = r.String(rs[i].Tool)
+	}
+	return rs, nil
 }
 
 func newExportCmd(env *Env) *cobra.Command {
