@@ -355,6 +355,10 @@ func TestStoreFlagsResolve(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(local, "config.xml"), []byte("<yandex>\n  <tcp_port>41234</tcp_port>\n</yandex>\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// The password that serve's supervised local server keeps next to its data.
+	if err := os.WriteFile(filepath.Join(local, "password"), []byte("local-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	write := func(name, body string) string {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
@@ -393,6 +397,9 @@ func TestStoreFlagsResolve(t *testing.T) {
 			}
 			if a := strings.Join(got.cfg.Addr, ","); a != tt.wantAddr || got.cfg.Database != tt.wantDB || !strings.Contains(got.source, tt.wantSrcIn) {
 				t.Errorf("resolve() = %s %s (from %s), want %s %s (from …%s…)", a, got.cfg.Database, got.source, tt.wantAddr, tt.wantDB, tt.wantSrcIn)
+			}
+			if wantPW := tt.wantSrcIn == local; (got.cfg.Password == "local-secret") != wantPW {
+				t.Errorf("resolve() password %q, want the local server's password only for the local server", got.cfg.Password)
 			}
 		})
 	}

@@ -51,6 +51,7 @@ func TestE2EClickHouseDownAtStart(t *testing.T) {
 	p := startProc(t, "gateway", append(env.list(), "E2E_READY_WHEN_DEGRADED=false"),
 		"serve", "--config", gatewayConfig, "--listen", addr, "--log-level", "debug")
 	gw := &gateway{proc: p, url: "http://" + addr}
+	started := time.Now()
 	waitFor(t, "/readyz to report the degraded recorder", 90*time.Second, p, func() (bool, error) {
 		code, body := readyz(gw.url)
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "recorder degraded"), fmt.Errorf("readyz %d %s", code, body)
@@ -72,16 +73,20 @@ func TestE2EClickHouseDownAtStart(t *testing.T) {
 		t.Fatalf("status with ClickHouse down = %+v, want a degraded, unconnected recorder that wrote nothing", r)
 	}
 
+	down := time.Since(started)
 	srv, err := chlocal.Start(context.Background(), chlocal.Options{Dir: t.TempDir(), TCPPort: chPort})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Stop(context.Background()) })
+	up := time.Now()
 	waitFor(t, "/readyz once ClickHouse is up", 90*time.Second, p, func() (bool, error) {
 		code, body := readyz(gw.url)
 		return code == http.StatusOK, fmt.Errorf("readyz %d %s", code, body)
 	})
 	written := gw.waitWritten(t)
+	t.Logf("ClickHouse down for the first %s of the gateway; its events written %s after it answered (writer backoff)",
+		down.Round(time.Millisecond), time.Since(up).Round(time.Millisecond))
 	if written.Dropped != 0 {
 		t.Errorf("dropped %d events", written.Dropped)
 	}

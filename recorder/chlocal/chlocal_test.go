@@ -281,6 +281,7 @@ func TestSupervisedRestartAfterKill9(t *testing.T) {
 	defer s.Stop(ctx)
 	exec(t, s.Addr(), "CREATE DATABASE IF NOT EXISTS sup")
 	pid := s.PID()
+	killed := time.Now()
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -291,6 +292,7 @@ func TestSupervisedRestartAfterKill9(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	t.Logf("kill -9 to answering again: %s", time.Since(killed).Round(time.Millisecond))
 	if s.PID() == pid {
 		t.Errorf("PID unchanged after the restart")
 	}

@@ -461,3 +461,24 @@ func TestReplayLogsGoToAFile(t *testing.T) {
 		t.Errorf("ClickHouse down: err = %v, want the address, its source and a hint", r.err)
 	}
 }
+
+// TestLocalServerCredentials: with no address given, the commands use the
+// local ClickHouse of a running `mcptrail serve`, with the password it keeps
+// next to its data.
+func TestLocalServerCredentials(t *testing.T) {
+	var got clickhouse.Config
+	r := runEnv(t, func(e *cli.Env) {
+		e.LocalAddr = func(string) (string, error) { return "127.0.0.1:41234", nil }
+		e.LocalPassword = func(string) (string, error) { return "local-secret", nil }
+		e.OpenStore = func(_ context.Context, cfg clickhouse.Config) (cli.Store, io.Closer, error) {
+			got = cfg
+			return nil, nil, errors.New("stop here")
+		}
+	}, nil, "", "export", "--since", "1h", "-o", filepath.Join(t.TempDir(), "b.mcptrail"))
+	if r.err == nil || !strings.Contains(r.err.Error(), "stop here") {
+		t.Fatalf("export = %v, want it to reach OpenStore", r.err)
+	}
+	if strings.Join(got.Addr, ",") != "127.0.0.1:41234" || got.Username != "default" || got.Password != "local-secret" {
+		t.Errorf("OpenStore got %v user %q password %q, want the local server with its password", got.Addr, got.Username, got.Password)
+	}
+}
