@@ -85,6 +85,11 @@ type Backend struct {
 	// refreshing serializes Refresh: each one copies the snapshot it read,
 	// so two at once would lose one's list.
 	refreshing chan struct{}
+	// variants are extra connections, one per client capability profile
+	// (see profile.go); gctx is the run loop's context they live in.
+	variantMu sync.Mutex
+	variants  map[string]*variant
+	gctx      context.Context
 	// inflight maps upstream request ids to the client call they serve, so
 	// that a server→client request can be routed back to its cause.
 	inflight sync.Map // string → *call
@@ -162,6 +167,7 @@ func (b *Backend) run(ctx context.Context, healthEvery time.Duration) {
 		b.watch(ctx, snap, healthEvery)
 		b.clearSnap(snap.conn)
 		_ = snap.conn.close()
+		b.closeVariants()
 		if ctx.Err() != nil {
 			return
 		}
@@ -197,6 +203,9 @@ func (b *Backend) watch(ctx context.Context, snap *backendSnapshot, every time.D
 // drops the connection and reconnects. A failure of a connection that is no
 // longer the current one (a call that outlived a reconnect) changes nothing.
 func (b *Backend) markDown(conn upstreamConn, err error) {
+	if b.dropVariantConn(conn) {
+		return
+	}
 	if !b.clearSnap(conn) {
 		return
 	}
@@ -230,14 +239,17 @@ func (b *Backend) setErr(err error) {
 }
 
 // Refresh re-reads the backend's lists after a list_changed notification.
-func (b *Backend) Refresh(ctx context.Context, kind listKind) {
+func (b *Backend) Refresh(ctx context.Context, kind listKind) { b.refresh(ctx, &b.snap, kind) }
+
+// refresh re-reads one list of the connection published in slot.
+func (b *Backend) refresh(ctx context.Context, slot *atomic.Pointer[backendSnapshot], kind listKind) {
 	select {
 	case b.refreshing <- struct{}{}:
 	case <-ctx.Done():
 		return
 	}
 	defer func() { <-b.refreshing }()
-	old := b.snap.Load()
+	old := slot.Load()
 	if old == nil {
 		return
 	}
@@ -250,7 +262,7 @@ func (b *Backend) Refresh(ctx context.Context, kind listKind) {
 	next.lists[kind] = items
 	// Only a reconnect or markDown can have replaced old meanwhile; their
 	// snapshot wins.
-	if b.snap.CompareAndSwap(old, &next) {
+	if slot.CompareAndSwap(old, &next) {
 		b.hooks.backendChanged(b)
 	}
 }
@@ -264,9 +276,26 @@ func (b *Backend) connectTimeout() time.Duration {
 
 // newConn opens a connection of the configured transport: the gateway's own
 // streamable-HTTP client, or mcp-go's stdio and legacy SSE transports.
-func (b *Backend) newConn(ctx context.Context) (upstreamConn, error) {
+func (b *Backend) newConn(ctx context.Context, v *variant) (upstreamConn, error) {
+	key := ""
+	if v != nil {
+		key = v.key
+	}
 	hooks := connHooks{
-		notification: func(ctx context.Context, n jsonrpc.Message) { b.hooks.backendNotification(ctx, b, n) },
+		notification: func(ctx context.Context, n jsonrpc.Message) {
+			if v != nil {
+				// A variant's lists are its own.
+				if kinds := changedLists(n.Method); kinds != nil {
+					go func() {
+						for _, k := range kinds {
+							b.refresh(b.gctx, &v.snap, k)
+						}
+					}()
+					return
+				}
+			}
+			b.hooks.backendNotification(context.WithValue(ctx, profileKeyCtx{}, key), b, n)
+		},
 		request: func(ctx context.Context, req jsonrpc.Message) jsonrpc.Message {
 			return b.hooks.backendRequest(ctx, b, req)
 		},
@@ -303,11 +332,11 @@ func (b *Backend) newConn(ctx context.Context) (upstreamConn, error) {
 // connect starts a connection, runs the initialize handshake with the
 // backend's own protocol version, and loads its lists.
 func (b *Backend) connect(ctx context.Context) (*backendSnapshot, error) {
-	conn, err := b.newConn(ctx)
+	conn, err := b.newConn(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("starting %s transport: %w", b.cfg.Transport, err)
 	}
-	snap, err := b.handshake(ctx, conn)
+	snap, err := b.handshake(ctx, conn, json.RawMessage(`{}`))
 	if err != nil {
 		_ = conn.close()
 		return nil, err
@@ -315,7 +344,9 @@ func (b *Backend) connect(ctx context.Context) (*backendSnapshot, error) {
 	return snap, nil
 }
 
-func (b *Backend) handshake(ctx context.Context, conn upstreamConn) (*backendSnapshot, error) {
+// handshake initializes conn declaring the client capabilities caps (a
+// JSON object) and loads the backend's lists.
+func (b *Backend) handshake(ctx context.Context, conn upstreamConn, caps json.RawMessage) (*backendSnapshot, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.connectTimeout())
 	defer cancel()
 	version := b.cfg.ProtocolVersion
@@ -327,12 +358,8 @@ func (b *Backend) handshake(ctx context.Context, conn upstreamConn) (*backendSna
 	}
 	params, _ := json.Marshal(map[string]any{
 		"protocolVersion": version,
-		"capabilities": map[string]any{
-			"sampling":    map[string]any{},
-			"elicitation": map[string]any{},
-			"roots":       map[string]any{"listChanged": true},
-		},
-		"clientInfo": map[string]string{"name": "mcptrail", "version": Version},
+		"capabilities":    caps,
+		"clientInfo":      map[string]string{"name": "mcptrail", "version": Version},
 	})
 	snap := &backendSnapshot{conn: conn}
 	res, err := b.rawCall(ctx, snap, "initialize", params, nil)

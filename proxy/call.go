@@ -340,7 +340,7 @@ func (c *call) dispatch(ctx context.Context) jsonrpc.Message {
 		return c.forwardNamed(ctx, c.params, rt)
 	case "resources/read", "resources/subscribe", "resources/unsubscribe":
 		uri := c.target
-		rt, ok := g.catalog.Load().routeURI(uri)
+		rt, ok := c.catalog().routeURI(uri)
 		if !ok {
 			rt = resourceRoute{uri: uri}
 		}
@@ -395,7 +395,7 @@ func (c *call) dispatch(ctx context.Context) jsonrpc.Message {
 			return c.fail(jsonrpc.CodeInvalidParams, `completion/complete: "ref.type" must be "ref/prompt" or "ref/resource"`)
 		}
 		uri, _ := ref.GetString("uri")
-		rt, ok := g.catalog.Load().routeURI(uri)
+		rt, ok := c.catalog().routeURI(uri)
 		if !ok {
 			rt = resourceRoute{uri: uri}
 		}
@@ -450,6 +450,13 @@ func (c *call) dispatch(ctx context.Context) jsonrpc.Message {
 	}
 }
 
+// catalog is the merged catalog for this call's client (its capability
+// profile).
+func (c *call) catalog() *catalog {
+	key, _ := c.profile()
+	return c.g.catalogFor(key)
+}
+
 // forwardNamed forwards a request whose params "name" was routed by rt,
 // giving the backend its own name.
 func (c *call) forwardNamed(ctx context.Context, params *jsonrpc.Object, rt nameRoute) jsonrpc.Message {
@@ -487,6 +494,8 @@ func (c *call) initialize() jsonrpc.Message {
 	}
 	if c.sess != nil {
 		c.sess.setClient(version, p.ClientInfo.Name, p.ClientInfo.Version, p.Capabilities)
+		key, caps, _ := c.sess.capabilityProfile()
+		c.g.connectProfile(key, caps)
 	}
 	res := map[string]any{
 		"protocolVersion": version,
@@ -517,7 +526,7 @@ func (c *call) discover() jsonrpc.Message {
 
 // list serves a merged list page from the catalog, filtered by policy.
 func (c *call) list(ctx context.Context, kind listKind) jsonrpc.Message {
-	items := c.g.catalog.Load().items[kind]
+	items := c.catalog().items[kind]
 	if c.g.policyOn() {
 		// The same decision as the call each item would take.
 		req := PolicyRequest{Principal: c.princ, Method: listCall[kind].method, Kind: listCall[kind].kind}
@@ -561,11 +570,14 @@ func (c *call) forward(ctx context.Context, b *Backend) jsonrpc.Message {
 		return c.fail(jsonrpc.CodeRequestTimeout, err.Error(), "server", b.Name())
 	}
 	defer b.release()
-	snap := b.snap.Load()
+	key, caps := c.profile()
+	snap, err := b.snapFor(ctx, key, caps)
 	if snap == nil {
 		c.outcome = recorder.OutcomeTransportError
 		reason := "not connected"
-		if err := b.LastError(); err != nil {
+		if err != nil {
+			reason = "connecting for this client's capabilities: " + err.Error()
+		} else if err := b.LastError(); err != nil {
 			reason = err.Error()
 		}
 		resp := c.fail(jsonrpc.CodeBackendUnavailable, fmt.Sprintf("mcptrail: backend %s is unavailable: %s", b.Name(), reason), "server", b.Name())

@@ -313,6 +313,9 @@ func scenario(t *testing.T, p *peer) map[string]string {
 	return out
 }
 
+// stampRE matches the gateway's own request-id stamp in a result.
+var stampRE = regexp.MustCompile(`,"_meta":\{"mcptrail\.dev/request-id":"[0-9A-Za-z._:-]+"\}`)
+
 var clockRE = regexp.MustCompile(`\d{1,2}:\d{2}:\d{2}\s?[AP]M`)
 
 func canonical(items []json.RawMessage) string {
@@ -530,5 +533,88 @@ func TestStdioNotificationsRelayedVerbatim(t *testing.T) {
 	}
 	if got := progressParams(t, lines); !slices.Equal(got, want) {
 		t.Errorf("progress params through the gateway\n  got  %q\n  want %q (as the backend wrote them)", got, want)
+	}
+}
+
+// rawClient is a streamable-HTTP session driven with raw JSON-RPC.
+type rawClient struct {
+	t   *testing.T
+	url string // the /mcp endpoint
+	sid string
+	n   int
+}
+
+func newRawClient(t *testing.T, mcpURL, caps string) *rawClient {
+	t.Helper()
+	c := &rawClient{t: t, url: mcpURL}
+	resp, b := post(t, strings.TrimSuffix(mcpURL, "/mcp"), `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":`+caps+`,"clientInfo":{"name":"raw","version":"0"}}}`, nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("initialize on %s: %d %s", mcpURL, resp.StatusCode, b)
+	}
+	c.sid = resp.Header.Get("Mcp-Session-Id")
+	post(t, strings.TrimSuffix(mcpURL, "/mcp"), `{"jsonrpc":"2.0","method":"notifications/initialized"}`, map[string]string{"Mcp-Session-Id": c.sid})
+	return c
+}
+
+func (c *rawClient) do(method, params string) rpcResp {
+	c.t.Helper()
+	c.n++
+	_, b := post(c.t, strings.TrimSuffix(c.url, "/mcp"), fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":%q,"params":%s}`, c.n, method, params), map[string]string{"Mcp-Session-Id": c.sid})
+	return decodeResp(c.t, b)
+}
+
+func (c *rawClient) toolNames(prefix string) []string {
+	c.t.Helper()
+	var res struct {
+		Tools []struct {
+			Name string `json:"name"`
+		} `json:"tools"`
+	}
+	_ = json.Unmarshal(c.do("tools/list", "{}").Result, &res)
+	var out []string
+	for _, tl := range res.Tools {
+		out = append(out, strings.TrimPrefix(tl.Name, prefix))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestBackendsSeeOnlyDeclaredCapabilities: the backend is told exactly the
+// capabilities the client declared, so clients with different capabilities
+// see what they would see directly: no sampling, elicitation or roots tools
+// for a client that declared none, the sampling tool for one that declared
+// sampling.
+func TestBackendsSeeOnlyDeclaredCapabilities(t *testing.T) {
+	url := startEverythingHTTP(t)
+	e := startGateway(t, &config.Config{Servers: []config.Server{{Name: "everything", Transport: "http", URL: url, Timeout: 30 * time.Second}}})
+	for _, tc := range []struct{ name, caps, waitFor string }{
+		{"sampling", `{"sampling":{}}`, "trigger-sampling-request"},
+		{"roots and elicitation", `{"roots":{"listChanged":true},"elicitation":{}}`, "get-roots-list"},
+		{"none", `{}`, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			direct := newRawClient(t, url, tc.caps)
+			gw := newRawClient(t, e.url+"/mcp", tc.caps)
+			if tc.waitFor != "" {
+				// server-everything registers these tools after initialization.
+				waitFor(t, tc.waitFor+" listed directly and through the gateway", func() bool {
+					return slices.Contains(direct.toolNames(""), tc.waitFor) && slices.Contains(gw.toolNames("everything."), tc.waitFor)
+				})
+			}
+			if d, g := direct.toolNames(""), gw.toolNames("everything."); !slices.Equal(d, g) {
+				t.Errorf("tools through the gateway = %v\n directly = %v", g, d)
+			}
+			for _, tool := range []string{"trigger-sampling-request", "get-roots-list", "trigger-elicitation-request"} {
+				if tool == "trigger-sampling-request" && strings.Contains(tc.caps, "sampling") || tool == "get-roots-list" && strings.Contains(tc.caps, "roots") ||
+					tool == "trigger-elicitation-request" && strings.Contains(tc.caps, "elicitation") {
+					continue // the backend would ask the raw client, which does not answer
+				}
+				d := direct.do("tools/call", `{"name":"`+tool+`","arguments":{"prompt":"hi"}}`)
+				g := gw.do("tools/call", `{"name":"everything.`+tool+`","arguments":{"prompt":"hi"}}`)
+				if (d.Error == nil) != (g.Error == nil) || d.Error != nil && d.Error.Code != g.Error.Code || string(d.Result) != stampRE.ReplaceAllString(string(g.Result), "") {
+					t.Errorf("calling %s: through the gateway %+v %s, directly %+v %s", tool, g.Error, g.Result, d.Error, d.Result)
+				}
+			}
+		})
 	}
 }

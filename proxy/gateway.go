@@ -120,6 +120,9 @@ type Gateway struct {
 	backends map[string]*Backend
 	catalog  atomic.Pointer[catalog]
 	catMu    sync.Mutex // serializes catalog rebuilds
+	// profileCats holds the catalog of each client capability profile
+	// seen (profile.go); key "" is catalog.
+	profileCats sync.Map // string → *catalog
 
 	sessions sessionTable
 	progress sync.Map // gateway progress token → *progressRoute
@@ -241,6 +244,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 	g.ctx, g.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	for _, name := range g.order {
 		b := g.backends[name]
+		b.gctx = g.ctx
 		g.wg.Add(1)
 		go func() {
 			defer g.wg.Done()
@@ -347,18 +351,31 @@ func (g *Gateway) backendChanged(*Backend) {
 	}
 	next := buildCatalog(g.order, snaps, g.sep(), namespaces)
 	prev := g.catalog.Swap(next)
+	type change struct {
+		key        string
+		prev, next *catalog
+	}
+	changes := []change{{"", prev, next}}
+	g.profileCats.Range(func(k, v any) bool {
+		nc := g.buildProfileCatalog(k.(string))
+		g.profileCats.Store(k, nc)
+		changes = append(changes, change{k.(string), v.(*catalog), nc})
+		return true
+	})
 	g.catMu.Unlock()
 	if len(next.collisions) > 0 && !slices.Equal(prev.collisions, next.collisions) {
 		g.logger.Error("servers mounted without a namespace collide; the colliding names are left out: give the server a namespace (remove no_namespace)",
 			"collisions", next.collisions)
 	}
-	for kind, method := range map[listKind]string{
-		listTools:     "notifications/tools/list_changed",
-		listPrompts:   "notifications/prompts/list_changed",
-		listResources: "notifications/resources/list_changed",
-	} {
-		if !sameItems(prev.items[kind], next.items[kind]) {
-			g.broadcast(jsonrpc.NewNotification(method, nil))
+	// subscriptions/listen streams (2026-07-28) hear of a list change of
+	// any profile once.
+	var listeners [numLists]bool
+	for _, ch := range changes {
+		for _, kind := range g.notifyListChanges(ch.key, ch.prev, ch.next) {
+			if !listeners[kind] {
+				listeners[kind] = true
+				g.listChangedToListeners(jsonrpc.NewNotification(listChangedMethods[kind], nil))
+			}
 		}
 	}
 }
@@ -375,21 +392,15 @@ func sameItems(a, b []catalogItem) bool {
 	return true
 }
 
-// broadcast sends a message to every session's standalone stream.
-func (g *Gateway) broadcast(m jsonrpc.Message) {
-	g.listChangedToListeners(m)
-	b := m.Marshal()
-	g.sessions.Range(func(s *Session) bool {
-		s.push(b)
-		return true
-	})
-}
-
 // backendNotification relays a notification from a backend to the client(s)
 // it concerns. One that arrived on a call's own response stream (ctx carries
 // the call) concerns that call's client only.
 func (g *Gateway) backendNotification(ctx context.Context, b *Backend, n jsonrpc.Message) {
 	origin, _ := ctx.Value(callKey{}).(*call)
+	// Outside a call, a message concerns the sessions of the capability
+	// profile whose connection it came on.
+	profile, _ := ctx.Value(profileKeyCtx{}).(string)
+	fromProfile := func(s *Session) bool { return s.profileKey() == profile }
 	switch n.Method {
 	case "notifications/progress":
 		o, err := jsonrpc.ParseObject(n.Params)
@@ -431,7 +442,7 @@ func (g *Gateway) backendNotification(ctx context.Context, b *Backend, n jsonrpc
 		g.resourceUpdatedToListeners(exposed, o.Marshal())
 		msg := jsonrpc.NewNotification(n.Method, o.Marshal()).Marshal()
 		g.sessions.Range(func(s *Session) bool {
-			if s.subscribed(exposed) {
+			if fromProfile(s) && s.subscribed(exposed) {
 				s.push(msg)
 			}
 			return true
@@ -446,7 +457,7 @@ func (g *Gateway) backendNotification(ctx context.Context, b *Backend, n jsonrpc
 			return
 		}
 		g.sessions.Range(func(s *Session) bool {
-			if s.wantsLogs() {
+			if fromProfile(s) && s.wantsLogs() {
 				s.push(msg)
 			}
 			return true
@@ -456,7 +467,13 @@ func (g *Gateway) backendNotification(ctx context.Context, b *Backend, n jsonrpc
 			origin.notify(n.Marshal())
 			return
 		}
-		g.broadcast(n)
+		msg := n.Marshal()
+		g.sessions.Range(func(s *Session) bool {
+			if fromProfile(s) {
+				s.push(msg)
+			}
+			return true
+		})
 	}
 }
 

@@ -425,8 +425,11 @@ func (g *Gateway) clientNotification(sess *Session, msg jsonrpc.Message) {
 			c.cancelByClient(reason)
 		}
 	case "notifications/roots/list_changed":
+		// To the connections that declared this client's capabilities
+		// (profile.go): only they were told about roots.
+		key, _, _ := sess.capabilityProfile()
 		for _, name := range g.order {
-			if s := g.backends[name].snap.Load(); s != nil {
+			if s := g.backends[name].variantSnaps()[key]; s != nil {
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 				_ = s.conn.notify(ctx, msg.Method, nil)
 				cancel()

@@ -35,6 +35,9 @@ type Session struct {
 	clientName      string
 	clientVersion   string
 	caps            map[string]json.RawMessage
+	initialized     bool            // setClient ran
+	profKey         string          // profileOf(caps)
+	profCaps        json.RawMessage // canonical caps
 	logLevel        string
 	subs            map[string]bool
 	pending         map[string]chan jsonrpc.Message // server→client requests awaiting the client
@@ -80,7 +83,23 @@ func (s *Session) ID() string { return s.id }
 func (s *Session) setClient(version, name, ver string, caps map[string]json.RawMessage) {
 	s.mu.Lock()
 	s.protocolVersion, s.clientName, s.clientVersion, s.caps = version, name, ver, caps
+	s.initialized = true
+	s.profKey, s.profCaps = profileOf(caps)
 	s.mu.Unlock()
+}
+
+// capabilityProfile is the client's capability profile (profile.go); ok is
+// false before initialize.
+func (s *Session) capabilityProfile() (key string, caps json.RawMessage, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.profKey, s.profCaps, s.initialized
+}
+
+func (s *Session) profileKey() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.profKey
 }
 
 func (s *Session) client() (version, name, ver string) {

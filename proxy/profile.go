@@ -1,0 +1,288 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"sync/atomic"
+
+	"github.com/mcptrail/mcptrail/proxy/jsonrpc"
+)
+
+// Client capability profiles.
+//
+// A backend decides what to offer from the capabilities its client
+// declared (server-everything lists trigger-sampling-request only to
+// clients that can sample), so the gateway must not declare more than the
+// client did. Each backend has a primary connection that declares no client
+// capabilities (health pings, the lists of clients that declared none) and,
+// per distinct profile of the clients that declared some, one more
+// connection that declares exactly that profile: "variants". Sessions with
+// the same profile share it. A backend has at most maxVariants of them;
+// clients past that use the primary connection (they see what a client
+// without capabilities sees, never more than they declared).
+
+// maxVariants bounds the extra upstream connections per backend.
+const maxVariants = 8
+
+// profileKeyCtx carries, in a backend hook's context, the profile of the
+// connection a message came from ("" for the primary).
+type profileKeyCtx struct{}
+
+// variant is a backend connection that declares one client profile.
+type variant struct {
+	key  string          // canonical JSON of caps
+	caps json.RawMessage // what is declared to the backend
+	snap atomic.Pointer[backendSnapshot]
+	// connecting serializes connection attempts.
+	connecting chan struct{}
+}
+
+// profileOf returns the profile key of declared client capabilities: their
+// canonical JSON, "" when none were declared.
+func profileOf(caps map[string]json.RawMessage) (key string, raw json.RawMessage) {
+	if len(caps) == 0 {
+		return "", nil
+	}
+	var v map[string]any
+	b, _ := json.Marshal(caps)
+	if json.Unmarshal(b, &v) != nil {
+		return "", nil
+	}
+	b, _ = json.Marshal(v) // map keys sorted at every level
+	return string(b), b
+}
+
+// profile is the calling client's capability profile: from its session's
+// initialize, or from the request's _meta (2026-07-28, sessionless).
+func (c *call) profile() (key string, caps json.RawMessage) {
+	if c.sess != nil {
+		if k, raw, ok := c.sess.capabilityProfile(); ok {
+			return k, raw
+		}
+	}
+	if c.meta != nil {
+		if raw := c.meta.Get("io.modelcontextprotocol/clientCapabilities"); raw != nil {
+			var m map[string]json.RawMessage
+			if json.Unmarshal(raw, &m) == nil {
+				return profileOf(m)
+			}
+		}
+	}
+	return "", nil
+}
+
+// variantFor returns the backend's connection slot for a profile, creating
+// it; nil for the primary ("" or past maxVariants).
+func (b *Backend) variantFor(key string, caps json.RawMessage) *variant {
+	if key == "" {
+		return nil
+	}
+	b.variantMu.Lock()
+	defer b.variantMu.Unlock()
+	if v := b.variants[key]; v != nil {
+		return v
+	}
+	if len(b.variants) >= maxVariants {
+		b.logger.Warn("more distinct client capability profiles than upstream connections allowed; this client is served by the primary connection (no client capabilities declared)",
+			"max", maxVariants, "profile", key)
+		return nil
+	}
+	if b.variants == nil {
+		b.variants = map[string]*variant{}
+	}
+	v := &variant{key: key, caps: caps, connecting: make(chan struct{}, 1)}
+	b.variants[key] = v
+	return v
+}
+
+// snapFor returns the connection to serve a client of profile key on,
+// connecting the profile's own connection first when needed. It returns
+// nil when the backend is down.
+func (b *Backend) snapFor(ctx context.Context, key string, caps json.RawMessage) (*backendSnapshot, error) {
+	primary := b.snap.Load()
+	if primary == nil {
+		return nil, nil
+	}
+	v := b.variantFor(key, caps)
+	if v == nil {
+		return primary, nil
+	}
+	if s := v.snap.Load(); s != nil {
+		return s, nil
+	}
+	select {
+	case v.connecting <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-v.connecting }()
+	if s := v.snap.Load(); s != nil {
+		return s, nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, b.connectTimeout())
+	defer cancel()
+	conn, err := b.newConn(cctx, v)
+	if err != nil {
+		return nil, err
+	}
+	s, err := b.handshake(cctx, conn, v.caps)
+	if err != nil {
+		_ = conn.close()
+		return nil, err
+	}
+	// The primary may have gone meanwhile (closeVariants ran): then this
+	// one goes too. variantMu orders this against closeVariants.
+	b.variantMu.Lock()
+	current := b.snap.Load() != nil && b.snap.Load().conn == primary.conn
+	if current {
+		v.snap.Store(s)
+	}
+	b.variantMu.Unlock()
+	if !current {
+		_ = conn.close()
+		return nil, nil
+	}
+	b.logger.Info("backend connection for a client capability profile ready", "profile", key)
+	b.hooks.backendChanged(b)
+	return s, nil
+}
+
+// dropVariantConn unpublishes the variant served by conn, if any, after a
+// transport failure; the next call of that profile reconnects.
+func (b *Backend) dropVariantConn(conn upstreamConn) bool {
+	b.variantMu.Lock()
+	var found *variant
+	for _, v := range b.variants {
+		if s := v.snap.Load(); s != nil && s.conn == conn && v.snap.CompareAndSwap(s, nil) {
+			found = v
+		}
+	}
+	b.variantMu.Unlock()
+	if found == nil {
+		return false
+	}
+	go func() { _ = conn.close() }()
+	b.hooks.backendChanged(b)
+	return true
+}
+
+// closeVariants closes every variant connection (the primary went away).
+func (b *Backend) closeVariants() {
+	b.variantMu.Lock()
+	var conns []upstreamConn
+	for _, v := range b.variants {
+		if s := v.snap.Swap(nil); s != nil {
+			conns = append(conns, s.conn)
+		}
+	}
+	b.variantMu.Unlock()
+	for _, c := range conns {
+		_ = c.close()
+	}
+}
+
+// variantSnaps returns the connected variants' snapshots by profile.
+func (b *Backend) variantSnaps() map[string]*backendSnapshot {
+	b.variantMu.Lock()
+	defer b.variantMu.Unlock()
+	out := make(map[string]*backendSnapshot, len(b.variants))
+	for k, v := range b.variants {
+		out[k] = v.snap.Load()
+	}
+	return out
+}
+
+// changedLists maps a list_changed notification to the lists to re-read.
+func changedLists(method string) []listKind {
+	switch method {
+	case "notifications/tools/list_changed":
+		return []listKind{listTools}
+	case "notifications/prompts/list_changed":
+		return []listKind{listPrompts}
+	case "notifications/resources/list_changed":
+		return []listKind{listResources, listTemplates}
+	}
+	return nil
+}
+
+// connectProfile opens, in the background, the connections a newly seen
+// profile needs on every ready backend, so that its client's lists show what
+// the backends offer it (the client gets list_changed when they do).
+func (g *Gateway) connectProfile(key string, caps json.RawMessage) {
+	if key == "" || g.ctx == nil {
+		return
+	}
+	g.catalogFor(key) // from now on kept up to date
+	for _, name := range g.order {
+		b := g.backends[name]
+		if b.snap.Load() == nil {
+			continue
+		}
+		g.wg.Add(1)
+		go func() {
+			defer g.wg.Done()
+			if _, err := b.snapFor(g.ctx, key, caps); err != nil && g.ctx.Err() == nil {
+				b.logger.Warn("connecting for a client capability profile failed", "profile", key, "err", err)
+			}
+		}()
+	}
+}
+
+// catalogFor is the merged catalog clients of profile key see.
+func (g *Gateway) catalogFor(key string) *catalog {
+	if key == "" {
+		return g.catalog.Load()
+	}
+	if c, ok := g.profileCats.Load(key); ok {
+		return c.(*catalog)
+	}
+	g.catMu.Lock()
+	defer g.catMu.Unlock()
+	if c, ok := g.profileCats.Load(key); ok {
+		return c.(*catalog)
+	}
+	c := g.buildProfileCatalog(key)
+	g.profileCats.Store(key, c)
+	return c
+}
+
+// buildProfileCatalog merges, per backend, the profile's own connection's
+// lists, or the primary's while that connection is not up. catMu held.
+func (g *Gateway) buildProfileCatalog(key string) *catalog {
+	snaps := make(map[string]*backendSnapshot, len(g.backends))
+	namespaces := make(map[string]string, len(g.backends))
+	for name, b := range g.backends {
+		namespaces[name] = b.namespace()
+		snaps[name] = b.snap.Load()
+		if snaps[name] == nil {
+			continue
+		}
+		if vs := b.variantSnaps()[key]; vs != nil {
+			snaps[name] = vs
+		}
+	}
+	return buildCatalog(g.order, snaps, g.sep(), namespaces)
+}
+
+// notifyListChanges sends list_changed to the sessions of profile key for
+// every list that differs between prev and next, and returns those lists.
+func (g *Gateway) notifyListChanges(key string, prev, next *catalog) (changed []listKind) {
+	for _, kind := range []listKind{listTools, listPrompts, listResources} {
+		if sameItems(prev.items[kind], next.items[kind]) {
+			continue
+		}
+		changed = append(changed, kind)
+		msg := jsonrpc.NewNotification(listChangedMethods[kind], nil).Marshal()
+		g.sessions.Range(func(s *Session) bool {
+			if s.profileKey() == key {
+				s.push(msg)
+			}
+			return true
+		})
+	}
+	return changed
+}
+
+var listChangedMethods = [numLists]string{
+	"notifications/tools/list_changed", "notifications/prompts/list_changed", "notifications/resources/list_changed", "",
+}
