@@ -306,6 +306,9 @@ func (c *call) notify(b []byte) {
 // dispatch routes the request by method.
 func (c *call) dispatch(ctx context.Context) jsonrpc.Message {
 	g := c.g
+	if strings.HasSuffix(c.msg.Method, "/list") {
+		c.ensureProfile(ctx)
+	}
 	switch m := c.msg.Method; m {
 	case "initialize":
 		return c.initialize()

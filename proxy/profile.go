@@ -286,3 +286,25 @@ func (g *Gateway) notifyListChanges(key string, prev, next *catalog) (changed []
 var listChangedMethods = [numLists]string{
 	"notifications/tools/list_changed", "notifications/prompts/list_changed", "notifications/resources/list_changed", "",
 }
+
+// ensureProfile connects, before a list is served, the connections of this
+// client's capability profile that are not up yet, so that a sessionless
+// (2026-07-28) client, which has no initialize to start them and no stream
+// to hear list_changed on, gets its own lists at once. A backend that fails
+// to connect so is listed as its primary connection sees it.
+func (c *call) ensureProfile(ctx context.Context) {
+	key, caps := c.profile()
+	if key == "" {
+		return
+	}
+	g := c.g
+	for _, name := range g.order {
+		b := g.backends[name]
+		if v := b.variantFor(key, caps); v != nil && v.snap.Load() == nil && b.snap.Load() != nil {
+			if _, err := b.snapFor(ctx, key, caps); err != nil {
+				b.logger.Warn("connecting for a client capability profile failed", "profile", key, "err", err)
+			}
+		}
+	}
+	g.catalogFor(key)
+}
