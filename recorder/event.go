@@ -137,7 +137,9 @@ type Event struct {
 	// PayloadTruncated is set when Params or Result were cut at the cap.
 	PayloadTruncated bool
 	// ParamsSHA256 and ResultSHA256 are hex digests of the original,
-	// unredacted, uncapped payloads, so equal payloads stay comparable.
+	// unredacted, uncapped payloads, so equal payloads stay comparable
+	// (keyed, HMAC-SHA256 with the redaction key, when recorder/redact
+	// made them).
 	ParamsSHA256 string
 	ResultSHA256 string
 

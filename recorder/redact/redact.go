@@ -112,6 +112,19 @@ func (r *Redactor) mac(secret []byte) string {
 	return out
 }
 
+// digest returns the keyed digest of a whole payload: HMAC-SHA256, hex.
+// A plain hash of a payload whose only unknown is a short secret would let
+// anyone holding the table guess the secret offline.
+func (r *Redactor) digest(b []byte) string {
+	h := r.hmacs.Get().(hash.Hash)
+	h.Reset()
+	h.Write(b)
+	var sum [sha256.Size]byte
+	out := hex.EncodeToString(h.Sum(sum[:0]))
+	r.hmacs.Put(h)
+	return out
+}
+
 // placeholder returns the token for secret found by rule.
 func (r *Redactor) placeholder(rule string, secret []byte) string {
 	return "«redacted:" + rule + ":hmac:" + r.mac(secret) + "»"
@@ -306,11 +319,12 @@ func (r *Redactor) json(b []byte, valid bool) (out []byte, count int) {
 // Payload redacts b with JSON, then caps it at MaxPayloadBytes. The result
 // is always valid JSON: invalid input becomes a JSON string, and a capped
 // payload becomes {"_mcptrail_truncated":true,"bytes":<original size>,
-// "preview":"<start of the redacted text>"}. sha256hex is the digest of the
-// original b, so equal payloads stay comparable after redaction.
+// "preview":"<start of the redacted text>"}. sha256hex is the keyed digest
+// (HMAC-SHA256 with the redaction key, hex) of the original b, so equal
+// payloads stay comparable after redaction while a short secret in an
+// otherwise known payload cannot be guessed from it without the key.
 func (r *Redactor) Payload(b []byte) (out []byte, count int, truncated bool, sha256hex string) {
-	sum := sha256.Sum256(b)
-	sha256hex = hex.EncodeToString(sum[:])
+	sha256hex = r.digest(b)
 	valid := json.Valid(b)
 	out, count = r.json(b, valid)
 	if !valid {

@@ -2,6 +2,8 @@ package redact
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"slices"
 	"strings"
@@ -239,4 +241,22 @@ func FuzzCanaryNeverSurvives(f *testing.F) {
 			leaks("JSON document", string(dout))
 		}
 	})
+}
+
+// The payload digest is keyed: a plain sha256 of a payload whose only
+// unknown is a short secret would let anyone holding the table guess it.
+func TestPayloadDigestIsKeyed(t *testing.T) {
+	in := []byte(`{"name":"db.login","arguments":{"password":"1234"}}`)
+	a := mustNew(t, Config{})
+	_, _, _, d1 := a.Payload(in)
+	_, _, _, d2 := a.Payload(in)
+	plain := sha256.Sum256(in)
+	other, err := New(Config{}, []byte("another key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, _, d3 := other.Payload(in)
+	if d1 != d2 || len(d1) != 64 || d1 == hex.EncodeToString(plain[:]) || d1 == d3 {
+		t.Errorf("digests %s, %s (other key %s, plain sha256 %x); want equal 64-hex digests, keyed", d1, d2, d3, plain)
+	}
 }
