@@ -176,6 +176,8 @@ func (g *Gateway) Serve(ctx context.Context, in Inbound) jsonrpc.Message {
 		resp = c.serveModern(ctx)
 	case c.sess.modern() && in.Msg.Method == "subscriptions/listen":
 		resp = c.listen(ctx)
+	case c.sess.modern() && isTaskMethod(in.Msg.Method):
+		resp = c.serveTask(ctx)
 	default:
 		resp = c.dispatch(ctx)
 	}

@@ -130,6 +130,7 @@ type Gateway struct {
 	tokenSeq atomic.Int64
 
 	listens listeners // open subscriptions/listen streams (listen.go)
+	tasks   taskTable // tasks handed to 2026 clients (tasks.go)
 
 	ctx    context.Context
 	cancel context.CancelFunc

@@ -149,6 +149,9 @@ func (c *call) modernize(m jsonrpc.Message) jsonrpc.Message {
 	if m.Result == nil {
 		return m
 	}
+	if c.msg.Method == "server/discover" {
+		m.Result = modernCapabilities(m.Result)
+	}
 	rt, hasRT := jsonrpc.Lookup(m.Result, "resultType")
 	if !hasRT {
 		if out, err := jsonrpc.AppendMember(m.Result, "resultType", []byte(`"complete"`)); err == nil {

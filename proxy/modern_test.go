@@ -469,3 +469,46 @@ func TestModernListen(t *testing.T) {
 		t.Errorf("notification = %s %s, want tools/list_changed tagged sub-7", n["method"], n["params"])
 	}
 }
+
+// TestModernTasks: a 2026 client that declares the tasks extension gets
+// server-everything's task-required tool as an extension task: discover
+// offers the extension instead of the core capability, tools/call answers
+// resultType "task", tasks/get polls until the result is embedded.
+func TestModernTasks(t *testing.T) {
+	url := startEverythingHTTP(t)
+	e := startGateway(t, &config.Config{Servers: []config.Server{{Name: "everything", Transport: "http", URL: url, Timeout: 30 * time.Second}}})
+	caps := map[string]any{"extensions": map[string]any{"io.modelcontextprotocol/tasks": map[string]any{}}}
+
+	_, b := post(t, e.url, modernBody(1, "server/discover", nil, caps), modernHeaders("server/discover", ""))
+	var d struct {
+		Capabilities map[string]json.RawMessage `json:"capabilities"`
+	}
+	a := decodeAnswer(t, b)
+	_ = json.Unmarshal(a.Result["capabilities"], &d.Capabilities)
+	if _, core := d.Capabilities["tasks"]; core || !strings.Contains(string(d.Capabilities["extensions"]), `"io.modelcontextprotocol/tasks"`) {
+		t.Errorf("discover capabilities = %s, want the tasks extension instead of the core capability", a.Result["capabilities"])
+	}
+
+	call := map[string]any{"name": "everything.simulate-research-query", "arguments": map[string]any{"topic": "gateways"}}
+	_, b = post(t, e.url, modernBody(2, "tools/call", call, caps), modernHeaders("tools/call", "everything.simulate-research-query"))
+	a = decodeAnswer(t, b)
+	var taskID string
+	_ = json.Unmarshal(a.Result["taskId"], &taskID)
+	if a.Error != nil || string(a.Result["resultType"]) != `"task"` || !strings.HasPrefix(taskID, "everything/") || a.Result["ttlMs"] == nil {
+		t.Fatalf("tools/call = %s, want an extension task", b)
+	}
+	var last rpcAnswer
+	waitFor(t, "task completed", func() bool {
+		_, b := post(t, e.url, modernBody(3, "tasks/get", map[string]any{"taskId": taskID}, caps), modernHeaders("tasks/get", ""))
+		last = decodeAnswer(t, b)
+		return last.Error != nil || string(last.Result["status"]) != `"working"`
+	})
+	if last.Error != nil || string(last.Result["status"]) != `"completed"` || !strings.Contains(string(last.Result["result"]), "gateways") ||
+		string(last.Result["resultType"]) != `"complete"` {
+		t.Errorf("final tasks/get = %+v, want completed with the tool's result", last)
+	}
+	_, b = post(t, e.url, modernBody(4, "tasks/get", map[string]any{"taskId": "everything/nope"}, caps), modernHeaders("tasks/get", ""))
+	if a := decodeAnswer(t, b); a.Error == nil || a.Error.Code != -32602 {
+		t.Errorf("unknown task = %s, want -32602", b)
+	}
+}

@@ -62,6 +62,7 @@ type heldCall struct {
 	last    string                   // request ID of the latest request of the chain
 	round   int
 	timer   *time.Timer
+	task    bool // the call was made task-augmented upstream (tasks.go)
 }
 
 type heldEvent struct {
@@ -122,6 +123,7 @@ func (c *call) serveModern(ctx context.Context) jsonrpc.Message {
 	if c.princ != nil {
 		h.princ = c.princ.Name
 	}
+	h.task = c.taskAugment()
 	h.out.set(c.out)
 	inner.out = &h.out
 	inner.held = h
@@ -236,6 +238,9 @@ func (h *heldCall) finish(c *call, resp jsonrpc.Message) jsonrpc.Message {
 		c.seq.Store(in.seq.Load())
 	}
 	resp.ID = c.msg.ID
+	if h.task {
+		resp = c.taskCreated(in.server, resp)
+	}
 	return resp
 }
 

@@ -1,0 +1,257 @@
+package proxy
+
+// Tasks for 2026-07-28 clients: the io.modelcontextprotocol/tasks extension
+// in front of session-era backends that declare the core tasks capability
+// (2025-11-25).
+//
+// A 2026 client that declares the extension and calls a tool whose
+// execution.taskSupport is "required" gets a task: the gateway makes the
+// call task-augmented upstream (params.task) and answers the backend's
+// CreateTaskResult as the extension's ({resultType: "task", taskId, status,
+// ttlMs, pollIntervalMs, …}). tasks/get polls the backend's tasks/get and,
+// once the task is terminal, embeds what tasks/result gives (result or
+// error); tasks/cancel is relayed. Task ids are the backend's, prefixed with
+// its name, and only the principal that created a task may see it.
+// tasks/update (input for a task) has no session-era counterpart the
+// gateway can drive, and is refused.
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mcptrail/mcptrail/proxy/jsonrpc"
+)
+
+const extTasks = "io.modelcontextprotocol/tasks"
+
+// taskRoute is where a task handed to a 2026 client lives.
+type taskRoute struct {
+	server, id, principal string
+	created               time.Time
+}
+
+// taskTable holds the routes of tasks handed to 2026 clients. Entries
+// expire a day after creation at the latest; the backend's own ttl usually
+// ends them sooner.
+type taskTable struct {
+	mu sync.Mutex
+	m  map[string]taskRoute
+}
+
+const taskRouteTTL = 24 * time.Hour
+
+func (t *taskTable) put(id string, r taskRoute) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m == nil {
+		t.m = map[string]taskRoute{}
+	}
+	now := time.Now()
+	for k, v := range t.m {
+		if now.Sub(v.created) > taskRouteTTL {
+			delete(t.m, k)
+		}
+	}
+	t.m[id] = r
+}
+
+func (t *taskTable) get(id string) (taskRoute, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r, ok := t.m[id]
+	return r, ok
+}
+
+// clientHasExtension reports whether a 2026 client declared an extension.
+func (s *Session) clientHasExtension(name string) bool {
+	s.mu.Lock()
+	ext := s.caps["extensions"]
+	s.mu.Unlock()
+	_, ok := jsonrpc.Lookup(ext, name)
+	return ok
+}
+
+// taskAugment marks a 2026 client's tools/call as task-augmented upstream
+// when the client takes tasks and the tool requires them. It reports
+// whether it did.
+func (c *call) taskAugment() bool {
+	if c.msg.Method != "tools/call" || !c.sess.clientHasExtension(extTasks) || c.params.Get("task") != nil {
+		return false
+	}
+	for _, it := range c.g.catalog.Load().items[listTools] {
+		if it.name != c.target {
+			continue
+		}
+		exec, _ := jsonrpc.Lookup(it.raw, "execution")
+		ts, _ := jsonrpc.Lookup(exec, "taskSupport")
+		if string(ts) != `"required"` {
+			return false
+		}
+		c.params.Set("task", json.RawMessage(`{}`))
+		return true
+	}
+	return false
+}
+
+// legacyTask is a 2025-11-25 Task.
+type legacyTask struct {
+	TaskID        string `json:"taskId"`
+	Status        string `json:"status"`
+	StatusMessage string `json:"statusMessage,omitempty"`
+	CreatedAt     string `json:"createdAt"`
+	LastUpdatedAt string `json:"lastUpdatedAt"`
+	TTL           *int64 `json:"ttl"`
+	PollInterval  *int64 `json:"pollInterval,omitempty"`
+}
+
+// modernTask renders a 2025 task as the extension's Task under the
+// gateway's id.
+func modernTask(t legacyTask, id, resultType string) *jsonrpc.Object {
+	o := &jsonrpc.Object{}
+	o.SetString("resultType", resultType)
+	o.SetString("taskId", id)
+	o.SetString("status", t.Status)
+	if t.StatusMessage != "" {
+		o.SetString("statusMessage", t.StatusMessage)
+	}
+	o.SetString("createdAt", t.CreatedAt)
+	last := t.LastUpdatedAt
+	if last == "" {
+		last = t.CreatedAt
+	}
+	o.SetString("lastUpdatedAt", last)
+	ttl := json.RawMessage("null")
+	if t.TTL != nil {
+		ttl, _ = json.Marshal(*t.TTL)
+	}
+	o.Set("ttlMs", ttl)
+	if t.PollInterval != nil {
+		b, _ := json.Marshal(*t.PollInterval)
+		o.Set("pollIntervalMs", b)
+	}
+	return o
+}
+
+// taskCreated turns a backend's CreateTaskResult into the extension's.
+func (c *call) taskCreated(server string, resp jsonrpc.Message) jsonrpc.Message {
+	if resp.Error != nil {
+		return resp
+	}
+	var r struct {
+		Task *legacyTask `json:"task"`
+	}
+	if json.Unmarshal(resp.Result, &r) != nil || r.Task == nil {
+		return resp
+	}
+	id := server + "/" + r.Task.TaskID
+	princ := ""
+	if c.princ != nil {
+		princ = c.princ.Name
+	}
+	c.g.tasks.put(id, taskRoute{server: server, id: r.Task.TaskID, principal: princ, created: time.Now()})
+	resp.Result = modernTask(*r.Task, id, "task").Marshal()
+	return resp
+}
+
+// serveTask answers tasks/get, tasks/cancel and tasks/update for a 2026
+// client.
+func (c *call) serveTask(ctx context.Context) jsonrpc.Message {
+	id, _ := c.params.GetString("taskId")
+	rt, ok := c.g.tasks.get(id)
+	princ := ""
+	if c.princ != nil {
+		princ = c.princ.Name
+	}
+	if !ok || rt.principal != princ {
+		return c.fail(jsonrpc.CodeInvalidParams, "Task not found: "+id)
+	}
+	b := c.g.backends[rt.server]
+	if b == nil {
+		return c.fail(jsonrpc.CodeInvalidParams, "Task not found: "+id)
+	}
+	c.routeRule = "task:" + rt.server
+	switch c.msg.Method {
+	case "tasks/get":
+		task := c.taskLeg(ctx, b, "tasks/get", rt.id, 1)
+		if task.Error != nil {
+			return task
+		}
+		var t legacyTask
+		if json.Unmarshal(task.Result, &t) != nil {
+			return c.fail(jsonrpc.CodeInternalError, "mcptrail: undecodable task from backend "+rt.server)
+		}
+		o := modernTask(t, id, "complete")
+		switch t.Status {
+		case "completed", "failed":
+			res := c.taskLeg(ctx, b, "tasks/result", rt.id, 2)
+			if res.Error != nil {
+				o.Set("error", res.Error.JSON())
+				o.SetString("status", "failed")
+			} else {
+				o.Set("result", res.Result)
+			}
+			// What the task produced is the client's answer, not this
+			// poll's outcome.
+			c.outcome, c.errCode, c.errMsg = 0, 0, ""
+		case "input_required":
+			// The backend waits for input it would ask for on tasks/result,
+			// which the extension does not have: report it as working.
+			o.SetString("status", "working")
+		}
+		return jsonrpc.NewResult(c.msg.ID, o.Marshal())
+	case "tasks/cancel":
+		if res := c.taskLeg(ctx, b, "tasks/cancel", rt.id, 1); res.Error != nil {
+			return res
+		}
+		return jsonrpc.NewResult(c.msg.ID, json.RawMessage(`{}`))
+	default:
+		return c.fail(jsonrpc.CodeInvalidParams, "mcptrail: "+c.msg.Method+" is not supported for tasks of a 2025-11-25 backend")
+	}
+}
+
+// taskLeg sends one tasks/* request for the backend's task id as a recorded
+// leg of this call and returns the answer under the client's JSON-RPC id.
+func (c *call) taskLeg(ctx context.Context, b *Backend, method, backendID string, i int) jsonrpc.Message {
+	params, _ := json.Marshal(map[string]string{"taskId": backendID})
+	sub := &call{g: c.g, sess: c.sess, msg: jsonrpc.NewRequest(c.msg.ID, method, params), reqID: c.reqID, start: time.Now(),
+		out: c.out, cancel: c.cancel, princ: c.princ, traceID: c.traceID, spanID: c.spanID, target: c.target, routeRule: c.routeRule}
+	sub.params, _ = jsonrpc.ParseObject(params)
+	sub.seq.Store(c.seq.Load() + uint32(i)*16)
+	resp := sub.forward(ctx, b)
+	c.server = sub.server
+	if resp.Error != nil {
+		c.outcome, c.errCode, c.errMsg = sub.outcome, sub.errCode, sub.errMsg
+	}
+	resp.ID = c.msg.ID
+	return resp
+}
+
+// modernCapabilities moves the core tasks capability of session-era backends
+// to the extension, as 2026-07-28 has it.
+func modernCapabilities(result json.RawMessage) json.RawMessage {
+	o, err := jsonrpc.ParseObject(result)
+	if err != nil {
+		return result
+	}
+	caps, err := jsonrpc.ParseObject(o.Get("capabilities"))
+	if err != nil || caps.Get("tasks") == nil {
+		return result
+	}
+	caps.Delete("tasks")
+	ext, err := jsonrpc.ParseObject(caps.Get("extensions"))
+	if err != nil {
+		ext = &jsonrpc.Object{}
+	}
+	if ext.Get(extTasks) == nil {
+		ext.Set(extTasks, json.RawMessage(`{}`))
+	}
+	caps.Set("extensions", ext.Marshal())
+	o.Set("capabilities", caps.Marshal())
+	return o.Marshal()
+}
+
+// isTaskMethod reports the extension's methods.
+func isTaskMethod(m string) bool { return strings.HasPrefix(m, "tasks/") }
