@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mcptrail/mcptrail/proxy/auth"
 	"github.com/mcptrail/mcptrail/proxy/jsonrpc"
 )
 
@@ -220,6 +221,12 @@ func (c *call) subscribeUpstream(ctx context.Context, uri, method string, i int)
 		routeRule: "listen:" + rt.server}
 	sub.params, _ = jsonrpc.ParseObject(params)
 	sub.seq.Store(c.seq.Load() + uint32(i+1)*16)
+	if method == "resources/subscribe" {
+		// The same decision as a resources/subscribe of that URI.
+		if _, allowed := sub.authorize(ctx, auth.Resources, uriTarget(rt), rt.server); !allowed {
+			return false
+		}
+	}
 	resp := sub.forward(ctx, b)
 	return resp.Error == nil
 }

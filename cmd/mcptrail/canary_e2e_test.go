@@ -85,6 +85,10 @@ auth:
       sha256: ${E2E_FULL_SHA}
       principal: alice
       tools: ["*"]
+      prompts: ["*"]
+      resources: ["*"]
+      completions: ["*"]
+      methods: ["*"]
 recorder:
   clickhouse:
     addr: ["${E2E_CH_ADDR}"]
