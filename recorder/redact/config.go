@@ -55,7 +55,7 @@ var DefaultKeys = []string{
 	"api_key", "apikey", "authorization", "cookie", "set-cookie", "private_key",
 	"client_secret", "x-api-key", "api-key", "x-auth-token", "proxy-authorization",
 	"credential", "creds", "access_key", "signing_key", "encryption_key", "privkey",
-	"bearer", "dsn",
+	"bearer", "dsn", "account_key", "session_key", "x-amz-signature",
 }
 
 // DefaultMaxPayloadBytes is the payload cap used when MaxPayloadBytes is 0.

@@ -46,7 +46,7 @@ func TestKeyWords(t *testing.T) {
 		"proxyAuthorization": "proxy-authorization", "Cookie": "cookie", "Set-Cookie": "set-cookie",
 		"privateKey": "private_key", "ssh_private_key": "private_key", "signingKey": "signing_key",
 		"credentials": "credential", "googleCredentials": "credential", "sentry_dsn": "dsn", "passphrase": "passphrase",
-		"token_value": "token",
+		"token_value": "token", "AccountKey": "account_key", "SharedAccessKey": "access_key", "X-Amz-Signature": "x-amz-signature",
 	}
 	for key, rule := range secret {
 		if got, ok := r.keys.match(key); !ok || got != rule {
@@ -105,6 +105,8 @@ func TestTextShapes(t *testing.T) {
 		{"XML element", `<user>bob</user><db:password>xpw-11</db:password>`, []string{"xpw-11"}, []string{"<user>bob</user><db:password>«", "</db:password>"}, []string{"password"}, true},
 		{"command-line flag", `mysql -u root --password fpw-12 --host db`, []string{"fpw-12"}, []string{"--host db", "--password «"}, []string{"password"}, true},
 		{"key holding a token", `{"ghp_` + strings.Repeat("k", 36) + `": 1}`, []string{"ghp_" + strings.Repeat("k", 36)}, []string{": 1}"}, []string{"github_token"}, true},
+		{"connection string", `DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=azk-13==;EndpointSuffix=core`, []string{"azk-13"}, []string{"AccountName=acct;", ";EndpointSuffix=core"}, []string{"account_key"}, true},
+		{"presigned URL", `https://b.s3.amazonaws.com/k?X-Amz-Credential=AKIDEXAMPLE%2F2026&X-Amz-Signature=sig-14&X-Amz-Expires=60`, []string{"sig-14", "AKIDEXAMPLE"}, []string{"&X-Amz-Expires=60"}, []string{"credential", "x-amz-signature"}, true},
 		{"JSON-RPC id text", `"password=pw-10"`, []string{"pw-10"}, nil, []string{"password"}, false},
 	}
 	for _, tt := range tests {
