@@ -21,10 +21,13 @@ type Lazy struct {
 	migrate bool
 	log     *slog.Logger
 
+	// connMu serialises connection attempts (which may take DialTimeout);
+	// mu guards the fields below and is never held across I/O, so that
+	// Connected (/readyz, /statusz) answers at once.
+	connMu    sync.Mutex
 	mu        sync.Mutex
 	store     *Store
 	lastErr   error
-	lastTry   time.Time
 	connected time.Time
 }
 
@@ -45,12 +48,14 @@ func NewLazy(cfg Config, migrate bool, logger *slog.Logger) (*Lazy, error) {
 // Store returns the connected (and migrated) store, connecting first when
 // needed. While ClickHouse is unreachable it returns the connection error.
 func (l *Lazy) Store(ctx context.Context) (*Store, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.store != nil {
-		return l.store, nil
+	if s := l.current(); s != nil {
+		return s, nil
 	}
-	l.lastTry = time.Now()
+	l.connMu.Lock()
+	defer l.connMu.Unlock()
+	if s := l.current(); s != nil {
+		return s, nil
+	}
 	s, err := Open(ctx, l.cfg, l.log)
 	if err == nil && l.migrate {
 		if err = s.Migrate(ctx); err != nil {
@@ -58,12 +63,20 @@ func (l *Lazy) Store(ctx context.Context) (*Store, error) {
 			err = fmt.Errorf("migrating ClickHouse schema at %v: %w", l.cfg.Addr, err)
 		}
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if err != nil {
 		l.lastErr = err
 		return nil, err
 	}
 	l.store, l.lastErr, l.connected = s, nil, time.Now()
 	return s, nil
+}
+
+func (l *Lazy) current() *Store {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.store
 }
 
 // WriteBatch implements recorder.Writer: it connects when needed, then
@@ -89,12 +102,14 @@ func (l *Lazy) Addr() []string { return l.cfg.Addr }
 
 // Close closes the connection, if one was made.
 func (l *Lazy) Close() error {
+	l.connMu.Lock()
+	defer l.connMu.Unlock()
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.store == nil {
+	s := l.store
+	l.store = nil
+	l.mu.Unlock()
+	if s == nil {
 		return nil
 	}
-	err := l.store.Close()
-	l.store = nil
-	return err
+	return s.Close()
 }
