@@ -103,6 +103,18 @@ func firstTime(r Request) int64 {
 	return t
 }
 
+// Progress returns the params of the progress notifications recorded for
+// r, in order.
+func (r *Request) Progress() []json.RawMessage {
+	var out []json.RawMessage
+	for i := range r.Other {
+		if e := &r.Other[i]; e.Hop == recorder.HopNotification && e.Method == "notifications/progress" && len(e.Params) > 0 {
+			out = append(out, json.RawMessage(e.Params))
+		}
+	}
+	return out
+}
+
 // Exchange converts one event to an exchange: its params as the request and
 // its result (or error object) as the response. On upstream hops the
 // protocol version is the one negotiated with the backend.
@@ -130,9 +142,28 @@ func NewStore(events []recorder.Event, cfg match.Config) (*match.Store, error) {
 		}
 	}
 	slices.SortStableFunc(ups, func(a, b *recorder.Event) int { return cmp.Compare(a.TimeNs, b.TimeNs) })
+	// Progress a backend sent during a call, so the mock sends it too.
+	progress := map[string][]json.RawMessage{}
+	notes := slices.Clone(events)
+	slices.SortStableFunc(notes, func(a, b recorder.Event) int {
+		return cmp.Or(cmp.Compare(a.Seq, b.Seq), cmp.Compare(a.TimeNs, b.TimeNs))
+	})
+	for i := range notes {
+		if e := &notes[i]; e.Hop == recorder.HopNotification && e.Method == "notifications/progress" && len(e.Params) > 0 {
+			progress[e.RequestID] = append(progress[e.RequestID], json.RawMessage(e.Params))
+		}
+	}
+	last := map[string]*recorder.Event{}
+	for _, e := range ups {
+		last[e.RequestID] = e
+	}
 	s := match.NewStore(cfg)
 	for _, e := range ups {
-		if err := s.Add(Exchange(e)); err != nil {
+		x := Exchange(e)
+		if last[e.RequestID] == e {
+			x.Progress = progress[e.RequestID]
+		}
+		if err := s.Add(x); err != nil {
 			return nil, fmt.Errorf("building replay store from event %s: %w", e.EventID, err)
 		}
 	}

@@ -32,6 +32,9 @@ type Exchange struct {
 	// Truncated is set when the recorded payloads were cut at the cap; such
 	// exchanges cannot be compared byte-for-byte.
 	Truncated bool `json:"truncated,omitempty"`
+	// Progress holds the params of the progress notifications sent for
+	// this request before its answer, in order.
+	Progress []json.RawMessage `json:"progress,omitempty"`
 }
 
 // Classify returns the outcome of an exchange and the JSON-RPC error code (0
@@ -243,4 +246,42 @@ func outcomeJSON(o recorder.Outcome, code int, body json.RawMessage) json.RawMes
 	}
 	b, _ := json.Marshal(s)
 	return b
+}
+
+// ProgressPath is the path under which progress notification changes are
+// reported: (progress)/N/member; it is no member of any answer.
+const ProgressPath = "/(progress)"
+
+// CompareProgress compares the progress notifications of a recorded and a
+// replayed request, by position, ignoring the progress token (rewritten
+// for the replay) and _meta. A lost notification is medium risk, an extra
+// one low, a changed value (progress, total, message) low.
+func CompareProgress(recorded, replayed []json.RawMessage, rules IgnoreRules) []Change {
+	norm := func(ps []json.RawMessage) []any {
+		out := make([]any, 0, len(ps))
+		for _, p := range ps {
+			v, err := Parse(p)
+			if err != nil {
+				v = string(p)
+			}
+			if m, ok := v.(map[string]any); ok {
+				delete(m, "progressToken")
+				delete(m, "_meta")
+			}
+			out = append(out, v)
+		}
+		return out
+	}
+	d := differ{rules: rules}
+	d.walk([]string{"(progress)"}, norm(recorded), norm(replayed))
+	for i := range d.out {
+		c := &d.out[i]
+		switch c.Kind {
+		case KindRemoved:
+			c.Risk = RiskMedium
+		default:
+			c.Risk = RiskLow
+		}
+	}
+	return d.out
 }

@@ -364,3 +364,32 @@ func TestCompareCatalog(t *testing.T) {
 		})
 	}
 }
+
+// Issue 8: progress notifications are compared (count, order, content),
+// tokens and _meta aside.
+func TestCompareProgress(t *testing.T) {
+	p := func(ss ...string) []json.RawMessage {
+		var out []json.RawMessage
+		for _, s := range ss {
+			out = append(out, json.RawMessage(s))
+		}
+		return out
+	}
+	tests := []struct {
+		name     string
+		old, new []json.RawMessage
+		want     []string
+	}{
+		{"same, other token", p(`{"progressToken":"a","progress":1,"total":2}`, `{"progressToken":"a","progress":2,"total":2}`),
+			p(`{"progressToken":"replay-7","progress":1,"total":2,"_meta":{"x":1}}`, `{"progressToken":"replay-7","progress":2.0,"total":2}`), nil},
+		{"lost", p(`{"progress":1}`, `{"progress":2}`), p(`{"progress":1}`), []string{`removed /(progress)/1 (medium): {"progress":2} → ∅`}},
+		{"extra", nil, p(`{"progress":1}`), []string{`added /(progress)/0 (low): ∅ → {"progress":1}`}},
+		{"reordered", p(`{"progress":1}`, `{"progress":2}`), p(`{"progress":2}`, `{"progress":1}`),
+			[]string{`value_changed /(progress)/0/progress (low): 1 → 2`, `value_changed /(progress)/1/progress (low): 2 → 1`}},
+	}
+	for _, tt := range tests {
+		if got, want := changeStrings(CompareProgress(tt.old, tt.new, nil)), strings.Join(tt.want, "\n"); got != want {
+			t.Errorf("%s: CompareProgress =\n%s\nwant\n%s", tt.name, got, want)
+		}
+	}
+}

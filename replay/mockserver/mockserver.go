@@ -187,6 +187,7 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request) {
 	}
 
 	x, err := s.store.LookupFor(recordedRequest(msg.Params), msg.Method, server, msg.Params)
+	r = r.WithContext(context.WithValue(r.Context(), paramsKey{}, json.RawMessage(msg.Params)))
 	if err == nil {
 		s.hits.Add(1)
 		s.writeRecorded(w, r, msg.ID, x)
@@ -275,6 +276,10 @@ func (s *Server) writeRecorded(w http.ResponseWriter, r *http.Request, id json.R
 		http.Error(w, "mcptrail replay: recorded timeout", http.StatusGatewayTimeout)
 		return
 	}
+	if tok := progressToken(r); len(x.Progress) > 0 && tok != nil && outcome != recorder.OutcomeTransportError && outcome != recorder.OutcomeDenied {
+		s.writeWithProgress(w, id, tok, x, outcome, code, body)
+		return
+	}
 	switch outcome {
 	case recorder.OutcomeTransportError, recorder.OutcomeDenied:
 		// Reproduce the failure at the transport level.
@@ -288,6 +293,49 @@ func (s *Server) writeRecorded(w http.ResponseWriter, r *http.Request, id json.R
 		return
 	}
 	writeRaw(w, id, "result", body)
+}
+
+// progressToken is the live request's params._meta.progressToken, or nil.
+func progressToken(r *http.Request) json.RawMessage {
+	v, _ := r.Context().Value(paramsKey{}).(json.RawMessage)
+	o, err := jsonrpc.ParseObject(v)
+	if err != nil {
+		return nil
+	}
+	m, err := jsonrpc.ParseObject(o.Get("_meta"))
+	if err != nil {
+		return nil
+	}
+	return m.Get("progressToken")
+}
+
+type paramsKey struct{}
+
+// writeWithProgress answers as an SSE stream: the recorded progress
+// notifications (with the live request's token), then the recorded answer.
+func (s *Server) writeWithProgress(w http.ResponseWriter, id, tok json.RawMessage, x diff.Exchange, outcome recorder.Outcome, code int, body json.RawMessage) {
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	for _, p := range x.Progress {
+		o, err := jsonrpc.ParseObject(p)
+		if err != nil {
+			continue
+		}
+		o.Set("progressToken", tok)
+		_, _ = fmt.Fprintf(w, "event: message\ndata: %s\n\n", jsonrpc.NewNotification("notifications/progress", o.Marshal()).Marshal())
+	}
+	member := "result"
+	if outcome == recorder.OutcomeJSONRPCError {
+		member = "error"
+		if body == nil || body[0] != '{' {
+			body, _ = json.Marshal(jsonrpc.Error{Code: code, Message: "recorded error (payload not recorded)"})
+		}
+	}
+	b := append([]byte(`{"jsonrpc":"2.0","id":`), id...)
+	b = append(append(append(append(b, `,"`...), member...), `":`...), body...)
+	b = append(b, '}')
+	_, _ = fmt.Fprintf(w, "event: message\ndata: %s\n\n", b)
 }
 
 func writeRaw(w http.ResponseWriter, id json.RawMessage, member string, raw json.RawMessage) {

@@ -77,6 +77,20 @@ func Compared(recorded, replayed diff.Exchange, rules diff.IgnoreRules) Case {
 	return c
 }
 
+// WithProgress adds the differences between recorded and replayed progress
+// notifications (lost, extra, changed) to a compared case.
+func WithProgress(c Case, recorded, replayed []json.RawMessage, rules diff.IgnoreRules) Case {
+	if c.Status != StatusIdentical && c.Status != StatusChanged || len(recorded) == 0 && len(replayed) == 0 {
+		return c
+	}
+	ch := diff.CompareProgress(recorded, replayed, rules.For(c.Server, c.Target))
+	if len(ch) > 0 {
+		c.Diff.Changes = append(c.Diff.Changes, ch...)
+		c.Status = StatusChanged
+	}
+	return c
+}
+
 // Failed builds a case for a request whose replay failed.
 func Failed(recorded diff.Exchange, err error) Case {
 	c := caseOf(recorded)

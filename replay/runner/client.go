@@ -54,6 +54,7 @@ func clientSession(ctx context.Context, o Options, reqs []replay.Request, idx []
 		cur.fill = o.Secrets.FillAll
 	}
 	tr.SetRequestHandler(cur.answer)
+	tr.SetNotificationHandler(cur.notification)
 	if err := tr.Start(ctx); err != nil {
 		return fmt.Errorf("starting gateway session: %w", err)
 	}
@@ -136,7 +137,8 @@ func clientRequest(ctx context.Context, o Options, tr *transport.StreamableHTTP,
 		}
 	}
 	*seq++
-	params := rewriteParams(r.Inbound.Params, "replay-"+strconv.Itoa(*seq))
+	token := "replay-" + strconv.Itoa(*seq)
+	params := rewriteParams(r.Inbound.Params, token)
 	// Name the recorded request, so a mock answers exactly its answers and
 	// a recording candidate gateway files the replay next to it.
 	params = withRequestID(params, match.ReplayRequestID(r.RequestID))
@@ -161,6 +163,7 @@ func clientRequest(ctx context.Context, o Options, tr *transport.StreamableHTTP,
 		defer unlock()
 	}
 	cur.set(r)
+	cur.setToken(token)
 	defer cur.set(nil)
 	rctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
@@ -183,7 +186,7 @@ func clientRequest(ctx context.Context, o Options, tr *transport.StreamableHTTP,
 	replayed.Outcome, replayed.ErrorCode = gatewayOutcome(replayed.Response)
 	replayed.Response = normalizeAnswer(replayed.Response)
 	o.Logger.Debug("replayed", "request_id", r.RequestID, "method", r.Method, "target", r.Target, "duration", dur)
-	return report.Compared(recorded, replayed, o.Ignore)
+	return report.WithProgress(report.Compared(recorded, replayed, o.Ignore), r.Progress(), cur.takeProgress(), o.Ignore)
 }
 
 // recordedAnswer is the exchange a client-side replay is compared with: the
@@ -270,12 +273,46 @@ type currentRequest struct {
 	mu   sync.Mutex
 	r    *replay.Request
 	used map[int]bool
+	// token is the progress token of the request in flight; progress
+	// collects the params of its progress notifications.
+	token    string
+	progress []json.RawMessage
 }
 
 func (c *currentRequest) set(r *replay.Request) {
 	c.mu.Lock()
 	c.r, c.used = r, map[int]bool{}
 	c.mu.Unlock()
+}
+
+func (c *currentRequest) setToken(tok string) {
+	c.mu.Lock()
+	c.token, c.progress = tok, nil
+	c.mu.Unlock()
+}
+
+// notification keeps the progress notifications of the request in flight.
+func (c *currentRequest) notification(n mcp.JSONRPCNotification) {
+	if n.Method != "notifications/progress" {
+		return
+	}
+	b, err := json.Marshal(n.Params)
+	if err != nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if tok, _ := n.Params.AdditionalFields["progressToken"].(string); tok != "" && tok == c.token {
+		c.progress = append(c.progress, b)
+	}
+}
+
+func (c *currentRequest) takeProgress() []json.RawMessage {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.progress
+	c.progress = nil
+	return p
 }
 
 func (c *currentRequest) answer(_ context.Context, req transport.JSONRPCRequest) (*transport.JSONRPCResponse, error) {

@@ -68,6 +68,44 @@ type upConn struct {
 	inflight sync.Map // *replay.Request → start time
 	used     sync.Map // *replay.Request → map[int]bool (guarded by mu)
 	mu       sync.Mutex
+	// progress collects progress notifications by the token of the
+	// request in flight (guarded by mu).
+	progress map[string][]json.RawMessage
+}
+
+// watch starts collecting the progress notifications sent with token.
+func (c *upConn) watch(token string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.progress == nil {
+		c.progress = map[string][]json.RawMessage{}
+	}
+	c.progress[token] = []json.RawMessage{}
+}
+
+// take stops collecting for token and returns what came.
+func (c *upConn) take(token string) []json.RawMessage {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.progress[token]
+	delete(c.progress, token)
+	return p
+}
+
+func (c *upConn) notification(n mcp.JSONRPCNotification) {
+	if n.Method != "notifications/progress" {
+		return
+	}
+	tok, _ := n.Params.AdditionalFields["progressToken"].(string)
+	b, err := json.Marshal(n.Params)
+	if err != nil || tok == "" {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p, ok := c.progress[tok]; ok {
+		c.progress[tok] = append(p, b)
+	}
 }
 
 func newUpstreams(ctx context.Context, o Options) *upstreams {
@@ -145,6 +183,7 @@ func (u *upstreams) dial(c *upConn, srv config.Server, version string) (transpor
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s: %w", srv.Name, err)
 	}
+	tr.SetNotificationHandler(c.notification)
 	if bt, ok := tr.(transport.BidirectionalInterface); ok {
 		bt.SetRequestHandler(func(_ context.Context, req transport.JSONRPCRequest) (*transport.JSONRPCResponse, error) {
 			return c.serverAnswer(req), nil
@@ -278,7 +317,8 @@ func (u *upstreams) request(ctx context.Context, p *pacer, r *replay.Request, up
 			return report.Skipped(recorded, why)
 		}
 	}
-	params := rewriteParams(up.Params, "replay-"+strconv.FormatInt(u.seq.Add(1), 10))
+	token := "replay-" + strconv.FormatInt(u.seq.Add(1), 10)
+	params := rewriteParams(up.Params, token)
 	params, err := o.Secrets.FillAll(params)
 	if err != nil {
 		return report.Skipped(recorded, err.Error())
@@ -300,6 +340,8 @@ func (u *upstreams) request(ctx context.Context, p *pacer, r *replay.Request, up
 	defer unlock()
 	conn.inflight.Store(r, time.Now())
 	defer conn.inflight.Delete(r)
+	conn.watch(token)
+	defer conn.take(token)
 	timeout := o.Targets[up.Server].Timeout
 	if timeout <= 0 {
 		timeout = o.Timeout
@@ -319,7 +361,7 @@ func (u *upstreams) request(ctx context.Context, p *pacer, r *replay.Request, up
 		replayed.Response = resp.Result
 	}
 	o.Logger.Debug("replayed upstream", "request_id", r.RequestID, "server", up.Server, "method", up.Method, "duration", dur)
-	return report.Compared(recorded, replayed, o.Ignore)
+	return report.WithProgress(report.Compared(recorded, replayed, o.Ignore), r.Progress(), conn.take(token), o.Ignore)
 }
 
 // catalog fetches every list the recording holds for a backend (tools,
