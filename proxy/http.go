@@ -32,45 +32,24 @@ func NewHTTPServer(h http.Handler, l config.Limits) *http.Server {
 	}
 }
 
-// Handler returns the gateway's HTTP API:
+// Handler returns the gateway's MCP listener:
 //
 //	/mcp       streamable HTTP (POST, GET stream, DELETE)
 //	/sse       legacy SSE stream; /message takes its POSTs
 //	/healthz   the process is alive
 //	/readyz    config loaded and the required backends initialized
-//	/statusz   counters as JSON (mcptrail status)
-//	/metrics   Options.MetricsHandler (Prometheus), when set
+//
+// The MCP endpoints refuse browser origins not in allowed_origins (403).
+// The admin endpoints (/statusz, /metrics; see AdminHandler) are here too
+// unless admin.listen moves them to their own listener.
 func (g *Gateway) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/mcp", g.serveStreamable)
-	mux.HandleFunc("/sse", g.serveSSE)
-	mux.HandleFunc("/message", g.serveSSEMessage)
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain")
-		_, _ = io.WriteString(w, "ok\n")
-	})
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain")
-		if ok, why := g.Ready(); !ok {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = io.WriteString(w, why+"\n")
-			return
-		}
-		if sp, ok := g.rec.(StatusProvider); ok {
-			if rs := sp.RecorderStatus(); !rs.Healthy {
-				// Ready by choice (recorder.ready_when_degraded), but say so.
-				_, _ = io.WriteString(w, "ready; recorder degraded: "+strings.Join(rs.Problems, "; ")+"\n")
-				return
-			}
-		}
-		_, _ = io.WriteString(w, "ready\n")
-	})
-	mux.HandleFunc("/statusz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(g.Status())
-	})
-	if g.opts.MetricsHandler != nil {
-		mux.Handle("/metrics", g.opts.MetricsHandler)
+	mux.HandleFunc("/mcp", g.checkOrigin(g.serveStreamable))
+	mux.HandleFunc("/sse", g.checkOrigin(g.serveSSE))
+	mux.HandleFunc("/message", g.checkOrigin(g.serveSSEMessage))
+	g.probes(mux)
+	if g.cfg.Admin.Listen == "" {
+		g.adminEndpoints(mux, true)
 	}
 	return mux
 }

@@ -249,7 +249,7 @@ func TestE2ERecording(t *testing.T) {
 		}
 	})
 	t.Run("status", func(t *testing.T) {
-		out, stderr, code := runCLI(t, "status", "--url", gw.url)
+		out, stderr, code := runCLI(t, "status", "--url", gw.admin)
 		if code != 0 {
 			t.Fatalf("exit %d: %s", code, stderr)
 		}

@@ -239,7 +239,8 @@ func startTestBackend(t testing.TB) (*proc, string) {
 
 type gateway struct {
 	*proc
-	url string
+	url   string // the MCP listener
+	admin string // admin.listen: /statusz, /metrics
 }
 
 // startGateway runs `mcptrail serve` with the e2e config and waits for
@@ -251,9 +252,10 @@ func startGateway(t testing.TB, env e2eEnv, extraArgs ...string) *gateway {
 	if cfg == "" {
 		cfg = gatewayConfig
 	}
-	args := append([]string{"serve", "--config", cfg, "--listen", addr, "--log-level", "debug"}, extraArgs...)
+	admin := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	args := append([]string{"serve", "--config", cfg, "--listen", addr, "--admin-listen", admin, "--log-level", "debug"}, extraArgs...)
 	p := startProc(t, "gateway", env.list(), args...)
-	g := &gateway{proc: p, url: "http://" + addr}
+	g := &gateway{proc: p, url: "http://" + addr, admin: "http://" + admin}
 	waitFor(t, "gateway /readyz", 90*time.Second, p, func() (bool, error) {
 		resp, err := httpc.Get(g.url + "/readyz")
 		if err != nil {
@@ -269,7 +271,7 @@ func startGateway(t testing.TB, env e2eEnv, extraArgs ...string) *gateway {
 // stats reads the recorder counters from /statusz.
 func (g *gateway) stats(t testing.TB) recorder.Stats {
 	t.Helper()
-	resp, err := httpc.Get(g.url + "/statusz")
+	resp, err := httpc.Get(g.admin + "/statusz")
 	if err != nil {
 		t.Fatalf("GET /statusz: %v", err)
 	}

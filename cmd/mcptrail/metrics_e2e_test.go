@@ -64,7 +64,7 @@ func TestE2EMetrics(t *testing.T) {
 	defer stream.Body.Close()
 
 	rec := gw.waitWritten(t)
-	fams := scrape(t, gw.url+"/metrics")
+	fams := scrape(t, gw.admin+"/metrics")
 
 	tests := []struct {
 		family string

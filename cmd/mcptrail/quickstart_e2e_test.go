@@ -128,7 +128,7 @@ func TestQuickStartReplay(t *testing.T) {
 // waitRecorded waits until the recorder has written every event.
 func (p *proc) waitRecorded(t testing.TB, base string) {
 	t.Helper()
-	g := &gateway{proc: p, url: base}
+	g := &gateway{proc: p, url: base, admin: base} // demo.yaml: no auth, admin endpoints on listen
 	g.waitWritten(t)
 }
 

@@ -7,6 +7,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/csv"
 	"encoding/json"
@@ -901,6 +902,10 @@ func newStatusCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show a running gateway's recorder counters and backend health (from /statusz)",
+		Long: `Show a running gateway's recorder counters and backend health, read from its
+/statusz admin endpoint: on admin.listen when the config sets it, else on listen.
+When the gateway has an admin token (admin.token_sha256), put the token in
+MCPTRAIL_ADMIN_TOKEN.`,
 		Example: `  mcptrail status
   mcptrail status --url http://gateway.internal:8080`,
 		Args: cobra.NoArgs,
@@ -908,7 +913,7 @@ func newStatusCmd() *cobra.Command {
 			if url == "" {
 				url = "http://" + config.DefaultListen
 				if cfg, err := config.Load(configPath); err == nil {
-					url = "http://" + dialable(cfg.Listen)
+					url = "http://" + dialable(cmp.Or(cfg.Admin.Listen, cfg.Listen))
 				} else if cmd.Flags().Changed("config") {
 					return err
 				}
@@ -924,7 +929,7 @@ func newStatusCmd() *cobra.Command {
 			return renderStatus(cmd.OutOrStdout(), url, st)
 		},
 	}
-	cmd.Flags().StringVar(&url, "url", "", "gateway base URL (default: http://<listen> of --config, else http://"+config.DefaultListen+")")
+	cmd.Flags().StringVar(&url, "url", "", "gateway admin base URL (default: http://<admin.listen or listen> of --config, else http://"+config.DefaultListen+")")
 	cmd.Flags().StringVarP(&configPath, "config", "c", "mcptrail.yaml", "gateway config file, for its listen address")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print /statusz as it came")
 	return cmd
@@ -953,6 +958,9 @@ func fetchStatus(ctx context.Context, base string) (gatewayStatus, []byte, error
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return gs, nil, fmt.Errorf("reading gateway status: %w", err)
+	}
+	if tok := os.Getenv("MCPTRAIL_ADMIN_TOKEN"); tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

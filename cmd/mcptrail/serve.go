@@ -25,6 +25,7 @@ func newServeCmd() *cobra.Command {
 		cfgPath  string
 		logLevel string
 		listen   string
+		admin    string
 		noRecord bool
 		debugAt  string
 	)
@@ -40,6 +41,9 @@ func newServeCmd() *cobra.Command {
 			}
 			if listen != "" {
 				cfg.Listen = listen
+			}
+			if admin != "" {
+				cfg.Admin.Listen = admin
 			}
 			if noRecord {
 				off := false
@@ -58,6 +62,7 @@ func newServeCmd() *cobra.Command {
 	cmd.Flags().StringVarP(&cfgPath, "config", "c", "mcptrail.yaml", "config file")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug | info | warn | error")
 	cmd.Flags().StringVar(&listen, "listen", "", "override the config's listen address")
+	cmd.Flags().StringVar(&admin, "admin-listen", "", "override the config's admin.listen address (/statusz, /metrics)")
 	cmd.Flags().BoolVar(&noRecord, "no-record", false, "do not record (no ClickHouse)")
 	cmd.Flags().StringVar(&debugAt, "debug-addr", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060); off by default")
 	return cmd
@@ -134,12 +139,28 @@ func runServe(ctx context.Context, cfg *config.Config, logLevel string) error {
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
 	}
+	var adminLn net.Listener
+	if cfg.Admin.Listen != "" {
+		if adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
+			ln.Close()
+			return fmt.Errorf("listening on admin.listen %s: %w", cfg.Admin.Listen, err)
+		}
+	}
 	if err := gw.Start(ctx); err != nil {
 		ln.Close()
+		if adminLn != nil {
+			adminLn.Close()
+		}
 		return fmt.Errorf("starting the gateway: %w", err)
 	}
 	srv := proxy.NewHTTPServer(gw.Handler(), cfg.Limits)
 	srv.RegisterOnShutdown(gw.CloseStreams)
+	var adminSrv *http.Server
+	if adminLn != nil {
+		adminSrv = proxy.NewHTTPServer(gw.AdminHandler(), cfg.Limits)
+		logger.Info("mcptrail admin endpoints listening", "addr", adminLn.Addr().String())
+		fmt.Fprintf(os.Stderr, "\nmcptrail admin endpoints (/statusz, /metrics) on http://%s\n", adminLn.Addr())
+	}
 
 	addr := ln.Addr().String()
 	logger.Info("mcptrail gateway listening", "addr", addr, "config", cfg.Path, "servers", len(cfg.Servers), "recording", rec.pipeline != nil)
@@ -185,6 +206,19 @@ mcptrail %s is serving MCP on http://%s
 		}, func(error) {
 			if err := srv.Shutdown(stopping()); err != nil {
 				logger.Warn("HTTP shutdown", "err", err)
+			}
+		})
+	}
+	if adminSrv != nil { // the admin listener (admin.listen)
+		g.Add(func() error {
+			if err := adminSrv.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
+				logger.Error("admin HTTP server failed", "err", err)
+				return fmt.Errorf("serving admin.listen: %w", err)
+			}
+			return nil
+		}, func(error) {
+			if err := adminSrv.Shutdown(stopping()); err != nil {
+				logger.Warn("admin HTTP shutdown", "err", err)
 			}
 		})
 	}

@@ -1,0 +1,131 @@
+package proxy
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/mcptrail/mcptrail/proxy/jsonrpc"
+)
+
+// AdminHandler serves the admin endpoints on their own listener
+// (admin.listen):
+//
+//	/statusz   counters as JSON (mcptrail status)
+//	/metrics   Options.MetricsHandler (Prometheus), when set
+//	/healthz, /readyz as on the MCP listener
+//
+// When admin.token_sha256 is set every admin request needs that bearer
+// token; otherwise the listener's address is the protection.
+func (g *Gateway) AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	g.probes(mux)
+	g.adminEndpoints(mux, false)
+	return mux
+}
+
+// probes adds /healthz and /readyz: they tell a load balancer whether to
+// send traffic and reveal nothing else, so every listener serves them.
+func (g *Gateway) probes(mux *http.ServeMux) {
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		if ok, why := g.Ready(); !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, why+"\n")
+			return
+		}
+		if sp, ok := g.rec.(StatusProvider); ok {
+			if rs := sp.RecorderStatus(); !rs.Healthy {
+				// Ready by choice (recorder.ready_when_degraded), but say so.
+				_, _ = io.WriteString(w, "ready; recorder degraded: "+strings.Join(rs.Problems, "; ")+"\n")
+				return
+			}
+		}
+		_, _ = io.WriteString(w, "ready\n")
+	})
+}
+
+// adminEndpoints adds /statusz and /metrics behind adminAllowed.
+func (g *Gateway) adminEndpoints(mux *http.ServeMux, onMCPListener bool) {
+	mux.Handle("/statusz", g.adminOnly(onMCPListener, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(g.Status())
+	})))
+	if g.opts.MetricsHandler != nil {
+		mux.Handle("/metrics", g.adminOnly(onMCPListener, g.opts.MetricsHandler))
+	}
+}
+
+// adminOnly guards an admin endpoint. With admin.token_sha256 set it needs
+// that bearer token. Without it, an admin endpoint on the MCP listener is
+// refused while client authentication is on (a client token is not an
+// admin token, and an unauthenticated caller must not read the gateway's
+// backends, counters and recorder state); on its own admin.listen, or when
+// the gateway has no authentication at all, it is open.
+func (g *Gateway) adminOnly(onMCPListener bool, h http.Handler) http.Handler {
+	want := g.cfg.Admin.TokenSHA256
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reqID := NewRequestID()
+		switch {
+		case want != "":
+			tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+			if !ok || subtle.ConstantTimeCompare([]byte(hex.EncodeToString(sum[:])), []byte(want)) != 1 {
+				g.stats.denied.Add(1)
+				w.Header().Set("WWW-Authenticate", `Bearer realm="mcptrail-admin"`)
+				writeRPCError(w, http.StatusUnauthorized, nil, jsonrpc.CodeUnauthorized, "mcptrail: "+r.URL.Path+" needs the admin token (admin.token_sha256)", reqID)
+				closeUnread(w)
+				g.logger.Warn("admin request denied", "request_id", reqID, "path", r.URL.Path, "remote", r.RemoteAddr)
+				return
+			}
+		case onMCPListener && g.auth.Enabled():
+			g.stats.denied.Add(1)
+			writeRPCError(w, http.StatusForbidden, nil, jsonrpc.CodeUnauthorized, "mcptrail: "+r.URL.Path+" is an admin endpoint: serve it on admin.listen, or set admin.token_sha256", reqID)
+			closeUnread(w)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// checkOrigin refuses a browser request from an origin that is not in
+// allowed_origins with 403, as the MCP transport requires (DNS rebinding:
+// a web page must not drive a gateway on the user's loopback or LAN).
+// Requests without an Origin header (non-browser clients) pass.
+func (g *Gateway) checkOrigin(h http.HandlerFunc) http.HandlerFunc {
+	allowed := make([]string, 0, len(g.cfg.AllowedOrigins))
+	for _, o := range g.cfg.AllowedOrigins {
+		allowed = append(allowed, strings.ToLower(strings.TrimRight(o, "/")))
+	}
+	any := slices.Contains(allowed, "*")
+	return func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		if origin == "" || any || slices.Contains(allowed, strings.ToLower(origin)) {
+			h(w, r)
+			return
+		}
+		reqID := NewRequestID()
+		g.stats.denied.Add(1)
+		writeRPCError(w, http.StatusForbidden, nil, jsonrpc.CodeInvalidRequest, "mcptrail: Origin not allowed (allowed_origins)", reqID)
+		closeUnread(w)
+		g.logger.Warn("request denied: origin not allowed", "request_id", reqID, "origin", truncateForLog(origin), "remote", r.RemoteAddr)
+	}
+}
+
+// truncateForLog bounds a client-chosen header value in a log line.
+func truncateForLog(s string) string {
+	const max = 200
+	if len(s) > max {
+		return s[:max] + "…(truncated)"
+	}
+	return s
+}
