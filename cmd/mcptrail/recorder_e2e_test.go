@@ -48,9 +48,10 @@ func TestE2EClickHouseDownAtStart(t *testing.T) {
 		HeaderSecret: "hdr-" + randAlnum(24), RedactKey: randAlnum(32),
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	admin := "127.0.0.1:" + strconv.Itoa(freePort(t))
 	p := startProc(t, "gateway", append(env.list(), "E2E_READY_WHEN_DEGRADED=false"),
-		"serve", "--config", gatewayConfig, "--listen", addr, "--log-level", "debug")
-	gw := &gateway{proc: p, url: "http://" + addr}
+		"serve", "--config", gatewayConfig, "--listen", addr, "--admin-listen", admin, "--log-level", "debug")
+	gw := &gateway{proc: p, url: "http://" + addr, admin: "http://" + admin}
 	started := time.Now()
 	waitFor(t, "/readyz to report the degraded recorder", 90*time.Second, p, func() (bool, error) {
 		code, body := readyz(gw.url)
@@ -65,7 +66,7 @@ func TestE2EClickHouseDownAtStart(t *testing.T) {
 		}
 		ids = append(ids, id)
 	}
-	st, _, err := fetchStatus(context.Background(), gw.url)
+	st, _, err := fetchStatus(context.Background(), gw.admin)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +131,7 @@ func TestE2ELocalClickHouseSupervised(t *testing.T) {
 	}
 	nopw.Close()
 
-	st, _, err := fetchStatus(context.Background(), gw.url)
+	st, _, err := fetchStatus(context.Background(), gw.admin)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +143,7 @@ func TestE2ELocalClickHouseSupervised(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the local ClickHouse to be restarted", 90*time.Second, gw.proc, func() (bool, error) {
-		st, _, err := fetchStatus(context.Background(), gw.url)
+		st, _, err := fetchStatus(context.Background(), gw.admin)
 		if err != nil {
 			return false, err
 		}
@@ -157,7 +158,7 @@ func TestE2ELocalClickHouseSupervised(t *testing.T) {
 			t.Errorf("trace %s through the restarted local server: exit %d\n%s%s", id, code, out, stderr)
 		}
 	}
-	out, stderr, code := runCLIEnv(t, env.list(), "status", "--url", gw.url)
+	out, stderr, code := runCLIEnv(t, env.list(), "status", "--url", gw.admin)
 	if code != 0 || !strings.Contains(out, "restarts 1") || !strings.Contains(out, "last exit signal: killed") {
 		t.Errorf("status after the restart: exit %d\n%s%s", code, out, stderr)
 	}
