@@ -93,6 +93,19 @@ func validRequestID(s string) bool {
 	return true
 }
 
+// metaRequestID is the request ID a client put in params._meta, scoped to
+// its principal, when acceptable; otherwise def.
+func (g *Gateway) metaRequestID(msg jsonrpc.Message, p *auth.Principal, def string) string {
+	if raw, ok := jsonrpc.Lookup(msg.Params, "_meta"); ok {
+		if meta, err := jsonrpc.ParseObject(raw); err == nil {
+			if id, ok := meta.GetString(MetaRequestID); ok && g.acceptRequestID(id) {
+				return p.ScopeRequestID(id)
+			}
+		}
+	}
+	return def
+}
+
 // NewRequestID returns a fresh ULID request ID.
 func NewRequestID() string { return ulid.Make().String() }
 

@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -1008,4 +1009,69 @@ func TestServerWithoutNamespace(t *testing.T) {
 		ok, why := gw.Ready()
 		return !ok && strings.Contains(why, `tool "echo" of server beta is also one of server alpha`)
 	})
+}
+
+// TestLegacySSERequestIDMatches: on legacy SSE, the request ID of the 202
+// to POST /message is the one the answer, the records and the span carry,
+// with and without a client-chosen ID in params._meta.
+func TestLegacySSERequestIDMatches(t *testing.T) {
+	cfg, _ := twoBackends(t)
+	e := startGateway(t, cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.url+"/sse", nil)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	lines := bufio.NewReader(resp.Body)
+	next := func() string { // the data of the next SSE event
+		t.Helper()
+		for {
+			l, err := lines.ReadString('\n')
+			if err != nil {
+				t.Fatalf("SSE stream: %v", err)
+			}
+			if d, ok := strings.CutPrefix(strings.TrimSpace(l), "data:"); ok {
+				return strings.TrimSpace(d)
+			}
+		}
+	}
+	endpoint := next()
+	msgURL := e.url + endpoint
+	postMsg := func(body string) string {
+		t.Helper()
+		r, err := http.Post(msgURL, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Body.Close()
+		if r.StatusCode != http.StatusAccepted {
+			t.Fatalf("POST /message: %d", r.StatusCode)
+		}
+		return r.Header.Get("X-Request-Id")
+	}
+	postMsg(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2024-11-05","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}`)
+	next()
+	for i, meta := range []string{``, `,"_meta":{"mcptrail.dev/request-id":"01JMETACHOSENREQUESTID0001"}`} {
+		hdr := postMsg(fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"alpha.echo","arguments":{"message":"x"}%s}}`, i+2, meta))
+		answer := next()
+		var m struct {
+			Result struct {
+				Meta map[string]string `json:"_meta"`
+			} `json:"result"`
+		}
+		_ = json.Unmarshal([]byte(answer), &m)
+		if got := m.Result.Meta[proxy.MetaRequestID]; hdr == "" || got != hdr {
+			t.Errorf("call %d: X-Request-Id of the 202 = %q, result._meta request ID = %q (answer %s)", i, hdr, got, answer)
+		}
+		if meta != "" && hdr != "01JMETACHOSENREQUESTID0001" {
+			t.Errorf("call %d: X-Request-Id = %q, want the one from params._meta", i, hdr)
+		}
+		if len(e.rec.byRequest(hdr)) == 0 {
+			t.Errorf("call %d: nothing recorded under %s", i, hdr)
+		}
+	}
 }

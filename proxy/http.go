@@ -615,13 +615,15 @@ func (g *Gateway) serveSSEMessage(w http.ResponseWriter, r *http.Request) {
 		writeRPCError(w, http.StatusNotFound, msg.ID, jsonrpc.CodeInvalidRequest, "mcptrail: unknown sessionId", reqID)
 		return
 	}
+	if !fromClient {
+		// The 202 goes out now, before Serve runs: settle the ID Serve
+		// would take from params._meta here, so header and answer agree.
+		reqID = g.metaRequestID(msg, principal, reqID)
+	}
 	w.Header().Set(HeaderRequestID, reqID)
 	w.WriteHeader(http.StatusAccepted)
 	if g.acceptOneWay(sess, msg) {
 		return
-	}
-	if !fromClient {
-		reqID = ""
 	}
 	g.inflight.Add(1)
 	go func() {
