@@ -1,13 +1,17 @@
 package proxy_test
 
 import (
+	"context"
 	"encoding/json"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mcptrail/mcptrail/proxy/config"
+	"github.com/mcptrail/mcptrail/proxy/sse"
 	"github.com/mcptrail/mcptrail/recorder"
 )
 
@@ -191,5 +195,69 @@ func TestRequestIDsCannotBeBorrowed(t *testing.T) {
 	}
 	if n := len(e.rec.byRequest("victim-id")); n != 0 {
 		t.Errorf("an unauthenticated request was recorded under the client's ID victim-id (%d events)", n)
+	}
+}
+
+// TestListenSubscribesOnlyAllowedResources: a 2026 client's
+// subscriptions/listen subscribes the backend only to resources the token
+// may subscribe to; a denied URI is left out of the acknowledgement and
+// recorded as a denial with its rule.
+func TestListenSubscribesOnlyAllowedResources(t *testing.T) {
+	url := startEverythingHTTP(t)
+	cfg := &config.Config{
+		Servers: []config.Server{{Name: "everything", Transport: "http", URL: url, Timeout: 30 * time.Second}},
+		Auth: config.Auth{Tokens: []config.Token{
+			{Name: "tools-only", SHA256: sha("tools-token"), Tools: []string{"*"}},
+			{Name: "reader", SHA256: sha("reader-token"), Tools: []string{"*"}, Resources: []string{"everything:demo://resource/static/*"}},
+		}},
+	}
+	e := startGateway(t, cfg)
+	const uri = "demo://resource/static/document/architecture.md"
+	for _, tt := range []struct {
+		token string
+		want  bool
+	}{{"tools-token", false}, {"reader-token", true}} {
+		body := modernBody(0, "subscriptions/listen", map[string]any{"notifications": map[string]any{
+			"toolsListChanged": true, "resourceSubscriptions": []string{uri}}}, nil)
+		req, _ := http.NewRequest(http.MethodPost, e.url+"/mcp", strings.NewReader(body))
+		for k, v := range modernHeaders("subscriptions/listen", "") {
+			req.Header.Set(k, v)
+		}
+		req.Header.Set("Authorization", "Bearer "+tt.token)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		resp, err := http.DefaultClient.Do(req.WithContext(ctx))
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		reqID := resp.Header.Get("X-Request-Id")
+		var ack string
+		_, _ = sse.Read(resp.Body, 1<<20, func(_, data []byte) bool { ack = string(data); return false })
+		cancel()
+		resp.Body.Close()
+		if !strings.Contains(ack, "notifications/subscriptions/acknowledged") {
+			t.Fatalf("%s: first message %q, want the acknowledgement", tt.token, ack)
+		}
+		if got := strings.Contains(ack, uri); got != tt.want {
+			t.Errorf("%s: acknowledgement %s names %s = %v, want %v", tt.token, ack, uri, got, tt.want)
+		}
+		var rule string
+		var upstream int
+		for _, ev := range e.rec.byRequest(reqID) {
+			if ev.Hop == recorder.HopAuth && ev.AuthDecision == "denied" {
+				rule = ev.AuthRule
+			}
+			if ev.Hop == recorder.HopUpstream && ev.Method == "resources/subscribe" {
+				upstream++
+			}
+		}
+		if !tt.want && (rule != "resources:default-deny" || upstream != 0) {
+			t.Errorf("%s: denied subscription recorded with rule %q and %d upstream subscribes; want resources:default-deny and none", tt.token, rule, upstream)
+		}
+		if tt.want && upstream != 1 {
+			t.Errorf("%s: %d upstream resources/subscribe, want 1", tt.token, upstream)
+		}
 	}
 }
