@@ -79,10 +79,11 @@ func metricsDashboard(o Options) *dashboard.DashboardBuilder {
 			"{{tool}} "+q.name))
 	}
 
-	decisions := stackedBars(ts("Policy decisions/s",
-		"Decisions of each policy check (bearer_token, tool_allowlist, …) by result and the rule that decided.",
+	decisions := stackedBars(ts("Policy decisions and limit refusals/s",
+		"Decisions of each policy check (bearer_token, tokens, …) by result and the rule that decided, and requests refused at a configured limit (limits.max_sessions, limits.max_sessions_per_principal).",
 		"ops", 12), "sum").
-		WithTarget(promQuery(o, "A", `sum by (check, decision, rule) (rate(mcptrail_policy_decisions_total`+sel(false)+rateWindow+`))`, "{{check}} {{decision}} {{rule}}"))
+		WithTarget(promQuery(o, "A", `sum by (check, decision, rule) (rate(mcptrail_policy_decisions_total`+sel(false)+rateWindow+`))`, "{{check}} {{decision}} {{rule}}")).
+		WithTarget(promQuery(o, "B", `sum by (limit) (rate(mcptrail_limit_refusals_total`+sel(false)+rateWindow+`))`, "refused at {{limit}}"))
 
 	sessions := ts("Sessions and streams",
 		"Client sessions the gateway holds and the open standalone server→client streams (GET /mcp, legacy /sse), per gateway instance.",

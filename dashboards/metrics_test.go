@@ -95,6 +95,7 @@ func TestMetricsDashboard(t *testing.T) {
 	got := strings.Join(MetricNames(PromExprs(g.Model)), " ")
 	want := strings.Join([]string{
 		"mcptrail_backend_up",
+		"mcptrail_limit_refusals_total",
 		"mcptrail_policy_decisions_total",
 		"mcptrail_recorder_batches_retried_total",
 		"mcptrail_recorder_events_dropped_total",

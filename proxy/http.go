@@ -368,6 +368,7 @@ func (g *Gateway) refuseSession(w http.ResponseWriter, r *http.Request, err erro
 	var le *errSessionLimit
 	if errors.As(err, &le) {
 		status = le.status
+		g.metrics.limitRefusal(r.Context(), le.limit)
 	}
 	w.Header().Set("Retry-After", "60")
 	writeRPCError(w, status, id, jsonrpc.CodeInvalidRequest, err.Error(), reqID)

@@ -19,6 +19,7 @@ const (
 	metricRequests         = "mcptrail.requests"
 	metricRequestDuration  = "mcptrail.request.duration"
 	metricPolicyDecisions  = "mcptrail.policy.decisions"
+	metricLimitRefusals    = "mcptrail.limit.refusals"
 	metricSessions         = "mcptrail.sessions"
 	metricStreams          = "mcptrail.streams"
 	metricStreamDropped    = "mcptrail.stream.messages.dropped"
@@ -65,6 +66,8 @@ type metrics struct {
 	requests  metric.Int64Counter
 	duration  metric.Float64Histogram
 	decisions metric.Int64Counter
+	refusals  metric.Int64Counter
+	limitAttr map[string]metric.AddOption // limit name → its attribute
 
 	// Attribute sets are built once per distinct label combination: every
 	// label has a bounded set of values (see observeCall), so these maps
@@ -134,6 +137,17 @@ func newMetrics(mp metric.MeterProvider, g *Gateway) (*metrics, error) {
 	if m.decisions, err = meter.Int64Counter(metricPolicyDecisions, metric.WithUnit("{decision}"),
 		metric.WithDescription("Policy decisions, by check, decision (allowed, denied) and the rule that decided.")); err != nil {
 		return nil, err
+	}
+	if m.refusals, err = meter.Int64Counter(metricLimitRefusals, metric.WithUnit("{refusal}"),
+		metric.WithDescription("Requests refused at a configured limit, by the limits.* key (max_sessions, max_sessions_per_principal).")); err != nil {
+		return nil, err
+	}
+	// Every limit is exported from the start (at 0), so that an alert on
+	// its rate has a series before the first refusal.
+	m.limitAttr = map[string]metric.AddOption{}
+	for _, l := range []string{limitSessions, limitSessionsPerPrincipal} {
+		m.limitAttr[l] = metric.WithAttributeSet(attribute.NewSet(attribute.String("limit", l)))
+		m.refusals.Add(context.Background(), 0, m.limitAttr[l])
 	}
 
 	gauge := func(name, unit, desc string) metric.Int64ObservableGauge {
@@ -276,6 +290,25 @@ func (m *metrics) policyDecision(ctx context.Context, check, decision, rule stri
 		return attribute.NewSet(attribute.String("check", l.check), attribute.String("decision", l.decision),
 			attribute.String("rule", l.rule))
 	}))
+}
+
+// Limits whose refusals are counted, by their config key under limits.
+const (
+	limitSessions             = "max_sessions"
+	limitSessionsPerPrincipal = "max_sessions_per_principal"
+)
+
+// limitRefusal counts a request refused at a limit (one of the limit*
+// names). It is safe on a nil receiver.
+func (m *metrics) limitRefusal(ctx context.Context, limit string) {
+	if m == nil {
+		return
+	}
+	o, ok := m.limitAttr[limit]
+	if !ok {
+		o = metric.WithAttributes(attribute.String("limit", limit))
+	}
+	m.refusals.Add(ctx, 1, o)
 }
 
 // knownMethods are the methods whose names become label values; any other

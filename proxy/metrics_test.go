@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -102,5 +103,28 @@ func TestMetricLabelsAreBounded(t *testing.T) {
 	}
 	if s := collect(t, reader, "mcptrail.sessions"); s[""] != 1 {
 		t.Errorf("mcptrail.sessions = %v, want 1", s)
+	}
+}
+
+// TestLimitRefusalsCounted: a session refused at limits.* is counted under
+// that limit; every limit is exported from the start.
+func TestLimitRefusalsCounted(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
+	cfg, _ := twoBackends(t)
+	cfg.Limits.MaxSessionsPerPrincipal = 1
+	e := startGateway(t, cfg, func(o *proxy.Options) { o.MeterProvider = mp })
+	if got := collect(t, reader, "mcptrail.limit.refusals"); got["limit=max_sessions"] != 0 || got["limit=max_sessions_per_principal"] != 0 || len(got) != 2 {
+		t.Errorf("before any refusal: mcptrail.limit.refusals = %v, want both limits at 0", got)
+	}
+	initSession(t, e.url, nil)
+	resp, body := post(t, e.url, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}`, nil)
+	if resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("second session: HTTP %d %s, want 429", resp.StatusCode, body)
+	}
+	got := collect(t, reader, "mcptrail.limit.refusals")
+	if got["limit=max_sessions_per_principal"] != 1 || got["limit=max_sessions"] != 0 {
+		t.Errorf("mcptrail.limit.refusals = %v, want max_sessions_per_principal 1, max_sessions 0", got)
 	}
 }

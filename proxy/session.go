@@ -358,6 +358,7 @@ type sessionTable struct {
 // errSessionLimit is a refused new session; status is the HTTP answer.
 type errSessionLimit struct {
 	status int
+	limit  string // the limits.* key that refused it
 	msg    string
 }
 
@@ -373,11 +374,11 @@ func (t *sessionTable) add(s *Session, l config.Limits) error {
 		t.byID, t.perOwner = map[string]*Session{}, map[string]int{}
 	}
 	if n := t.perOwner[s.owner]; n >= maxOwner {
-		return &errSessionLimit{http.StatusTooManyRequests, fmt.Sprintf(
+		return &errSessionLimit{http.StatusTooManyRequests, limitSessionsPerPrincipal, fmt.Sprintf(
 			"mcptrail: %d sessions already open for this principal (limits.max_sessions_per_principal); end one with DELETE /mcp or let it expire", n)}
 	}
 	if len(t.byID) >= maxAll {
-		return &errSessionLimit{http.StatusServiceUnavailable, fmt.Sprintf(
+		return &errSessionLimit{http.StatusServiceUnavailable, limitSessions, fmt.Sprintf(
 			"mcptrail: the gateway has %d sessions open (limits.max_sessions); try again later", len(t.byID))}
 	}
 	t.byID[s.id] = s

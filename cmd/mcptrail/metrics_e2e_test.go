@@ -82,6 +82,7 @@ func TestE2EMetrics(t *testing.T) {
 		{"mcptrail_policy_decisions_total", map[string]string{"check": "tokens", "decision": "allowed", "rule": "tools:*"}, eq(5), "5"},
 		{"mcptrail_policy_decisions_total", map[string]string{"check": "bearer_token", "decision": "denied", "rule": "unknown bearer token"}, eq(1), "1"},
 		{"mcptrail_policy_decisions_total", map[string]string{"check": "bearer_token", "decision": "allowed", "rule": "limited"}, gt(0), "> 0"},
+		{"mcptrail_limit_refusals_total", map[string]string{"limit": "max_sessions_per_principal"}, eq(0), "0"},
 		{"mcptrail_sessions", nil, eq(2), "2"},
 		{"mcptrail_streams", nil, eq(1), "1"},
 		{"mcptrail_stream_messages_dropped_total", nil, eq(0), "0"},
