@@ -165,7 +165,7 @@ func TestChartRendersAndValidates(t *testing.T) {
 	wants := map[string]want{
 		"default-values.yaml": {
 			kinds: []string{"ConfigMap", "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Secret", "Service", "ServiceAccount"},
-			image: "ghcr.io/mcptrail/mcptrail:dev", secretName: "ci-mcptrail", annotations: true,
+			image: "ghcr.io/mcptrail/mcptrail:dev", adminPort: 9090, secretName: "ci-mcptrail", annotations: true,
 		},
 		"full-values.yaml": {
 			kinds: []string{"ConfigMap", "Deployment", "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Secret", "Service", "Service", "ServiceAccount"},
