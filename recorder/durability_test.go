@@ -284,3 +284,59 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.b.String()
 }
+
+// TestFailClosedShutdownKeepsAdmittedEvents: under fail_closed every event
+// in the queue belongs to an admitted call. Shutting down with the spool
+// full and storage down used to drop them; they now go over the disk
+// budget (by at most the queue) and are written by the next start.
+func TestFailClosedShutdownKeepsAdmittedEvents(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.MaxDiskBytes = 4 << 10
+	cfg.SegmentBytes = 1 << 10
+	cfg.QueueSize = 8
+	cfg.Overflow = recorder.OverflowFailClosed
+	w := recordertest.NewMemoryWriter()
+	w.FailNext(-1, nil)
+	p, err := recorder.NewPipeline(cfg, w, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	var admitted []int
+	for i := 0; ; i++ {
+		err := p.Record(hop(i, recorder.HopInbound))
+		if errors.Is(err, recorder.ErrOverflow) {
+			if p.Stats().SpoolBytes > cfg.MaxDiskBytes/2 {
+				break // the spool is full
+			}
+			time.Sleep(time.Millisecond) // the queue is: let the spooler catch up
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		admitted = append(admitted, i)
+	}
+	// The admitted calls end: their response hops wait behind the full spool.
+	for _, i := range admitted {
+		if err := p.Record(hop(i, recorder.HopResponse)); err != nil {
+			t.Fatalf("response of admitted call %d: %v", i, err)
+		}
+	}
+	accepted := 2 * len(admitted)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // storage is down: leave everything on disk
+	_ = p.Shutdown(ctx)
+	s := p.Stats()
+	if lost := s.Enqueued - s.Spooled - s.Unacknowledged; s.Enqueued != uint64(accepted) || lost != 0 {
+		t.Fatalf("%d of %d accepted events not spooled at shutdown (stats %+v)", lost, accepted, p.Stats())
+	}
+	w2 := recordertest.NewMemoryWriter()
+	p2 := start(t, cfg, w2)
+	flush(t, p2)
+	if got := len(w2.Events()); got != accepted {
+		t.Errorf("the next start wrote %d events, want the %d accepted", got, accepted)
+	}
+}

@@ -136,9 +136,10 @@ type Pipeline struct {
 	// extra holds the later hops of admitted calls that found the queue
 	// full under fail_closed (at most QueueSize of them); the spooler
 	// takes them before the queue.
-	extraMu sync.Mutex
-	extra   []*Event
-	extraN  atomic.Int64
+	extraMu   sync.Mutex
+	extra     []*Event
+	extraBase int // calls in flight when extra last became non-empty
+	extraN    atomic.Int64
 	// calls counts, per request ID, the calls admitted under fail_closed
 	// whose response hop was not recorded yet.
 	admitMu  sync.Mutex
@@ -356,7 +357,12 @@ func (p *Pipeline) Record(ev *Event) error {
 	}
 	if admitted {
 		p.extraMu.Lock()
-		if len(p.extra) < perCallReserve*max(1, p.inflightCalls()) {
+		if len(p.extra) == 0 {
+			// New calls are refused from now until the list is drained:
+			// the calls in flight now are all that can add to it.
+			p.extraBase = p.inflightCalls()
+		}
+		if len(p.extra) < perCallReserve*max(1, p.extraBase) {
 			p.extra = append(p.extra, ev)
 			p.extraN.Store(int64(len(p.extra)))
 			p.enqueued.Add(1)
@@ -375,7 +381,8 @@ func (p *Pipeline) Record(ev *Event) error {
 
 // perCallReserve is how many hops per admitted call in flight may wait
 // beyond the full queue under fail_closed (auth, route, upstream attempts,
-// server requests, notifications, response).
+// server requests, notifications, response), counted over the calls in
+// flight when the side list started filling.
 const perCallReserve = 16
 
 // enqueue is Record under the drop policy: never refused, dropped and

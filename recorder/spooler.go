@@ -198,10 +198,13 @@ func (s *spooler) add(ev *Event, stopping bool) {
 	start := len(s.buf)
 	s.buf = AppendRecord(s.buf, ev)
 	n := int64(len(s.buf) - start)
-	for !s.fits() {
+	// Under fail_closed every queued event belongs to an admitted call:
+	// when stopping, it goes over the disk budget (by at most the queue)
+	// rather than being lost.
+	for !s.fits() && !(p.failClosed && stopping) {
 		// Under fail_closed, wait for the writer to free space unless the
-		// record could never fit or the pipeline is stopping.
-		if p.failClosed && !stopping && p.spoolBytes.Load()+int64(start) > 0 {
+		// record could never fit.
+		if p.failClosed && p.spoolBytes.Load()+int64(start) > 0 {
 			p.diskFull.Store(true)
 			// Hand everything before this record to the writer first,
 			// or it could never free the space we wait for.
@@ -214,9 +217,10 @@ func (s *spooler) add(ev *Event, stopping bool) {
 			s.watchBudget(time.Now()) // the loop's maintain does not run while we wait
 			select {
 			case <-p.spaceFreed:
-				continue
 			case <-p.stopSpool:
+				stopping = true
 			}
+			continue
 		}
 		s.buf = s.buf[:start]
 		s.processed++

@@ -252,6 +252,11 @@ func (s *Server) supervise() {
 		}
 		s.mu.Unlock()
 		if err != nil {
+			select {
+			case <-s.quit: // Stop interrupted the restart
+				return
+			default:
+			}
 			s.log.Error("restarting local ClickHouse failed; will try again", "err", err)
 			continue
 		}
