@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -113,7 +114,7 @@ recorder:
 	// Client side: initialize with canaries in clientInfo.
 	c := &rawClient{t: t, base: gw.url, token: env.FullToken}
 	c.send(nil, map[string]any{"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": map[string]any{
-		"protocolVersion": "2025-11-25", "capabilities": map[string]any{},
+		"protocolVersion": "2025-11-25", "capabilities": map[string]any{"elicitation": map[string]any{}},
 		"clientInfo": map[string]any{
 			"name":    "agent " + add("clientInfo.name", "xoxb-"+rnd(12)+"-"+rnd(16)),
 			"version": "1.0 token=" + add("clientInfo.version", "cv"+rnd(22)),
@@ -175,6 +176,17 @@ recorder:
 	call(nil, 22, "tools/call", map[string]any{"name": "dead.anything", "arguments": map[string]any{}})
 	call(nil, 23, "completion/complete", map[string]any{"ref": map[string]any{"type": "ref/prompt", "name": "everything.args-prompt"},
 		"argument": map[string]any{"name": "city", "value": "x secret=" + add("completion argument value", "cpv"+rnd(21))}})
+	// The client's answer to a backend's request (elicitation), which the
+	// backend's result echoes.
+	elicited := add("client answer to elicitation/create", "eli"+rnd(21))
+	answered := c.sendAnswering(map[string]any{"jsonrpc": "2.0", "id": 25, "method": "tools/call",
+		"params": map[string]any{"name": "tb.elicit", "arguments": map[string]any{"message": "your name?"}}},
+		func(method string) any {
+			return map[string]any{"action": "accept", "content": map[string]any{"name": "bob", "apiKey": elicited}}
+		})
+	if !answered {
+		t.Errorf("tb.elicit: the backend's elicitation/create never reached the client")
+	}
 	// A session id that is not ours, carrying a secret.
 	other := &rawClient{t: t, base: gw.url, token: env.FullToken, sid: add("Mcp-Session-Id header", "sk_live_"+rnd(26))}
 	other.send(nil, map[string]any{"jsonrpc": "2.0", "id": 24, "method": "tools/list"})
@@ -255,6 +267,11 @@ recorder:
 				where[i] = append(where[i], c.table+"."+c.name)
 			}
 		}
+	}
+
+	// The backend → client leg was recorded, so its canary was exposed.
+	if n := queryUint(t, conn, "SELECT count() FROM "+env.CHDB+".hops WHERE hop = 'server_request'"); n == 0 {
+		t.Errorf("no server_request hop recorded: the elicitation channel was not exercised")
 	}
 
 	var b strings.Builder
@@ -397,4 +414,43 @@ func TestE2ELogsRedactedWithoutRecording(t *testing.T) {
 			t.Errorf("the gateway log carries %s:\n%s", s, logs)
 		}
 	}
+}
+
+// sendAnswering posts msg and reads its SSE answer as it comes, answering
+// each request the backend sends the client on it with answer(method). It
+// reports whether there was one.
+func (c *rawClient) sendAnswering(msg map[string]any, answer func(method string) any) bool {
+	c.t.Helper()
+	body, _ := json.Marshal(msg)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/mcp", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("Mcp-Session-Id", c.sid)
+	resp, err := httpc.Do(req)
+	if err != nil {
+		c.t.Fatalf("POST %s: %v", msg["method"], err)
+	}
+	defer resp.Body.Close()
+	answered := false
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		line, ok := strings.CutPrefix(sc.Text(), "data:")
+		if !ok {
+			continue
+		}
+		var m struct {
+			ID     json.RawMessage `json:"id"`
+			Method string          `json:"method"`
+		}
+		if json.Unmarshal([]byte(strings.TrimSpace(line)), &m) != nil || m.Method == "" || m.ID == nil {
+			continue
+		}
+		answered = true
+		c.send(nil, map[string]any{"jsonrpc": "2.0", "id": m.ID, "result": answer(m.Method)})
+	}
+	return answered
 }
