@@ -458,7 +458,7 @@ func (g *Gateway) backendNotification(ctx context.Context, b *Backend, n jsonrpc
 			return
 		}
 		g.sessions.Range(func(s *Session) bool {
-			if fromProfile(s) && s.wantsLogs() {
+			if fromProfile(s) && s.wantsLogs() && g.mayHear(s, b) {
 				s.push(msg)
 			}
 			return true
@@ -470,7 +470,7 @@ func (g *Gateway) backendNotification(ctx context.Context, b *Backend, n jsonrpc
 		}
 		msg := n.Marshal()
 		g.sessions.Range(func(s *Session) bool {
-			if fromProfile(s) {
+			if fromProfile(s) && g.mayHear(s, b) {
 				s.push(msg)
 			}
 			return true

@@ -213,3 +213,10 @@ func (g *Gateway) recordAmbiguous(reqID string, p *auth.Principal, err error) {
 		GatewayInstance: g.instance, GatewayVersion: Version, ConfigHash: g.cfg.Hash,
 	})
 }
+
+// mayHear reports whether what backend b sends outside any call (log
+// messages, unknown notifications) may reach session s: only when its
+// principal may use something of b.
+func (g *Gateway) mayHear(s *Session, b *Backend) bool {
+	return !g.auth.Enabled() || s.princ.MayUse(b.Name(), g.sep())
+}

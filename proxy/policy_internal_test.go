@@ -2,10 +2,13 @@ package proxy
 
 import (
 	"context"
+	"encoding/json"
 	"strconv"
 	"testing"
 
 	"github.com/mcptrail/mcptrail/proxy/auth"
+	"github.com/mcptrail/mcptrail/proxy/config"
+	"github.com/mcptrail/mcptrail/proxy/jsonrpc"
 )
 
 // BenchmarkPolicyDecide is the policy chain's cost per call (one decision)
@@ -81,4 +84,44 @@ func BenchmarkPolicyDecide(b *testing.B) {
 			b.Fatalf("shown %d, want %d", shown, 50*b.N)
 		}
 	})
+}
+
+// TestBackendMessagesReachOnlyPrincipalsThatMayUseIt: a log message or
+// other notification a backend sends outside any call goes to the sessions
+// of principals that may use that backend, not to every session.
+func TestBackendMessagesReachOnlyPrincipalsThatMayUseIt(t *testing.T) {
+	cfg := &config.Config{NamespaceSeparator: ".", Auth: config.Auth{Tokens: []config.Token{
+		{Name: "a", SHA256: auth.HashToken("a"), Tools: []string{"alpha.*"}},
+		{Name: "b", SHA256: auth.HashToken("b"), Tools: []string{"beta.echo"}, Resources: []string{"alpha:test://x"}},
+		{Name: "c", SHA256: auth.HashToken("c"), Prompts: []string{"beta.*"}},
+		{Name: "all", SHA256: auth.HashToken("all"), Tools: []string{"*"}},
+	}}}
+	for _, s := range []string{"alpha", "beta"} {
+		cfg.Servers = append(cfg.Servers, config.Server{Name: s, Transport: "http", URL: "http://127.0.0.1:1/mcp"})
+	}
+	g, err := New(Options{Config: cfg, Logger: discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sessions := map[string]*Session{}
+	for _, tok := range []string{"a", "b", "c", "all"} {
+		p, err := g.auth.Authenticate("Bearer " + tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := g.newSession("s-"+tok, p)
+		s.setLogLevel("debug")
+		if err := g.sessions.add(s, cfg.Limits); err != nil {
+			t.Fatal(err)
+		}
+		sessions[tok] = s
+	}
+	g.backendNotification(context.Background(), g.backends["alpha"], jsonrpc.NewNotification("notifications/message", json.RawMessage(`{"level":"info","data":"alpha log"}`)))
+	g.backendNotification(context.Background(), g.backends["alpha"], jsonrpc.NewNotification("notifications/custom", json.RawMessage(`{"x":1}`)))
+	want := map[string]int{"a": 2, "b": 2, "c": 0, "all": 2}
+	for tok, s := range sessions {
+		if got := len(streamed(s)); got != want[tok] {
+			t.Errorf("session of token %s got %d of alpha's messages, want %d", tok, got, want[tok])
+		}
+	}
 }

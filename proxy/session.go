@@ -26,6 +26,7 @@ const sessionStreamSize = 256
 type Session struct {
 	id       string
 	owner    string // the principal that opened it; only it may use the id
+	princ    *auth.Principal
 	g        *Gateway
 	created  time.Time
 	lastUsed atomic.Int64
@@ -54,6 +55,7 @@ func (g *Gateway) newSession(id string, owner *auth.Principal) *Session {
 	s := &Session{
 		id:      id,
 		owner:   principalName(owner),
+		princ:   owner,
 		g:       g,
 		created: time.Now(),
 		done:    make(chan struct{}),

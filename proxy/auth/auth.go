@@ -389,6 +389,30 @@ func (p *Principal) Allow(k Kind, target string) (ok bool, rule string) {
 	return false, denyRules[k]
 }
 
+// MayUse reports whether some pattern of the principal could allow a tool,
+// prompt, resource or completion of server (sep is the namespace
+// separator). What a server sends outside any call (log messages, other
+// notifications) reaches only the sessions of principals that may use it.
+// The anonymous principal may use every server; a nil one none.
+func (p *Principal) MayUse(server, sep string) bool {
+	if p == nil {
+		return false
+	}
+	if p.anonymous {
+		return true
+	}
+	for k := range Methods {
+		for _, r := range p.rules[k] {
+			for _, ns := range [2]string{server + sep, server + ":"} {
+				if strings.HasPrefix(r.prefix, ns) || (r.wild && strings.HasPrefix(ns, r.prefix)) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
 // Patterns returns the principal's patterns of kind k, in configured order.
 func (p *Principal) Patterns(k Kind) []string {
 	if k >= NumKinds {
