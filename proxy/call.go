@@ -112,8 +112,10 @@ func NewRequestID() string { return ulid.Make().String() }
 // Serve handles one client request and returns the final answer. Messages
 // that must reach the client before it go through in.out.
 func (g *Gateway) Serve(ctx context.Context, in Inbound) jsonrpc.Message {
+	markServed(ctx)
 	g.inflight.Add(1)
 	defer g.inflight.Done()
+	markServed(ctx)
 	g.stats.requests.Add(1)
 	c := &call{g: g, sess: in.Session, msg: in.Msg, reqID: in.RequestID, start: in.Start, out: in.out, inSize: in.Size, princ: in.Principal}
 	if c.start.IsZero() {

@@ -9,6 +9,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"io"
 	"log/slog"
 	"net"
@@ -1073,5 +1076,65 @@ func TestLegacySSERequestIDMatches(t *testing.T) {
 		if len(e.rec.byRequest(hdr)) == 0 {
 			t.Errorf("call %d: nothing recorded under %s", i, hdr)
 		}
+	}
+}
+
+// TestRefusedRequestsAreRecorded: a request refused before routing leaves
+// an inbound and a response hop (outcome, reason) and a span under the
+// request ID its error carries; with auth off the principal is anonymous.
+func TestRefusedRequestsAreRecorded(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	cfg, _ := twoBackends(t)
+	cfg.MaxBodyBytes = 2048
+	e := startGateway(t, cfg, func(o *proxy.Options) { o.TracerProvider = tp })
+	for _, tc := range []struct {
+		name   string
+		body   string
+		hdr    map[string]string
+		status int
+		code   int32
+	}{
+		{"parse error", `{"jsonrpc":"2.0","id":1,"method":`, nil, 400, -32700},
+		{"invalid request", `{"jsonrpc":"1.0","id":1,"method":"tools/list"}`, nil, 400, -32600},
+		{"no session", `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`, nil, 400, -32600},
+		{"unknown session", `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`, map[string]string{"Mcp-Session-Id": "nosuchsession"}, 404, -32600},
+		{"too large", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"alpha.echo","arguments":{"message":"` + strings.Repeat("x", 4096) + `"}}}`, nil, 413, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, b := post(t, e.url, tc.body, tc.hdr)
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d (%s), want %d", resp.StatusCode, b, tc.status)
+			}
+			id := resp.Header.Get("X-Request-Id")
+			hops := e.rec.byRequest(id)
+			var kinds []string
+			for _, h := range hops {
+				kinds = append(kinds, h.Hop.String())
+				if h.Hop == recorder.HopResponse {
+					if h.Outcome != recorder.OutcomeJSONRPCError || h.ErrorMessage == "" || tc.code != 0 && h.ErrorCode != tc.code {
+						t.Errorf("response hop: outcome %s, code %d, reason %q; want a JSON-RPC error %d with its reason", h.Outcome, h.ErrorCode, h.ErrorMessage, tc.code)
+					}
+				}
+				if h.Principal != "anonymous" {
+					t.Errorf("%s hop principal = %q, want anonymous (auth off)", h.Hop, h.Principal)
+				}
+			}
+			if !slices.Contains(kinds, "inbound") || !slices.Contains(kinds, "response") {
+				t.Errorf("hops recorded under %s = %v, want inbound and response", id, kinds)
+			}
+			var span *tracetest.SpanStub
+			for _, s := range exp.GetSpans() {
+				for _, kv := range s.Attributes {
+					if kv.Key == "mcptrail.request_id" && kv.Value.AsString() == id {
+						span = &s
+					}
+				}
+			}
+			if span == nil || span.Status.Code != otelcodes.Error {
+				t.Errorf("no error span for refused request %s", id)
+			}
+		})
 	}
 }

@@ -51,7 +51,7 @@ func (g *Gateway) Handler() http.Handler {
 	if g.cfg.Admin.Listen == "" {
 		g.adminEndpoints(mux, true)
 	}
-	return mux
+	return g.observeExchanges(mux)
 }
 
 // StatusProvider is implemented by a Recorder that reports its health:

@@ -41,6 +41,8 @@ func (c *call) record(hop recorder.Hop, start time.Time, dur time.Duration, fill
 	}
 	if c.princ != nil {
 		e.Principal = c.princ.Name
+	} else if !g.auth.Enabled() {
+		e.Principal = "anonymous" // auth off: everyone is, as the README says
 	}
 	if c.sess != nil {
 		e.SessionID = c.sess.id
