@@ -18,6 +18,17 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
 	$SUDO apt-get install -y -qq nodejs npm >/dev/null
 fi
 
+# Prometheus: TestE2EMetrics evaluates every query of the metrics dashboard
+# in a real Prometheus scraping the gateway (Debian's package; its service is
+# not started here, the test runs its own server on a free port).
+if ! command -v prometheus >/dev/null 2>&1; then
+	say "installing Prometheus (Debian package)"
+	export DEBIAN_FRONTEND=noninteractive
+	SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo -n"
+	$SUDO apt-get update -qq
+	$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+
 # npm ci only when the lock changed since the last install.
 stamp=testdata/npm/node_modules/.mcptrail-lock.sha256
 want=$(sha256sum testdata/npm/package-lock.json | cut -d' ' -f1)

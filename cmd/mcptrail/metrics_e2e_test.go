@@ -3,11 +3,17 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -131,6 +137,143 @@ func TestE2EMetrics(t *testing.T) {
 	if t.Failed() {
 		t.Logf("families: %s", strings.Join(familyNames(fams), " "))
 	}
+
+	t.Run("dashboard queries in Prometheus", func(t *testing.T) {
+		prom := startPrometheus(t, strings.TrimPrefix(gw.admin, "http://"))
+		// Two scrapes before and after more traffic: rates are real.
+		waitFor(t, "Prometheus to scrape the gateway twice", 60*time.Second, prom.proc, func() (bool, error) {
+			n, err := prom.scalar("count_over_time(mcptrail_build_info[1m])")
+			return n >= 2, err
+		})
+		for range 5 {
+			full.callTool(t, "tb.echo", map[string]any{"message": "again"})
+		}
+		waitFor(t, "Prometheus to see the new calls", 60*time.Second, prom.proc, func() (bool, error) {
+			n, err := prom.scalar(`sum(rate(mcptrail_requests_total{tool="tb.echo"}[1m]))`)
+			return n > 0, err
+		})
+		// Every PromQL expression of the generated dashboards parses and
+		// evaluates to at least one series, with Grafana's variables as
+		// "All" would set them.
+		vars := strings.NewReplacer("$__rate_interval", "1m", "$instance", ".*", "$server", ".*")
+		for _, g := range gen {
+			for _, e := range dashboards.PromExprs(g.Model) {
+				q := vars.Replace(e.Expr)
+				n, err := prom.series(q)
+				if err != nil {
+					t.Errorf("%s / %s %s: %v\n%s", g.UID, e.Panel, e.RefID, err, q)
+				} else if n == 0 {
+					t.Errorf("%s / %s %s: no series\n%s", g.UID, e.Panel, e.RefID, q)
+				}
+			}
+		}
+		if n, err := prom.scalar(`sum(rate(mcptrail_requests_total{instance=~".*",server=~".*"}[1m]))`); err != nil || n <= 0 {
+			t.Errorf("the Requests/s panel reads %v (%v), want > 0 after the calls", n, err)
+		}
+	})
+}
+
+// prometheus is a Prometheus server (Debian's package, installed by
+// scripts/setup.sh) scraping one target every second.
+type prometheus struct {
+	proc *proc
+	url  string
+}
+
+func startPrometheus(t *testing.T, target string) *prometheus {
+	t.Helper()
+	bin, err := exec.LookPath("prometheus")
+	if err != nil {
+		t.Fatalf("prometheus is not installed (Debian package prometheus): run scripts/setup.sh")
+	}
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "prometheus.yml")
+	conf := "global: {scrape_interval: 1s, evaluation_interval: 1s}\n" +
+		"scrape_configs:\n  - job_name: mcptrail\n    metrics_path: /metrics\n    static_configs: [{targets: [\"" + target + "\"]}]\n"
+	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	logPath := filepath.Join(dir, "prometheus.log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cmd := exec.Command(bin, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+addr, "--log.level=warn")
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting prometheus: %v", err)
+	}
+	p := &proc{name: "prometheus", cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() { p.stop(t) })
+	return &prometheus{proc: p, url: "http://" + addr}
+}
+
+// query runs an instant query and returns its vector or scalar result.
+func (p *prometheus) query(q string) ([]float64, error) {
+	resp, err := httpc.Get(p.url + "/api/v1/query?query=" + url.QueryEscape(q))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Status, Error string
+		Data          struct {
+			ResultType string          `json:"resultType"`
+			Result     json.RawMessage `json:"result"`
+		}
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return nil, fmt.Errorf("decoding the answer to %s: %w", q, err)
+	}
+	if r.Status != "success" {
+		return nil, fmt.Errorf("query %s: %s", q, r.Error)
+	}
+	parse := func(v []any) float64 {
+		s, _ := v[1].(string)
+		f, _ := strconv.ParseFloat(s, 64)
+		return f
+	}
+	switch r.Data.ResultType {
+	case "vector":
+		var vec []struct{ Value []any }
+		if err := json.Unmarshal(r.Data.Result, &vec); err != nil {
+			return nil, err
+		}
+		out := make([]float64, 0, len(vec))
+		for _, v := range vec {
+			out = append(out, parse(v.Value))
+		}
+		return out, nil
+	case "scalar":
+		var v []any
+		if err := json.Unmarshal(r.Data.Result, &v); err != nil {
+			return nil, err
+		}
+		return []float64{parse(v)}, nil
+	}
+	return nil, fmt.Errorf("query %s: result type %s", q, r.Data.ResultType)
+}
+
+// series is the number of series q returns.
+func (p *prometheus) series(q string) (int, error) {
+	v, err := p.query(q)
+	return len(v), err
+}
+
+// scalar is the first value q returns (0 when none).
+func (p *prometheus) scalar(q string) (float64, error) {
+	v, err := p.query(q)
+	if err != nil || len(v) == 0 {
+		return 0, err
+	}
+	return v[0], nil
 }
 
 func eq(w float64) func(float64) bool      { return func(v float64) bool { return v == w } }
