@@ -188,6 +188,7 @@ recorder:
 		{"resources/read", "resource", "everything:demo://resource/static/document/../../dynamic", map[string]any{"uri": "demo://resource/static/document/../../dynamic"}},
 		{"resources/subscribe", "resource", "everything:" + staticDoc, map[string]any{"uri": staticDoc}},
 		{"resources/subscribe", "resource", "memory:" + memURI, map[string]any{"uri": memURI}},
+		{"resources/unsubscribe", "resource", "everything:" + staticDoc, map[string]any{"uri": staticDoc}},
 		{"completion/complete", "completion", "everything.completable-prompt", map[string]any{
 			"ref": map[string]any{"type": "ref/prompt", "name": "everything.completable-prompt"}, "argument": map[string]any{"name": "department", "value": "E"}}},
 		{"completion/complete", "completion", "everything:demo://resource/dynamic/text/{resourceId}", map[string]any{
@@ -385,7 +386,7 @@ recorder:
 	// ambiguous-key variants and the unknown methods folded into one
 	// column each); a cell reads passed/checked, with "!n" when n
 	// unauthorized operations passed.
-	columns := []string{"tools/call", "prompts/get", "resources/read", "resources/subscribe", "completion/complete",
+	columns := []string{"tools/call", "prompts/get", "resources/read", "resources/subscribe", "resources/unsubscribe", "completion/complete",
 		"unknown", "ambiguous", "tools/list", "prompts/list", "resources/list", "resources/templates/list"}
 	column := func(method string) string {
 		switch {

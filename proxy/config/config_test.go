@@ -268,6 +268,8 @@ func TestParseBad(t *testing.T) {
 		{"non-hex sha256", minimal + "auth: {tokens: [{name: t, sha256: " + strings.Repeat("zz", 32) + ", tools: ['*']}]}", nil, []string{"auth.tokens[0].sha256"}},
 		{"token without tools", minimal + "auth: {tokens: [{name: t, sha256: " + hashA + "}]}", nil, []string{"auth.tokens[0].tools: is empty"}},
 		{"bad tool pattern", minimal + "auth: {tokens: [{name: t, sha256: " + hashA + ", tools: ['*.read']}]}", nil, []string{"auth.tokens[0].tools[0]", "only at the end"}},
+		{"resource pattern without server", minimal + "auth: {tokens: [{name: t, sha256: " + hashA + ", resources: ['test://static/*']}]}", nil, []string{"auth.tokens[0].resources[0]", "<server>:<uri pattern>"}},
+		{"bad prompt pattern", minimal + "auth: {tokens: [{name: t, sha256: " + hashA + ", prompts: ['a*b']}]}", nil, []string{"auth.tokens[0].prompts[0]", "only at the end"}},
 		{"bad overflow", minimal + "recorder: {overflow: block}", nil, []string{"recorder.overflow", "block"}},
 		{"bad fsync", minimal + "recorder: {spool: {fsync: sometimes}}", nil, []string{"recorder.spool.fsync", "sometimes"}},
 		{"segment above max", minimal + "recorder: {spool: {max_bytes: 10, segment_bytes: 20}}", nil, []string{"recorder.spool.segment_bytes", "larger"}},
@@ -451,6 +453,8 @@ func TestWarnings(t *testing.T) {
 		{"literal auth header", "namespace_separator: __\nservers: [{name: a, url: 'http://x', headers: {Authorization: Bearer abc, X-Tenant: t}}]", nil, []string{"servers[0].headers.Authorization"}},
 		{"header from env", "namespace_separator: __\nservers: [{name: a, url: 'http://x', headers: {Authorization: 'Bearer ${T}'}}]", []string{"T", "x"}, nil},
 		{"star token and stray pattern", "namespace_separator: __\nservers: [{name: a, command: x}]\nauth: {tokens: [{name: t, sha256: " + hashA + ", tools: ['*', 'a__*', 'a*', 'b__x']}]}", nil, []string{"may call every tool", `"b__x" matches no server`}},
+		{"stray prompt and resource patterns", "namespace_separator: __\nservers: [{name: a, command: x}]\nauth: {tokens: [{name: t, sha256: " + hashA + ", prompts: ['a__*', 'b__p'], resources: ['a:file:///x', 'b:*'], completions: ['a__p', 'a:x://{y}'], methods: ['tasks/*']}]}", nil,
+			[]string{`auth.tokens[0].prompts[1] "b__p" matches no server`, `auth.tokens[0].resources[1] "b:*" matches no server`}},
 		{"recorder off", "namespace_separator: __\nservers: [{name: a, command: x}]\nrecorder: {enabled: false}", nil, []string{"recorder.enabled is false"}},
 	}
 	for _, tt := range tests {
