@@ -144,23 +144,27 @@ func (g *Gateway) Serve(ctx context.Context, in Inbound) jsonrpc.Message {
 		r.setRequestID(c.reqID)
 	}
 
-	// Trace context: HTTP headers first, params._meta wins when present.
+	// Trace context: HTTP headers first, params._meta wins when present;
+	// the header's is then kept as a link.
+	var headerSC trace.SpanContext
 	if in.Header != nil {
 		ctx = g.prop.Extract(ctx, propagation.HeaderCarrier(in.Header))
+		headerSC = trace.SpanContextFromContext(ctx)
 	}
 	if meta != nil {
 		ctx = g.prop.Extract(ctx, metaCarrier{meta})
 	}
-	spanName := in.Msg.Method
-	if c.target != "" {
-		spanName += " " + c.target
-	}
-	ctx, span := g.tracer.Start(ctx, spanName, trace.WithSpanKind(trace.SpanKindServer),
+	spanOpts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(c.semconvAttrs(c.protocolVersion())...),
 		trace.WithAttributes(
-			attribute.String("mcp.method.name", in.Msg.Method),
 			attribute.String("jsonrpc.request.id", jsonrpc.IDString(in.Msg.ID)),
 			attribute.String("mcptrail.request_id", c.reqID),
-		))
+		)}
+	if sc := trace.SpanContextFromContext(ctx); headerSC.IsValid() && !sc.Equal(headerSC) {
+		spanOpts = append(spanOpts, trace.WithLinks(trace.Link{SpanContext: headerSC,
+			Attributes: []attribute.KeyValue{attribute.String("mcptrail.link", "http-header-trace-context")}}))
+	}
+	ctx, span := g.tracer.Start(ctx, c.spanName(), spanOpts...)
 	if in.Session != nil {
 		span.SetAttributes(attribute.String("mcp.session.id", in.Session.id))
 	}
@@ -204,6 +208,7 @@ func (g *Gateway) Serve(ctx context.Context, in Inbound) jsonrpc.Message {
 		g.stats.errors.Add(1)
 		span.SetStatus(codes.Error, capError(c.redactedErr())) // spans leave the process
 	}
+	setOutcomeAttrs(span, c.outcome, c.errCode)
 	if c.server != "" {
 		span.SetAttributes(attribute.String("mcptrail.server", c.server))
 	}
@@ -622,8 +627,15 @@ func (c *call) forward(ctx context.Context, b *Backend) jsonrpc.Message {
 	}
 	meta.SetString(MetaRequestID, c.reqID)
 
-	ctx, span := g.tracer.Start(ctx, c.msg.Method+" "+c.target, trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(attribute.String("mcp.method.name", c.msg.Method), attribute.String("mcptrail.server", b.Name())))
+	upName := spanMethod(c.msg.Method)
+	if c.listedTarget() != "" {
+		if n, ok := c.params.GetString("name"); ok {
+			upName += " " + n // as the backend knows it
+		}
+	}
+	ctx, span := g.tracer.Start(ctx, upName, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(c.semconvAttrs(snap.protocolVersion)...),
+		trace.WithAttributes(attribute.String("mcptrail.server", b.Name()), attribute.String("mcptrail.request_id", c.reqID)))
 	defer span.End()
 	g.prop.Inject(ctx, metaCarrier{meta})
 	c.params.Set("_meta", meta.Marshal())
@@ -697,8 +709,14 @@ func (c *call) forward(ctx context.Context, b *Backend) jsonrpc.Message {
 			c.errMsg = toolErrorText(resp.Result)
 		}
 	}
+	span.SetAttributes(attribute.String("jsonrpc.request.id", idKey))
 	if upOutcome.Failed() {
 		span.SetStatus(codes.Error, upOutcome.String())
+		code := int32(0)
+		if up.Error != nil {
+			code = int32(up.Error.Code)
+		}
+		setOutcomeAttrs(span, upOutcome, code)
 	}
 	c.record(recorder.HopUpstream, t0, dur, func(e *recorder.Event) {
 		e.RPCID = idKey

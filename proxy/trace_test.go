@@ -104,3 +104,90 @@ func TestOneTraceAcrossHops(t *testing.T) {
 		})
 	}
 }
+
+// TestSpanConventions: span names never carry a name or URI only the client
+// chose (OTel MCP conventions: unknown targets and URIs stay out of the
+// name), the convention attributes are set, the upstream span carries the
+// request ID, and a header trace context overridden by _meta is a link.
+func TestSpanConventions(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	tb := testbackend.New(testbackend.Options{})
+	hs := httptest.NewServer(tb.HTTPHandler())
+	t.Cleanup(hs.Close)
+	cfg := &config.Config{Servers: []config.Server{{Name: "alpha", Transport: "http", URL: hs.URL + "/mcp", Timeout: 5 * time.Second}}}
+	e := startGateway(t, cfg, func(o *proxy.Options) { o.TracerProvider = tp })
+	sid := initSession(t, e.url, nil)
+	const hdrTP = "00-11111111111111111111111111111111-2222222222222222-01"
+	const metaTP = "00-33333333333333333333333333333333-4444444444444444-01"
+	calls := []struct{ body, wantName string }{
+		{`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"alpha.echo","arguments":{"message":"x"},"_meta":{"traceparent":"` + metaTP + `"}}}`, "tools/call alpha.echo"},
+		{`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"alpha.no-such-tool-a8f3","arguments":{}}}`, "tools/call"},
+		{`{"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":"test://anything/x9z"}}`, "resources/read"},
+		{`{"jsonrpc":"2.0","id":4,"method":"custom/method-q7","params":{}}`, "mcp.request"},
+	}
+	ids := map[string]string{}
+	for _, c := range calls {
+		resp, _ := post(t, e.url, c.body, map[string]string{"Mcp-Session-Id": sid, "traceparent": hdrTP})
+		ids[c.wantName] = resp.Header.Get("X-Request-Id")
+	}
+	attrs := func(s tracetest.SpanStub) map[string]string {
+		m := map[string]string{}
+		for _, kv := range s.Attributes {
+			m[string(kv.Key)] = kv.Value.Emit()
+		}
+		return m
+	}
+	byReq := map[string][]tracetest.SpanStub{}
+	for _, s := range exp.GetSpans() {
+		for _, bad := range []string{"no-such-tool-a8f3", "x9z", "q7"} {
+			if strings.Contains(s.Name, bad) {
+				t.Errorf("span name %q carries client input %q", s.Name, bad)
+			}
+		}
+		if id := attrs(s)["mcptrail.request_id"]; id != "" {
+			byReq[id] = append(byReq[id], s)
+		}
+	}
+	for _, c := range calls {
+		var server, upstream *tracetest.SpanStub
+		for i, s := range byReq[ids[c.wantName]] {
+			switch s.SpanKind {
+			case trace.SpanKindServer:
+				server = &byReq[ids[c.wantName]][i]
+			case trace.SpanKindClient:
+				upstream = &byReq[ids[c.wantName]][i]
+			}
+		}
+		if server == nil || server.Name != c.wantName {
+			t.Errorf("%s: server span %+v, want name %q", c.body, server, c.wantName)
+			continue
+		}
+		a := attrs(*server)
+		if a["network.transport"] != "tcp" || a["mcp.protocol.version"] != "2025-06-18" {
+			t.Errorf("%s: server span attributes %v", c.wantName, a)
+		}
+		switch c.wantName {
+		case "tools/call alpha.echo":
+			if a["gen_ai.tool.name"] != "alpha.echo" || a["gen_ai.operation.name"] != "execute_tool" {
+				t.Errorf("tools/call attributes %v", a)
+			}
+			if len(server.Links) != 1 || server.Links[0].SpanContext.TraceID().String() != "11111111111111111111111111111111" ||
+				server.Parent.TraceID().String() != "33333333333333333333333333333333" {
+				t.Errorf("header trace context: links %v, parent %v; want _meta's as parent and the header's as a link", server.Links, server.Parent)
+			}
+			if upstream == nil || attrs(*upstream)["jsonrpc.request.id"] == "" || attrs(*upstream)["gen_ai.tool.name"] != "alpha.echo" {
+				t.Errorf("upstream span %+v lacks request ID or attributes", upstream)
+			}
+		case "resources/read":
+			if a["mcp.resource.uri"] != "test://anything/x9z" {
+				t.Errorf("resources/read attributes %v", a)
+			}
+		case "tools/call":
+			if a["error.type"] == "" {
+				t.Errorf("unknown tool: attributes %v, want error.type", a)
+			}
+		}
+	}
+}
