@@ -2,6 +2,7 @@ package dashboards
 
 import (
 	"context"
+	"encoding/json"
 	"net"
 	"os"
 	"path/filepath"
@@ -126,13 +127,7 @@ func TestComposeSpec(t *testing.T) {
 			t.Errorf("Prometheus does not scrape %s:%s (targets %v)", gw, port, scraped)
 		}
 		if gw == "mcptrail-node" {
-			npx := false
-			for _, s := range cfg.Servers {
-				npx = npx || s.Command == "npx"
-			}
-			if !npx {
-				t.Errorf("%s runs no server with npx", file)
-			}
+			checkNpxServers(t, file, cfg.Servers)
 		}
 	}
 	df, err := os.ReadFile(filepath.Join(repoRoot, p.Services["mcptrail-node"].Build.Dockerfile))
@@ -176,5 +171,42 @@ func TestComposeSpecRefusesMistakes(t *testing.T) {
 				t.Errorf("%s: load error = %v, want error %v", tt.name, err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// checkNpxServers: the config runs a server with npx, pinned to the version
+// of the package the tests run (testdata/npm/package.json).
+func checkNpxServers(t *testing.T, file string, servers []config.Server) {
+	t.Helper()
+	var pkg struct {
+		Dependencies map[string]string `json:"dependencies"`
+	}
+	raw, err := os.ReadFile(filepath.Join(repoRoot, "testdata/npm/package.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &pkg); err != nil {
+		t.Fatal(err)
+	}
+	npx := 0
+	for _, s := range servers {
+		if s.Command != "npx" {
+			continue
+		}
+		npx++
+		for _, a := range s.Args {
+			if !strings.HasPrefix(a, "@") {
+				continue
+			}
+			name, version, ok := strings.Cut(a[1:], "@")
+			if !ok {
+				t.Errorf("%s: server %s runs %s unpinned", file, s.Name, a)
+			} else if want := pkg.Dependencies["@"+name]; version != want {
+				t.Errorf("%s: server %s runs %s, want version %s (testdata/npm/package.json)", file, s.Name, a, want)
+			}
+		}
+	}
+	if npx == 0 {
+		t.Errorf("%s runs no server with npx", file)
 	}
 }
