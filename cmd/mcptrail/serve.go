@@ -105,6 +105,7 @@ func runServe(ctx context.Context, cfg *config.Config, logLevel string) error {
 		logger.Warn("config: " + w)
 	}
 
+	telemetry.LogErrors(logger)
 	tp, shutdownTP, err := telemetry.NewTracerProvider(ctx, "mcptrail", version, os.Getenv, telemetry.WithRedaction(redactor.String))
 	if err != nil {
 		return fmt.Errorf("configuring OpenTelemetry: %w", err)
@@ -112,7 +113,9 @@ func runServe(ctx context.Context, cfg *config.Config, logLevel string) error {
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_ = shutdownTP(sctx)
+		if err := shutdownTP(sctx); err != nil {
+			logger.Warn("traces lost at shutdown", "component", "telemetry", "err", err)
+		}
 	}()
 
 	mt, err := telemetry.NewPrometheusMetrics("mcptrail", version)

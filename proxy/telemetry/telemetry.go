@@ -63,7 +63,9 @@ func Propagator() propagation.TextMapPropagator {
 //
 // Invalid values are errors naming the variable. With tracing off it
 // returns a no-op provider (never the global one) and a no-op shutdown.
-// Otherwise shutdown flushes and stops the exporters; call it once, at exit.
+// Otherwise shutdown flushes and stops the exporters, and its error says how
+// many spans the OTLP exporter failed to deliver over the process's life;
+// call it once, at exit.
 // TLS certificates, span limits and batch settings (OTEL_BSP_*) are read by
 // the SDK from the process environment. WithRedaction redacts every span
 // before any exporter sees it.
@@ -107,6 +109,7 @@ func NewTracerProvider(ctx context.Context, service, version string, getenv func
 		return nil, nil, err
 	}
 	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSampler(sampler)}
+	var counters []*countingExporter
 	for _, name := range exporters {
 		switch name {
 		case "otlp":
@@ -114,13 +117,15 @@ func NewTracerProvider(ctx context.Context, service, version string, getenv func
 			if err != nil {
 				return nil, nil, err
 			}
-			opts = append(opts, sdktrace.WithBatcher(wrap(exp)))
+			c := &countingExporter{next: wrap(exp)}
+			counters = append(counters, c)
+			opts = append(opts, sdktrace.WithBatcher(c))
 		case "console":
 			opts = append(opts, sdktrace.WithSyncer(wrap(NewConsoleExporter(os.Stderr))))
 		}
 	}
 	tp := sdktrace.NewTracerProvider(opts...)
-	return tp, tp.Shutdown, nil
+	return tp, shutdownReporting(tp, counters), nil
 }
 
 // exporterNames returns the exporters to build, without "none".

@@ -5,7 +5,9 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +15,7 @@ import (
 	"sync"
 	"testing"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/baggage"
 	"go.opentelemetry.io/otel/propagation"
@@ -438,3 +441,46 @@ func BenchmarkNoopSpan(b *testing.B) {
 		b.Fatalf("%d of %d spans not recording", n, b.N)
 	}
 }
+
+// TestLostSpansReported: with the collector down, shutdown says how many
+// spans were lost, and OpenTelemetry's own errors reach the slog logger
+// (LogErrors), not Go's standard logger.
+func TestLostSpansReported(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + l.Addr().String()
+	l.Close()
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	LogErrors(slog.New(slog.NewJSONHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.Write(p)
+	}), nil)))
+	t.Cleanup(func() { LogErrors(slog.New(slog.DiscardHandler)) })
+	tp, shutdown, err := NewTracerProvider(t.Context(), "mcptrail", "v0", envOf("OTEL_EXPORTER_OTLP_ENDPOINT", dead, "OTEL_EXPORTER_OTLP_TIMEOUT", "300"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := make([]string, 20)
+	for i := range names {
+		names[i] = "tools/call"
+	}
+	emitSpans(t, tp, names...)
+	err = shutdown(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "20 spans could not be exported") {
+		t.Errorf("shutdown error = %v, want it to report 20 lost spans", err)
+	}
+	otel.Handle(errors.New("probe error"))
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logs.String(), `"msg":"OpenTelemetry"`) || !strings.Contains(logs.String(), "probe error") {
+		t.Errorf("slog output = %q, want OpenTelemetry errors as JSON lines", logs.String())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
