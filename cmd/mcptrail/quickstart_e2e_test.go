@@ -98,6 +98,13 @@ func TestQuickStartReplay(t *testing.T) {
 	if _, _, _, err := c.post(ctx, map[string]any{"jsonrpc": "2.0", "method": "notifications/initialized"}); err != nil {
 		t.Fatal(err)
 	}
+	// memory is not required in the demo config, so /readyz does not wait
+	// for it; a call before it is up is answered differently than the mock
+	// (which has it) would (see the closing note).
+	waitFor(t, "memory in the catalog", 60*time.Second, gw, func() (bool, error) {
+		resp, _, err := c.request(ctx, "tools/list", map[string]any{})
+		return err == nil && strings.Contains(string(resp.Result), `"memory.read_graph"`), err
+	})
 	_, echoID := c.callTool(t, "everything.echo", map[string]any{"message": "hi"})
 	c.callTool(t, "everything.get-sum", map[string]any{"a": 2, "b": 3})
 	c.callTool(t, "everything_http.echo", map[string]any{"message": "over http"})

@@ -550,50 +550,13 @@ func indentBody(b []byte, prefix string) string {
 	return out.String()
 }
 
-// traceHopJSON is the --json shape of one hop: stable snake_case names,
-// payloads inline as JSON when they are JSON.
+// traceHopJSON is the --json shape of one hop: the event's one JSON shape
+// (recorder.EventJSON, shared with replay bundles) with its payloads inline
+// as JSON when they are JSON, else as strings.
 type traceHopJSON struct {
-	EventID          string            `json:"event_id"`
-	RequestID        string            `json:"request_id"`
-	SessionID        string            `json:"session_id,omitempty"`
-	TraceID          string            `json:"trace_id,omitempty"`
-	SpanID           string            `json:"span_id,omitempty"`
-	Hop              string            `json:"hop"`
-	Seq              uint32            `json:"seq"`
-	Time             time.Time         `json:"time"`
-	DurationUs       int64             `json:"duration_us"`
-	QueueUs          int64             `json:"queue_us,omitempty"`
-	ConnectUs        int64             `json:"connect_us,omitempty"`
-	TTFBUs           int64             `json:"ttfb_us,omitempty"`
-	Method           string            `json:"method,omitempty"`
-	Server           string            `json:"server,omitempty"`
-	Target           string            `json:"target,omitempty"`
-	RPCID            string            `json:"rpc_id,omitempty"`
-	Principal        string            `json:"principal,omitempty"`
-	AuthDecision     string            `json:"auth_decision,omitempty"`
-	AuthRule         string            `json:"auth_rule,omitempty"`
-	RouteRule        string            `json:"route_rule,omitempty"`
-	Backend          string            `json:"backend,omitempty"`
-	Attempt          uint8             `json:"attempt,omitempty"`
-	Fallback         bool              `json:"fallback,omitempty"`
-	Outcome          string            `json:"outcome"`
-	ErrorCode        int32             `json:"error_code,omitempty"`
-	ErrorMessage     string            `json:"error_message,omitempty"`
-	RequestBytes     uint32            `json:"request_bytes,omitempty"`
-	ResponseBytes    uint32            `json:"response_bytes,omitempty"`
-	ClientName       string            `json:"client_name,omitempty"`
-	ClientVersion    string            `json:"client_version,omitempty"`
-	ProtocolVersion  string            `json:"protocol_version,omitempty"`
-	UpstreamVersion  string            `json:"upstream_version,omitempty"`
-	GatewayInstance  string            `json:"gateway_instance,omitempty"`
-	GatewayVersion   string            `json:"gateway_version,omitempty"`
-	ConfigHash       string            `json:"config_hash,omitempty"`
-	RedactionVersion string            `json:"redaction_version,omitempty"`
-	RedactionCount   uint16            `json:"redaction_count,omitempty"`
-	Params           json.RawMessage   `json:"params,omitempty"`
-	Result           json.RawMessage   `json:"result,omitempty"`
-	PayloadTruncated bool              `json:"payload_truncated,omitempty"`
-	Attrs            map[string]string `json:"attrs,omitempty"`
+	recorder.EventJSON
+	Params json.RawMessage `json:"params,omitempty"`
+	Result json.RawMessage `json:"result,omitempty"`
 }
 
 func rawOrString(b []byte) json.RawMessage {
@@ -609,26 +572,9 @@ func rawOrString(b []byte) json.RawMessage {
 
 func writeTraceJSON(w io.Writer, evs []recorder.Event) error {
 	out := make([]traceHopJSON, len(evs))
-	for i, e := range evs {
-		h := traceHopJSON{
-			EventID: e.EventID, RequestID: e.RequestID, SessionID: e.SessionID, TraceID: e.TraceID, SpanID: e.SpanID,
-			Hop: e.Hop.String(), Seq: e.Seq, Time: time.Unix(0, e.TimeNs).UTC(), DurationUs: e.DurationUs,
-			QueueUs: e.QueueUs, ConnectUs: e.ConnectUs, TTFBUs: e.TTFBUs, Method: e.Method, Server: e.Server,
-			Target: e.Target, RPCID: e.RPCID, Principal: e.Principal, AuthDecision: e.AuthDecision, AuthRule: e.AuthRule,
-			RouteRule: e.RouteRule, Backend: e.Backend, Attempt: e.Attempt, Fallback: e.Fallback, Outcome: e.Outcome.String(),
-			ErrorCode: e.ErrorCode, ErrorMessage: e.ErrorMessage, RequestBytes: e.RequestBytes, ResponseBytes: e.ResponseBytes,
-			ClientName: e.ClientName, ClientVersion: e.ClientVersion, ProtocolVersion: e.ProtocolVersion,
-			UpstreamVersion: e.UpstreamVersion, GatewayInstance: e.GatewayInstance, GatewayVersion: e.GatewayVersion,
-			ConfigHash: e.ConfigHash, RedactionVersion: e.RedactionVersion, RedactionCount: e.RedactionCount,
-			Params: rawOrString(e.Params), Result: rawOrString(e.Result), PayloadTruncated: e.PayloadTruncated,
-		}
-		if len(e.Attrs) > 0 {
-			h.Attrs = make(map[string]string, len(e.Attrs))
-			for _, a := range e.Attrs {
-				h.Attrs[a.Key] = a.Value
-			}
-		}
-		out[i] = h
+	for i := range evs {
+		e := &evs[i]
+		out[i] = traceHopJSON{EventJSON: recorder.NewEventJSON(e), Params: rawOrString(e.Params), Result: rawOrString(e.Result)}
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

@@ -76,59 +76,15 @@ type Bundle struct {
 	Events []recorder.Event
 }
 
-// eventLine is the JSON form of a recorder.Event, payloads excluded: they
-// are spliced in verbatim by writeEvent so their bytes survive unchanged.
+// eventLine is a bundle's event line: the event's one JSON shape
+// (recorder.EventJSON), its payloads spliced in verbatim by writeEvent so
+// their bytes survive unchanged, or base64 when they cannot be.
 type eventLine struct {
-	EventID          string     `json:"event_id"`
-	RequestID        string     `json:"request_id"`
-	SessionID        string     `json:"session_id,omitempty"`
-	TraceID          string     `json:"trace_id,omitempty"`
-	SpanID           string     `json:"span_id,omitempty"`
-	Hop              string     `json:"hop"`
-	Seq              uint32     `json:"seq"`
-	TimeNs           int64      `json:"time_ns"`
-	DurationUs       int64      `json:"duration_us"`
-	QueueUs          int64      `json:"queue_us,omitempty"`
-	ConnectUs        int64      `json:"connect_us,omitempty"`
-	TTFBUs           int64      `json:"ttfb_us,omitempty"`
-	Method           string     `json:"method,omitempty"`
-	Server           string     `json:"server,omitempty"`
-	Target           string     `json:"target,omitempty"`
-	RPCID            string     `json:"rpc_id,omitempty"`
-	Principal        string     `json:"principal,omitempty"`
-	AuthDecision     string     `json:"auth_decision,omitempty"`
-	AuthRule         string     `json:"auth_rule,omitempty"`
-	RouteRule        string     `json:"route_rule,omitempty"`
-	Backend          string     `json:"backend,omitempty"`
-	Attempt          uint8      `json:"attempt,omitempty"`
-	Fallback         bool       `json:"fallback,omitempty"`
-	Outcome          string     `json:"outcome"`
-	ErrorCode        int32      `json:"error_code,omitempty"`
-	ErrorMessage     string     `json:"error_message,omitempty"`
-	RequestBytes     uint32     `json:"request_bytes,omitempty"`
-	ResponseBytes    uint32     `json:"response_bytes,omitempty"`
-	ClientName       string     `json:"client_name,omitempty"`
-	ClientVersion    string     `json:"client_version,omitempty"`
-	ProtocolVersion  string     `json:"protocol_version,omitempty"`
-	UpstreamVersion  string     `json:"upstream_version,omitempty"`
-	GatewayInstance  string     `json:"gateway_instance,omitempty"`
-	GatewayVersion   string     `json:"gateway_version,omitempty"`
-	ConfigHash       string     `json:"config_hash,omitempty"`
-	RedactionVersion string     `json:"redaction_version,omitempty"`
-	RedactionCount   uint16     `json:"redaction_count,omitempty"`
-	PayloadTruncated bool       `json:"payload_truncated,omitempty"`
-	ParamsSHA256     string     `json:"params_sha256,omitempty"`
-	ResultSHA256     string     `json:"result_sha256,omitempty"`
-	Attrs            []attrLine `json:"attrs,omitempty"`
+	recorder.EventJSON
 	// ParamsB64 and ResultB64 carry payloads that are not single-line valid
 	// JSON (cut at the cap, or pretty-printed), base64-encoded.
 	ParamsB64 []byte `json:"params_b64,omitempty"`
 	ResultB64 []byte `json:"result_b64,omitempty"`
-}
-
-type attrLine struct {
-	Key   string `json:"key"`
-	Value string `json:"value"`
 }
 
 // eventLineIn adds the verbatim payload members for decoding.
@@ -139,40 +95,11 @@ type eventLineIn struct {
 }
 
 func toLine(e *recorder.Event) eventLine {
-	l := eventLine{
-		EventID: e.EventID, RequestID: e.RequestID, SessionID: e.SessionID, TraceID: e.TraceID, SpanID: e.SpanID,
-		Hop: e.Hop.String(), Seq: e.Seq, TimeNs: e.TimeNs, DurationUs: e.DurationUs, QueueUs: e.QueueUs,
-		ConnectUs: e.ConnectUs, TTFBUs: e.TTFBUs, Method: e.Method, Server: e.Server, Target: e.Target, RPCID: e.RPCID,
-		Principal: e.Principal, AuthDecision: e.AuthDecision, AuthRule: e.AuthRule, RouteRule: e.RouteRule,
-		Backend: e.Backend, Attempt: e.Attempt, Fallback: e.Fallback, Outcome: e.Outcome.String(),
-		ErrorCode: e.ErrorCode, ErrorMessage: e.ErrorMessage, RequestBytes: e.RequestBytes, ResponseBytes: e.ResponseBytes,
-		ClientName: e.ClientName, ClientVersion: e.ClientVersion, ProtocolVersion: e.ProtocolVersion,
-		UpstreamVersion: e.UpstreamVersion, GatewayInstance: e.GatewayInstance, GatewayVersion: e.GatewayVersion,
-		ConfigHash: e.ConfigHash, RedactionVersion: e.RedactionVersion, RedactionCount: e.RedactionCount,
-		PayloadTruncated: e.PayloadTruncated, ParamsSHA256: e.ParamsSHA256, ResultSHA256: e.ResultSHA256,
-	}
-	for _, a := range e.Attrs {
-		l.Attrs = append(l.Attrs, attrLine{a.Key, a.Value})
-	}
-	return l
+	return eventLine{EventJSON: recorder.NewEventJSON(e)}
 }
 
 func (l *eventLineIn) toEvent() recorder.Event {
-	e := recorder.Event{
-		EventID: l.EventID, RequestID: l.RequestID, SessionID: l.SessionID, TraceID: l.TraceID, SpanID: l.SpanID,
-		Hop: recorder.ParseHop(l.Hop), Seq: l.Seq, TimeNs: l.TimeNs, DurationUs: l.DurationUs, QueueUs: l.QueueUs,
-		ConnectUs: l.ConnectUs, TTFBUs: l.TTFBUs, Method: l.Method, Server: l.Server, Target: l.Target, RPCID: l.RPCID,
-		Principal: l.Principal, AuthDecision: l.AuthDecision, AuthRule: l.AuthRule, RouteRule: l.RouteRule,
-		Backend: l.Backend, Attempt: l.Attempt, Fallback: l.Fallback, Outcome: recorder.ParseOutcome(l.Outcome),
-		ErrorCode: l.ErrorCode, ErrorMessage: l.ErrorMessage, RequestBytes: l.RequestBytes, ResponseBytes: l.ResponseBytes,
-		ClientName: l.ClientName, ClientVersion: l.ClientVersion, ProtocolVersion: l.ProtocolVersion,
-		UpstreamVersion: l.UpstreamVersion, GatewayInstance: l.GatewayInstance, GatewayVersion: l.GatewayVersion,
-		ConfigHash: l.ConfigHash, RedactionVersion: l.RedactionVersion, RedactionCount: l.RedactionCount,
-		PayloadTruncated: l.PayloadTruncated, ParamsSHA256: l.ParamsSHA256, ResultSHA256: l.ResultSHA256,
-	}
-	for _, a := range l.Attrs {
-		e.Attrs = append(e.Attrs, recorder.Attr{Key: a.Key, Value: a.Value})
-	}
+	e := l.EventJSON.Event()
 	e.Params = payload(l.Params, l.ParamsB64)
 	e.Result = payload(l.Result, l.ResultB64)
 	return e

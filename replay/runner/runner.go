@@ -268,7 +268,9 @@ func Replay(ctx context.Context, reqs []replay.Request, o Options) ([]report.Cas
 		if lists == nil {
 			lists = replay.BackendLists(Events(reqs), o.Separator)
 		}
-		out = append(out, up.catalog(ctx, lists)...)
+		// The recorded lists merge every session's: fetch them declaring
+		// the union of the recorded client capabilities.
+		out = append(out, up.catalog(ctx, lists, clientCaps(reqs, nil))...)
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}

@@ -189,13 +189,14 @@ func TestUpgradeGate(t *testing.T) {
 	})
 	t.Run("2026.1.26 real changes", func(t *testing.T) {
 		// Ground truth (both versions called directly): every tool lost its
-		// annotations; eleven input schemas gained additionalProperties:
+		// annotations (get-roots-list is not offered: the recorded clients
+		// declared sampling and elicitation, not roots); eleven input schemas gained additionalProperties:
 		// false; args-prompt's second argument gained a description; the
 		// get-sum validation error is worded differently.
 		tightened := []string{"echo", "get-annotated-message", "get-resource-links", "get-resource-reference", "get-structured-content",
 			"get-sum", "gzip-file-as-resource", "simulate-research-query", "trigger-long-running-operation", "trigger-sampling-request"}
 		var want []string
-		for _, tool := range []string{"echo", "get-annotated-message", "get-env", "get-resource-links", "get-resource-reference", "get-roots-list",
+		for _, tool := range []string{"echo", "get-annotated-message", "get-env", "get-resource-links", "get-resource-reference",
 			"get-structured-content", "get-sum", "get-tiny-image", "gzip-file-as-resource", "simulate-research-query", "toggle-simulated-logging",
 			"toggle-subscriber-updates", "trigger-elicitation-request", "trigger-long-running-operation", "trigger-sampling-request"} {
 			want = append(want, "tools/list everything medium removed /tools/"+tool+"/annotations")

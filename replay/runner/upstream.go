@@ -138,23 +138,71 @@ func (u *upstreams) close() {
 
 // conn returns the initialized connection to server, protocolVersion being
 // the version recorded with that backend.
-func (u *upstreams) conn(server, protocolVersion string) (*upConn, error) {
+// caps are the client capabilities declared to the backend: the gateway
+// declares to a backend what the client declared (a backend such as
+// server-everything offers tools by them), so one connection per distinct
+// recorded profile.
+func (u *upstreams) conn(server, protocolVersion string, caps json.RawMessage) (*upConn, error) {
 	srv, ok := u.o.Targets[server]
 	if !ok {
 		return nil, errNoTarget
 	}
+	key := server + "\x00" + string(caps)
 	u.mu.Lock()
-	c := u.conns[server]
+	c := u.conns[key]
 	if c == nil {
 		c = &upConn{fill: u.o.Secrets.FillAll}
-		u.conns[server] = c
+		u.conns[key] = c
 	}
 	u.mu.Unlock()
-	c.once.Do(func() { c.tr, c.err = u.dial(c, srv, protocolVersion) })
+	c.once.Do(func() { c.tr, c.err = u.dial(c, srv, protocolVersion, caps) })
 	return c, c.err
 }
 
-func (u *upstreams) dial(c *upConn, srv config.Server, version string) (transport.Interface, error) {
+// clientCaps returns the client capabilities a recorded session declared
+// in its initialize, canonical; the union of every recorded session's when
+// the session's initialize was not recorded (idx nil: the union).
+func clientCaps(reqs []replay.Request, idx []int) json.RawMessage {
+	one := func(r *replay.Request) (map[string]any, bool) {
+		if r.Method != "initialize" || r.Inbound == nil || len(r.Inbound.Params) == 0 {
+			return nil, false
+		}
+		var p struct {
+			Capabilities map[string]any `json:"capabilities"`
+		}
+		if json.Unmarshal(r.Inbound.Params, &p) != nil {
+			return nil, false
+		}
+		if p.Capabilities == nil {
+			p.Capabilities = map[string]any{}
+		}
+		return p.Capabilities, true
+	}
+	for _, i := range idx {
+		if c, ok := one(&reqs[i]); ok {
+			b, _ := json.Marshal(c)
+			return b
+		}
+	}
+	union := map[string]any{}
+	found := false
+	for i := range reqs {
+		if c, ok := one(&reqs[i]); ok {
+			found = true
+			for k, v := range c {
+				union[k] = v
+			}
+		}
+	}
+	if !found {
+		// Nothing recorded: everything a client could answer.
+		return json.RawMessage(`{"elicitation":{},"roots":{"listChanged":true},"sampling":{}}`)
+	}
+	b, _ := json.Marshal(union)
+	return b
+}
+
+func (u *upstreams) dial(c *upConn, srv config.Server, version string, caps json.RawMessage) (transport.Interface, error) {
 	var tr transport.Interface
 	var err error
 	switch srv.Transport {
@@ -197,7 +245,7 @@ func (u *upstreams) dial(c *upConn, srv config.Server, version string) (transpor
 	}
 	params, _ := json.Marshal(map[string]any{
 		"protocolVersion": version,
-		"capabilities":    map[string]any{"sampling": map[string]any{}, "elicitation": map[string]any{}, "roots": map[string]any{"listChanged": true}},
+		"capabilities":    caps,
 		"clientInfo":      map[string]string{"name": "mcptrail-replay", "version": "1"},
 	})
 	timeout := srv.ConnectTimeout
@@ -272,13 +320,14 @@ func (c *upConn) serverAnswer(req transport.JSONRPCRequest) *transport.JSONRPCRe
 // session replays the upstream hops of one recorded session in order.
 func (u *upstreams) session(ctx context.Context, reqs []replay.Request, idx []int, cases []*report.Case, tick func()) error {
 	p := pacer{speed: u.o.Speed}
+	caps := clientCaps(reqs, idx)
 	for _, i := range idx {
 		r := &reqs[i]
 		up := r.FinalUpstream()
 		if up == nil {
 			continue
 		}
-		c := u.request(ctx, &p, r, up)
+		c := u.request(ctx, &p, r, up, caps)
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -289,7 +338,7 @@ func (u *upstreams) session(ctx context.Context, reqs []replay.Request, idx []in
 	return nil
 }
 
-func (u *upstreams) request(ctx context.Context, p *pacer, r *replay.Request, up *recorder.Event) report.Case {
+func (u *upstreams) request(ctx context.Context, p *pacer, r *replay.Request, up *recorder.Event, caps json.RawMessage) report.Case {
 	o := u.o
 	recorded := replay.Exchange(up)
 	recorded.RequestID, recorded.SessionID = r.RequestID, r.SessionID
@@ -326,7 +375,7 @@ func (u *upstreams) request(ctx context.Context, p *pacer, r *replay.Request, up
 	if _, ok := o.Targets[up.Server]; !ok {
 		return report.Skipped(recorded, fmt.Sprintf("no target for server %s (use --target %s=… or --config)", up.Server, up.Server))
 	}
-	conn, err := u.conn(up.Server, up.UpstreamVersion)
+	conn, err := u.conn(up.Server, up.UpstreamVersion, caps)
 	if err != nil {
 		return report.Failed(recorded, err)
 	}
@@ -369,7 +418,7 @@ func (u *upstreams) request(ctx context.Context, p *pacer, r *replay.Request, up
 // compares it with the recorded one, by identity (see diff.ListMember):
 // one case per server and list, so that a tool that was never called, a
 // dropped annotation or a tightened schema shows too.
-func (u *upstreams) catalog(ctx context.Context, lists map[string]map[string]json.RawMessage) []report.Case {
+func (u *upstreams) catalog(ctx context.Context, lists map[string]map[string]json.RawMessage, caps json.RawMessage) []report.Case {
 	servers := make([]string, 0, len(lists))
 	for s := range lists {
 		if _, ok := u.o.Targets[s]; ok {
@@ -385,7 +434,7 @@ func (u *upstreams) catalog(ctx context.Context, lists map[string]map[string]jso
 				continue
 			}
 			recorded := diff.Exchange{RequestID: "catalog " + server + " " + method, Method: method, Server: server, Response: fillRecorded(u.o.Secrets, rec)}
-			conn, err := u.conn(server, "")
+			conn, err := u.conn(server, "", caps)
 			if err != nil {
 				out = append(out, report.Failed(recorded, err))
 				continue
