@@ -64,7 +64,11 @@ type Config struct {
 	// Overflow policy applies. Default 1 GiB.
 	MaxDiskBytes int64
 	// Overflow is what happens when the queue is full or the disk budget is
-	// used up: "drop" (default) or "fail_closed".
+	// used up: "drop" (default: the event is counted and dropped, Record
+	// returns nil) or "fail_closed" (Record refuses the event that would
+	// admit a new call; the hops of calls already admitted are kept, see
+	// Pipeline.Record). From 80% of MaxDiskBytes the pipeline logs a
+	// warning once a minute.
 	Overflow string
 	// BatchSize is the maximum number of events per Writer.WriteBatch.
 	// Default 10000.

@@ -151,7 +151,8 @@ func TestSecuritySessions(t *testing.T) {
 			c := dial(t, gw.url, env.Tokens[owner])
 			legacySID := legacySSE(t, gw.url, env.Tokens[owner])
 			tok := env.Tokens[intruder]
-			hdr := map[string]string{"Mcp-Session-Id": c.sid}
+			ownerSID := c.sid // read once: c.post below runs concurrently and sets c.sid
+			hdr := map[string]string{"Mcp-Session-Id": ownerSID}
 
 			// The owner's slow call is in flight while the intruder tries
 			// to cancel it.
@@ -174,7 +175,7 @@ func TestSecuritySessions(t *testing.T) {
 				hdr                   map[string]string
 				body                  string
 			}{
-				{"GET /mcp", http.MethodGet, gw.url + "/mcp", map[string]string{"Mcp-Session-Id": c.sid, "Accept": "text/event-stream"}, ""},
+				{"GET /mcp", http.MethodGet, gw.url + "/mcp", map[string]string{"Mcp-Session-Id": ownerSID, "Accept": "text/event-stream"}, ""},
 				{"DELETE /mcp", http.MethodDelete, gw.url + "/mcp", hdr, ""},
 				{"POST /mcp tools/call tb", http.MethodPost, gw.url + "/mcp", hdr, `{"jsonrpc":"2.0","id":901,"method":"tools/call","params":{"name":"tb.echo","arguments":{"message":"x"}}}`},
 				{"POST /mcp tools/call tb2", http.MethodPost, gw.url + "/mcp", hdr, `{"jsonrpc":"2.0","id":902,"method":"tools/call","params":{"name":"tb2.echo","arguments":{"message":"x"}}}`},
@@ -190,7 +191,7 @@ func TestSecuritySessions(t *testing.T) {
 					unauthorizedPasses++
 					t.Errorf("%s with %s's session as %s: HTTP %d %.200s, want 404", row.endpoint, owner, intruder, status, body)
 				}
-				sid := c.sid
+				sid := ownerSID
 				if strings.HasPrefix(row.url, gw.url+"/message") {
 					sid = legacySID
 				}
