@@ -211,7 +211,21 @@ func TestUpgradeGate(t *testing.T) {
 		sort.Strings(want)
 		rep := gateRun(t, events, runner.ModeUpstream, "server-everything-2026-1-26", true)
 		if got := changeLines(rep); !slices.Equal(got, want) {
-			t.Errorf("changes =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+			t.Errorf("upstream changes =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+		// e2e: the same, as the clients see it (namespaced, in the
+		// recorded list requests rather than catalog cases).
+		var wantE2E []string
+		for _, w := range want {
+			w = strings.Replace(w, "tools/list everything ", "tools/list ", 1)
+			w = strings.Replace(w, "prompts/list everything ", "prompts/list ", 1)
+			w = strings.Replace(w, "/tools/", "/tools/everything.", 1)
+			w = strings.Replace(w, "/prompts/", "/prompts/everything.", 1)
+			wantE2E = append(wantE2E, w)
+		}
+		sort.Strings(wantE2E)
+		if got := changeLines(gateRun(t, events, runner.ModeE2E, "server-everything-2026-1-26", true)); !slices.Equal(got, wantE2E) {
+			t.Errorf("e2e changes =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(wantE2E, "\n"))
 		}
 		// The report names what it replayed against (issue 9.8).
 		if len(rep.Against) != 1 || !strings.Contains(rep.Against[0].Address, "server-everything-2026-1-26") ||
