@@ -381,19 +381,28 @@ type Payloads struct {
 
 // Redaction controls what is scrubbed from payloads before recording.
 type Redaction struct {
-	// Keys are JSON object keys whose values are always redacted, matched
-	// case-insensitively at any depth (e.g. "password", "api_key").
+	// Keys are added to the built-in key rules (password, secret, token,
+	// api_key, authorization, cookie, credential, private_key, …). A bare
+	// name matches any key at any depth that contains its words, ignoring
+	// case and separators ("password" matches db_password and passwordHash;
+	// "api_key" matches apiKey and X-Api-Key), and key=value or "Key:
+	// value" pairs in text; a dotted path ("*.card.number") matches the
+	// last keys of a value's path. The word list and its exceptions
+	// (maxTokens, token_count, progressToken…): recorder/redact/keys.go.
 	Keys []string `yaml:"keys"`
 	// Patterns are built-in pattern sets applied to every string value.
-	// Default ["secrets"] (API keys, bearer tokens, private keys…); set
-	// to [] to disable.
+	// Default ["secrets"] (AWS, GitHub, Slack, Stripe, Google, OpenAI and
+	// Anthropic keys, JWTs, bearer tokens, private keys, passwords in
+	// URLs); "pii" adds e-mail addresses and phone numbers; [] disables
+	// them (key rules still apply).
 	Patterns []string `yaml:"patterns"`
 	// Custom are extra named regular expressions (Go RE2 syntax).
 	Custom []CustomPattern `yaml:"custom"`
 	// HMACKeyEnv names the environment variable holding the key used to
 	// replace redacted values by a keyed hash, so equal secrets stay
-	// correlatable. Default "MCPTRAIL_REDACTION_KEY"; when that variable is
-	// unset, redacted values are replaced by a fixed marker.
+	// correlatable (payload digests are keyed with it too). Default
+	// "MCPTRAIL_REDACTION_KEY"; when that variable is unset, a random key
+	// per process is used, so placeholders compare only within one run.
 	HMACKeyEnv string `yaml:"hmac_key_env"`
 }
 
