@@ -439,10 +439,14 @@ func (c *call) dispatch(ctx context.Context) jsonrpc.Message {
 		if c.sess != nil {
 			c.sess.setLogLevel(level)
 		}
-		// Fan out to every backend that logs; each leg is its own
-		// sub-call so its hops are recorded under this request.
+		// Fan out to every backend that logs and that the principal may
+		// use; each leg is its own sub-call so its hops are recorded
+		// under this request.
 		for i, name := range g.order {
 			b := g.backends[name]
+			if g.auth.Enabled() && !c.princ.MayUse(name, g.sep()) {
+				continue
+			}
 			if s := b.snap.Load(); s != nil && s.has("logging") {
 				sub := &call{g: g, sess: c.sess, msg: c.msg, reqID: c.reqID, start: time.Now(), out: c.out,
 					cancel: c.cancel, princ: c.princ, traceID: c.traceID, spanID: c.spanID, routeRule: "fanout"}

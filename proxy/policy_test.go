@@ -261,3 +261,40 @@ func TestListenSubscribesOnlyAllowedResources(t *testing.T) {
 		}
 	}
 }
+
+// TestSetLevelReachesOnlyUsableBackends: logging/setLevel changes the log
+// level only of the backends the principal may use.
+func TestSetLevelReachesOnlyUsableBackends(t *testing.T) {
+	url := startEverythingHTTP(t)
+	cfg := &config.Config{
+		Servers: []config.Server{{Name: "everything", Transport: "http", URL: url, Timeout: 30 * time.Second}, stdioServer("beta", "v1")},
+		Auth: config.Auth{Tokens: []config.Token{
+			{Name: "beta-only", SHA256: sha("beta-token"), Tools: []string{"beta.*"}},
+			{Name: "everything", SHA256: sha("everything-token"), Tools: []string{"everything.echo"}},
+		}},
+	}
+	e := startGateway(t, cfg)
+	for _, tt := range []struct {
+		token string
+		want  int // upstream logging/setLevel legs
+	}{{"beta-token", 0}, {"everything-token", 1}} {
+		hdr := map[string]string{"Authorization": "Bearer " + tt.token}
+		hdr["Mcp-Session-Id"] = initSession(t, e.url, hdr)
+		resp, b := post(t, e.url, `{"jsonrpc":"2.0","id":2,"method":"logging/setLevel","params":{"level":"debug"}}`, hdr)
+		if r := decodeResp(t, b); r.Error != nil {
+			t.Fatalf("%s: logging/setLevel: %+v", tt.token, r.Error)
+		}
+		legs := 0
+		for _, ev := range e.rec.byRequest(resp.Header.Get("X-Request-Id")) {
+			if ev.Hop == recorder.HopUpstream {
+				legs++
+				if ev.Server != "everything" {
+					t.Errorf("%s: setLevel leg to %s", tt.token, ev.Server)
+				}
+			}
+		}
+		if legs != tt.want {
+			t.Errorf("%s: %d upstream logging/setLevel legs, want %d", tt.token, legs, tt.want)
+		}
+	}
+}
