@@ -193,6 +193,7 @@ func redactPayloads(r Redactor, e *recorder.Event) {
 
 // recordNotification records a notification relayed for this call.
 func (g *Gateway) recordNotification(c *call, server string, n *jsonrpc.Message) {
+	g.relayedSpan(c, server, n.Method)
 	c.record(recorder.HopNotification, time.Now(), 0, func(e *recorder.Event) {
 		e.Method = n.Method
 		e.Server = server

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"strconv"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -88,4 +89,23 @@ func setOutcomeAttrs(span trace.Span, outcome recorder.Outcome, code int32) {
 	case outcome.Failed():
 		span.SetAttributes(attribute.String("error.type", outcome.String()))
 	}
+}
+
+// relayedSpan gives a notification relayed to the client on behalf of call
+// c (progress) a span, a child of c's server span.
+func (g *Gateway) relayedSpan(c *call, server, method string) {
+	tid, err1 := trace.TraceIDFromHex(c.traceID)
+	sid, err2 := trace.SpanIDFromHex(c.spanID)
+	if err1 != nil || err2 != nil {
+		return // tracing off
+	}
+	parent := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled})
+	ctx := trace.ContextWithSpanContext(context.Background(), parent)
+	_, span := g.tracer.Start(ctx, spanMethod(method), trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(
+			attribute.String("mcp.method.name", method),
+			attribute.String("mcptrail.request_id", c.reqID),
+			attribute.String("mcptrail.server", server),
+		))
+	span.End()
 }

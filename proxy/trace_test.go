@@ -191,3 +191,36 @@ func TestSpanConventions(t *testing.T) {
 		}
 	}
 }
+
+// TestNotificationSpans: a client notification and each progress
+// notification relayed for a call get a span.
+func TestNotificationSpans(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	tb := testbackend.New(testbackend.Options{})
+	hs := httptest.NewServer(tb.HTTPHandler())
+	t.Cleanup(hs.Close)
+	cfg := &config.Config{Servers: []config.Server{{Name: "alpha", Transport: "http", URL: hs.URL + "/mcp", Timeout: 5 * time.Second}}}
+	e := startGateway(t, cfg, func(o *proxy.Options) { o.TracerProvider = tp })
+	sid := initSession(t, e.url, nil)
+	post(t, e.url, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, map[string]string{"Mcp-Session-Id": sid})
+	resp, _ := post(t, e.url, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"alpha.slow","arguments":{"steps":3,"delay_ms":1},"_meta":{"progressToken":"t"}}}`, map[string]string{"Mcp-Session-Id": sid})
+	id := resp.Header.Get("X-Request-Id")
+	var initialized, progress int
+	for _, s := range exp.GetSpans() {
+		switch s.Name {
+		case "notifications/initialized":
+			initialized++
+		case "notifications/progress":
+			for _, kv := range s.Attributes {
+				if kv.Key == "mcptrail.request_id" && kv.Value.AsString() == id {
+					progress++
+				}
+			}
+		}
+	}
+	if initialized != 1 || progress != 3 {
+		t.Errorf("spans: %d notifications/initialized (want 1), %d notifications/progress of %s (want 3)", initialized, progress, id)
+	}
+}
