@@ -67,7 +67,10 @@ references filled from the Secret.
 {{- if .Values.auth.tokens }}
 {{- $toks := list }}
 {{- range .Values.auth.tokens }}
-{{- $toks = append $toks (dict "name" .name "principal" .principal "tools" .tools "sha256" (printf "${%s}" (include "mcptrail.tokenEnv" .name))) }}
+{{- $t := . }}
+{{- $tok := dict "name" .name "principal" .principal "sha256" (printf "${%s}" (include "mcptrail.tokenEnv" .name)) }}
+{{- range $kind := list "tools" "prompts" "resources" "completions" "methods" }}{{ with get $t $kind }}{{ $_ := set $tok $kind . }}{{ end }}{{ end }}
+{{- $toks = append $toks $tok }}
 {{- end }}
 {{- $_ := set $cfg "auth" (dict "tokens" $toks) }}
 {{- end }}
