@@ -5,8 +5,8 @@ import (
 	"strings"
 )
 
-// Free text (a tool's text result, an error message, a log line, a URI)
-// carries secrets in three shapes besides the value patterns:
+// Free text (a tool's text result, an error message, a log line, a URI, a
+// tool name) is searched for secrets in three ways:
 //
 //   - JSON embedded after a prefix: `Echo: {"password":"…"}`, `failed:
 //     {"error":…,"api_key":…}`; each JSON object found in the text is
@@ -20,9 +20,11 @@ import (
 //   - the patterns of Config.Patterns.
 //
 // Values are cut at white space, & , ; quotes and closing brackets, or at
-// the closing quote of a quoted value. Limits: a secret announced in prose
-// ("my password is hunter2") or behind a separator other than = and : is
-// not found.
+// the closing quote of a quoted value; a value that opens a bracket is
+// taken whole. Limits: a secret announced in prose ("my password is
+// hunter2"), a key written in another encoding (percent-encoded, HTML
+// entities, base64) and a secret with neither a telling key nor a known
+// format are not found.
 
 // text redacts s, a string value found under the key path (nil outside
 // JSON); depth is the JSON depth of s.
@@ -32,7 +34,7 @@ func (r *Redactor) text(s string, path []string, depth int) (string, int) {
 	}
 	if looksLikeJSON(s) {
 		if b := []byte(s); json.Valid(b) {
-			return r.walkText(b, path, depth)
+			return r.walkText(s, b, path, depth)
 		}
 	}
 	if strings.IndexByte(s, '{') < 0 {
@@ -41,12 +43,12 @@ func (r *Redactor) text(s string, path []string, depth int) (string, int) {
 	return r.textWithJSON(s, path, depth)
 }
 
-// walkText redacts b, a whole JSON document held in a string.
-func (r *Redactor) walkText(b []byte, path []string, depth int) (string, int) {
+// walkText redacts s, a whole JSON document held in a string, b its bytes.
+func (r *Redactor) walkText(s string, b []byte, path []string, depth int) (string, int) {
 	w := walker{r: r, in: b, out: make([]byte, 0, len(b)+len(b)/8), path: path[:len(path):len(path)]}
 	w.value(depth+1, false)
 	if w.count == 0 {
-		return string(b), 0
+		return s, 0
 	}
 	return string(w.out), w.count
 }
@@ -81,7 +83,7 @@ func (r *Redactor) textWithJSON(s string, path []string, depth int) (string, int
 			reps = append(reps, piece{last, start, gap})
 			count += n
 		}
-		if red, n := r.walkText([]byte(s[start:end]), path, depth); n > 0 {
+		if red, n := r.walkText(s[start:end], []byte(s[start:end]), path, depth); n > 0 {
 			reps = append(reps, piece{start, end, red})
 			count += n
 		}
