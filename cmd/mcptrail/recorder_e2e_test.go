@@ -100,6 +100,18 @@ func TestE2EClickHouseDownAtStart(t *testing.T) {
 	if out := p.output(t); !strings.Contains(out, "ClickHouse is unreachable at start") {
 		t.Errorf("gateway log does not say ClickHouse was unreachable at start")
 	}
+
+	// migrate: false, ClickHouse down, ready_when_degraded default (true):
+	// the gateway starts, is ready, and says the recorder is degraded.
+	env.CHAddr = "127.0.0.1:" + strconv.Itoa(freePort(t))
+	env.SpoolDir = t.TempDir()
+	addr2 := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	p2 := startProc(t, "gateway-nomigrate", append(env.list(), "E2E_CH_MIGRATE=false"),
+		"serve", "--config", gatewayConfig, "--listen", addr2)
+	waitFor(t, "/readyz of the gateway with migrate: false", 90*time.Second, p2, func() (bool, error) {
+		code, body := readyz("http://" + addr2)
+		return code == http.StatusOK && strings.HasPrefix(body, "ready; recorder degraded: "), fmt.Errorf("readyz %d %s", code, body)
+	})
 }
 
 // TestE2ELocalClickHouseSupervised: the local ClickHouse that serve runs
