@@ -224,11 +224,11 @@ func (g *Gateway) Serve(ctx context.Context, in Inbound) jsonrpc.Message {
 		e.ResponseBytes = uint32(len(resp.Result))
 	})
 	if c.outcome.Failed() {
-		g.logger.Warn("request failed", "request_id", c.reqID, "trace_id", c.traceID, "method", in.Msg.Method,
-			"target", c.target, "server", c.server, "outcome", c.outcome.String(), "code", c.errCode, "error", capError(c.redactedErr()))
+		g.logger.Warn("request failed", "request_id", c.reqID, "trace_id", c.traceID, "method", capForLog(in.Msg.Method, maxMethodBytes),
+			"target", capForLog(c.target, maxTargetBytes), "server", c.server, "outcome", c.outcome.String(), "code", c.errCode, "error", capError(c.redactedErr()))
 	} else {
-		g.logger.Debug("request served", "request_id", c.reqID, "trace_id", c.traceID, "method", in.Msg.Method,
-			"target", c.target, "server", c.server, "duration", time.Since(c.start))
+		g.logger.Debug("request served", "request_id", c.reqID, "trace_id", c.traceID, "method", capForLog(in.Msg.Method, maxMethodBytes),
+			"target", capForLog(c.target, maxTargetBytes), "server", c.server, "duration", time.Since(c.start))
 	}
 	return resp
 }

@@ -274,7 +274,7 @@ func (g *Gateway) acceptOneWay(sess *Session, msg jsonrpc.Message) bool {
 		g.clientNotification(sess, msg)
 	case jsonrpc.KindResponse:
 		if !sess.deliver(msg) {
-			g.logger.Warn("answer to an unknown server request", "session_id", sess.id, "id", string(msg.ID))
+			g.logger.Warn("answer to an unknown server request", "session_id", sess.id, "id", capForLog(string(msg.ID), maxRPCIDBytes))
 		}
 	default:
 		return false

@@ -69,6 +69,7 @@ func (c *call) record(hop recorder.Hop, start time.Time, dur time.Duration, fill
 		}
 	} else if !e.Unredacted {
 		e.ErrorMessage = capError(e.ErrorMessage)
+		capIdentifiers(e)
 	}
 	err := g.rec.Record(e)
 	if err != nil {
@@ -125,6 +126,7 @@ func redactFields(r Redactor, e *recorder.Event) {
 		e.RedactionCount += uint16(n)
 	}
 	e.ErrorMessage = capError(e.ErrorMessage)
+	defer capIdentifiers(e) // after redaction, attributes included
 	for i := range e.Attrs {
 		// "key=value" lets the key rules see the attribute's name.
 		a := &e.Attrs[i]

@@ -336,13 +336,20 @@ func (g *Gateway) lookupSession(r *http.Request, id string, p *auth.Principal, r
 	g.stats.denied.Add(1)
 	target := r.Method + " " + r.URL.Path
 	if g.rec != nil {
-		_ = g.rec.Record(&recorder.Event{
+		e := &recorder.Event{
 			RequestID: reqID, SessionID: id, Hop: recorder.HopAuth, TimeNs: time.Now().UnixNano(),
 			Method: method, Target: target, Principal: principalName(p),
 			AuthDecision: "denied", AuthRule: ruleSessionOwner, Outcome: recorder.OutcomeDenied,
 			ErrorCode: jsonrpc.CodeInvalidRequest, ErrorMessage: "session belongs to another principal",
 			GatewayInstance: g.instance, GatewayVersion: Version, ConfigHash: g.cfg.Hash,
-		})
+		}
+		if g.redactor != nil {
+			e.RedactionVersion = g.redactor.Version()
+			redactFields(g.redactor, e) // the method is the client's
+		} else {
+			capIdentifiers(e)
+		}
+		_ = g.rec.Record(e)
 	}
 	g.logger.Warn("request denied: session belongs to another principal", "request_id", reqID,
 		"principal", principalName(p), "target", target, "remote", r.RemoteAddr)
