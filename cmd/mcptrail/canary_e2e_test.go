@@ -204,7 +204,7 @@ recorder:
 	// What the gateway serves about itself: /statusz and /metrics.
 	var served []byte
 	for _, path := range []string{"/statusz", "/metrics"} {
-		req, _ := http.NewRequest(http.MethodGet, gw.url+path, nil)
+		req, _ := http.NewRequest(http.MethodGet, gw.admin+path, nil) // the admin listener
 		req.Header.Set("Authorization", "Bearer "+env.FullToken)
 		resp, err := httpc.Do(req)
 		if err != nil {
