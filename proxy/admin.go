@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -109,7 +111,7 @@ func (g *Gateway) checkOrigin(h http.HandlerFunc) http.HandlerFunc {
 	any := slices.Contains(allowed, "*")
 	return func(w http.ResponseWriter, r *http.Request) {
 		origin := r.Header.Get("Origin")
-		if origin == "" || any || slices.Contains(allowed, strings.ToLower(origin)) {
+		if origin == "" || any || slices.Contains(allowed, strings.ToLower(origin)) || sameLoopbackOrigin(origin, r.Host) {
 			h(w, r)
 			return
 		}
@@ -119,6 +121,23 @@ func (g *Gateway) checkOrigin(h http.HandlerFunc) http.HandlerFunc {
 		closeUnread(w)
 		g.logger.Warn("request denied: origin not allowed", "request_id", reqID, "origin", truncateForLog(origin), "remote", r.RemoteAddr)
 	}
+}
+
+// sameLoopbackOrigin reports whether origin is the gateway's own origin on a
+// loopback address (a page the gateway's host serves to itself, as the MCP
+// conformance suite's valid-Host check sends). DNS rebinding cannot forge
+// it: a rebound page's Origin names the attacker's host, not a loopback one.
+func sameLoopbackOrigin(origin, host string) bool {
+	u, err := url.Parse(origin)
+	if err != nil || u.Scheme != "http" && u.Scheme != "https" || !strings.EqualFold(u.Host, host) {
+		return false
+	}
+	h := u.Hostname()
+	if strings.EqualFold(h, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }
 
 // truncateForLog bounds a client-chosen header value in a log line.

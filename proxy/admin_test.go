@@ -76,6 +76,12 @@ func TestOriginValidation(t *testing.T) {
 			}
 		})
 	}
+	// The gateway's own loopback origin is same-origin (the MCP
+	// conformance suite's dns-rebinding-protection valid-Host check).
+	self := e.url // http://127.0.0.1:<port>
+	if status, body := do(t, "POST", e.url+"/mcp", map[string]string{"Authorization": tok, "Accept": "application/json, text/event-stream", "Origin": self}, initBody); status != 200 {
+		t.Errorf("same-origin loopback Origin %s: %d %.200s, want 200", self, status, body)
+	}
 	// Refused before authentication: no token needed to be told 403.
 	if status, _ := do(t, "POST", e.url+"/mcp", map[string]string{"Origin": "https://evil.example"}, initBody); status != 403 {
 		t.Errorf("refused origin without a token: %d, want 403", status)
