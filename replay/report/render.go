@@ -31,6 +31,9 @@ func WriteText(w io.Writer, r *Report) error {
 		if a.ProtocolVersion != "" {
 			fmt.Fprintf(ew, ", protocol %s", a.ProtocolVersion)
 		}
+		if len(a.Env) > 0 {
+			fmt.Fprintf(ew, "; environment %s", strings.Join(a.Env, " "))
+		}
 		fmt.Fprintln(ew)
 	}
 	if len(r.Selection) > 0 && string(r.Selection) != "null" && string(r.Selection) != "{}" {

@@ -150,6 +150,10 @@ type Target struct {
 	ServerVersion string `json:"server_version,omitempty"`
 	// ProtocolVersion is the version negotiated with it.
 	ProtocolVersion string `json:"protocol_version,omitempty"`
+	// Env names the environment variables a stdio target was started with
+	// (values are not shown: they may be secrets): the gateway's base
+	// variables, env_passthrough and env, as for the recorded backend.
+	Env []string `json:"env,omitempty"`
 }
 
 // NoisePath is one path whose value differed between two passes of the same

@@ -259,7 +259,7 @@ func initialize(ctx context.Context, o Options, tr *transport.StreamableHTTP, r 
 	if res.ProtocolVersion != "" {
 		tr.SetProtocolVersion(res.ProtocolVersion)
 	}
-	o.against.noteInitialize("gateway", o.GatewayURL, resp.Result)
+	o.against.noteInitialize("gateway", o.GatewayURL, nil, resp.Result)
 	return tr.SendNotification(ctx, mcp.JSONRPCNotification{JSONRPC: "2.0", Notification: mcp.Notification{Method: "notifications/initialized"}})
 }
 

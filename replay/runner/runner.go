@@ -144,7 +144,7 @@ func (a *against) list() []report.Target {
 }
 
 // noteInitialize records a target from its initialize result.
-func (a *against) noteInitialize(name, address string, result json.RawMessage) {
+func (a *against) noteInitialize(name, address string, env []string, result json.RawMessage) {
 	var res struct {
 		ProtocolVersion string `json:"protocolVersion"`
 		ServerInfo      struct {
@@ -153,7 +153,14 @@ func (a *against) noteInitialize(name, address string, result json.RawMessage) {
 		} `json:"serverInfo"`
 	}
 	_ = json.Unmarshal(result, &res)
-	a.note(report.Target{Name: name, Address: address, ServerName: res.ServerInfo.Name, ServerVersion: res.ServerInfo.Version, ProtocolVersion: res.ProtocolVersion})
+	var names []string
+	for _, kv := range env {
+		n, _, _ := strings.Cut(kv, "=")
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	a.note(report.Target{Name: name, Address: address, ServerName: res.ServerInfo.Name, ServerVersion: res.ServerInfo.Version,
+		ProtocolVersion: res.ProtocolVersion, Env: names})
 }
 
 // passGap is how much later than in the first pass the second pass of

@@ -229,8 +229,9 @@ func TestUpgradeGate(t *testing.T) {
 		}
 		// The report names what it replayed against (issue 9.8).
 		if len(rep.Against) != 1 || !strings.Contains(rep.Against[0].Address, "server-everything-2026-1-26") ||
-			rep.Against[0].ServerName != "mcp-servers/everything" || rep.Against[0].ProtocolVersion == "" {
-			t.Errorf("Against = %+v, want the 2026.1.26 command and its serverInfo", rep.Against)
+			rep.Against[0].ServerName != "mcp-servers/everything" || rep.Against[0].ProtocolVersion == "" ||
+			!slices.Contains(rep.Against[0].Env, "PATH") || slices.Contains(rep.Against[0].Env, "SHLVL") {
+			t.Errorf("Against = %+v, want the 2026.1.26 command, its serverInfo and the environment a gateway gives it", rep.Against)
 		}
 	})
 }

@@ -205,6 +205,7 @@ func clientCaps(reqs []replay.Request, idx []int) json.RawMessage {
 func (u *upstreams) dial(c *upConn, srv config.Server, version string, caps json.RawMessage) (transport.Interface, error) {
 	var tr transport.Interface
 	var err error
+	var env []string
 	switch srv.Transport {
 	case config.TransportStdio, "":
 		if srv.Command == "" {
@@ -213,7 +214,7 @@ func (u *upstreams) dial(c *upConn, srv config.Server, version string, caps json
 		// The environment the gateway gives this backend (base variables,
 		// env_passthrough, env), so environment-dependent output does not
 		// differ between recording and replay.
-		env := proxy.StdioEnv(srv, os.Environ())
+		env = proxy.StdioEnv(srv, os.Environ())
 		dir := srv.Dir
 		st := transport.NewStdioWithOptions(srv.Command, env, srv.Args,
 			transport.WithCommandStderrWriter(u.o.stderr()),
@@ -270,7 +271,7 @@ func (u *upstreams) dial(c *upConn, srv config.Server, version string, caps json
 	if addr == "" {
 		addr = strings.TrimSpace(srv.Command + " " + strings.Join(srv.Args, " "))
 	}
-	u.o.against.noteInitialize(srv.Name, addr, resp.Result)
+	u.o.against.noteInitialize(srv.Name, addr, env, resp.Result)
 	if hc, ok := tr.(transport.HTTPConnection); ok && res.ProtocolVersion != "" {
 		hc.SetProtocolVersion(res.ProtocolVersion)
 	}
