@@ -123,3 +123,34 @@ func FuzzAuthorizedNameIsExecuted(f *testing.F) {
 		}
 	})
 }
+
+// TestRelayedNameIsTheAuthorizedOne: a name the gateway decodes differently
+// from a backend (a lone surrogate escape: U+FFFD here, kept as is by
+// JavaScript) is relayed as the name the gateway authorized, also for a
+// server mounted without a namespace, where the names are equal.
+func TestRelayedNameIsTheAuthorizedOne(t *testing.T) {
+	tb := testbackend.New(testbackend.Options{})
+	hs := httptest.NewServer(tb.HTTPHandler())
+	t.Cleanup(hs.Close)
+	cfg := &config.Config{
+		Servers: []config.Server{{Name: "alpha", Transport: "http", URL: hs.URL + "/mcp", Timeout: 10 * time.Second, NoNamespace: true}},
+		Auth:    config.Auth{Tokens: []config.Token{{Name: "t", SHA256: sha("t-token"), Tools: []string{"alpha.echo*"}}}},
+	}
+	e := startGateway(t, cfg)
+	hdr := map[string]string{"Authorization": "Bearer t-token"}
+	hdr["Mcp-Session-Id"] = initSession(t, e.url, hdr)
+	post(t, e.url, `{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"echo\ud800","arguments":{"message":"x"}}}`, hdr)
+	calls := 0
+	for _, s := range tb.Seen() {
+		if s.Method != "tools/call" {
+			continue
+		}
+		calls++
+		if strings.Contains(strings.ToLower(string(s.Params)), `\ud800`) {
+			t.Errorf("backend received params %s: the raw escape, not the name the gateway authorized (echo\uFFFD)", s.Params)
+		}
+	}
+	if calls != 1 {
+		t.Errorf("backend saw %d tools/call, want 1", calls)
+	}
+}

@@ -407,7 +407,7 @@ func (c *call) dispatch(ctx context.Context) jsonrpc.Message {
 				return resp
 			}
 			if ok {
-				if rt.name != name {
+				if !plainJSONString(ref.Get("name"), rt.name) {
 					ref.SetString("name", rt.name)
 					c.params.Set("ref", ref.Marshal())
 				}
@@ -495,10 +495,27 @@ func (c *call) forwardNamed(ctx context.Context, params *jsonrpc.Object, rt name
 	} else {
 		c.routeRule = "namespace:" + rt.server
 	}
-	if cur, _ := params.GetString("name"); cur != rt.name {
+	if !plainJSONString(params.Get("name"), rt.name) {
+		// Re-encoded unless it is already rt.name spelled plainly: the
+		// backend must read exactly the name that was authorized, not an
+		// escape sequence (a lone surrogate) it could decode differently.
 		params.SetString("name", rt.name)
 	}
 	return c.forward(ctx, b)
+}
+
+// plainJSONString reports whether raw is the JSON string s written without
+// escapes and in ASCII.
+func plainJSONString(raw []byte, s string) bool {
+	if len(raw) != len(s)+2 || raw[0] != '"' || string(raw[1:len(raw)-1]) != s {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '\\' || c == '"' || c < 0x20 || c >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // initialize answers the client's handshake with the gateway's own identity
