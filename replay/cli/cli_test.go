@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/spf13/cobra"
 	"go.uber.org/goleak"
 
@@ -480,5 +482,77 @@ func TestLocalServerCredentials(t *testing.T) {
 	}
 	if strings.Join(got.Addr, ",") != "127.0.0.1:41234" || got.Username != "default" || got.Password != "local-secret" {
 		t.Errorf("OpenStore got %v user %q password %q, want the local server with its password", got.Addr, got.Username, got.Password)
+	}
+}
+
+// samplingClient answers sampling like an LLM client (client n).
+func samplingClient(n int) transport.RequestHandler {
+	return func(_ context.Context, req transport.JSONRPCRequest) (*transport.JSONRPCResponse, error) {
+		if req.Method == "sampling/createMessage" {
+			return transport.NewJSONRPCResultResponse(req.ID, json.RawMessage(fmt.Sprintf(
+				`{"role":"assistant","content":{"type":"text","text":"sampled by client %d"},"model":"m","stopReason":"endTurn"}`, n))), nil
+		}
+		return transport.NewJSONRPCErrorResponse(req.ID, -32601, "not supported", nil), nil
+	}
+}
+
+// Issue 9, done means: as the commands run in CI — a bundle recorded
+// against server-everything 2026.8.31 exits 0 in every mode against the same
+// version at the default concurrency, and 1 against 2026.1.26.
+func TestUpgradeGateExitCodes(t *testing.T) {
+	js := func(dir string) string {
+		p, err := filepath.Abs("../../testdata/npm/node_modules/" + dir + "/dist/index.js")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	current, older := js("@modelcontextprotocol/server-everything"), js("server-everything-2026-1-26")
+	srv := config.Server{Name: "everything", Transport: "stdio", Command: "node", Args: []string{current, "stdio"}, Timeout: 30 * time.Second}
+	gwURL, rec := recordtest.RecordingGateway(t, &config.Config{Servers: []config.Server{srv}})
+	for n := 1; n <= 3; n++ {
+		p := recordtest.NewPeer(t, gwURL, samplingClient(n))
+		p.Call("tools/list", map[string]any{})
+		p.Call("prompts/list", map[string]any{})
+		p.Tool("everything.echo", map[string]any{"message": fmt.Sprint("hello ", n)})
+		p.Tool("everything.get-sum", map[string]any{"a": "x"})
+		p.Tool("everything.trigger-sampling-request", map[string]any{"prompt": "hi", "maxTokens": 5})
+		p.Call("tools/call", map[string]any{"name": "everything.trigger-long-running-operation", "arguments": map[string]any{"duration": 0.2, "steps": 2},
+			"_meta": map[string]any{"progressToken": n}})
+	}
+	dir := t.TempDir()
+	day := filepath.Join(dir, "day.mcptrail") // every session
+	var b bytes.Buffer
+	if err := bundle.Write(&b, &bundle.Bundle{Events: rec.All()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(day, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "gateway.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("servers:\n  - name: everything\n    transport: stdio\n    command: node\n    args: [%q, stdio]\n", current)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	writes := []string{"--allow-writes", "--yes"}
+	for _, tt := range []struct {
+		name string
+		args []string
+		want int // regressions; 0 is exit 0
+	}{
+		{"mock", []string{"replay", "mock", "--bundle", day}, 0},
+		{"upstream", append([]string{"replay", "upstream", "--bundle", day, "--target", "everything=stdio:node " + current + " stdio"}, writes...), 0},
+		{"e2e", append([]string{"replay", "e2e", "--bundle", day, "--config", cfg}, writes...), 0},
+		{"upstream 2026.1.26", append([]string{"replay", "upstream", "--bundle", day, "--target", "everything=stdio:node " + older + " stdio"}, writes...), 5},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := run(t, nil, "", tt.args...)
+			var re *cli.RegressionError
+			switch {
+			case tt.want == 0 && r.err != nil:
+				t.Errorf("%s: %v, want exit 0\n%s", strings.Join(tt.args, " "), r.err, r.stdout)
+			case tt.want > 0 && (!errors.As(r.err, &re) || re.Count != tt.want):
+				t.Errorf("%s: %v, want %d regressions\n%s", strings.Join(tt.args, " "), r.err, tt.want, r.stdout)
+			}
+		})
 	}
 }
