@@ -503,6 +503,21 @@ func (h *httpReplier) final(m jsonrpc.Message) {
 	_, _ = h.w.Write(b)
 }
 
+// streamWriteTimeout bounds one write to a standalone stream (a variable
+// for tests).
+var streamWriteTimeout = notifyWriteTimeout
+
+// streamWriter writes a standalone stream's messages (and keepalives), each
+// within streamWriteTimeout: a client that stops reading its stream ends it
+// (and frees its goroutine and connection) instead of blocking it forever.
+func streamWriter(w http.ResponseWriter) func([]byte) error {
+	rc := http.NewResponseController(w)
+	return func(b []byte) error {
+		_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
+		return writeSSE(w, b)
+	}
+}
+
 func writeSSE(w http.ResponseWriter, b []byte) error {
 	var err error
 	if b == nil {
@@ -549,7 +564,7 @@ func (g *Gateway) serveStreamGET(w http.ResponseWriter, r *http.Request, reqID s
 	_ = http.NewResponseController(w).Flush()
 	ctx, cancel := g.streamContext(r.Context())
 	defer cancel()
-	sess.streamLoop(ctx, func(b []byte) error { return writeSSE(w, b) })
+	sess.streamLoop(ctx, streamWriter(w))
 }
 
 // streamContext ends a long-lived stream when the client goes or the
@@ -592,7 +607,7 @@ func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request) {
 	_ = http.NewResponseController(w).Flush()
 	ctx, cancel := g.streamContext(r.Context())
 	defer cancel()
-	sess.streamLoop(ctx, func(b []byte) error { return writeSSE(w, b) })
+	sess.streamLoop(ctx, streamWriter(w))
 }
 
 // sessionReplier sends request-related messages on the session stream.
