@@ -47,4 +47,3 @@ func TestStreamOfAClientThatStopsReadingEnds(t *testing.T) {
 	}
 	waitUntil(t, "the stream of a client that stopped reading to end", func() bool { return !s.hasStream() })
 }
-
