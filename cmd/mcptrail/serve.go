@@ -18,6 +18,7 @@ import (
 	"github.com/mcptrail/mcptrail/proxy"
 	"github.com/mcptrail/mcptrail/proxy/config"
 	"github.com/mcptrail/mcptrail/proxy/telemetry"
+	"github.com/mcptrail/mcptrail/recorder/redact"
 )
 
 func newServeCmd() *cobra.Command {
@@ -76,6 +77,16 @@ func parseLevel(s string) slog.Level {
 	return l
 }
 
+// redactingDefault returns the redacting handler over base and makes it
+// slog's default, and so the log package's: libraries that log on their
+// own (mcp-go's transports log to slog.Default, with backend URLs in their
+// errors) go through the redactor too.
+func redactingDefault(base slog.Handler, red *redact.Redactor) slog.Handler {
+	h := red.Handler(base)
+	slog.SetDefault(slog.New(h))
+	return h
+}
+
 // runServe wires the gateway: telemetry, recorder (with its ClickHouse),
 // gateway, HTTP listener. They run as actors of one run.Group: the first
 // to return (the HTTP server failing, or ctx ending on a signal) stops the
@@ -89,7 +100,7 @@ func runServe(ctx context.Context, cfg *config.Config, logLevel string) error {
 	if err != nil {
 		return err
 	}
-	handler := redactor.Handler(base)
+	handler := redactingDefault(base, redactor)
 	rec, err := startRecording(ctx, cfg, handler, redactor)
 	if err != nil {
 		return err
