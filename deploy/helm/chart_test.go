@@ -161,16 +161,17 @@ func TestChartRendersAndValidates(t *testing.T) {
 		secretName  string
 		clusterSet  bool
 		annotations bool
+		preStop     int64 // seconds of the preStop sleep; 0: none
 	}
 	wants := map[string]want{
 		"default-values.yaml": {
 			kinds: []string{"ConfigMap", "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Secret", "Service", "ServiceAccount"},
-			image: "ghcr.io/mcptrail/mcptrail:dev", adminPort: 9090, secretName: "ci-mcptrail", annotations: true,
+			image: "ghcr.io/mcptrail/mcptrail:dev", adminPort: 9090, secretName: "ci-mcptrail", annotations: true, preStop: 5,
 		},
 		"full-values.yaml": {
 			kinds: []string{"ConfigMap", "Deployment", "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Secret", "Service", "Service", "ServiceAccount"},
 			image: "ghcr.io/mcptrail/mcptrail:1.2.3-node", adminPort: 9090, tokens: 2, redisEnv: "ci-mcptrail-redis:6379",
-			secretName: "ci-mcptrail", clusterSet: true, annotations: true,
+			secretName: "ci-mcptrail", clusterSet: true, annotations: true, preStop: 5,
 		},
 		"existing-secret-values.yaml": {
 			kinds:    []string{"ConfigMap", "Deployment", "Service"},
@@ -212,6 +213,14 @@ func TestChartRendersAndValidates(t *testing.T) {
 			}
 			checkGateway(t, byKind, w.replicas, w.image, w.adminPort, w.tokens, w.redisEnv, w.secretName, w.annotations)
 			checkConfig(t, byKind, w.adminPort, w.tokens, w.clusterSet)
+			dep := findDeployment(t, byKind, "ci-mcptrail")
+			var sleep int64
+			if lc := dep.Spec.Template.Spec.Containers[0].Lifecycle; lc != nil && lc.PreStop != nil && lc.PreStop.Sleep != nil {
+				sleep = lc.PreStop.Sleep.Seconds
+			}
+			if grace := dep.Spec.Template.Spec.TerminationGracePeriodSeconds; sleep != w.preStop || grace == nil || sleep >= *grace {
+				t.Errorf("preStop sleep = %d s (grace %v), want %d s, shorter than the grace period", sleep, grace, w.preStop)
+			}
 			for _, d := range byKind["HorizontalPodAutoscaler"] {
 				var h autoscalingv2.HorizontalPodAutoscaler
 				decode(t, d, &h)
