@@ -20,6 +20,9 @@ func WriteText(w io.Writer, r *Report) error {
 	t := r.Total
 	fmt.Fprintf(ew, "mcptrail replay (%s): %d requests, %d replayed: %d identical, %d changed, %d failed, %d skipped, %d noise\n",
 		r.Mode, len(r.Cases), t.Replayed, t.Identical, t.Changed, t.Failed, t.Skipped, t.Noise)
+	if t.Reordered > 0 {
+		fmt.Fprintf(ew, "  %d answer(s) only list the same named items in another order (low risk, not a regression)\n", t.Reordered)
+	}
 	for _, a := range r.Against {
 		fmt.Fprintf(ew, "  against %s", a.Name)
 		if a.Address != "" {
@@ -256,6 +259,8 @@ func WriteJUnit(w io.Writer, r *Report) error {
 			jc.Skipped = &junitSkipped{Message: c.Reason}
 		case StatusNoise:
 			jc.SystemOut = fmt.Sprintf("%d noisy difference(s) ignored", c.NoiseChanges)
+		case StatusReordered:
+			jc.SystemOut = "same items in another order (low risk)"
 		}
 		s.Tests++
 		out.Tests++

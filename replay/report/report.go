@@ -27,6 +27,9 @@ const (
 	StatusFailed    Status = "failed"    // the replay itself failed (miss, transport, unresolved secret at send time)
 	StatusSkipped   Status = "skipped"   // not replayed (e.g. unresolved secrets, unsupported method)
 	StatusNoise     Status = "noise"     // every difference was noise (see Noise)
+	// StatusReordered: the only differences are lists of named things in
+	// another order (order_changed, low risk); reported, not a regression.
+	StatusReordered Status = "reordered"
 )
 
 // Case is one replayed request.
@@ -70,23 +73,33 @@ func Compared(recorded, replayed diff.Exchange, rules diff.IgnoreRules) Case {
 	c := caseOf(recorded)
 	c.Diff = diff.Compare(recorded, replayed, rules)
 	c.ReplayUs = replayed.DurationUs
-	c.Status = StatusIdentical
-	if !c.Diff.Identical() {
-		c.Status = StatusChanged
-	}
+	c.Status = statusOf(c.Diff.Changes)
 	return c
+}
+
+// statusOf is identical, reordered (only order changes) or changed.
+func statusOf(chs []diff.Change) Status {
+	if len(chs) == 0 {
+		return StatusIdentical
+	}
+	for _, ch := range chs {
+		if ch.Kind != diff.KindOrderChanged {
+			return StatusChanged
+		}
+	}
+	return StatusReordered
 }
 
 // WithProgress adds the differences between recorded and replayed progress
 // notifications (lost, extra, changed) to a compared case.
 func WithProgress(c Case, recorded, replayed []json.RawMessage, rules diff.IgnoreRules) Case {
-	if c.Status != StatusIdentical && c.Status != StatusChanged || len(recorded) == 0 && len(replayed) == 0 {
+	if c.Status != StatusIdentical && c.Status != StatusChanged && c.Status != StatusReordered || len(recorded) == 0 && len(replayed) == 0 {
 		return c
 	}
 	ch := diff.CompareProgress(recorded, replayed, rules.For(c.Server, c.Target))
 	if len(ch) > 0 {
 		c.Diff.Changes = append(c.Diff.Changes, ch...)
-		c.Status = StatusChanged
+		c.Status = statusOf(c.Diff.Changes)
 	}
 	return c
 }
@@ -118,6 +131,7 @@ type ToolSummary struct {
 	Failed    int    `json:"failed"`
 	Skipped   int    `json:"skipped"`
 	Noise     int    `json:"noise"`
+	Reordered int    `json:"reordered,omitempty"`
 	// Latency percentiles in microseconds (nearest rank; 0 when unknown).
 	RecordedP50Us int64 `json:"recorded_p50_us"`
 	RecordedP99Us int64 `json:"recorded_p99_us"`
@@ -228,7 +242,7 @@ func Build(mode string, cases []Case, topN int) *Report {
 				allLat[1] = append(allLat[1], c.ReplayUs)
 			}
 		}
-		if c.Status != StatusChanged {
+		if c.Status != StatusChanged && c.Status != StatusReordered {
 			continue
 		}
 		for _, ch := range c.Diff.Changes {
@@ -295,6 +309,8 @@ func count(s *ToolSummary, st Status) {
 		s.Skipped++
 	case StatusNoise:
 		s.Noise++
+	case StatusReordered:
+		s.Reordered++
 	}
 }
 
@@ -399,8 +415,12 @@ func (ns NoiseSet) Apply(cases []Case) []Case {
 			kept = append(kept, ch)
 		}
 		c.Diff.Changes = kept
-		if c.Status == StatusChanged && len(kept) == 0 {
-			c.Status = StatusNoise
+		if c.Status == StatusChanged || c.Status == StatusReordered {
+			if len(kept) == 0 {
+				c.Status = StatusNoise
+			} else {
+				c.Status = statusOf(kept)
+			}
 		}
 	}
 	return cases

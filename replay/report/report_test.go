@@ -254,3 +254,27 @@ func TestBuildCountsGroupsAndNamesNoise(t *testing.T) {
 		}
 	}
 }
+
+// Issue 8: a list in another order is reported on its own, low risk, and
+// does not fail the run; any other change with it does.
+func TestOrderOnlyIsReportedNotARegression(t *testing.T) {
+	list := func(resp string) diff.Exchange {
+		return diff.Exchange{RequestID: "L", Method: "tools/list", Server: "s", Response: json.RawMessage(resp)}
+	}
+	reordered := Compared(list(`{"tools":[{"name":"a"},{"name":"b"}]}`), list(`{"tools":[{"name":"b"},{"name":"a"}]}`), nil)
+	changed := Compared(list(`{"tools":[{"name":"a"},{"name":"b"}]}`), list(`{"tools":[{"name":"b","title":"B"},{"name":"a"}]}`), nil)
+	if reordered.Status != StatusReordered || reordered.Regression() || changed.Status != StatusChanged || !changed.Regression() {
+		t.Fatalf("reordered: %s (regression %v); reordered and changed: %s (regression %v)", reordered.Status, reordered.Regression(), changed.Status, changed.Regression())
+	}
+	r := Build("mock", []Case{reordered}, 10)
+	if r.Regressions() != 0 || r.Total.Reordered != 1 || len(r.Top) != 1 || r.Top[0].Kind != diff.KindOrderChanged || r.Top[0].Risk != diff.RiskLow {
+		t.Errorf("report of a reordered list: regressions %d, reordered %d, top %+v", r.Regressions(), r.Total.Reordered, r.Top)
+	}
+	var text bytes.Buffer
+	if err := WriteText(&text, r); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text.String(), "1 answer(s) only list the same named items in another order") || !strings.Contains(text.String(), "PASS") {
+		t.Errorf("text report:\n%s", text.String())
+	}
+}
