@@ -52,6 +52,7 @@ type matrixCell struct {
 	body      string // raw JSON-RPC message; "" builds it from params
 	params    map[string]any
 	want      string
+	modern    bool // sent as a sessionless 2026-07-28 request
 
 	// outcome
 	code  int
@@ -220,6 +221,18 @@ recorder:
 		for _, a := range ambiguous {
 			cells = append(cells, &matrixCell{principal: p, method: "ambiguous: " + a.name, target: a.name, body: a.body, want: wantAmbiguous})
 		}
+		// The same decisions for a sessionless 2026-07-28 client, whose
+		// requests take the gateway's modern path.
+		for _, tg := range targets {
+			if !modernMethods[tg.method] {
+				continue
+			}
+			want := wantDenied
+			if p.allow(tg.kind, tg.oracle) {
+				want = wantAllowed
+			}
+			cells = append(cells, &matrixCell{principal: p, method: "2026 " + tg.method, target: tg.oracle, kind: tg.kind, oracle: tg.oracle, params: tg.params, want: want, modern: true})
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -227,9 +240,12 @@ recorder:
 		cl := clients[c.principal.name]
 		var resp rpcResponse
 		var err error
-		if c.body != "" {
+		switch {
+		case c.modern:
+			resp, c.reqID, err = postModern(ctx, gw.url, c.principal.token, strings.TrimPrefix(c.method, "2026 "), c.params)
+		case c.body != "":
 			resp, c.reqID, err = postRaw(ctx, cl, c.body)
-		} else {
+		default:
 			resp, c.reqID, err = cl.request(ctx, c.method, c.params)
 			if err != nil && resp.Error != nil {
 				err = nil // an HTTP error status with a JSON-RPC answer
@@ -300,8 +316,18 @@ recorder:
 		var fail string
 		switch c.want {
 		case wantAllowed:
-			if c.code == -32003 || c.code == -32600 {
+			// Allowed: served by the backend (which may still answer
+			// an error, e.g. for a tool it does not have), or refused
+			// for a reason other than policy and protocol.
+			switch c.code {
+			case -32003, -32600, -32020, -32021, -32022:
 				fail = fmt.Sprintf("refused with %d, want allowed", c.code)
+			}
+			// And it reached its backend, so denials elsewhere are not
+			// an artefact of a broken route (an unknown method has
+			// no backend to go to among two).
+			if fail == "" && c.kind != "method" && r.upstream == 0 {
+				fail = fmt.Sprintf("allowed (code %d) but never reached a backend", c.code)
 			}
 		case wantDenied, wantAmbiguous:
 			wantCode, wantRule := -32003, ""
@@ -387,11 +413,13 @@ recorder:
 	// column each); a cell reads passed/checked, with "!n" when n
 	// unauthorized operations passed.
 	columns := []string{"tools/call", "prompts/get", "resources/read", "resources/subscribe", "resources/unsubscribe", "completion/complete",
-		"unknown", "ambiguous", "tools/list", "prompts/list", "resources/list", "resources/templates/list"}
+		"unknown", "ambiguous", "2026 sessionless", "tools/list", "prompts/list", "resources/list", "resources/templates/list"}
 	column := func(method string) string {
 		switch {
 		case strings.HasPrefix(method, "ambiguous"):
 			return "ambiguous"
+		case strings.HasPrefix(method, "2026 "):
+			return "2026 sessionless"
 		case method == "custom/thing" || method == "tasks/list":
 			return "unknown"
 		}
@@ -438,6 +466,36 @@ recorder:
 	}
 }
 
+// modernMethods are the targets' methods also sent as 2026-07-28 requests.
+var modernMethods = map[string]bool{"tools/call": true, "prompts/get": true, "resources/read": true, "completion/complete": true, "custom/thing": true}
+
+// postModern sends one sessionless 2026-07-28 request (protocol version,
+// client info and capabilities in _meta; Mcp-Method and Mcp-Name headers).
+func postModern(ctx context.Context, base, token, method string, params map[string]any) (rpcResponse, string, error) {
+	p := map[string]any{}
+	for k, v := range params {
+		p[k] = v
+	}
+	p["_meta"] = map[string]any{
+		"io.modelcontextprotocol/protocolVersion":    "2026-07-28",
+		"io.modelcontextprotocol/clientInfo":         map[string]any{"name": "matrix", "version": "1"},
+		"io.modelcontextprotocol/clientCapabilities": map[string]any{},
+	}
+	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": method, "params": p})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/mcp", bytes.NewReader(body))
+	if err != nil {
+		return rpcResponse{}, "", err
+	}
+	req.Header.Set("Mcp-Protocol-Version", "2026-07-28")
+	req.Header.Set("Mcp-Method", method)
+	for _, k := range []string{"name", "uri"} {
+		if v, ok := params[k].(string); ok {
+			req.Header.Set("Mcp-Name", v)
+		}
+	}
+	return doRaw(req, token)
+}
+
 // matrixList reads every page of a list and returns each item's key.
 func matrixList(t *testing.T, c *mcpClient, method, field, key string) []string {
 	t.Helper()
@@ -477,15 +535,21 @@ func matrixList(t *testing.T, c *mcpClient, method, field, key string) []string 
 // postRaw sends one raw JSON-RPC body on c's session and returns the
 // answer and the X-Request-Id.
 func postRaw(ctx context.Context, c *mcpClient, body string) (rpcResponse, string, error) {
-	var out rpcResponse
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/mcp", bytes.NewReader([]byte(body)))
 	if err != nil {
-		return out, "", err
+		return rpcResponse{}, "", err
 	}
+	req.Header.Set("Mcp-Session-Id", c.sid)
+	return doRaw(req, c.token)
+}
+
+// doRaw sends req with token and returns the final answer and the
+// X-Request-Id.
+func doRaw(req *http.Request, token string) (rpcResponse, string, error) {
+	var out rpcResponse
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	req.Header.Set("Mcp-Session-Id", c.sid)
+	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := httpc.Do(req)
 	if err != nil {
 		return out, "", err
