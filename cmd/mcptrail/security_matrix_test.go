@@ -234,6 +234,19 @@ recorder:
 			cells = append(cells, &matrixCell{principal: p, method: "2026 " + tg.method, target: tg.oracle, kind: tg.kind, oracle: tg.oracle, params: tg.params, want: want, modern: true})
 		}
 	}
+	// Callers who are nobody: a wrong token and none at all. Every request
+	// is refused (401, -32003) before it is read, and recorded.
+	nobody := []*matrixPrincipal{
+		{name: "wrong", token: "tok-wrong-" + randAlnum(20), allow: func(string, string) bool { return false }},
+		{name: "none", token: "", allow: func(string, string) bool { return false }},
+	}
+	for _, p := range nobody {
+		clients[p.name] = &mcpClient{base: gw.url, token: p.token}
+		for _, tg := range targets {
+			body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": tg.method, "params": tg.params})
+			cells = append(cells, &matrixCell{principal: p, method: tg.method, target: tg.oracle, kind: tg.kind, oracle: tg.oracle, body: string(body), want: wantDenied})
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	for _, c := range cells {
@@ -439,14 +452,14 @@ recorder:
 		g.cells, g.passed, g.unauthorized = g.cells+tl.cells, g.passed+tl.passed, g.unauthorized+tl.unauthorized
 	}
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "security matrix: %d principals × 2 backends (server-everything, server-memory) × %d methods and %d ambiguous-key variants: %d checks, %d passed, %d unauthorized operations passed\n",
+	fmt.Fprintf(&sb, "security matrix: %d principals (+ a wrong token and none) × 2 backends (server-everything, server-memory) × %d methods and %d ambiguous-key variants: %d checks, %d passed, %d unauthorized operations passed\n",
 		len(principals), len(columns)-1, len(ambiguous), total.cells, total.passed, total.unauthorized)
 	fmt.Fprintf(&sb, "%-6s", "")
 	for _, col := range columns {
 		fmt.Fprintf(&sb, " %*s", max(len(col), 7), col)
 	}
 	sb.WriteByte('\n')
-	for _, p := range principals {
+	for _, p := range append(principals, nobody...) {
 		fmt.Fprintf(&sb, "%-6s", p.name)
 		for _, col := range columns {
 			cell := "-"
