@@ -12,13 +12,16 @@ package proxy
 // acknowledgement naming what was agreed.
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/mcptrail/mcptrail/proxy/auth"
+	"github.com/mcptrail/mcptrail/proxy/config"
 	"github.com/mcptrail/mcptrail/proxy/jsonrpc"
 )
 
@@ -29,6 +32,7 @@ const listenerBuffer = 64
 // listener is one open subscriptions/listen stream.
 type listener struct {
 	id                        json.RawMessage
+	owner                     string // the principal; counted against the session caps
 	tools, prompts, resources bool
 	uris                      map[string]bool // as the client names them
 	ch                        chan []byte
@@ -46,22 +50,42 @@ type listenFilter struct {
 
 // listeners is the gateway's set of open listen streams.
 type listeners struct {
-	mu  sync.Mutex
-	set map[*listener]bool
+	mu       sync.Mutex
+	set      map[*listener]bool
+	perOwner map[string]int
 }
 
-func (ls *listeners) add(l *listener) {
+// add admits l unless a cap is reached. A listen stream is what a GET
+// stream was to a session, so the session caps bound them the same way:
+// limits.max_sessions_per_principal per principal, limits.max_sessions in
+// all (each counted apart from sessions).
+func (ls *listeners) add(l *listener, lim config.Limits) error {
+	maxAll := cmp.Or(lim.MaxSessions, config.DefaultMaxSessions)
+	maxOwner := cmp.Or(lim.MaxSessionsPerPrincipal, config.DefaultMaxSessionsPerPrincipal)
 	ls.mu.Lock()
+	defer ls.mu.Unlock()
 	if ls.set == nil {
-		ls.set = map[*listener]bool{}
+		ls.set, ls.perOwner = map[*listener]bool{}, map[string]int{}
+	}
+	if n := ls.perOwner[l.owner]; n >= maxOwner {
+		return fmt.Errorf("mcptrail: %d subscriptions/listen streams already open for this principal (limits.max_sessions_per_principal); close one first", n)
+	}
+	if len(ls.set) >= maxAll {
+		return fmt.Errorf("mcptrail: the gateway has %d subscriptions/listen streams open (limits.max_sessions); try again later", len(ls.set))
 	}
 	ls.set[l] = true
-	ls.mu.Unlock()
+	ls.perOwner[l.owner]++
+	return nil
 }
 
 func (ls *listeners) remove(l *listener) {
 	ls.mu.Lock()
-	delete(ls.set, l)
+	if ls.set[l] {
+		delete(ls.set, l)
+		if ls.perOwner[l.owner]--; ls.perOwner[l.owner] <= 0 {
+			delete(ls.perOwner, l.owner)
+		}
+	}
 	ls.mu.Unlock()
 }
 
@@ -146,8 +170,13 @@ func (c *call) listen(ctx context.Context) jsonrpc.Message {
 		return c.fail(jsonrpc.CodeInvalidParams, "subscriptions/listen: invalid params: "+err.Error())
 	}
 	want := p.Notifications
-	l := &listener{id: c.msg.ID, tools: want.ToolsListChanged, prompts: want.PromptsListChanged,
+	l := &listener{id: c.msg.ID, owner: principalName(c.princ), tools: want.ToolsListChanged, prompts: want.PromptsListChanged,
 		resources: want.ResourcesListChanged, uris: map[string]bool{}, ch: make(chan []byte, listenerBuffer)}
+	// Admitted before any upstream work is done for it.
+	if err := g.listens.add(l, g.cfg.Limits); err != nil {
+		return c.fail(jsonrpc.CodeInvalidRequest, err.Error())
+	}
+	defer g.listens.remove(l) // idempotent: the unsubscribing defer below removes it first
 	ack := listenFilter{ToolsListChanged: l.tools, PromptsListChanged: l.prompts, ResourcesListChanged: l.resources}
 	for i, uri := range want.ResourceSubscriptions {
 		if l.uris[uri] {
@@ -158,7 +187,6 @@ func (c *call) listen(ctx context.Context) jsonrpc.Message {
 			ack.ResourceSubscriptions = append(ack.ResourceSubscriptions, uri)
 		}
 	}
-	g.listens.add(l)
 	defer func() {
 		g.listens.remove(l)
 		// Backends keep one subscription per connection for every client:

@@ -118,3 +118,71 @@ func TestIdleSessionWithStreamExpires(t *testing.T) {
 		t.Errorf("sessions = %d after expiry, want 0", got)
 	}
 }
+
+// TestListenStreamCaps: subscriptions/listen streams (2026-07-28) are
+// capped like sessions: beyond limits.max_sessions_per_principal a
+// principal's next listen is refused with an error naming the limit, and
+// one that ends makes room. Fails before the fix: listens were unbounded.
+func TestListenStreamCaps(t *testing.T) {
+	cfg := oneBackend(t)
+	cfg.Limits = config.Limits{MaxSessions: 10, MaxSessionsPerPrincipal: 2}
+	e := startGateway(t, cfg)
+	open := func(id int) (*http.Response, context.CancelFunc) {
+		body := modernBody(id, "subscriptions/listen", map[string]any{"notifications": map[string]any{"toolsListChanged": true}}, nil)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.url+"/mcp", strings.NewReader(body))
+		for k, v := range modernHeaders("subscriptions/listen", "") {
+			req.Header.Set(k, v)
+		}
+		req.Header.Set("Authorization", "Bearer alice-token")
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		return resp, cancel
+	}
+	firstEvent := func(resp *http.Response) string {
+		if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+			b, _ := io.ReadAll(resp.Body) // a plain JSON answer
+			return string(b)
+		}
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 1<<16), 1<<20)
+		for sc.Scan() {
+			if d, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+				return d
+			}
+		}
+		return ""
+	}
+	var cancels []context.CancelFunc
+	defer func() {
+		for _, c := range cancels {
+			c()
+		}
+	}()
+	for i := range 2 {
+		resp, cancel := open(i + 1)
+		cancels = append(cancels, cancel)
+		if ev := firstEvent(resp); !strings.Contains(ev, "notifications/subscriptions/acknowledged") {
+			t.Fatalf("listen %d within the cap: first event %.200s, want the acknowledgement", i+1, ev)
+		}
+	}
+	resp, cancel := open(3)
+	ev := firstEvent(resp)
+	cancel()
+	if !strings.Contains(ev, `"error"`) || !strings.Contains(ev, "limits.max_sessions_per_principal") {
+		t.Errorf("third listen over the cap: %.300s, want an error naming limits.max_sessions_per_principal", ev)
+	}
+	// Ending one makes room.
+	cancels[0]()
+	waitFor(t, "the ended listen to be released", func() bool { return e.gw.Status().Listens == 1 })
+	resp, cancel = open(4)
+	cancels = append(cancels, cancel)
+	if ev := firstEvent(resp); !strings.Contains(ev, "notifications/subscriptions/acknowledged") {
+		t.Errorf("listen after one ended: %.200s, want the acknowledgement", ev)
+	}
+}
