@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -138,6 +139,62 @@ recorder:
 			}
 			if len(r.Steps) < 10 {
 				t.Errorf("only %d steps ran: %v", len(r.Steps), r.Steps)
+			}
+		})
+	}
+}
+
+// volatileStep matches what varies between runs of the same client on the
+// same server: clock times, the weather get-structured-content makes up,
+// and how many progress callbacks the TypeScript SDK itself delivered (it
+// can drop the last one when the result arrives; progressCount counts
+// them on the wire).
+var volatileStep = regexp.MustCompile(`\d{1,2}:\d{2}:\d{2}\s?[AP]M|\\?"(temperature|humidity)\\?":\d+|\\?"conditions\\?":\\?"[^"\\]*\\?"|"sdkOnprogressCalls":\d+`)
+
+// TestTypeScriptClientSameAsDirect: the TypeScript SDK's client observes in
+// every step of its scenario exactly what it observes directly, through a
+// gateway with server-everything mounted without a namespace, over
+// streamable HTTP and through `mcptrail stdio`.
+func TestTypeScriptClientSameAsDirect(t *testing.T) {
+	npm := npmDir(t)
+	url := startEverythingHTTP(t, npm)
+	port := freePort(t)
+	cfgPath := filepath.Join(t.TempDir(), "gw.yaml")
+	cfg := fmt.Sprintf("listen: 127.0.0.1:%d\nservers:\n  - name: everything\n    transport: http\n    url: %s\n    no_namespace: true\n    required: true\nrecorder:\n  enabled: false\n", port, url)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	gw := startProc(t, "gateway", nil, "serve", "--config", cfgPath)
+	base := "http://127.0.0.1:" + strconv.Itoa(port)
+	waitFor(t, "gateway ready", 30*time.Second, gw, func() (bool, error) {
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			return false, nil
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200, nil
+	})
+	direct := runClient(t, npm, "--url", url, "--scenario", "everything")
+	if !direct.OK || len(direct.Steps) < 10 {
+		t.Fatalf("directly, the client failed steps %v (%d steps)", direct.Failed, len(direct.Steps))
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"streamable HTTP", []string{"--url", base + "/mcp", "--scenario", "everything"}},
+		{"mcptrail stdio", []string{"--transport", "stdio", "--cmd", mcptrailBin(t) + " stdio --url " + base + "/mcp", "--scenario", "everything"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runClient(t, npm, tc.args...)
+			for step, w := range direct.Steps {
+				g, w := volatileStep.ReplaceAllString(string(r.Steps[step]), "<v>"), volatileStep.ReplaceAllString(string(w), "<v>")
+				if g != w {
+					t.Errorf("step %s through the gateway\n  got  %.500s\n  want %.500s", step, g, w)
+				}
+			}
+			if len(r.Steps) != len(direct.Steps) {
+				t.Errorf("%d steps through the gateway, %d directly", len(r.Steps), len(direct.Steps))
 			}
 		})
 	}
