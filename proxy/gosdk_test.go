@@ -32,6 +32,12 @@ type goSDKPeer struct {
 
 func newGoSDKPeer(t *testing.T, url, prefix, version string) *goSDKPeer {
 	t.Helper()
+	return connectGoSDK(t, &mcp.StreamableClientTransport{Endpoint: url, MaxRetries: -1}, prefix, version)
+}
+
+// connectGoSDK connects the Go SDK client over tr.
+func connectGoSDK(t *testing.T, tr mcp.Transport, prefix, version string) *goSDKPeer {
+	t.Helper()
 	p := &goSDKPeer{prefix: prefix, prog: map[string][]float64{}}
 	c := mcp.NewClient(&mcp.Implementation{Name: "mcptrail-gosdk-e2e", Version: "1"}, &mcp.ClientOptions{
 		CreateMessageHandler: func(context.Context, *mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
@@ -60,9 +66,9 @@ func newGoSDKPeer(t *testing.T, url, prefix, version string) *goSDKPeer {
 	if version != "" {
 		opts = &mcp.ClientSessionOptions{ProtocolVersion: version}
 	}
-	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url, MaxRetries: -1}, opts)
+	cs, err := c.Connect(ctx, tr, opts)
 	if err != nil {
-		t.Fatalf("Go SDK connect to %s: %v", url, err)
+		t.Fatalf("Go SDK connect: %v", err)
 	}
 	t.Cleanup(func() { _ = cs.Close() })
 	p.cs = cs
