@@ -303,9 +303,13 @@ func (b *Backend) newConn(ctx context.Context, v *variant) (upstreamConn, error)
 	// A connection lives until the backend drops it, not for this
 	// attempt's timeout.
 	ctx = context.WithoutCancel(ctx)
+	headers, err := backendHeaders(b.cfg)
+	if err != nil {
+		return nil, err
+	}
 	switch b.cfg.Transport {
 	case "http":
-		return newHTTPConn(b.cfg.URL, b.client, b.cfg.Headers, hooks, b.logger), nil
+		return newHTTPConn(b.cfg.URL, b.client, headers, hooks, b.logger), nil
 	case "stdio":
 		env := stdioEnv(b.cfg, os.Environ())
 		cmd := exec.Command(b.cfg.Command, b.cfg.Args...)
@@ -318,7 +322,7 @@ func (b *Backend) newConn(ctx context.Context, v *variant) (upstreamConn, error)
 	case "sse":
 		tr, err := transport.NewSSE(b.cfg.URL,
 			transport.WithHTTPClient(b.client),
-			transport.WithHeaders(b.cfg.Headers),
+			transport.WithHeaders(headers),
 			transport.WithSSELogger(b.logger),
 		)
 		if err != nil {

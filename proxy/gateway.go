@@ -184,7 +184,7 @@ func New(o Options) (*Gateway, error) {
 		toks = append(toks, auth.Token{Name: t.Name, SHA256: t.SHA256, Principal: t.Principal,
 			Tools: t.Tools, Prompts: t.Prompts, Resources: t.Resources, Completions: t.Completions, Methods: t.Methods})
 	}
-	a, err := auth.New(toks)
+	a, err := auth.NewWithOAuth(toks, oauthConfig(o.Config.Auth))
 	if err != nil {
 		return nil, fmt.Errorf("configuring auth: %w", err)
 	}

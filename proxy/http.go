@@ -45,6 +45,8 @@ func NewHTTPServer(h http.Handler, l config.Limits) *http.Server {
 func (g *Gateway) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/mcp", g.checkOrigin(g.serveStreamable))
+	mux.HandleFunc(WellKnownProtectedResource, g.serveResourceMetadata)
+	mux.HandleFunc(WellKnownProtectedResource+"/", g.serveResourceMetadata)
 	mux.HandleFunc("/sse", g.checkOrigin(g.serveSSE))
 	mux.HandleFunc("/message", g.checkOrigin(g.serveSSEMessage))
 	g.probes(mux)
@@ -137,7 +139,7 @@ func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request, reqID str
 	if !g.auth.Enabled() {
 		return nil, true
 	}
-	p, err := g.auth.Authenticate(r.Header.Get("Authorization"))
+	p, err := g.auth.AuthenticateContext(r.Context(), r.Header.Get("Authorization"))
 	if err == nil {
 		g.metrics.policyDecision(r.Context(), "bearer_token", DecisionAllowed, p.TokenName)
 		return p, true
@@ -147,13 +149,12 @@ func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request, reqID str
 		// Unauthenticated: the client's ID is nobody's to record under.
 		reqID = NewRequestID()
 	}
-	desc := "missing bearer token"
-	if !errors.Is(err, auth.ErrMissingToken) {
-		desc = "unknown bearer token"
-	}
+	desc, status, challenge := g.authFailure(err)
 	g.metrics.policyDecision(r.Context(), "bearer_token", DecisionDenied, desc)
-	w.Header().Set("WWW-Authenticate", `Bearer realm="mcptrail", error="invalid_token", error_description="`+desc+`"`)
-	writeRPCError(w, http.StatusUnauthorized, nil, jsonrpc.CodeUnauthorized, "mcptrail: "+desc, reqID)
+	if challenge != "" {
+		w.Header().Set("WWW-Authenticate", challenge)
+	}
+	writeRPCError(w, status, nil, jsonrpc.CodeUnauthorized, "mcptrail: "+desc, reqID)
 	closeUnread(w)
 	if g.rec != nil {
 		_ = g.rec.Record(&recorder.Event{
@@ -163,7 +164,7 @@ func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request, reqID str
 			GatewayInstance: g.instance, GatewayVersion: Version, ConfigHash: g.cfg.Hash,
 		})
 	}
-	g.logger.Warn("request denied", "request_id", reqID, "reason", desc, "remote", r.RemoteAddr)
+	g.logger.Warn("request denied", "request_id", reqID, "reason", desc, "detail", err.Error(), "remote", r.RemoteAddr)
 	return nil, false
 }
 

@@ -142,6 +142,9 @@ func (c *call) authorize(ctx context.Context, kind auth.Kind, target, server str
 	span.SetAttributes(attribute.String("mcptrail.policy.rule", d.Rule))
 	g.metrics.policyDecision(ctx, d.Check, c.authResult, d.Rule)
 	c.record(recorder.HopAuth, t0, time.Since(t0), func(e *recorder.Event) {
+		if c.princ != nil && len(c.princ.Roles) > 0 {
+			e.Attrs = append(e.Attrs, recorder.Attr{Key: AttrAuthRoles, Value: strings.Join(c.princ.Roles, ",")})
+		}
 		if d.Deny {
 			e.Outcome = recorder.OutcomeDenied
 			e.ErrorCode = int32(d.Code)

@@ -19,6 +19,7 @@
 package auth
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
@@ -26,6 +27,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 )
 
@@ -106,9 +108,13 @@ func (t *Token) Patterns(k Kind) []string {
 // Principal is an authenticated caller and what it may do.
 type Principal struct {
 	Name      string // the principal ("anonymous" when authentication is off)
-	TokenName string // the token used ("" when authentication is off)
+	TokenName string // the token used ("" when authentication is off; "oauth" for a JWT)
+	// Roles are the roles a JWT's claims gave (auth.oauth.bindings), in
+	// binding order; nil for a static token.
+	Roles []string
 
 	anonymous bool
+	jwt       bool             // authenticated by a JWT access token
 	rules     [NumKinds][]rule // in configured order
 	idPrefix  string           // see ScopeRequestID
 }
@@ -140,7 +146,20 @@ type rule struct {
 	// whose path could resolve outside it (dot segments, encoded
 	// separators) does not match.
 	pathPrefix bool
-	name       string // as recorded: "<kind>:<pattern>"
+	name       string // as recorded: "<kind>:<pattern>", "role:<role>/<kind>:<pattern>"
+	pat        string // the pattern as configured
+}
+
+// newRule precomputes pattern pat of kind k; origin prefixes its recorded name.
+func newRule(k Kind, pat, origin string) rule {
+	r := rule{name: origin + k.String() + ":" + pat, pat: pat}
+	r.prefix, r.wild = strings.CutSuffix(pat, "*")
+	if k == Resources || k == Completions {
+		if _, uri, ok := strings.Cut(r.prefix, ":"); ok && uri != "" {
+			r.pathPrefix = true
+		}
+	}
+	return r
 }
 
 func (r *rule) match(target string) bool {
@@ -213,12 +232,26 @@ type entry struct {
 // authentication off.
 type Authenticator struct {
 	entries []entry
+	oauth   *oauthValidator
 }
 
 // New validates the tokens (hex hashes, unique names and hashes, patterns)
 // and builds an Authenticator.
-func New(tokens []Token) (*Authenticator, error) {
+func New(tokens []Token) (*Authenticator, error) { return NewWithOAuth(tokens, nil) }
+
+// NewWithOAuth is New with JWT access tokens accepted too (o may be nil).
+// Static tokens keep working beside them: a bearer token that matches a
+// configured hash is that token; any other that has the shape of a JWT is
+// verified as one.
+func NewWithOAuth(tokens []Token, o *OAuth) (*Authenticator, error) {
 	a := &Authenticator{}
+	if o != nil {
+		v, err := newOAuthValidator(o)
+		if err != nil {
+			return nil, err
+		}
+		a.oauth = v
+	}
 	names := map[string]bool{}
 	hashes := map[[sha256.Size]byte]string{}
 	for i, t := range tokens {
@@ -249,14 +282,7 @@ func New(tokens []Token) (*Authenticator, error) {
 				if err := CheckPattern(k, pat); err != nil {
 					return nil, fmt.Errorf("token %s: %s: %w", t.Name, k, err)
 				}
-				r := rule{name: k.String() + ":" + pat}
-				r.prefix, r.wild = strings.CutSuffix(pat, "*")
-				if k == Resources || k == Completions {
-					if _, uri, ok := strings.Cut(r.prefix, ":"); ok && uri != "" {
-						r.pathPrefix = true
-					}
-				}
-				p.rules[k] = append(p.rules[k], r)
+				p.rules[k] = append(p.rules[k], newRule(k, pat, ""))
 			}
 		}
 		e.principal = p
@@ -289,7 +315,16 @@ func CheckPattern(k Kind, p string) error {
 
 // Enabled reports whether any token is configured. When false, every call
 // is allowed as the principal "anonymous".
-func (a *Authenticator) Enabled() bool { return a != nil && len(a.entries) > 0 }
+func (a *Authenticator) Enabled() bool { return a != nil && (len(a.entries) > 0 || a.oauth != nil) }
+
+// OAuth returns the OAuth configuration in force (defaults applied), nil
+// when JWTs are not accepted.
+func (a *Authenticator) OAuth() *OAuth {
+	if a == nil || a.oauth == nil {
+		return nil
+	}
+	return &a.oauth.cfg
+}
 
 // anonymous is shared by every unauthenticated call; its fields are not
 // meant to be modified.
@@ -301,6 +336,13 @@ var anonymous = &Principal{Name: Anonymous, anonymous: true}
 // ErrUnknownToken, possibly wrapped with detail; they never contain the
 // token.
 func (a *Authenticator) Authenticate(authorizationHeader string) (*Principal, error) {
+	return a.AuthenticateContext(context.Background(), authorizationHeader)
+}
+
+// AuthenticateContext is Authenticate; ctx bounds fetching the provider's
+// discovery document and keys for a JWT. With OAuth configured it may also
+// return ErrProviderUnavailable (503) or an *InsufficientScopeError (403).
+func (a *Authenticator) AuthenticateContext(ctx context.Context, authorizationHeader string) (*Principal, error) {
 	if !a.Enabled() {
 		return anonymous, nil
 	}
@@ -316,6 +358,9 @@ func (a *Authenticator) Authenticate(authorizationHeader string) (*Principal, er
 		if subtle.ConstantTimeCompare(sum[:], a.entries[i].hash[:]) == 1 {
 			found = a.entries[i].principal
 		}
+	}
+	if found == nil && a.oauth != nil && looksLikeJWT(token) {
+		return a.oauth.verify(ctx, token, time.Now())
 	}
 	if found == nil {
 		return nil, ErrUnknownToken
@@ -420,8 +465,7 @@ func (p *Principal) Patterns(k Kind) []string {
 	}
 	out := make([]string, 0, len(p.rules[k]))
 	for _, r := range p.rules[k] {
-		_, pat, _ := strings.Cut(r.name, ":")
-		out = append(out, pat)
+		out = append(out, r.pat)
 	}
 	return out
 }
@@ -440,8 +484,12 @@ func (a *Authenticator) Authorize(p *Principal, k Kind, target string) Decision 
 	if ok {
 		return Decision{Principal: p.Name, Result: ResultAllowed, Rule: rule}
 	}
+	who := "token " + p.TokenName
+	if p.jwt {
+		who = "principal " + p.Name
+	}
 	return Decision{Principal: p.Name, Result: ResultDenied, Rule: rule,
-		Reason: strings.TrimSuffix(k.String(), "s") + " " + target + " is not allowed for token " + p.TokenName}
+		Reason: strings.TrimSuffix(k.String(), "s") + " " + target + " is not allowed for " + who}
 }
 
 // Denied describes a failed authentication as a Decision.

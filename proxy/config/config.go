@@ -197,8 +197,15 @@ type Server struct {
 	// URL is the endpoint (http and sse only), e.g. http://127.0.0.1:3001/mcp.
 	URL string `yaml:"url"`
 	// Headers are sent with every request to URL (http and sse only). Put
-	// secrets here as ${NAME}.
+	// secrets here as ${NAME}. The client's own Authorization is never
+	// passed on: a backend gets only the credential configured for it here
+	// or in header_files.
 	Headers map[string]string `yaml:"headers"`
+	// HeaderFiles are headers whose value is read from a file (trimmed),
+	// e.g. Authorization: /run/secrets/crm-token containing "Bearer …".
+	// The file is read again at every (re)connect, so a rotated secret is
+	// picked up. http and sse only.
+	HeaderFiles map[string]string `yaml:"header_files"`
 	// Timeout bounds one request to this server. Default 60s.
 	Timeout time.Duration `yaml:"timeout"`
 	// ConnectTimeout bounds starting/connecting and the initialize
@@ -225,9 +232,78 @@ type Server struct {
 
 // Auth configures client authentication.
 type Auth struct {
-	// Tokens are the accepted bearer tokens. Empty: authentication is off
-	// and every caller is the principal "anonymous" with access to all tools.
+	// Tokens are the accepted bearer tokens. Empty (and no oauth):
+	// authentication is off and every caller is the principal "anonymous"
+	// with access to all tools.
 	Tokens []Token `yaml:"tokens"`
+	// OAuth makes the gateway an OAuth 2.1 resource server (MCP
+	// authorization, 2025-11-25): it also accepts JWT access tokens from
+	// one issuer. Static tokens keep working beside them. Once set, a JWT
+	// may do only what the roles its claims give allow (deny by default).
+	OAuth *OAuth `yaml:"oauth"`
+	// Roles are named rule sets for JWT principals, in the same pattern
+	// form as a token's lists; auth.oauth.bindings give them to tokens.
+	Roles []Role `yaml:"roles"`
+}
+
+// OAuth configures validation of JWT access tokens.
+type OAuth struct {
+	// Issuer is the authorization server's issuer URL. Its signing keys
+	// are found by OIDC discovery (<issuer>/.well-known/openid-configuration
+	// → jwks_uri), cached, and fetched again when a token names an unknown
+	// key (rotation). A token's iss must equal it. Required.
+	Issuer string `yaml:"issuer"`
+	// Resource is this gateway's resource URI (RFC 8707/9728), e.g.
+	// https://mcp.example.com/mcp. A token's aud must contain it (tokens
+	// minted for another service are refused); it is the "resource" of
+	// /.well-known/oauth-protected-resource. Required.
+	Resource string `yaml:"resource"`
+	// ClockSkew is tolerated on exp and nbf. Default 30s, at most 5m.
+	ClockSkew time.Duration `yaml:"clock_skew"`
+	// Algorithms are the accepted JWS algorithms. Default RS256, RS384,
+	// RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA. "none" and
+	// HS* are refused.
+	Algorithms []string `yaml:"algorithms"`
+	// RequiredScopes must all be in the token's scope (space-separated) or
+	// scp (array) claim; a token without them is answered 403
+	// insufficient_scope naming them. Default none.
+	RequiredScopes []string `yaml:"required_scopes"`
+	// ScopesSupported are advertised in the protected resource metadata.
+	// Default required_scopes.
+	ScopesSupported []string `yaml:"scopes_supported"`
+	// PrincipalClaim is the claim recorded as the principal. Default "sub".
+	PrincipalClaim string `yaml:"principal_claim"`
+	// GroupsClaim holds the caller's groups (array or space-separated
+	// string). Default "groups".
+	GroupsClaim string `yaml:"groups_claim"`
+	// Bindings give roles to tokens: a binding applies when the token's
+	// principal is in subjects, or one of its groups is in groups, or one
+	// of its scopes is in scopes. A token gets every role that applies.
+	Bindings []Binding `yaml:"bindings"`
+}
+
+// Binding gives a role to matching JWTs.
+type Binding struct {
+	// Role is the name of an auth.roles entry.
+	Role string `yaml:"role"`
+	// Subjects, Groups and Scopes: any match gives the role.
+	Subjects []string `yaml:"subjects"`
+	Groups   []string `yaml:"groups"`
+	Scopes   []string `yaml:"scopes"`
+}
+
+// Role is a named set of patterns, written like a token's lists (tools,
+// prompts, resources, completions, methods), per namespace (server).
+type Role struct {
+	// Name identifies the role; the audit records the rule that decided as
+	// "role:<name>/<kind>:<pattern>" and the principal's roles as the
+	// auth.roles attribute.
+	Name        string   `yaml:"name"`
+	Tools       []string `yaml:"tools"`
+	Prompts     []string `yaml:"prompts"`
+	Resources   []string `yaml:"resources"`
+	Completions []string `yaml:"completions"`
+	Methods     []string `yaml:"methods"`
 }
 
 // Token is one accepted bearer token, stored as a hash.

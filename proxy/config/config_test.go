@@ -722,3 +722,38 @@ func TestValidateLimitsOriginsAdmin(t *testing.T) {
 		}
 	}
 }
+
+func TestValidateOAuth(t *testing.T) {
+	t.Parallel()
+	const oa = "auth:\n  oauth:\n    issuer: https://idp.example/\n    resource: https://mcp.example/mcp\n"
+	const roles = "  roles:\n    - {name: r, tools: [\"a.*\"]}\n"
+	tests := []struct {
+		name, doc, want string // want "" means valid
+	}{
+		{"oauth", minimal + oa, ""},
+		{"oauth with roles", minimal + oa + "    bindings: [{role: r, groups: [g]}]\n" + roles, ""},
+		{"no issuer", minimal + "auth:\n  oauth:\n    resource: https://mcp.example/mcp\n", "auth.oauth.issuer"},
+		{"no resource", minimal + "auth:\n  oauth:\n    issuer: https://idp.example/\n", "auth.oauth.resource"},
+		{"relative resource", minimal + "auth:\n  oauth:\n    issuer: https://idp.example/\n    resource: /mcp\n", "auth.oauth.resource"},
+		{"skew too big", minimal + oa + "    clock_skew: 1h\n", "auth.oauth.clock_skew"},
+		{"alg none", minimal + oa + "    algorithms: [RS256, none]\n", "auth.oauth.algorithms[1]"},
+		{"alg hs256", minimal + oa + "    algorithms: [HS256]\n", "auth.oauth.algorithms[0]"},
+		{"binding to no role", minimal + oa + "    bindings: [{role: x, groups: [g]}]\n" + roles, "auth.oauth.bindings[0].role"},
+		{"binding matching nothing", minimal + oa + "    bindings: [{role: r}]\n" + roles, "auth.oauth.bindings[0]"},
+		{"role bad pattern", minimal + oa + "  roles:\n    - {name: r, tools: [\"a*b\"]}\n", "auth.roles[0].tools[0]"},
+		{"role duplicate", minimal + oa + "  roles:\n    - {name: r}\n    - {name: r}\n", "auth.roles[1].name"},
+		{"roles without oauth", minimal + "auth:\n" + roles, "auth.roles"},
+		{"header_files", "servers: [{name: s, url: 'http://x/mcp', header_files: {Authorization: /run/secrets/x}}]", ""},
+		{"header_files on stdio", "servers: [{name: s, command: x, header_files: {Authorization: /x}}]", "servers[0].header_files"},
+		{"header_files twice", "servers: [{name: s, url: 'http://x/mcp', headers: {A: b}, header_files: {A: /x}}]", "servers[0].header_files.A"},
+	}
+	for _, tt := range tests {
+		_, err := ParseEnv([]byte(tt.doc), "m.yaml", envOf())
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%s: Parse = %v, want no error", tt.name, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), " "+tt.want+":")):
+			t.Errorf("%s: Parse = %v, want an error naming %s", tt.name, err, tt.want)
+		}
+	}
+}

@@ -180,8 +180,60 @@ func (c *Config) Validate() error {
 			v.add(key+".tools", `is empty, and so are prompts, resources, completions and methods; list what this token may use (tools: ["*"] for every tool)`)
 		}
 	}
+	c.validateOAuth(&v)
 	c.validateRecorder(&v)
 	return v.err()
+}
+
+func (c *Config) validateOAuth(v *validator) {
+	roles := map[string]int{}
+	for i, r := range c.Auth.Roles {
+		key := fmt.Sprintf("auth.roles[%d]", i)
+		if r.Name == "" {
+			v.add(key+".name", "is required")
+		} else if j, dup := roles[r.Name]; dup {
+			v.add(key+".name", "%q is also the name of auth.roles[%d]", r.Name, j)
+		} else {
+			roles[r.Name] = i
+		}
+		t := Token{Tools: r.Tools, Prompts: r.Prompts, Resources: r.Resources, Completions: r.Completions, Methods: r.Methods}
+		for kind, l := range t.Patterns() {
+			for k, p := range l.Patterns {
+				if err := auth.CheckPattern(auth.Kind(kind), p); err != nil {
+					v.add(fmt.Sprintf("%s.%s[%d]", key, l.Key, k), "%v", err)
+				}
+			}
+		}
+	}
+	o := c.Auth.OAuth
+	if o == nil {
+		if len(c.Auth.Roles) > 0 {
+			v.add("auth.roles", "roles are given by auth.oauth.bindings; set auth.oauth")
+		}
+		return
+	}
+	if u, err := url.Parse(o.Issuer); o.Issuer == "" || err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		v.add("auth.oauth.issuer", "%q: want the issuer's http(s) URL", o.Issuer)
+	}
+	if u, err := url.Parse(o.Resource); o.Resource == "" || err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Fragment != "" {
+		v.add("auth.oauth.resource", "%q: want this gateway's absolute http(s) resource URI without a fragment", o.Resource)
+	}
+	if o.ClockSkew < 0 || o.ClockSkew > auth.MaxClockSkew {
+		v.add("auth.oauth.clock_skew", "%s: want between 0 and %s", o.ClockSkew, auth.MaxClockSkew)
+	}
+	for i, a := range o.Algorithms {
+		if strings.EqualFold(a, "none") || strings.HasPrefix(strings.ToUpper(a), "HS") {
+			v.add(fmt.Sprintf("auth.oauth.algorithms[%d]", i), "%q is not allowed (asymmetric algorithms only)", a)
+		}
+	}
+	for i, b := range o.Bindings {
+		if _, ok := roles[b.Role]; !ok {
+			v.add(fmt.Sprintf("auth.oauth.bindings[%d].role", i), "%q is not the name of any auth.roles entry", b.Role)
+		}
+		if len(b.Subjects)+len(b.Groups)+len(b.Scopes) == 0 {
+			v.add(fmt.Sprintf("auth.oauth.bindings[%d]", i), "names no subjects, groups or scopes: it would give role %q to nobody", b.Role)
+		}
+	}
 }
 
 func (c *Config) validateLimits(v *validator) {
@@ -253,6 +305,9 @@ func (c *Config) validateServer(v *validator, i int, names map[string]int) {
 		if len(s.Headers) > 0 {
 			v.add(key+".headers", "are not used by transport stdio")
 		}
+		if len(s.HeaderFiles) > 0 {
+			v.add(key+".header_files", "are not used by transport stdio")
+		}
 	case TransportHTTP, TransportSSE:
 		if s.URL == "" {
 			v.add(key+".url", "is required for transport %s", s.Transport)
@@ -265,6 +320,15 @@ func (c *Config) validateServer(v *validator, i int, names map[string]int) {
 		for h := range s.Headers {
 			if !headerName.MatchString(h) {
 				v.add(key+".headers."+h, "is not a valid HTTP header name")
+			}
+		}
+		for h, f := range s.HeaderFiles {
+			if !headerName.MatchString(h) {
+				v.add(key+".header_files."+h, "is not a valid HTTP header name")
+			} else if _, dup := s.Headers[h]; dup {
+				v.add(key+".header_files."+h, "is also in headers")
+			} else if f == "" {
+				v.add(key+".header_files."+h, "needs a file path")
 			}
 		}
 	case "":
@@ -376,7 +440,7 @@ func (c *Config) Warnings() []string {
 	if sep := c.NamespaceSeparator; !llmToolName.MatchString(sep) {
 		w = append(w, fmt.Sprintf(`namespace_separator %q makes tool names like "crm%ssearch" that LLM APIs requiring [a-zA-Z0-9_-] (OpenAI, Anthropic) reject: set namespace_separator: __`, sep, sep))
 	}
-	if len(c.Auth.Tokens) == 0 && c.Listen != "" {
+	if len(c.Auth.Tokens) == 0 && c.Auth.OAuth == nil && c.Listen != "" {
 		if host, _, err := net.SplitHostPort(c.Listen); err == nil && !isLoopback(host) {
 			w = append(w, fmt.Sprintf("auth.tokens is empty and listen %s is not a loopback address: anyone who can reach it can call every tool", c.Listen))
 		}
