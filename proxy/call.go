@@ -362,6 +362,11 @@ func (c *call) dispatch(ctx context.Context) jsonrpc.Message {
 		if !ok {
 			return c.fail(jsonrpc.CodeInvalidParams, fmt.Sprintf("Unknown %s: %s", what, name))
 		}
+		if kind == listTools {
+			if res, valid := c.validateArguments(ctx, rt); !valid {
+				return jsonrpc.NewResult(c.msg.ID, res)
+			}
+		}
 		return c.forwardNamed(ctx, c.params, rt)
 	case "resources/read", "resources/subscribe", "resources/unsubscribe":
 		uri := c.target

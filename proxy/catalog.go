@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
 	"github.com/mcptrail/mcptrail/proxy/auth"
 	"github.com/mcptrail/mcptrail/proxy/jsonrpc"
 )
@@ -57,6 +59,10 @@ type catalog struct {
 	// collisions lists names of a backend mounted without a namespace that
 	// another backend already exposes; such names are left out.
 	collisions []string
+	// schemas are the tools' compiled inputSchemas by policy target
+	// ("<server><sep><tool>"); schemaErrs are those that did not compile.
+	schemas    map[string]*jsonschema.Schema
+	schemaErrs []error
 }
 
 // nameRoute says where an exposed tool or prompt name goes.
@@ -73,6 +79,7 @@ func buildCatalog(order []string, snaps map[string]*backendSnapshot, sep string,
 		backURIs:  map[resourceRoute]string{},
 		schemes:   map[string][]string{},
 		toolRO:    map[string]bool{},
+		schemas:   map[string]*jsonschema.Schema{},
 		names:     [2]map[string]nameRoute{{}, {}},
 	}
 	uriCount := map[string]int{}
@@ -120,6 +127,7 @@ func buildCatalog(order []string, snaps map[string]*backendSnapshot, sep string,
 				if kind == listTools {
 					it.readOnly = readOnlyHint(o.Get("annotations"))
 					c.toolRO[full] = it.readOnly
+					c.addSchema(it.target, o.Get("inputSchema"))
 				}
 				c.items[kind] = append(c.items[kind], it)
 			}
@@ -160,6 +168,16 @@ func buildCatalog(order []string, snaps map[string]*backendSnapshot, sep string,
 	}
 	sort.SliceStable(c.templates, func(i, j int) bool { return len(c.templates[i].prefix) > len(c.templates[j].prefix) })
 	return c
+}
+
+func (c *catalog) addSchema(target string, raw json.RawMessage) {
+	s, err := compileInputSchema(target, raw)
+	if err != nil {
+		c.schemaErrs = append(c.schemaErrs, err)
+	}
+	if s != nil {
+		c.schemas[target] = s
+	}
 }
 
 func (c *catalog) addScheme(uri, server string) {

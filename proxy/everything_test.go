@@ -363,6 +363,9 @@ func TestEverythingThroughGateway(t *testing.T) {
 			want := scenario(t, directPeer)
 			got := scenario(t, viaGateway)
 			for step, w := range want {
+				if step == "invalid args" {
+					continue // the gateway's own argument validation answers (TestArgumentValidation); checked below
+				}
 				if g := got[step]; g != w {
 					t.Errorf("%s: through the gateway\n  got  %.400s\n  want %.400s", step, g, w)
 				}

@@ -351,6 +351,9 @@ func (g *Gateway) backendChanged(*Backend) {
 		namespaces[name] = b.namespace()
 	}
 	next := buildCatalog(g.order, snaps, g.sep(), namespaces)
+	for _, err := range next.schemaErrs {
+		g.logger.Warn("tool arguments are not validated", "error", err)
+	}
 	prev := g.catalog.Swap(next)
 	type change struct {
 		key        string

@@ -228,6 +228,38 @@ type Server struct {
 	// with another server's, the colliding names are left out and /readyz
 	// names them. Default false.
 	NoNamespace bool `yaml:"no_namespace"`
+	// ValidateArguments checks each tools/call's arguments against the
+	// tool's inputSchema from this server's own tools/list (JSON Schema
+	// 2020-12 unless the schema's $schema says draft-07 etc.), compiled
+	// once per catalog refresh. Invalid arguments get a tool execution
+	// error (isError: true, naming the JSON pointer and the failed
+	// keyword) and the server is never called. A schema that does not
+	// compile (or $refs anything outside itself) is not enforced and is
+	// logged. Default true; tools.<name>.validate_arguments overrides it.
+	ValidateArguments *bool `yaml:"validate_arguments"`
+	// Tools holds per-tool settings, keyed by the tool's name as this
+	// server knows it (without the namespace).
+	Tools map[string]ToolSettings `yaml:"tools"`
+}
+
+// ToolSettings are the checks of one tool of a server.
+type ToolSettings struct {
+	// ValidateArguments overrides the server's validate_arguments for
+	// this tool.
+	ValidateArguments *bool `yaml:"validate_arguments"`
+}
+
+// ValidatesArguments reports whether calls of tool (as this server knows
+// it) are checked against its inputSchema: the tool's setting, else the
+// server's, else true.
+func (s *Server) ValidatesArguments(tool string) bool {
+	if t, ok := s.Tools[tool]; ok && t.ValidateArguments != nil {
+		return *t.ValidateArguments
+	}
+	if s.ValidateArguments != nil {
+		return *s.ValidateArguments
+	}
+	return true
 }
 
 // Auth configures client authentication.
