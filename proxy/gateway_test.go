@@ -1138,3 +1138,24 @@ func TestRefusedRequestsAreRecorded(t *testing.T) {
 		})
 	}
 }
+
+// TestModernRequestRecordsClient: a sessionless 2026-07-28 request records
+// the client name and version its _meta carries, and (auth off) the
+// principal anonymous.
+func TestModernRequestRecordsClient(t *testing.T) {
+	cfg, _ := twoBackends(t)
+	e := startGateway(t, cfg)
+	resp, b := post(t, e.url, modernBody(1, "tools/call", map[string]any{"name": "alpha.echo", "arguments": map[string]any{"message": "x"}}, nil), modernHeaders("tools/call", "alpha.echo"))
+	if resp.StatusCode != 200 {
+		t.Fatalf("2026 call: %d %s", resp.StatusCode, b)
+	}
+	evs := e.rec.byRequest(resp.Header.Get("X-Request-Id"))
+	if len(evs) == 0 {
+		t.Fatal("nothing recorded")
+	}
+	for _, ev := range evs {
+		if ev.ClientName != "raw-modern" || ev.ClientVersion != "9" || ev.ProtocolVersion != "2026-07-28" || ev.Principal != "anonymous" {
+			t.Errorf("%s hop: client %q %q, protocol %q, principal %q; want raw-modern 9 2026-07-28 anonymous", ev.Hop, ev.ClientName, ev.ClientVersion, ev.ProtocolVersion, ev.Principal)
+		}
+	}
+}
