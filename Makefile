@@ -4,7 +4,7 @@
 
 GO ?= go
 
-.PHONY: run test build setup bench fuzz clean
+.PHONY: run test build setup bench bench-compare fuzz clean
 
 run:
 	bash scripts/run-demo.sh
@@ -18,6 +18,14 @@ build:
 
 setup:
 	bash scripts/setup.sh
+
+# Direct vs gateway (recording off) vs gateway (recording on, local ClickHouse)
+# in one interleaved run; prints the README's performance table.
+BENCH_ROUNDS ?= 3
+BENCH_DURATION ?= 5s
+bench-compare:
+	$(GO) build -o bin/mcptrail ./cmd/mcptrail
+	./bin/mcptrail bench --compare --rounds $(BENCH_ROUNDS) -d $(BENCH_DURATION) -c 1,64
 
 # Go benchmarks of the hot path, the recorder and ClickHouse writes.
 bench:

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
 	"os"
 
@@ -45,12 +46,27 @@ The token defaults to $MCPTRAIL_TOKEN.`,
 // a gateway, in one run.
 func newBenchCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "bench --url [name=]URL [--url ...] [-c 1,8,64] [-d 15s] [--tool echo]",
+		Use:   "bench --url [name=]URL [--url ...] [-c 1,8,64] [-d 15s] [--tool echo] | bench --compare [--rounds 3] [-d 5s] [-c 1,64]",
 		Short: "Load-test MCP endpoints with tools/call (calls/s, p50/p90/p99/max)",
 		Example: `  mcptrail bench --url direct=http://127.0.0.1:9001/mcp --url gateway=http://127.0.0.1:8080/mcp --tool echo -c 1,64 -d 15s
-  (with a gateway, name the tool with its namespace in a second run: --tool ns.echo)`,
+  (with a gateway, name the tool with its namespace in a second run: --tool ns.echo)
+  mcptrail bench --compare --rounds 3 -d 5s -c 1,64
+  (starts the echo backend, a gateway recording off, a gateway recording on and a
+  local ClickHouse, runs interleaved rounds and prints calls/s, added p50, gateway
+  CPU per call, ClickHouse CPU per call and gateway peak RSS)`,
 		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 && (args[0] == "--compare" || args[0] == "-compare") {
+				cfg, err := bench.ParseCompareArgs(args[1:], os.Stderr)
+				if err != nil {
+					return flagError(err)
+				}
+				if cfg.Exe, err = os.Executable(); err != nil {
+					return fmt.Errorf("bench --compare: finding the mcptrail binary: %w", err)
+				}
+				_, err = bench.RunCompare(cmd.Context(), cfg, cmd.OutOrStdout())
+				return err
+			}
 			cfg, err := bench.ParseArgs(args, os.Stderr)
 			if err != nil {
 				return flagError(err)

@@ -31,6 +31,9 @@ type Target struct {
 	Name string
 	// URL is the streamable HTTP endpoint, for example http://127.0.0.1:8080/mcp.
 	URL string
+	// Tool, when set, overrides Config.Tool for this target (a gateway
+	// names the backend's tool with its namespace: "tb.echo").
+	Tool string
 }
 
 // Config is the bench configuration. Zero values take the defaults named.
@@ -200,6 +203,10 @@ func runOne(ctx context.Context, cfg Config, t Target, k, maxK int) Result {
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr, Timeout: cfg.Timeout}
 
+	tcfg := cfg
+	if t.Tool != "" {
+		tcfg.Tool = t.Tool
+	}
 	var (
 		wg       sync.WaitGroup
 		stop     atomic.Bool
@@ -223,7 +230,7 @@ func runOne(ctx context.Context, cfg Config, t Target, k, maxK int) Result {
 			defer wg.Done()
 			s := &session{hc: hc, url: t.URL, token: cfg.Token, protocol: cfg.ProtocolVersion}
 			h := new(histogram)
-			n := worker(ctx, s, cfg, w, &stop, h, noteErr)
+			n := worker(ctx, s, tcfg, w, &stop, h, noteErr)
 			mu.Lock()
 			total.merge(h)
 			calls += n
