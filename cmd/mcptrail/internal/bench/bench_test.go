@@ -146,8 +146,8 @@ func TestParseArgs(t *testing.T) {
 		wantErr string
 	}{
 		{"named targets", []string{"--url", "direct=http://a/mcp", "--url", "gw=http://b/mcp", "-c", "2,16"},
-			[]Target{{"direct", "http://a/mcp"}, {"gw", "http://b/mcp"}}, []int{2, 16}, ""},
-		{"bare url", []string{"--url", "http://a:9/mcp?x=1"}, []Target{{"target1", "http://a:9/mcp?x=1"}}, []int{1, 8, 64}, ""},
+			[]Target{{Name: "direct", URL: "http://a/mcp"}, {Name: "gw", URL: "http://b/mcp"}}, []int{2, 16}, ""},
+		{"bare url", []string{"--url", "http://a:9/mcp?x=1"}, []Target{{Name: "target1", URL: "http://a:9/mcp?x=1"}}, []int{1, 8, 64}, ""},
 		{"no url", nil, nil, nil, "at least one --url"},
 		{"bad level", []string{"--url", "http://a", "-c", "1,x"}, nil, nil, `-c "1,x"`},
 		{"zero level", []string{"--url", "http://a", "-c", "0"}, nil, nil, "-c 0"},
