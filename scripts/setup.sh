@@ -53,3 +53,21 @@ goinstall() { # package module version
 }
 goinstall helm.sh/helm/v4/cmd/helm helm.sh/helm/v4 v4.3.2
 goinstall github.com/yannh/kubeconform/cmd/kubeconform github.com/yannh/kubeconform v0.8.0
+
+# Ory Hydra: the real OAuth 2.1 / OIDC provider TestOAuthHydra gets JWT
+# access tokens from (client credentials, in-memory store). Its go.mod has
+# replace directives, so `go install …@version` refuses it: it is built from
+# the pinned tool module scripts/tools/hydra (go.mod/go.sum), with SQLite
+# (cgo) for its in-memory store. Skipped when that version is installed.
+hydra_version=v2.3.0
+if ! { [ -x "$gobin/hydra" ] && go version -m "$gobin/hydra" 2>/dev/null | grep -Eq "github.com/ory/hydra/v2[[:space:]]+$hydra_version([[:space:]]|$)"; }; then
+	if ! command -v gcc >/dev/null 2>&1; then
+		say "installing gcc (Debian package; Hydra's SQLite needs cgo)"
+		export DEBIAN_FRONTEND=noninteractive
+		SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo -n"
+		$SUDO apt-get update -qq
+		$SUDO apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null
+	fi
+	say "building Ory Hydra $hydra_version (a few minutes)"
+	(cd scripts/tools/hydra && CGO_ENABLED=1 go build -tags sqlite,sqlite_omit_load_extension -o "$gobin/hydra" github.com/ory/hydra/v2)
+fi
