@@ -629,3 +629,18 @@ func TestBackendsSeeOnlyDeclaredCapabilities(t *testing.T) {
 		})
 	}
 }
+
+// TestProfileConnectionsReleased: a client capability profile's upstream
+// connection opens with its first session and closes once no session of
+// that profile is left (here: the session expired).
+func TestProfileConnectionsReleased(t *testing.T) {
+	url := startEverythingHTTP(t)
+	cfg := &config.Config{Servers: []config.Server{{Name: "everything", Transport: "http", URL: url, Timeout: 30 * time.Second}}}
+	cfg.Limits.SessionIdleTimeout = 300 * time.Millisecond
+	e := startGateway(t, cfg)
+	conns := func() int { return e.gw.Status().Backends[0].ProfileConnections }
+	newRawClient(t, e.url+"/mcp", `{"sampling":{}}`)
+	waitFor(t, "a profile connection", func() bool { return conns() == 1 })
+	newRawClient(t, e.url+"/mcp", `{}`) // no capabilities: the primary serves it
+	waitFor(t, "the profile connection released after its session expired", func() bool { return conns() == 0 })
+}

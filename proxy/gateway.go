@@ -335,6 +335,9 @@ func (g *Gateway) janitor(ctx context.Context) {
 			if n := g.expireIdle(time.Now().Add(-idle)); n > 0 {
 				g.logger.Info("idle sessions expired", "sessions", n, "idle_timeout", idle)
 			}
+			if n := g.releaseProfiles(time.Now().Add(-idle)); n > 0 {
+				g.logger.Info("upstream connections of unused client capability profiles closed", "connections", n)
+			}
 		}
 	}
 }

@@ -85,7 +85,10 @@ type BackendStatus struct {
 	Ready           bool   `json:"ready"`
 	ProtocolVersion string `json:"protocol_version,omitempty"`
 	Tools           int    `json:"tools"`
-	LastError       string `json:"last_error,omitempty"`
+	// ProfileConnections are the extra connections open for client
+	// capability profiles (one per distinct set clients declared).
+	ProfileConnections int    `json:"profile_connections"`
+	LastError          string `json:"last_error,omitempty"`
 }
 
 // Status snapshots the gateway's counters.
@@ -103,6 +106,7 @@ func (g *Gateway) Status() Status {
 		bs := BackendStatus{Name: name, Transport: b.cfg.Transport}
 		if s := b.snap.Load(); s != nil {
 			bs.Ready, bs.ProtocolVersion, bs.Tools = true, s.protocolVersion, len(s.lists[listTools])
+			bs.ProfileConnections = b.profileConnections()
 		}
 		if err := b.LastError(); err != nil {
 			bs.LastError = err.Error()

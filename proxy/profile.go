@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"sync/atomic"
+	"time"
 
 	"github.com/mcptrail/mcptrail/proxy/jsonrpc"
 )
@@ -35,6 +36,9 @@ type variant struct {
 	snap atomic.Pointer[backendSnapshot]
 	// connecting serializes connection attempts.
 	connecting chan struct{}
+	// lastUsed (unix nanos) lets the janitor close a variant no session
+	// needs any more.
+	lastUsed atomic.Int64
 }
 
 // profileOf returns the profile key of declared client capabilities: their
@@ -107,6 +111,7 @@ func (b *Backend) snapFor(ctx context.Context, key string, caps json.RawMessage)
 	if v == nil {
 		return primary, nil
 	}
+	v.lastUsed.Store(time.Now().UnixNano())
 	if s := v.snap.Load(); s != nil {
 		return s, nil
 	}
@@ -133,7 +138,7 @@ func (b *Backend) snapFor(ctx context.Context, key string, caps json.RawMessage)
 	// The primary may have gone meanwhile (closeVariants ran): then this
 	// one goes too. variantMu orders this against closeVariants.
 	b.variantMu.Lock()
-	current := b.snap.Load() != nil && b.snap.Load().conn == primary.conn
+	current := b.snap.Load() != nil && b.snap.Load().conn == primary.conn && b.variants[key] == v
 	if current {
 		v.snap.Store(s)
 	}
@@ -307,4 +312,56 @@ func (c *call) ensureProfile(ctx context.Context) {
 		}
 	}
 	g.catalogFor(key)
+}
+
+// releaseProfiles closes the profile connections no session needs: no
+// session of that profile is open and none was used since idleSince. It
+// returns how many it closed.
+func (g *Gateway) releaseProfiles(idleSince time.Time) int {
+	active := map[string]bool{}
+	g.sessions.Range(func(s *Session) bool {
+		active[s.profileKey()] = true
+		return true
+	})
+	var conns []upstreamConn
+	released := map[string]bool{}
+	for _, name := range g.order {
+		b := g.backends[name]
+		b.variantMu.Lock()
+		for k, v := range b.variants {
+			if active[k] || v.lastUsed.Load() > idleSince.UnixNano() || len(v.connecting) > 0 {
+				continue
+			}
+			delete(b.variants, k)
+			released[k] = true
+			if s := v.snap.Swap(nil); s != nil {
+				conns = append(conns, s.conn)
+			}
+		}
+		b.variantMu.Unlock()
+	}
+	if len(released) > 0 {
+		g.catMu.Lock()
+		for k := range released {
+			if !active[k] {
+				g.profileCats.Delete(k)
+			}
+		}
+		g.catMu.Unlock()
+	}
+	for _, c := range conns {
+		_ = c.close()
+	}
+	return len(conns)
+}
+
+// profileConnections is the number of open profile connections of b.
+func (b *Backend) profileConnections() int {
+	n := 0
+	for _, s := range b.variantSnaps() {
+		if s != nil {
+			n++
+		}
+	}
+	return n
 }
