@@ -25,11 +25,25 @@ import (
 // deadline (limits.body_read_timeout), set once its bearer token is checked.
 func NewHTTPServer(h http.Handler, l config.Limits) *http.Server {
 	return &http.Server{
-		Handler:           h,
+		Handler:           bodyDeadline(h, cmp.Or(l.BodyReadTimeout, config.DefaultBodyReadTimeout)),
 		ReadHeaderTimeout: cmp.Or(l.ReadHeaderTimeout, config.DefaultReadHeaderTimeout),
 		IdleTimeout:       cmp.Or(l.IdleTimeout, config.DefaultIdleTimeout),
 		MaxHeaderBytes:    64 << 10,
 	}
+}
+
+// bodyDeadline gives every request that has a body limits.body_read_timeout
+// to deliver it, whichever handler answers: one that never reads it (an
+// unknown path, a refused method) would otherwise have net/http drain it,
+// at the client's pace, before the answer goes out. readBody clears the
+// deadline once the body is in, so a response stream is not cut.
+func bodyDeadline(h http.Handler, timeout time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength != 0 {
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(timeout))
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // Handler returns the gateway's MCP listener:

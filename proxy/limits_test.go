@@ -96,6 +96,8 @@ func TestSlowClientsAreShed(t *testing.T) {
 		{"unauthenticated slow body", slowHead(""), "{", "HTTP/1.1 401 Unauthorized"},
 		{"wrong token slow body", slowHead("nope"), "{", "HTTP/1.1 401 Unauthorized"},
 		{"authenticated slow body", slowHead("alice-token"), `{"jsonrpc":`, "HTTP/1.1 408 Request Timeout"},
+		{"unknown path slow body", strings.Replace(slowHead(""), "POST /mcp", "POST /nowhere", 1), "{", "HTTP/1.1 404 Not Found"},
+		{"refused method slow body", strings.Replace(slowHead(""), "POST /mcp", "PUT /mcp", 1), "{", "HTTP/1.1 405 Method Not Allowed"},
 		{"slow headers", "POST /mcp HTTP/1.1\r\nHost: gw\r\nContent-Le", "", "HTTP/1.1 400 Bad Request"},
 	}
 	for _, tt := range tests {
