@@ -22,7 +22,12 @@ const (
 // Defaults of Config, the single definition of the recorder's defaults
 // (proxy/config refers to these for the recorder.* keys).
 const (
-	DefaultQueueSize     = 65536
+	DefaultQueueSize = 65536
+	// DefaultQueueBytes bounds the in-memory queue by the events' size
+	// (payloads, strings and the Event itself): 64 MiB, a few seconds of
+	// recorded traffic at the largest payloads, while QueueSize bounds the
+	// count of small events.
+	DefaultQueueBytes    = 64 << 20
 	DefaultSegmentBytes  = 64 << 20
 	DefaultSegmentAge    = time.Second
 	DefaultFsync         = FsyncInterval
@@ -47,6 +52,13 @@ type Config struct {
 	// QueueSize is the in-memory queue capacity in events between Record
 	// and the spooler. Default 65536.
 	QueueSize int
+	// QueueBytes bounds the same queue by the approximate memory its
+	// events hold (payloads, strings and the Event struct), so that large
+	// payloads cannot grow the gateway's memory by QueueSize times their
+	// size. An event that would pass it is treated like one that finds the
+	// queue full (Overflow applies), except that an empty queue always
+	// takes one event. Default 64 MiB.
+	QueueBytes int64
 	// SegmentBytes rolls the active spool segment once it reaches this
 	// size in bytes. Default 64 MiB.
 	SegmentBytes int64
@@ -94,6 +106,7 @@ func (c Config) withDefaults() Config {
 	if c.QueueSize == 0 {
 		c.QueueSize = DefaultQueueSize
 	}
+	def(&c.QueueBytes, DefaultQueueBytes)
 	def(&c.SegmentBytes, DefaultSegmentBytes)
 	def(&c.MaxDiskBytes, DefaultMaxDiskBytes)
 	c.SegmentBytes = min(c.SegmentBytes, c.MaxDiskBytes)
@@ -130,6 +143,9 @@ func (c Config) Validate() error {
 	}
 	if c.QueueSize < 0 {
 		errs = append(errs, fmt.Errorf("recorder.queue_size: %d is negative", c.QueueSize))
+	}
+	if c.QueueBytes < 0 {
+		errs = append(errs, fmt.Errorf("recorder.queue_bytes: %d is negative", c.QueueBytes))
 	}
 	if c.SegmentBytes < segmentHeaderLen {
 		errs = append(errs, fmt.Errorf("recorder.segment_bytes: %d is too small", c.SegmentBytes))

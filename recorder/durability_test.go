@@ -29,6 +29,9 @@ func TestOversizedRecordKeepsItsHop(t *testing.T) {
 	if err := p.Record(big); err != nil {
 		t.Fatalf("Record = %v", err)
 	}
+	// The big event holds the queue's byte budget (Config.QueueBytes)
+	// until the spooler takes it.
+	waitFor(t, "the spooler to take the big event", func() bool { return p.Stats().QueueBytes == 0 })
 	record(t, p, 1, 3)
 	flush(t, p)
 	evs := w.Events()

@@ -6,6 +6,8 @@
 // a small interface the proxy declares.
 package recorder
 
+import "unsafe"
+
 // Hop says which leg of a call an Event describes.
 type Hop uint8
 
@@ -157,3 +159,23 @@ type Event struct {
 
 // Attr is an extra key/value pair on an Event.
 type Attr struct{ Key, Value string }
+
+// eventOverhead is what an Event costs in memory besides the bytes its
+// strings and slices point to: the struct and allocation rounding.
+const eventOverhead = int64(unsafe.Sizeof(Event{})) + 64
+
+// memSize is the approximate memory ev holds, for Config.QueueBytes. It
+// must not change while ev is queued (Prepare runs after the spooler took
+// it off the queue).
+func (e *Event) memSize() int64 {
+	n := len(e.EventID) + len(e.RequestID) + len(e.SessionID) + len(e.TraceID) + len(e.SpanID) +
+		len(e.Method) + len(e.Server) + len(e.Target) + len(e.RPCID) +
+		len(e.Principal) + len(e.AuthDecision) + len(e.AuthRule) + len(e.RouteRule) + len(e.Backend) +
+		len(e.ErrorMessage) + len(e.ClientName) + len(e.ClientVersion) + len(e.ProtocolVersion) + len(e.UpstreamVersion) +
+		len(e.GatewayInstance) + len(e.GatewayVersion) + len(e.ConfigHash) + len(e.RedactionVersion) +
+		cap(e.Params) + cap(e.Result) + len(e.ParamsSHA256) + len(e.ResultSHA256)
+	for _, a := range e.Attrs {
+		n += len(a.Key) + len(a.Value) + 32
+	}
+	return eventOverhead + int64(n)
+}

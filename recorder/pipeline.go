@@ -86,6 +86,7 @@ type Stats struct {
 	Quarantined    uint64 // in batches the storage rejected for good, set aside on disk
 	Dropped        uint64 // lost to overflow, disk errors or use after Shutdown
 	QueueLen       int    // events currently in the in-memory queue
+	QueueBytes     int64  // approximate memory those events hold (bounded by Config.QueueBytes)
 	SpoolBytes     int64  // bytes of segment files on disk
 	SpoolSegments  int    // segment files on disk, active one included
 	Fsyncs         uint64 // fsync calls on spool segments
@@ -148,7 +149,9 @@ type Pipeline struct {
 	started  atomic.Bool
 	closed   atomic.Bool
 	inflight atomic.Int64 // Record calls between their closed check and their send
-	diskFull atomic.Bool
+	// queuedBytes is the memSize of the events in the queue (Config.QueueBytes).
+	queuedBytes atomic.Int64
+	diskFull    atomic.Bool
 
 	// counters
 	enqueued, spooled, written, retried, dropped atomic.Uint64
@@ -347,13 +350,11 @@ func (p *Pipeline) Record(ev *Event) error {
 	if ev.EventID == "" {
 		ev.EventID = p.ids.next(ev.TimeNs)
 	}
-	select {
-	case p.queue <- ev:
+	if p.offer(ev) {
 		p.enqueued.Add(1)
 		p.inflight.Add(-1)
 		p.track(ev, admitted)
 		return nil
-	default:
 	}
 	if admitted {
 		p.extraMu.Lock()
@@ -391,15 +392,39 @@ func (p *Pipeline) enqueue(ev *Event) error {
 	if ev.EventID == "" {
 		ev.EventID = p.ids.next(ev.TimeNs)
 	}
-	select {
-	case p.queue <- ev:
+	if p.offer(ev) {
 		p.enqueued.Add(1)
 		p.inflight.Add(-1)
-	default:
+	} else {
 		p.inflight.Add(-1)
 		p.drop(1, "queue full")
 	}
 	return nil
+}
+
+// offer puts ev on the queue unless the queue is full in events or in
+// bytes (Config.QueueBytes; an empty queue always takes one event). The
+// spooler gives the bytes back with took.
+func (p *Pipeline) offer(ev *Event) bool {
+	n := ev.memSize()
+	if after := p.queuedBytes.Add(n); after > p.cfg.QueueBytes && after != n {
+		p.queuedBytes.Add(-n)
+		return false
+	}
+	select {
+	case p.queue <- ev:
+		return true
+	default:
+		p.queuedBytes.Add(-n)
+		return false
+	}
+}
+
+// took returns the queue bytes of an event the spooler took off the
+// queue, before anything (Prepare) changes it.
+func (p *Pipeline) took(ev *Event) *Event {
+	p.queuedBytes.Add(-ev.memSize())
+	return ev
 }
 
 // admitted reports whether ev belongs to a call admitted earlier (and not
@@ -468,6 +493,7 @@ func (p *Pipeline) Stats() Stats {
 		Quarantined:      p.quarantined.Load(),
 		Dropped:          p.dropped.Load(),
 		QueueLen:         len(p.queue) + int(p.extraN.Load()),
+		QueueBytes:       p.queuedBytes.Load(),
 		SpoolBytes:       p.spoolBytes.Load(),
 		SpoolSegments:    int(p.spoolSegments.Load()),
 		Fsyncs:           p.fsyncs.Load(),

@@ -61,11 +61,11 @@ func (p *Pipeline) runSpooler() {
 		}
 		select {
 		case ev := <-p.queue:
-			s.add(ev, false)
+			s.add(p.took(ev), false)
 			for i := 1; i < maxDrain; i++ {
 				select {
 				case ev := <-p.queue:
-					s.add(ev, false)
+					s.add(p.took(ev), false)
 					continue
 				default:
 				}
@@ -81,7 +81,7 @@ func (p *Pipeline) runSpooler() {
 			for {
 				select {
 				case ev := <-p.queue:
-					s.add(ev, true)
+					s.add(p.took(ev), true)
 					continue
 				default:
 				}

@@ -164,7 +164,7 @@ func startRecording(ctx context.Context, cfg *config.Config, h slog.Handler, red
 	cancel()
 	sp := cfg.Recorder.Spool
 	r.pipeline, err = recorder.NewPipeline(recorder.Config{
-		Dir: sp.Dir, QueueSize: cfg.Recorder.QueueSize, SegmentBytes: sp.SegmentBytes, SegmentAge: cfg.Recorder.FlushInterval,
+		Dir: sp.Dir, QueueSize: cfg.Recorder.QueueSize, QueueBytes: cfg.Recorder.QueueBytes, SegmentBytes: sp.SegmentBytes, SegmentAge: cfg.Recorder.FlushInterval,
 		Fsync: sp.Fsync, FsyncInterval: sp.FsyncInterval, MaxDiskBytes: sp.MaxBytes, Overflow: cfg.Recorder.Overflow,
 		BatchSize: cfg.Recorder.BatchSize,
 		Prepare:   func(e *recorder.Event) { proxy.RedactEvent(r.redactor, e) },

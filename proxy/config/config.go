@@ -39,6 +39,7 @@ const (
 
 	// The recorder's defaults are defined once, in package recorder.
 	DefaultQueueSize     = recorder.DefaultQueueSize
+	DefaultQueueBytes    = recorder.DefaultQueueBytes
 	DefaultBatchSize     = recorder.DefaultBatchSize
 	DefaultFlushInterval = recorder.DefaultSegmentAge
 	DefaultOverflow      = recorder.DefaultOverflow
@@ -407,6 +408,9 @@ type Recorder struct {
 	Spool Spool `yaml:"spool"`
 	// QueueSize is the in-memory queue capacity, in events. Default 65536.
 	QueueSize int `yaml:"queue_size"`
+	// QueueBytes bounds the same queue by the memory its events hold
+	// (payloads included), in bytes. Default 64 MiB.
+	QueueBytes int64 `yaml:"queue_bytes"`
 	// BatchSize is the maximum number of events per ClickHouse insert.
 	// Default 10000.
 	BatchSize int `yaml:"batch_size"`

@@ -68,7 +68,7 @@ func TestDefaults(t *testing.T) {
 				Dir: "./.mcptrail/spool", Fsync: "interval", FsyncInterval: time.Second,
 				MaxBytes: 1 << 30, SegmentBytes: 64 << 20,
 			},
-			QueueSize: 65536, BatchSize: 10000, FlushInterval: time.Second, Overflow: "drop",
+			QueueSize: 65536, QueueBytes: 64 << 20, BatchSize: 10000, FlushInterval: time.Second, Overflow: "drop",
 			Payloads:  Payloads{Enabled: boolPtr(true), MaxBytes: 65536},
 			Redaction: Redaction{Patterns: []string{"secrets"}, HMACKeyEnv: "MCPTRAIL_REDACTION_KEY"},
 			Retention: Retention{Hops: 30 * 24 * time.Hour, Payloads: 7 * 24 * time.Hour},

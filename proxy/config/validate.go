@@ -64,6 +64,7 @@ func (c *Config) applyDefaults() {
 		r.Enabled = boolPtr(true)
 	}
 	setDefault(&r.QueueSize, DefaultQueueSize)
+	setDefault(&r.QueueBytes, DefaultQueueBytes)
 	setDefault(&r.BatchSize, DefaultBatchSize)
 	setDefault(&r.FlushInterval, DefaultFlushInterval)
 	setDefault(&r.Overflow, DefaultOverflow)
@@ -359,6 +360,9 @@ func (c *Config) validateServer(v *validator, i int, names map[string]int) {
 func (c *Config) validateRecorder(v *validator) {
 	r := &c.Recorder
 	v.nonNegativeInt("recorder.queue_size", r.QueueSize)
+	if r.QueueBytes < 0 {
+		v.add("recorder.queue_bytes", "must not be negative, got %d", r.QueueBytes)
+	}
 	v.nonNegativeInt("recorder.batch_size", r.BatchSize)
 	v.nonNegative("recorder.flush_interval", r.FlushInterval)
 	switch r.Overflow {
