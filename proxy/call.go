@@ -366,6 +366,9 @@ func (c *call) dispatch(ctx context.Context) jsonrpc.Message {
 			if res, valid := c.validateArguments(ctx, rt); !valid {
 				return jsonrpc.NewResult(c.msg.ID, res)
 			}
+			if res, ok := c.checkArgumentRules(ctx, rt); !ok {
+				return jsonrpc.NewResult(c.msg.ID, res)
+			}
 		}
 		return c.forwardNamed(ctx, c.params, rt)
 	case "resources/read", "resources/subscribe", "resources/unsubscribe":

@@ -27,6 +27,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/mcptrail/mcptrail/proxy/argrules"
 	"github.com/mcptrail/mcptrail/proxy/auth"
 	"github.com/mcptrail/mcptrail/proxy/config"
 	"github.com/mcptrail/mcptrail/proxy/jsonrpc"
@@ -113,6 +114,8 @@ type Gateway struct {
 	// policies is the chain every request and list item passes: the
 	// token rules first, then Options.Policies.
 	policies []PolicyCheck
+	// argRules are the argument rules of each tool (policy_args.go).
+	argRules map[toolKey][]*argrules.Rule
 	opts     Options
 	instance string
 
@@ -211,6 +214,9 @@ func New(o Options) (*Gateway, error) {
 	for _, s := range o.Config.Servers {
 		g.order = append(g.order, s.Name)
 		g.backends[s.Name] = newBackend(s, g, client, g.logger)
+	}
+	if g.argRules, err = compileArgRules(o.Config.Servers); err != nil {
+		return nil, err
 	}
 	if o.MeterProvider != nil {
 		if g.metrics, err = newMetrics(o.MeterProvider, g); err != nil {

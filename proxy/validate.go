@@ -133,7 +133,11 @@ func jsonPointer(loc []string) string {
 
 // toolErrorResult is a tools/call result with isError: true and one text.
 func toolErrorResult(text string) json.RawMessage {
-	t, _ := json.Marshal(text)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // the model reads "<" better than "\u003c"
+	_ = enc.Encode(text)
+	t := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	b := make([]byte, 0, len(t)+64)
 	b = append(b, `{"content":[{"type":"text","text":`...)
 	b = append(b, t...)

@@ -145,3 +145,51 @@ func TestArgumentValidation(t *testing.T) {
 		}
 	})
 }
+
+// TestArgumentRules: CEL argument rules refuse calls of server-everything's
+// tools before they reach it (no upstream hop), recorded as denied by the
+// rule's config key; calls the rules allow pass.
+func TestArgumentRules(t *testing.T) {
+	url := startEverythingHTTP(t)
+	server := config.Server{Name: "everything", Transport: "http", URL: url, Timeout: 30 * time.Second,
+		Tools: map[string]config.ToolSettings{
+			"echo":    {ArgumentRules: []config.ArgumentRule{{Deny: `args.message.contains("forbidden")`, Message: "no forbidden words"}}},
+			"get-sum": {ArgumentRules: []config.ArgumentRule{{Allow: `args.a < 100 && principal == "anonymous" && roles.size() == 0 && tool == "get-sum"`}}},
+		}}
+	e := startGateway(t, &config.Config{Servers: []config.Server{server}})
+	gw := newRawClient(t, e.url+"/mcp", "{}")
+
+	for _, tc := range []struct {
+		name, params, rule, text string
+		refused                  bool
+	}{
+		{"deny matches", `{"name":"everything.echo","arguments":{"message":"a forbidden word"}}`, "servers[0].tools.echo.argument_rules[0]", "no forbidden words", true},
+		{"deny does not match", `{"name":"everything.echo","arguments":{"message":"fine"}}`, "", "Echo: fine", false},
+		{"allow fails", `{"name":"everything.get-sum","arguments":{"a":500,"b":1}}`, "servers[0].tools.get-sum.argument_rules[0]", "not allowed by rule servers[0].tools.get-sum.argument_rules[0]", true},
+		{"allow holds", `{"name":"everything.get-sum","arguments":{"a":5,"b":1}}`, "", "6", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := gw.do("tools/call", tc.params)
+			r := decodeToolResult(t, resp.Result)
+			if r.IsError != tc.refused || len(r.Content) == 0 || !strings.Contains(r.Content[0].Text, tc.text) {
+				t.Fatalf("result %s, want isError=%v and text with %q", resp.Result, tc.refused, tc.text)
+			}
+			id := requestIDOf(t, r)
+			if hs := hops(e, id); hasHop(hs, recorder.HopUpstream) == tc.refused {
+				t.Errorf("upstream hop present = %v, want %v: %v", hasHop(hs, recorder.HopUpstream), !tc.refused, hs)
+			}
+			if !tc.refused {
+				return
+			}
+			var found bool
+			for _, ev := range e.rec.byRequest(id) {
+				if ev.Hop == recorder.HopAuth && ev.AuthDecision == "denied" && ev.AuthRule == tc.rule && strings.Contains(ev.ErrorMessage, tc.text) {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("no auth hop denied by %s: %+v", tc.rule, e.rec.byRequest(id))
+			}
+		})
+	}
+}

@@ -248,6 +248,23 @@ type ToolSettings struct {
 	// ValidateArguments overrides the server's validate_arguments for
 	// this tool.
 	ValidateArguments *bool `yaml:"validate_arguments"`
+	// ArgumentRules allow or deny calls of this tool by CEL expressions
+	// over args (the arguments), principal, roles and tool (its name on
+	// this server), checked after validate_arguments; all must pass. A
+	// refused call gets a tool error (isError: true) and the server is
+	// never called. Compiled when the config is loaded.
+	ArgumentRules []ArgumentRule `yaml:"argument_rules"`
+}
+
+// ArgumentRule is one CEL rule; exactly one of Deny and Allow is set.
+type ArgumentRule struct {
+	// Deny refuses the call when true, e.g. '!args.path.startsWith("/srv/")'.
+	Deny string `yaml:"deny"`
+	// Allow refuses the call when false, e.g. '"admin" in roles || args.count <= 100.0'.
+	Allow string `yaml:"allow"`
+	// Message is what the caller is told on a refusal. Default: the rule's
+	// key and expression.
+	Message string `yaml:"message"`
 }
 
 // ValidatesArguments reports whether calls of tool (as this server knows

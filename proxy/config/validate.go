@@ -4,15 +4,18 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode"
 
+	"github.com/mcptrail/mcptrail/proxy/argrules"
 	"github.com/mcptrail/mcptrail/proxy/auth"
 )
 
@@ -354,6 +357,34 @@ func (c *Config) validateServer(v *validator, i int, names map[string]int) {
 	}
 	if s.MaxConcurrency < 0 {
 		v.add(key+".max_concurrency", "must not be negative (0 means unlimited), got %d", s.MaxConcurrency)
+	}
+	for _, tool := range slices.Sorted(maps.Keys(s.Tools)) {
+		for j, r := range s.Tools[tool].ArgumentRules {
+			rk := fmt.Sprintf("%s.tools.%s.argument_rules[%d]", key, tool, j)
+			if _, err := r.Compile(rk); err != nil {
+				v.add(rk, "%v", err)
+			}
+		}
+	}
+}
+
+// Compile compiles the rule; key names it in records and errors.
+func (r ArgumentRule) Compile(key string) (*argrules.Rule, error) {
+	switch {
+	case (r.Deny == "") == (r.Allow == ""):
+		return nil, errors.New("exactly one of deny and allow must be set")
+	case r.Deny != "":
+		rule, err := argrules.Compile(key, r.Deny, true, r.Message)
+		if err != nil {
+			return nil, fmt.Errorf("deny: %w", err)
+		}
+		return rule, nil
+	default:
+		rule, err := argrules.Compile(key, r.Allow, false, r.Message)
+		if err != nil {
+			return nil, fmt.Errorf("allow: %w", err)
+		}
+		return rule, nil
 	}
 }
 
