@@ -170,7 +170,7 @@ func (c *call) listen(ctx context.Context) jsonrpc.Message {
 		return c.fail(jsonrpc.CodeInvalidParams, "subscriptions/listen: invalid params: "+err.Error())
 	}
 	want := p.Notifications
-	l := &listener{id: c.msg.ID, owner: principalName(c.princ), tools: want.ToolsListChanged, prompts: want.PromptsListChanged,
+	l := &listener{id: c.msg.ID, owner: c.princ.OwnerKey(), tools: want.ToolsListChanged, prompts: want.PromptsListChanged,
 		resources: want.ResourcesListChanged, uris: map[string]bool{}, ch: make(chan []byte, listenerBuffer)}
 	// Admitted before any upstream work is done for it.
 	if err := g.listens.add(l, g.cfg.Limits); err != nil {

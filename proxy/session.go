@@ -25,7 +25,7 @@ const sessionStreamSize = 256
 // the gateway can reach it on.
 type Session struct {
 	id       string
-	owner    string // the principal that opened it; only it may use the id
+	owner    string // the OwnerKey of the principal that opened it; only it may use the id
 	princ    *auth.Principal
 	g        *Gateway
 	created  time.Time
@@ -54,7 +54,7 @@ type Session struct {
 func (g *Gateway) newSession(id string, owner *auth.Principal) *Session {
 	s := &Session{
 		id:      id,
-		owner:   principalName(owner),
+		owner:   owner.OwnerKey(),
 		princ:   owner,
 		g:       g,
 		created: time.Now(),
@@ -329,7 +329,7 @@ func (g *Gateway) lookupSession(r *http.Request, id string, p *auth.Principal, r
 	if !ok {
 		return nil, false
 	}
-	if s.owner == principalName(p) {
+	if s.owner == p.OwnerKey() {
 		s.touch()
 		return s, true
 	}

@@ -470,7 +470,7 @@ recorder:
 	targets := []target{
 		{"tools/call", "tool", "everything.echo", map[string]any{"name": "everything.echo", "arguments": map[string]any{"message": "m"}}},
 		{"tools/call", "tool", "everything.get-env", map[string]any{"name": "everything.get-env", "arguments": map[string]any{}}},
-		{"tools/call", "tool", "tb.echo", map[string]any{"name": "tb.echo", "arguments": map[string]any{"text": "m"}}},
+		{"tools/call", "tool", "tb.echo", map[string]any{"name": "tb.echo", "arguments": map[string]any{"message": "m"}}},
 		{"prompts/get", "prompt", "everything.simple-prompt", map[string]any{"name": "everything.simple-prompt", "arguments": map[string]any{}}},
 		{"prompts/get", "prompt", "tb.greet", map[string]any{"name": "tb.greet", "arguments": map[string]any{"name": "x"}}},
 		{"resources/read", "resource", "everything:" + staticDoc, map[string]any{"uri": staticDoc}},
@@ -500,6 +500,8 @@ recorder:
 			c.reqID = reqID
 			if resp.Error != nil {
 				c.code, c.answer = resp.Error.Code, resp.Error.Message
+			} else if strings.Contains(string(resp.Result), `"isError":true`) {
+				c.code, c.answer = 1, string(resp.Result) // a tool error: no code, but not the answer wanted
 			}
 			cells = append(cells, c)
 		}
@@ -563,7 +565,7 @@ recorder:
 		switch {
 		case r == nil:
 			t.Errorf("%s: nothing recorded for request %s", name, c.reqID)
-		case c.allow && (c.code == -32003 || r.decision != "allowed" || r.upstream == 0):
+		case c.allow && (c.code != 0 || r.decision != "allowed" || r.upstream == 0):
 			t.Errorf("%s: answered %d %q, recorded %+v; want allowed and forwarded", name, c.code, c.answer, r)
 		case !c.allow && (c.code != -32003 || r.decision != "denied" || r.upstream != 0):
 			t.Errorf("%s: answered %d, recorded %+v; want -32003, denied, no upstream hop", name, c.code, r)

@@ -132,6 +132,20 @@ func (p *Principal) ScopeRequestID(id string) string {
 	return p.idPrefix + id
 }
 
+// OwnerKey identifies the principal for what it owns (sessions, streams,
+// its request ID namespace): its name, put apart for a JWT ("oauth:<name>"),
+// so a JWT subject that happens to equal a static token's principal name
+// gets none of that token's sessions. A nil principal's key is "".
+func (p *Principal) OwnerKey() string {
+	if p == nil {
+		return ""
+	}
+	if p.jwt {
+		return "oauth:" + p.Name
+	}
+	return p.Name
+}
+
 // requestIDPrefix derives a principal's request ID namespace.
 func requestIDPrefix(principal string) string {
 	sum := sha256.Sum256([]byte("mcptrail request-id namespace\x00" + principal))

@@ -104,7 +104,22 @@ type oauthValidator struct {
 	verifier *oidc.IDTokenVerifier
 	lastTry  time.Time
 	lastErr  error
+
+	// cache holds verified tokens by sha256 until they expire, so a
+	// client's repeated requests cost a hash, not a signature check.
+	cacheMu sync.RWMutex
+	cache   map[[32]byte]cached
 }
+
+// cached is a verified token: its principal and when it is valid.
+type cached struct {
+	p                   *Principal
+	notBefore, notAfter time.Time // with the skew applied
+}
+
+// maxCached bounds the verified-token cache; when full, expired entries
+// go, and if none had, all of them.
+const maxCached = 4096
 
 func newOAuthValidator(o *OAuth) (*oauthValidator, error) {
 	if o.Issuer == "" {
@@ -196,8 +211,41 @@ func (v *oauthValidator) getVerifier(ctx context.Context) (*oidc.IDTokenVerifier
 // looksLikeJWT reports whether a bearer token has the compact JWS shape.
 func looksLikeJWT(tok string) bool { return strings.Count(tok, ".") == 2 }
 
-// verify checks a JWT access token and returns its principal.
+// verify checks a JWT access token and returns its principal, from the
+// cache when this token was verified before and is still within exp/nbf.
 func (v *oauthValidator) verify(ctx context.Context, raw string, now time.Time) (*Principal, error) {
+	key := hashString(raw)
+	v.cacheMu.RLock()
+	c, ok := v.cache[key]
+	v.cacheMu.RUnlock()
+	if ok && !now.Before(c.notBefore) && !now.After(c.notAfter) {
+		return c.p, nil
+	}
+	e, err := v.verifyUncached(ctx, raw, now)
+	if err != nil {
+		return nil, err
+	}
+	v.cacheMu.Lock()
+	if v.cache == nil {
+		v.cache = make(map[[32]byte]cached)
+	}
+	if len(v.cache) >= maxCached {
+		for k, e := range v.cache {
+			if now.After(e.notAfter) {
+				delete(v.cache, k)
+			}
+		}
+		if len(v.cache) >= maxCached {
+			clear(v.cache)
+		}
+	}
+	v.cache[key] = *e
+	v.cacheMu.Unlock()
+	return e.p, nil
+}
+
+// verifyUncached is the full check: signature, iss, aud, exp, nbf, scopes.
+func (v *oauthValidator) verifyUncached(ctx context.Context, raw string, now time.Time) (*cached, error) {
 	ver, err := v.getVerifier(ctx)
 	if err != nil {
 		return nil, err
@@ -219,12 +267,14 @@ func (v *oauthValidator) verify(ctx context.Context, raw string, now time.Time) 
 	if now.After(tok.Expiry.Add(v.skew)) {
 		return nil, fmt.Errorf("%w: token expired at %s", ErrUnknownToken, tok.Expiry.UTC().Format(time.RFC3339))
 	}
+	var notBefore time.Time
 	if nb, ok := c["nbf"]; ok {
 		var sec float64
 		if json.Unmarshal(nb, &sec) != nil {
 			return nil, fmt.Errorf("%w: malformed nbf", ErrUnknownToken)
 		}
-		if now.Add(v.skew).Before(time.Unix(int64(sec), 0)) {
+		notBefore = time.Unix(int64(sec), 0).Add(-v.skew)
+		if now.Before(notBefore) {
 			return nil, fmt.Errorf("%w: token not valid yet", ErrUnknownToken)
 		}
 	}
@@ -240,7 +290,7 @@ func (v *oauthValidator) verify(ctx context.Context, raw string, now time.Time) 
 		}
 	}
 	groups := claimList(c[v.cfg.GroupsClaim])
-	p := &Principal{Name: name, TokenName: "oauth", jwt: true, idPrefix: requestIDPrefix(name)}
+	p := &Principal{Name: name, TokenName: "oauth", jwt: true, idPrefix: requestIDPrefix("oauth:" + name)}
 	for _, b := range v.cfg.Bindings {
 		if slices.Contains(p.Roles, b.Role) {
 			continue
@@ -257,7 +307,7 @@ func (v *oauthValidator) verify(ctx context.Context, raw string, now time.Time) 
 			p.rules[k] = append(p.rules[k], rs[k]...)
 		}
 	}
-	return p, nil
+	return &cached{p: p, notBefore: notBefore, notAfter: tok.Expiry.Add(v.skew)}, nil
 }
 
 func anyIn(want, have []string) bool {

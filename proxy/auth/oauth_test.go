@@ -183,3 +183,53 @@ func TestOAuthProviderDown(t *testing.T) {
 		t.Errorf("static token with the provider down: %v %v", p, err)
 	}
 }
+
+// A JWT whose subject equals a static token's principal name is not that
+// principal for what it owns: sessions and the request ID namespace.
+func TestOAuthSubjectIsNotStaticPrincipal(t *testing.T) {
+	p := newIDP(t)
+	a, err := auth.NewWithOAuth([]auth.Token{{Name: "ops-token", Principal: "ops", SHA256: auth.HashToken("static"), Tools: []string{"*"}}},
+		&auth.OAuth{Issuer: p.srv.URL, Resource: "https://r/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	static, err := a.Authenticate("Bearer static")
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwt, err := a.AuthenticateContext(context.Background(), "Bearer "+p.sign(t, map[string]any{
+		"iss": p.srv.URL, "aud": "https://r/", "sub": "ops", "exp": time.Now().Unix() + 60}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if jwt.Name != static.Name {
+		t.Fatalf("names %q and %q, want both ops", jwt.Name, static.Name)
+	}
+	if jwt.OwnerKey() == static.OwnerKey() || jwt.ScopeRequestID("1") == static.ScopeRequestID("1") {
+		t.Errorf("JWT sub ops and static principal ops share owner key %q / request ID %q", jwt.OwnerKey(), jwt.ScopeRequestID("1"))
+	}
+}
+
+// BenchmarkOAuthAuthenticate is the cost of authenticating one request with
+// an ES256 JWT (keys cached): signature, claims, roles.
+func BenchmarkOAuthAuthenticate(b *testing.B) {
+	t := &testing.T{}
+	p := newIDP(t)
+	b.Cleanup(p.srv.Close)
+	a, err := auth.NewWithOAuth(nil, &auth.OAuth{Issuer: p.srv.URL, Resource: "https://r/",
+		Bindings: []auth.Binding{{Role: "r", Groups: []string{"g"}}}, Roles: []auth.Role{{Name: "r", Tools: []string{"*"}}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := "Bearer " + p.sign(t, map[string]any{"iss": p.srv.URL, "aud": "https://r/", "sub": "u", "groups": []string{"g"}, "exp": time.Now().Unix() + 3600})
+	ctx := context.Background()
+	if _, err := a.AuthenticateContext(ctx, h); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := a.AuthenticateContext(ctx, h); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
