@@ -9,11 +9,13 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -232,4 +234,40 @@ func BenchmarkOAuthAuthenticate(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// FuzzOAuthTamper: whatever is done to a valid token's bytes, the result is
+// refused, or it is the same principal with the same roles (a change that
+// decodes to the same bytes, as unused base64 bits can).
+func FuzzOAuthTamper(f *testing.F) {
+	t := &testing.T{}
+	p := newIDP(t)
+	f.Cleanup(p.srv.Close)
+	a, err := auth.NewWithOAuth(nil, &auth.OAuth{Issuer: p.srv.URL, Resource: "https://r/",
+		Bindings: []auth.Binding{{Role: "r", Groups: []string{"g"}}}, Roles: []auth.Role{{Name: "r", Tools: []string{"*"}}}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	tok := p.sign(t, map[string]any{"iss": p.srv.URL, "aud": "https://r/", "sub": "u", "groups": []string{"g"}, "exp": time.Now().Unix() + 3600})
+	f.Add(0, byte('A'), "")
+	f.Add(len(tok)-1, byte('B'), "")
+	f.Add(strings.IndexByte(tok, '.')+3, byte('x'), "")
+	f.Add(-1, byte(0), `{"alg":"none"}`)
+	f.Fuzz(func(t *testing.T, pos int, b byte, header string) {
+		mut := []byte(tok)
+		if pos >= 0 && pos < len(mut) {
+			mut[pos] = b
+		}
+		s := string(mut)
+		if header != "" {
+			s = base64.RawURLEncoding.EncodeToString([]byte(header)) + s[strings.IndexByte(s, '.'):]
+		}
+		if s == tok {
+			return
+		}
+		pr, err := a.AuthenticateContext(context.Background(), "Bearer "+s)
+		if err == nil && (pr.Name != "u" || !slices.Equal(pr.Roles, []string{"r"})) {
+			t.Fatalf("tampered token %q authenticated as %q %v", s, pr.Name, pr.Roles)
+		}
+	})
 }

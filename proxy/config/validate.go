@@ -475,6 +475,11 @@ func (c *Config) Warnings() []string {
 	if sep := c.NamespaceSeparator; !llmToolName.MatchString(sep) {
 		w = append(w, fmt.Sprintf(`namespace_separator %q makes tool names like "crm%ssearch" that LLM APIs requiring [a-zA-Z0-9_-] (OpenAI, Anthropic) reject: set namespace_separator: __`, sep, sep))
 	}
+	if o := c.Auth.OAuth; o != nil {
+		if u, err := url.Parse(o.Issuer); err == nil && u.Scheme == "http" && !isLoopback(u.Hostname()) {
+			w = append(w, fmt.Sprintf("auth.oauth.issuer %s is plain http: its discovery document and keys can be changed in transit, and with them which tokens are accepted; use https", o.Issuer))
+		}
+	}
 	if len(c.Auth.Tokens) == 0 && c.Auth.OAuth == nil && c.Listen != "" {
 		if host, _, err := net.SplitHostPort(c.Listen); err == nil && !isLoopback(host) {
 			w = append(w, fmt.Sprintf("auth.tokens is empty and listen %s is not a loopback address: anyone who can reach it can call every tool", c.Listen))
