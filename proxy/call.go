@@ -369,6 +369,7 @@ func (c *call) dispatch(ctx context.Context) jsonrpc.Message {
 			if res, ok := c.checkArgumentRules(ctx, rt); !ok {
 				return jsonrpc.NewResult(c.msg.ID, res)
 			}
+			return c.filterOutput(ctx, rt, c.forwardNamed(ctx, c.params, rt))
 		}
 		return c.forwardNamed(ctx, c.params, rt)
 	case "resources/read", "resources/subscribe", "resources/unsubscribe":

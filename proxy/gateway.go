@@ -116,8 +116,10 @@ type Gateway struct {
 	policies []PolicyCheck
 	// argRules are the argument rules of each tool (policy_args.go).
 	argRules map[toolKey][]*argrules.Rule
-	opts     Options
-	instance string
+	// outFilters are the output filters (policy_output.go).
+	outFilters *outputFilters
+	opts       Options
+	instance   string
 
 	order    []string
 	backends map[string]*Backend
@@ -216,6 +218,9 @@ func New(o Options) (*Gateway, error) {
 		g.backends[s.Name] = newBackend(s, g, client, g.logger)
 	}
 	if g.argRules, err = compileArgRules(o.Config.Servers); err != nil {
+		return nil, err
+	}
+	if g.outFilters, err = compileOutputFilters(o.Config.Servers, o.Redactor); err != nil {
 		return nil, err
 	}
 	if o.MeterProvider != nil {

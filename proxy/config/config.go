@@ -241,6 +241,9 @@ type Server struct {
 	// Tools holds per-tool settings, keyed by the tool's name as this
 	// server knows it (without the namespace).
 	Tools map[string]ToolSettings `yaml:"tools"`
+	// Output filters every tool's results and error texts (see
+	// OutputFilter); tools.<name>.output overrides it field by field.
+	Output OutputFilter `yaml:"output"`
 }
 
 // ToolSettings are the checks of one tool of a server.
@@ -254,6 +257,52 @@ type ToolSettings struct {
 	// refused call gets a tool error (isError: true) and the server is
 	// never called. Compiled when the config is loaded.
 	ArgumentRules []ArgumentRule `yaml:"argument_rules"`
+	// Output filters this tool's results and error texts; each field set
+	// here replaces the server's output field of the same name.
+	Output OutputFilter `yaml:"output"`
+}
+
+// Output redaction modes.
+const (
+	OutputRedactOff    = "off"
+	OutputRedactRedact = "redact"
+	OutputRedactBlock  = "block"
+)
+
+// OutputFilter filters what a tool returns before the client sees it. A
+// filtered answer carries _meta "mcptrail.dev/filtered" naming the filter,
+// and the audit records it (an auth hop with decision "filtered").
+type OutputFilter struct {
+	// Redact applies the recorder's redaction rules (recorder.redaction:
+	// keys, patterns, custom) to results and error texts: "redact"
+	// replaces each secret as the recorder would, "block" withholds a
+	// result that contains any (a tool error says why), "off" (default)
+	// does neither.
+	Redact string `yaml:"redact"`
+	// MaxBytes withholds a result larger than this many bytes (its JSON)
+	// with a tool error saying its size. Default 0: no cap.
+	MaxBytes int `yaml:"max_bytes"`
+	// DenyPatterns are regular expressions (RE2) matched against the
+	// result's JSON and the error text; a match withholds it with a tool
+	// error naming the pattern's index (never the matched text).
+	DenyPatterns []string `yaml:"deny_patterns"`
+}
+
+// OutputFor is the output filter of tool: the server's, with each field
+// the tool sets replacing the server's.
+func (s *Server) OutputFor(tool string) OutputFilter {
+	f := s.Output
+	t := s.Tools[tool].Output
+	if t.Redact != "" {
+		f.Redact = t.Redact
+	}
+	if t.MaxBytes != 0 {
+		f.MaxBytes = t.MaxBytes
+	}
+	if t.DenyPatterns != nil {
+		f.DenyPatterns = t.DenyPatterns
+	}
+	return f
 }
 
 // ArgumentRule is one CEL rule; exactly one of Deny and Allow is set.

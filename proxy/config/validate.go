@@ -358,7 +358,9 @@ func (c *Config) validateServer(v *validator, i int, names map[string]int) {
 	if s.MaxConcurrency < 0 {
 		v.add(key+".max_concurrency", "must not be negative (0 means unlimited), got %d", s.MaxConcurrency)
 	}
+	validateOutput(v, key+".output", s.Output)
 	for _, tool := range slices.Sorted(maps.Keys(s.Tools)) {
+		validateOutput(v, key+".tools."+tool+".output", s.Tools[tool].Output)
 		for j, r := range s.Tools[tool].ArgumentRules {
 			rk := fmt.Sprintf("%s.tools.%s.argument_rules[%d]", key, tool, j)
 			if _, err := r.Compile(rk); err != nil {
@@ -620,3 +622,19 @@ func (v *validator) nonNegativeInt(key string, n int) {
 }
 
 func (v *validator) err() error { return errors.Join(v.errs...) }
+
+func validateOutput(v *validator, key string, f OutputFilter) {
+	switch f.Redact {
+	case "", OutputRedactOff, OutputRedactRedact, OutputRedactBlock:
+	default:
+		v.add(key+".redact", "%q is not off, redact or block", f.Redact)
+	}
+	if f.MaxBytes < 0 {
+		v.add(key+".max_bytes", "must not be negative (0 means no cap), got %d", f.MaxBytes)
+	}
+	for i, p := range f.DenyPatterns {
+		if _, err := regexp.Compile(p); err != nil {
+			v.add(fmt.Sprintf("%s.deny_patterns[%d]", key, i), "%v", err)
+		}
+	}
+}
