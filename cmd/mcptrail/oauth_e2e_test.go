@@ -520,6 +520,12 @@ recorder:
 	if got := jwtPart(t, rotated, 0)["kid"]; got != kid {
 		t.Fatalf("after rotation hydra signs with key %v, want %s", got, kid)
 	}
+	// The gateway fetches the keys again at most every 5 s (so bad tokens
+	// cannot make it hammer the provider): the new key is seen by then.
+	waitFor(t, "a token signed with the rotated key to be accepted", 30*time.Second, gw.proc, func() (bool, error) {
+		status, _, rerr := rawPost(t, gw.url, rotated)
+		return status == http.StatusOK, fmt.Errorf("HTTP %d %+v", status, rerr)
+	})
 	rc := dial(t, gw.url, rotated)
 	if resp, _ := rc.callTool(t, "everything.echo", map[string]any{"message": "after rotation"}); resp.Error != nil {
 		t.Errorf("a token signed with the rotated key: %+v", resp.Error)

@@ -11,10 +11,12 @@ package auth
 // leeway is a fixed 5 minutes).
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -117,6 +119,57 @@ type cached struct {
 	notBefore, notAfter time.Time // with the skew applied
 }
 
+// minRefetch is the least time between two fetches of the provider's keys
+// (or discovery document): a key rotated in is seen at most this late.
+const minRefetch = 5 * time.Second
+
+// throttledGet answers a GET of a URL fetched less than min ago with that
+// fetch's answer (only 200s are kept).
+type throttledGet struct {
+	next http.RoundTripper
+	min  time.Duration
+	mu   sync.Mutex
+	last map[string]fetched
+}
+
+type fetched struct {
+	at     time.Time
+	header http.Header
+	body   []byte
+}
+
+func (t *throttledGet) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method != http.MethodGet {
+		return t.next.RoundTrip(r)
+	}
+	key := r.URL.String()
+	t.mu.Lock()
+	f, ok := t.last[key]
+	t.mu.Unlock()
+	if ok && time.Since(f.at) < t.min {
+		return f.response(r), nil
+	}
+	resp, err := t.next.RoundTrip(r)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return resp, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", key, err)
+	}
+	f = fetched{at: time.Now(), header: resp.Header.Clone(), body: body}
+	t.mu.Lock()
+	t.last[key] = f
+	t.mu.Unlock()
+	return f.response(r), nil
+}
+
+func (f fetched) response(r *http.Request) *http.Response {
+	return &http.Response{StatusCode: http.StatusOK, Status: "200 OK", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: f.header.Clone(), Body: io.NopCloser(bytes.NewReader(f.body)), ContentLength: int64(len(f.body)), Request: r}
+}
+
 // maxCached bounds the verified-token cache; when full, expired entries
 // go, and if none had, all of them.
 const maxCached = 4096
@@ -152,6 +205,16 @@ func newOAuthValidator(o *OAuth) (*oauthValidator, error) {
 	if v.cfg.HTTPClient == nil {
 		v.cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}
+	// go-oidc fetches the JWKS again for every token its cached keys do not
+	// verify, so each bad token would cost the provider a request: repeat
+	// fetches of a URL within minRefetch get the last answer instead.
+	hc := *v.cfg.HTTPClient
+	next := hc.Transport
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	hc.Transport = &throttledGet{next: next, min: minRefetch, last: map[string]fetched{}}
+	v.cfg.HTTPClient = &hc
 	for _, r := range o.Roles {
 		if r.Name == "" {
 			return nil, errors.New("oauth: a role needs a name")
