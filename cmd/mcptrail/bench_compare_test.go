@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -12,12 +13,12 @@ import (
 
 // TestBenchCompareTiny runs `mcptrail bench --compare` for one round of a
 // second per cell (it starts its own backend, gateways and local
-// ClickHouse) and checks the table's shape and that every figure it
+// ClickHouse, in a --work-dir it creates) and checks the table's shape and that every figure it
 // measured is non-zero. It asserts no speed.
 func TestBenchCompareTiny(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, benchBin(t), "bench", "--compare", "--rounds", "1", "-d", "1s", "-c", "1,8", "--work-dir", t.TempDir())
+	cmd := exec.CommandContext(ctx, benchBin(t), "bench", "--compare", "--rounds", "1", "-d", "1s", "-c", "1,8", "--work-dir", filepath.Join(t.TempDir(), "new"))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

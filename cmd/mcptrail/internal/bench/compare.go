@@ -153,6 +153,8 @@ func RunCompare(ctx context.Context, cfg CompareConfig, out io.Writer) (*Compari
 		}
 		defer os.RemoveAll(d)
 		cfg.WorkDir = d
+	} else if err := os.MkdirAll(cfg.WorkDir, 0o750); err != nil {
+		return nil, fmt.Errorf("making the work directory: %w", err)
 	}
 	hc := &http.Client{Transport: &http.Transport{}, Timeout: 5 * time.Second}
 	defer hc.CloseIdleConnections()
