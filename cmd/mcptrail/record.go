@@ -167,7 +167,7 @@ func startRecording(ctx context.Context, cfg *config.Config, h slog.Handler, red
 		Dir: sp.Dir, QueueSize: cfg.Recorder.QueueSize, QueueBytes: cfg.Recorder.QueueBytes, SegmentBytes: sp.SegmentBytes, SegmentAge: cfg.Recorder.FlushInterval,
 		Fsync: sp.Fsync, FsyncInterval: sp.FsyncInterval, MaxDiskBytes: sp.MaxBytes, Overflow: cfg.Recorder.Overflow,
 		BatchSize: cfg.Recorder.BatchSize,
-		Prepare:   func(e *recorder.Event) { proxy.RedactEvent(r.redactor, e) },
+		Prepare:   proxy.NewEventRedactor(r.redactor).Prepare,
 	}, r.store, r.logger)
 	if err != nil {
 		return nil, fmt.Errorf("configuring the recorder: %w", err)

@@ -1,0 +1,101 @@
+package proxy
+
+import (
+	"bytes"
+	"strings"
+	"sync"
+
+	"github.com/mcptrail/mcptrail/recorder"
+)
+
+// Limits of EventRedactor's memo: what it remembers is small and bounded
+// (at most memoStrings strings of memoStringBytes and memoPayloads
+// payloads of memoPayloadBytes, raw and redacted: under 1.5 MiB).
+const (
+	memoStrings      = 4096
+	memoStringBytes  = 128
+	memoPayloads     = 256
+	memoPayloadBytes = 2048
+)
+
+// EventRedactor is RedactEvent with a memo: the hops of a call, and the
+// calls of a session, repeat the same method, tool name, client name,
+// versions and rules, and the upstream and response hops carry the same
+// result, so it redacts each distinct small value once and reuses the
+// outcome. Redaction is a function of the value (and the fixed Redactor),
+// so the events it prepares are exactly what RedactEvent makes. Use one
+// per recorder (recorder.Config.Prepare); it is safe for concurrent use.
+//
+// The memo holds raw (unredacted) small values in memory, never on disk,
+// until it is reset when full.
+type EventRedactor struct {
+	mu   sync.Mutex
+	memo redactMemo
+}
+
+// redactMemo is the Redactor EventRedactor hands RedactEvent, under its mutex.
+type redactMemo struct {
+	r        Redactor
+	strs     map[string]memoString
+	payloads map[string]memoPayload
+}
+
+type memoString struct {
+	out string
+	n   int
+}
+
+type memoPayload struct {
+	out   []byte
+	n     int
+	trunc bool
+	sum   string
+}
+
+// NewEventRedactor returns an EventRedactor over r.
+func NewEventRedactor(r Redactor) *EventRedactor {
+	return &EventRedactor{memo: redactMemo{r: r, strs: map[string]memoString{}, payloads: map[string]memoPayload{}}}
+}
+
+// Prepare redacts e in place like RedactEvent.
+func (m *EventRedactor) Prepare(e *recorder.Event) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	RedactEvent(&m.memo, e)
+}
+
+func (m *redactMemo) Payload(b []byte) (out []byte, count int, truncated bool, sha256hex string) {
+	if len(b) > memoPayloadBytes {
+		return m.r.Payload(b)
+	}
+	if p, ok := m.payloads[string(b)]; ok {
+		// A copy: each event owns its slices.
+		return bytes.Clone(p.out), p.n, p.trunc, p.sum
+	}
+	out, count, truncated, sha256hex = m.r.Payload(b)
+	if len(m.payloads) >= memoPayloads {
+		clear(m.payloads)
+	}
+	m.payloads[string(b)] = memoPayload{out: bytes.Clone(out), n: count, trunc: truncated, sum: sha256hex}
+	return out, count, truncated, sha256hex
+}
+
+func (m *redactMemo) String(s string) (string, int) {
+	if len(s) > memoStringBytes {
+		return m.r.String(s)
+	}
+	if v, ok := m.strs[s]; ok {
+		return v.out, v.n
+	}
+	out, n := m.r.String(s)
+	if len(m.strs) >= memoStrings {
+		clear(m.strs)
+	}
+	// Clones: s and out may point into a large request body.
+	m.strs[strings.Clone(s)] = memoString{out: strings.Clone(out), n: n}
+	return out, n
+}
+
+func (m *redactMemo) Version() string { return m.r.Version() }
+
+var _ Redactor = (*redactMemo)(nil)

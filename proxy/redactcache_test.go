@@ -1,0 +1,111 @@
+package proxy_test
+
+import (
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/mcptrail/mcptrail/proxy"
+	"github.com/mcptrail/mcptrail/recorder"
+	"github.com/mcptrail/mcptrail/recorder/redact"
+)
+
+// callHops is the events of one tools/call as the gateway records them
+// (payloads raw, Unredacted): inbound params, upstream params and result,
+// response result, with the call's strings on every hop.
+func callHops(i int, secret string) []recorder.Event {
+	params := []byte(fmt.Sprintf(`{"name":"crm.search","arguments":{"query":"call %d","password":%q}}`, i, secret))
+	upParams := []byte(fmt.Sprintf(`{"name":"search","arguments":{"query":"call %d","password":%q}}`, i, secret))
+	result := []byte(fmt.Sprintf(`{"content":[{"type":"text","text":"call %d token=%s"}],"isError":false}`, i, secret))
+	base := recorder.Event{Method: "tools/call", Target: "crm.search", RPCID: strconv.Itoa(i), ClientName: "claude-code " + secret,
+		ClientVersion: "2.1.0", ProtocolVersion: "2025-11-25", AuthRule: "full", RouteRule: "namespace:crm",
+		Attrs: []recorder.Attr{{Key: "upstream.api_key", Value: secret}}, Unredacted: true}
+	hops := make([]recorder.Event, 5)
+	for h := range hops {
+		hops[h] = base
+		hops[h].Attrs = append([]recorder.Attr(nil), base.Attrs...)
+		hops[h].Hop = recorder.Hop(h + 1)
+	}
+	hops[0].Params = append([]byte(nil), params...)
+	hops[3].Params, hops[3].Result = upParams, append([]byte(nil), result...)
+	hops[4].Result = append([]byte(nil), result...)
+	return hops
+}
+
+// TestEventRedactorSameAsRedactEvent: the memo changes nothing in what is
+// recorded: over calls that repeat their strings and results (and a secret
+// in each), values over the memo's size limits, and more distinct values
+// than it holds (it resets), every event equals RedactEvent's, and no
+// secret survives.
+func TestEventRedactorSameAsRedactEvent(t *testing.T) {
+	r, err := redact.New(redact.Config{}, []byte("memo-key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := proxy.NewEventRedactor(r)
+	const secret = "sk_live_ABCDEFGHIJKLMNOPQRSTUVWX"
+	var all []recorder.Event
+	for i := range 300 { // > memoPayloads distinct payloads
+		all = append(all, callHops(i%150, secret)...) // each call twice
+	}
+	big := callHops(1, secret)
+	for h := range big { // over the memo's size limits
+		if big[h].Params != nil {
+			big[h].Params = []byte(`{"q":"` + strings.Repeat("x", 4096) + `","password":"` + secret + `"}`)
+		}
+		big[h].Target = strings.Repeat("t", 200) + " password=" + secret
+	}
+	all = append(all, big...)
+	for i := range 5000 { // > memoStrings distinct strings
+		all = append(all, recorder.Event{Target: "tool-" + strconv.Itoa(i) + " password=" + secret, Unredacted: true})
+	}
+	for i, e := range all {
+		want, got := e, e
+		want.Attrs, got.Attrs = append([]recorder.Attr(nil), e.Attrs...), append([]recorder.Attr(nil), e.Attrs...)
+		proxy.RedactEvent(r, &want)
+		m.Prepare(&got)
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("event %d: EventRedactor made\n%+v\nRedactEvent made\n%+v", i, got, want)
+		}
+		if s := fmt.Sprintf("%+v %s %s", got, got.Params, got.Result); strings.Contains(s, secret) {
+			t.Fatalf("event %d keeps the secret: %s", i, s)
+		}
+	}
+	// Each event owns its payload: changing one leaves the next one alone.
+	a, b := callHops(7, secret), callHops(7, secret)
+	m.Prepare(&a[4])
+	m.Prepare(&b[4])
+	a[4].Result[0] = 'X'
+	if b[4].Result[0] == 'X' {
+		t.Error("two events share one payload slice")
+	}
+}
+
+// BenchmarkRedactCall is the recorder's Prepare over the five hops of one
+// tools/call with unique small payloads: RedactEvent, and the
+// EventRedactor the gateway uses.
+func BenchmarkRedactCall(b *testing.B) {
+	r, err := redact.New(redact.Config{}, []byte("bench-key"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := proxy.NewEventRedactor(r)
+	for _, tc := range []struct {
+		name    string
+		prepare func(*recorder.Event)
+	}{{"RedactEvent", func(e *recorder.Event) { proxy.RedactEvent(r, e) }}, {"EventRedactor", m.Prepare}} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				hops := callHops(i, "hunter2")
+				i++
+				for h := range hops {
+					tc.prepare(&hops[h])
+				}
+			}
+		})
+	}
+}
