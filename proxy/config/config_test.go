@@ -456,8 +456,9 @@ func TestWarnings(t *testing.T) {
 		{"stray prompt and resource patterns", "namespace_separator: __\nservers: [{name: a, command: x}]\nauth: {tokens: [{name: t, sha256: " + hashA + ", prompts: ['a__*', 'b__p'], resources: ['a:file:///x', 'b:*'], completions: ['a__p', 'a:x://{y}'], methods: ['tasks/*']}]}", nil,
 			[]string{`auth.tokens[0].prompts[1] "b__p" matches no server`, `auth.tokens[0].resources[1] "b:*" matches no server`}},
 		{"recorder off", "namespace_separator: __\nservers: [{name: a, command: x}]\nrecorder: {enabled: false}", nil, []string{"recorder.enabled is false"}},
-		{"oauth over http", "namespace_separator: __\nlisten: 0.0.0.0:8080\nservers: [{name: a, command: x}]\nauth: {oauth: {issuer: 'http://idp.example/', resource: 'https://mcp.example/mcp'}}", nil, []string{"auth.oauth.issuer http://idp.example/ is plain http"}},
-		{"oauth on loopback http", "namespace_separator: __\nlisten: 0.0.0.0:8080\nservers: [{name: a, command: x}]\nauth: {oauth: {issuer: 'http://127.0.0.1:4444/', resource: 'https://mcp.example/mcp'}}", nil, nil},
+		{"oauth over http", "namespace_separator: __\nlisten: 0.0.0.0:8080\nservers: [{name: a, command: x}]\nauth: {oauth: {issuer: 'http://idp.example/', resource: 'https://mcp.example/mcp', bindings: [{role: r, groups: [g]}]}, roles: [{name: r}]}", nil, []string{"auth.oauth.issuer http://idp.example/ is plain http"}},
+		{"stray role pattern", "namespace_separator: __\nservers: [{name: a, command: x}]\nauth: {oauth: {issuer: 'https://i/', resource: 'https://r/', bindings: [{role: r, groups: [g]}]}, roles: [{name: r, tools: ['a__*', 'b__x'], resources: ['a:*']}]}", nil, []string{`auth.roles[0].tools[1] "b__x" matches no server`}},
+		{"oauth on loopback http", "namespace_separator: __\nlisten: 0.0.0.0:8080\nservers: [{name: a, command: x}]\nauth: {oauth: {issuer: 'http://127.0.0.1:4444/', resource: 'https://mcp.example/mcp'}}", nil, []string{"auth.oauth has no bindings"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

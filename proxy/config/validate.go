@@ -477,6 +477,9 @@ func (c *Config) Warnings() []string {
 	if sep := c.NamespaceSeparator; !llmToolName.MatchString(sep) {
 		w = append(w, fmt.Sprintf(`namespace_separator %q makes tool names like "crm%ssearch" that LLM APIs requiring [a-zA-Z0-9_-] (OpenAI, Anthropic) reject: set namespace_separator: __`, sep, sep))
 	}
+	if o := c.Auth.OAuth; o != nil && len(o.Bindings) == 0 {
+		w = append(w, "auth.oauth has no bindings: a JWT gets no role and is denied everything (deny by default)")
+	}
 	if o := c.Auth.OAuth; o != nil {
 		if u, err := url.Parse(o.Issuer); err == nil && u.Scheme == "http" && !isLoopback(u.Hostname()) {
 			w = append(w, fmt.Sprintf("auth.oauth.issuer %s is plain http: its discovery document and keys can be changed in transit, and with them which tokens are accepted; use https", o.Issuer))
@@ -512,6 +515,16 @@ func (c *Config) Warnings() []string {
 						form = "<server>:<uri>"
 					}
 					w = append(w, fmt.Sprintf("auth.tokens[%d].%s[%d] %q matches no server: %s are named %s", i, l.Key, k, p, l.Key, form))
+				}
+			}
+		}
+	}
+	for i, r := range c.Auth.Roles {
+		t := Token{Tools: r.Tools, Prompts: r.Prompts, Resources: r.Resources, Completions: r.Completions, Methods: r.Methods}
+		for kind, l := range t.Patterns() {
+			for k, p := range l.Patterns {
+				if p != "*" && !c.patternHasServer(auth.Kind(kind), p) {
+					w = append(w, fmt.Sprintf("auth.roles[%d].%s[%d] %q matches no server", i, l.Key, k, p))
 				}
 			}
 		}
