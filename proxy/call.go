@@ -197,6 +197,11 @@ func (g *Gateway) Serve(ctx context.Context, in Inbound) jsonrpc.Message {
 		resp = c.listen(ctx)
 	case c.sess.modern() && isTaskMethod(in.Msg.Method):
 		resp = c.serveTask(ctx)
+	case c.sess.modern() && in.Msg.Method == "logging/setLevel":
+		// Removed in 2026-07-28 (the level travels per request); answered
+		// for clients that still send it, without changing the level of
+		// backend connections other clients share.
+		resp = jsonrpc.NewResult(c.msg.ID, json.RawMessage(`{}`))
 	default:
 		resp = c.dispatch(ctx)
 	}

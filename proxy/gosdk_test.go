@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http/httptest"
+	"os/exec"
 	"regexp"
 	"slices"
 	"strings"
@@ -15,6 +17,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcptrail/mcptrail/proxy"
+	"github.com/mcptrail/mcptrail/proxy/bridge"
 	"github.com/mcptrail/mcptrail/proxy/config"
 	"github.com/mcptrail/mcptrail/proxy/testbackend"
 )
@@ -209,11 +212,29 @@ func goSDKScenario(t *testing.T, p *goSDKPeer) map[string]string {
 // TestGoSDKThroughGateway drives the official Go SDK against
 // server-everything directly and through the gateway, in both of the SDK's
 // modes: sessionless 2026-07-28 (it probes server/discover, which the
-// gateway answers) and the 2025-11-25 session fallback. Each step must give
+// gateway answers) and the 2025-11-25 session fallback; over streamable HTTP
+// and over stdio through `mcptrail stdio` (the bridge). Each step must give
 // what the same client gets directly.
 func TestGoSDKThroughGateway(t *testing.T) {
+	js := everythingJS(t)
 	url := startEverythingHTTP(t)
 	e := startGateway(t, &config.Config{Servers: []config.Server{{Name: "everything", Transport: "http", URL: url, Timeout: 30 * time.Second}}})
+	transports := map[string]struct {
+		direct, via func(t *testing.T) mcp.Transport
+	}{
+		"http": {
+			direct: func(*testing.T) mcp.Transport { return &mcp.StreamableClientTransport{Endpoint: url, MaxRetries: -1} },
+			via: func(*testing.T) mcp.Transport {
+				return &mcp.StreamableClientTransport{Endpoint: e.url + "/mcp", MaxRetries: -1}
+			},
+		},
+		"stdio": {
+			direct: func(*testing.T) mcp.Transport {
+				return &mcp.CommandTransport{Command: exec.Command("node", js, "stdio")}
+			},
+			via: func(t *testing.T) mcp.Transport { return bridgeTransport(t, e.url+"/mcp") },
+		},
+	}
 	for _, tc := range []struct {
 		name        string
 		version     string // ClientSessionOptions.ProtocolVersion; "" = the SDK's latest
@@ -222,49 +243,74 @@ func TestGoSDKThroughGateway(t *testing.T) {
 		{name: "2026-07-28", version: "", wantGateway: "2026-07-28"},
 		{name: "2025-11-25", version: "2025-11-25", wantGateway: "2025-11-25"},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			direct := newGoSDKPeer(t, url, "", tc.version)
-			if v := direct.cs.InitializeResult().ProtocolVersion; v != "2025-11-25" {
-				t.Fatalf("directly, the SDK negotiated %s; server-everything speaks 2025-11-25", v)
-			}
-			via := newGoSDKPeer(t, e.url+"/mcp", "everything.", tc.version)
-			if v := via.cs.InitializeResult().ProtocolVersion; v != tc.wantGateway {
-				t.Fatalf("through the gateway, the SDK negotiated %s, want %s", v, tc.wantGateway)
-			}
-			want := goSDKScenario(t, direct)
-			got := goSDKScenario(t, via)
-			for _, step := range keys(want) {
-				if step == "invalid args" {
-					// The gateway's own argument validation answers
-					// (TestArgumentValidation): a tool error of its own.
-					if g := got[step]; !strings.Contains(g, `"isError":true`) || !strings.Contains(g, "mcptrail: invalid arguments") {
-						t.Errorf("invalid args through the gateway = %.300s, want the gateway's tool error", g)
+		for _, trName := range []string{"http", "stdio"} {
+			tr := transports[trName]
+			t.Run(tc.name+"/"+trName, func(t *testing.T) {
+				direct := connectGoSDK(t, tr.direct(t), "", tc.version)
+				if v := direct.cs.InitializeResult().ProtocolVersion; v != "2025-11-25" {
+					t.Fatalf("directly, the SDK negotiated %s; server-everything speaks 2025-11-25", v)
+				}
+				via := connectGoSDK(t, tr.via(t), "everything.", tc.version)
+				if v := via.cs.InitializeResult().ProtocolVersion; v != tc.wantGateway {
+					t.Fatalf("through the gateway, the SDK negotiated %s, want %s", v, tc.wantGateway)
+				}
+				want := goSDKScenario(t, direct)
+				got := goSDKScenario(t, via)
+				for _, step := range keys(want) {
+					if step == "invalid args" {
+						// The gateway's own argument validation answers
+						// (TestArgumentValidation): a tool error of its own.
+						if g := got[step]; !strings.Contains(g, `"isError":true`) || !strings.Contains(g, "mcptrail: invalid arguments") {
+							t.Errorf("invalid args through the gateway = %.300s, want the gateway's tool error", g)
+						}
+						continue
 					}
-					continue
+					if g, w := got[step], want[step]; g != w {
+						t.Errorf("%s: through the gateway\n  got  %.600s\n  want %.600s", step, g, w)
+					}
 				}
-				if g, w := got[step], want[step]; g != w {
-					t.Errorf("%s: through the gateway\n  got  %.600s\n  want %.600s", step, g, w)
+				if !slices.Equal(keys(got), keys(want)) {
+					t.Errorf("steps differ: %v vs %v", keys(got), keys(want))
 				}
-			}
-			if !slices.Equal(keys(got), keys(want)) {
-				t.Errorf("steps differ: %v vs %v", keys(got), keys(want))
-			}
-			via.mu.Lock()
-			defer via.mu.Unlock()
-			if prog := via.prog["p-1"]; len(prog) == 0 || !slices.IsSorted(prog) {
-				t.Errorf("progress through the gateway = %v, want notifications in order", prog)
-			}
-			if via.samples != 1 || !strings.Contains(got["sampling"], "sampled by the Go SDK") {
-				t.Errorf("sampling: the SDK handled %d requests; the tool said %.200s", via.samples, got["sampling"])
-			}
-			if via.elicits != 1 {
-				t.Errorf("elicitation: the SDK handled %d requests, want 1", via.elicits)
-			}
-			if !strings.Contains(got["roots"], "file:///tmp") {
-				t.Errorf("roots: the tool said %.200s, want the SDK's root", got["roots"])
-			}
-		})
+				via.mu.Lock()
+				defer via.mu.Unlock()
+				if prog := via.prog["p-1"]; len(prog) == 0 || !slices.IsSorted(prog) {
+					t.Errorf("progress through the gateway = %v, want notifications in order", prog)
+				}
+				if via.samples != 1 || !strings.Contains(got["sampling"], "sampled by the Go SDK") {
+					t.Errorf("sampling: the SDK handled %d requests; the tool said %.200s", via.samples, got["sampling"])
+				}
+				if via.elicits != 1 {
+					t.Errorf("elicitation: the SDK handled %d requests, want 1", via.elicits)
+				}
+				if !strings.Contains(got["roots"], "file:///tmp") {
+					t.Errorf("roots: the tool said %.200s, want the SDK's root", got["roots"])
+				}
+			})
+		}
 	}
+}
+
+// bridgeTransport is `mcptrail stdio --url url` in process: the SDK writes
+// to the bridge's stdin and reads its stdout.
+func bridgeTransport(t *testing.T, url string) mcp.Transport {
+	t.Helper()
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = bridge.Run(ctx, bridge.Config{URL: url}, inR, outW, nil)
+		_ = outW.Close()
+	}()
+	t.Cleanup(func() {
+		_ = inW.Close()
+		cancel()
+		_ = inR.Close()
+		<-done
+	})
+	return &mcp.IOTransport{Reader: outR, Writer: inW}
 }
 
 // TestGoSDKListen: the Go SDK in 2026-07-28 mode opens subscriptions/listen

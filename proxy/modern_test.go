@@ -146,6 +146,16 @@ func TestModernRequests(t *testing.T) {
 			}
 		})
 	}
+	// The client's identity and version from _meta are recorded.
+	e.rec.mu.Lock()
+	var named bool
+	for _, ev := range e.rec.events {
+		named = named || ev.ClientName == "raw-modern" && ev.ClientVersion == "9" && ev.ProtocolVersion == "2026-07-28"
+	}
+	e.rec.mu.Unlock()
+	if !named {
+		t.Error("no recorded hop names the 2026 client (raw-modern 9, 2026-07-28)")
+	}
 	// The supported versions come with the refusal.
 	_, b := post(t, e.url, `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}`, map[string]string{"Mcp-Protocol-Version": "2099-01-01", "Mcp-Method": "tools/list"})
 	if a := decodeAnswer(t, b); a.Error == nil || !strings.Contains(string(a.Error.Data), `"2026-07-28"`) || !strings.Contains(string(a.Error.Data), `"2025-11-25"`) {

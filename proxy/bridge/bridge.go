@@ -337,6 +337,13 @@ func (b *bridge) setHeaders(h http.Header, msg *jsonrpc.Message) {
 		var v string
 		if json.Unmarshal(msg.Params, &p) == nil && json.Unmarshal(p.Meta[mcp.MetaKeyProtocolVersion], &v) == nil && v != "" {
 			proto = v
+			if sid == "" && mcp.IsModernProtocol(v) {
+				// A sessionless client: its requests without _meta (a
+				// ping it still sends) are of the same version.
+				b.mu.Lock()
+				b.protocol = v
+				b.mu.Unlock()
+			}
 		}
 	}
 	if proto != "" {
