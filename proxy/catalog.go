@@ -59,9 +59,9 @@ type catalog struct {
 	// collisions lists names of a backend mounted without a namespace that
 	// another backend already exposes; such names are left out.
 	collisions []string
-	// schemas are the tools' compiled inputSchemas by policy target
-	// ("<server><sep><tool>"); schemaErrs are those that did not compile.
-	schemas    map[string]*jsonschema.Schema
+	// schemas are the tools' compiled inputSchemas by server and the
+	// tool's own name; schemaErrs are those that did not compile.
+	schemas    map[toolKey]*jsonschema.Schema
 	schemaErrs []error
 }
 
@@ -79,7 +79,7 @@ func buildCatalog(order []string, snaps map[string]*backendSnapshot, sep string,
 		backURIs:  map[resourceRoute]string{},
 		schemes:   map[string][]string{},
 		toolRO:    map[string]bool{},
-		schemas:   map[string]*jsonschema.Schema{},
+		schemas:   map[toolKey]*jsonschema.Schema{},
 		names:     [2]map[string]nameRoute{{}, {}},
 	}
 	uriCount := map[string]int{}
@@ -127,7 +127,7 @@ func buildCatalog(order []string, snaps map[string]*backendSnapshot, sep string,
 				if kind == listTools {
 					it.readOnly = readOnlyHint(o.Get("annotations"))
 					c.toolRO[full] = it.readOnly
-					c.addSchema(it.target, o.Get("inputSchema"))
+					c.addSchema(toolKey{name, n}, it.target, o.Get("inputSchema"))
 				}
 				c.items[kind] = append(c.items[kind], it)
 			}
@@ -170,13 +170,13 @@ func buildCatalog(order []string, snaps map[string]*backendSnapshot, sep string,
 	return c
 }
 
-func (c *catalog) addSchema(target string, raw json.RawMessage) {
+func (c *catalog) addSchema(k toolKey, target string, raw json.RawMessage) {
 	s, err := compileInputSchema(target, raw)
 	if err != nil {
 		c.schemaErrs = append(c.schemaErrs, err)
 	}
 	if s != nil {
-		c.schemas[target] = s
+		c.schemas[k] = s
 	}
 }
 

@@ -152,7 +152,7 @@ func (c *call) validateArguments(ctx context.Context, rt nameRoute) (json.RawMes
 	if b == nil || !b.cfg.ValidatesArguments(rt.name) {
 		return nil, true
 	}
-	s := c.catalog().schemas[rt.server+c.g.sep()+rt.name]
+	s := c.catalog().schemas[toolKey{rt.server, rt.name}]
 	if s == nil {
 		return nil, true
 	}
