@@ -505,11 +505,19 @@ func (h *httpReplier) notify(b []byte) error {
 	return err
 }
 
+// finalWriteTimeout bounds writing a request's answer (a variable for
+// tests): a client that stops reading it must not hold the handler and its
+// connection forever. Generous, for large answers on slow links.
+var finalWriteTimeout = 60 * time.Second
+
 func (h *httpReplier) final(m jsonrpc.Message) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.done = true
 	b := m.Marshal()
+	// Also covers the flush net/http does after the handler returns; the
+	// server clears it before the connection's next request.
+	_ = http.NewResponseController(h.w).SetWriteDeadline(time.Now().Add(finalWriteTimeout))
 	if h.sse {
 		_ = writeSSE(h.w, b)
 		return
