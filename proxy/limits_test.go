@@ -86,7 +86,7 @@ func slowHead(token string) string {
 // 401 was sent, and nothing bounded an authenticated body.
 func TestSlowClientsAreShed(t *testing.T) {
 	cfg := oneBackend(t)
-	cfg.Limits = config.Limits{ReadHeaderTimeout: 300 * time.Millisecond, BodyReadTimeout: 300 * time.Millisecond}
+	cfg.Limits = config.Limits{ReadHeaderTimeout: time.Second, BodyReadTimeout: time.Second}
 	e := startGateway(t, cfg)
 	addr := serveReal(t, e, cfg.Limits)
 	const guard = 30 * time.Second

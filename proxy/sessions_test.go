@@ -84,7 +84,7 @@ func TestSessionCaps(t *testing.T) {
 // open stream kept a session forever.
 func TestIdleSessionWithStreamExpires(t *testing.T) {
 	cfg := oneBackend(t)
-	cfg.Limits = config.Limits{SessionIdleTimeout: 300 * time.Millisecond}
+	cfg.Limits = config.Limits{SessionIdleTimeout: time.Second} // long enough for a loaded machine to open the stream first
 	e := startGateway(t, cfg)
 	hdr := map[string]string{"Authorization": "Bearer alice-token"}
 	sid := initSession(t, e.url, hdr)
