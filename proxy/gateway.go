@@ -83,6 +83,10 @@ type Options struct {
 	Propagator     propagation.TextMapPropagator
 	Recorder       Recorder // nil: nothing recorded
 	Redactor       Redactor // nil: payloads are not recorded
+	// OutputRedactor applies the recorder's redaction rules to what tools
+	// return (servers[].output.redact), with recording on or off; default
+	// Redactor when it can redact JSON.
+	OutputRedactor JSONRedactor
 	// DeferRedactionBytes: events whose payloads total at most this many
 	// bytes reach the Recorder with their payloads unredacted, and, when it
 	// is above 0, every event reaches it with its other strings
@@ -117,9 +121,10 @@ type Gateway struct {
 	// argRules are the argument rules of each tool (policy_args.go).
 	argRules map[toolKey][]*argrules.Rule
 	// outFilters are the output filters (policy_output.go).
-	outFilters *outputFilters
-	opts       Options
-	instance   string
+	outFilters  *outputFilters
+	outRedactor JSONRedactor
+	opts        Options
+	instance    string
 
 	order    []string
 	backends map[string]*Backend
@@ -220,7 +225,8 @@ func New(o Options) (*Gateway, error) {
 	if g.argRules, err = compileArgRules(o.Config.Servers); err != nil {
 		return nil, err
 	}
-	if g.outFilters, err = compileOutputFilters(o.Config.Servers, o.Redactor); err != nil {
+	g.outRedactor = outputRedactor(o)
+	if g.outFilters, err = compileOutputFilters(o.Config.Servers, g.outRedactor); err != nil {
 		return nil, err
 	}
 	if o.MeterProvider != nil {

@@ -33,7 +33,9 @@ func TestOutputFilters(t *testing.T) {
 		mk("capped", config.OutputFilter{MaxBytes: 200}),
 		mk("denying", config.OutputFilter{DenyPatterns: []string{`internal\.example\.com`}}),
 	}}
-	e := startGateway(t, cfg, func(o *proxy.Options) { o.Redactor = red })
+	// The recorder's redactor as serve passes it: Options.Redactor (what
+	// the recorder stores) stays the test's pass-through one.
+	e := startGateway(t, cfg, func(o *proxy.Options) { o.OutputRedactor = red })
 	gw := newRawClient(t, e.url+"/mcp", "{}")
 
 	for _, tc := range []struct {
@@ -77,5 +79,16 @@ func TestOutputFilters(t *testing.T) {
 				t.Errorf("filter decision recorded = %v (want %v), upstream hop %v: %+v", recorded, tc.filter != "", upstream, e.rec.byRequest(id))
 			}
 		})
+	}
+}
+
+// TestOutputRedactNeedsRedactor: output redaction without the recorder's
+// rules fails New, naming the config key.
+func TestOutputRedactNeedsRedactor(t *testing.T) {
+	cfg := &config.Config{NamespaceSeparator: ".", Servers: []config.Server{{Name: "a", Command: "x",
+		Tools: map[string]config.ToolSettings{"echo": {Output: config.OutputFilter{Redact: "block"}}}}}}
+	_, err := proxy.New(proxy.Options{Config: cfg})
+	if err == nil || !strings.Contains(err.Error(), "servers[0].tools.echo.output.redact") {
+		t.Errorf("New = %v, want an error naming servers[0].tools.echo.output.redact", err)
 	}
 }

@@ -23,9 +23,10 @@ import (
 // rule (config key) that applied it.
 const MetaFiltered = "mcptrail.dev/filtered"
 
-// jsonRedactor is the part of the recorder's redactor (recorder/redact)
-// output filtering needs: redact a JSON document keeping its structure.
-type jsonRedactor interface {
+// JSONRedactor is the part of the recorder's redactor (recorder/redact)
+// output filtering needs: redact a JSON document keeping its structure,
+// and a text.
+type JSONRedactor interface {
 	JSON(b []byte) (out []byte, count int)
 	String(s string) (string, int)
 }
@@ -57,7 +58,7 @@ func (o *outputFilters) lookup(server, tool string) *outputFilter {
 
 // compileOutputFilters compiles every server's and tool's output filter;
 // redaction needs the recorder's redactor.
-func compileOutputFilters(servers []config.Server, red Redactor) (*outputFilters, error) {
+func compileOutputFilters(servers []config.Server, red JSONRedactor) (*outputFilters, error) {
 	o := &outputFilters{servers: map[string]*outputFilter{}, tools: map[toolKey]*outputFilter{}}
 	compile := func(key string, cf config.OutputFilter) (*outputFilter, error) {
 		f := &outputFilter{rule: key, redact: cf.Redact, maxBytes: cf.MaxBytes}
@@ -69,7 +70,7 @@ func compileOutputFilters(servers []config.Server, red Redactor) (*outputFilters
 			f.deny = append(f.deny, re)
 		}
 		if f.redact == config.OutputRedactRedact || f.redact == config.OutputRedactBlock {
-			if _, ok := red.(jsonRedactor); !ok {
+			if red == nil {
 				return nil, fmt.Errorf("%s.redact: %s needs the recorder's redaction rules (recorder.redaction)", key, f.redact)
 			}
 		}
@@ -100,6 +101,18 @@ func compileOutputFilters(servers []config.Server, red Redactor) (*outputFilters
 
 // filterOutput runs the output filter of the tool rt routes to over the
 // answer the backend gave.
+// outputRedactor is Options.OutputRedactor, else Options.Redactor when it
+// can redact JSON.
+func outputRedactor(o Options) JSONRedactor {
+	if o.OutputRedactor != nil {
+		return o.OutputRedactor
+	}
+	if r, ok := o.Redactor.(JSONRedactor); ok {
+		return r
+	}
+	return nil
+}
+
 func (c *call) filterOutput(ctx context.Context, rt nameRoute, m jsonrpc.Message) jsonrpc.Message {
 	f := c.g.outFilters.lookup(rt.server, rt.name)
 	if f == nil || (m.Result == nil && m.Error == nil) {
@@ -107,7 +120,7 @@ func (c *call) filterOutput(ctx context.Context, rt nameRoute, m jsonrpc.Message
 	}
 	t0 := time.Now()
 	if m.Error != nil {
-		msg, what := f.text(c.g.redactor, m.Error.Message)
+		msg, what := f.text(c.g.outRedactor, m.Error.Message)
 		if what == "" {
 			return m
 		}
@@ -119,7 +132,7 @@ func (c *call) filterOutput(ctx context.Context, rt nameRoute, m jsonrpc.Message
 		c.recordFiltered(ctx, f, what, "error text "+what, t0)
 		return m
 	}
-	res, what, reason := f.result(c.g.redactor, m.Result)
+	res, what, reason := f.result(c.g.outRedactor, m.Result)
 	if what == "" {
 		return m
 	}
@@ -134,7 +147,7 @@ func (c *call) filterOutput(ctx context.Context, rt nameRoute, m jsonrpc.Message
 
 // result filters a result: what names the filter that changed it ("" when
 // none did); reason is set when the result is withheld.
-func (f *outputFilter) result(red Redactor, res json.RawMessage) (out json.RawMessage, what, reason string) {
+func (f *outputFilter) result(red JSONRedactor, res json.RawMessage) (out json.RawMessage, what, reason string) {
 	if f.maxBytes > 0 && len(res) > f.maxBytes {
 		return nil, "max_bytes", fmt.Sprintf("it is %d bytes, over the cap of %d (%s.max_bytes)", len(res), f.maxBytes, f.rule)
 	}
@@ -144,7 +157,7 @@ func (f *outputFilter) result(red Redactor, res json.RawMessage) (out json.RawMe
 		}
 	}
 	if f.redact == config.OutputRedactRedact || f.redact == config.OutputRedactBlock {
-		red, n := red.(jsonRedactor).JSON(res)
+		red, n := red.JSON(res)
 		if n > 0 {
 			if f.redact == config.OutputRedactBlock {
 				return nil, "block", fmt.Sprintf("it contains %d secret(s) by the redaction rules (%s.redact: block)", n, f.rule)
@@ -156,14 +169,14 @@ func (f *outputFilter) result(red Redactor, res json.RawMessage) (out json.RawMe
 }
 
 // text filters an error text the same way.
-func (f *outputFilter) text(red Redactor, s string) (out, what string) {
+func (f *outputFilter) text(red JSONRedactor, s string) (out, what string) {
 	for i, re := range f.deny {
 		if re.MatchString(s) {
 			return fmt.Sprintf("mcptrail: error text withheld: it matches %s.deny_patterns[%d]", f.rule, i), "deny_patterns[" + strconv.Itoa(i) + "]"
 		}
 	}
 	if f.redact == config.OutputRedactRedact || f.redact == config.OutputRedactBlock {
-		r, n := red.(jsonRedactor).String(s)
+		r, n := red.String(s)
 		if n > 0 {
 			if f.redact == config.OutputRedactBlock {
 				return fmt.Sprintf("mcptrail: error text withheld: it contains %d secret(s) by the redaction rules", n), "block"

@@ -135,7 +135,7 @@ func runServe(ctx context.Context, cfg *config.Config, logLevel string) error {
 	}
 	defer func() { _ = mt.Shutdown(context.Background()) }()
 	opts := proxy.Options{Config: cfg, Logger: logger, TracerProvider: tp, Propagator: telemetry.Propagator(),
-		MeterProvider: mt.Provider, MetricsHandler: mt.Handler}
+		MeterProvider: mt.Provider, MetricsHandler: mt.Handler, OutputRedactor: redactor}
 	if rec.pipeline != nil {
 		opts.Recorder = rec
 		if cfg.Recorder.Payloads.IsEnabled() {
