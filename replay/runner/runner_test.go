@@ -511,3 +511,32 @@ func TestMockModeReproducesRecordedTimeouts(t *testing.T) {
 		t.Errorf("timeout labelled %s → %s, want transport_error as recorded", c.Diff.OldOutcomeName, c.Diff.NewOutcomeName)
 	}
 }
+
+// TestMockConfigKeepsServerPolicy: the mock gateway changes how each backend
+// is reached, not the policy it applies. A recording made with argument
+// validation off (or with argument rules, output filters, no namespace)
+// replayed through a mock that dropped them reported false regressions.
+func TestMockConfigKeepsServerPolicy(t *testing.T) {
+	off := false
+	base := &config.Config{Servers: []config.Server{{
+		Name: "everything", Transport: "stdio", Command: "node", Args: []string{"x.js"},
+		Env: map[string]string{"TOKEN": "t"}, Headers: map[string]string{"A": "b"},
+		NoNamespace: true, ValidateArguments: &off,
+		Tools:  map[string]config.ToolSettings{"echo": {ValidateArguments: &off}},
+		Output: config.OutputFilter{MaxBytes: 123},
+	}}}
+	got := runner.MockConfig(base, []string{"everything"}, "http://127.0.0.1:1/")
+	s := got.Servers[0]
+	if s.Transport != config.TransportHTTP || s.URL != "http://127.0.0.1:1/everything/mcp" {
+		t.Errorf("mock server reached by %s %s, want http http://127.0.0.1:1/everything/mcp", s.Transport, s.URL)
+	}
+	if s.Command != "" || s.Args != nil || s.Env != nil || s.Headers != nil {
+		t.Errorf("mock server keeps the real backend's launch or credentials: %+v", s)
+	}
+	if !s.NoNamespace || s.ValidateArguments == nil || *s.ValidateArguments || s.Tools["echo"].ValidateArguments == nil || s.Output.MaxBytes != 123 {
+		t.Errorf("mock server lost the server's policy: %+v", s)
+	}
+	if base.Servers[0].Transport != "stdio" {
+		t.Errorf("MockConfig changed its base config")
+	}
+}

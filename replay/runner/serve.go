@@ -91,12 +91,13 @@ func MockConfig(base *config.Config, recorded []string, mockURL string) *config.
 		}
 	}
 	for i := range cfg.Servers {
+		// The mock changes how a backend is reached and nothing else: every
+		// policy the server carries (argument validation and rules, output
+		// filters, limits, namespace) replays as configured.
 		s := &cfg.Servers[i]
-		*s = config.Server{
-			Name: s.Name, Transport: config.TransportHTTP, URL: strings.TrimRight(mockURL, "/") + "/" + s.Name + "/mcp",
-			Timeout: s.Timeout, ConnectTimeout: s.ConnectTimeout, ProtocolVersion: s.ProtocolVersion,
-			Required: s.Required, MaxConcurrency: s.MaxConcurrency,
-		}
+		s.Transport, s.URL = config.TransportHTTP, strings.TrimRight(mockURL, "/")+"/"+s.Name+"/mcp"
+		s.Command, s.Args, s.Env, s.EnvPassthrough, s.Dir = "", nil, nil, nil, ""
+		s.Headers, s.HeaderFiles = nil, nil
 	}
 	return cfg
 }

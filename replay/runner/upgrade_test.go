@@ -37,7 +37,11 @@ func everythingVersion(t testing.TB, alias string) config.Server {
 	if _, err := os.Stat(p); err != nil {
 		t.Fatalf("%s is not installed (%v): run scripts/setup.sh", dir, err)
 	}
-	return config.Server{Name: "everything", Transport: "stdio", Command: "node", Args: []string{p, "stdio"}, Timeout: 30 * time.Second}
+	// The gate compares what each version answers, its own validation errors
+	// included: with the gateway's argument validation on (the default), an
+	// invalid call would be answered by the gateway for every version alike.
+	off := false
+	return config.Server{Name: "everything", Transport: "stdio", Command: "node", Args: []string{p, "stdio"}, Timeout: 30 * time.Second, ValidateArguments: &off}
 }
 
 // clientAnswers answers a backend's sampling and elicitation requests the
@@ -106,7 +110,8 @@ func gateRun(t *testing.T, events []recorder.Event, mode runner.Mode, alias stri
 	o := runner.RunOptions{Options: runner.Options{Mode: mode, AllowWrites: true}, BaselineTwice: baselineTwice}
 	switch mode {
 	case runner.ModeMock:
-		gw, store := mockGateway(t, events, nil, nil)
+		// The recording gateway's config, as `replay mock --config` takes it.
+		gw, store := mockGateway(t, events, &config.Config{Servers: []config.Server{everythingVersion(t, "")}}, nil)
 		o.GatewayURL, o.KeepPlaceholders = gw.MCPURL, true
 		o.BeforePass = func(int) { store.Reset() }
 	case runner.ModeUpstream:
