@@ -188,9 +188,14 @@ func (r *rule) match(target string) bool {
 
 // escapesPrefix reports whether the rest of a URI after an allowed prefix
 // could name something outside it once a server resolves it: dot segments,
-// backslashes, or percent-encoded dots, slashes and backslashes.
+// backslashes, percent-encoded dots, slashes and backslashes, or control
+// characters (a WHATWG URL parser, Node's, drops tabs and newlines, so
+// "\t.." is ".." to the backend).
 func escapesPrefix(rest string) bool {
 	for i := 0; i < len(rest); i++ {
+		if c := rest[i]; c < 0x20 || c == 0x7f {
+			return true
+		}
 		switch rest[i] {
 		case '\\':
 			return true

@@ -275,6 +275,12 @@ func TestKinds(t *testing.T) {
 		{"scoped", Resources, "everything:test://static/%2e%2e/secret", "-"},
 		{"scoped", Resources, "everything:test://static/a/./b", "-"},
 		{"scoped", Resources, "everything:test://static/a\\..\\b", "-"},
+		// A WHATWG URL parser (Node's URL, so the TypeScript SDK's servers)
+		// drops tabs and newlines: "\t.." is ".." to the backend.
+		{"scoped", Resources, "everything:test://static/\t../secret", "-"},
+		{"scoped", Resources, "everything:test://static/.\n./secret", "-"},
+		{"scoped", Resources, "everything:test://static/a/\r..\r/secret", "-"},
+		{"scoped", Resources, "everything:test://static/a/\x00..\x7f/secret", "-"},
 		{"scoped", Resources, "everything:test://static/file.txt", "resources:everything:test://static/*"},
 		{"scoped", Resources, "everything:test://dynamic/1", "-"},
 		{"scoped", Resources, "memory:memory://knowledge-graph", "resources:memory:*"},
