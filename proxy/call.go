@@ -562,7 +562,7 @@ func (c *call) initialize() jsonrpc.Message {
 		"capabilities":    c.g.capabilities(),
 		"serverInfo":      map[string]string{"name": "mcptrail", "version": Version},
 	}
-	if s := c.g.instructions(); s != "" {
+	if s := c.g.instructions(c.princ); s != "" {
 		res["instructions"] = s
 	}
 	b, _ := json.Marshal(res)
@@ -577,7 +577,7 @@ func (c *call) discover() jsonrpc.Message {
 		"capabilities":      c.g.capabilities(),
 		"serverInfo":        map[string]string{"name": "mcptrail", "version": Version},
 	}
-	if s := c.g.instructions(); s != "" {
+	if s := c.g.instructions(c.princ); s != "" {
 		res["instructions"] = s
 	}
 	b, _ := json.Marshal(res)

@@ -3,6 +3,8 @@ package proxy
 import (
 	"encoding/json"
 	"strings"
+
+	"github.com/mcptrail/mcptrail/proxy/auth"
 )
 
 // capabilities is what the gateway offers clients: the union of its
@@ -55,14 +57,18 @@ func mergeCapability(a, b json.RawMessage) json.RawMessage {
 	return out
 }
 
-// instructions merges the backends' instructions, each under a heading that
-// names its namespace (tools and prompts there are <namespace><sep><name>).
-// A backend mounted without a namespace that is the only one with
-// instructions has them relayed unchanged.
-func (g *Gateway) instructions() string {
+// instructions merges the instructions of the backends principal may use
+// (they name a backend's tools), each under a heading that names its
+// namespace (tools and prompts there are <namespace><sep><name>). A backend
+// mounted without a namespace that is the only one with instructions has
+// them relayed unchanged.
+func (g *Gateway) instructions(principal *auth.Principal) string {
 	type part struct{ server, text string }
 	var parts []part
 	for _, name := range g.order {
+		if g.auth.Enabled() && !principal.MayUse(name, g.sep()) {
+			continue
+		}
 		if p := g.backends[name].profile.Load(); p != nil && strings.TrimSpace(p.instructions) != "" {
 			parts = append(parts, part{name, p.instructions})
 		}

@@ -298,3 +298,42 @@ func TestSetLevelReachesOnlyUsableBackends(t *testing.T) {
 		}
 	}
 }
+
+// TestInstructionsOnlyOfUsableBackends: initialize and server/discover carry
+// the instructions of the backends the principal may use, never those of a
+// backend its rules keep it from (they name that backend's tools).
+func TestInstructionsOnlyOfUsableBackends(t *testing.T) {
+	url := startEverythingHTTP(t)
+	cfg := &config.Config{
+		Servers: []config.Server{{Name: "everything", Transport: "http", URL: url, Timeout: 30 * time.Second}, stdioServer("beta", "v1")},
+		Auth: config.Auth{Tokens: []config.Token{
+			{Name: "beta-only", SHA256: sha("beta-token"), Tools: []string{"beta.*"}},
+			{Name: "everything", SHA256: sha("everything-token"), Tools: []string{"everything.echo"}},
+		}},
+	}
+	e := startGateway(t, cfg)
+	for _, tt := range []struct {
+		token string
+		want  bool // sees server-everything's instructions
+	}{{"beta-token", false}, {"everything-token", true}} {
+		hdr := map[string]string{"Authorization": "Bearer " + tt.token}
+		for _, req := range []struct{ name, body, version string }{
+			{"initialize", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}`, ""},
+			{"server/discover", `{"jsonrpc":"2.0","id":1,"method":"server/discover","params":{}}`, "2026-07-28"},
+		} {
+			h := map[string]string{"Authorization": hdr["Authorization"]}
+			if req.version != "" {
+				h["MCP-Protocol-Version"] = req.version
+				h["Mcp-Method"] = req.name
+			}
+			_, b := post(t, e.url, req.body, h)
+			r := decodeResp(t, b)
+			if r.Error != nil {
+				t.Fatalf("%s: %s: %+v", tt.token, req.name, r.Error)
+			}
+			if got := strings.Contains(string(r.Result), "Everything Server"); got != tt.want {
+				t.Errorf("%s: %s shows server-everything's instructions = %v, want %v: %.300s", tt.token, req.name, got, tt.want, r.Result)
+			}
+		}
+	}
+}
