@@ -187,6 +187,8 @@ recorder:
 		{"resources/read", "resource", "everything:" + staticDoc, map[string]any{"uri": staticDoc}},
 		{"resources/read", "resource", "memory:" + memURI, map[string]any{"uri": memURI}},
 		{"resources/read", "resource", "everything:demo://resource/static/document/../../dynamic", map[string]any{"uri": "demo://resource/static/document/../../dynamic"}},
+		// Node's URL parser drops the tab: the backend reads demo://resource/dynamic/text/1.
+		{"resources/read", "resource", "everything:demo://resource/static/\t../dynamic/text/1", map[string]any{"uri": "demo://resource/static/\t../dynamic/text/1"}},
 		{"resources/subscribe", "resource", "everything:" + staticDoc, map[string]any{"uri": staticDoc}},
 		{"resources/subscribe", "resource", "memory:" + memURI, map[string]any{"uri": memURI}},
 		{"resources/unsubscribe", "resource", "everything:" + staticDoc, map[string]any{"uri": staticDoc}},
