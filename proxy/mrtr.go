@@ -51,7 +51,7 @@ type heldCall struct {
 	inner   *call // runs the backend call; its hops carry the origin request ID
 	method  string
 	target  string
-	princ   string
+	princ   string // the OwnerKey of the principal that started the call
 	origin  string
 	events  chan heldEvent
 	cancel  context.CancelFunc
@@ -120,9 +120,7 @@ func (c *call) serveModern(ctx context.Context) jsonrpc.Message {
 	inner.seq.Store(c.seq.Load())
 	h := &heldCall{g: g, inner: inner, method: c.msg.Method, target: c.target, origin: c.reqID, last: c.reqID,
 		events: make(chan heldEvent, 8), waiting: map[string]*inputRequest{}}
-	if c.princ != nil {
-		h.princ = c.princ.Name
-	}
+	h.princ = c.princ.OwnerKey()
 	h.task = c.taskAugment()
 	h.out.set(c.out)
 	inner.out = &h.out
@@ -150,10 +148,7 @@ func (c *call) resume(ctx context.Context, token string) jsonrpc.Message {
 		return c.fail(jsonrpc.CodeInvalidParams, "mcptrail: unknown or expired requestState")
 	}
 	h := v.(*heldCall)
-	princ := ""
-	if c.princ != nil {
-		princ = c.princ.Name
-	}
+	princ := c.princ.OwnerKey()
 	if h.method != c.msg.Method || h.target != c.target || h.princ != princ {
 		// Not this chain's retry: leave the held call to its own client.
 		c.g.held.Store(token, h)

@@ -29,7 +29,7 @@ const extTasks = "io.modelcontextprotocol/tasks"
 
 // taskRoute is where a task handed to a 2026 client lives.
 type taskRoute struct {
-	server, id, principal string
+	server, id, principal string // principal: the creator's OwnerKey
 	created               time.Time
 }
 
@@ -147,10 +147,7 @@ func (c *call) taskCreated(server string, resp jsonrpc.Message) jsonrpc.Message 
 		return resp
 	}
 	id := server + "/" + r.Task.TaskID
-	princ := ""
-	if c.princ != nil {
-		princ = c.princ.Name
-	}
+	princ := c.princ.OwnerKey()
 	c.g.tasks.put(id, taskRoute{server: server, id: r.Task.TaskID, principal: princ, created: time.Now()})
 	resp.Result = modernTask(*r.Task, id, "task").Marshal()
 	return resp
@@ -161,10 +158,7 @@ func (c *call) taskCreated(server string, resp jsonrpc.Message) jsonrpc.Message 
 func (c *call) serveTask(ctx context.Context) jsonrpc.Message {
 	id, _ := c.params.GetString("taskId")
 	rt, ok := c.g.tasks.get(id)
-	princ := ""
-	if c.princ != nil {
-		princ = c.princ.Name
-	}
+	princ := c.princ.OwnerKey()
 	if !ok || rt.principal != princ {
 		return c.fail(jsonrpc.CodeInvalidParams, "Task not found: "+id)
 	}
