@@ -93,6 +93,9 @@ type Backend struct {
 	// inflight maps upstream request ids to the client call they serve, so
 	// that a server→client request can be routed back to its cause.
 	inflight sync.Map // string → *call
+	// brk are the circuit breakers (breaker.go).
+	brk   *breakers
+	stats resilienceStats
 }
 
 // backendHooks are the gateway's reactions to backend events.
@@ -111,6 +114,7 @@ func newBackend(cfg config.Server, hooks backendHooks, client *http.Client, logg
 		client: client,
 		logger: logger.With("server", cfg.Name),
 		kick:   make(chan struct{}, 1),
+		brk:    newBreakers(cfg.Breaker, time.Now),
 	}
 	b.refreshing = make(chan struct{}, 1)
 	if cfg.MaxConcurrency > 0 {
@@ -125,7 +129,14 @@ func (b *Backend) Name() string { return b.cfg.Name }
 // Ready reports whether the backend is connected and initialized.
 // It turns true only once the merged catalog includes the backend, so a
 // client that sees /readyz (or Ready) also sees the backend's tools.
-func (b *Backend) Ready() bool { return b.snap.Load() != nil && b.listed.Load() }
+// An open circuit makes it not ready until a probe succeeds.
+func (b *Backend) Ready() bool {
+	return b.snap.Load() != nil && b.listed.Load() && b.brk.all.current() != breakerOpen
+}
+
+// CircuitState is the state of the backend's own circuit breaker: closed,
+// open or half_open.
+func (b *Backend) CircuitState() string { return b.brk.all.current().String() }
 
 // LastError is the most recent connection error, nil when healthy.
 func (b *Backend) LastError() error {
@@ -143,6 +154,7 @@ func (b *Backend) run(ctx context.Context, healthEvery time.Duration) {
 		snap, err := b.connect(ctx)
 		if err != nil {
 			b.setErr(err)
+			b.brk.all.failure()
 			b.logger.Warn("backend connect failed", "err", err, "retry_in", backoff)
 			if !sleepCtx(ctx, backoff+time.Duration(rand.Int64N(int64(backoff/4)+1))) {
 				return
@@ -152,6 +164,7 @@ func (b *Backend) run(ctx context.Context, healthEvery time.Duration) {
 		}
 		backoff = 200 * time.Millisecond
 		b.setErr(nil)
+		b.brk.all.healthy()
 		// A kick left by a failure of the previous connection must not
 		// end this one.
 		select {
@@ -193,7 +206,11 @@ func (b *Backend) watch(ctx context.Context, snap *backendSnapshot, every time.D
 			cancel()
 			if err != nil && ctx.Err() == nil {
 				b.setErr(fmt.Errorf("health ping: %w", err))
+				b.brk.all.failure()
 				return
+			}
+			if err == nil {
+				b.brk.all.healthy()
 			}
 		}
 	}

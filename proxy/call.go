@@ -76,6 +76,9 @@ type call struct {
 
 	held  *heldCall       // a 2026 client's call held across round trips (mrtr.go)
 	attrs []recorder.Attr // added to every hop this call records
+
+	// upFail is how the last upstream attempt failed (resilience.go).
+	upFail upFailure
 }
 
 // validRequestID accepts client-supplied request IDs that are safe to log and
@@ -616,14 +619,13 @@ func (c *call) list(ctx context.Context, kind listKind) jsonrpc.Message {
 	return jsonrpc.NewResult(c.msg.ID, renderList(listFields[kind], items[offset:end], next))
 }
 
-// forward sends the (already rewritten) request to b and relays its answer.
-func (c *call) forward(ctx context.Context, b *Backend) jsonrpc.Message {
+// forwardOnce sends the (already rewritten) request to b once and relays
+// its answer; c.upFail says how it failed. attempt counts from 1 across
+// retries and fallbacks.
+func (c *call) forwardOnce(ctx context.Context, b *Backend, attempt int, fallback bool) jsonrpc.Message {
 	g := c.g
 	c.server = b.Name()
-	if c.authResult == "" && g.auth.Enabled() {
-		c.authResult = "allowed"
-	}
-	c.record(recorder.HopRoute, time.Now(), 0, nil)
+	c.upFail = upUnavailable
 	wait, err := b.acquire(ctx)
 	if err != nil {
 		c.outcome = recorder.OutcomeTransportError
@@ -709,6 +711,7 @@ func (c *call) forward(ctx context.Context, b *Backend) jsonrpc.Message {
 		upOutcome = recorder.OutcomeTransportError
 		switch {
 		case errors.Is(cctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil:
+			c.upFail = upTimeout
 			out = c.fail(jsonrpc.CodeRequestTimeout, fmt.Sprintf("mcptrail: backend %s did not answer %s within %s", b.Name(), c.msg.Method, timeout), "server", b.Name())
 			c.cancelUpstream(snap, id, "timeout")
 		case ctx.Err() != nil:
@@ -716,9 +719,11 @@ func (c *call) forward(ctx context.Context, b *Backend) jsonrpc.Message {
 			if r := c.cancelReason.Load(); r != nil && *r != "" {
 				reason = *r
 			}
+			c.upFail = upCancelled
 			out = c.fail(jsonrpc.CodeInternalError, "mcptrail: request cancelled: "+reason, "server", b.Name())
 			c.cancelUpstream(snap, id, reason)
 		default:
+			c.upFail = upTransport
 			out = c.fail(jsonrpc.CodeBackendUnavailable, fmt.Sprintf("mcptrail: backend %s failed: %v", b.Name(), err), "server", b.Name())
 			// A refusal of this one call (HTTP 4xx/5xx) leaves the
 			// connection usable; anything else means it is gone.
@@ -730,12 +735,14 @@ func (c *call) forward(ctx context.Context, b *Backend) jsonrpc.Message {
 		c.outcome = recorder.OutcomeTransportError
 		up.Error = &jsonrpc.Error{Code: int(c.errCode), Message: c.errMsg}
 	case resp.Error != nil:
+		c.upFail = upNone
 		upOutcome = recorder.OutcomeJSONRPCError
 		e := resp.Error
 		up.Error = e
 		out = jsonrpc.Message{ID: c.msg.ID, Error: e}
 		c.outcome, c.errCode, c.errMsg = recorder.OutcomeJSONRPCError, int32(e.Code), e.Message
 	default:
+		c.upFail = upNone
 		up.Result = resp.Result
 		out = jsonrpc.NewResult(c.msg.ID, resp.Result)
 		if c.msg.Method == "tools/call" && isToolError(resp.Result) {
@@ -755,7 +762,8 @@ func (c *call) forward(ctx context.Context, b *Backend) jsonrpc.Message {
 	}
 	c.record(recorder.HopUpstream, t0, dur, func(e *recorder.Event) {
 		e.RPCID = idKey
-		e.Attempt = 1
+		e.Attempt = uint8(min(attempt, 255))
+		e.Fallback = fallback
 		e.Outcome = upOutcome
 		e.QueueUs = wait.Microseconds()
 		e.ConnectUs = timing.connect.Microseconds()

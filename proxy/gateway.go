@@ -94,7 +94,11 @@ type Options struct {
 	// with RedactEvent. 0 redacts everything here.
 	DeferRedactionBytes int
 	// HealthInterval is how often an idle backend is pinged; default 5s.
+	// Pings feed the circuit breakers and readiness.
 	HealthInterval time.Duration
+	// Now is the clock of the circuit breakers; default time.Now. Tests
+	// move it instead of sleeping.
+	Now func() time.Time
 	// PageSize is the number of items per page of merged lists; default 100.
 	PageSize int
 	// ServerRequestTimeout bounds how long a backend's sampling/elicitation
@@ -221,6 +225,9 @@ func New(o Options) (*Gateway, error) {
 	for _, s := range o.Config.Servers {
 		g.order = append(g.order, s.Name)
 		g.backends[s.Name] = newBackend(s, g, client, g.logger)
+		if o.Now != nil {
+			g.backends[s.Name].brk = newBreakers(s.Breaker, o.Now)
+		}
 	}
 	if g.argRules, err = compileArgRules(o.Config.Servers); err != nil {
 		return nil, err

@@ -40,6 +40,14 @@ import (
 // TestMain lets the test binary serve as a stdio backend: the gateway under
 // test spawns os.Args[0] with MCPTRAIL_TESTBACKEND set.
 func TestMain(m *testing.M) {
+	if addr := os.Getenv("MCPTRAIL_TESTBACKEND_HTTP"); addr != "" {
+		// A backend process of its own over HTTP, for tests that kill it.
+		if err := testbackend.RunHTTP(context.Background(), "v1", addr); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if v := os.Getenv("MCPTRAIL_TESTBACKEND"); v != "" {
 		if err := testbackend.RunStdio(context.Background(), v); err != nil {
 			fmt.Fprintln(os.Stderr, err)

@@ -24,6 +24,12 @@ const (
 	metricStreams          = "mcptrail.streams"
 	metricStreamDropped    = "mcptrail.stream.messages.dropped"
 	metricBackendUp        = "mcptrail.backend.up"
+	metricCircuitState     = "mcptrail.backend.circuit.state"
+	metricCircuitOpens     = "mcptrail.backend.circuit.opens"
+	metricCircuitToolsOpen = "mcptrail.backend.circuit.tools_open"
+	metricCircuitRejected  = "mcptrail.backend.circuit.rejected"
+	metricRetries          = "mcptrail.upstream.retries"
+	metricFallbacks        = "mcptrail.upstream.fallbacks"
 	metricRecEnqueued      = "mcptrail.recorder.events.enqueued"
 	metricRecSpooled       = "mcptrail.recorder.events.spooled"
 	metricRecWritten       = "mcptrail.recorder.events.written"
@@ -170,7 +176,14 @@ func newMetrics(mp metric.MeterProvider, g *Gateway) (*metrics, error) {
 	streams := gauge(metricStreams, "{stream}", "Open standalone server→client streams (GET /mcp and legacy /sse).")
 	streamDropped := counter(metricStreamDropped, "{message}", "Messages for a session's standalone stream dropped because the client did not read them.")
 	backendUp := gauge(metricBackendUp, "", "1 when the backend is connected and initialized, else 0.")
-	instruments := []metric.Observable{sessions, streams, streamDropped, backendUp}
+	circuitState := gauge(metricCircuitState, "", "The backend's circuit breaker: 0 closed, 1 open, 2 half-open (one probe in flight).")
+	circuitOpens := counter(metricCircuitOpens, "{open}", "Times the backend's circuit breaker opened.")
+	circuitToolsOpen := gauge(metricCircuitToolsOpen, "{tool}", "Tools of the backend whose own circuit breaker is open or half-open.")
+	circuitRejected := counter(metricCircuitRejected, "{request}", "Requests failed at once (not sent) because the backend's or the tool's circuit was open.")
+	retries := counter(metricRetries, "{attempt}", "Upstream attempts that were retries of an idempotent request, by the server retried.")
+	fallbacks := counter(metricFallbacks, "{attempt}", "Upstream attempts sent to a server as the fallback of another.")
+	instruments := []metric.Observable{sessions, streams, streamDropped, backendUp,
+		circuitState, circuitOpens, circuitToolsOpen, circuitRejected, retries, fallbacks}
 
 	rs, recording := g.rec.(RecorderStats)
 	var (
@@ -227,6 +240,14 @@ func newMetrics(mp metric.MeterProvider, g *Gateway) (*metrics, error) {
 				up = 1
 			}
 			o.ObserveInt64(backendUp, up, backendAttrs[name])
+			b := g.backends[name]
+			state, toolsOpen := b.brk.states()
+			o.ObserveInt64(circuitState, int64(state), backendAttrs[name])
+			o.ObserveInt64(circuitOpens, int64(b.brk.all.openCount()), backendAttrs[name])
+			o.ObserveInt64(circuitToolsOpen, int64(toolsOpen), backendAttrs[name])
+			o.ObserveInt64(circuitRejected, b.stats.rejected.Load(), backendAttrs[name])
+			o.ObserveInt64(retries, b.stats.retries.Load(), backendAttrs[name])
+			o.ObserveInt64(fallbacks, b.stats.fallbacks.Load(), backendAttrs[name])
 		}
 		if recording {
 			st := rs.Stats()

@@ -244,6 +244,38 @@ type Server struct {
 	// Output filters every tool's results and error texts (see
 	// OutputFilter); tools.<name>.output overrides it field by field.
 	Output OutputFilter `yaml:"output"`
+	// Breaker is this server's circuit breaker: after Failures consecutive
+	// failures (transport errors, HTTP refusals, timeouts; a JSON-RPC error
+	// or a tool's isError is an answer, not a failure) calls fail at once
+	// with -32001 "circuit open" for OpenFor; then one call (or a health
+	// ping) probes, and its success closes the circuit. A tool that times
+	// out alone opens a breaker of its own. Failed health pings and
+	// reconnects count too.
+	Breaker Breaker `yaml:"breaker"`
+	// Retries is how many more attempts an idempotent request gets after a
+	// transport failure: tools/call of a tool annotated readOnlyHint, the
+	// list methods, resources/read, prompts/get, completion/complete and
+	// ping. Each attempt is its own recorded upstream hop. Timeouts are not
+	// retried (the fallbacks are tried instead). Default 0.
+	Retries int `yaml:"retries"`
+	// RetryBackoff is the base delay before a retry, doubled per attempt
+	// with full jitter, and never past the client's deadline. Default 100ms.
+	RetryBackoff time.Duration `yaml:"retry_backoff"`
+	// Fallbacks name servers serving the same tools, tried in order when
+	// this one is not connected, its circuit is open, or the call failed at
+	// the transport level or timed out. The fallback gets the request with
+	// the tool's own (un-namespaced) name; its hop is recorded with
+	// fallback set. Default none.
+	Fallbacks []string `yaml:"fallbacks"`
+}
+
+// Breaker configures a server's circuit breaker.
+type Breaker struct {
+	// Failures is how many consecutive failures open the circuit. Default
+	// 5; -1 disables the breaker.
+	Failures int `yaml:"failures"`
+	// OpenFor is how long the circuit stays open before a probe. Default 10s.
+	OpenFor time.Duration `yaml:"open_for"`
 }
 
 // ToolSettings are the checks of one tool of a server.

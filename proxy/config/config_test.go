@@ -58,6 +58,7 @@ func TestDefaults(t *testing.T) {
 		Servers: []Server{{
 			Name: "s", Transport: "stdio", Command: "x",
 			Timeout: 60 * time.Second, ConnectTimeout: 10 * time.Second, ProtocolVersion: "2025-11-25",
+			Breaker: Breaker{Failures: 5, OpenFor: 10 * time.Second}, RetryBackoff: 100 * time.Millisecond,
 		}},
 		Recorder: Recorder{
 			Enabled: boolPtr(true),
@@ -260,6 +261,11 @@ func TestParseBad(t *testing.T) {
 		{"bad env name", "servers: [{name: a, command: x, env: {'1A': c}}]", nil, []string{"servers[0].env.1A"}},
 		{"bad protocol version", "servers: [{name: a, command: x, protocol_version: latest}]", nil, []string{"servers[0].protocol_version"}},
 		{"negative concurrency", "servers: [{name: a, command: x, max_concurrency: -2}]", nil, []string{"servers[0].max_concurrency"}},
+		{"fallback to itself", "servers: [{name: a, command: x, fallbacks: [a]}]", nil, []string{"servers[0].fallbacks[0]", "the server itself"}},
+		{"fallback to no server", "servers: [{name: a, command: x, fallbacks: [b]}]", nil, []string{"servers[0].fallbacks[0]", `"b" is not the name of a server`}},
+		{"breaker failures below -1", "servers: [{name: a, command: x, breaker: {failures: -2}}]", nil, []string{"servers[0].breaker.failures"}},
+		{"too many retries", "servers: [{name: a, command: x, retries: 11}]", nil, []string{"servers[0].retries"}},
+		{"negative retry backoff", "servers: [{name: a, command: x, retry_backoff: -1s}]", nil, []string{"servers[0].retry_backoff"}},
 		{"negative timeout", "servers: [{name: a, command: x, timeout: -1s}]", nil, []string{"servers[0].timeout"}},
 		{"token without name", minimal + "auth: {tokens: [{sha256: " + hashA + ", tools: ['*']}]}", nil, []string{"auth.tokens[0].name: is required"}},
 		{"duplicate token names", minimal + "auth: {tokens: [{name: t, sha256: " + hashA + ", tools: ['*']}, {name: t, sha256: " + hashB + ", tools: ['*']}]}", nil, []string{"auth.tokens[1].name", "auth.tokens[0]"}},

@@ -56,6 +56,9 @@ func (c *Config) applyDefaults() {
 		setDefault(&s.Timeout, DefaultServerTimeout)
 		setDefault(&s.ConnectTimeout, DefaultConnectTimeout)
 		setDefault(&s.ProtocolVersion, DefaultProtocolVersion)
+		setDefault(&s.Breaker.Failures, 5)
+		setDefault(&s.Breaker.OpenFor, 10*time.Second)
+		setDefault(&s.RetryBackoff, 100*time.Millisecond)
 	}
 	for i := range c.Auth.Tokens {
 		t := &c.Auth.Tokens[i]
@@ -368,6 +371,23 @@ func (c *Config) validateServer(v *validator, i int, names map[string]int) {
 			}
 		}
 	}
+	if s.Breaker.Failures < -1 {
+		v.add(key+".breaker.failures", "must be at least 1, or -1 to disable the breaker, got %d", s.Breaker.Failures)
+	}
+	v.nonNegative(key+".breaker.open_for", s.Breaker.OpenFor)
+	if s.Retries < 0 || s.Retries > 10 {
+		v.add(key+".retries", "must be between 0 and 10, got %d", s.Retries)
+	}
+	v.nonNegative(key+".retry_backoff", s.RetryBackoff)
+	for k, f := range s.Fallbacks {
+		fk := fmt.Sprintf("%s.fallbacks[%d]", key, k)
+		switch {
+		case f == s.Name:
+			v.add(fk, "%q is the server itself", f)
+		case !c.hasServer(f):
+			v.add(fk, "%q is not the name of a server", f)
+		}
+	}
 }
 
 // Compile compiles the rule; key names it in records and errors.
@@ -388,6 +408,15 @@ func (r ArgumentRule) Compile(key string) (*argrules.Rule, error) {
 		}
 		return rule, nil
 	}
+}
+
+func (c *Config) hasServer(name string) bool {
+	for _, s := range c.Servers {
+		if s.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *Config) validateRecorder(v *validator) {

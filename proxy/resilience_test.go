@@ -1,0 +1,310 @@
+package proxy_test
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+
+	"github.com/mcptrail/mcptrail/proxy"
+	"github.com/mcptrail/mcptrail/proxy/config"
+	"github.com/mcptrail/mcptrail/proxy/testbackend"
+	"github.com/mcptrail/mcptrail/recorder"
+)
+
+// flakyBackend is the test backend behind a switch: while failing > 0, each
+// tools/call is refused with HTTP 503 (and failing counted down); hits
+// counts the tools/call requests that reached it.
+type flakyBackend struct {
+	failing atomic.Int64
+	hits    atomic.Int64
+	srv     *httptest.Server
+}
+
+func newFlakyBackend(t *testing.T) *flakyBackend {
+	f := &flakyBackend{}
+	inner := testbackend.New(testbackend.Options{}).HTTPHandler()
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			b, _ := io.ReadAll(r.Body)
+			if bytes.Contains(b, []byte(`"tools/call"`)) {
+				f.hits.Add(1)
+				if f.failing.Add(-1) >= 0 {
+					http.Error(w, "unavailable", http.StatusServiceUnavailable)
+					return
+				}
+				f.failing.Store(0)
+			}
+			r.Body = io.NopCloser(bytes.NewReader(b))
+		}
+		inner.ServeHTTP(w, r)
+	}))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+// fakeClock is a clock tests move by hand.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func echoCall(id int, msg string) string {
+	return fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"alpha.echo","arguments":{"message":%q}}}`, id, msg)
+}
+
+func hopAttr(evs []recorder.Event, hop recorder.Hop, key string) string {
+	for _, e := range evs {
+		if e.Hop != hop {
+			continue
+		}
+		for _, a := range e.Attrs {
+			if a.Key == key {
+				return a.Value
+			}
+		}
+	}
+	return ""
+}
+
+func upstreamHops(evs []recorder.Event) []recorder.Event {
+	var out []recorder.Event
+	for _, e := range evs {
+		if e.Hop == recorder.HopUpstream {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// TestCircuitBreakerOpensFailsFastAndCloses: three refused calls open
+// alpha's circuit; the next call fails at once with the request ID,
+// reaches no backend, is recorded circuit_open, and alpha is not ready;
+// after open_for (on the injected clock) one call probes, succeeds and
+// closes the circuit.
+func TestCircuitBreakerOpensFailsFastAndCloses(t *testing.T) {
+	f := newFlakyBackend(t)
+	clock := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	reader := sdkmetric.NewManualReader()
+	e := startGateway(t, &config.Config{Servers: []config.Server{{Name: "alpha", Transport: "http", URL: f.srv.URL + "/mcp",
+		Timeout: 5 * time.Second, Breaker: config.Breaker{Failures: 3, OpenFor: time.Minute}}}},
+		func(o *proxy.Options) {
+			o.Now = clock.now
+			o.MeterProvider = sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+		})
+	sid := initSession(t, e.url, nil)
+	hdr := map[string]string{"Mcp-Session-Id": sid}
+
+	f.failing.Store(1 << 30)
+	start := time.Now()
+	for i := range 3 {
+		_, b := post(t, e.url, echoCall(10+i, "down"), hdr)
+		if r := decodeResp(t, b); r.Error == nil || strings.Contains(r.Error.Message, "circuit open") {
+			t.Fatalf("failing call %d answered %s, want the backend's failure", i+1, b)
+		}
+	}
+	toOpen := time.Since(start)
+	if got := e.gw.Backend("alpha").CircuitState(); got != "open" {
+		t.Fatalf("after 3 failures the circuit is %s, want open", got)
+	}
+	hits := f.hits.Load()
+	t0 := time.Now()
+	resp, b := post(t, e.url, echoCall(20, "fast"), hdr)
+	fastFail := time.Since(t0)
+	reqID := resp.Header.Get("X-Request-Id")
+	r := decodeResp(t, b)
+	if r.Error == nil || r.Error.Code != -32001 || !strings.Contains(r.Error.Message, "circuit open") ||
+		!strings.Contains(string(r.Error.Data), reqID) || !strings.Contains(string(r.Error.Data), "circuit_open") {
+		t.Fatalf("call with the circuit open answered %s; want -32001 circuit open carrying request ID %s", b, reqID)
+	}
+	if f.hits.Load() != hits {
+		t.Errorf("the call with the circuit open reached the backend")
+	}
+	evs := e.rec.byRequest(reqID)
+	if got := hopAttr(evs, recorder.HopResponse, proxy.AttrResilience); got != "circuit_open" {
+		t.Errorf("recorded %s = %q, want circuit_open", proxy.AttrResilience, got)
+	}
+	if n := len(upstreamHops(evs)); n != 0 {
+		t.Errorf("%d upstream hops recorded for a call refused by the circuit", n)
+	}
+	if e.gw.Backend("alpha").Ready() {
+		t.Error("alpha is ready with its circuit open")
+	}
+	for name, want := range map[string]float64{"mcptrail.backend.circuit.state": 1, "mcptrail.backend.circuit.opens": 1,
+		"mcptrail.backend.circuit.rejected": 1, "mcptrail.backend.circuit.tools_open": 0} {
+		if got := collect(t, reader, name)["server=alpha"]; got != want {
+			t.Errorf("%s{server=alpha} = %v with the circuit open, want %v", name, got, want)
+		}
+	}
+	if code, _ := get(t, e.url+"/readyz"); code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz = %d with the only backend's circuit open, want 503", code)
+	}
+
+	f.failing.Store(0)
+	clock.add(time.Minute)
+	t1 := time.Now()
+	_, b = post(t, e.url, echoCall(30, "probe"), hdr)
+	toClose := time.Since(t1)
+	if !strings.Contains(string(b), "probe") || strings.Contains(string(b), `"error"`) {
+		t.Fatalf("the probe after open_for answered %s", b)
+	}
+	if got := e.gw.Backend("alpha").CircuitState(); got != "closed" {
+		t.Errorf("after a successful probe the circuit is %s, want closed", got)
+	}
+	if got := collect(t, reader, "mcptrail.backend.circuit.state")["server=alpha"]; got != 0 {
+		t.Errorf("mcptrail.backend.circuit.state{server=alpha} = %v after the probe, want 0", got)
+	}
+	t.Logf("breaker: opened after 3 failed calls in %v; a call with it open failed in %v; closed by one probe call in %v after open_for (1m on the test clock)", toOpen, fastFail, toClose)
+}
+
+func get(t *testing.T, url string) (int, []byte) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// TestRetriesRecordedAsAttempts: a read-only tool whose first two
+// attempts are refused is answered by the third; each attempt is its own
+// upstream hop with attempt 1, 2, 3. A tool that is not read-only is not
+// retried.
+func TestRetriesRecordedAsAttempts(t *testing.T) {
+	f := newFlakyBackend(t)
+	reader := sdkmetric.NewManualReader()
+	e := startGateway(t, &config.Config{Servers: []config.Server{{Name: "alpha", Transport: "http", URL: f.srv.URL + "/mcp",
+		Timeout: 5 * time.Second, Retries: 2, RetryBackoff: time.Millisecond}}},
+		func(o *proxy.Options) { o.MeterProvider = sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)) })
+	sid := initSession(t, e.url, nil)
+	hdr := map[string]string{"Mcp-Session-Id": sid}
+
+	f.failing.Store(2)
+	resp, b := post(t, e.url, echoCall(2, "third time"), hdr)
+	if !strings.Contains(string(b), "third time") || strings.Contains(string(b), `"error"`) {
+		t.Fatalf("retried read-only call answered %s", b)
+	}
+	evs := e.rec.byRequest(resp.Header.Get("X-Request-Id"))
+	ups := upstreamHops(evs)
+	var attempts []string
+	for _, u := range ups {
+		attempts = append(attempts, fmt.Sprintf("%d:%s", u.Attempt, u.Outcome))
+	}
+	if got, want := strings.Join(attempts, " "), "1:transport_error 2:transport_error 3:ok"; got != want {
+		t.Errorf("upstream hops (attempt:outcome) = %s, want %s", got, want)
+	}
+	if got := hopAttr(evs, recorder.HopResponse, proxy.AttrResilience); got != "retried" {
+		t.Errorf("recorded %s = %q, want retried", proxy.AttrResilience, got)
+	}
+	if got := collect(t, reader, "mcptrail.upstream.retries")["server=alpha"]; got != 2 {
+		t.Errorf("mcptrail.upstream.retries{server=alpha} = %v, want 2", got)
+	}
+
+	f.failing.Store(1)
+	resp, b = post(t, e.url, `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"alpha.write_note","arguments":{"note":"x"}}}`, hdr)
+	if r := decodeResp(t, b); r.Error == nil {
+		t.Fatalf("refused write_note answered %s, want the refusal (no retry)", b)
+	}
+	if n := len(upstreamHops(e.rec.byRequest(resp.Header.Get("X-Request-Id")))); n != 1 {
+		t.Errorf("write_note (not read-only) was sent %d times, want 1", n)
+	}
+}
+
+// httpBackendProcess starts the test backend as a process of its own over
+// HTTP and returns its URL and the process.
+func httpBackendProcess(t *testing.T) (string, *exec.Cmd) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "MCPTRAIL_TESTBACKEND_HTTP="+addr)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	waitFor(t, "backend process listening", func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	return "http://" + addr + "/mcp", cmd
+}
+
+// TestBackendKillWithFallback: alpha is a backend process; beta serves the
+// same tools and is alpha's fallback. alpha is SIGKILLed in the middle of
+// a run of calls: every call is answered, those after the kill by beta,
+// recorded as fallback hops.
+func TestBackendKillWithFallback(t *testing.T) {
+	url, proc := httpBackendProcess(t)
+	e := startGateway(t, &config.Config{Servers: []config.Server{
+		{Name: "alpha", Transport: "http", URL: url, Timeout: 5 * time.Second, ConnectTimeout: time.Second,
+			Fallbacks: []string{"beta"}, Breaker: config.Breaker{Failures: 2, OpenFor: time.Hour}},
+		stdioServer("beta", "v1"),
+	}})
+	sid := initSession(t, e.url, nil)
+	hdr := map[string]string{"Mcp-Session-Id": sid}
+	const calls = 40
+	answered, errs, byFallback := 0, 0, 0
+	for i := range calls {
+		if i == calls/2 {
+			if err := proc.Process.Kill(); err != nil {
+				t.Fatal(err)
+			}
+			_ = proc.Wait()
+		}
+		resp, b := post(t, e.url, echoCall(100+i, fmt.Sprintf("call %d", i)), hdr)
+		r := decodeResp(t, b)
+		if r.Error != nil || !strings.Contains(string(r.Result), fmt.Sprintf("call %d", i)) {
+			errs++
+			t.Errorf("call %d answered %s", i, b)
+			continue
+		}
+		answered++
+		evs := e.rec.byRequest(resp.Header.Get("X-Request-Id"))
+		ups := upstreamHops(evs)
+		last := ups[len(ups)-1]
+		if i < calls/2 && (last.Backend != "alpha" || last.Fallback) {
+			t.Errorf("call %d before the kill went to %s (fallback %v)", i, last.Backend, last.Fallback)
+		}
+		if last.Fallback {
+			byFallback++
+			if last.Backend != "beta" || hopAttr(evs, recorder.HopResponse, proxy.AttrResilience) != "fallback" {
+				t.Errorf("call %d: fallback hop to %s, resilience %q", i, last.Backend, hopAttr(evs, recorder.HopResponse, proxy.AttrResilience))
+			}
+		}
+	}
+	if byFallback != calls/2 {
+		t.Errorf("%d calls answered by the fallback, want the %d after the kill", byFallback, calls/2)
+	}
+	if got := e.gw.Backend("alpha").CircuitState(); got != "open" {
+		t.Errorf("alpha's circuit is %s after its death, want open", got)
+	}
+	t.Logf("backend kill: %d calls, %d answered (%d by the fallback), %d errors", calls, answered, byFallback, errs)
+}
