@@ -221,7 +221,7 @@ func TestRetriesRecordedAsAttempts(t *testing.T) {
 	}
 
 	f.failing.Store(1)
-	resp, b = post(t, e.url, `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"alpha.write_note","arguments":{"note":"x"}}}`, hdr)
+	resp, b = post(t, e.url, `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"alpha.write_note","arguments":{"text":"x"}}}`, hdr)
 	if r := decodeResp(t, b); r.Error == nil {
 		t.Fatalf("refused write_note answered %s, want the refusal (no retry)", b)
 	}
