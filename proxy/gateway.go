@@ -6,6 +6,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -26,6 +27,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/mcptrail/mcptrail/proxy/argrules"
 	"github.com/mcptrail/mcptrail/proxy/auth"
@@ -112,6 +114,11 @@ type Options struct {
 // Gateway is the routing proxy. Create it with New, then Start it and serve
 // Handler(); Shutdown stops it.
 type Gateway struct {
+	// cache holds tools' results (cache.go); flight shares identical
+	// cached calls in flight.
+	cache  *resultCache
+	flight singleflight.Group
+
 	cfg      *config.Config
 	logger   *slog.Logger
 	tracer   trace.Tracer
@@ -221,6 +228,7 @@ func New(o Options) (*Gateway, error) {
 	}
 	g.streams, g.closeStreams = context.WithCancel(context.Background())
 	g.catalog.Store(buildCatalog(nil, nil, g.sep(), nil))
+	g.cache = newResultCache(cmp.Or(o.Config.Cache.MaxBytes, 64<<20), o.Now)
 	client := upstreamHTTPClient()
 	for _, s := range o.Config.Servers {
 		g.order = append(g.order, s.Name)

@@ -30,6 +30,12 @@ const (
 	metricCircuitRejected  = "mcptrail.backend.circuit.rejected"
 	metricRetries          = "mcptrail.upstream.retries"
 	metricFallbacks        = "mcptrail.upstream.fallbacks"
+	metricCacheHits        = "mcptrail.cache.hits"
+	metricCacheMisses      = "mcptrail.cache.misses"
+	metricCacheStale       = "mcptrail.cache.stale"
+	metricCacheEvictions   = "mcptrail.cache.evictions"
+	metricCacheSize        = "mcptrail.cache.size"
+	metricCacheEntries     = "mcptrail.cache.entries"
 	metricRecEnqueued      = "mcptrail.recorder.events.enqueued"
 	metricRecSpooled       = "mcptrail.recorder.events.spooled"
 	metricRecWritten       = "mcptrail.recorder.events.written"
@@ -182,8 +188,15 @@ func newMetrics(mp metric.MeterProvider, g *Gateway) (*metrics, error) {
 	circuitRejected := counter(metricCircuitRejected, "{request}", "Requests failed at once (not sent) because the backend's or the tool's circuit was open.")
 	retries := counter(metricRetries, "{attempt}", "Upstream attempts that were retries of an idempotent request, by the server retried.")
 	fallbacks := counter(metricFallbacks, "{attempt}", "Upstream attempts sent to a server as the fallback of another.")
+	cacheHits := counter(metricCacheHits, "{request}", "Tool calls answered from the result cache (fresh, or shared with an identical call in flight).")
+	cacheMisses := counter(metricCacheMisses, "{request}", "Calls of cached tools the cache could not answer fresh.")
+	cacheStale := counter(metricCacheStale, "{request}", "Calls answered with an expired cached result, marked stale, because the server could not answer.")
+	cacheEvictions := counter(metricCacheEvictions, "{entry}", "Cached results evicted to stay within cache.max_bytes.")
+	cacheSize := gauge(metricCacheSize, "By", "Bytes the result cache holds.")
+	cacheEntries := gauge(metricCacheEntries, "{entry}", "Results the cache holds.")
 	instruments := []metric.Observable{sessions, streams, streamDropped, backendUp,
-		circuitState, circuitOpens, circuitToolsOpen, circuitRejected, retries, fallbacks}
+		circuitState, circuitOpens, circuitToolsOpen, circuitRejected, retries, fallbacks,
+		cacheHits, cacheMisses, cacheStale, cacheEvictions, cacheSize, cacheEntries}
 
 	rs, recording := g.rec.(RecorderStats)
 	var (
@@ -248,6 +261,15 @@ func newMetrics(mp metric.MeterProvider, g *Gateway) (*metrics, error) {
 			o.ObserveInt64(circuitRejected, b.stats.rejected.Load(), backendAttrs[name])
 			o.ObserveInt64(retries, b.stats.retries.Load(), backendAttrs[name])
 			o.ObserveInt64(fallbacks, b.stats.fallbacks.Load(), backendAttrs[name])
+		}
+		if rc := g.cache; rc != nil {
+			o.ObserveInt64(cacheHits, rc.hits.Load())
+			o.ObserveInt64(cacheMisses, rc.misses.Load())
+			o.ObserveInt64(cacheStale, rc.stale.Load())
+			o.ObserveInt64(cacheEvictions, rc.evictions.Load())
+			size, n := rc.usage()
+			o.ObserveInt64(cacheSize, size)
+			o.ObserveInt64(cacheEntries, int64(n))
 		}
 		if recording {
 			st := rs.Stats()

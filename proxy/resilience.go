@@ -43,8 +43,9 @@ func (c *call) idempotent() bool {
 }
 
 // forward sends the (already rewritten) request to b and relays its answer:
-// through b's circuit breakers, with retries of idempotent requests, and
-// on to b's fallbacks when b is down, open-circuited or timed out.
+// from the result cache when the tool opted in, through b's circuit
+// breakers, with retries of idempotent requests, and on to b's fallbacks
+// when b is down, open-circuited or timed out.
 func (c *call) forward(ctx context.Context, b *Backend) jsonrpc.Message {
 	g := c.g
 	c.server = b.Name()
@@ -52,7 +53,15 @@ func (c *call) forward(ctx context.Context, b *Backend) jsonrpc.Message {
 		c.authResult = "allowed"
 	}
 	c.record(recorder.HopRoute, time.Now(), 0, nil)
+	if cc := c.cachePolicy(b); cc != nil {
+		return c.forwardCached(ctx, b, cc)
+	}
+	return c.forwardChain(ctx, b)
+}
 
+// forwardChain is forward without the cache.
+func (c *call) forwardChain(ctx context.Context, b *Backend) jsonrpc.Message {
+	g := c.g
 	chain := []*Backend{b}
 	for _, name := range b.cfg.Fallbacks {
 		if f := g.backends[name]; f != nil {

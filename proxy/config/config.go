@@ -111,6 +111,9 @@ type Config struct {
 	AllowedOrigins []string `yaml:"allowed_origins"`
 	// Limits bound what clients can hold on the gateway.
 	Limits Limits `yaml:"limits"`
+	// Cache bounds the result cache that tools opt into with
+	// servers[].tools.<name>.cache.
+	Cache Cache `yaml:"cache"`
 	// Admin configures the admin endpoints (/statusz).
 	Admin Admin `yaml:"admin"`
 	// Servers are the backend MCP servers, at least one.
@@ -269,6 +272,36 @@ type Server struct {
 	Fallbacks []string `yaml:"fallbacks"`
 }
 
+// Cache is the gateway's result cache.
+type Cache struct {
+	// MaxBytes bounds the cached results (keys and results), evicting the
+	// least recently used. Default 64 MiB. One result larger than a quarter
+	// of it is not cached.
+	MaxBytes int64 `yaml:"max_bytes"`
+}
+
+// ToolCache is one tool's result caching. Only tools their server annotates
+// readOnlyHint: true are cached unless Force is set. A cached answer carries
+// _meta "mcptrail.dev/cache" {"ageMs", "stale"} and its call's hops the
+// attribute mcptrail.resilience=cached (or stale). Identical calls in
+// flight at once share one upstream call. Tool errors (isError) are not
+// cached.
+type ToolCache struct {
+	// TTL is how long an answer is served from the cache. Default: the
+	// server's ttlMs hint on its tools/list (2026-07-28 servers), else 60s.
+	TTL time.Duration `yaml:"ttl"`
+	// Scope is private (one entry per principal) or public (one entry
+	// shared by every principal allowed to call the tool). Default: the
+	// server's cacheScope hint when it gives one, else private.
+	Scope string `yaml:"scope"`
+	// Force caches a tool that is not annotated read-only.
+	Force bool `yaml:"force"`
+	// ServeStale is how long past its TTL an answer may still be served,
+	// marked stale, when the server (and its fallbacks) cannot answer:
+	// down, circuit open, failed or timed out. Default 0: never.
+	ServeStale time.Duration `yaml:"serve_stale"`
+}
+
 // Breaker configures a server's circuit breaker.
 type Breaker struct {
 	// Failures is how many consecutive failures open the circuit. Default
@@ -280,6 +313,8 @@ type Breaker struct {
 
 // ToolSettings are the checks of one tool of a server.
 type ToolSettings struct {
+	// Cache caches this tool's results (opt-in; nil: not cached).
+	Cache *ToolCache `yaml:"cache"`
 	// ValidateArguments overrides the server's validate_arguments for
 	// this tool.
 	ValidateArguments *bool `yaml:"validate_arguments"`

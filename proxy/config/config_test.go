@@ -50,6 +50,7 @@ func TestDefaults(t *testing.T) {
 		NamespaceSeparator: ".",
 		MaxBodyBytes:       4 << 20,
 		ShutdownTimeout:    15 * time.Second,
+		Cache:              Cache{MaxBytes: 64 << 20},
 		Limits: Limits{
 			ReadHeaderTimeout: 10 * time.Second, BodyReadTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second,
 			MaxSessions: 10000, MaxSessionsPerPrincipal: 1000, SessionIdleTimeout: 30 * time.Minute,

@@ -35,6 +35,7 @@ func (c *Config) applyDefaults() {
 	setDefault(&l.MaxSessions, DefaultMaxSessions)
 	setDefault(&l.MaxSessionsPerPrincipal, DefaultMaxSessionsPerPrincipal)
 	setDefault(&l.SessionIdleTimeout, DefaultSessionIdleTimeout)
+	setDefault(&c.Cache.MaxBytes, 64<<20)
 	c.Admin.TokenSHA256 = strings.ToLower(c.Admin.TokenSHA256)
 	if c.Instance == "" {
 		if h, err := os.Hostname(); err == nil && h != "" {
@@ -250,6 +251,9 @@ func (c *Config) validateLimits(v *validator) {
 	v.nonNegative("limits.idle_timeout", l.IdleTimeout)
 	v.nonNegative("limits.session_idle_timeout", l.SessionIdleTimeout)
 	v.nonNegativeInt("limits.max_sessions", l.MaxSessions)
+	if c.Cache.MaxBytes < 0 {
+		v.add("cache.max_bytes", "must not be negative, got %d", c.Cache.MaxBytes)
+	}
 	v.nonNegativeInt("limits.max_sessions_per_principal", l.MaxSessionsPerPrincipal)
 	if l.MaxSessions > 0 && l.MaxSessionsPerPrincipal > l.MaxSessions {
 		v.add("limits.max_sessions_per_principal", "%d is more than limits.max_sessions (%d)", l.MaxSessionsPerPrincipal, l.MaxSessions)
@@ -379,6 +383,18 @@ func (c *Config) validateServer(v *validator, i int, names map[string]int) {
 		v.add(key+".retries", "must be between 0 and 10, got %d", s.Retries)
 	}
 	v.nonNegative(key+".retry_backoff", s.RetryBackoff)
+	for _, name := range slices.Sorted(maps.Keys(s.Tools)) {
+		tc := s.Tools[name].Cache
+		if tc == nil {
+			continue
+		}
+		tk := key + ".tools." + name + ".cache"
+		v.nonNegative(tk+".ttl", tc.TTL)
+		v.nonNegative(tk+".serve_stale", tc.ServeStale)
+		if tc.Scope != "" && tc.Scope != "private" && tc.Scope != "public" {
+			v.add(tk+".scope", "%q is not private or public", tc.Scope)
+		}
+	}
 	for k, f := range s.Fallbacks {
 		fk := fmt.Sprintf("%s.fallbacks[%d]", key, k)
 		switch {
