@@ -183,3 +183,58 @@ func FuzzHandler(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkCacheHit is a tools/call of a cached tool answered from the
+// result cache, through the gateway over streamable HTTP (compare
+// BenchmarkToolsCall/record-off, which goes to the backend).
+func BenchmarkCacheHit(b *testing.B) {
+	tb := testbackend.New(testbackend.Options{})
+	hs := httptest.NewServer(tb.HTTPHandler())
+	defer hs.Close()
+	cfg := &config.Config{NamespaceSeparator: ".", MaxBodyBytes: 4 << 20, Servers: []config.Server{{Name: "alpha", Transport: "http",
+		URL: hs.URL + "/mcp", Timeout: 10 * time.Second,
+		Tools: map[string]config.ToolSettings{"echo": {Cache: &config.ToolCache{TTL: time.Hour}}}}}}
+	gw, err := proxy.New(proxy.Options{Config: cfg, HealthInterval: time.Minute})
+	if err != nil {
+		b.Fatal(err)
+	}
+	_ = gw.Start(context.Background())
+	defer func() { _ = gw.Shutdown(context.Background()) }()
+	gs := httptest.NewServer(gw.Handler())
+	defer gs.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for !gw.Backend("alpha").Ready() {
+		if time.Now().After(deadline) {
+			b.Fatal("backend not ready")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	body := `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"alpha.echo","arguments":{"message":"cached"}}}`
+	do := func() []byte {
+		req, _ := http.NewRequest("POST", gs.URL+"/mcp", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		out, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return out
+	}
+	seen := tb.SeenTotal()
+	do()
+	if !bytes.Contains(do(), []byte(proxy.MetaCache)) {
+		b.Fatal("the second call was not answered from the cache")
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		do()
+	}
+	b.StopTimer()
+	if n := tb.SeenTotal() - seen; n > 1 {
+		b.Fatalf("the backend saw %d calls, want 1", n)
+	}
+}

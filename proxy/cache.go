@@ -136,7 +136,7 @@ func (c *call) cachePolicy(b *Backend) *config.ToolCache {
 	if !ok || t.Cache == nil {
 		return nil
 	}
-	if !t.Cache.Force && !c.g.catalog.Load().toolRO[c.target] {
+	if !t.Cache.Force && !c.readOnly() {
 		return nil
 	}
 	return t.Cache

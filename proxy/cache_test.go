@@ -144,3 +144,86 @@ func TestResultCache(t *testing.T) {
 		t.Errorf("mcptrail.cache.misses = %v, want ≥ 4", got)
 	}
 }
+
+// TestBackendKillWithFallbackAndWarmCache: alpha and its fallback beta are
+// backend processes; echo is cached (ttl 1m, serve_stale 1h) and the cache
+// is warm. alpha is SIGKILLed: calls go to beta. Then beta is SIGKILLed
+// too: answers the cache holds are served marked stale, the others fail
+// with a clear error carrying their request ID.
+func TestBackendKillWithFallbackAndWarmCache(t *testing.T) {
+	alphaURL, alpha := httpBackendProcess(t)
+	betaURL, beta := httpBackendProcess(t)
+	clock := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	cache := map[string]config.ToolSettings{"echo": {Cache: &config.ToolCache{TTL: time.Minute, ServeStale: time.Hour}}}
+	e := startGateway(t, &config.Config{Servers: []config.Server{
+		{Name: "alpha", Transport: "http", URL: alphaURL, Timeout: 5 * time.Second, ConnectTimeout: time.Second,
+			Fallbacks: []string{"beta"}, Breaker: config.Breaker{Failures: 2, OpenFor: time.Hour}, Tools: cache},
+		{Name: "beta", Transport: "http", URL: betaURL, Timeout: 5 * time.Second, ConnectTimeout: time.Second,
+			Breaker: config.Breaker{Failures: 2, OpenFor: time.Hour}},
+	}}, func(o *proxy.Options) { o.Now = clock.now })
+	sid := initSession(t, e.url, nil)
+	hdr := map[string]string{"Mcp-Session-Id": sid}
+	const warm, cold = 10, 5
+	var answered, errs, stale, byFallback int
+	run := func(phase string, n int, check func(i int, b []byte, evs []recorder.Event)) {
+		for i := range n {
+			resp, b := post(t, e.url, echoCall(1000+i, fmt.Sprintf("m%d", i)), hdr)
+			r := decodeResp(t, b)
+			evs := e.rec.byRequest(resp.Header.Get("X-Request-Id"))
+			switch {
+			case r.Error != nil:
+				errs++
+				if !strings.Contains(string(r.Error.Data), resp.Header.Get("X-Request-Id")) {
+					t.Errorf("%s: error without its request ID: %s", phase, b)
+				}
+			default:
+				answered++
+				if m := cacheMeta(t, b); m != nil && m.Stale {
+					stale++
+				} else if ups := upstreamHops(evs); len(ups) > 0 && ups[len(ups)-1].Fallback {
+					byFallback++
+				}
+			}
+			check(i, b, evs)
+		}
+	}
+	run("warm-up", warm, func(i int, b []byte, _ []recorder.Event) {
+		if cacheMeta(t, b) != nil || !strings.Contains(string(b), fmt.Sprintf("m%d", i)) {
+			t.Errorf("warm-up call %d answered %s", i, b)
+		}
+	})
+	if err := alpha.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = alpha.Wait()
+	clock.add(2 * time.Minute) // the cache is expired: calls go upstream
+	run("alpha killed", warm, func(i int, b []byte, evs []recorder.Event) {
+		ups := upstreamHops(evs)
+		if len(ups) == 0 || ups[len(ups)-1].Backend != "beta" || !ups[len(ups)-1].Fallback {
+			t.Errorf("call %d with alpha dead was not answered by the fallback: %s", i, b)
+		}
+	})
+	if err := beta.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = beta.Wait()
+	clock.add(2 * time.Minute)
+	run("both killed", warm+cold, func(i int, b []byte, evs []recorder.Event) {
+		m := cacheMeta(t, b)
+		if i < warm && (m == nil || !m.Stale || !strings.Contains(string(b), fmt.Sprintf("m%d", i))) {
+			t.Errorf("call %d with both dead answered %s; want its cached answer marked stale", i, b)
+		}
+		if i < warm && hopAttr(evs, recorder.HopResponse, proxy.AttrResilience) != "stale" {
+			t.Errorf("call %d served stale was not recorded stale", i)
+		}
+		if i >= warm && decodeResp(t, b).Error == nil {
+			t.Errorf("call %d, never cached, with both dead answered %s", i, b)
+		}
+	})
+	if want := 3*warm + cold; answered+errs != want || errs != cold || stale != warm || byFallback != warm {
+		t.Errorf("answered %d, errors %d, stale %d, by the fallback %d; want %d calls: %d errors, %d stale, %d by the fallback",
+			answered, errs, stale, byFallback, want, cold, warm, warm)
+	}
+	t.Logf("backend kill with fallback and warm cache: %d calls, %d answered (%d by the fallback, %d stale from the cache), %d errors",
+		answered+errs, answered, byFallback, stale, errs)
+}

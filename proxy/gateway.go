@@ -118,6 +118,9 @@ type Gateway struct {
 	// cached calls in flight.
 	cache  *resultCache
 	flight singleflight.Group
+	// readOnlySeen remembers each tool's readOnlyHint (string → bool) for
+	// while its server is down (resilience.go).
+	readOnlySeen sync.Map
 
 	cfg      *config.Config
 	logger   *slog.Logger

@@ -37,9 +37,25 @@ func (c *call) idempotent() bool {
 		"resources/read", "prompts/get", "completion/complete", "ping":
 		return true
 	case "tools/call":
-		return c.g.catalog.Load().toolRO[c.target]
+		return c.readOnly()
 	}
 	return false
+}
+
+// readOnly reports whether the called tool is annotated readOnlyHint: as
+// the catalog says, or, while its server is down and the catalog lacks it,
+// as it last said.
+func (c *call) readOnly() bool {
+	ro, known := c.g.catalog.Load().toolRO[c.target]
+	if known {
+		if prev, ok := c.g.readOnlySeen.Load(c.target); !ok || prev.(bool) != ro {
+			c.g.readOnlySeen.Store(c.target, ro) // bounded by the tools ever listed
+		}
+		return ro
+	}
+	prev, _ := c.g.readOnlySeen.Load(c.target)
+	ro, _ = prev.(bool)
+	return ro
 }
 
 // forward sends the (already rewritten) request to b and relays its answer:
