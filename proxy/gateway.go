@@ -284,7 +284,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 		g.wg.Add(1)
 		go func() {
 			defer g.wg.Done()
-			b.run(g.ctx, g.opts.HealthInterval)
+			b.run(g.ctx, cmp.Or(b.cfg.HealthInterval, g.opts.HealthInterval))
 		}()
 	}
 	g.wg.Add(1)

@@ -308,3 +308,39 @@ func TestBackendKillWithFallback(t *testing.T) {
 	}
 	t.Logf("backend kill: %d calls, %d answered (%d by the fallback), %d errors", calls, answered, byFallback, errs)
 }
+
+// TestToolBreakerOpensAlone: a tool that times out twice opens a breaker
+// of its own; it then fails at once naming the tool, while the server's
+// other tools still answer and the server stays ready.
+func TestToolBreakerOpensAlone(t *testing.T) {
+	f := newFlakyBackend(t)
+	clock := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	e := startGateway(t, &config.Config{Servers: []config.Server{{Name: "alpha", Transport: "http", URL: f.srv.URL + "/mcp",
+		Timeout: 300 * time.Millisecond, Breaker: config.Breaker{Failures: 2, OpenFor: time.Minute}}}},
+		func(o *proxy.Options) { o.Now = clock.now })
+	sid := initSession(t, e.url, nil)
+	hdr := map[string]string{"Mcp-Session-Id": sid}
+	slow := func(id int) rpcResp {
+		_, b := post(t, e.url, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"alpha.slow","arguments":{"steps":1,"delay_ms":5000}}}`, id), hdr)
+		return decodeResp(t, b)
+	}
+	for i := range 2 {
+		if r := slow(i + 1); r.Error == nil || r.Error.Code != -32004 {
+			t.Fatalf("slow call %d: %+v, want a timeout (-32004)", i+1, r.Error)
+		}
+	}
+	hits := f.hits.Load()
+	r := slow(3)
+	if r.Error == nil || !strings.Contains(r.Error.Message, "circuit open: tool slow of backend alpha") || !strings.Contains(string(r.Error.Data), `"tool":"slow"`) {
+		t.Fatalf("slow with its breaker open: %+v, want circuit open naming the tool", r.Error)
+	}
+	if f.hits.Load() != hits {
+		t.Error("the call refused by the tool's breaker reached the backend")
+	}
+	if _, b := post(t, e.url, echoCall(4, "sibling"), hdr); !strings.Contains(string(b), "sibling") || decodeResp(t, b).Error != nil {
+		t.Errorf("echo while slow's breaker is open answered %s", b)
+	}
+	if got := e.gw.Backend("alpha").CircuitState(); got != "closed" || !e.gw.Backend("alpha").Ready() {
+		t.Errorf("the server's circuit is %s (ready %v) after one tool's timeouts, want closed and ready", got, e.gw.Backend("alpha").Ready())
+	}
+}

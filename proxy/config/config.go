@@ -270,6 +270,11 @@ type Server struct {
 	// the tool's own (un-namespaced) name; its hop is recorded with
 	// fallback set. Default none.
 	Fallbacks []string `yaml:"fallbacks"`
+	// HealthInterval is how often the gateway pings this server while it
+	// is connected (ping, or server/discover for 2026-07-28 servers). A
+	// failed ping reconnects and counts as a breaker failure; a successful
+	// one probes an open circuit after breaker.open_for. Default 5s.
+	HealthInterval time.Duration `yaml:"health_interval"`
 }
 
 // Cache is the gateway's result cache.

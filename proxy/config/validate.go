@@ -383,6 +383,7 @@ func (c *Config) validateServer(v *validator, i int, names map[string]int) {
 		v.add(key+".retries", "must be between 0 and 10, got %d", s.Retries)
 	}
 	v.nonNegative(key+".retry_backoff", s.RetryBackoff)
+	v.nonNegative(key+".health_interval", s.HealthInterval)
 	for _, name := range slices.Sorted(maps.Keys(s.Tools)) {
 		tc := s.Tools[name].Cache
 		if tc == nil {
