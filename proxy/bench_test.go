@@ -209,12 +209,19 @@ func BenchmarkCacheHit(b *testing.B) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	ireq, _ := http.NewRequest("POST", gs.URL+"/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench","version":"0"}}}`))
+	iresp, err := http.DefaultClient.Do(ireq)
+	if err != nil {
+		b.Fatal(err)
+	}
+	iresp.Body.Close()
+	sid := iresp.Header.Get("Mcp-Session-Id")
 	body := `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"alpha.echo","arguments":{"message":"cached"}}}`
 	do := func() []byte {
 		req, _ := http.NewRequest("POST", gs.URL+"/mcp", strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Accept", "application/json, text/event-stream")
-		req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
+		req.Header.Set("Mcp-Session-Id", sid)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			b.Fatal(err)
@@ -225,8 +232,8 @@ func BenchmarkCacheHit(b *testing.B) {
 	}
 	seen := tb.SeenTotal()
 	do()
-	if !bytes.Contains(do(), []byte(proxy.MetaCache)) {
-		b.Fatal("the second call was not answered from the cache")
+	if out := do(); !bytes.Contains(out, []byte(proxy.MetaCache)) {
+		b.Fatalf("the second call was not answered from the cache: %s", out)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -72,3 +72,20 @@ func TestResultCacheLRU(t *testing.T) {
 		t.Error("an entry past its stale window was served")
 	}
 }
+
+// BenchmarkCacheLookup is the cache's own part of a hit: canonical
+// arguments, the key, the LRU lookup.
+func BenchmarkCacheLookup(b *testing.B) {
+	rc := newResultCache(64<<20, nil)
+	args := json.RawMessage(`{"query":"select 1","limit":10,"filters":{"b":true,"a":"x"}}`)
+	canon, _ := canonicalJSON(args)
+	key := "p:alice\x00crm\x00search\x00" + string(canon)
+	rc.put(key, json.RawMessage(`{"content":[{"type":"text","text":"result"}]}`), time.Hour, 0)
+	b.ReportAllocs()
+	for range b.N {
+		c, _ := canonicalJSON(args)
+		if _, _, ok := rc.get("p:alice\x00crm\x00search\x00"+string(c), false); !ok {
+			b.Fatal("miss")
+		}
+	}
+}
