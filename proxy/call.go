@@ -74,6 +74,11 @@ type call struct {
 	errCode    int32
 	errMsg     string
 
+	// toolWait is the wait at the tool's concurrency cap, toolTimeout its
+	// own timeout (0: the server's); toolqueue.go.
+	toolWait    time.Duration
+	toolTimeout time.Duration
+
 	held  *heldCall       // a 2026 client's call held across round trips (mrtr.go)
 	attrs []recorder.Attr // added to every hop this call records
 
@@ -377,7 +382,15 @@ func (c *call) dispatch(ctx context.Context) jsonrpc.Message {
 			if res, ok := c.checkArgumentRules(ctx, rt); !ok {
 				return jsonrpc.NewResult(c.msg.ID, res)
 			}
+			release, resp, ok := c.limitTool(ctx, target, rt)
+			if !ok {
+				return resp
+			}
+			defer release()
 			return c.filterOutput(ctx, rt, c.forwardNamed(ctx, c.params, rt))
+		}
+		if resp, ok := c.limitRate(ctx, ""); !ok {
+			return resp
 		}
 		return c.forwardNamed(ctx, c.params, rt)
 	case "resources/read", "resources/subscribe", "resources/unsubscribe":
@@ -392,6 +405,11 @@ func (c *call) dispatch(ctx context.Context) jsonrpc.Message {
 		b := g.backends[rt.server]
 		if !ok || b == nil {
 			return c.fail(jsonrpc.CodeResourceNotFound, "Resource not found: "+uri, "uri", uri)
+		}
+		if m == "resources/read" {
+			if resp, ok := c.limitRate(ctx, ""); !ok {
+				return resp
+			}
 		}
 		c.routeRule = "uri:" + rt.server
 		c.params.SetString("uri", rt.uri)
@@ -684,6 +702,9 @@ func (c *call) forwardOnce(ctx context.Context, b *Backend, attempt int, fallbac
 		g.prop.Inject(ctx, propagation.HeaderCarrier(header))
 	}
 	timeout := b.cfg.Timeout
+	if c.toolTimeout > 0 {
+		timeout = c.toolTimeout
+	}
 	if timeout <= 0 {
 		timeout = 60 * time.Second
 	}
@@ -765,7 +786,7 @@ func (c *call) forwardOnce(ctx context.Context, b *Backend, attempt int, fallbac
 		e.Attempt = uint8(min(attempt, 255))
 		e.Fallback = fallback
 		e.Outcome = upOutcome
-		e.QueueUs = wait.Microseconds()
+		e.QueueUs = (c.toolWait + wait).Microseconds()
 		e.ConnectUs = timing.connect.Microseconds()
 		e.TTFBUs = timing.ttfb.Microseconds()
 		e.UpstreamVersion = snap.protocolVersion

@@ -137,8 +137,12 @@ type Gateway struct {
 	// outFilters are the output filters (policy_output.go).
 	outFilters  *outputFilters
 	outRedactor JSONRedactor
-	opts        Options
-	instance    string
+	// rates and toolGates are the rate limits and per-tool concurrency
+	// caps (ratelimit.go, toolqueue.go).
+	rates     *rateLimits
+	toolGates map[string]*toolGate
+	opts      Options
+	instance  string
 
 	order    []string
 	backends map[string]*Backend
@@ -229,6 +233,7 @@ func New(o Options) (*Gateway, error) {
 		instance: inst,
 		backends: map[string]*Backend{},
 	}
+	g.rates, g.toolGates = newRateLimits(o.Config, g.sep()), newToolGates(o.Config, g.sep())
 	g.streams, g.closeStreams = context.WithCancel(context.Background())
 	g.catalog.Store(buildCatalog(nil, nil, g.sep(), nil))
 	g.cache = newResultCache(cmp.Or(o.Config.Cache.MaxBytes, 64<<20), o.Now)

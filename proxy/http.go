@@ -526,6 +526,9 @@ func (h *httpReplier) final(m jsonrpc.Message) {
 	if h.modern && m.Error != nil && m.Error.Code == jsonrpc.CodeMethodNotFound {
 		status = http.StatusNotFound
 	}
+	if ra := retryAfterHeader(m); ra != "" {
+		h.w.Header().Set("Retry-After", ra)
+	}
 	h.header("application/json", status)
 	_, _ = h.w.Write(b)
 }

@@ -159,6 +159,22 @@ type Limits struct {
 	// long, also one with an open GET stream (the stream is closed; the
 	// client re-initializes). Default 30m.
 	SessionIdleTimeout time.Duration `yaml:"session_idle_timeout"`
+	// RatePerPrincipal is a token bucket per principal over its
+	// tools/call, prompts/get and resources/read requests together. A
+	// request over it is refused with -32029 "rate limited", whose
+	// error.data carries retryAfter (seconds, rounded up), retryAfterMs,
+	// the limit and the requestId; over HTTP the answer also has a
+	// Retry-After header. Refusals are recorded as denied decisions (rule
+	// "rate:principal") and counted in mcptrail_limit_refusals_total
+	// {limit="rate_per_principal"}. Default no limit.
+	RatePerPrincipal Rate `yaml:"rate_per_principal"`
+	// RatePerTool is a token bucket per principal × tool over tools/call
+	// (rule "rate:tool", limit "rate_per_tool"), overridden per tool by
+	// servers[].tools.<name>.rate. Default no limit.
+	RatePerTool Rate `yaml:"rate_per_tool"`
+	// Priority sorts callers into interactive and background for the
+	// per-tool concurrency queues.
+	Priority Priority `yaml:"priority"`
 }
 
 // Admin configures the admin endpoints: /statusz (and what later joins it).
@@ -332,6 +348,23 @@ type ToolSettings struct {
 	// Output filters this tool's results and error texts; each field set
 	// here replaces the server's output field of the same name.
 	Output OutputFilter `yaml:"output"`
+	// Timeout bounds one call of this tool, instead of the server's
+	// timeout; past it the call fails with -32004 and the backend is told
+	// to cancel. Default the server's timeout.
+	Timeout time.Duration `yaml:"timeout"`
+	// MaxConcurrency caps this tool's calls in flight (across all
+	// clients), on top of the server's max_concurrency. Excess calls wait
+	// in a queue where interactive callers go before background ones
+	// (limits.priority), first come first served within a class; the wait
+	// is recorded as queue_us of the upstream hop. 0 (default): no cap.
+	MaxConcurrency int `yaml:"max_concurrency"`
+	// QueueSize caps the calls waiting for this tool; a call finding the
+	// queue full is refused at once with -32029 (limit "tool_queue").
+	// Default 100 when max_concurrency is set.
+	QueueSize int `yaml:"queue_size"`
+	// Rate overrides limits.rate_per_tool for this tool: a token bucket
+	// per principal for calls of this tool.
+	Rate Rate `yaml:"rate"`
 }
 
 // Output redaction modes.

@@ -258,6 +258,7 @@ func (c *Config) validateLimits(v *validator) {
 	if l.MaxSessions > 0 && l.MaxSessionsPerPrincipal > l.MaxSessions {
 		v.add("limits.max_sessions_per_principal", "%d is more than limits.max_sessions (%d)", l.MaxSessionsPerPrincipal, l.MaxSessions)
 	}
+	c.validateRateLimits(v)
 	for i, o := range c.AllowedOrigins {
 		if err := checkOrigin(o); err != nil {
 			v.add(fmt.Sprintf("allowed_origins[%d]", i), "%v", err)

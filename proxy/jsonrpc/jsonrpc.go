@@ -25,6 +25,9 @@ const (
 	CodeUnauthorized       = -32003
 	CodeRequestTimeout     = -32004
 	CodeRequestTooLarge    = -32005
+	// CodeLimited refuses a request at a rate limit or a full queue; its
+	// data says which limit and when to retry.
+	CodeLimited = -32029
 )
 
 // Kind classifies a message by its envelope.

@@ -1,0 +1,210 @@
+package proxy
+
+import (
+	"context"
+	"math"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/mcptrail/mcptrail/proxy/auth"
+	"github.com/mcptrail/mcptrail/proxy/config"
+	"github.com/mcptrail/mcptrail/proxy/jsonrpc"
+	"github.com/mcptrail/mcptrail/recorder"
+)
+
+// Rate limits (limits.rate_per_principal, limits.rate_per_tool,
+// servers[].tools.<name>.rate) are token buckets of golang.org/x/time/rate:
+// its Reservation can be cancelled, which gives back the token of a
+// request refused by a second bucket, and its delay is the exact
+// retry-after.
+
+// Rules and limit names of the rate limits, as recorded and counted.
+const (
+	RuleRatePrincipal  = "rate:principal"
+	RuleRateTool       = "rate:tool"
+	RuleToolQueue      = "tool-queue"
+	limitRatePrincipal = "rate_per_principal"
+	limitRateTool      = "rate_per_tool"
+	limitToolQueue     = "tool_queue"
+)
+
+// maxBuckets bounds the buckets kept; past it, full ones (which a new
+// bucket would equal) are dropped.
+const maxBuckets = 100_000
+
+type rateSpec struct {
+	limit rate.Limit
+	burst int
+}
+
+func newRateSpec(r config.Rate) (rateSpec, bool) {
+	if !r.Enabled() {
+		return rateSpec{}, false
+	}
+	perSec, burst, err := r.PerSecond()
+	if err != nil {
+		return rateSpec{}, false // rejected by config validation
+	}
+	return rateSpec{rate.Limit(perSec), burst}, true
+}
+
+// rateLimits holds the token buckets of every principal and principal ×
+// tool.
+type rateLimits struct {
+	principal, tool rateSpec
+	hasPrincipal    bool
+	hasTool         bool
+	perTool         map[string]rateSpec // "<server><sep><tool>" → its own rate
+	now             func() time.Time
+
+	mu      sync.Mutex // makes a check of two buckets one step
+	buckets map[string]*rate.Limiter
+}
+
+func newRateLimits(cfg *config.Config, sep string) *rateLimits {
+	l := &rateLimits{perTool: map[string]rateSpec{}, buckets: map[string]*rate.Limiter{}, now: time.Now}
+	l.principal, l.hasPrincipal = newRateSpec(cfg.Limits.RatePerPrincipal)
+	l.tool, l.hasTool = newRateSpec(cfg.Limits.RatePerTool)
+	for _, s := range cfg.Servers {
+		for name, t := range s.Tools {
+			if sp, ok := newRateSpec(t.Rate); ok {
+				l.perTool[s.Name+sep+name] = sp
+			}
+		}
+	}
+	return l
+}
+
+func (l *rateLimits) enabled() bool {
+	return l != nil && (l.hasPrincipal || l.hasTool || len(l.perTool) > 0)
+}
+
+func (l *rateLimits) bucket(key string, sp rateSpec) *rate.Limiter {
+	b := l.buckets[key]
+	if b == nil {
+		if len(l.buckets) >= maxBuckets {
+			now := l.now()
+			for k, v := range l.buckets {
+				if v.TokensAt(now) >= float64(v.Burst()) {
+					delete(l.buckets, k)
+				}
+			}
+		}
+		b = rate.NewLimiter(sp.limit, sp.burst)
+		l.buckets[key] = b
+	}
+	return b
+}
+
+// allow takes one token from the principal's bucket and, when tool is
+// set ("<server><sep><tool>"), from the principal × tool bucket. When one
+// is empty it takes none and returns the rule that refused and how long
+// until a token will be there.
+func (l *rateLimits) allow(principal, tool string) (rule string, retry time.Duration) {
+	if !l.enabled() {
+		return "", 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	var taken [2]*rate.Reservation
+	n := 0
+	try := func(key string, sp rateSpec, r string) bool {
+		res := l.bucket(key, sp).ReserveN(now, 1)
+		if d := res.DelayFrom(now); !res.OK() || d > 0 {
+			res.CancelAt(now)
+			rule, retry = r, d
+			if !res.OK() {
+				retry = time.Duration(math.MaxInt64)
+			}
+			return false
+		}
+		taken[n] = res
+		n++
+		return true
+	}
+	ok := true
+	if l.hasPrincipal {
+		ok = try("p\x00"+principal, l.principal, RuleRatePrincipal)
+	}
+	if ok && tool != "" {
+		sp, has := l.perTool[tool]
+		if !has {
+			sp, has = l.tool, l.hasTool
+		}
+		if has {
+			ok = try("t\x00"+principal+"\x00"+tool, sp, RuleRateTool)
+		}
+	}
+	if !ok {
+		for _, r := range taken[:n] {
+			r.CancelAt(now)
+		}
+	}
+	return rule, retry
+}
+
+// limitRate applies the rate limits to a request of c's principal (and
+// tool, "" for other requests). On a refusal it records the denied
+// decision and returns the error answer.
+func (c *call) limitRate(ctx context.Context, tool string) (jsonrpc.Message, bool) {
+	g := c.g
+	if !g.rates.enabled() {
+		return jsonrpc.Message{}, true
+	}
+	t0 := time.Now()
+	rule, retry := g.rates.allow(principalName(c.princ), tool)
+	if rule == "" {
+		return jsonrpc.Message{}, true
+	}
+	limit := limitRatePrincipal
+	if rule == RuleRateTool {
+		limit = limitRateTool
+	}
+	secs := int64(math.Ceil(retry.Seconds()))
+	msg := "mcptrail: rate limited (" + limit + "): retry after " + strconv.FormatInt(secs, 10) + "s"
+	c.authResult, c.authRule = auth.ResultDenied, rule
+	g.metrics.policyDecision(ctx, "limits", auth.ResultDenied, rule)
+	g.metrics.limitRefusal(ctx, limit)
+	g.stats.denied.Add(1)
+	c.record(recorder.HopAuth, t0, time.Since(t0), func(e *recorder.Event) {
+		e.Outcome = recorder.OutcomeDenied
+		e.ErrorCode = jsonrpc.CodeLimited
+		e.ErrorMessage = msg
+	})
+	resp := c.failData(jsonrpc.CodeLimited, msg, limit, retry)
+	c.outcome = recorder.OutcomeDenied
+	return resp, false
+}
+
+// failData is fail with the data of a limit's refusal: requestId, limit
+// and, when known, retryAfter (whole seconds, rounded up, as in the HTTP
+// Retry-After header) and retryAfterMs.
+func (c *call) failData(code int, msg, limit string, retry time.Duration) jsonrpc.Message {
+	m := c.fail(code, msg)
+	o := &jsonrpc.Object{}
+	o.SetString("requestId", c.reqID)
+	o.SetString("limit", limit)
+	if retry > 0 {
+		o.Set("retryAfter", []byte(strconv.FormatInt(int64(math.Ceil(retry.Seconds())), 10)))
+		o.Set("retryAfterMs", []byte(strconv.FormatInt(int64(math.Ceil(float64(retry)/float64(time.Millisecond))), 10)))
+	}
+	m.Error.Data = o.Marshal()
+	return m
+}
+
+// retryAfterHeader is the Retry-After value (seconds) of a limit's
+// refusal, "" for any other answer.
+func retryAfterHeader(m jsonrpc.Message) string {
+	if m.Error == nil || m.Error.Code != jsonrpc.CodeLimited {
+		return ""
+	}
+	v, ok := jsonrpc.Lookup(m.Error.Data, "retryAfter")
+	if !ok {
+		return ""
+	}
+	return string(v)
+}
