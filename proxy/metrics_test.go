@@ -115,8 +115,9 @@ func TestLimitRefusalsCounted(t *testing.T) {
 	cfg, _ := twoBackends(t)
 	cfg.Limits.MaxSessionsPerPrincipal = 1
 	e := startGateway(t, cfg, func(o *proxy.Options) { o.MeterProvider = mp })
-	if got := collect(t, reader, "mcptrail.limit.refusals"); got["limit=max_sessions"] != 0 || got["limit=max_sessions_per_principal"] != 0 || len(got) != 2 {
-		t.Errorf("before any refusal: mcptrail.limit.refusals = %v, want both limits at 0", got)
+	if got := collect(t, reader, "mcptrail.limit.refusals"); len(got) != 5 || got["limit=max_sessions"] != 0 || got["limit=max_sessions_per_principal"] != 0 ||
+		got["limit=rate_per_principal"] != 0 || got["limit=rate_per_tool"] != 0 || got["limit=tool_queue"] != 0 {
+		t.Errorf("before any refusal: mcptrail.limit.refusals = %v, want every limit at 0", got)
 	}
 	initSession(t, e.url, nil)
 	resp, body := post(t, e.url, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}`, nil)

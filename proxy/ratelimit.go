@@ -16,10 +16,10 @@ import (
 )
 
 // Rate limits (limits.rate_per_principal, limits.rate_per_tool,
-// servers[].tools.<name>.rate) are token buckets of golang.org/x/time/rate:
-// its Reservation can be cancelled, which gives back the token of a
-// request refused by a second bucket, and its delay is the exact
-// retry-after.
+// servers[].tools.<name>.rate) are token buckets of golang.org/x/time/rate,
+// the maintained Go limiter: it takes the time as an argument (TokensAt,
+// AllowN), so both buckets of a call are checked at one instant and a
+// test can pin the clock, and it does not allocate per call.
 
 // Rules and limit names of the rate limits, as recorded and counted.
 const (
@@ -61,11 +61,15 @@ type rateLimits struct {
 	now             func() time.Time
 
 	mu      sync.Mutex // makes a check of two buckets one step
-	buckets map[string]*rate.Limiter
+	buckets map[bucketKey]*rate.Limiter
 }
 
+// bucketKey names a bucket: a principal's (tool "") or a principal ×
+// tool's.
+type bucketKey struct{ principal, tool string }
+
 func newRateLimits(cfg *config.Config, sep string) *rateLimits {
-	l := &rateLimits{perTool: map[string]rateSpec{}, buckets: map[string]*rate.Limiter{}, now: time.Now}
+	l := &rateLimits{perTool: map[string]rateSpec{}, buckets: map[bucketKey]*rate.Limiter{}, now: time.Now}
 	l.principal, l.hasPrincipal = newRateSpec(cfg.Limits.RatePerPrincipal)
 	l.tool, l.hasTool = newRateSpec(cfg.Limits.RatePerTool)
 	for _, s := range cfg.Servers {
@@ -82,7 +86,7 @@ func (l *rateLimits) enabled() bool {
 	return l != nil && (l.hasPrincipal || l.hasTool || len(l.perTool) > 0)
 }
 
-func (l *rateLimits) bucket(key string, sp rateSpec) *rate.Limiter {
+func (l *rateLimits) bucket(key bucketKey, sp rateSpec) *rate.Limiter {
 	b := l.buckets[key]
 	if b == nil {
 		if len(l.buckets) >= maxBuckets {
@@ -110,25 +114,25 @@ func (l *rateLimits) allow(principal, tool string) (rule string, retry time.Dura
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	var taken [2]*rate.Reservation
+	// Every bucket is used under l.mu only: a bucket that has a token now
+	// still has it when it is taken below, so a call refused by its
+	// second bucket takes nothing from the first.
+	var take [2]*rate.Limiter
 	n := 0
-	try := func(key string, sp rateSpec, r string) bool {
-		res := l.bucket(key, sp).ReserveN(now, 1)
-		if d := res.DelayFrom(now); !res.OK() || d > 0 {
-			res.CancelAt(now)
-			rule, retry = r, d
-			if !res.OK() {
-				retry = time.Duration(math.MaxInt64)
-			}
+	check := func(key bucketKey, sp rateSpec, r string) bool {
+		bk := l.bucket(key, sp)
+		if tokens := bk.TokensAt(now); tokens < 1 {
+			rule = r
+			retry = time.Duration(math.Ceil((1 - tokens) / float64(sp.limit) * float64(time.Second)))
 			return false
 		}
-		taken[n] = res
+		take[n] = bk
 		n++
 		return true
 	}
 	ok := true
 	if l.hasPrincipal {
-		ok = try("p\x00"+principal, l.principal, RuleRatePrincipal)
+		ok = check(bucketKey{principal, ""}, l.principal, RuleRatePrincipal)
 	}
 	if ok && tool != "" {
 		sp, has := l.perTool[tool]
@@ -136,12 +140,12 @@ func (l *rateLimits) allow(principal, tool string) (rule string, retry time.Dura
 			sp, has = l.tool, l.hasTool
 		}
 		if has {
-			ok = try("t\x00"+principal+"\x00"+tool, sp, RuleRateTool)
+			ok = check(bucketKey{principal, tool}, sp, RuleRateTool)
 		}
 	}
-	if !ok {
-		for _, r := range taken[:n] {
-			r.CancelAt(now)
+	if ok {
+		for _, bk := range take[:n] {
+			bk.AllowN(now, 1)
 		}
 	}
 	return rule, retry

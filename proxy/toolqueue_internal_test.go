@@ -3,8 +3,11 @@ package proxy
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync"
 	"testing"
+
+	"github.com/mcptrail/mcptrail/proxy/config"
 )
 
 // TestToolGatePriority: with the one slot taken, three background calls
@@ -73,5 +76,32 @@ func TestToolGatePriority(t *testing.T) {
 	g.release()
 	if g.busy != 0 || g.waiters() != 0 {
 		t.Fatalf("after a cancelled waiter: busy %d, waiting %d", g.busy, g.waiters())
+	}
+}
+
+// BenchmarkLimits is the limits' cost per call: both rate buckets (of 50
+// principals × 20 tools) and an uncontended tool slot.
+func BenchmarkLimits(b *testing.B) {
+	cfg := &config.Config{Limits: config.Limits{
+		RatePerPrincipal: config.Rate{Rate: "1000000/s"}, RatePerTool: config.Rate{Rate: "1000000/s"}}}
+	l := newRateLimits(cfg, ".")
+	gate := newToolGate(64, 0)
+	ctx := context.Background()
+	var principals, tools [50]string
+	for i := range principals {
+		principals[i] = "p" + strconv.Itoa(i)
+		tools[i] = "srv.tool" + strconv.Itoa(i%20)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if rule, _ := l.allow(principals[i%50], tools[i%50]); rule != "" {
+			b.Fatalf("refused by %s", rule)
+		}
+		if _, err := gate.acquire(ctx, prioInteractive); err != nil {
+			b.Fatal(err)
+		}
+		gate.release()
+		i++
 	}
 }
