@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/mcptrail/mcptrail/proxy/auth"
 	"github.com/mcptrail/mcptrail/proxy/config"
 )
 
@@ -103,5 +104,25 @@ func BenchmarkLimits(b *testing.B) {
 		}
 		gate.release()
 		i++
+	}
+}
+
+// TestPriorityOf: a caller is background when its principal or one of its
+// roles is named in limits.priority, else interactive.
+func TestPriorityOf(t *testing.T) {
+	pr := config.Priority{BackgroundRoles: []string{"batch"}, BackgroundPrincipals: []string{"etl"}}
+	for _, tc := range []struct {
+		p    *auth.Principal
+		want int
+	}{
+		{nil, prioInteractive},
+		{&auth.Principal{Name: "alice"}, prioInteractive},
+		{&auth.Principal{Name: "etl"}, prioBackground},
+		{&auth.Principal{Name: "bob", Roles: []string{"reader", "batch"}}, prioBackground},
+		{&auth.Principal{Name: "carol", Roles: []string{"reader"}}, prioInteractive},
+	} {
+		if got := priorityOf(pr, tc.p); got != tc.want {
+			t.Errorf("priorityOf(%+v) = %d, want %d", tc.p, got, tc.want)
+		}
 	}
 }

@@ -31,8 +31,8 @@ func (r Rate) PerSecond() (perSec float64, burst int, err error) {
 		return 0, 0, fmt.Errorf("%q is not <n>/s, <n>/m or <n>/h", r.Rate)
 	}
 	n, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
-	if err != nil || n <= 0 || math.IsInf(n, 0) || math.IsNaN(n) {
-		return 0, 0, fmt.Errorf("%q: the count must be a positive number", r.Rate)
+	if err != nil || !(n > 0) || n > 1e9 {
+		return 0, 0, fmt.Errorf("%q: the count must be a number in (0, 1e9]", r.Rate)
 	}
 	var per time.Duration
 	switch strings.TrimSpace(unit) {
@@ -52,7 +52,11 @@ func (r Rate) PerSecond() (perSec float64, burst int, err error) {
 	if burst < 0 {
 		return 0, 0, fmt.Errorf("burst %d is negative", r.Burst)
 	}
-	return n / per.Seconds(), burst, nil
+	perSec = n / per.Seconds()
+	if !(perSec > 0) {
+		return 0, 0, fmt.Errorf("%q: the rate is too small", r.Rate)
+	}
+	return perSec, burst, nil
 }
 
 // Priority sorts callers into priority classes for the per-tool
