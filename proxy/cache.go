@@ -190,10 +190,10 @@ func (c *call) forwardCached(ctx context.Context, b *Backend, cc *config.ToolCac
 		g.cache.hits.Add(1)
 		return c.cachedAnswer(b, res, age, false)
 	}
-	g.cache.misses.Add(1)
 	leader := false
 	v, _, _ := g.flight.Do(key, func() (any, error) {
 		leader = true
+		g.cache.misses.Add(1) // a call that shares another's counts as a hit
 		out := c.forwardChain(ctx, b)
 		if out.Error == nil && c.outcome == recorder.OutcomeOK {
 			g.cache.put(key, out.Result, cacheTTL(b, cc), cc.ServeStale)
