@@ -498,17 +498,31 @@ func (c *call) dispatch(ctx context.Context) jsonrpc.Message {
 		// Unknown methods are denied unless a methods pattern allows
 		// them; then relayed unchanged to the backend they name (a
 		// namespaced "name" param), or to the only backend there is.
-		if resp, allowed := c.authorize(ctx, auth.Methods, m, ""); !allowed {
-			return resp
-		}
+		// Routed first, so that the decision covers the backend it would
+		// reach: a methods pattern never opens a backend the principal
+		// may not use.
+		var (
+			rt     nameRoute
+			named  bool
+			server string
+		)
 		if name, ok := c.params.GetString("name"); ok {
-			if rt, ok := g.routeName(listTools, name); ok {
-				return c.forwardNamed(ctx, c.params, rt)
+			if rt, named = g.routeName(listTools, name); named {
+				server = rt.server
 			}
 		}
-		if len(g.order) == 1 {
+		if !named && len(g.order) == 1 {
+			server = g.order[0]
+		}
+		if resp, allowed := c.authorize(ctx, auth.Methods, m, server); !allowed {
+			return resp
+		}
+		switch {
+		case named:
+			return c.forwardNamed(ctx, c.params, rt)
+		case server != "":
 			c.routeRule = "single-backend"
-			return c.forward(ctx, g.backends[g.order[0]])
+			return c.forward(ctx, g.backends[server])
 		}
 		return c.fail(jsonrpc.CodeMethodNotFound, "Method not found: "+m)
 	}

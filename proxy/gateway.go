@@ -228,12 +228,12 @@ func New(o Options) (*Gateway, error) {
 		rec:      o.Recorder,
 		redactor: o.Redactor,
 		auth:     a,
-		policies: append([]PolicyCheck{tokenCheck{enabled: a.Enabled()}}, o.Policies...),
 		opts:     o,
 		instance: inst,
 		backends: map[string]*Backend{},
 	}
 	g.rates, g.toolGates = newRateLimits(o.Config, g.sep()), newToolGates(o.Config, g.sep())
+	g.policies = append([]PolicyCheck{tokenCheck{enabled: a.Enabled(), sep: g.sep()}}, o.Policies...)
 	g.streams, g.closeStreams = context.WithCancel(context.Background())
 	g.catalog.Store(buildCatalog(nil, nil, g.sep(), nil))
 	g.cache = newResultCache(cmp.Or(o.Config.Cache.MaxBytes, 64<<20), o.Now)

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"strings"
@@ -65,7 +66,10 @@ type PolicyCheck interface {
 }
 
 // tokenCheck is the static-token rules of auth.tokens.
-type tokenCheck struct{ enabled bool }
+type tokenCheck struct {
+	enabled bool
+	sep     string // the namespace separator
+}
 
 var _ PolicyCheck = tokenCheck{}
 
@@ -76,6 +80,11 @@ func (t tokenCheck) Check(_ context.Context, r *PolicyRequest) PolicyDecision {
 		return PolicyDecision{}
 	}
 	ok, rule := r.Principal.Allow(r.Kind, r.Target)
+	if ok && r.Kind == auth.Methods && r.Server != "" && !r.Principal.MayUse(r.Server, cmp.Or(t.sep, ".")) {
+		// A methods pattern names methods, not backends: the backend
+		// the request routes to must be one the principal may use.
+		ok, rule = false, "methods:server-not-allowed"
+	}
 	// No Message: the default one (notAllowed) is built only for a
 	// request that is answered, not for each hidden list item.
 	return PolicyDecision{Deny: !ok, Rule: rule}

@@ -76,6 +76,8 @@ func TestEveryMethodIsAuthorized(t *testing.T) {
 		// reference with an allowed prompt name is about the resource.
 		{"scoped-token", "completion/complete", `{"ref":{"type":"ref/resource","name":"alpha.greet","uri":"mcptrail://beta/test://static/1"},"argument":{"name":"x","value":""}}`, "completions:default-deny"},
 		{"scoped-token", "tasks/list", `{}`, "methods:default-deny"},
+		// A methods pattern does not open a backend the token may not use.
+		{"scoped-token", "custom/thing", `{"name":"beta.echo"}`, "methods:server-not-allowed"},
 	}
 	for _, tt := range tests {
 		r := call(tt.token, tt.method, tt.params)
