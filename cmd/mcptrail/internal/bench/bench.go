@@ -263,7 +263,10 @@ func worker(ctx context.Context, s *session, cfg Config, w int, stop *atomic.Boo
 	defer s.close(context.WithoutCancel(ctx))
 	var ok int64
 	buf := make([]byte, 0, cfg.PayloadBytes+256)
-	for seq := 0; !stop.Load() && ctx.Err() == nil; seq++ {
+	// Every session makes at least one call, however short the run: on a
+	// loaded machine initialize can outlast a short -d, and a run with no
+	// call would report neither speed nor the target's error.
+	for seq := 0; ctx.Err() == nil && (seq == 0 || !stop.Load()); seq++ {
 		payload := makePayload(w, seq, cfg.PayloadBytes)
 		t0 := time.Now()
 		var err error
