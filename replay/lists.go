@@ -2,6 +2,7 @@ package replay
 
 import (
 	"encoding/json"
+	"maps"
 	"slices"
 	"strings"
 
@@ -113,6 +114,7 @@ func BackendLists(events []recorder.Event, sep string) map[string]map[string]jso
 			}
 		}
 	}
+	noNamespace := slices.Sorted(maps.Keys(RecordedNoNamespace(events, sep)))
 	// Items per server and method, deduplicated by name across pages and
 	// sessions (first occurrence wins).
 	type acc struct {
@@ -161,7 +163,7 @@ func BackendLists(events []recorder.Event, sep string) map[string]map[string]jso
 			}
 		case recorder.HopResponse:
 			for _, it := range items {
-				server, item := attribute(e.Method, it, sep, servers, uriServer, schemeServers)
+				server, item := attribute(e.Method, it, sep, servers, uriServer, schemeServers, noNamespace)
 				if server == "" {
 					continue
 				}
@@ -210,7 +212,7 @@ func itemKey(it map[string]json.RawMessage) string {
 // attribute finds the backend of one merged list item and rewrites it back
 // to the backend's spelling.
 func attribute(method string, it map[string]json.RawMessage, sep string, servers []string,
-	uriServer map[string]string, schemeServers map[string][]string) (string, map[string]json.RawMessage) {
+	uriServer map[string]string, schemeServers map[string][]string, noNamespace []string) (string, map[string]json.RawMessage) {
 	str := func(k string) string {
 		var s string
 		_ = json.Unmarshal(it[k], &s)
@@ -228,6 +230,12 @@ func attribute(method string, it map[string]json.RawMessage, sep string, servers
 	switch method {
 	case "tools/list", "prompts/list":
 		server, rest, ok := strings.Cut(str("name"), sep)
+		if ok && slices.Contains(servers, server) && !slices.Contains(noNamespace, server) {
+			return server, clone("name", rest)
+		}
+		if len(noNamespace) == 1 { // the only server whose names carry no namespace
+			return noNamespace[0], it
+		}
 		if !ok {
 			return "", nil
 		}
@@ -388,6 +396,28 @@ func CatalogOrder(events []recorder.Event, sep string, servers []string) []strin
 	}
 	for _, s := range servers {
 		addServer(s)
+	}
+	return out
+}
+
+// RecordedNoNamespace returns the backends the recording shows were mounted
+// without a namespace: a tools/call or prompts/get routed to the server
+// whose target, as the client named it, does not carry the server's
+// namespace. The mock gateway mounts them so (without a config), and their
+// list items are attributed to them as they are.
+func RecordedNoNamespace(events []recorder.Event, sep string) map[string]bool {
+	if sep == "" {
+		sep = "."
+	}
+	out := map[string]bool{}
+	for i := range events {
+		e := &events[i]
+		if e.Server == "" || e.Target == "" || (e.Method != "tools/call" && e.Method != "prompts/get") {
+			continue
+		}
+		if !strings.HasPrefix(e.Target, e.Server+sep) {
+			out[e.Server] = true
+		}
 	}
 	return out
 }

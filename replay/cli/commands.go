@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mcptrail/mcptrail/proxy/config"
+	"github.com/mcptrail/mcptrail/recorder"
 	"github.com/mcptrail/mcptrail/recorder/clickhouse"
 	"github.com/mcptrail/mcptrail/recorder/redact"
 	"github.com/mcptrail/mcptrail/replay"
@@ -187,7 +188,7 @@ func runReplay(ctx context.Context, env *Env, mode runner.Mode, f *replayFlags) 
 				return err
 			}
 			defer mock.Close()
-			gw, err := runner.StartGateway(ctx, runner.WithTimeouts(runner.MockConfig(cfg, replay.CatalogOrder(src.events, f.sel.separator, store.Servers()), mock.URL), runner.RecordedTimeouts(src.events)), 30*time.Second, logger)
+			gw, err := runner.StartGateway(ctx, mockGatewayConfig(cfg, src.events, f.sel.separator, store.Servers(), mock.URL), 30*time.Second, logger)
 			if err != nil {
 				return err
 			}
@@ -571,4 +572,16 @@ func newMockCmd(env *Env) *cobra.Command {
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:7070", "address to serve on")
 	cmd.Flags().StringVar(&miss, "miss", "error", "what a request without a recorded answer gets: error")
 	return cmd
+}
+
+// mockGatewayConfig is the config of the in-process gateway of `replay
+// mock`: base (or, without one, the recorded servers in catalog order,
+// mounted without a namespace when the recording shows they were) with
+// every backend pointing at the mock, and the recorded timeouts.
+func mockGatewayConfig(base *config.Config, events []recorder.Event, separator string, servers []string, mockURL string) *config.Config {
+	cfg := runner.MockConfig(base, replay.CatalogOrder(events, separator, servers), mockURL)
+	if base == nil {
+		cfg = runner.WithNoNamespace(cfg, replay.RecordedNoNamespace(events, separator))
+	}
+	return runner.WithTimeouts(cfg, runner.RecordedTimeouts(events))
 }

@@ -124,6 +124,17 @@ func RecordedTimeouts(events []recorder.Event) map[string]time.Duration {
 	return out
 }
 
+// WithNoNamespace mounts each server of cfg named in set without a
+// namespace.
+func WithNoNamespace(cfg *config.Config, set map[string]bool) *config.Config {
+	for i := range cfg.Servers {
+		if set[cfg.Servers[i].Name] {
+			cfg.Servers[i].NoNamespace = true
+		}
+	}
+	return cfg
+}
+
 // WithTimeouts sets the timeout of each server of cfg that has none.
 func WithTimeouts(cfg *config.Config, timeouts map[string]time.Duration) *config.Config {
 	for i := range cfg.Servers {

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcptrail/mcptrail/recorder/chlocal/chtest"
+)
+
+// goSDKTraffic drives the official Go SDK client through the gateway at
+// url in the given protocol mode ("" = the SDK's latest, 2026-07-28):
+// tools (with progress, sampling and elicitation), resources,
+// prompts, completion, ping and logging/setLevel. It declares no roots, as
+// the TypeScript client: server-everything lists get-roots-list only to
+// clients with roots, and the replay mock serves one catalog per backend
+// to every session (see TestOfficialClientTrafficReplaysClean).
+func goSDKTraffic(t *testing.T, url, version string) {
+	t.Helper()
+	c := mcp.NewClient(&mcp.Implementation{Name: "mcptrail-gosdk-replay", Version: "1"}, &mcp.ClientOptions{
+		CreateMessageHandler: func(context.Context, *mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
+			return &mcp.CreateMessageResult{Role: "assistant", Content: &mcp.TextContent{Text: "sampled by the Go SDK"}, Model: "test-model", StopReason: "endTurn"}, nil
+		},
+		ElicitationHandler: func(context.Context, *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+			return &mcp.ElicitResult{Action: "decline"}, nil
+		},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var opts *mcp.ClientSessionOptions
+	if version != "" {
+		opts = &mcp.ClientSessionOptions{ProtocolVersion: version}
+	}
+	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url, MaxRetries: -1}, opts)
+	if err != nil {
+		t.Fatalf("Go SDK (%q) connect: %v", version, err)
+	}
+	defer cs.Close()
+	errs := 0
+	check := func(what string, err error) {
+		if err != nil {
+			errs++
+			t.Logf("Go SDK %q: %s: %v", version, what, err)
+		}
+	}
+	call := func(tool string, args map[string]any, meta mcp.Meta) {
+		p := &mcp.CallToolParams{Name: tool, Arguments: args}
+		if meta != nil {
+			p.Meta = meta
+		}
+		_, err := cs.CallTool(ctx, p)
+		check("tools/call "+tool, err)
+	}
+	_, err = cs.ListTools(ctx, nil)
+	check("tools/list", err)
+	call("echo", map[string]any{"message": "hello"}, nil)
+	call("get-sum", map[string]any{"a": 2, "b": 3}, nil)
+	call("get-tiny-image", map[string]any{}, nil)
+	call("get-annotated-message", map[string]any{"messageType": "error", "includeImage": true}, nil)
+	call("trigger-long-running-operation", map[string]any{"duration": 0.5, "steps": 5}, mcp.Meta{"progressToken": "p-1"})
+	call("trigger-sampling-request", map[string]any{"prompt": "hi", "maxTokens": 5}, nil)
+	call("trigger-elicitation-request", map[string]any{}, nil)
+	res, err := cs.ListResources(ctx, nil)
+	check("resources/list", err)
+	_, err = cs.ListResourceTemplates(ctx, nil)
+	check("resources/templates/list", err)
+	if res != nil && len(res.Resources) > 0 {
+		_, err = cs.ReadResource(ctx, &mcp.ReadResourceParams{URI: res.Resources[0].URI})
+		check("resources/read", err)
+	}
+	_, err = cs.ListPrompts(ctx, nil)
+	check("prompts/list", err)
+	_, err = cs.GetPrompt(ctx, &mcp.GetPromptParams{Name: "args-prompt", Arguments: map[string]string{"city": "Paris"}})
+	check("prompts/get", err)
+	_, err = cs.Complete(ctx, &mcp.CompleteParams{
+		Ref:      &mcp.CompleteReference{Type: "ref/prompt", Name: "completable-prompt"},
+		Argument: mcp.CompleteParamsArgument{Name: "department", Value: "E"},
+	})
+	check("completion/complete", err)
+	check("ping", cs.Ping(ctx, nil))
+	check("logging/setLevel", cs.SetLoggingLevel(ctx, &mcp.SetLoggingLevelParams{Level: "debug"}))
+	if errs > 0 {
+		t.Errorf("Go SDK %q: %d steps failed through the gateway", version, errs)
+	}
+}
+
+var replaySummary = regexp.MustCompile(`(\d+) requests, (\d+) replayed: \d+ identical, (\d+) changed, (\d+) failed, (\d+) skipped`)
+
+// TestOfficialClientTrafficReplaysClean (issue 8, "replay: zero false
+// alarms"): the traffic of the official clients — the TypeScript SDK over
+// streamable HTTP and through `mcptrail stdio`, and the Go SDK in its
+// 2026-07-28 and 2025-11-25 modes — through a recording gateway in front
+// of server-everything (mounted without a namespace), replayed with
+// `mcptrail replay mock` three times in a row: every run exits 0 with 0
+// changed and 0 failed.
+//
+// Not yet covered, because the replay still differs (issue 8 note):
+//   - the Go SDK in its sessionless 2026-07-28 mode: `replay mock` replays
+//     every request in 2025-11-25, so resultType, cacheScope/ttlMs and the
+//     serverInfo _meta of the recorded answers are "removed", and the calls
+//     whose backend asks the client (sampling, elicitation) or sends
+//     progress get "no recorded answer" from the mock;
+//   - catalogs that differ per session: server-everything lists
+//     get-roots-list only to a session whose client has roots, the mock
+//     serves one merged tools/list per backend to every session; that one
+//     item is ignored (--ignore-path).
+func TestOfficialClientTrafficReplaysClean(t *testing.T) {
+	npm := npmDir(t)
+	srv := chtest.Shared(t)
+	everything := startEverythingHTTP(t, npm)
+	cfgPath := filepath.Join(t.TempDir(), "gw.yaml")
+	cfg := fmt.Sprintf(`listen: 127.0.0.1:0
+servers:
+  - name: everything
+    transport: http
+    url: %s
+    no_namespace: true
+    required: true
+recorder:
+  clickhouse:
+    addr: ["${E2E_CH_ADDR}"]
+    database: ${E2E_CH_DB}
+  spool:
+    dir: ${E2E_SPOOL_DIR}
+    fsync: interval
+    fsync_interval: 50ms
+  flush_interval: 100ms
+  redaction:
+    hmac_key_env: E2E_REDACTION_KEY
+`, everything)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := e2eEnv{Config: cfgPath, CHAddr: srv.Addr(), CHDB: chtest.Database(t, srv.Addr()), SpoolDir: t.TempDir(), RedactKey: randAlnum(32)}
+	gw := startGateway(t, env)
+
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"streamable HTTP", []string{"--url", gw.url + "/mcp", "--scenario", "everything"}},
+		{"mcptrail stdio", []string{"--transport", "stdio", "--cmd", mcptrailBin(t) + " stdio --url " + gw.url + "/mcp", "--scenario", "everything"}},
+	} {
+		if r := runClient(t, npm, tc.args...); len(r.Steps) < 10 {
+			t.Fatalf("TypeScript client over %s: only %d steps ran (failed %v)", tc.name, len(r.Steps), r.Failed)
+		}
+	}
+	goSDKTraffic(t, gw.url+"/mcp", "2025-11-25")
+	gw.waitWritten(t)
+
+	replayEnv := []string{"E2E_REDACTION_KEY=" + env.RedactKey}
+	for run := 1; run <= 3; run++ {
+		out, stderr, code := runCLIEnv(t, replayEnv, "replay", "mock", "--clickhouse", env.CHAddr, "--database", env.CHDB, "--since", "10m",
+			// server-everything lists get-roots-list only once the session's
+			// client has roots; the mock serves one catalog to every session.
+			"--ignore-path", "/tools/get-roots-list")
+		m := replaySummary.FindStringSubmatch(out)
+		if code != 0 || m == nil || m[3] != "0" || m[4] != "0" {
+			t.Fatalf("replay mock run %d: exit %d, want 0 with 0 changed, 0 failed\n%s\n%s", run, code, tail(out, 6000), tail(stderr, 3000))
+		}
+		if n, _ := strconv.Atoi(m[2]); n < 50 {
+			t.Errorf("replay mock run %d replayed %d requests, want the clients' traffic (>= 50)\n%s", run, n, out)
+		}
+		t.Logf("replay mock run %d: %s", run, strings.TrimSpace(m[0]))
+	}
+}
