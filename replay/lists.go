@@ -403,7 +403,8 @@ func CatalogOrder(events []recorder.Event, sep string, servers []string) []strin
 // RecordedNoNamespace returns the backends the recording shows were mounted
 // without a namespace: a tools/call or prompts/get routed to the server
 // whose target, as the client named it, does not carry the server's
-// namespace. The mock gateway mounts them so (without a config), and their
+// namespace (upstream hops name it as the backend does, so they do not
+// count). The mock gateway mounts them so (without a config), and their
 // list items are attributed to them as they are.
 func RecordedNoNamespace(events []recorder.Event, sep string) map[string]bool {
 	if sep == "" {
@@ -412,7 +413,7 @@ func RecordedNoNamespace(events []recorder.Event, sep string) map[string]bool {
 	out := map[string]bool{}
 	for i := range events {
 		e := &events[i]
-		if e.Server == "" || e.Target == "" || (e.Method != "tools/call" && e.Method != "prompts/get") {
+		if e.Hop == recorder.HopUpstream || e.Server == "" || e.Target == "" || (e.Method != "tools/call" && e.Method != "prompts/get") {
 			continue
 		}
 		if !strings.HasPrefix(e.Target, e.Server+sep) {
