@@ -19,10 +19,8 @@ import (
 // goSDKTraffic drives the official Go SDK client through the gateway at
 // url in the given protocol mode ("" = the SDK's latest, 2026-07-28):
 // tools (with progress, sampling and elicitation), resources,
-// prompts, completion, ping and logging/setLevel. It declares no roots, as
-// the TypeScript client: server-everything lists get-roots-list only to
-// clients with roots, and the replay mock serves one catalog per backend
-// to every session (see TestOfficialClientTrafficReplaysClean).
+// prompts, completion, ping and logging/setLevel (no roots: see
+// TestOfficialClientTrafficReplaysClean on per-session catalogs).
 func goSDKTraffic(t *testing.T, url, version string) {
 	t.Helper()
 	c := mcp.NewClient(&mcp.Implementation{Name: "mcptrail-gosdk-replay", Version: "1"}, &mcp.ClientOptions{
@@ -109,9 +107,10 @@ var replaySummary = regexp.MustCompile(`(\d+) requests, (\d+) replayed: \d+ iden
 //     whose backend asks the client (sampling, elicitation) or sends
 //     progress get "no recorded answer" from the mock;
 //   - catalogs that differ per session: server-everything lists
-//     get-roots-list only to a session whose client has roots, the mock
-//     serves one merged tools/list per backend to every session; that one
-//     item is ignored (--ignore-path).
+//     get-roots-list, trigger-sampling-request and
+//     trigger-elicitation-request only to a session whose client declared
+//     roots, sampling or elicitation, the mock serves one merged tools/list
+//     per backend to every session; those items are ignored (--ignore-path).
 func TestOfficialClientTrafficReplaysClean(t *testing.T) {
 	npm := npmDir(t)
 	srv := chtest.Shared(t)
@@ -159,9 +158,12 @@ recorder:
 	replayEnv := []string{"E2E_REDACTION_KEY=" + env.RedactKey}
 	for run := 1; run <= 3; run++ {
 		out, stderr, code := runCLIEnv(t, replayEnv, "replay", "mock", "--clickhouse", env.CHAddr, "--database", env.CHDB, "--since", "10m",
-			// server-everything lists get-roots-list only once the session's
-			// client has roots; the mock serves one catalog to every session.
-			"--ignore-path", "/tools/get-roots-list")
+			// server-everything lists these only to a session whose client
+			// declared roots, sampling or elicitation (and registers them
+			// when the session starts); the mock serves one catalog to every
+			// session.
+			"--ignore-path", "/tools/get-roots-list", "--ignore-path", "/tools/trigger-sampling-request",
+			"--ignore-path", "/tools/trigger-elicitation-request")
 		m := replaySummary.FindStringSubmatch(out)
 		if code != 0 || m == nil || m[3] != "0" || m[4] != "0" {
 			t.Fatalf("replay mock run %d: exit %d, want 0 with 0 changed, 0 failed\n%s\n%s", run, code, tail(out, 6000), tail(stderr, 3000))
