@@ -303,11 +303,10 @@ func (b *Backend) newConn(ctx context.Context, v *variant) (upstreamConn, error)
 			if v != nil {
 				// A variant's lists are its own.
 				if kinds := changedLists(n.Method); kinds != nil {
-					go func() {
-						for _, k := range kinds {
-							b.refresh(b.gctx, &v.snap, k)
-						}
-					}()
+					for _, k := range kinds {
+						v.staleLists.Or(1 << k)
+					}
+					go b.refreshStale(b.gctx, v)
 					return
 				}
 			}

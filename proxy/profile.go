@@ -39,6 +39,25 @@ type variant struct {
 	// lastUsed (unix nanos) lets the janitor close a variant no session
 	// needs any more.
 	lastUsed atomic.Int64
+	// staleLists is a bit set of the lists a list_changed named and that
+	// are not re-read yet: one can arrive during the handshake, before
+	// snap is published (server-everything registers its conditional
+	// tools when it hears notifications/initialized), and must not be lost.
+	staleLists atomic.Uint32
+}
+
+// refreshStale re-reads the lists a list_changed marked stale, once the
+// variant's connection is published; before that, snapFor does it.
+func (b *Backend) refreshStale(ctx context.Context, v *variant) {
+	if v.snap.Load() == nil {
+		return
+	}
+	stale := v.staleLists.Swap(0)
+	for k := listKind(0); k < numLists; k++ {
+		if stale&(1<<k) != 0 {
+			b.refresh(ctx, &v.snap, k)
+		}
+	}
 }
 
 // profileOf returns the profile key of declared client capabilities: their
@@ -146,6 +165,12 @@ func (b *Backend) snapFor(ctx context.Context, key string, caps json.RawMessage)
 	if !current {
 		_ = conn.close()
 		return nil, nil
+	}
+	// Lists the backend changed while the handshake ran are read again
+	// before any client of this profile is served from them.
+	b.refreshStale(ctx, v)
+	if fresh := v.snap.Load(); fresh != nil {
+		s = fresh
 	}
 	b.logger.Info("backend connection for a client capability profile ready", "profile", key)
 	b.hooks.backendChanged(b)
