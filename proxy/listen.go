@@ -34,7 +34,7 @@ type listener struct {
 	id                        json.RawMessage
 	owner                     string // the principal; counted against the session caps
 	tools, prompts, resources bool
-	uris                      map[string]bool // as the client names them
+	uris                      map[string]bool // as the client names them; written under listeners.mu
 	ch                        chan []byte
 	dropped                   atomic.Int64
 }
@@ -102,6 +102,27 @@ func (ls *listeners) each(fn func(*listener)) {
 	}
 }
 
+// addURI records that l subscribed uri. l is already in the set, where
+// other streams read its URIs (wantsURI, subscribedTo): under the lock.
+func (ls *listeners) addURI(l *listener, uri string) {
+	ls.mu.Lock()
+	l.uris[uri] = true
+	ls.mu.Unlock()
+}
+
+// subscribedTo returns the open listeners subscribed to uri.
+func (ls *listeners) subscribedTo(uri string) []*listener {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	var out []*listener
+	for l := range ls.set {
+		if l.uris[uri] {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
 // wantsURI reports whether any listener other than except subscribed uri.
 func (ls *listeners) wantsURI(uri string, except *listener) bool {
 	ls.mu.Lock()
@@ -151,11 +172,9 @@ func (g *Gateway) listChangedToListeners(m jsonrpc.Message) {
 // resourceUpdatedToListeners hands a backend's resources/updated (with the
 // URI as clients see it) to the listeners subscribed to it.
 func (g *Gateway) resourceUpdatedToListeners(uri string, params json.RawMessage) {
-	g.listens.each(func(l *listener) {
-		if l.uris[uri] {
-			g.deliver(l, "notifications/resources/updated", params)
-		}
-	})
+	for _, l := range g.listens.subscribedTo(uri) {
+		g.deliver(l, "notifications/resources/updated", params)
+	}
 }
 
 // listen serves subscriptions/listen until the client closes the stream
@@ -183,7 +202,7 @@ func (c *call) listen(ctx context.Context) jsonrpc.Message {
 			continue
 		}
 		if c.subscribeUpstream(ctx, uri, "resources/subscribe", i) {
-			l.uris[uri] = true
+			g.listens.addURI(l, uri)
 			ack.ResourceSubscriptions = append(ack.ResourceSubscriptions, uri)
 		}
 	}
