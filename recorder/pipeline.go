@@ -247,7 +247,8 @@ func (p *Pipeline) Start(ctx context.Context) error {
 	if p.started.Load() {
 		return errors.New("starting recorder: already started")
 	}
-	if err := os.MkdirAll(p.cfg.Dir, 0o755); err != nil {
+	// The spool holds recorded calls: for the gateway's user only.
+	if err := os.MkdirAll(p.cfg.Dir, 0o700); err != nil {
 		return fmt.Errorf("creating spool directory %s: %w", p.cfg.Dir, err)
 	}
 	lock, err := lockSpool(p.cfg.Dir)

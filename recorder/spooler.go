@@ -267,7 +267,7 @@ func (s *spooler) open() error {
 	p := s.p
 	id := ulid.Make().String()
 	path := p.path(id, extOpen)
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("creating spool segment %s: %w", path, err)
 	}
