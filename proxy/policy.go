@@ -214,16 +214,22 @@ func (g *Gateway) recordAmbiguous(reqID string, p *auth.Principal, err error) {
 	if p != nil {
 		who = p.Name
 	}
-	g.logger.Warn("request denied", "request_id", reqID, "principal", who, "rule", RuleAmbiguousKey, "reason", amb.Error())
-	if g.rec == nil {
-		return
-	}
-	_ = g.rec.Record(&recorder.Event{
+	e := &recorder.Event{
 		RequestID: reqID, Hop: recorder.HopAuth, TimeNs: time.Now().UnixNano(), Principal: who,
 		AuthDecision: auth.ResultDenied, AuthRule: RuleAmbiguousKey, Outcome: recorder.OutcomeDenied,
-		ErrorCode: jsonrpc.CodeInvalidRequest, ErrorMessage: amb.Error(),
+		ErrorCode: jsonrpc.CodeInvalidRequest, ErrorMessage: amb.Error(), // quotes the client's key
 		GatewayInstance: g.instance, GatewayVersion: Version, ConfigHash: g.cfg.Hash,
-	})
+	}
+	if g.redactor != nil {
+		e.RedactionVersion = g.redactor.Version()
+		redactFields(g.redactor, e)
+	} else {
+		capIdentifiers(e)
+	}
+	g.logger.Warn("request denied", "request_id", reqID, "principal", who, "rule", RuleAmbiguousKey, "reason", e.ErrorMessage)
+	if g.rec != nil {
+		_ = g.rec.Record(e)
+	}
 }
 
 // mayHear reports whether what backend b sends outside any call (log
