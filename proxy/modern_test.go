@@ -522,3 +522,24 @@ func TestModernTasks(t *testing.T) {
 		t.Errorf("unknown task = %s, want -32602", b)
 	}
 }
+
+// TestProfileCatalogsBounded: every distinct set of client capabilities a
+// client sends used to get its own merged catalog, kept for good and rebuilt
+// on every backend change — memory and CPU a client could grow at will. Only
+// profiles with a connection slot (at most 8 per backend) get one now; any
+// other profile is served by the backends' primary connections, whose
+// catalog is the gateway's.
+func TestProfileCatalogsBounded(t *testing.T) {
+	cfg, _ := twoBackends(t)
+	e := startGateway(t, cfg)
+	for i := range 30 {
+		caps := map[string]any{"experimental": map[string]any{fmt.Sprintf("x%d", i): map[string]any{}}}
+		resp, b := post(t, e.url, modernBody(i+1, "tools/list", nil, caps), modernHeaders("tools/list", ""))
+		if a := decodeAnswer(t, b); resp.StatusCode != 200 || a.Error != nil {
+			t.Fatalf("tools/list with profile %d: %d %s", i, resp.StatusCode, b)
+		}
+	}
+	if n := e.gw.ProfileCatalogs(); n > 8 {
+		t.Errorf("%d profile catalogs kept after 30 distinct profiles, want at most 8 (the connection slots)", n)
+	}
+}

@@ -242,6 +242,11 @@ func (g *Gateway) connectProfile(key string, caps json.RawMessage) {
 	if key == "" || g.ctx == nil {
 		return
 	}
+	for _, name := range g.order {
+		if b := g.backends[name]; b.snap.Load() != nil {
+			b.variantFor(key, caps) // the slot first: then its catalog is kept
+		}
+	}
 	g.catalogFor(key) // from now on kept up to date
 	for _, name := range g.order {
 		b := g.backends[name]
@@ -258,13 +263,20 @@ func (g *Gateway) connectProfile(key string, caps json.RawMessage) {
 	}
 }
 
-// catalogFor is the merged catalog clients of profile key see.
+// catalogFor is the merged catalog clients of profile key see. Only a
+// profile with a connection slot on some backend has its own: the key comes
+// from the client, and a catalog kept per key would let a client grow the
+// gateway's memory (and the work of every rebuild) at will. Any other
+// profile is served by the primary connections, whose catalog is g.catalog.
 func (g *Gateway) catalogFor(key string) *catalog {
 	if key == "" {
 		return g.catalog.Load()
 	}
 	if c, ok := g.profileCats.Load(key); ok {
 		return c.(*catalog)
+	}
+	if !g.hasProfileSlot(key) {
+		return g.catalog.Load()
 	}
 	g.catMu.Lock()
 	defer g.catMu.Unlock()
@@ -274,6 +286,20 @@ func (g *Gateway) catalogFor(key string) *catalog {
 	c := g.buildProfileCatalog(key)
 	g.profileCats.Store(key, c)
 	return c
+}
+
+// hasProfileSlot reports whether some backend keeps a connection slot for
+// profile key.
+func (g *Gateway) hasProfileSlot(key string) bool {
+	for _, b := range g.backends {
+		b.variantMu.Lock()
+		_, ok := b.variants[key]
+		b.variantMu.Unlock()
+		if ok {
+			return true
+		}
+	}
+	return false
 }
 
 // buildProfileCatalog merges, per backend, the profile's own connection's
