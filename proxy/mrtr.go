@@ -62,7 +62,8 @@ type heldCall struct {
 	last    string                   // request ID of the latest request of the chain
 	round   int
 	timer   *time.Timer
-	task    bool // the call was made task-augmented upstream (tasks.go)
+	ctx     context.Context // the held call's own context, done when it ends
+	task    bool            // the call was made task-augmented upstream (tasks.go)
 }
 
 type heldEvent struct {
@@ -130,15 +131,26 @@ func (c *call) serveModern(ctx context.Context) jsonrpc.Message {
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	stop := context.AfterFunc(g.streams, cancel)
 	h.cancel = func() { stop(); cancel() }
+	h.ctx = hctx
 	inner.cancel = h.cancel
 	g.inflight.Add(1)
 	go func() {
 		defer g.inflight.Done()
 		defer h.cancel()
-		resp := inner.dispatch(hctx)
-		h.events <- heldEvent{final: &resp}
+		h.deliver(inner.dispatch(hctx))
 	}()
 	return h.next(ctx, c)
+}
+
+// deliver hands the held call's outcome to the client request waiting for
+// it. When the call was cancelled (expired, client gone, shutdown) nobody
+// may ever read it, and events may be full of unanswered input requests:
+// give up then rather than block the call's goroutine forever.
+func (h *heldCall) deliver(resp jsonrpc.Message) {
+	select {
+	case h.events <- heldEvent{final: &resp}:
+	case <-h.ctx.Done():
+	}
 }
 
 // resume continues a held call with the client's inputResponses.
@@ -207,6 +219,17 @@ func (h *heldCall) next(ctx context.Context, c *call) jsonrpc.Message {
 			}
 			return h.inputRequired(c)
 		}
+	case <-h.ctx.Done():
+		// The held call ended (shutdown): take its outcome if it left one.
+		select {
+		case ev := <-h.events:
+			if ev.final != nil {
+				return h.finish(c, *ev.final)
+			}
+		default:
+		}
+		c.outcome = recorder.OutcomeTransportError
+		return c.fail(jsonrpc.CodeInternalError, "mcptrail: request cancelled")
 	case <-ctx.Done():
 		// The client went away: nobody will retry this chain.
 		h.out.set(nil)
