@@ -155,7 +155,7 @@ func (h *heldCall) deliver(resp jsonrpc.Message) {
 
 // resume continues a held call with the client's inputResponses.
 func (c *call) resume(ctx context.Context, token string) jsonrpc.Message {
-	v, ok := c.g.held.LoadAndDelete(token)
+	v, ok := c.g.held.Load(token)
 	if !ok {
 		return c.fail(jsonrpc.CodeInvalidParams, "mcptrail: unknown or expired requestState")
 	}
@@ -163,8 +163,12 @@ func (c *call) resume(ctx context.Context, token string) jsonrpc.Message {
 	princ := c.princ.OwnerKey()
 	if h.method != c.msg.Method || h.target != c.target || h.princ != princ {
 		// Not this chain's retry: leave the held call to its own client.
-		c.g.held.Store(token, h)
+		// It is never taken out of held, so its expiry still finds it.
 		return c.fail(jsonrpc.CodeInvalidParams, "mcptrail: requestState does not belong to this request")
+	}
+	if !c.g.held.CompareAndDelete(token, h) {
+		// Expired, or another retry took it, since the Load.
+		return c.fail(jsonrpc.CodeInvalidParams, "mcptrail: unknown or expired requestState")
 	}
 	var responses map[string]json.RawMessage
 	_ = json.Unmarshal(c.params.Get("inputResponses"), &responses)
