@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -20,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mcptrail/mcptrail/proxy/auth"
+	"github.com/mcptrail/mcptrail/proxy/config"
 	"github.com/mcptrail/mcptrail/proxy/jsonrpc"
 	"github.com/mcptrail/mcptrail/recorder"
 )
@@ -409,6 +411,11 @@ func (c *call) dispatch(ctx context.Context) jsonrpc.Message {
 		if m == "resources/read" {
 			if resp, ok := c.limitRate(ctx, ""); !ok {
 				return resp
+			}
+		}
+		if m == "resources/subscribe" {
+			if maxSubs := cmp.Or(g.cfg.Limits.MaxSubscriptions, config.DefaultMaxSubscriptions); !c.sess.canSubscribe(uri, maxSubs) {
+				return c.fail(jsonrpc.CodeInvalidRequest, fmt.Sprintf("resources/subscribe: the session has %d subscriptions, limits.max_subscriptions", maxSubs), "uri", uri)
 			}
 		}
 		c.routeRule = "uri:" + rt.server

@@ -189,6 +189,10 @@ func (c *call) listen(ctx context.Context) jsonrpc.Message {
 		return c.fail(jsonrpc.CodeInvalidParams, "subscriptions/listen: invalid params: "+err.Error())
 	}
 	want := p.Notifications
+	maxSubs := cmp.Or(g.cfg.Limits.MaxSubscriptions, config.DefaultMaxSubscriptions)
+	if n := len(uniqueStrings(want.ResourceSubscriptions)); n > maxSubs {
+		return c.fail(jsonrpc.CodeInvalidRequest, fmt.Sprintf("subscriptions/listen: %d resourceSubscriptions, more than limits.max_subscriptions (%d)", n, maxSubs))
+	}
 	l := &listener{id: c.msg.ID, owner: c.princ.OwnerKey(), tools: want.ToolsListChanged, prompts: want.PromptsListChanged,
 		resources: want.ResourcesListChanged, uris: map[string]bool{}, ch: make(chan []byte, listenerBuffer)}
 	// Admitted before any upstream work is done for it.
@@ -300,4 +304,17 @@ func (c *call) endListen(l *listener) jsonrpc.Message {
 	meta, _ := json.Marshal(map[string]json.RawMessage{metaSubscriptionID: l.id})
 	res, _ := json.Marshal(map[string]json.RawMessage{"_meta": meta})
 	return jsonrpc.NewResult(c.msg.ID, res)
+}
+
+// uniqueStrings returns ss without repeats, in order.
+func uniqueStrings(ss []string) []string {
+	seen := make(map[string]bool, len(ss))
+	out := ss[:0:0]
+	for _, s := range ss {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
 }

@@ -144,6 +144,14 @@ func (s *Session) subscribe(uri string, on bool) {
 	}
 }
 
+// canSubscribe reports whether the session may subscribe uri without
+// holding more than max subscriptions.
+func (s *Session) canSubscribe(uri string, max int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.subs[uri] || len(s.subs) < max
+}
+
 func (s *Session) subscribed(uri string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()

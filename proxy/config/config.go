@@ -31,6 +31,7 @@ const (
 	DefaultIdleTimeout             = 120 * time.Second
 	DefaultMaxSessions             = 10000
 	DefaultMaxSessionsPerPrincipal = 1000
+	DefaultMaxSubscriptions        = 256
 	DefaultSessionIdleTimeout      = 30 * time.Minute
 
 	DefaultServerTimeout   = 60 * time.Second
@@ -155,6 +156,10 @@ type Limits struct {
 	// MaxSessionsPerPrincipal caps one principal's open sessions.
 	// Default 1000.
 	MaxSessionsPerPrincipal int `yaml:"max_sessions_per_principal"`
+	// MaxSubscriptions caps the resource URIs of one subscriptions/listen
+	// stream and those one session subscribes with resources/subscribe;
+	// beyond it the request is refused with -32600. Default 256.
+	MaxSubscriptions int `yaml:"max_subscriptions"`
 	// SessionIdleTimeout ends a session with no client request for this
 	// long, also one with an open GET stream (the stream is closed; the
 	// client re-initializes). Default 30m.

@@ -34,6 +34,7 @@ func (c *Config) applyDefaults() {
 	setDefault(&l.IdleTimeout, DefaultIdleTimeout)
 	setDefault(&l.MaxSessions, DefaultMaxSessions)
 	setDefault(&l.MaxSessionsPerPrincipal, DefaultMaxSessionsPerPrincipal)
+	setDefault(&l.MaxSubscriptions, DefaultMaxSubscriptions)
 	setDefault(&l.SessionIdleTimeout, DefaultSessionIdleTimeout)
 	setDefault(&c.Cache.MaxBytes, 64<<20)
 	c.Admin.TokenSHA256 = strings.ToLower(c.Admin.TokenSHA256)
@@ -255,6 +256,7 @@ func (c *Config) validateLimits(v *validator) {
 		v.add("cache.max_bytes", "must not be negative, got %d", c.Cache.MaxBytes)
 	}
 	v.nonNegativeInt("limits.max_sessions_per_principal", l.MaxSessionsPerPrincipal)
+	v.nonNegativeInt("limits.max_subscriptions", l.MaxSubscriptions)
 	if l.MaxSessions > 0 && l.MaxSessionsPerPrincipal > l.MaxSessions {
 		v.add("limits.max_sessions_per_principal", "%d is more than limits.max_sessions (%d)", l.MaxSessionsPerPrincipal, l.MaxSessions)
 	}
