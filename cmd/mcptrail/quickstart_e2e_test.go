@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mcptrail/mcptrail/proxy"
 )
 
 // runCLIIn runs the binary in dir (where `mcptrail serve` keeps its local
@@ -101,9 +104,27 @@ func TestQuickStartReplay(t *testing.T) {
 	// memory is not required in the demo config, so /readyz does not wait
 	// for it; a call before it is up is answered differently than the mock
 	// (which has it) would (see the closing note).
+	// Asked of /statusz, not of tools/list: every tools/list is recorded,
+	// and one answered before memory was up replays differently (the mock
+	// has memory), which made this test fail now and then.
 	waitFor(t, "memory in the catalog", 60*time.Second, gw, func() (bool, error) {
-		resp, _, err := c.request(ctx, "tools/list", map[string]any{})
-		return err == nil && strings.Contains(string(resp.Result), `"memory.read_graph"`), err
+		resp, err := httpc.Get(base + "/statusz")
+		if err != nil {
+			return false, err
+		}
+		defer resp.Body.Close()
+		var st struct {
+			Backends []proxy.BackendStatus `json:"backends"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+			return false, err
+		}
+		for _, b := range st.Backends {
+			if b.Name == "memory" && b.Ready && b.Tools > 0 {
+				return true, nil
+			}
+		}
+		return false, fmt.Errorf("backends %+v", st.Backends)
 	})
 	_, echoID := c.callTool(t, "everything.echo", map[string]any{"message": "hi"})
 	c.callTool(t, "everything.get-sum", map[string]any{"a": 2, "b": 3})
