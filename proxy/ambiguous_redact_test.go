@@ -40,3 +40,29 @@ func TestAmbiguousKeyRefusalIsRedacted(t *testing.T) {
 		t.Errorf("the log quotes the secret key: %s", e.logs.String())
 	}
 }
+
+// TestAmbiguousKeyRefusalResponseCarriesTheDecision: the audit row of a
+// refused request is built from the hops of one write batch; when the
+// response hop of an ambiguous-key refusal fell into a later batch than its
+// auth hop, the audit said nothing of the denial (seen once in
+// TestSecurityMatrix). Every hop of the refusal carries it now.
+func TestAmbiguousKeyRefusalResponseCarriesTheDecision(t *testing.T) {
+	e := startGateway(t, &config.Config{Servers: []config.Server{stdioServer("alpha", "v1")}})
+	resp, _ := post(t, e.url, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"alpha.echo","name":"alpha.add"}}`, nil)
+	if resp.StatusCode != 400 {
+		t.Fatalf("status %d, want 400", resp.StatusCode)
+	}
+	var responses int
+	for _, ev := range e.rec.byRequest(resp.Header.Get("X-Request-Id")) {
+		if ev.Hop != recorder.HopResponse {
+			continue
+		}
+		responses++
+		if ev.AuthDecision != "denied" || ev.AuthRule != proxy.RuleAmbiguousKey {
+			t.Errorf("response hop says %q by %q, want denied by %q", ev.AuthDecision, ev.AuthRule, proxy.RuleAmbiguousKey)
+		}
+	}
+	if responses != 1 {
+		t.Errorf("%d response hops, want 1", responses)
+	}
+}

@@ -258,7 +258,11 @@ func (g *Gateway) decode(w http.ResponseWriter, body []byte, reqID string, p *au
 	msg, err := jsonrpc.Decode(body)
 	if err != nil {
 		code, id := jsonrpc.ErrorCode(err)
-		g.recordAmbiguous(reqID, p, err)
+		if g.recordAmbiguous(reqID, p, err) {
+			if sw, ok := w.(*statusWriter); ok {
+				sw.deniedRule = RuleAmbiguousKey
+			}
+		}
 		writeRPCError(w, http.StatusBadRequest, id, code, "mcptrail: "+err.Error(), reqID)
 		return msg, false
 	}

@@ -204,10 +204,10 @@ const RuleAmbiguousKey = "ambiguous-key"
 
 // recordAmbiguous records the refusal of a message with an ambiguous key
 // as a denied auth hop, so the audit trail shows the attempt and its rule.
-func (g *Gateway) recordAmbiguous(reqID string, p *auth.Principal, err error) {
+func (g *Gateway) recordAmbiguous(reqID string, p *auth.Principal, err error) bool {
 	var amb *jsonrpc.AmbiguousKeyError
 	if !errors.As(err, &amb) {
-		return
+		return false
 	}
 	g.stats.denied.Add(1)
 	who := ""
@@ -230,6 +230,7 @@ func (g *Gateway) recordAmbiguous(reqID string, p *auth.Principal, err error) {
 	if g.rec != nil {
 		_ = g.rec.Record(e)
 	}
+	return true
 }
 
 // mayHear reports whether what backend b sends outside any call (log

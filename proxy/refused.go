@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/mcptrail/mcptrail/proxy/auth"
 	"github.com/mcptrail/mcptrail/proxy/jsonrpc"
 	"github.com/mcptrail/mcptrail/recorder"
 )
@@ -98,6 +99,9 @@ func (g *Gateway) recordRefusal(r *http.Request, sw *statusWriter, status int, m
 	c := &call{g: g, msg: msg, reqID: reqID, start: start}
 	c.params = &jsonrpc.Object{}
 	c.outcome, c.errCode, c.errMsg = recorder.OutcomeJSONRPCError, int32(code), reason
+	if sw.deniedRule != "" {
+		c.authResult, c.authRule = auth.ResultDenied, sw.deniedRule
+	}
 	if status == http.StatusUnauthorized || status == http.StatusForbidden {
 		c.outcome = recorder.OutcomeDenied
 	}
@@ -188,6 +192,10 @@ type statusWriter struct {
 	http.ResponseWriter
 	status int
 	body   cappedBuffer
+	// deniedRule is the rule of a policy denial answered before routing
+	// (ambiguous-key): every hop of the refusal carries it, so that the
+	// audit row says so whichever write batch its hops land in.
+	deniedRule string
 }
 
 func (w *statusWriter) WriteHeader(code int) {
