@@ -125,7 +125,6 @@ func (g *Gateway) Serve(ctx context.Context, in Inbound) jsonrpc.Message {
 	markServed(ctx)
 	g.inflight.Add(1)
 	defer g.inflight.Done()
-	markServed(ctx)
 	g.stats.requests.Add(1)
 	c := &call{g: g, sess: in.Session, msg: in.Msg, reqID: in.RequestID, start: in.Start, out: in.out, inSize: in.Size, princ: in.Principal}
 	if c.start.IsZero() {

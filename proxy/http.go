@@ -201,7 +201,7 @@ func closeUnread(w http.ResponseWriter) {
 func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, reqID string) ([]byte, bool) {
 	limit := g.cfg.MaxBodyBytes
 	if limit <= 0 {
-		limit = 4 << 20
+		limit = config.DefaultMaxBodyBytes
 	}
 	if r.ContentLength > limit {
 		w.Header().Set("Connection", "close")
