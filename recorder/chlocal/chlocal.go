@@ -131,22 +131,26 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{opts: o, bin: bin, multi: multi, log: lg.With("component", "chlocal"), quit: make(chan struct{}), supDone: make(chan struct{})}
-	s.tcpPort, s.httpPort = o.TCPPort, o.HTTPPort
-	if s.tcpPort == 0 {
-		if s.tcpPort, err = freePort(); err != nil {
-			return nil, fmt.Errorf("picking native port for local ClickHouse: %w", err)
+	// A port picked here is free when picked but may be taken by another
+	// process before the server binds it; then pick again. Ports the
+	// caller chose are never changed, nor is the other port then.
+	picked := o.TCPPort == 0 && o.HTTPPort == 0
+	for attempt := 1; ; attempt++ {
+		if err := s.pickPorts(); err != nil {
+			return nil, err
 		}
-	}
-	if s.httpPort == 0 {
-		if s.httpPort, err = freePort(); err != nil {
-			return nil, fmt.Errorf("picking http port for local ClickHouse: %w", err)
+		if err := s.prepareDir(); err != nil {
+			return nil, err
 		}
-	}
-	if err := s.prepareDir(); err != nil {
-		return nil, err
-	}
-	if err := s.start(ctx); err != nil {
-		return nil, err
+		err := s.start(ctx)
+		if err == nil {
+			break
+		}
+		if !picked || attempt == maxPortAttempts || !errors.Is(err, errPortInUse) {
+			return nil, err
+		}
+		s.log.Warn("local ClickHouse port taken before the server bound it; picking others", "attempt", attempt, "err", err)
+		_ = os.Remove(filepath.Join(s.opts.Dir, "server.err.log"))
 	}
 	if o.Supervise {
 		go s.supervise()
@@ -402,7 +406,11 @@ func (s *Server) start(ctx context.Context) error {
 		if errors.Is(err, errExited) {
 			err = fmt.Errorf("%w (%v)", err, waitErr)
 		}
-		return fmt.Errorf("starting local ClickHouse in %s: %w; %s", s.opts.Dir, err, s.logTail())
+		tail := s.logTail()
+		if strings.Contains(tail, "Address already in use") {
+			err = fmt.Errorf("%w: %w", errPortInUse, err)
+		}
+		return fmt.Errorf("starting local ClickHouse in %s: %w; %s", s.opts.Dir, err, tail)
 	}
 	return nil
 }
@@ -533,7 +541,36 @@ func findBinary(explicit string) (path string, multi bool, err error) {
 // modern packages, which also dispatch on argv[0] and so need no sub-command).
 func isMulti(p string) bool { return filepath.Base(p) == "clickhouse" }
 
-func freePort() (int, error) {
+// maxPortAttempts bounds how often Start picks new ports after losing a
+// race for the ones it picked.
+const maxPortAttempts = 5
+
+// errPortInUse marks a start that failed because a port was already bound.
+var errPortInUse = errors.New("port already in use")
+
+// pickPorts fills the ports the caller left zero.
+func (s *Server) pickPorts() error {
+	var err error
+	if s.opts.TCPPort == 0 {
+		if s.tcpPort, err = freePort(); err != nil {
+			return fmt.Errorf("picking native port for local ClickHouse: %w", err)
+		}
+	} else {
+		s.tcpPort = s.opts.TCPPort
+	}
+	if s.opts.HTTPPort == 0 {
+		if s.httpPort, err = freePort(); err != nil {
+			return fmt.Errorf("picking http port for local ClickHouse: %w", err)
+		}
+	} else {
+		s.httpPort = s.opts.HTTPPort
+	}
+	return nil
+}
+
+// freePort returns a port nothing listens on. It is a variable so that a
+// test can hand out a taken port first.
+var freePort = func() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
@@ -330,4 +331,59 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// TestStartPicksAgainWhenPortTaken: a port picked as free can be bound by
+// another process before the server binds it (CI lost a whole package's
+// tests to this); Start must pick again instead of failing.
+func TestStartPicksAgainWhenPortTaken(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	takenPort := taken.Addr().(*net.TCPAddr).Port
+	var calls int
+	restore := chlocal.SetFreePort(func(real func() (int, error)) (int, error) {
+		calls++
+		if calls == 1 {
+			return takenPort, nil
+		}
+		return real()
+	})
+	defer restore()
+	s, err := chlocal.Start(context.Background(), chlocal.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("Start with a taken first port: %v", err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := s.Stop(ctx); err != nil {
+			t.Errorf("stop: %v", err)
+		}
+	}()
+	if strings.HasSuffix(s.Addr(), ":"+strconv.Itoa(takenPort)) {
+		t.Fatalf("server claims the taken port %d", takenPort)
+	}
+	if calls < 4 {
+		t.Fatalf("port picker called %d times, want a second pair after the taken port", calls)
+	}
+	if n := query(t, s.Addr(), "SELECT toUInt64(1)"); n != 1 {
+		t.Fatalf("query = %d", n)
+	}
+}
+
+// TestStartKeepsCallerPorts: a port the caller chose is never swapped for
+// another; a taken one is an error that says so.
+func TestStartKeepsCallerPorts(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	_, err = chlocal.Start(context.Background(), chlocal.Options{Dir: t.TempDir(), TCPPort: taken.Addr().(*net.TCPAddr).Port})
+	if err == nil || !strings.Contains(err.Error(), "already in use") {
+		t.Fatalf("Start on a taken caller port: err = %v, want address already in use", err)
+	}
 }
