@@ -26,6 +26,7 @@ import (
 
 	"github.com/mcptrail/mcptrail/proxy"
 	"github.com/mcptrail/mcptrail/proxy/config"
+	"github.com/mcptrail/mcptrail/recorder/chlocal"
 )
 
 // everythingJS is server-everything's entry point, installed by `make test`
@@ -44,12 +45,11 @@ func everythingJS(t testing.TB) string {
 
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := chlocal.FreePort()
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("picking a free port: %v", err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // startEverythingHTTP runs server-everything's streamable HTTP transport and

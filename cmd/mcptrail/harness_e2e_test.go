@@ -30,6 +30,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/mcptrail/mcptrail/recorder"
+	"github.com/mcptrail/mcptrail/recorder/chlocal"
 )
 
 var bin struct {
@@ -72,12 +73,11 @@ var httpc = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := chlocal.FreePort()
 	if err != nil {
 		t.Fatalf("picking a free port: %v", err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // proc is a child process whose output goes to a file.

@@ -615,10 +615,9 @@ func waitUntil(ctx context.Context, timeout time.Duration, p *child, ready func(
 }
 
 func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := chlocal.FreePort()
 	if err != nil {
 		return "", fmt.Errorf("picking a free port: %w", err)
 	}
-	defer l.Close()
-	return l.Addr().String(), nil
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), nil
 }
