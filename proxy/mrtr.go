@@ -32,8 +32,14 @@ import (
 	"github.com/mcptrail/mcptrail/recorder"
 )
 
-// requestStatePrefix marks the requestState tokens the gateway mints.
-const requestStatePrefix = "mcptrail-rs1."
+// RequestStatePrefix marks the requestState tokens the gateway mints, and
+// InputKeyPrefix the inputRequests keys it mints (replay tells them from a
+// backend's own).
+const (
+	RequestStatePrefix = "mcptrail-rs1."
+	InputKeyPrefix     = "mcptrail-"
+	requestStatePrefix = RequestStatePrefix
+)
 
 // mrtrMethods may answer InputRequiredResult.
 var mrtrMethods = map[string]bool{"tools/call": true, "prompts/get": true, "resources/read": true}
@@ -316,7 +322,7 @@ func (h *heldCall) expire(token string) {
 // request for the client and waits for the answer its retry brings.
 func (c *call) heldRequest(ctx context.Context, b *Backend, req jsonrpc.Message) jsonrpc.Message {
 	h := c.held
-	in := &inputRequest{key: "mcptrail-" + strconv.FormatInt(c.g.tokenSeq.Add(1), 36), req: req, answer: make(chan jsonrpc.Message, 1)}
+	in := &inputRequest{key: InputKeyPrefix + strconv.FormatInt(c.g.tokenSeq.Add(1), 36), req: req, answer: make(chan jsonrpc.Message, 1)}
 	t0 := time.Now()
 	var answer jsonrpc.Message
 	select {

@@ -142,8 +142,10 @@ func NewStore(events []recorder.Event, cfg match.Config) (*match.Store, error) {
 		}
 	}
 	slices.SortStableFunc(ups, func(a, b *recorder.Event) int { return cmp.Compare(a.TimeNs, b.TimeNs) })
-	// Progress a backend sent during a call, so the mock sends it too.
+	// Progress a backend sent during a call, and its requests to the
+	// client, so the mock sends them too.
 	progress := map[string][]json.RawMessage{}
+	serverReqs := map[string][]diff.ServerRequest{}
 	notes := slices.Clone(events)
 	slices.SortStableFunc(notes, func(a, b recorder.Event) int {
 		return cmp.Or(cmp.Compare(a.Seq, b.Seq), cmp.Compare(a.TimeNs, b.TimeNs))
@@ -151,6 +153,9 @@ func NewStore(events []recorder.Event, cfg match.Config) (*match.Store, error) {
 	for i := range notes {
 		if e := &notes[i]; e.Hop == recorder.HopNotification && e.Method == "notifications/progress" && len(e.Params) > 0 {
 			progress[e.RequestID] = append(progress[e.RequestID], json.RawMessage(e.Params))
+		}
+		if e := &notes[i]; e.Hop == recorder.HopServerRequest && e.Method != "" {
+			serverReqs[e.RequestID] = append(serverReqs[e.RequestID], diff.ServerRequest{Method: e.Method, Params: json.RawMessage(e.Params)})
 		}
 	}
 	last := map[string]*recorder.Event{}
@@ -162,6 +167,7 @@ func NewStore(events []recorder.Event, cfg match.Config) (*match.Store, error) {
 		x := Exchange(e)
 		if last[e.RequestID] == e {
 			x.Progress = progress[e.RequestID]
+			x.ServerRequests = serverReqs[e.RequestID]
 		}
 		if err := s.Add(x); err != nil {
 			return nil, fmt.Errorf("building replay store from event %s: %w", e.EventID, err)

@@ -95,17 +95,15 @@ var replaySummary = regexp.MustCompile(`(\d+) requests, (\d+) replayed: \d+ iden
 // TestOfficialClientTrafficReplaysClean (issue 8, "replay: zero false
 // alarms"): the traffic of the official clients — the TypeScript SDK over
 // streamable HTTP and through `mcptrail stdio`, and the Go SDK in its
-// 2026-07-28 and 2025-11-25 modes — through a recording gateway in front
-// of server-everything (mounted without a namespace), replayed with
+// 2025-11-25 and sessionless 2026-07-28 modes (multi round-trip sampling and
+// elicitation included) — through a recording gateway in front of
+// server-everything (mounted without a namespace), replayed with
 // `mcptrail replay mock` three times in a row: every run exits 0 with 0
-// changed and 0 failed.
+// changed and 0 failed. The Go SDK's 2026 traffic gave 19 changed answers
+// before replay kept each request's protocol version, the recorded
+// backend requests to the client and the backends' handshakes.
 //
 // Not yet covered, because the replay still differs (issue 8 note):
-//   - the Go SDK in its sessionless 2026-07-28 mode: `replay mock` replays
-//     every request in 2025-11-25, so resultType, cacheScope/ttlMs and the
-//     serverInfo _meta of the recorded answers are "removed", and the calls
-//     whose backend asks the client (sampling, elicitation) or sends
-//     progress get "no recorded answer" from the mock;
 //   - catalogs that differ per session: server-everything lists
 //     get-roots-list, trigger-sampling-request and
 //     trigger-elicitation-request only to a session whose client declared
@@ -153,6 +151,7 @@ recorder:
 		}
 	}
 	goSDKTraffic(t, gw.url+"/mcp", "2025-11-25")
+	goSDKTraffic(t, gw.url+"/mcp", "")
 	gw.waitWritten(t)
 
 	replayEnv := []string{"E2E_REDACTION_KEY=" + env.RedactKey}

@@ -35,6 +35,15 @@ type Exchange struct {
 	// Progress holds the params of the progress notifications sent for
 	// this request before its answer, in order.
 	Progress []json.RawMessage `json:"progress,omitempty"`
+	// ServerRequests are the requests the backend sent to the client while
+	// it worked on this request (sampling, elicitation, roots), in order.
+	ServerRequests []ServerRequest `json:"server_requests,omitempty"`
+}
+
+// ServerRequest is one request a backend sent to the client during a call.
+type ServerRequest struct {
+	Method string          `json:"method"`
+	Params json.RawMessage `json:"params,omitempty"`
 }
 
 // Classify returns the outcome of an exchange and the JSON-RPC error code (0

@@ -79,6 +79,11 @@ type Server struct {
 	mux   *http.ServeMux
 
 	sessions sync.Map // session id → server name
+	// pending holds the mock's requests to the client (recorded sampling,
+	// elicitation, roots) that wait for the answer the client POSTs back:
+	// JSON-RPC id → chan jsonrpc.Message.
+	pending sync.Map
+	reqSeq  atomic.Int64
 
 	requests, hits, misses, forwarded atomic.Int64
 }
@@ -151,6 +156,12 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request) {
 		code, id := jsonrpc.ErrorCode(err)
 		writeMessage(w, http.StatusBadRequest, jsonrpc.NewError(id, code, err.Error(), nil))
 		return
+	}
+	if msg.Kind() == jsonrpc.KindResponse {
+		// The client's answer to a recorded request the mock sent.
+		if ch, ok := s.pending.LoadAndDelete(string(msg.ID)); ok {
+			ch.(chan jsonrpc.Message) <- msg
+		}
 	}
 	if msg.Kind() != jsonrpc.KindRequest {
 		w.WriteHeader(http.StatusAccepted)
@@ -276,8 +287,9 @@ func (s *Server) writeRecorded(w http.ResponseWriter, r *http.Request, id json.R
 		http.Error(w, "mcptrail replay: recorded timeout", http.StatusGatewayTimeout)
 		return
 	}
-	if tok := progressToken(r); len(x.Progress) > 0 && tok != nil && outcome != recorder.OutcomeTransportError && outcome != recorder.OutcomeDenied {
-		s.writeWithProgress(w, id, tok, x, outcome, code, body)
+	tok := progressToken(r)
+	if (len(x.Progress) > 0 && tok != nil || len(x.ServerRequests) > 0) && outcome != recorder.OutcomeTransportError && outcome != recorder.OutcomeDenied {
+		s.writeStream(w, r, id, tok, x, outcome, code, body)
 		return
 	}
 	switch outcome {
@@ -311,15 +323,37 @@ func progressToken(r *http.Request) json.RawMessage {
 
 type paramsKey struct{}
 
-// writeWithProgress answers as an SSE stream: the recorded progress
-// notifications (with the live request's token), then the recorded answer.
-func (s *Server) writeWithProgress(w http.ResponseWriter, id, tok json.RawMessage, x diff.Exchange, outcome recorder.Outcome, code int, body json.RawMessage) {
+// writeStream answers as an SSE stream: the recorded requests to the client
+// (each waits for the client's answer, as the backend did), the recorded
+// progress notifications (with the live request's token, when it has one),
+// then the recorded answer.
+func (s *Server) writeStream(w http.ResponseWriter, r *http.Request, id, tok json.RawMessage, x diff.Exchange, outcome recorder.Outcome, code int, body json.RawMessage) {
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
+	flush := func() {
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
+	}
+	for _, sr := range x.ServerRequests {
+		rid := json.RawMessage(strconv.Quote("mcptrail-replay-" + strconv.FormatInt(s.reqSeq.Add(1), 10)))
+		ch := make(chan jsonrpc.Message, 1)
+		s.pending.Store(string(rid), ch)
+		_, _ = fmt.Fprintf(w, "event: message\ndata: %s\n\n", jsonrpc.NewRequest(rid, sr.Method, sr.Params).Marshal())
+		flush()
+		select {
+		case <-ch:
+			// The recorded answer follows whatever the client said: the
+			// replay compares what the client gets, not this hop.
+		case <-r.Context().Done():
+			s.pending.Delete(string(rid))
+			return
+		}
+	}
 	for _, p := range x.Progress {
 		o, err := jsonrpc.ParseObject(p)
-		if err != nil {
+		if err != nil || tok == nil {
 			continue
 		}
 		o.Set("progressToken", tok)

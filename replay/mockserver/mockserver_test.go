@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/mark3labs/mcp-go/client"
@@ -340,5 +341,68 @@ func TestAnswersTheRecordedRequestNamedInMeta(t *testing.T) {
 		if !strings.Contains(body, tt.want) {
 			t.Errorf("call with _meta %s answered %s, want the answer recorded for that request (%s)", tt.meta, body, tt.want)
 		}
+	}
+}
+
+// TestRecordedServerRequests: a call whose recording holds requests the
+// backend sent to the client (sampling, elicitation) sends them again, in
+// order, each waiting for the client's answer, before the recorded result:
+// a gateway in front of the mock meets the same round trips (for a
+// 2026-07-28 client they become InputRequiredResults).
+func TestRecordedServerRequests(t *testing.T) {
+	s := match.NewStore(match.Config{})
+	if err := s.Add(diff.Exchange{Method: "tools/call", Server: "everything",
+		Request:  json.RawMessage(`{"name":"ask","arguments":{}}`),
+		Response: json.RawMessage(`{"content":[{"type":"text","text":"asked twice"}]}`),
+		ServerRequests: []diff.ServerRequest{
+			{Method: "sampling/createMessage", Params: json.RawMessage(`{"messages":[],"maxTokens":5}`)},
+			{Method: "elicitation/create", Params: json.RawMessage(`{"message":"name?","requestedSchema":{"type":"object"}}`)},
+		}}); err != nil {
+		t.Fatal(err)
+	}
+	mock, err := New(s, Config{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(mock)
+	defer srv.Close()
+	tr, err := transport.NewStreamableHTTP(srv.URL + "/everything/mcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var got []string
+	tr.SetRequestHandler(func(_ context.Context, req transport.JSONRPCRequest) (*transport.JSONRPCResponse, error) {
+		b, _ := json.Marshal(req.Params)
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, req.Method+" "+string(b))
+		return transport.NewJSONRPCResultResponse(req.ID, json.RawMessage(`{"action":"decline"}`)), nil
+	})
+	ctx := context.Background()
+	if err := tr.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	if _, err := tr.SendRequest(ctx, transport.JSONRPCRequest{JSONRPC: "2.0", ID: mcp.NewRequestId(int64(1)), Method: "initialize",
+		Params: map[string]any{"protocolVersion": "2025-11-25", "capabilities": map[string]any{}, "clientInfo": map[string]any{"name": "t", "version": "0"}}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := tr.SendRequest(ctx, transport.JSONRPCRequest{JSONRPC: "2.0", ID: mcp.NewRequestId(int64(2)), Method: "tools/call",
+		Params: map[string]any{"name": "ask", "arguments": map[string]any{}}})
+	if err != nil {
+		t.Fatalf("tools/call ask: %v", err)
+	}
+	if want := `{"content":[{"type":"text","text":"asked twice"}]}`; string(resp.Result) != want {
+		t.Errorf("result = %s, want %s", resp.Result, want)
+	}
+	want := []string{
+		`sampling/createMessage {"maxTokens":5,"messages":[]}`,
+		`elicitation/create {"message":"name?","requestedSchema":{"type":"object"}}`,
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("requests the client got =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,13 +26,22 @@ import (
 
 // clientSession replays one recorded client session against the gateway:
 // initialize (the recorded one when present), then every request in order.
+// Requests recorded in a sessionless revision (2026-07-28: no initialize,
+// version and client in each request's _meta) are sent that way again, with
+// the recorded protocol version and the standard headers; a multi
+// round-trip chain's retry carries the requestState and input keys the
+// gateway minted in this replay.
 func clientSession(ctx context.Context, o Options, reqs []replay.Request, idx []int, cases []*report.Case, tick func()) error {
 	var initReq *replay.Request
 	principal := ""
+	legacy := false // the session has requests of a session-era revision
 	for _, i := range idx {
 		r := &reqs[i]
 		if r.Method == "initialize" && initReq == nil {
 			initReq = r
+		}
+		if r.Method == "initialize" || sessionlessVersion(r) == "" {
+			legacy = true
 		}
 		for _, e := range []*recorder.Event{r.Inbound, r.Response} {
 			if e != nil && principal == "" {
@@ -45,20 +55,37 @@ func clientSession(ctx context.Context, o Options, reqs []replay.Request, idx []
 	} else if tok, ok := o.Tokens[""]; ok {
 		headers["Authorization"] = "Bearer " + tok
 	}
-	tr, err := transport.NewStreamableHTTP(o.GatewayURL, transport.WithHTTPHeaders(headers))
-	if err != nil {
-		return fmt.Errorf("connecting to gateway %s: %w", o.GatewayURL, err)
-	}
 	cur := &currentRequest{}
 	if !o.KeepPlaceholders {
 		cur.fill = o.Secrets.FillAll
 	}
-	tr.SetRequestHandler(cur.answer)
-	tr.SetNotificationHandler(cur.notification)
-	if err := tr.Start(ctx); err != nil {
-		return fmt.Errorf("starting gateway session: %w", err)
+	// One transport per protocol version: the session's, and one per
+	// sessionless version (never initialized, no session id).
+	trs := map[string]*transport.StreamableHTTP{}
+	defer func() {
+		for _, tr := range trs {
+			_ = tr.Close()
+		}
+	}()
+	open := func(version string) (*transport.StreamableHTTP, error) {
+		if tr := trs[version]; tr != nil {
+			return tr, nil
+		}
+		tr, err := transport.NewStreamableHTTP(o.GatewayURL, transport.WithHTTPHeaders(headers))
+		if err != nil {
+			return nil, fmt.Errorf("connecting to gateway %s: %w", o.GatewayURL, err)
+		}
+		tr.SetRequestHandler(cur.answer)
+		tr.SetNotificationHandler(cur.notification)
+		if version != "" {
+			tr.SetProtocolVersion(version)
+		}
+		if err := tr.Start(ctx); err != nil {
+			return nil, fmt.Errorf("starting gateway session: %w", err)
+		}
+		trs[version] = tr
+		return tr, nil
 	}
-	defer tr.Close()
 
 	sessionErr := func(err error) {
 		var unresolved *secrets.UnresolvedError
@@ -79,23 +106,37 @@ func clientSession(ctx context.Context, o Options, reqs []replay.Request, idx []
 			tick()
 		}
 	}
-	if err := initialize(ctx, o, tr, initReq); err != nil {
-		if cerr := ctx.Err(); cerr != nil {
-			return cerr // interrupted: not a gateway failure
+	if legacy {
+		tr, err := open("")
+		if err == nil {
+			err = initialize(ctx, o, tr, initReq)
 		}
-		sessionErr(fmt.Errorf("initializing a gateway session: %w", err))
-		return nil
+		if err != nil {
+			if cerr := ctx.Err(); cerr != nil {
+				return cerr // interrupted: not a gateway failure
+			}
+			sessionErr(fmt.Errorf("initializing a gateway session: %w", err))
+			return nil
+		}
 	}
 
 	p := pacer{speed: o.Speed}
 	seq := 0
+	chains := &chains{}
 	for _, i := range idx {
 		r := &reqs[i]
 		if r.Method == "initialize" {
 			continue
 		}
 		recorded := recordedAnswer(r, o.Secrets, o.KeepPlaceholders)
-		c := clientRequest(ctx, o, tr, cur, &p, r, recorded, &seq)
+		version := sessionlessVersion(r)
+		tr, err := open(version)
+		var c report.Case
+		if err != nil {
+			c = report.Failed(recorded, err)
+		} else {
+			c = clientRequest(ctx, o, tr, cur, &p, r, recorded, &seq, version, chains)
+		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -106,8 +147,19 @@ func clientSession(ctx context.Context, o Options, reqs []replay.Request, idx []
 	return nil
 }
 
+// sessionlessVersion is the protocol version r was recorded with when it
+// is a sessionless revision's (2026-07-28 and later), else "".
+func sessionlessVersion(r *replay.Request) string {
+	for _, e := range []*recorder.Event{r.Inbound, r.Response} {
+		if e != nil && e.SessionID == "" && mcp.IsModernProtocol(e.ProtocolVersion) {
+			return e.ProtocolVersion
+		}
+	}
+	return ""
+}
+
 func clientRequest(ctx context.Context, o Options, tr *transport.StreamableHTTP, cur *currentRequest, p *pacer,
-	r *replay.Request, recorded diff.Exchange, seq *int) report.Case {
+	r *replay.Request, recorded diff.Exchange, seq *int, version string, ch *chains) report.Case {
 	switch {
 	case r.Inbound == nil || r.Inbound.Params == nil && r.Response == nil:
 		return report.Skipped(recorded, "the client request was not recorded")
@@ -168,9 +220,16 @@ func clientRequest(ctx context.Context, o Options, tr *transport.StreamableHTTP,
 	rctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 	t0 := time.Now()
+	params = ch.resume(params)
 	req := transport.JSONRPCRequest{JSONRPC: "2.0", ID: mcp.NewRequestId(int64(*seq)), Method: r.Method}
 	if len(params) > 0 {
 		req.Params = json.RawMessage(params)
+	}
+	if h := mcp.StandardHeaders(version, mcp.MCPMethod(r.Method), params); len(h) > 0 {
+		req.Header = http.Header{}
+		for k, v := range h {
+			req.Header.Set(k, v)
+		}
 	}
 	resp, err := tr.SendRequest(rctx, req)
 	dur := time.Since(t0)
@@ -182,6 +241,7 @@ func clientRequest(ctx context.Context, o Options, tr *transport.StreamableHTTP,
 		replayed.Response = responseJSON(nil, resp.Error.Code, resp.Error.Message, resp.Error.Data)
 	} else {
 		replayed.Response = resp.Result
+		ch.note(r.Response, resp.Result)
 	}
 	replayed.Outcome, replayed.ErrorCode = gatewayOutcome(replayed.Response)
 	replayed.Response = normalizeAnswer(replayed.Response)

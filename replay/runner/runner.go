@@ -431,6 +431,7 @@ func normalizeAnswer(b []byte) []byte {
 		}
 	}
 	strip("_meta", "mcptrail.dev/request-id")
+	normalizeInputRequired(o)
 	if o.Get("code") != nil && o.Get("message") != nil {
 		strip("data", "requestId")
 	}
