@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"unsafe"
 )
 
 // The spool stores each Event as one record:
@@ -119,16 +120,23 @@ func boolByte(b bool) byte {
 // field. Strings share one copy of the payload, so a decoded Event costs a
 // few allocations however many fields it has; ev does not alias b.
 func DecodeEvent(b []byte, ev *Event) error {
-	if len(b) == 0 {
-		return fmt.Errorf("%w: empty payload", errCodec)
-	}
-	if b[0] != codecVersion {
-		return fmt.Errorf("%w: unknown format version %d", errCodec, b[0])
-	}
 	// One immutable copy; every string field is a substring of it. Byte
 	// slices get their own copies so that consumers may modify them.
-	s := string(b)
-	d := decoder{s: s, off: 1}
+	return decodeEvent(string(b), ev, false)
+}
+
+// decodeEvent is DecodeEvent on s, which the strings of ev share. With
+// alias, ev's byte slices point into s too (no copy): for the writer,
+// which decodes records of a segment file it never modifies, and hands
+// them to a Writer that must not modify them either.
+func decodeEvent(s string, ev *Event, alias bool) error {
+	if len(s) == 0 {
+		return fmt.Errorf("%w: empty payload", errCodec)
+	}
+	if s[0] != codecVersion {
+		return fmt.Errorf("%w: unknown format version %d", errCodec, s[0])
+	}
+	d := decoder{s: s, off: 1, alias: alias}
 	*ev = Event{}
 	ev.EventID = d.str()
 	ev.RequestID = d.str()
@@ -201,9 +209,10 @@ func DecodeEvent(b []byte, ev *Event) error {
 // decoder reads fields from s; after the first error every read returns a
 // zero value and err keeps the first message.
 type decoder struct {
-	s   string
-	off int
-	err string
+	s     string
+	off   int
+	err   string
+	alias bool // bytes returns slices of s instead of copies
 }
 
 func (d *decoder) fail(msg string) {
@@ -296,5 +305,8 @@ func (d *decoder) bytes() []byte {
 	n--
 	v := d.s[d.off : d.off+int(n)]
 	d.off += int(n)
+	if d.alias && n > 0 {
+		return unsafe.Slice(unsafe.StringData(v), int(n)) // cap = len: an append copies
+	}
 	return []byte(v)
 }

@@ -23,7 +23,8 @@ import (
 // idempotent for the same token: a retried batch, even after a restart of
 // the process, carries the same token and the same events and must not
 // create duplicates. It is called from one goroutine at a time; it must not
-// keep events after returning, and should honour ctx.
+// keep events after returning nor modify them (their strings and payloads
+// point into the spool segment being written), and should honour ctx.
 type Writer interface {
 	WriteBatch(ctx context.Context, token string, events []Event) error
 }

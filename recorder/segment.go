@@ -73,43 +73,89 @@ type segmentContents struct {
 	tornBytes int
 }
 
-// decodeSegment parses a whole segment file. A record with a bad checksum
-// or encoding is skipped; a record whose length runs past the end of the
-// file is a torn tail (a crash mid-write) and ends the scan. Only a bad
-// header is an error.
+// decodeSegment parses a whole segment file into events that do not alias
+// b (see scanSegment for what it accepts).
 func decodeSegment(b []byte) (segmentContents, error) {
-	var c segmentContents
+	idx, err := scanSegment(b)
+	if err != nil {
+		return segmentContents{}, err
+	}
+	c := segmentContents{batchSize: idx.batchSize, skipped: idx.skipped, tornBytes: idx.tornBytes}
+	if len(idx.records) > 0 {
+		c.events = make([]Event, len(idx.records))
+		for i, r := range idx.records {
+			_ = DecodeEvent(r.payload(b), &c.events[i]) // valid: scanSegment decoded it
+		}
+	}
+	return c, nil
+}
+
+// segmentIndex locates the valid records of a segment file, so that the
+// writer decodes one chunk at a time instead of the whole segment.
+type segmentIndex struct {
+	batchSize int
+	records   []recordSpan // the records that pass their checksum and decode, in order
+	// skipped counts records whose checksum or encoding was bad.
+	skipped int
+	// tornBytes counts trailing bytes that did not form a whole record.
+	tornBytes int
+}
+
+// recordSpan is where a record's payload lies in its segment file.
+type recordSpan struct{ off, n int }
+
+func (r recordSpan) payload(b []byte) []byte { return b[r.off : r.off+r.n] }
+
+// scanSegment checks every record of a segment file. A record with a bad
+// checksum or encoding is skipped; a record whose length runs past the end
+// of the file is a torn tail (a crash mid-write) and ends the scan. Only a
+// bad header is an error.
+func scanSegment(b []byte) (segmentIndex, error) {
+	var idx segmentIndex
 	bs, err := parseSegmentHeader(b)
 	if err != nil {
-		return c, err
+		return idx, err
 	}
-	c.batchSize = bs
+	idx.batchSize = bs
+	var scratch Event
 	off := segmentHeaderLen
 	for off < len(b) {
 		if len(b)-off < recordHeaderLen {
-			c.tornBytes = len(b) - off
+			idx.tornBytes = len(b) - off
 			break
 		}
 		n := int(binary.LittleEndian.Uint32(b[off:]))
 		sum := binary.LittleEndian.Uint32(b[off+4:])
 		if n > maxRecordLen || n > len(b)-off-recordHeaderLen {
-			c.tornBytes = len(b) - off
+			idx.tornBytes = len(b) - off
 			break
 		}
-		payload := b[off+recordHeaderLen : off+recordHeaderLen+n]
+		r := recordSpan{off + recordHeaderLen, n}
 		off += recordHeaderLen + n
+		payload := r.payload(b)
 		if crc32.Checksum(payload, castagnoli) != sum {
-			c.skipped++
+			idx.skipped++
 			continue
 		}
-		var ev Event
-		if err := DecodeEvent(payload, &ev); err != nil {
-			c.skipped++
+		// Decoded in place, without copies, only to know it decodes.
+		if err := decodeEvent(unsafeString(payload), &scratch, true); err != nil {
+			idx.skipped++
 			continue
 		}
-		c.events = append(c.events, ev)
+		idx.records = append(idx.records, r)
 	}
-	return c, nil
+	return idx, nil
+}
+
+// decodeChunk decodes the records of a chunk into dst[:0], reusing its
+// room. The events alias b: b must not change while they are in use.
+func decodeChunk(b []byte, records []recordSpan, dst []Event) []Event {
+	dst = dst[:0]
+	for _, r := range records {
+		dst = append(dst, Event{})
+		_ = decodeEvent(unsafeString(r.payload(b)), &dst[len(dst)-1], true) // valid: scanSegment decoded it
+	}
+	return dst
 }
 
 // spoolFile is one segment found on disk at start-up.

@@ -58,11 +58,18 @@ func (p *Pipeline) runWriter() {
 // until it succeeds or ctx is done, then deletes the segment.
 func (p *Pipeline) writeSegment(ctx context.Context, seg *segment) error {
 	path := p.path(seg.id, extSealed)
-	var contents segmentContents
+	// The file stays in memory while its chunks are written; each chunk is
+	// decoded into the same room, its strings and payloads pointing into
+	// the file's bytes.
+	var (
+		file []byte
+		idx  segmentIndex
+	)
 	for attempt := 0; ; attempt++ {
 		b, err := os.ReadFile(path)
 		if err == nil {
-			contents, err = decodeSegment(b)
+			file = b
+			idx, err = scanSegment(b)
 			if errors.Is(err, errSegmentHeader) {
 				p.quarantine(seg, err)
 				return nil
@@ -85,10 +92,11 @@ func (p *Pipeline) writeSegment(ctx context.Context, seg *segment) error {
 			return err
 		}
 	}
-	if contents.skipped > 0 || contents.tornBytes > 0 {
+	events := len(idx.records)
+	if idx.skipped > 0 || idx.tornBytes > 0 {
 		p.logger.Warn("spool segment has corrupt or torn records; skipping them",
-			"segment", seg.id, "corrupt_records", contents.skipped, "torn_tail_bytes", contents.tornBytes)
-		if missing := seg.events - len(contents.events); seg.live && missing > 0 {
+			"segment", seg.id, "corrupt_records", idx.skipped, "torn_tail_bytes", idx.tornBytes)
+		if missing := seg.events - events; seg.live && missing > 0 {
 			p.droppedLive.Add(uint64(missing))
 			p.drop(uint64(missing), "spool records corrupt")
 		}
@@ -97,10 +105,14 @@ func (p *Pipeline) writeSegment(ctx context.Context, seg *segment) error {
 	ackPath := p.path(seg.id, extAck)
 	acked := readAck(ackPath)
 	skipped := 0 // events of this run's chunks set aside in quarantine
-	bs := contents.batchSize
-	chunks := (len(contents.events) + bs - 1) / bs
+	bs := idx.batchSize
+	chunks := (events + bs - 1) / bs
+	var room []Event
+	if acked < chunks {
+		room = make([]Event, 0, min(bs, events))
+	}
 	for i := acked; i < chunks; i++ {
-		chunk := contents.events[i*bs : min((i+1)*bs, len(contents.events))]
+		chunk := decodeChunk(file, idx.records[i*bs:min((i+1)*bs, events)], room)
 		token := chunkToken(seg.id, i)
 		quarantined := false
 		for attempt := 0; ; attempt++ {
@@ -161,7 +173,7 @@ func (p *Pipeline) writeSegment(ctx context.Context, seg *segment) error {
 	if seg.live {
 		// Counted for Flush only once the segment is gone, so that a
 		// returned Flush also means an empty spool.
-		p.writtenLive.Add(uint64(len(contents.events) - min(acked*bs, len(contents.events)) - skipped))
+		p.writtenLive.Add(uint64(events - min(acked*bs, events) - skipped))
 		p.notify()
 	}
 	return nil

@@ -48,6 +48,11 @@ type CompareConfig struct {
 	// WorkDir holds the configs, spool, logs and local ClickHouse data.
 	// Empty makes (and removes) a temporary directory.
 	WorkDir string
+	// ProfileDir, when set, runs the gateways with --debug-addr and saves
+	// a CPU profile of each gateway during its last cell at the highest
+	// concurrency, and a heap profile right after it, as
+	// <ProfileDir>/{off,on}-{cpu,heap}.pprof.
+	ProfileDir string
 }
 
 func (c *CompareConfig) setDefaults() {
@@ -78,6 +83,7 @@ func ParseCompareArgs(args []string, stderr io.Writer) (CompareConfig, error) {
 	fs.StringVar(&cfg.ClickHouse, "clickhouse", "", "ClickHouse native address for the recording gateway (empty: start a local server)")
 	fs.IntVar(&cfg.ClickHousePID, "clickhouse-pid", 0, "pid of the server at --clickhouse, for its CPU column")
 	fs.StringVar(&cfg.WorkDir, "work-dir", "", "directory for configs, spool, logs and local ClickHouse (default: a temporary one)")
+	fs.StringVar(&cfg.ProfileDir, "profile-dir", "", "save CPU and heap profiles of both gateways' last cell at the highest concurrency here")
 	if err := fs.Parse(args); err != nil {
 		return CompareConfig{}, err
 	}
@@ -225,8 +231,8 @@ recorder:
 		return nil, fmt.Errorf("writing the gateway config: %w", err)
 	}
 	type gw struct {
-		p            *child
-		url, statusz string
+		p                   *child
+		url, statusz, debug string
 	}
 	startGateway := func(name string, extra ...string) (gw, error) {
 		listen, err := freeAddr()
@@ -238,11 +244,18 @@ recorder:
 			return gw{}, err
 		}
 		args := append([]string{"serve", "--config", gwConfig, "--listen", listen, "--admin-listen", admin, "--log-level", "warn"}, extra...)
+		var debug string
+		if cfg.ProfileDir != "" {
+			if debug, err = freeAddr(); err != nil {
+				return gw{}, err
+			}
+			args = append(args, "--debug-addr", debug)
+		}
 		p, err := start(name, args...)
 		if err != nil {
 			return gw{}, err
 		}
-		g := gw{p: p, url: "http://" + listen + "/mcp", statusz: "http://" + admin + "/statusz"}
+		g := gw{p: p, url: "http://" + listen + "/mcp", statusz: "http://" + admin + "/statusz", debug: debug}
 		err = waitUntil(ctx, 90*time.Second, p, func() error {
 			resp, err := hc.Get("http://" + listen + "/readyz")
 			if err != nil {
@@ -270,12 +283,14 @@ recorder:
 	}
 
 	targets := []struct {
-		t   Target
-		pid int
+		t       Target
+		pid     int
+		debug   string
+		profile string
 	}{
-		{Target{Name: TargetDirect, URL: "http://" + backendAddr + "/mcp", Tool: "echo"}, 0},
-		{Target{Name: TargetNoRecord, URL: off.url, Tool: "tb.echo"}, off.p.pid()},
-		{Target{Name: TargetRecord, URL: on.url, Tool: "tb.echo"}, on.p.pid()},
+		{Target{Name: TargetDirect, URL: "http://" + backendAddr + "/mcp", Tool: "echo"}, 0, "", ""},
+		{Target{Name: TargetNoRecord, URL: off.url, Tool: "tb.echo"}, off.p.pid(), off.debug, "off"},
+		{Target{Name: TargetRecord, URL: on.url, Tool: "tb.echo"}, on.p.pid(), on.debug, "on"},
 	}
 	bcfg := Config{Concurrency: cfg.Concurrency, Duration: cfg.Duration, PayloadBytes: cfg.PayloadBytes}
 	bcfg.setDefaults()
@@ -294,9 +309,16 @@ recorder:
 				if err := ctx.Err(); err != nil {
 					return nil, fmt.Errorf("bench --compare cancelled in round %d: %w", round+1, err)
 				}
+				var saveProfiles func()
+				if cfg.ProfileDir != "" && tg.debug != "" && round == cfg.Rounds-1 && k == maxK {
+					saveProfiles = profileCell(hc, tg.debug, filepath.Join(cfg.ProfileDir, tg.profile), cfg.Duration)
+				}
 				cpu0, _ := ProcCPU(tg.pid)
 				r := runOne(ctx, bcfg, tg.t, k, maxK)
 				cpu1, _ := ProcCPU(tg.pid)
+				if saveProfiles != nil {
+					saveProfiles()
+				}
 				c := Cell{Target: tg.t.Name, Concurrency: k, CallsPerSec: r.CallsPerSec, P50: r.P50, Errors: r.Errors, FirstError: r.FirstError}
 				if tg.pid != 0 && r.Calls > 0 {
 					c.CPUPerCall = (cpu1 - cpu0) / time.Duration(r.Calls)
@@ -336,6 +358,40 @@ recorder:
 		return cmp, fmt.Errorf("writing the comparison: %w", err)
 	}
 	return cmp, nil
+}
+
+// profileCell starts a CPU profile of the gateway whose pprof listener is
+// at debug, lasting most of a cell of length d; the function it returns
+// waits for it and saves it and a heap profile as prefix-{cpu,heap}.pprof.
+// Failures are printed, not fatal: the profiles are a diagnostic.
+func profileCell(hc *http.Client, debug, prefix string, d time.Duration) func() {
+	secs := max(1, int((d - 500*time.Millisecond).Seconds()))
+	done := make(chan struct{})
+	get := func(path, file string, timeout time.Duration) {
+		c := &http.Client{Transport: hc.Transport, Timeout: timeout}
+		resp, err := c.Get("http://" + debug + path)
+		if err == nil {
+			defer resp.Body.Close()
+			var b []byte
+			if b, err = io.ReadAll(resp.Body); err == nil {
+				err = os.WriteFile(file, b, 0o600)
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench --compare: saving %s: %v\n", file, err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(prefix), 0o750); err != nil {
+		fmt.Fprintf(os.Stderr, "bench --compare: %v\n", err)
+	}
+	go func() {
+		defer close(done)
+		get("/debug/pprof/profile?seconds="+strconv.Itoa(secs), prefix+"-cpu.pprof", time.Duration(secs+30)*time.Second)
+	}()
+	return func() {
+		<-done
+		get("/debug/pprof/heap", prefix+"-heap.pprof", 30*time.Second)
+	}
 }
 
 func medianCell(cs []Cell) Cell {

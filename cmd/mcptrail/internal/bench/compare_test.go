@@ -63,8 +63,8 @@ func TestProcCPUAndRSS(t *testing.T) {
 }
 
 func TestParseCompareArgs(t *testing.T) {
-	cfg, err := ParseCompareArgs([]string{"--rounds", "1", "-d", "1s", "-c", "1,8"}, io.Discard)
-	if err != nil || cfg.Rounds != 1 || cfg.Duration != time.Second || len(cfg.Concurrency) != 2 || cfg.PayloadBytes != 200 {
+	cfg, err := ParseCompareArgs([]string{"--rounds", "1", "-d", "1s", "-c", "1,8", "--profile-dir", "/tmp/p"}, io.Discard)
+	if err != nil || cfg.Rounds != 1 || cfg.Duration != time.Second || len(cfg.Concurrency) != 2 || cfg.PayloadBytes != 200 || cfg.ProfileDir != "/tmp/p" {
 		t.Errorf("ParseCompareArgs = %+v, %v", cfg, err)
 	}
 	for _, args := range [][]string{{"--rounds", "0"}, {"-d", "0s"}, {"-c", "0"}, {"--payload", "8"}, {"extra"}} {
