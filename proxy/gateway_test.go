@@ -406,7 +406,7 @@ func TestRequestIDOnEveryHop(t *testing.T) {
 	for _, h := range hops {
 		kinds = append(kinds, h.Hop.String())
 	}
-	for _, want := range []string{"inbound", "route", "upstream", "response"} {
+	for _, want := range []string{"inbound", "upstream", "response"} {
 		if !slices.Contains(kinds, want) {
 			t.Errorf("recorded hops for %s = %v, missing %s", clientID, kinds, want)
 		}

@@ -163,3 +163,31 @@ func BenchmarkRedactEvent(b *testing.B) {
 		})
 	}
 }
+
+// TestPlainCallRecordsThreeHops: a call that no check refuses records its
+// inbound, upstream and response hops and nothing else; the routing
+// decision (rule and backend) rides on the upstream and response hops
+// rather than on a route hop of its own.
+func TestPlainCallRecordsThreeHops(t *testing.T) {
+	cfg, _ := twoBackends(t)
+	e := startGateway(t, cfg)
+	sid := initSession(t, e.url, nil)
+	resp, b := post(t, e.url, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"alpha.echo","arguments":{"message":"m"}}}`,
+		map[string]string{"Mcp-Session-Id": sid})
+	if resp.StatusCode != http.StatusOK || !bytes.Contains(b, []byte(`"m"`)) {
+		t.Fatalf("tools/call = %d %s", resp.StatusCode, b)
+	}
+	id := resp.Header.Get("X-Request-Id")
+	var hops []string
+	for _, ev := range e.rec.byRequest(id) {
+		hops = append(hops, ev.Hop.String())
+		if ev.Hop == recorder.HopUpstream || ev.Hop == recorder.HopResponse {
+			if ev.RouteRule != "namespace:alpha" || ev.Backend != "alpha" {
+				t.Errorf("%s hop: route rule %q backend %q, want namespace:alpha and alpha", ev.Hop, ev.RouteRule, ev.Backend)
+			}
+		}
+	}
+	if got, want := strings.Join(hops, ","), "inbound,upstream,response"; got != want {
+		t.Errorf("hops of %s = %s, want %s", id, got, want)
+	}
+}

@@ -68,7 +68,9 @@ func (c *call) forward(ctx context.Context, b *Backend) jsonrpc.Message {
 	if c.authResult == "" && g.auth.Enabled() {
 		c.authResult = "allowed"
 	}
-	c.record(recorder.HopRoute, time.Now(), 0, nil)
+	// No route hop: the routing decision (c.routeRule, c.server) is on
+	// every later hop of the call, so a hop of its own would only cost a
+	// row (issue 10).
 	if cc := c.cachePolicy(b); cc != nil {
 		return c.forwardCached(ctx, b, cc)
 	}

@@ -16,7 +16,7 @@ const (
 	HopUnknown       Hop = iota
 	HopInbound           // client → gateway: the request as the gateway received it
 	HopAuth              // the authentication/authorization decision
-	HopRoute             // the routing decision
+	HopRoute             // the routing decision; no longer recorded (it is on the upstream and response hops), kept for older data
 	HopUpstream          // gateway → backend, one event per attempt
 	HopResponse          // gateway → client: what the client got back
 	HopNotification      // a notification relayed in either direction

@@ -98,8 +98,9 @@ func TestE2ERecording(t *testing.T) {
 		failed   bool
 	}{
 		{name: "success", client: full, tool: "tb.echo", args: map[string]any{"message": "hello"},
-			wantHops: []hopWant{{recorder.HopInbound, recorder.OutcomeOK}, {recorder.HopAuth, recorder.OutcomeOK}, {recorder.HopRoute, recorder.OutcomeOK},
-				{recorder.HopUpstream, recorder.OutcomeOK}, {recorder.HopResponse, recorder.OutcomeOK}}},
+			wantHops: []hopWant{{recorder.HopInbound, recorder.OutcomeOK}, {recorder.HopAuth, recorder.OutcomeOK},
+				{recorder.HopUpstream, recorder.OutcomeOK}, {recorder.HopResponse, recorder.OutcomeOK}},
+			noHops: []recorder.Hop{recorder.HopRoute}},
 		{name: "tool error", client: full, tool: "tb.fail", args: map[string]any{}, failed: true,
 			wantHops: []hopWant{{recorder.HopUpstream, recorder.OutcomeToolError}, {recorder.HopResponse, recorder.OutcomeToolError}}},
 		{name: "jsonrpc error", client: full, tool: "tb.no_such_tool", args: map[string]any{}, failed: true, wantRPC: true,
@@ -110,7 +111,7 @@ func TestE2ERecording(t *testing.T) {
 			wantHops: []hopWant{{recorder.HopAuth, recorder.OutcomeDenied}, {recorder.HopResponse, recorder.OutcomeDenied}},
 			noHops:   []recorder.Hop{recorder.HopRoute, recorder.HopUpstream}},
 		{name: "backend down", client: full, tool: "dead.anything", args: map[string]any{}, failed: true, wantRPC: true,
-			wantHops: []hopWant{{recorder.HopRoute, recorder.OutcomeOK}, {recorder.HopResponse, recorder.OutcomeTransportError}}},
+			wantHops: []hopWant{{recorder.HopInbound, recorder.OutcomeOK}, {recorder.HopResponse, recorder.OutcomeTransportError}}},
 	}
 	ids := make([]string, len(tests))
 	var failedIDs []string
