@@ -129,6 +129,11 @@ type Comparison struct {
 	// round until the recorder had written everything, divided by the
 	// calls recorded (zero when its pid is unknown).
 	ClickHouseCPUPerCall time.Duration
+	// ClickHouseIdlePerCall is the part of ClickHouseCPUPerCall that the
+	// server spends when idle (background merges of its own logs, timers):
+	// its CPU rate over a quiet window before the first round, times the
+	// measured window, divided by the calls recorded.
+	ClickHouseIdlePerCall time.Duration
 	// RecordedCalls counts the recording gateway's verified calls.
 	RecordedCalls int64
 	// PeakRSS is each gateway's peak resident set (VmHWM), by target name.
@@ -302,7 +307,21 @@ recorder:
 	}
 	samples := map[key][]Cell{}
 	var recorded int64
+	// The server's idle rate, over a quiet window before the first round.
+	var idleRate float64 // CPU seconds per second
+	if chPID != 0 {
+		const quiet = 3 * time.Second
+		i0, _ := ProcCPU(chPID)
+		select {
+		case <-time.After(quiet):
+		case <-ctx.Done():
+			return nil, fmt.Errorf("bench --compare cancelled: %w", ctx.Err())
+		}
+		i1, _ := ProcCPU(chPID)
+		idleRate = (i1 - i0).Seconds() / quiet.Seconds()
+	}
 	chCPU0, _ := ProcCPU(chPID)
+	window0 := time.Now()
 	for round := range cfg.Rounds {
 		for _, k := range cfg.Concurrency {
 			for _, tg := range targets {
@@ -339,6 +358,8 @@ recorder:
 	cmp := &Comparison{RecordedCalls: recorded, PeakRSS: map[string]int64{}}
 	if chPID != 0 && recorded > 0 {
 		cmp.ClickHouseCPUPerCall = (chCPU1 - chCPU0) / time.Duration(recorded)
+		idle := time.Duration(idleRate * float64(time.Since(window0)))
+		cmp.ClickHouseIdlePerCall = min(idle/time.Duration(recorded), cmp.ClickHouseCPUPerCall)
 	}
 	for _, g := range []struct {
 		name string
@@ -494,6 +515,9 @@ func WriteComparison(out io.Writer, c *Comparison) error {
 			}
 		}
 		fmt.Fprintf(&b, "; gateway CPU for recording at c=%d: %s per call\n", kMax, fmtDelta(on[kMax].CPUPerCall-off[kMax].CPUPerCall))
+	}
+	if c.ClickHouseIdlePerCall > 0 {
+		fmt.Fprintf(&b, "ClickHouse CPU/call includes %s per call that the server spends when idle\n", fmtDur(c.ClickHouseIdlePerCall))
 	}
 	for _, name := range names {
 		for _, k := range ks {

@@ -18,10 +18,11 @@ func TestWriteComparison(t *testing.T) {
 			{Target: TargetNoRecord, Concurrency: 64, CallsPerSec: 3427, CPUPerCall: 197 * time.Microsecond},
 			{Target: TargetRecord, Concurrency: 64, CallsPerSec: 1784, CPUPerCall: 322 * time.Microsecond, Errors: 2, FirstError: "boom"},
 		},
-		ClickHouseCPUPerCall: 250 * time.Microsecond,
-		RecordedCalls:        1234,
-		PeakRSS:              map[string]int64{TargetNoRecord: 38 << 20, TargetRecord: 183 << 20},
-		Conditions:           "test conditions",
+		ClickHouseCPUPerCall:  250 * time.Microsecond,
+		ClickHouseIdlePerCall: 40 * time.Microsecond,
+		RecordedCalls:         1234,
+		PeakRSS:               map[string]int64{TargetNoRecord: 38 << 20, TargetRecord: 183 << 20},
+		Conditions:            "test conditions",
 	}
 	var b strings.Builder
 	if err := WriteComparison(&b, c); err != nil {
@@ -34,6 +35,7 @@ func TestWriteComparison(t *testing.T) {
 | mcptrail, recording on | 1,127 (0.35×) | 1,784 (0.19×) | +490µs | 250µs | 322µs | 250µs | 183 MB |
 
 recording on vs off: throughput c=1 0.73× c=64 0.52×; gateway CPU for recording at c=64: +125µs per call
+ClickHouse CPU/call includes 40µs per call that the server spends when idle
 errors (mcptrail, recording on, c=64): 2, first: boom
 test conditions; 1234 calls recorded
 `
