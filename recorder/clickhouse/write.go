@@ -65,8 +65,8 @@ func (s *Store) WriteBatch(ctx context.Context, token string, evs []recorder.Eve
 	// The tables are independent: insert them in parallel so that the
 	// server parses and writes the parts on several cores at once.
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return s.insert(gctx, token, "hops", hopsColumns, evs, appendHops) })
-	g.Go(func() error { return s.insert(gctx, token, "payloads", payloadColumns, evs, appendPayloads) })
+	g.Go(func() error { return s.insert(gctx, token, "hops", hopsColumns, evs, inBlocks(appendHops)) })
+	g.Go(func() error { return s.insert(gctx, token, "payloads", payloadColumns, evs, inBlocks(appendPayloads)) })
 	g.Go(func() error { return s.insert(gctx, token, "audit", auditColumns, evs, appendAudit) })
 	if !serverIndex {
 		g.Go(func() error { return s.insert(gctx, token, "request_index", indexColumns, evs, appendIndex) })
@@ -132,6 +132,43 @@ var errColumnCount = errors.New("schema mismatch")
 
 type appendFunc func(driver.Batch, []recorder.Event) (rows int, err error)
 
+// insertBlockEvents bounds how many events' rows the client encodes into
+// one block: a batch goes out as several blocks of one INSERT, which the
+// server squashes into one part (min_insert_block_size_rows), so that the
+// client's column buffers and its connection's compression buffer hold a
+// couple of thousand rows rather than the whole batch.
+const insertBlockEvents = 2048
+
+// inBlocks makes fill send the rows of every insertBlockEvents events as
+// a block of their own. fill must not need the other events of the batch
+// (appendAudit does: it is not split).
+func inBlocks(fill appendFunc) appendFunc {
+	return func(b driver.Batch, evs []recorder.Event) (int, error) {
+		total := 0
+		for len(evs) > 0 {
+			part := evs[:min(len(evs), insertBlockEvents)]
+			evs = evs[len(part):]
+			n, err := fill(b, part)
+			total += n
+			if err != nil {
+				return total, err
+			}
+			if len(evs) > 0 && b.Rows() > 0 {
+				if err := b.Flush(); err != nil {
+					return total, &flushError{err}
+				}
+			}
+		}
+		return total, nil
+	}
+}
+
+// flushError is a failure to send a block, as opposed to one to encode it.
+type flushError struct{ err error }
+
+func (e *flushError) Error() string { return "sending a block: " + e.err.Error() }
+func (e *flushError) Unwrap() error { return e.err }
+
 func (s *Store) insert(ctx context.Context, token, table, columns string, evs []recorder.Event, fill appendFunc) error {
 	if token != "" && s.features.DedupToken {
 		ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_deduplication_token": token + "/" + table}))
@@ -142,6 +179,10 @@ func (s *Store) insert(ctx context.Context, token, table, columns string, evs []
 	}
 	defer b.Abort()
 	n, err := fill(b, evs)
+	var flushErr *flushError
+	if errors.As(err, &flushErr) {
+		return classify(fmt.Errorf("inserting rows into %s: %w", table, err))
+	}
 	if errors.Is(err, errColumnCount) {
 		// The table is not the one this writer knows: every batch fails
 		// alike until the schema is migrated, so retry rather than

@@ -1,6 +1,7 @@
 package clickhouse
 
 import (
+	"context"
 	"fmt"
 	"reflect"
 	"strings"
@@ -245,5 +246,36 @@ func BenchmarkAppend(b *testing.B) {
 				b.Fatalf("%s wrote no rows", f.name)
 			}
 		})
+	}
+}
+
+// TestWriteBatchInBlocks: a batch bigger than insertBlockEvents goes out
+// as several blocks of one INSERT per table; every row lands once, and
+// the server makes one part of them, not one per block.
+func TestWriteBatchInBlocks(t *testing.T) {
+	ctx := context.Background()
+	s := migratedStore(t)
+	n := 3*insertBlockEvents + 4 // requests of 4 events: none split across blocks
+	base := time.Now().UTC().Truncate(24 * time.Hour).Add(time.Hour)
+	evs := benchEvents("blk", n, base)
+	if err := s.WriteBatch(ctx, "blk-1", evs); err != nil {
+		t.Fatalf("WriteBatch: %v", err)
+	}
+	if err := s.WriteBatch(ctx, "blk-1", evs); err != nil {
+		t.Fatalf("WriteBatch again: %v", err)
+	}
+	db := s.cfg.Database
+	for _, c := range []struct {
+		table string
+		want  int
+	}{{"hops", n}, {"payloads", n / 2}, {"audit", n / 4}, {"request_index", n / 4 * 3}} {
+		if got := count(t, s, "SELECT count() FROM "+db+"."+c.table); got != uint64(c.want) {
+			t.Errorf("%s rows = %d, want %d", c.table, got, c.want)
+		}
+	}
+	for _, table := range []string{"hops", "payloads"} {
+		if parts := count(t, s, "SELECT count() FROM system.parts WHERE database = ? AND table = ? AND active", db, table); parts != 1 {
+			t.Errorf("%s: %d active parts after one %d-event batch, want 1 (the server squashes the blocks of an INSERT)", table, parts, n)
+		}
 	}
 }
