@@ -26,7 +26,7 @@ import (
 
 	"github.com/mcptrail/mcptrail/proxy"
 	"github.com/mcptrail/mcptrail/proxy/config"
-	"github.com/mcptrail/mcptrail/recorder/chlocal"
+	"github.com/mcptrail/mcptrail/recorder/chlocal/port"
 )
 
 // everythingJS is server-everything's entry point, installed by `make test`
@@ -45,7 +45,7 @@ func everythingJS(t testing.TB) string {
 
 func freePort(t testing.TB) int {
 	t.Helper()
-	port, err := chlocal.FreePort()
+	port, err := port.Free()
 	if err != nil {
 		t.Fatalf("picking a free port: %v", err)
 	}

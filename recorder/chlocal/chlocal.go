@@ -25,7 +25,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	mrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -39,6 +38,8 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+
+	"github.com/mcptrail/mcptrail/recorder/chlocal/port"
 )
 
 // ErrNoBinary is returned by Start when no ClickHouse server binary is found.
@@ -573,44 +574,9 @@ func (s *Server) pickPorts() error {
 // hand out a taken port first.
 var freePort = FreePort
 
-// FreePort returns a port on 127.0.0.1 that nothing listens on. It picks
-// below the kernel's ephemeral range when it can: ports there are never
-// handed to outgoing connections or to other ":0" listeners, so the window
-// between picking a port and binding it is far less likely to be lost.
-func FreePort() (int, error) {
-	lo := ephemeralLow()
-	const floor = 10000
-	for i := 0; lo > floor+1000 && i < 50; i++ {
-		port := floor + mrand.IntN(lo-floor)
-		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		if err != nil {
-			continue
-		}
-		l.Close()
-		return port, nil
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// ephemeralLow is the first port of the kernel's ephemeral range, 0 when
-// unknown.
-func ephemeralLow() int {
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return 0
-	}
-	n, _ := strconv.Atoi(f[0])
-	return n
-}
+// FreePort returns a port on 127.0.0.1 that nothing listens on; see
+// port.Free.
+func FreePort() (int, error) { return port.Free() }
 
 func (s *Server) prepareDir() error {
 	if err := os.MkdirAll(s.opts.Dir, 0o750); err != nil {
