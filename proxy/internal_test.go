@@ -596,3 +596,44 @@ func TestStuckClientDoesNotStallTheBackend(t *testing.T) {
 		}
 	})
 }
+
+// TestEnsureProfileWaitsForTheConnect: a list request of a capability
+// profile whose connection is published but still finishing (re-reading
+// lists the backend changed during the handshake, rebuilding the profile's
+// catalog) waits for it, instead of being served the catalog built from the
+// primary connection's lists (a client saw its first tools/list without the
+// tools server-everything offers its profile; fails before the fix).
+func TestEnsureProfileWaitsForTheConnect(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := testGateway(t, "s")
+		b := g.backends["s"]
+		b.snap.Store(&backendSnapshot{conn: &listConn{}, lists: [numLists][]json.RawMessage{listTools: {json.RawMessage(`{"name":"plain"}`)}}})
+		g.backendChanged(b)
+		key, caps := profileOf(map[string]json.RawMessage{"sampling": json.RawMessage(`{}`)})
+		v := b.variantFor(key, caps)
+		g.catalogFor(key)          // built from the primary's lists: the profile's connection is not up
+		v.connecting <- struct{}{} // the connect in flight
+		v.snap.Store(&backendSnapshot{conn: &listConn{}, lists: [numLists][]json.RawMessage{listTools: {json.RawMessage(`{"name":"plain"}`), json.RawMessage(`{"name":"sample"}`)}}})
+		sess := g.newSession("x", nil)
+		sess.setClient("2025-11-25", "c", "1", map[string]json.RawMessage{"sampling": json.RawMessage(`{}`)})
+		c := &call{g: g, sess: sess}
+		done := make(chan struct{})
+		go func() { c.ensureProfile(context.Background()); close(done) }()
+		synctest.Wait()
+		select {
+		case <-done:
+			t.Fatal("ensureProfile returned while the profile's connect was still finishing")
+		default:
+		}
+		g.backendChanged(b) // the connect finishes: catalogs rebuilt, then released
+		<-v.connecting
+		<-done
+		var names []string
+		for _, it := range g.catalogFor(key).items[listTools] {
+			names = append(names, it.name)
+		}
+		if got := strings.Join(names, ","); got != "s.plain,s.sample" {
+			t.Errorf("the profile's tools = %s, want s.plain,s.sample", got)
+		}
+	})
+}

@@ -356,10 +356,24 @@ func (c *call) ensureProfile(ctx context.Context) {
 	g := c.g
 	for _, name := range g.order {
 		b := g.backends[name]
-		if v := b.variantFor(key, caps); v != nil && v.snap.Load() == nil && b.snap.Load() != nil {
+		v := b.variantFor(key, caps)
+		if v == nil || b.snap.Load() == nil {
+			continue
+		}
+		if v.snap.Load() == nil {
 			if _, err := b.snapFor(ctx, key, caps); err != nil {
 				b.logger.Warn("connecting for a client capability profile failed", "profile", key, "err", err)
 			}
+			continue
+		}
+		// A connect that has published its snapshot may still re-read the
+		// lists the backend changed during the handshake and rebuild the
+		// profile's catalog, which until then holds the primary's lists:
+		// wait for it to finish.
+		select {
+		case v.connecting <- struct{}{}:
+			<-v.connecting
+		case <-ctx.Done():
 		}
 	}
 	g.catalogFor(key)

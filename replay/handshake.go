@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/mcptrail/mcptrail/recorder"
+	"github.com/mcptrail/mcptrail/replay/match"
 )
 
 // capabilityFamilies maps a server capability to the methods that show a
@@ -147,6 +148,72 @@ func splitInstructions(text string, servers []string, noNamespace map[string]boo
 		if slices.Contains(servers, name) {
 			out[name] = strings.TrimSuffix(text[l[1]:end], "\n\n")
 		}
+	}
+	return out
+}
+
+// ProfileLists is BackendLists per client capability profile
+// (match.ProfileKey of what a client declared: in its session's initialize,
+// or in a sessionless request's _meta): the lists each profile's clients
+// were served. The gateway keeps one backend connection per profile, and a
+// backend may list some items only to clients that declared a capability,
+// so the mock serves each connection its profile's lists. List answers of
+// sessions whose capabilities are not in the recording count for no
+// profile.
+func ProfileLists(events []recorder.Event, sep string) map[string]map[string]map[string]json.RawMessage {
+	bySession := map[string]string{}
+	byRequest := map[string]string{}
+	for _, r := range Requests(events) {
+		if r.Inbound == nil {
+			continue
+		}
+		switch {
+		case r.Method == "initialize" && r.SessionID != "":
+			var p struct {
+				Capabilities json.RawMessage `json:"capabilities"`
+			}
+			_ = json.Unmarshal(r.Inbound.Params, &p)
+			bySession[r.SessionID] = match.ProfileKey(p.Capabilities)
+		case r.SessionID == "":
+			var p struct {
+				Meta map[string]json.RawMessage `json:"_meta"`
+			}
+			if json.Unmarshal(r.Inbound.Params, &p) == nil && p.Meta != nil {
+				if caps, ok := p.Meta["io.modelcontextprotocol/clientCapabilities"]; ok {
+					byRequest[r.RequestID] = match.ProfileKey(caps)
+				}
+			}
+		}
+	}
+	profileOf := func(e *recorder.Event) (string, bool) {
+		if e.SessionID != "" {
+			p, ok := bySession[e.SessionID]
+			return p, ok
+		}
+		p, ok := byRequest[e.RequestID]
+		return p, ok
+	}
+	profiles := map[string]bool{}
+	for i := range events {
+		if e := &events[i]; e.Hop == recorder.HopResponse && listMethods[e.Method] != "" {
+			if p, ok := profileOf(e); ok {
+				profiles[p] = true
+			}
+		}
+	}
+	out := map[string]map[string]map[string]json.RawMessage{}
+	for profile := range profiles {
+		sub := make([]recorder.Event, 0, len(events))
+		for i := range events {
+			e := &events[i]
+			if e.Hop == recorder.HopResponse && listMethods[e.Method] != "" {
+				if p, ok := profileOf(e); !ok || p != profile {
+					continue
+				}
+			}
+			sub = append(sub, *e)
+		}
+		out[profile] = BackendLists(sub, sep)
 	}
 	return out
 }

@@ -319,7 +319,8 @@ func ReadOnlyTools(lists map[string]map[string]json.RawMessage) map[string]map[s
 
 // NewMockStore is NewStore plus the backends' list answers (BackendLists,
 // then extra tools/list results such as a bundle header's Tools for servers
-// without any) and initialize answers (BackendHandshakes), so that a gateway connecting to the mock sees the same
+// without any), the lists per client capability profile (ProfileLists) and
+// initialize answers (BackendHandshakes), so that a gateway connecting to the mock sees the same
 // catalog as when the traffic was recorded.
 func NewMockStore(events []recorder.Event, cfg match.Config, sep string, extraTools map[string]json.RawMessage) (*match.Store, error) {
 	s, err := NewStore(events, cfg)
@@ -342,6 +343,13 @@ func NewMockStore(events []recorder.Event, cfg match.Config, sep string, extraTo
 			}
 			if err := s.Add(diff.Exchange{Method: method, Server: server, Response: res}); err != nil {
 				return nil, err
+			}
+		}
+	}
+	for profile, byServer := range ProfileLists(events, sep) {
+		for server, byMethod := range byServer {
+			for method, res := range byMethod {
+				s.AddProfileList(server, profile, method, res)
 			}
 		}
 	}

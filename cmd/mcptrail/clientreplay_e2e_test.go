@@ -102,13 +102,10 @@ var replaySummary = regexp.MustCompile(`(\d+) requests, (\d+) replayed: \d+ iden
 // changed and 0 failed. The Go SDK's 2026 traffic gave 19 changed answers
 // before replay kept each request's protocol version, the recorded
 // backend requests to the client and the backends' handshakes.
-//
-// Not yet covered, because the replay still differs (issue 8 note):
-//   - catalogs that differ per session: server-everything lists
-//     get-roots-list, trigger-sampling-request and
-//     trigger-elicitation-request only to a session whose client declared
-//     roots, sampling or elicitation, the mock serves one merged tools/list
-//     per backend to every session; those items are ignored (--ignore-path).
+// server-everything lists get-roots-list, trigger-sampling-request and
+// trigger-elicitation-request only to clients that declared roots,
+// sampling or elicitation: the mock serves each capability profile the
+// catalog its clients saw (these tools were --ignore-path'd before).
 func TestOfficialClientTrafficReplaysClean(t *testing.T) {
 	npm := npmDir(t)
 	srv := chtest.Shared(t)
@@ -156,13 +153,7 @@ recorder:
 
 	replayEnv := []string{"E2E_REDACTION_KEY=" + env.RedactKey}
 	for run := 1; run <= 3; run++ {
-		out, stderr, code := runCLIEnv(t, replayEnv, "replay", "mock", "--clickhouse", env.CHAddr, "--database", env.CHDB, "--since", "10m",
-			// server-everything lists these only to a session whose client
-			// declared roots, sampling or elicitation (and registers them
-			// when the session starts); the mock serves one catalog to every
-			// session.
-			"--ignore-path", "/tools/get-roots-list", "--ignore-path", "/tools/trigger-sampling-request",
-			"--ignore-path", "/tools/trigger-elicitation-request")
+		out, stderr, code := runCLIEnv(t, replayEnv, "replay", "mock", "--clickhouse", env.CHAddr, "--database", env.CHDB, "--since", "10m")
 		m := replaySummary.FindStringSubmatch(out)
 		if code != 0 || m == nil || m[3] != "0" || m[4] != "0" {
 			t.Fatalf("replay mock run %d: exit %d, want 0 with 0 changed, 0 failed\n%s\n%s", run, code, tail(out, 6000), tail(stderr, 3000))

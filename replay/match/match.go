@@ -87,6 +87,9 @@ type Store struct {
 	// replayed request naming its recorded request gets exactly its answers
 	// even when identical requests of other sessions interleave.
 	byRequest map[requestKey]*entry
+	// profileLists holds list answers per backend, client capability
+	// profile (see ProfileKey) and method.
+	profileLists map[[3]string]json.RawMessage
 }
 
 type requestKey struct {
@@ -269,6 +272,40 @@ func (s *Store) LookupFor(recordedRequestID, method, server string, params json.
 		return e.answers[i], nil
 	}
 	return diff.Exchange{}, s.miss(k, p, params)
+}
+
+// ProfileKey is the key of a client capability profile: the canonical JSON
+// of the capabilities a client declared, "" when it declared none (the
+// gateway opens one backend connection per profile and declares it).
+func ProfileKey(caps json.RawMessage) string {
+	var v map[string]any
+	if json.Unmarshal(caps, &v) != nil || len(v) == 0 {
+		return ""
+	}
+	b, _ := json.Marshal(v) // map keys sorted at every level
+	return string(b)
+}
+
+// AddProfileList records the list answer (result object) that server gave a
+// connection declaring the client capability profile (a ProfileKey):
+// backends such as server-everything list some tools only to clients that
+// declared sampling, elicitation or roots.
+func (s *Store) AddProfileList(server, profile, method string, result json.RawMessage) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.profileLists == nil {
+		s.profileLists = map[[3]string]json.RawMessage{}
+	}
+	s.profileLists[[3]string{server, profile, method}] = result
+}
+
+// ProfileList returns the list answer recorded for server, profile and
+// method by AddProfileList.
+func (s *Store) ProfileList(server, profile, method string) (json.RawMessage, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.profileLists[[3]string{server, profile, method}]
+	return r, ok
 }
 
 // Reset rewinds every sequence so the recording can be served again.

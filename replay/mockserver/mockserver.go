@@ -79,6 +79,9 @@ type Server struct {
 	mux   *http.ServeMux
 
 	sessions sync.Map // session id → server name
+	// profiles holds each session's client capability profile (the
+	// match.ProfileKey of what its initialize declared).
+	profiles sync.Map
 	// pending holds the mock's requests to the client (recorded sampling,
 	// elicitation, roots) that wait for the answer the client POSTs back:
 	// JSON-RPC id → chan jsonrpc.Message.
@@ -141,6 +144,7 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "unknown session", http.StatusNotFound)
 		return
 	}
+	s.profiles.Delete(id)
 	w.WriteHeader(http.StatusOK)
 }
 
@@ -184,6 +188,11 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request) {
 	if msg.Method == "initialize" {
 		sid := newSessionID()
 		s.sessions.Store(sid, server)
+		var p struct {
+			Capabilities json.RawMessage `json:"capabilities"`
+		}
+		_ = json.Unmarshal(msg.Params, &p)
+		s.profiles.Store(sid, match.ProfileKey(p.Capabilities))
 		w.Header().Set("Mcp-Session-Id", sid)
 		x, ok := s.store.Session("initialize", server)
 		if !ok {
@@ -197,6 +206,12 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if res, ok := s.profileList(r.Header.Get("Mcp-Session-Id"), server, msg); ok {
+		// The catalog the recorded clients of this session's profile saw.
+		s.hits.Add(1)
+		writeMessage(w, http.StatusOK, jsonrpc.NewResult(msg.ID, res))
+		return
+	}
 	x, err := s.store.LookupFor(recordedRequest(msg.Params), msg.Method, server, msg.Params)
 	r = r.WithContext(context.WithValue(r.Context(), paramsKey{}, json.RawMessage(msg.Params)))
 	if err == nil {
@@ -229,6 +244,23 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request) {
 	}
 	log.Info("no recorded answer", "error", err)
 	writeMessage(w, http.StatusOK, jsonrpc.NewError(msg.ID, jsonrpc.CodeInternalError, "mcptrail replay: "+err.Error(), missData(err)))
+}
+
+// profileList is the list answer recorded for the client capability
+// profile of session sid (see match.Store.AddProfileList), for a list
+// request without a cursor.
+func (s *Server) profileList(sid, server string, msg jsonrpc.Message) (json.RawMessage, bool) {
+	if _, ok := emptyAnswers[msg.Method]; !ok || msg.Method == "ping" {
+		return nil, false
+	}
+	if cur, ok := jsonrpc.Lookup(msg.Params, "cursor"); ok && string(cur) != `""` && string(cur) != "null" {
+		return nil, false
+	}
+	p, ok := s.profiles.Load(sid)
+	if !ok {
+		return nil, false
+	}
+	return s.store.ProfileList(server, p.(string), msg.Method)
 }
 
 // emptyAnswers are served for session-level methods that were not recorded.

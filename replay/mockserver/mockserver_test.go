@@ -406,3 +406,28 @@ func TestRecordedServerRequests(t *testing.T) {
 		t.Errorf("requests the client got =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestProfileLists: a connection is served the lists recorded for the
+// client capability profile its initialize declares; a profile without its
+// own recording gets the backend's merged lists.
+func TestProfileLists(t *testing.T) {
+	s := recording(t, true)
+	s.AddProfileList("everything", match.ProfileKey(json.RawMessage(`{"sampling":{}}`)), "tools/list", json.RawMessage(`{"tools":[{"name":"echo"},{"name":"sample"}]}`))
+	mock, err := New(s, Config{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(mock)
+	defer srv.Close()
+	u := srv.URL + "/everything/mcp"
+	for _, tt := range []struct{ caps, want string }{
+		{`{"sampling":{}}`, `{"tools":[{"name":"echo"},{"name":"sample"}]}`},
+		{`{}`, `"name":"echo","description":"Echoes"`},
+	} {
+		resp, _ := post(t, u, "", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"capabilities":`+tt.caps+`}}`)
+		_, body := post(t, u, resp.Header.Get("Mcp-Session-Id"), `{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{}}`)
+		if !strings.Contains(body, tt.want) {
+			t.Errorf("tools/list for a client declaring %s = %s, want it to hold %s", tt.caps, body, tt.want)
+		}
+	}
+}
