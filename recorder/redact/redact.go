@@ -14,7 +14,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"hash"
 	"sort"
@@ -140,7 +139,7 @@ func (r *Redactor) String(s string) (string, int) {
 }
 
 // looksLikeJSON reports whether s starts, after white space, like a JSON
-// object or array: the cheap test before json.Valid.
+// object or array: the cheap test before validJSON.
 func looksLikeJSON(s string) bool {
 	for i := 0; i < len(s); i++ {
 		switch s[i] {
@@ -302,7 +301,7 @@ func containsFold(s, sub string) bool {
 // "method" members are never touched. Input that is not valid JSON is
 // redacted as a plain string.
 func (r *Redactor) JSON(b []byte) (out []byte, count int) {
-	return r.json(b, json.Valid(b))
+	return r.json(b, validJSON(b))
 }
 
 // json is JSON for b whose validity is known.
@@ -325,7 +324,7 @@ func (r *Redactor) json(b []byte, valid bool) (out []byte, count int) {
 // otherwise known payload cannot be guessed from it without the key.
 func (r *Redactor) Payload(b []byte) (out []byte, count int, truncated bool, sha256hex string) {
 	sha256hex = r.digest(b)
-	valid := json.Valid(b)
+	valid := validJSON(b)
 	out, count = r.json(b, valid)
 	if !valid {
 		out = appendJSONString(nil, string(out))

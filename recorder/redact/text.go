@@ -1,7 +1,6 @@
 package redact
 
 import (
-	"encoding/json"
 	"strings"
 )
 
@@ -33,7 +32,7 @@ func (r *Redactor) text(s string, path []string, depth int) (string, int) {
 		return s, 0
 	}
 	if looksLikeJSON(s) {
-		if b := []byte(s); json.Valid(b) {
+		if b := []byte(s); validJSON(b) {
 			return r.walkText(s, b, path, depth)
 		}
 	}
@@ -74,7 +73,7 @@ func (r *Redactor) textWithJSON(s string, path []string, depth int) (string, int
 		}
 		start := i + j
 		end := bracketEnd(s, start)
-		if end < 0 || s[end-1] != '}' || !json.Valid([]byte(s[start:end])) {
+		if end < 0 || s[end-1] != '}' || !validJSON([]byte(s[start:end])) {
 			misses++
 			i = start + 1
 			continue
