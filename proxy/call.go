@@ -685,10 +685,10 @@ func (c *call) forwardOnce(ctx context.Context, b *Backend, attempt int, fallbac
 		return resp
 	}
 
-	meta := c.meta
-	if meta == nil {
-		meta = &jsonrpc.Object{}
-	}
+	// Each attempt edits its own copies: a retry or a fallback sends what
+	// the client sent, not what the previous attempt rewrote for its
+	// backend (stripped 2026 keys, a gateway progress token, its span).
+	meta := c.meta.Clone()
 	if snap.protocolVersion != protocol2026 {
 		// Per-request protocol keys of 2026-07-28 clients mean nothing to
 		// an older backend; strip them.
@@ -713,8 +713,9 @@ func (c *call) forwardOnce(ctx context.Context, b *Backend, attempt int, fallbac
 		trace.WithAttributes(attribute.String("mcptrail.server", b.Name()), attribute.String("mcptrail.request_id", c.reqID)))
 	defer span.End()
 	g.prop.Inject(ctx, metaCarrier{meta})
-	c.params.Set("_meta", meta.Marshal())
-	params := c.params.Marshal()
+	upParams := c.params.Clone()
+	upParams.Set("_meta", meta.Marshal())
+	params := upParams.Marshal()
 
 	var header http.Header
 	if b.cfg.Transport != "stdio" {

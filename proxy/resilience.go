@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -86,12 +85,6 @@ func (c *call) forwardChain(ctx context.Context, b *Backend) jsonrpc.Message {
 			chain = append(chain, f)
 		}
 	}
-	// A retry resends the client's own progress token, not the one the
-	// first attempt put in its place.
-	var progressTok json.RawMessage
-	if c.meta != nil {
-		progressTok = c.meta.Get("progressToken")
-	}
 	tool := ""
 	if c.msg.Method == "tools/call" {
 		tool, _ = c.params.GetString("name")
@@ -130,9 +123,6 @@ func (c *call) forwardChain(ctx context.Context, b *Backend) jsonrpc.Message {
 				break
 			}
 			c.outcome, c.errCode, c.errMsg = recorder.OutcomeOK, 0, ""
-			if progressTok != nil {
-				c.meta.Set("progressToken", progressTok)
-			}
 			out = c.forwardOnce(ctx, be, attempt, fallback)
 			switch c.upFail {
 			case upNone:

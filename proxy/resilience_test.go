@@ -2,6 +2,8 @@ package proxy_test
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -9,12 +11,15 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	mcpgo "github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/mcptrail/mcptrail/proxy"
@@ -342,5 +347,78 @@ func TestToolBreakerOpensAlone(t *testing.T) {
 	}
 	if got := e.gw.Backend("alpha").CircuitState(); got != "closed" || !e.gw.Backend("alpha").Ready() {
 		t.Errorf("the server's circuit is %s (ready %v) after one tool's timeouts, want closed and ready", got, e.gw.Backend("alpha").Ready())
+	}
+}
+
+// recordingModernBackend is a 2026-07-28 mcp-go server with an echo tool
+// that keeps the params._meta of every tools/call it receives.
+func recordingModernBackend(t *testing.T) (url string, metas func() []map[string]json.RawMessage) {
+	t.Helper()
+	srv := server.NewMCPServer("modern-echo", "1", server.WithToolCapabilities(false))
+	srv.AddTool(mcpgo.NewTool("echo", mcpgo.WithString("message")), func(_ context.Context, req mcpgo.CallToolRequest) (*mcpgo.CallToolResult, error) {
+		return mcpgo.NewToolResultText("Echo: " + req.GetString("message", "")), nil
+	})
+	h := server.NewStreamableHTTPServer(srv, server.WithDisableLocalhostProtection(true))
+	var mu sync.Mutex
+	var seen []map[string]json.RawMessage
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		var m struct {
+			Method string `json:"method"`
+			Params struct {
+				Meta map[string]json.RawMessage `json:"_meta"`
+			} `json:"params"`
+		}
+		if json.Unmarshal(b, &m) == nil && m.Method == "tools/call" {
+			mu.Lock()
+			seen = append(seen, m.Params.Meta)
+			mu.Unlock()
+		}
+		r.Body = io.NopCloser(bytes.NewReader(b))
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(hs.Close)
+	return hs.URL + "/mcp", func() []map[string]json.RawMessage {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(seen)
+	}
+}
+
+// TestFallbackSendsTheClientsMeta: a 2026 client's per-request _meta keys
+// are stripped for a session-era backend; when that backend fails and the
+// call falls back to a 2026 backend, the fallback gets the client's keys,
+// not what the first attempt left of them (fails before the fix: each
+// attempt edited the call's one _meta in place).
+func TestFallbackSendsTheClientsMeta(t *testing.T) {
+	f := newFlakyBackend(t)
+	url, metas := recordingModernBackend(t)
+	e := startGateway(t, &config.Config{Servers: []config.Server{
+		{Name: "alpha", Transport: "http", URL: f.srv.URL + "/mcp", Timeout: 5 * time.Second, Fallbacks: []string{"modern"}},
+		{Name: "modern", Transport: "http", URL: url, ProtocolVersion: "2026-07-28", Timeout: 5 * time.Second},
+	}})
+	f.failing.Store(100)
+	body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"alpha.echo","arguments":{"message":"hi"},` +
+		`"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"raw-modern","version":"9"},` +
+		`"io.modelcontextprotocol/clientCapabilities":{"elicitation":{}},"io.modelcontextprotocol/logLevel":"debug"}}}`
+	_, b := post(t, e.url, body, modernHeaders("tools/call", "alpha.echo"))
+	if a := decodeAnswer(t, b); a.Error != nil || !strings.Contains(string(a.Result["content"]), "Echo: hi") {
+		t.Fatalf("fallback call answered %s, want the fallback's echo", b)
+	}
+	if f.hits.Load() == 0 {
+		t.Fatal("the primary was never tried")
+	}
+	got := metas()
+	if len(got) != 1 {
+		t.Fatalf("the fallback got %d tools/call, want 1", len(got))
+	}
+	for k, want := range map[string]string{
+		"io.modelcontextprotocol/logLevel":           `"debug"`,
+		"io.modelcontextprotocol/clientCapabilities": `{"elicitation":{}}`,
+		"io.modelcontextprotocol/clientInfo":         `{"name":"raw-modern","version":"9"}`,
+	} {
+		if string(got[0][k]) != want {
+			t.Errorf("fallback _meta[%s] = %s, want the client's %s", k, got[0][k], want)
+		}
 	}
 }

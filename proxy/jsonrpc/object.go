@@ -113,6 +113,18 @@ func (o *Object) DeletePrefix(prefix string) int {
 	return n
 }
 
+// Clone returns a copy whose members can be set and deleted without
+// touching o (values still alias the same bytes, which nothing edits). A
+// nil o gives an empty object.
+func (o *Object) Clone() *Object {
+	c := &Object{}
+	c.members = c.inline[:0]
+	if o != nil {
+		c.members = append(c.members, o.members...)
+	}
+	return c
+}
+
 // Len is the number of members.
 func (o *Object) Len() int { return len(o.members) }
 
