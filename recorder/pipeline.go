@@ -379,6 +379,9 @@ func (p *Pipeline) Record(ev *Event) error {
 	}
 	p.inflight.Add(-1)
 	p.drop(1, "queue full")
+	if admitted && ev.Hop == HopResponse {
+		p.endCall(ev.RequestID) // dropped or not, the call is over
+	}
 	return ErrOverflow
 }
 
@@ -452,14 +455,20 @@ func (p *Pipeline) track(ev *Event, admitted bool) {
 		p.calls[ev.RequestID]++
 		p.admitMu.Unlock()
 	case admitted && ev.Hop == HopResponse:
-		p.admitMu.Lock()
-		if n := p.calls[ev.RequestID]; n <= 1 {
-			delete(p.calls, ev.RequestID)
-		} else {
-			p.calls[ev.RequestID] = n - 1
-		}
-		p.admitMu.Unlock()
+		p.endCall(ev.RequestID)
 	}
+}
+
+// endCall forgets one admitted call of request id: its response hop was
+// accepted or, beyond every reserve, dropped.
+func (p *Pipeline) endCall(id string) {
+	p.admitMu.Lock()
+	if n := p.calls[id]; n <= 1 {
+		delete(p.calls, id)
+	} else {
+		p.calls[id] = n - 1
+	}
+	p.admitMu.Unlock()
 }
 
 func (p *Pipeline) inflightCalls() int {
