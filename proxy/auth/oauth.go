@@ -106,6 +106,7 @@ type oauthValidator struct {
 	verifier *oidc.IDTokenVerifier
 	lastTry  time.Time
 	lastErr  error
+	pending  *discovery // the discovery under way, if any
 
 	// cache holds verified tokens by sha256 until they expire, so a
 	// client's repeated requests cost a hash, not a signature check.
@@ -241,34 +242,70 @@ func newOAuthValidator(o *OAuth) (*oauthValidator, error) {
 	return v, nil
 }
 
+// discovery is one run of OIDC discovery; done is closed when it ends.
+type discovery struct {
+	done     chan struct{}
+	verifier *oidc.IDTokenVerifier
+	err      error
+}
+
+// discoveryTimeout bounds one discovery of the issuer.
+const discoveryTimeout = 10 * time.Second
+
 // getVerifier discovers the provider once; a failure is retried by a
-// request at most every discoveryRetry.
+// request at most every discoveryRetry. Discovery runs on its own, not
+// under the lock nor on the asking request's context: a slow issuer stalls
+// only the requests that need it, each up to its own deadline, and a
+// client that gives up cannot fail discovery for everyone else.
 func (v *oauthValidator) getVerifier(ctx context.Context) (*oidc.IDTokenVerifier, error) {
 	v.mu.Lock()
-	defer v.mu.Unlock()
 	if v.verifier != nil {
+		v.mu.Unlock()
 		return v.verifier, nil
 	}
 	if v.lastErr != nil && time.Since(v.lastTry) < discoveryRetry {
-		return nil, v.lastErr
+		err := v.lastErr
+		v.mu.Unlock()
+		return nil, err
 	}
-	v.lastTry = time.Now()
-	dctx, cancel := context.WithTimeout(oidc.ClientContext(ctx, v.cfg.HTTPClient), 10*time.Second)
+	d := v.pending
+	if d == nil {
+		d = &discovery{done: make(chan struct{})}
+		v.pending = d
+		v.lastTry = time.Now()
+		go v.discover(d)
+	}
+	v.mu.Unlock()
+	select {
+	case <-d.done:
+		return d.verifier, d.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: waiting for the discovery of %s: %w", ErrProviderUnavailable, v.cfg.Issuer, ctx.Err())
+	}
+}
+
+// discover runs d and publishes its outcome.
+func (v *oauthValidator) discover(d *discovery) {
+	defer close(d.done)
+	dctx, cancel := context.WithTimeout(oidc.ClientContext(context.Background(), v.cfg.HTTPClient), discoveryTimeout)
 	defer cancel()
 	p, err := oidc.NewProvider(dctx, v.cfg.Issuer)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.pending = nil
 	if err != nil {
-		v.lastErr = fmt.Errorf("%w: discovering %s: %v", ErrProviderUnavailable, v.cfg.Issuer, err)
-		return nil, v.lastErr
+		d.err = fmt.Errorf("%w: discovering %s: %v", ErrProviderUnavailable, v.cfg.Issuer, err)
+		v.lastErr, v.lastTry = d.err, time.Now()
+		return
 	}
 	// The key set outlives this request: it refetches the JWKS on an
 	// unknown key ID with its own (background) context.
-	v.verifier = p.VerifierContext(oidc.ClientContext(context.Background(), v.cfg.HTTPClient), &oidc.Config{
+	d.verifier = p.VerifierContext(oidc.ClientContext(context.Background(), v.cfg.HTTPClient), &oidc.Config{
 		ClientID:             v.cfg.Resource,
 		SupportedSigningAlgs: v.cfg.Algorithms,
 		SkipExpiryCheck:      true, // checked in verify, with the configured skew
 	})
-	v.lastErr = nil
-	return v.verifier, nil
+	v.verifier, v.lastErr = d.verifier, nil
 }
 
 // looksLikeJWT reports whether a bearer token has the compact JWS shape.

@@ -16,6 +16,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -298,5 +299,79 @@ func TestOAuthBadTokensDoNotHammerJWKS(t *testing.T) {
 	}
 	if n := p.jwksHits.Load(); n > 2 {
 		t.Errorf("the JWKS was fetched %d times for 1 good and 50 bad tokens, want at most 2", n)
+	}
+}
+
+// slowIssuer is an IDP whose discovery document waits for release.
+func slowIssuer(t *testing.T) (p *idp, asked <-chan struct{}, release func()) {
+	t.Helper()
+	p = newIDP(t)
+	inner := p.srv.Config.Handler
+	ask := make(chan struct{}, 16)
+	rel := make(chan struct{})
+	p.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/openid-configuration") {
+			ask <- struct{}{}
+			select {
+			case <-rel:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		inner.ServeHTTP(w, r)
+	})
+	var once sync.Once
+	release = func() { once.Do(func() { close(rel) }) }
+	t.Cleanup(release)
+	return p, ask, release
+}
+
+// TestOAuthSlowIssuerStallsNoOne: while the issuer's discovery document is
+// slow, a request that gives up gets its own error at once rather than
+// waiting behind the discovery under a lock, and its giving up does not
+// fail discovery for the requests that wait (fails before the fix: the
+// lock was held across the fetch, on the first request's context, and its
+// failure was remembered for discoveryRetry).
+func TestOAuthSlowIssuerStallsNoOne(t *testing.T) {
+	p, asked, release := slowIssuer(t)
+	a, err := auth.NewWithOAuth(nil, &auth.OAuth{Issuer: p.srv.URL, Resource: "https://r/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := p.sign(t, map[string]any{"iss": p.srv.URL, "aud": "https://r/", "sub": "u", "exp": time.Now().Unix() + 60})
+
+	// The first request starts discovery, then its client goes away.
+	first, cancelFirst := context.WithCancel(context.Background())
+	firstErr := make(chan error, 1)
+	go func() {
+		_, err := a.AuthenticateContext(first, "Bearer "+tok)
+		firstErr <- err
+	}()
+	<-asked
+	cancelFirst()
+	if err := <-firstErr; !errors.Is(err, context.Canceled) {
+		t.Errorf("the request that gave up got %v, want its own context.Canceled", err)
+	}
+	// Another one that gives up while discovery is still under way.
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := a.AuthenticateContext(gone, "Bearer "+tok); !errors.Is(err, context.Canceled) || !errors.Is(err, auth.ErrProviderUnavailable) {
+		t.Errorf("a cancelled request during discovery got %v, want ErrProviderUnavailable wrapping context.Canceled", err)
+	}
+	// The issuer answers: the discovery the first request started
+	// completes, and a patient request is verified.
+	waiting := make(chan error, 1)
+	go func() {
+		_, err := a.AuthenticateContext(context.Background(), "Bearer "+tok)
+		waiting <- err
+	}()
+	release()
+	if err := <-waiting; err != nil {
+		t.Errorf("a request after the issuer answered: %v, want verified", err)
+	}
+	select {
+	case <-asked:
+		t.Error("the discovery document was fetched twice, want one discovery shared by every request")
+	default:
 	}
 }
