@@ -153,8 +153,9 @@ type Gateway struct {
 	profileCats sync.Map // string → *catalog
 
 	sessions sessionTable
-	progress sync.Map // gateway progress token → *progressRoute
-	held     sync.Map // requestState token → *heldCall (mrtr.go)
+	progress sync.Map    // gateway progress token → *progressRoute
+	held     sync.Map    // requestState token → *heldCall (mrtr.go)
+	heldBy   ownerCounts // held calls waiting on their client, per principal
 	tokenSeq atomic.Int64
 
 	listens listeners // open subscriptions/listen streams (listen.go)

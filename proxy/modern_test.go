@@ -543,3 +543,68 @@ func TestProfileCatalogsBounded(t *testing.T) {
 		t.Errorf("%d profile catalogs kept after 30 distinct profiles, want at most 8 (the connection slots)", n)
 	}
 }
+
+// TestModernHeldCallsCappedPerPrincipal: a principal whose multi
+// round-trip calls wait for its retries holds at most
+// limits.max_held_per_principal of them; one more is refused (-32029,
+// recorded as a denial) and its backend call cancelled, while another
+// principal is not affected and an answered chain frees its place (fails
+// before the fix: held calls had no per-principal cap).
+func TestModernHeldCallsCappedPerPrincipal(t *testing.T) {
+	cfg, _ := twoBackends(t)
+	cfg.Servers = cfg.Servers[:1]
+	cfg.Limits.MaxHeldPerPrincipal = 2
+	cfg.Auth.Tokens = []config.Token{{Name: "mallory", SHA256: sha("m-token"), Tools: []string{"*"}},
+		{Name: "alice", SHA256: sha("a-token"), Tools: []string{"*"}}}
+	e := startGateway(t, cfg)
+	caps := map[string]any{"elicitation": map[string]any{}}
+	start := func(id int, token string) (rpcAnswer, string) {
+		t.Helper()
+		hdr := modernHeaders("tools/call", "alpha.elicit")
+		hdr["Authorization"] = "Bearer " + token
+		params := map[string]any{"name": "alpha.elicit", "arguments": map[string]any{"message": "name?"}}
+		resp, b := post(t, e.url, modernBody(id, "tools/call", params, caps), hdr)
+		return decodeAnswer(t, b), resp.Header.Get(proxy.HeaderRequestID)
+	}
+	var states []string
+	var keys []string
+	for i := range 2 {
+		a, _ := start(i, "m-token")
+		var st string
+		var reqs map[string]json.RawMessage
+		if a.Error != nil || json.Unmarshal(a.Result["requestState"], &st) != nil || json.Unmarshal(a.Result["inputRequests"], &reqs) != nil || len(reqs) != 1 {
+			t.Fatalf("held call %d of mallory: %+v, want an InputRequiredResult", i, a)
+		}
+		states = append(states, st)
+		for k := range reqs {
+			keys = append(keys, k)
+		}
+	}
+	a, reqID := start(3, "m-token")
+	if a.Error == nil || a.Error.Code != -32029 || !strings.Contains(string(a.Error.Data), `"limit":"max_held_per_principal"`) {
+		t.Fatalf("mallory's third held call = %+v, want -32029 with limit max_held_per_principal", a)
+	}
+	waitFor(t, "the refusal recorded as a denial", func() bool {
+		for _, ev := range e.rec.byRequest(reqID) {
+			if ev.Hop == recorder.HopAuth && ev.Outcome == recorder.OutcomeDenied && ev.AuthRule == proxy.RuleHeldPerPrincipal {
+				return true
+			}
+		}
+		return false
+	})
+	if a, _ := start(4, "a-token"); a.Error != nil || string(a.Result["resultType"]) != `"input_required"` {
+		t.Errorf("alice's held call while mallory is at the cap = %+v, want an InputRequiredResult", a)
+	}
+	// Mallory answers one chain: its place is free again.
+	hdr := modernHeaders("tools/call", "alpha.elicit")
+	hdr["Authorization"] = "Bearer m-token"
+	retry := map[string]any{"name": "alpha.elicit", "arguments": map[string]any{"message": "name?"}, "requestState": states[0],
+		"inputResponses": map[string]any{keys[0]: map[string]any{"action": "decline"}}}
+	_, b := post(t, e.url, modernBody(5, "tools/call", retry, caps), hdr)
+	if a := decodeAnswer(t, b); a.Error != nil || string(a.Result["resultType"]) != `"complete"` {
+		t.Fatalf("mallory's retry = %s, want the final result", b)
+	}
+	if a, _ := start(6, "m-token"); a.Error != nil || string(a.Result["resultType"]) != `"input_required"` {
+		t.Errorf("mallory's held call after one chain ended = %+v, want an InputRequiredResult", a)
+	}
+}

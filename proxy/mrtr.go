@@ -19,6 +19,7 @@ package proxy
 // same backend because it names the same tool, prompt or resource.
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -28,6 +29,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mcptrail/mcptrail/proxy/config"
 	"github.com/mcptrail/mcptrail/proxy/jsonrpc"
 	"github.com/mcptrail/mcptrail/recorder"
 )
@@ -70,6 +72,8 @@ type heldCall struct {
 	timer   *time.Timer
 	ctx     context.Context // the held call's own context, done when it ends
 	task    bool            // the call was made task-augmented upstream (tasks.go)
+	holding bool            // counted in g.heldBy (under mu)
+	ended   bool            // the backend call is over (under mu)
 }
 
 type heldEvent struct {
@@ -143,7 +147,9 @@ func (c *call) serveModern(ctx context.Context) jsonrpc.Message {
 	go func() {
 		defer g.inflight.Done()
 		defer h.cancel()
-		h.deliver(inner.dispatch(hctx))
+		resp := inner.dispatch(hctx)
+		h.unhold() // before the outcome is seen: its place is free by then
+		h.deliver(resp)
 	}()
 	return h.next(ctx, c)
 }
@@ -272,10 +278,46 @@ func (h *heldCall) finish(c *call, resp jsonrpc.Message) jsonrpc.Message {
 	return resp
 }
 
+// hold counts the call as held for its principal, once; it reports false
+// when the principal already holds limits.max_held_per_principal calls.
+func (h *heldCall) hold() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.holding || h.ended {
+		return true
+	}
+	max := cmp.Or(h.g.cfg.Limits.MaxHeldPerPrincipal, config.DefaultMaxHeldPerPrincipal)
+	if !h.g.heldBy.acquire(h.princ, max) {
+		return false
+	}
+	h.holding = true
+	return true
+}
+
+// unhold ends the count of a call whose backend call is over.
+func (h *heldCall) unhold() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.holding {
+		h.g.heldBy.release(h.princ)
+		h.holding = false
+	}
+	h.ended = true
+}
+
 // inputRequired answers c with the backend requests that wait, under a
 // fresh requestState, and keeps the call held until the retry or expiry.
+// A principal holds at most limits.max_held_per_principal such calls: one
+// more is cancelled and c refused.
 func (h *heldCall) inputRequired(c *call) jsonrpc.Message {
 	h.out.set(nil)
+	if !h.hold() {
+		h.cancel()
+		max := cmp.Or(h.g.cfg.Limits.MaxHeldPerPrincipal, config.DefaultMaxHeldPerPrincipal)
+		c.server, c.routeRule = h.inner.server, h.inner.routeRule
+		return c.refuseAtLimit(context.WithoutCancel(h.ctx), limitHeldPerPrincipal, RuleHeldPerPrincipal,
+			"mcptrail: "+strconv.Itoa(max)+" calls of this principal already wait for input (limits.max_held_per_principal); answer or abandon one first", 0)
+	}
 	token := newRequestState()
 	reqs := &jsonrpc.Object{}
 	h.mu.Lock()

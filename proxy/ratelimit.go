@@ -29,6 +29,9 @@ const (
 	limitRatePrincipal = "rate_per_principal"
 	limitRateTool      = "rate_per_tool"
 	limitToolQueue     = "tool_queue"
+
+	RuleHeldPerPrincipal  = "held:principal"
+	limitHeldPerPrincipal = "max_held_per_principal"
 )
 
 // maxBuckets bounds the buckets kept; past it, full ones (which a new
@@ -159,7 +162,6 @@ func (c *call) limitRate(ctx context.Context, tool string) (jsonrpc.Message, boo
 	if !g.rates.enabled() {
 		return jsonrpc.Message{}, true
 	}
-	t0 := time.Now()
 	rule, retry := g.rates.allow(principalName(c.princ), tool)
 	if rule == "" {
 		return jsonrpc.Message{}, true
@@ -170,6 +172,14 @@ func (c *call) limitRate(ctx context.Context, tool string) (jsonrpc.Message, boo
 	}
 	secs := int64(math.Ceil(retry.Seconds()))
 	msg := "mcptrail: rate limited (" + limit + "): retry after " + strconv.FormatInt(secs, 10) + "s"
+	return c.refuseAtLimit(ctx, limit, rule, msg, retry), false
+}
+
+// refuseAtLimit refuses c at a limit (-32029): the denied decision is
+// recorded under rule and counted, and error.data names the limit.
+func (c *call) refuseAtLimit(ctx context.Context, limit, rule, msg string, retry time.Duration) jsonrpc.Message {
+	g := c.g
+	t0 := time.Now()
 	c.authResult, c.authRule = auth.ResultDenied, rule
 	g.metrics.policyDecision(ctx, "limits", auth.ResultDenied, rule)
 	g.metrics.limitRefusal(ctx, limit)
@@ -181,7 +191,7 @@ func (c *call) limitRate(ctx context.Context, tool string) (jsonrpc.Message, boo
 	})
 	resp := c.failData(jsonrpc.CodeLimited, msg, limit, retry)
 	c.outcome = recorder.OutcomeDenied
-	return resp, false
+	return resp
 }
 
 // failData is fail with the data of a limit's refusal: requestId, limit

@@ -16,12 +16,14 @@ package proxy
 // gateway can drive, and is refused.
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/mcptrail/mcptrail/proxy/config"
 	"github.com/mcptrail/mcptrail/proxy/jsonrpc"
 )
 
@@ -35,34 +37,103 @@ type taskRoute struct {
 
 // taskTable holds the routes of tasks handed to 2026 clients. Entries
 // expire a day after creation at the latest; the backend's own ttl usually
-// ends them sooner.
+// ends them sooner. A principal holds at most max routes: its oldest goes
+// when it makes one more, so one principal cannot fill the table for the
+// others. put and get cost O(1) amortized.
 type taskTable struct {
-	mu sync.Mutex
-	m  map[string]taskRoute
+	mu      sync.Mutex
+	m       map[string]taskEntry
+	fifo    []taskKey            // every put, oldest first; entries replaced or evicted since are skipped
+	byOwner map[string][]taskKey // each principal's puts, oldest first, likewise
+	live    map[string]int       // routes held per principal
+	seq     uint64
+}
+
+type taskEntry struct {
+	taskRoute
+	seq uint64
+}
+
+// taskKey names one put of a route; it is stale once the route is gone or
+// put again.
+type taskKey struct {
+	id  string
+	seq uint64
 }
 
 const taskRouteTTL = 24 * time.Hour
 
-func (t *taskTable) put(id string, r taskRoute) {
+// put adds route id; its principal then holds at most max routes (0: the
+// default).
+func (t *taskTable) put(id string, r taskRoute, max int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.m == nil {
-		t.m = map[string]taskRoute{}
+		t.m, t.byOwner, t.live = map[string]taskEntry{}, map[string][]taskKey{}, map[string]int{}
 	}
-	now := time.Now()
-	for k, v := range t.m {
-		if now.Sub(v.created) > taskRouteTTL {
-			delete(t.m, k)
+	for len(t.fifo) > 0 {
+		k := t.fifo[0]
+		if e, ok := t.m[k.id]; ok && e.seq == k.seq {
+			if r.created.Sub(e.created) <= taskRouteTTL {
+				break
+			}
+			t.removeOldest(e.principal)
+		}
+		t.fifo[0] = taskKey{}
+		t.fifo = t.fifo[1:]
+	}
+	if old, ok := t.m[id]; ok {
+		t.forget(id, old)
+	}
+	limit := cmp.Or(max, config.DefaultMaxTasksPerPrincipal)
+	for t.live[r.principal] >= limit {
+		t.removeOldest(r.principal)
+	}
+	t.seq++
+	k := taskKey{id, t.seq}
+	t.m[id] = taskEntry{r, t.seq}
+	t.fifo = append(t.fifo, k)
+	t.byOwner[r.principal] = append(t.byOwner[r.principal], k)
+	t.live[r.principal]++
+}
+
+// removeOldest removes the oldest route principal holds.
+func (t *taskTable) removeOldest(principal string) {
+	q := t.byOwner[principal]
+	for len(q) > 0 {
+		k := q[0]
+		q[0] = taskKey{}
+		q = q[1:]
+		if e, ok := t.m[k.id]; ok && e.seq == k.seq {
+			t.byOwner[principal] = q
+			t.forget(k.id, e)
+			return
 		}
 	}
-	t.m[id] = r
+	t.byOwner[principal] = q
+}
+
+// forget drops route id, held by e.principal.
+func (t *taskTable) forget(id string, e taskEntry) {
+	delete(t.m, id)
+	if t.live[e.principal]--; t.live[e.principal] <= 0 {
+		delete(t.live, e.principal)
+		delete(t.byOwner, e.principal)
+	}
 }
 
 func (t *taskTable) get(id string) (taskRoute, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	r, ok := t.m[id]
-	return r, ok
+	e, ok := t.m[id]
+	return e.taskRoute, ok
+}
+
+// len is the number of routes held.
+func (t *taskTable) len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.m)
 }
 
 // clientHasExtension reports whether a 2026 client declared an extension.
@@ -148,7 +219,7 @@ func (c *call) taskCreated(server string, resp jsonrpc.Message) jsonrpc.Message 
 	}
 	id := server + "/" + r.Task.TaskID
 	princ := c.princ.OwnerKey()
-	c.g.tasks.put(id, taskRoute{server: server, id: r.Task.TaskID, principal: princ, created: time.Now()})
+	c.g.tasks.put(id, taskRoute{server: server, id: r.Task.TaskID, principal: princ, created: time.Now()}, c.g.cfg.Limits.MaxTasksPerPrincipal)
 	resp.Result = modernTask(*r.Task, id, "task").Marshal()
 	return resp
 }

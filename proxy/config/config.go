@@ -32,6 +32,8 @@ const (
 	DefaultMaxSessions             = 10000
 	DefaultMaxSessionsPerPrincipal = 1000
 	DefaultMaxSubscriptions        = 256
+	DefaultMaxTasksPerPrincipal    = 1000
+	DefaultMaxHeldPerPrincipal     = 64
 	DefaultSessionIdleTimeout      = 30 * time.Minute
 
 	DefaultServerTimeout   = 60 * time.Second
@@ -160,6 +162,15 @@ type Limits struct {
 	// stream and those one session subscribes with resources/subscribe;
 	// beyond it the request is refused with -32600. Default 256.
 	MaxSubscriptions int `yaml:"max_subscriptions"`
+	// MaxTasksPerPrincipal caps the tasks one principal holds through the
+	// 2026-07-28 tasks extension: at one more, its oldest task is
+	// forgotten (tasks/get then says it is not found). Default 1000.
+	MaxTasksPerPrincipal int `yaml:"max_tasks_per_principal"`
+	// MaxHeldPerPrincipal caps one principal's multi round-trip calls that
+	// wait for its retry (a 2026-07-28 client in front of a backend that
+	// asks for input); one more is refused with -32029 and error.data
+	// limit "max_held_per_principal". Default 64.
+	MaxHeldPerPrincipal int `yaml:"max_held_per_principal"`
 	// SessionIdleTimeout ends a session with no client request for this
 	// long, also one with an open GET stream (the stream is closed; the
 	// client re-initializes). Default 30m.
