@@ -1022,47 +1022,81 @@ func TestServerWithoutNamespace(t *testing.T) {
 	})
 }
 
+// legacySSE is a client of the legacy SSE transport: GET /sse, then POST
+// /message to the endpoint it names.
+type legacySSE struct {
+	t      testing.TB
+	msgURL string
+	hdr    map[string]string
+	lines  *bufio.Reader
+}
+
+// openLegacySSE opens a legacy SSE session with headers hdr.
+func openLegacySSE(t testing.TB, url string, hdr map[string]string) *legacySSE {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"/sse", nil)
+	req.Header.Set("Accept", "text/event-stream")
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); resp.Body.Close() })
+	s := &legacySSE{t: t, hdr: hdr, lines: bufio.NewReader(resp.Body)}
+	s.msgURL = url + s.next()
+	return s
+}
+
+// next returns the data of the next SSE event.
+func (s *legacySSE) next() string {
+	s.t.Helper()
+	for {
+		l, err := s.lines.ReadString('\n')
+		if err != nil {
+			s.t.Fatalf("SSE stream: %v", err)
+		}
+		if d, ok := strings.CutPrefix(strings.TrimSpace(l), "data:"); ok {
+			return strings.TrimSpace(d)
+		}
+	}
+}
+
+// post sends body to the session's /message endpoint.
+func (s *legacySSE) post(body string) (status int, reqID string, answer []byte) {
+	s.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, s.msgURL, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range s.hdr {
+		req.Header.Set(k, v)
+	}
+	r, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer r.Body.Close()
+	b, _ := io.ReadAll(r.Body)
+	return r.StatusCode, r.Header.Get("X-Request-Id"), b
+}
+
 // TestLegacySSERequestIDMatches: on legacy SSE, the request ID of the 202
 // to POST /message is the one the answer, the records and the span carry,
 // with and without a client-chosen ID in params._meta.
 func TestLegacySSERequestIDMatches(t *testing.T) {
 	cfg, _ := twoBackends(t)
 	e := startGateway(t, cfg)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.url+"/sse", nil)
-	req.Header.Set("Accept", "text/event-stream")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	lines := bufio.NewReader(resp.Body)
-	next := func() string { // the data of the next SSE event
-		t.Helper()
-		for {
-			l, err := lines.ReadString('\n')
-			if err != nil {
-				t.Fatalf("SSE stream: %v", err)
-			}
-			if d, ok := strings.CutPrefix(strings.TrimSpace(l), "data:"); ok {
-				return strings.TrimSpace(d)
-			}
-		}
-	}
-	endpoint := next()
-	msgURL := e.url + endpoint
+	sse := openLegacySSE(t, e.url, nil)
+	next := sse.next
 	postMsg := func(body string) string {
 		t.Helper()
-		r, err := http.Post(msgURL, "application/json", strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
+		status, reqID, _ := sse.post(body)
+		if status != http.StatusAccepted {
+			t.Fatalf("POST /message: %d", status)
 		}
-		r.Body.Close()
-		if r.StatusCode != http.StatusAccepted {
-			t.Fatalf("POST /message: %d", r.StatusCode)
-		}
-		return r.Header.Get("X-Request-Id")
+		return reqID
 	}
 	postMsg(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2024-11-05","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}`)
 	next()

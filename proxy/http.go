@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -142,12 +143,13 @@ func (g *Gateway) requestIDFrom(r *http.Request) (id string, fromClient bool) {
 	return NewRequestID(), false
 }
 
-// writeRPCError answers with a gateway-produced JSON-RPC error.
-func writeRPCError(w http.ResponseWriter, status int, id json.RawMessage, code int, msg, requestID string) {
+// writeRPCError answers with a gateway-produced JSON-RPC error; extra are
+// key, value pairs for error.data.
+func writeRPCError(w http.ResponseWriter, status int, id json.RawMessage, code int, msg, requestID string, extra ...string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set(HeaderRequestID, requestID)
 	w.WriteHeader(status)
-	m := jsonrpc.NewError(id, code, msg, errorData(requestID))
+	m := jsonrpc.NewError(id, code, msg, errorData(requestID, extra...))
 	_, _ = w.Write(m.Marshal())
 }
 
@@ -671,6 +673,20 @@ func (g *Gateway) serveSSEMessage(w http.ResponseWriter, r *http.Request) {
 		reqID = g.metaRequestID(msg, principal, reqID)
 	}
 	w.Header().Set(HeaderRequestID, reqID)
+	if msg.Kind() == jsonrpc.KindRequest {
+		// A request: the 202 goes out before it is served, so nothing
+		// else bounds how many one session has running.
+		max := cmp.Or(g.cfg.Limits.MaxInflightPerSession, config.DefaultMaxInflightPerSession)
+		if n := sess.legacyIn.Add(1); int(n) > max {
+			sess.legacyIn.Add(-1)
+			g.metrics.limitRefusal(r.Context(), limitInflightPerSession)
+			w.Header().Set("Retry-After", "1")
+			writeRPCError(w, http.StatusTooManyRequests, msg.ID, jsonrpc.CodeLimited, "mcptrail: "+strconv.Itoa(max)+
+				" requests of this session are being served (limits.max_inflight_per_session); wait for an answer",
+				reqID, "limit", limitInflightPerSession)
+			return
+		}
+	}
 	w.WriteHeader(http.StatusAccepted)
 	if g.acceptOneWay(sess, msg) {
 		return
@@ -678,6 +694,7 @@ func (g *Gateway) serveSSEMessage(w http.ResponseWriter, r *http.Request) {
 	g.inflight.Add(1)
 	go func() {
 		defer g.inflight.Done()
+		defer sess.legacyIn.Add(-1)
 		resp := g.Serve(context.Background(), Inbound{Session: sess, Msg: msg, Header: r.Header.Clone(), Principal: principal, RequestID: reqID, Size: size, Start: start, out: sessionReplier{sess}})
 		// The answer is the only copy the client gets: wait for room on
 		// the stream rather than drop it.

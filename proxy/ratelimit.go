@@ -32,6 +32,8 @@ const (
 
 	RuleHeldPerPrincipal  = "held:principal"
 	limitHeldPerPrincipal = "max_held_per_principal"
+
+	limitInflightPerSession = "max_inflight_per_session"
 )
 
 // maxBuckets bounds the buckets kept; past it, full ones (which a new

@@ -48,6 +48,7 @@ type Session struct {
 
 	stream    chan []byte // standalone stream's queue, made on first use (queue); never for a sessionless (2026-07-28) request
 	streaming atomic.Int32
+	legacyIn  atomic.Int32 // POST /message requests being served (legacy SSE)
 	dropped   atomic.Int64
 }
 

@@ -3,6 +3,8 @@ package proxy_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -184,5 +186,56 @@ func TestListenStreamCaps(t *testing.T) {
 	cancels = append(cancels, cancel)
 	if ev := firstEvent(resp); !strings.Contains(ev, "notifications/subscriptions/acknowledged") {
 		t.Errorf("listen after one ended: %.200s, want the acknowledgement", ev)
+	}
+}
+
+// TestLegacySessionInflightCap: POST /message is answered 202 before the
+// request is served, so a legacy SSE client could start requests without
+// end on one session; beyond limits.max_inflight_per_session it gets 429
+// (-32029, recorded) until an answer frees a place (fails before the fix:
+// every POST started one more call).
+func TestLegacySessionInflightCap(t *testing.T) {
+	cfg, _ := twoBackends(t)
+	cfg.Limits.MaxInflightPerSession = 2
+	e := startGateway(t, cfg)
+	sse := openLegacySSE(t, e.url, nil)
+	if st, _, b := sse.post(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2024-11-05","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}`); st != http.StatusAccepted {
+		t.Fatalf("initialize: %d %s", st, b)
+	}
+	sse.next()
+	slow := `{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"alpha.slow","arguments":{"steps":1,"delay_ms":600000}}}`
+	for id := 2; id <= 3; id++ {
+		if st, _, b := sse.post(fmt.Sprintf(slow, id)); st != http.StatusAccepted {
+			t.Fatalf("slow call %d within the cap: %d %s", id, st, b)
+		}
+	}
+	st, reqID, b := sse.post(fmt.Sprintf(slow, 4))
+	var refusal struct {
+		Error struct {
+			Code int `json:"code"`
+			Data struct {
+				Limit string `json:"limit"`
+			} `json:"data"`
+		} `json:"error"`
+	}
+	_ = json.Unmarshal(b, &refusal)
+	if st != http.StatusTooManyRequests || refusal.Error.Code != -32029 || refusal.Error.Data.Limit != "max_inflight_per_session" {
+		t.Fatalf("a third request in flight: %d %s, want 429 -32029 limit max_inflight_per_session", st, b)
+	}
+	waitFor(t, "the refusal recorded", func() bool { return len(e.rec.byRequest(reqID)) > 0 })
+	// Notifications and answers are not requests: they still pass.
+	for id := 2; id <= 3; id++ {
+		if st, _, b := sse.post(fmt.Sprintf(`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":%d}}`, id)); st != http.StatusAccepted {
+			t.Fatalf("cancelling %d at the cap: %d %s", id, st, b)
+		}
+	}
+	for range 2 {
+		sse.next() // the cancelled calls' answers
+	}
+	if st, _, b := sse.post(`{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"alpha.echo","arguments":{"message":"room again"}}}`); st != http.StatusAccepted {
+		t.Fatalf("a request once the calls ended: %d %s, want 202", st, b)
+	}
+	if got := sse.next(); !strings.Contains(got, "room again") {
+		t.Errorf("answer = %s, want the echo", got)
 	}
 }

@@ -34,6 +34,7 @@ const (
 	DefaultMaxSubscriptions        = 256
 	DefaultMaxTasksPerPrincipal    = 1000
 	DefaultMaxHeldPerPrincipal     = 64
+	DefaultMaxInflightPerSession   = 64
 	DefaultSessionIdleTimeout      = 30 * time.Minute
 
 	DefaultServerTimeout   = 60 * time.Second
@@ -171,6 +172,11 @@ type Limits struct {
 	// asks for input); one more is refused with -32029 and error.data
 	// limit "max_held_per_principal". Default 64.
 	MaxHeldPerPrincipal int `yaml:"max_held_per_principal"`
+	// MaxInflightPerSession caps the requests of one legacy SSE session
+	// (POST /message, which is answered 202 before the call runs) that
+	// are being served at once; one more gets 429 with -32029 and
+	// error.data limit "max_inflight_per_session". Default 64.
+	MaxInflightPerSession int `yaml:"max_inflight_per_session"`
 	// SessionIdleTimeout ends a session with no client request for this
 	// long, also one with an open GET stream (the stream is closed; the
 	// client re-initializes). Default 30m.

@@ -37,6 +37,7 @@ func (c *Config) applyDefaults() {
 	setDefault(&l.MaxSubscriptions, DefaultMaxSubscriptions)
 	setDefault(&l.MaxTasksPerPrincipal, DefaultMaxTasksPerPrincipal)
 	setDefault(&l.MaxHeldPerPrincipal, DefaultMaxHeldPerPrincipal)
+	setDefault(&l.MaxInflightPerSession, DefaultMaxInflightPerSession)
 	setDefault(&l.SessionIdleTimeout, DefaultSessionIdleTimeout)
 	setDefault(&c.Cache.MaxBytes, 64<<20)
 	c.Admin.TokenSHA256 = strings.ToLower(c.Admin.TokenSHA256)
@@ -260,6 +261,7 @@ func (c *Config) validateLimits(v *validator) {
 	v.nonNegativeInt("limits.max_sessions_per_principal", l.MaxSessionsPerPrincipal)
 	v.nonNegativeInt("limits.max_tasks_per_principal", l.MaxTasksPerPrincipal)
 	v.nonNegativeInt("limits.max_held_per_principal", l.MaxHeldPerPrincipal)
+	v.nonNegativeInt("limits.max_inflight_per_session", l.MaxInflightPerSession)
 	v.nonNegativeInt("limits.max_subscriptions", l.MaxSubscriptions)
 	if l.MaxSessions > 0 && l.MaxSessionsPerPrincipal > l.MaxSessions {
 		v.add("limits.max_sessions_per_principal", "%d is more than limits.max_sessions (%d)", l.MaxSessionsPerPrincipal, l.MaxSessions)
