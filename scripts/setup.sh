@@ -29,6 +29,18 @@ if ! command -v prometheus >/dev/null 2>&1; then
 	$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 
+# ZooKeeper: the ClickHouse-cluster tests (chtest.StartCluster) run it
+# standalone from a temp dir with their own zoo.cfg (java -cp
+# /usr/share/java/zookeeper.jar ...); the package's service is not used.
+# It pulls a JRE (default-jre, about 200 MB installed).
+if [ ! -f /usr/share/java/zookeeper.jar ] || ! command -v java >/dev/null 2>&1; then
+	say "installing ZooKeeper (Debian package)"
+	export DEBIAN_FRONTEND=noninteractive
+	SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo -n"
+	$SUDO apt-get update -qq
+	$SUDO apt-get install -y -qq --no-install-recommends zookeeper >/dev/null
+fi
+
 # npm ci only when the lock changed since the last install.
 stamp=testdata/npm/node_modules/.mcptrail-lock.sha256
 want=$(sha256sum testdata/npm/package-lock.json | cut -d' ' -f1)

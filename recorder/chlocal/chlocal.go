@@ -76,6 +76,10 @@ type Options struct {
 	Supervise bool
 	// Logger receives lifecycle messages; nil discards them.
 	Logger *slog.Logger
+	// Cluster makes the server one replica of a local cluster (see
+	// StartCluster, which fills it); nil, the default, is a single server
+	// with no remote_servers, ZooKeeper or macros.
+	Cluster *ClusterMember
 }
 
 // Server is a running (or stopped) local ClickHouse child process.
@@ -86,6 +90,7 @@ type Server struct {
 	multi    bool // bin is the multi-call binary: run as `clickhouse server`
 	tcpPort  int
 	httpPort int
+	ihPort   int // interserver HTTP port (cluster members only)
 	cred     *syscall.Credential
 	log      *slog.Logger
 
@@ -420,7 +425,13 @@ func (s *Server) start(ctx context.Context) error {
 var errExited = errors.New("server exited before accepting connections")
 
 func (s *Server) waitReady(ctx context.Context, done <-chan struct{}) error {
-	ctx, cancel := context.WithTimeout(ctx, s.opts.StartTimeout)
+	return waitReady(ctx, s.opts.StartTimeout, done, "ping", s.ping)
+}
+
+// waitReady probes a starting child every 100ms until probe succeeds, the
+// child exits (done closes: errExited) or timeout passes.
+func waitReady(ctx context.Context, timeout time.Duration, done <-chan struct{}, what string, probe func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
@@ -430,10 +441,10 @@ func (s *Server) waitReady(ctx context.Context, done <-chan struct{}) error {
 		case <-done:
 			return errExited
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for ping: %w (last error: %v)", ctx.Err(), last)
+			return fmt.Errorf("waiting for %s: %w (last error: %v)", what, ctx.Err(), last)
 		case <-tick.C:
 		}
-		if last = s.ping(ctx); last == nil {
+		if last = probe(ctx); last == nil {
 			return nil
 		}
 	}
@@ -567,6 +578,13 @@ func (s *Server) pickPorts() error {
 	} else {
 		s.httpPort = s.opts.HTTPPort
 	}
+	if c := s.opts.Cluster; c != nil {
+		if c.InterserverPort != 0 {
+			s.ihPort = c.InterserverPort
+		} else if s.ihPort, err = freePort(); err != nil {
+			return fmt.Errorf("picking interserver port for local ClickHouse: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -588,7 +606,8 @@ func (s *Server) prepareDir() error {
 		}
 	}
 	var buf bytes.Buffer
-	if err := configTmpl.Execute(&buf, map[string]any{"Dir": s.opts.Dir, "TCP": s.tcpPort, "HTTP": s.httpPort}); err != nil {
+	if err := configTmpl.Execute(&buf, map[string]any{"Dir": s.opts.Dir, "TCP": s.tcpPort, "HTTP": s.httpPort,
+		"Cluster": s.opts.Cluster, "Interserver": s.ihPort}); err != nil {
 		return fmt.Errorf("rendering local ClickHouse config: %w", err)
 	}
 	if err := os.WriteFile(filepath.Join(s.opts.Dir, "config.xml"), buf.Bytes(), 0o640); err != nil {
@@ -658,6 +677,40 @@ var configTmpl = template.Must(template.New("config").Parse(`<?xml version="1.0"
   <uncompressed_cache_size>268435456</uncompressed_cache_size>
   <max_concurrent_queries>100</max_concurrent_queries>
   <mlock_executable>false</mlock_executable>
+{{- with .Cluster}}
+  <interserver_http_host>127.0.0.1</interserver_http_host>
+  <interserver_http_port>{{$.Interserver}}</interserver_http_port>
+  <remote_servers>
+    <{{.Name}}>
+      <shard>
+        <internal_replication>true</internal_replication>
+        {{- range .Replicas}}
+        <replica><host>{{.Host}}</host><port>{{.Port}}</port></replica>
+        {{- end}}
+      </shard>
+    </{{.Name}}>
+  </remote_servers>
+  <zookeeper>
+    {{- range .ZooKeeper}}
+    <node><host>{{.Host}}</host><port>{{.Port}}</port></node>
+    {{- end}}
+    <session_timeout_ms>{{.SessionTimeoutMs}}</session_timeout_ms>
+  </zookeeper>
+  <macros>
+    <shard>{{.Shard}}</shard>
+    <replica>{{.Replica}}</replica>
+  </macros>
+  <distributed_ddl>
+    <path>/clickhouse/task_queue/ddl</path>
+  </distributed_ddl>
+  <!-- system.part_log: every part created, fetched or merged, so that a
+       test can count the rows really inserted whatever merges did later. -->
+  <part_log>
+    <database>system</database>
+    <table>part_log</table>
+    <flush_interval_milliseconds>1000</flush_interval_milliseconds>
+  </part_log>
+{{- end}}
 </yandex>
 `))
 
