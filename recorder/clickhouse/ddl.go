@@ -157,6 +157,22 @@ func templateFuncs(cfg Config, f Features) template.FuncMap {
 			return fmt.Sprintf("\nCREATE TABLE IF NOT EXISTS %s.%s ON CLUSTER '%s' AS %s.%s\nENGINE = Distributed('%s', '%s', '%s', %s);",
 				cfg.Database, name, cluster, cfg.Database, storage(name), cluster, cfg.Database, storage(name), shardKey)
 		},
+		// redist creates the Distributed table again after its storage
+		// table gained columns (cluster only): the Distributed table holds
+		// no rows (the writer inserts into the storage tables), and
+		// ClickHouse 18.16 refuses ALTER ... ON CLUSTER on a table that is
+		// not replicated when the cluster's shards are ("Table hops isn't
+		// replicated, but shard #1 is replicated"). A storage ALTER ON
+		// CLUSTER returns once every active replica applied it, so the new
+		// table copies the new structure.
+		"redist": func(name, shardKey string) string {
+			if cluster == "" {
+				return ""
+			}
+			return fmt.Sprintf("\nDROP TABLE IF EXISTS %s.%s ON CLUSTER '%s';\n", cfg.Database, name, cluster) +
+				fmt.Sprintf("\nCREATE TABLE IF NOT EXISTS %s.%s ON CLUSTER '%s' AS %s.%s\nENGINE = Distributed('%s', '%s', '%s', %s);",
+					cfg.Database, name, cluster, cfg.Database, storage(name), cluster, cfg.Database, storage(name), shardKey)
+		},
 		"ts": func() string {
 			if f.DateTime64 {
 				return "DateTime64(6, 'UTC')"

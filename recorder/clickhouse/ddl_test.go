@@ -34,8 +34,9 @@ func TestDDLGolden(t *testing.T) {
 		{"modern_cluster", cluster, ModernFeatures(),
 			[]string{"ON CLUSTER 'mcp'", "mcptrail.hops_local", "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/mcptrail/hops_local', '{replica}')",
 				"ENGINE = Distributed('mcp', 'mcptrail', 'hops_local', cityHash64(request_id))",
-				"-- mcptrail:if-missing-column hops_local redaction_version", "-- mcptrail:if-missing-column hops redaction_version"},
-			[]string{"non_replicated_deduplication_window"}},
+				"-- mcptrail:if-missing-column hops_local redaction_version",
+				"DROP TABLE IF EXISTS mcptrail.hops ON CLUSTER 'mcp';\n\nCREATE TABLE IF NOT EXISTS mcptrail.hops ON CLUSTER 'mcp' AS mcptrail.hops_local"},
+			[]string{"non_replicated_deduplication_window", "ALTER TABLE mcptrail.hops ON CLUSTER"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

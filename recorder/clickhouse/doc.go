@@ -15,7 +15,11 @@
 // servers get DateTime64, LowCardinality, CODECs, TTL and bloom-filter skip
 // indexes, and a configured cluster gets ON CLUSTER DDL, Replicated*MergeTree
 // local tables and Distributed tables under the plain names. DDL renders the
-// full script for review.
+// full script for review. A migration that adds columns to a table ALTERs
+// its storage table ({{tbl "t"}}{{onCluster}}) and then creates the
+// Distributed table again ({{redist "t" "shard key"}}): 18.16 refuses an
+// ALTER ... ON CLUSTER of a Distributed table in a replicated cluster.
+// TestCluster runs every migration on a real two-replica cluster.
 //
 // A batch is written as three parallel inserts (hops, payloads, audit),
 // each filled column by column, then its token. request_index is derived

@@ -170,8 +170,20 @@ func (e *flushError) Error() string { return "sending a block: " + e.err.Error()
 func (e *flushError) Unwrap() error { return e.err }
 
 func (s *Store) insert(ctx context.Context, token, table, columns string, evs []recorder.Event, fill appendFunc) error {
+	settings := clickhouse.Settings{}
 	if token != "" && s.features.DedupToken {
-		ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_deduplication_token": token + "/" + table}))
+		settings["insert_deduplication_token"] = token + "/" + table
+	}
+	if s.cfg.Cluster != "" {
+		// Rows for a shard with no replica on this server would otherwise
+		// be queued on its disk and sent later: the ack would precede
+		// durability. (On a replica of the only shard, the layout tested
+		// here, ClickHouse writes into the local replicated table
+		// synchronously either way.)
+		settings["insert_distributed_sync"] = 1
+	}
+	if len(settings) > 0 {
+		ctx = clickhouse.Context(ctx, clickhouse.WithSettings(settings))
 	}
 	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.table(table)+" ("+columns+")")
 	if err != nil {

@@ -5,14 +5,9 @@ ALTER TABLE {{tbl "hops"}}{{onCluster}} ADD COLUMN redaction_version {{lc}} AFTE
 
 -- mcptrail:if-missing-column {{name "hops"}} redaction_count
 ALTER TABLE {{tbl "hops"}}{{onCluster}} ADD COLUMN redaction_count UInt16 AFTER redaction_version;
-{{- if .Cluster}}
 
--- mcptrail:if-missing-column hops redaction_version
-ALTER TABLE {{db}}.hops{{onCluster}} ADD COLUMN redaction_version {{lc}} AFTER config_hash;
-
--- mcptrail:if-missing-column hops redaction_count
-ALTER TABLE {{db}}.hops{{onCluster}} ADD COLUMN redaction_count UInt16 AFTER redaction_version;
-{{- end}}
+-- Cluster: the Distributed table is created again with the new columns.
+{{redist "hops" "cityHash64(request_id)"}}
 
 CREATE TABLE IF NOT EXISTS {{tbl "replay_runs"}}{{onCluster}} (
     replay_run_id String,

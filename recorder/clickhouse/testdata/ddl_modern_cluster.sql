@@ -142,11 +142,10 @@ ALTER TABLE mcptrail.hops_local ON CLUSTER 'mcp' ADD COLUMN redaction_version Lo
 -- mcptrail:if-missing-column hops_local redaction_count
 ALTER TABLE mcptrail.hops_local ON CLUSTER 'mcp' ADD COLUMN redaction_count UInt16 AFTER redaction_version;
 
--- mcptrail:if-missing-column hops redaction_version
-ALTER TABLE mcptrail.hops ON CLUSTER 'mcp' ADD COLUMN redaction_version LowCardinality(String) AFTER config_hash;
+DROP TABLE IF EXISTS mcptrail.hops ON CLUSTER 'mcp';
 
--- mcptrail:if-missing-column hops redaction_count
-ALTER TABLE mcptrail.hops ON CLUSTER 'mcp' ADD COLUMN redaction_count UInt16 AFTER redaction_version;
+CREATE TABLE IF NOT EXISTS mcptrail.hops ON CLUSTER 'mcp' AS mcptrail.hops_local
+ENGINE = Distributed('mcp', 'mcptrail', 'hops_local', cityHash64(request_id));
 
 CREATE TABLE IF NOT EXISTS mcptrail.replay_runs_local ON CLUSTER 'mcp' (
     replay_run_id String,
