@@ -9,7 +9,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,6 +26,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mcptrail/mcptrail/cmd/mcptrail/internal/recfmt"
 	"github.com/mcptrail/mcptrail/proxy"
 	"github.com/mcptrail/mcptrail/proxy/config"
 	"github.com/mcptrail/mcptrail/recorder"
@@ -187,42 +187,22 @@ func explainQueryErr(err error, t target) error {
 
 // ---- time ranges ----
 
-// parseWhen parses a --since/--until value: a duration back from now
-// ("90m", "1h", "90d", "1d12h"), an RFC 3339 time or a date (UTC).
+// parseWhen parses a --since/--until value (recfmt.ParseWhen).
 func parseWhen(flag, s string, now time.Time) (time.Time, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if d, err := config.ParseDuration(s); err == nil {
-		return now.Add(-d), nil
-	}
-	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02 15:04:05", "2006-01-02T15:04", "2006-01-02"} {
-		if t, err := time.ParseInLocation(layout, s, time.UTC); err == nil {
-			return t, nil
-		}
-	}
-	return time.Time{}, fmt.Errorf("--%s %q: want a duration back from now (30m, 1h, 90d) or a time (2026-11-24, 2026-11-24T10:00:00Z)", flag, s)
+	return recfmt.ParseWhen("--"+flag, s, now)
 }
 
-// parseWindow parses --since and --until; until must come after since.
+// parseWindow parses --since and --until (recfmt.ParseWindow).
 func parseWindow(since, until string, now time.Time) (time.Time, time.Time, error) {
-	s, err := parseWhen("since", since, now)
-	if err != nil {
-		return s, s, err
-	}
-	u, err := parseWhen("until", until, now)
-	if err != nil {
-		return s, u, err
-	}
-	if !u.IsZero() && !u.After(s) {
-		return s, u, fmt.Errorf("--until %s is not after --since %s", u.Format(time.RFC3339), s.Format(time.RFC3339))
-	}
-	if s.After(now) {
-		return s, u, fmt.Errorf("--since %s is in the future", s.Format(time.RFC3339))
-	}
-	return s, u, nil
+	return recfmt.ParseWindow("--since", since, "--until", until, now)
 }
+
+var (
+	fmtDur      = recfmt.Duration
+	fmtBytes    = recfmt.Bytes
+	hopDetail   = recfmt.HopDetail
+	outcomeText = recfmt.OutcomeText
+)
 
 // ---- trace ----
 
@@ -371,86 +351,6 @@ func renderRequest(w *errWriter, evs []recorder.Event, o traceOptions) {
 	}
 }
 
-func outcomeText(e *recorder.Event) string {
-	switch e.Outcome {
-	case recorder.OutcomeJSONRPCError:
-		return fmt.Sprintf("%s %d", e.Outcome, e.ErrorCode)
-	default:
-		return e.Outcome.String()
-	}
-}
-
-// hopDetail is the decision or fact a hop is about.
-func hopDetail(e *recorder.Event) string {
-	var parts []string
-	add := func(s string) {
-		if s != "" {
-			parts = append(parts, s)
-		}
-	}
-	switch e.Hop {
-	case recorder.HopInbound:
-		add(strings.TrimSpace(e.Method + " " + e.Target))
-		if e.RPCID != "" {
-			add("id " + e.RPCID)
-		}
-		if e.RequestBytes > 0 {
-			add(fmtBytes(e.RequestBytes) + " in")
-		}
-	case recorder.HopAuth:
-		d := e.AuthDecision
-		if d == "" {
-			d = "none"
-		}
-		if e.Principal != "" {
-			d += " for " + e.Principal
-		}
-		if e.AuthRule != "" {
-			d += " by " + e.AuthRule
-		}
-		add(d)
-	case recorder.HopRoute:
-		if e.RouteRule != "" {
-			add("rule " + e.RouteRule)
-		}
-		if e.Backend != "" {
-			add("→ " + e.Backend)
-		}
-	case recorder.HopUpstream:
-		if e.Attempt > 0 {
-			add(fmt.Sprintf("attempt %d", e.Attempt))
-		}
-		if e.Fallback {
-			add("fallback")
-		}
-		if e.UpstreamVersion != "" {
-			add("protocol " + e.UpstreamVersion)
-		}
-		if e.QueueUs > 0 {
-			add("queued " + fmtDur(time.Duration(e.QueueUs)*time.Microsecond))
-		}
-		if e.TTFBUs > 0 {
-			add("ttfb " + fmtDur(time.Duration(e.TTFBUs)*time.Microsecond))
-		}
-		if e.ResponseBytes > 0 {
-			add(fmtBytes(e.ResponseBytes) + " back")
-		}
-	case recorder.HopResponse:
-		if e.ErrorCode != 0 {
-			add(fmt.Sprintf("code %d", e.ErrorCode))
-		}
-		if e.ResponseBytes > 0 {
-			add(fmtBytes(e.ResponseBytes) + " out")
-		}
-	case recorder.HopNotification, recorder.HopServerRequest:
-		add(e.Method)
-	}
-	if e.RedactionCount > 0 {
-		add(fmt.Sprintf("%d redacted", e.RedactionCount))
-	}
-	return strings.Join(parts, ", ")
-}
-
 // bar draws the hop's extent within the request's span: '·' before and
 // after, '█' for the hop (at least one cell, '│' for instant hops).
 func bar(off, dur, span int64, width int) string {
@@ -473,44 +373,6 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-// fmtDur prints a duration with three significant figures: 850µs, 12.3ms, 1.25s.
-func fmtDur(d time.Duration) string {
-	switch {
-	case d < time.Microsecond:
-		return "0µs"
-	case d < time.Millisecond:
-		return strconv.FormatInt(d.Microseconds(), 10) + "µs"
-	case d < time.Second:
-		return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', decimals(float64(d)/float64(time.Millisecond)), 64) + "ms"
-	case d < time.Minute:
-		return strconv.FormatFloat(d.Seconds(), 'f', decimals(d.Seconds()), 64) + "s"
-	default:
-		return d.Round(time.Second).String()
-	}
-}
-
-func decimals(v float64) int {
-	switch {
-	case v < 10:
-		return 2
-	case v < 100:
-		return 1
-	default:
-		return 0
-	}
-}
-
-func fmtBytes(n uint32) string {
-	switch {
-	case n < 1024:
-		return fmt.Sprintf("%dB", n)
-	case n < 1<<20:
-		return fmt.Sprintf("%.1fKiB", float64(n)/1024)
-	default:
-		return fmt.Sprintf("%.1fMiB", float64(n)/(1<<20))
-	}
 }
 
 // preview is the body on one line, cut at max bytes on a rune boundary.
@@ -757,15 +619,9 @@ func newAuditCmd() *cobra.Command {
 	fs.StringVar(&until, "until", "", "end of the window (exclusive); default now")
 	fs.StringVar(&q.Tool, "tool", "", "only targets matching this glob (crm.*)")
 	fs.StringVar(&q.Decision, "decision", "", "only this auth decision: allowed, denied or none")
+	fs.StringVar(&q.Rule, "rule", "", "only rows decided by this rule (tools:crm.*, token name)")
 	fs.StringVar(&format, "format", "table", "table, csv or jsonl")
 	return cmd
-}
-
-var auditHeader = []string{"time", "principal", "method", "target", "server", "decision", "rule", "outcome", "error_code", "request_id", "session_id", "trace_id", "client", "duration_us"}
-
-func auditRecord(r clickhouse.AuditRow) []string {
-	return []string{r.Time.UTC().Format(time.RFC3339Nano), r.Principal, r.Method, r.Target, r.Server, r.Decision, r.Rule, r.Outcome.String(),
-		strconv.Itoa(int(r.ErrorCode)), r.RequestID, r.SessionID, r.TraceID, r.ClientName, strconv.FormatInt(r.Duration.Microseconds(), 10)}
 }
 
 // auditWriter streams rows in one format; nothing is held beyond a row.
@@ -774,43 +630,16 @@ type auditWriter struct {
 	close func() error
 }
 
+// newAuditWriter writes csv and jsonl with recfmt (the console's
+// download shares it) and the table itself.
 func newAuditWriter(w io.Writer, format string) (*auditWriter, error) {
 	switch format {
-	case "csv":
-		cw := csv.NewWriter(w)
-		if err := cw.Write(auditHeader); err != nil {
-			return nil, fmt.Errorf("writing audit CSV: %w", err)
+	case "csv", "jsonl":
+		aw, err := recfmt.NewAuditWriter(w, format)
+		if err != nil {
+			return nil, err
 		}
-		n := 0
-		return &auditWriter{
-			write: func(r clickhouse.AuditRow) error {
-				if err := cw.Write(auditRecord(r)); err != nil {
-					return fmt.Errorf("writing audit CSV: %w", err)
-				}
-				if n++; n%1000 == 0 {
-					cw.Flush()
-					return cw.Error()
-				}
-				return nil
-			},
-			close: func() error { cw.Flush(); return cw.Error() },
-		}, nil
-	case "jsonl":
-		enc := json.NewEncoder(w)
-		return &auditWriter{
-			write: func(r clickhouse.AuditRow) error {
-				m := make(map[string]any, len(auditHeader))
-				for i, v := range auditRecord(r) {
-					m[auditHeader[i]] = v
-				}
-				m["error_code"], m["duration_us"] = r.ErrorCode, r.Duration.Microseconds()
-				if err := enc.Encode(m); err != nil {
-					return fmt.Errorf("writing audit JSON lines: %w", err)
-				}
-				return nil
-			},
-			close: func() error { return nil },
-		}, nil
+		return &auditWriter{write: aw.Write, close: aw.Close}, nil
 	case "table":
 		// Fixed widths so that rows stream without buffering the result.
 		ew := &errWriter{w: w}

@@ -16,7 +16,14 @@ import (
 // ReadOption tunes Trace.
 type ReadOption func(*readOpts)
 
-type readOpts struct{ payloads bool }
+type readOpts struct {
+	payloads    bool
+	maxRequests int
+}
+
+// WithMaxRequests reads at most n requests (the earliest) of a trace or
+// session id; 0 reads them all.
+func WithMaxRequests(n int) ReadOption { return func(o *readOpts) { o.maxRequests = n } }
 
 // WithPayloads fills Params and Result of the returned events from the
 // payloads table (nil where none was recorded or retention removed it).
@@ -39,6 +46,10 @@ func (s *Store) Trace(ctx context.Context, id string, opts ...ReadOption) ([]rec
 	}
 	if len(reqs) == 0 {
 		return nil, fmt.Errorf("reading trace %s: %w", id, ErrNotFound)
+	}
+	if o.maxRequests > 0 && len(reqs) > o.maxRequests {
+		sort.Slice(reqs, func(i, j int) bool { return reqs[i].min < reqs[j].min })
+		reqs = reqs[:o.maxRequests]
 	}
 	evs, err := s.loadEvents(ctx, reqs, o.payloads)
 	if err != nil {
@@ -237,8 +248,13 @@ type CallsQuery struct {
 	Server       string    // exact backend namespace
 	Tool         string    // glob on the target: * any run, ? one character
 	Principal    string    // exact principal
-	Limit        int       // max rows; default 100
+	Outcome      string    // exact outcome: ok, tool_error, jsonrpc_error, transport_error, denied
+	Decision     string    // exact auth decision: allowed, denied, none
+	Limit        int       // max rows; default 100, at most MaxCallsLimit
 }
+
+// MaxCallsLimit bounds CallsQuery.Limit: a page of calls is read whole.
+const MaxCallsLimit = 10000
 
 // Call is one answered request.
 type Call struct {
@@ -260,11 +276,13 @@ type Call struct {
 // table (one row per response hop), so it reaches back as far as audit
 // retention.
 func (s *Store) Calls(ctx context.Context, q CallsQuery) ([]Call, error) {
-	where, args := filters(q.Since, q.Until, q.Principal, q.Server, q.Tool, "", q.FailedOnly)
+	where, args := filters(auditFilter{since: q.Since, until: q.Until, principal: q.Principal, server: q.Server, tool: q.Tool,
+		decision: q.Decision, outcome: q.Outcome, failed: q.FailedOnly})
 	limit := q.Limit
 	if limit <= 0 {
 		limit = 100
 	}
+	limit = min(limit, MaxCallsLimit)
 	rows, err := s.conn.Query(ctx, "SELECT ts_ns, request_id, session_id, trace_id, principal, method, server, target, toString(outcome), "+
 		"error_code, error_message, duration_us FROM "+s.table("audit")+" FINAL"+where+
 		fmt.Sprintf(" ORDER BY ts_ns DESC, event_id LIMIT %d", limit), args...)
@@ -293,32 +311,49 @@ func (s *Store) Calls(ctx context.Context, q CallsQuery) ([]Call, error) {
 	return out, nil
 }
 
+// auditFilter is what a query over the audit table filters on; zero
+// fields do not filter.
+type auditFilter struct {
+	since, until            time.Time
+	principal, server, tool string
+	decision, rule, outcome string
+	failed                  bool
+}
+
 // filters builds the WHERE clause shared by Calls, Audit and Select over
 // the audit table.
-func filters(since, until time.Time, principal, server, tool, decision string, failed bool) (string, []any) {
+func filters(f auditFilter) (string, []any) {
 	var (
 		conds []string
 		args  []any
 	)
-	if !since.IsZero() {
-		conds, args = append(conds, "ts >= toDateTime(?)", "ts_ns >= ?"), append(args, since.Unix(), uint64(since.UnixNano()))
+	if !f.since.IsZero() {
+		conds, args = append(conds, "ts >= toDateTime(?)", "ts_ns >= ?"), append(args, f.since.Unix(), uint64(f.since.UnixNano()))
 	}
-	if !until.IsZero() {
-		conds, args = append(conds, "ts <= toDateTime(?)", "ts_ns < ?"), append(args, until.Unix()+1, uint64(until.UnixNano()))
+	if !f.until.IsZero() {
+		conds, args = append(conds, "ts <= toDateTime(?)", "ts_ns < ?"), append(args, f.until.Unix()+1, uint64(f.until.UnixNano()))
 	}
-	if principal != "" {
-		conds, args = append(conds, "principal = ?"), append(args, principal)
+	if f.principal != "" {
+		conds, args = append(conds, "principal = ?"), append(args, f.principal)
 	}
-	if server != "" {
-		conds, args = append(conds, "server = ?"), append(args, server)
+	if f.server != "" {
+		conds, args = append(conds, "server = ?"), append(args, f.server)
 	}
-	if tool != "" {
-		conds, args = append(conds, "target LIKE ?"), append(args, globToLike(tool))
+	if f.tool != "" {
+		conds, args = append(conds, "target LIKE ?"), append(args, globToLike(f.tool))
 	}
-	if decision != "" {
-		conds, args = append(conds, "decision = ?"), append(args, decision)
+	if f.decision != "" {
+		conds, args = append(conds, "decision = ?"), append(args, f.decision)
 	}
-	if failed {
+	if f.rule != "" {
+		conds, args = append(conds, "rule = ?"), append(args, f.rule)
+	}
+	if f.outcome != "" {
+		// toString: an unknown outcome matches nothing instead of failing
+		// the Enum8 conversion.
+		conds, args = append(conds, "toString(outcome) = ?"), append(args, f.outcome)
+	}
+	if f.failed {
 		conds = append(conds, "outcome != 'ok'")
 	}
 	if len(conds) == 0 {
@@ -353,6 +388,13 @@ type AuditQuery struct {
 	Since, Until time.Time // Until exclusive
 	Tool         string    // glob on the target, e.g. "crm.*"
 	Decision     string    // allowed | denied | none
+	Rule         string    // exact rule that decided, e.g. "tools:crm.*"
+	// Limit stops after this many rows; 0 streams them all (an export).
+	Limit int
+}
+
+func (q AuditQuery) filter() auditFilter {
+	return auditFilter{since: q.Since, until: q.Until, principal: q.Principal, tool: q.Tool, decision: q.Decision, rule: q.Rule}
 }
 
 // AuditRow is one answered request in the audit trail.
@@ -377,10 +419,14 @@ type AuditRow struct {
 // grouped by principal (the audit table's sort key) and oldest first within
 // each principal. An error from emit stops the stream and is returned as is.
 func (s *Store) Audit(ctx context.Context, q AuditQuery, emit func(AuditRow) error) error {
-	where, args := filters(q.Since, q.Until, q.Principal, "", q.Tool, q.Decision, false)
+	where, args := filters(q.filter())
+	limit := ""
+	if q.Limit > 0 {
+		limit = fmt.Sprintf(" LIMIT %d", q.Limit)
+	}
 	rows, err := s.conn.Query(ctx, "SELECT ts_ns, principal, method, target, server, decision, rule, toString(outcome), error_code, "+
 		"request_id, session_id, trace_id, client_name, duration_us FROM "+s.table("audit")+" FINAL"+where+
-		" ORDER BY principal, ts_ns, event_id", args...)
+		" ORDER BY principal, ts_ns, event_id"+limit, args...)
 	if err != nil {
 		return fmt.Errorf("querying audit: %w", err)
 	}
@@ -453,7 +499,7 @@ func (s *Store) Select(ctx context.Context, sel Selection) ([]recorder.Event, er
 		return nil, fmt.Errorf("selecting requests: %w", ErrSelectionTooWide)
 	}
 	if hasFilter || len(ids) == 0 {
-		where, args := filters(sel.Since, sel.Until, sel.Principal, sel.Server, sel.Tool, "", sel.FailedOnly)
+		where, args := filters(auditFilter{since: sel.Since, until: sel.Until, principal: sel.Principal, server: sel.Server, tool: sel.Tool, failed: sel.FailedOnly})
 		if len(reqs) > 0 {
 			rids := make([]string, len(reqs))
 			for i, r := range reqs {
@@ -501,4 +547,41 @@ func (s *Store) Select(ctx context.Context, sel Selection) ([]recorder.Event, er
 		return nil, fmt.Errorf("selecting requests: %w", err)
 	}
 	return evs, nil
+}
+
+// AuditDay counts the audit rows of one UTC day by decision.
+type AuditDay struct {
+	Day                    time.Time // midnight UTC
+	Total                  uint64
+	Allowed, Denied, Other uint64 // Other: decision none (authentication off or not reached)
+}
+
+// AuditDays counts the rows AuditQuery q selects per UTC day, newest day
+// first, at most maxDays days (default 400).
+func (s *Store) AuditDays(ctx context.Context, q AuditQuery, maxDays int) ([]AuditDay, error) {
+	if maxDays <= 0 {
+		maxDays = 400
+	}
+	where, args := filters(q.filter())
+	rows, err := s.conn.Query(ctx, "SELECT toUInt32(toDate(ts)) AS d, count(), countIf(decision = 'allowed'), countIf(decision = 'denied') FROM "+
+		s.table("audit")+" FINAL"+where+fmt.Sprintf(" GROUP BY d ORDER BY d DESC LIMIT %d", maxDays), args...)
+	if err != nil {
+		return nil, fmt.Errorf("counting audit rows per day: %w", err)
+	}
+	defer rows.Close()
+	var out []AuditDay
+	for rows.Next() {
+		var (
+			d                      uint32
+			total, allowed, denied uint64
+		)
+		if err := rows.Scan(&d, &total, &allowed, &denied); err != nil {
+			return nil, fmt.Errorf("scanning audit days: %w", err)
+		}
+		out = append(out, AuditDay{Day: time.Unix(int64(d)*86400, 0).UTC(), Total: total, Allowed: allowed, Denied: denied, Other: total - allowed - denied})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("counting audit rows per day: %w", err)
+	}
+	return out, nil
 }

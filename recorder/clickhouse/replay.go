@@ -94,3 +94,91 @@ func (s *Store) WriteReplayRun(ctx context.Context, run ReplayRun, results []Rep
 	}
 	return nil
 }
+
+// ReplayRunSummary is a stored run with its totals.
+type ReplayRunSummary struct {
+	ReplayRun
+	Total, Identical, Changed, Failed, Skipped uint32
+}
+
+// ReplayRuns lists stored runs, newest first, at most limit (default 100).
+func (s *Store) ReplayRuns(ctx context.Context, limit int) ([]ReplayRunSummary, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	rows, err := s.conn.Query(ctx, "SELECT replay_run_id, started, finished, mode, target, selection, total, identical, changed, failed, skipped FROM "+
+		s.table("replay_runs")+fmt.Sprintf(" FINAL ORDER BY started DESC, replay_run_id LIMIT %d", limit))
+	if err != nil {
+		return nil, fmt.Errorf("listing replay runs: %w", err)
+	}
+	defer rows.Close()
+	var out []ReplayRunSummary
+	for rows.Next() {
+		var r ReplayRunSummary
+		if err := rows.Scan(&r.ID, &r.Started, &r.Finished, &r.Mode, &r.Target, &r.Selection, &r.Total, &r.Identical, &r.Changed, &r.Failed, &r.Skipped); err != nil {
+			return nil, fmt.Errorf("scanning replay runs: %w", err)
+		}
+		r.Started, r.Finished = r.Started.UTC(), r.Finished.UTC()
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("listing replay runs: %w", err)
+	}
+	return out, nil
+}
+
+// ReplayRunResults reads one run and at most limit of its results
+// (default 10000), regressions (changed, failed) first. ErrNotFound when
+// the run is not stored.
+func (s *Store) ReplayRunResults(ctx context.Context, id string, limit int) (ReplayRunSummary, []ReplayResult, error) {
+	if limit <= 0 {
+		limit = 10000
+	}
+	var run ReplayRunSummary
+	rows, err := s.conn.Query(ctx, "SELECT replay_run_id, started, finished, mode, target, selection, total, identical, changed, failed, skipped FROM "+
+		s.table("replay_runs")+" FINAL WHERE replay_run_id = ? LIMIT 1", id)
+	if err != nil {
+		return run, nil, fmt.Errorf("reading replay run %s: %w", id, err)
+	}
+	found := false
+	for rows.Next() {
+		if err := rows.Scan(&run.ID, &run.Started, &run.Finished, &run.Mode, &run.Target, &run.Selection, &run.Total, &run.Identical, &run.Changed, &run.Failed, &run.Skipped); err != nil {
+			rows.Close()
+			return run, nil, fmt.Errorf("scanning replay run %s: %w", id, err)
+		}
+		found = true
+	}
+	err = rows.Err()
+	rows.Close()
+	if err != nil {
+		return run, nil, fmt.Errorf("reading replay run %s: %w", id, err)
+	}
+	if !found {
+		return run, nil, fmt.Errorf("reading replay run %s: %w", id, ErrNotFound)
+	}
+	run.Started, run.Finished = run.Started.UTC(), run.Finished.UTC()
+	rows, err = s.conn.Query(ctx, "SELECT request_id, tool, toString(status), diff, error, original_us, replay_us FROM "+
+		s.table("replay_results")+" FINAL WHERE replay_run_id = ?"+
+		fmt.Sprintf(" ORDER BY status IN ('changed', 'failed') DESC, request_id LIMIT %d", limit), id)
+	if err != nil {
+		return run, nil, fmt.Errorf("reading results of replay run %s: %w", id, err)
+	}
+	defer rows.Close()
+	var out []ReplayResult
+	for rows.Next() {
+		var (
+			r            ReplayResult
+			status       string
+			orig, replay int64
+		)
+		if err := rows.Scan(&r.RequestID, &r.Tool, &status, &r.Diff, &r.Error, &orig, &replay); err != nil {
+			return run, nil, fmt.Errorf("scanning results of replay run %s: %w", id, err)
+		}
+		r.Status, r.OriginalLatency, r.ReplayLatency = ReplayStatus(status), time.Duration(orig)*time.Microsecond, time.Duration(replay)*time.Microsecond
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return run, nil, fmt.Errorf("reading results of replay run %s: %w", id, err)
+	}
+	return run, out, nil
+}

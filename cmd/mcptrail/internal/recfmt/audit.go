@@ -1,0 +1,75 @@
+package recfmt
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/mcptrail/mcptrail/recorder/clickhouse"
+)
+
+// AuditHeader names the columns, in order.
+var AuditHeader = []string{"time", "principal", "method", "target", "server", "decision", "rule", "outcome", "error_code", "request_id", "session_id", "trace_id", "client", "duration_us"}
+
+// AuditRecord is one row as the CSV fields of Header.
+func AuditRecord(r clickhouse.AuditRow) []string {
+	return []string{r.Time.UTC().Format(time.RFC3339Nano), r.Principal, r.Method, r.Target, r.Server, r.Decision, r.Rule, r.Outcome.String(),
+		strconv.Itoa(int(r.ErrorCode)), r.RequestID, r.SessionID, r.TraceID, r.ClientName, strconv.FormatInt(r.Duration.Microseconds(), 10)}
+}
+
+// AuditWriter streams rows in one format; nothing is held beyond a row.
+type AuditWriter struct {
+	// Write writes one row.
+	Write func(clickhouse.AuditRow) error
+	// Close flushes what is buffered.
+	Close func() error
+}
+
+// AuditFormats are the formats NewAuditWriter accepts.
+var AuditFormats = []string{"csv", "jsonl"}
+
+// NewAuditWriter returns a Writer of format (csv or jsonl) to w. CSV starts with the
+// header and is flushed every 1000 rows; JSON lines are written row by row.
+func NewAuditWriter(w io.Writer, format string) (*AuditWriter, error) {
+	switch format {
+	case "csv":
+		cw := csv.NewWriter(w)
+		if err := cw.Write(AuditHeader); err != nil {
+			return nil, fmt.Errorf("writing audit CSV: %w", err)
+		}
+		n := 0
+		return &AuditWriter{
+			Write: func(r clickhouse.AuditRow) error {
+				if err := cw.Write(AuditRecord(r)); err != nil {
+					return fmt.Errorf("writing audit CSV: %w", err)
+				}
+				if n++; n%1000 == 0 {
+					cw.Flush()
+					return cw.Error()
+				}
+				return nil
+			},
+			Close: func() error { cw.Flush(); return cw.Error() },
+		}, nil
+	case "jsonl":
+		enc := json.NewEncoder(w)
+		return &AuditWriter{
+			Write: func(r clickhouse.AuditRow) error {
+				m := make(map[string]any, len(AuditHeader))
+				for i, v := range AuditRecord(r) {
+					m[AuditHeader[i]] = v
+				}
+				m["error_code"], m["duration_us"] = r.ErrorCode, r.Duration.Microseconds()
+				if err := enc.Encode(m); err != nil {
+					return fmt.Errorf("writing audit JSON lines: %w", err)
+				}
+				return nil
+			},
+			Close: func() error { return nil },
+		}, nil
+	}
+	return nil, fmt.Errorf("audit format %q: want csv or jsonl", format)
+}
