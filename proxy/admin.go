@@ -20,6 +20,7 @@ import (
 //
 //	/statusz   counters as JSON (mcptrail status)
 //	/metrics   Options.MetricsHandler (Prometheus), when set
+//	/console/  Options.Console (the web console), when set
 //	/healthz, /readyz as on the MCP listener
 //
 // When admin.token_sha256 is set every admin request needs that bearer
@@ -65,6 +66,38 @@ func (g *Gateway) adminEndpoints(mux *http.ServeMux, onMCPListener bool) {
 	if g.opts.MetricsHandler != nil {
 		mux.Handle("/metrics", g.adminOnly(onMCPListener, g.opts.MetricsHandler))
 	}
+	if g.opts.Console != nil {
+		mux.Handle("/console/", g.adminOnly(onMCPListener, g.opts.Console))
+	}
+}
+
+// AdminCookie is the cookie a browser may carry the admin token in (the
+// web console's login sets it), as an alternative to the Authorization
+// header that a browser does not send on navigation.
+const AdminCookie = "mcptrail_admin"
+
+// AdminTokenOK reports whether r carries the admin token whose hex sha256
+// is wantSHA256, as a bearer token or in AdminCookie. The comparison is in
+// constant time.
+func AdminTokenOK(r *http.Request, wantSHA256 string) bool {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		c, err := r.Cookie(AdminCookie)
+		if err != nil {
+			return false
+		}
+		tok = c.Value
+	}
+	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+	return subtle.ConstantTimeCompare([]byte(hex.EncodeToString(sum[:])), []byte(strings.ToLower(wantSHA256))) == 1
+}
+
+// AdminDenier is implemented by an admin handler that renders its own
+// refusal (status 401 or 403, the reason and the request ID the gateway's
+// log line carries), for example an HTML page with a login form instead
+// of a JSON-RPC error.
+type AdminDenier interface {
+	DenyAdmin(w http.ResponseWriter, r *http.Request, status int, reason, requestID string)
 }
 
 // adminOnly guards an admin endpoint. With admin.token_sha256 set it needs
@@ -75,24 +108,28 @@ func (g *Gateway) adminEndpoints(mux *http.ServeMux, onMCPListener bool) {
 // the gateway has no authentication at all, it is open.
 func (g *Gateway) adminOnly(onMCPListener bool, h http.Handler) http.Handler {
 	want := g.cfg.Admin.TokenSHA256
+	deny := func(w http.ResponseWriter, r *http.Request, status int, reason, reqID string) {
+		if d, ok := h.(AdminDenier); ok {
+			d.DenyAdmin(w, r, status, reason, reqID)
+		} else {
+			writeRPCError(w, status, nil, jsonrpc.CodeUnauthorized, reason, reqID)
+		}
+		closeUnread(w)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		reqID := NewRequestID()
 		switch {
 		case want != "":
-			tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
-			if !ok || subtle.ConstantTimeCompare([]byte(hex.EncodeToString(sum[:])), []byte(want)) != 1 {
+			if !AdminTokenOK(r, want) {
 				g.stats.denied.Add(1)
 				w.Header().Set("WWW-Authenticate", `Bearer realm="mcptrail-admin"`)
-				writeRPCError(w, http.StatusUnauthorized, nil, jsonrpc.CodeUnauthorized, "mcptrail: "+r.URL.Path+" needs the admin token (admin.token_sha256)", reqID)
-				closeUnread(w)
 				g.logger.Warn("admin request denied", "request_id", reqID, "path", r.URL.Path, "remote", r.RemoteAddr)
+				deny(w, r, http.StatusUnauthorized, "mcptrail: "+r.URL.Path+" needs the admin token (admin.token_sha256)", reqID)
 				return
 			}
 		case onMCPListener && g.auth.Enabled():
 			g.stats.denied.Add(1)
-			writeRPCError(w, http.StatusForbidden, nil, jsonrpc.CodeUnauthorized, "mcptrail: "+r.URL.Path+" is an admin endpoint: serve it on admin.listen, or set admin.token_sha256", reqID)
-			closeUnread(w)
+			deny(w, r, http.StatusForbidden, "mcptrail: "+r.URL.Path+" is an admin endpoint: serve it on admin.listen, or set admin.token_sha256", reqID)
 			return
 		}
 		h.ServeHTTP(w, r)

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -96,9 +97,12 @@ func TestOriginValidation(t *testing.T) {
 func TestAdminEndpoints(t *testing.T) {
 	metrics := func(o *proxy.Options) {
 		o.MetricsHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "metrics\n") })
+		o.Console = stubConsole{}
 	}
 	client := map[string]string{"Authorization": "Bearer alice-token"}
 	admin := map[string]string{"Authorization": "Bearer admin-token"}
+	adminCookie := map[string]string{"Cookie": proxy.AdminCookie + "=admin-token"}
+	clientCookie := map[string]string{"Cookie": proxy.AdminCookie + "=alice-token"}
 
 	cfg := oneBackend(t)
 	e := startGateway(t, cfg, metrics)
@@ -138,12 +142,47 @@ func TestAdminEndpoints(t *testing.T) {
 		{"admin listener with token, none sent", sepTok.URL, "/statusz", nil, 401},
 		{"admin listener with token", sepTok.URL, "/statusz", admin, 200},
 		{"admin listener with token, readyz", sepTok.URL, "/readyz", nil, 200},
+		// The web console (Options.Console) sits behind the same check and
+		// renders its own refusals (AdminDenier); a browser sends the admin
+		// token as a cookie.
+		{"console, MCP listener, no admin token configured", e.url, "/console/calls", client, 403},
+		{"console, MCP listener with admin token, none sent", eTok.url, "/console/calls", nil, 401},
+		{"console, MCP listener with admin token, client token", eTok.url, "/console/calls", client, 401},
+		{"console, MCP listener with admin token", eTok.url, "/console/calls", admin, 200},
+		{"console, MCP listener with admin token as cookie", eTok.url, "/console/calls", adminCookie, 200},
+		{"console, MCP listener with a client token as cookie", eTok.url, "/console/calls", clientCookie, 401},
+		{"console, admin.listen set: not on the MCP listener", eSep.url, "/console/calls", admin, 404},
+		{"console, admin listener, no token configured", sep.URL, "/console/calls", nil, 200},
+		{"console, admin listener with token, none sent", sepTok.URL, "/console/calls", nil, 401},
+		{"console, admin listener with token, client cookie", sepTok.URL, "/console/calls", clientCookie, 401},
+		{"console, admin listener with token", sepTok.URL, "/console/calls", adminCookie, 200},
+		{"statusz, admin token as cookie", sepTok.URL, "/statusz", adminCookie, 200},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if status, body := do(t, "GET", tt.base+tt.path, tt.hdr, ""); status != tt.want {
+			status, body := do(t, "GET", tt.base+tt.path, tt.hdr, "")
+			if status != tt.want {
 				t.Errorf("GET %s = %d %.200s, want %d", tt.path, status, body, tt.want)
+			}
+			if strings.HasPrefix(tt.path, "/console/") && tt.want != 404 {
+				want := "console page"
+				if tt.want != 200 {
+					want = "console refusal " + strconv.Itoa(tt.want)
+				}
+				if !strings.HasPrefix(body, want) {
+					t.Errorf("GET %s: body %q, want the console's own %q", tt.path, body, want)
+				}
 			}
 		})
 	}
+}
+
+// stubConsole stands in for the web console: a page, and its own refusal.
+type stubConsole struct{}
+
+func (stubConsole) ServeHTTP(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "console page") }
+
+func (stubConsole) DenyAdmin(w http.ResponseWriter, r *http.Request, status int, reason, requestID string) {
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, "console refusal "+strconv.Itoa(status)+" "+reason+" "+requestID)
 }

@@ -82,6 +82,10 @@ type Options struct {
 	// MetricsHandler, when set, is served at /metrics next to /statusz
 	// (for example the Prometheus exposition of MeterProvider).
 	MetricsHandler http.Handler
+	// Console, when set, is served under /console/ next to /statusz,
+	// behind the same admin check (the web console). When it implements
+	// AdminDenier it renders its own refusals (a login form).
+	Console http.Handler
 	Propagator     propagation.TextMapPropagator
 	Recorder       Recorder // nil: nothing recorded
 	Redactor       Redactor // nil: payloads are not recorded

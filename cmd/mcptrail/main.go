@@ -63,6 +63,7 @@ func newRootCmd() *cobra.Command {
 		newBenchCmd(),
 		newTestBackendCmd(),
 		newDashboardsCmd(),
+		newConsoleCmd(),
 	)
 	addRecorderCommands(root)
 	addReplayCommands(root)

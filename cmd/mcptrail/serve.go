@@ -15,6 +15,7 @@ import (
 	"github.com/oklog/run"
 	"github.com/spf13/cobra"
 
+	"github.com/mcptrail/mcptrail/cmd/mcptrail/internal/console"
 	"github.com/mcptrail/mcptrail/proxy"
 	"github.com/mcptrail/mcptrail/proxy/config"
 	"github.com/mcptrail/mcptrail/proxy/telemetry"
@@ -145,7 +146,16 @@ func runServe(ctx context.Context, cfg *config.Config, logLevel string) error {
 			opts.Redactor = noPayloads{rec.redactor}
 		}
 	}
-	gw, err := proxy.New(opts)
+	var gw *proxy.Gateway
+	if rec.store != nil {
+		con, err := console.New(console.Config{Store: rec.store, Status: func() proxy.Status { return gw.Status() },
+			TraceURL: cfg.Admin.TraceURL, Logger: logger, Version: version})
+		if err != nil {
+			return err
+		}
+		opts.Console = con
+	}
+	gw, err = proxy.New(opts)
 	if err != nil {
 		return err
 	}
@@ -174,6 +184,14 @@ func runServe(ctx context.Context, cfg *config.Config, logLevel string) error {
 		adminSrv = proxy.NewHTTPServer(gw.AdminHandler(), cfg.Limits)
 		logger.Info("mcptrail admin endpoints listening", "addr", adminLn.Addr().String())
 		fmt.Fprintf(os.Stderr, "\nmcptrail admin endpoints (/statusz, /metrics) on http://%s\n", adminLn.Addr())
+	}
+	if opts.Console != nil {
+		at := ln.Addr().String()
+		if adminLn != nil {
+			at = adminLn.Addr().String()
+		}
+		logger.Info("mcptrail web console", "url", "http://"+at+"/console/")
+		fmt.Fprintf(os.Stderr, "\nmcptrail web console: http://%s/console/\n", at)
 	}
 
 	addr := ln.Addr().String()

@@ -209,6 +209,12 @@ type Admin struct {
 	// token hash`). When set, every admin request needs it. Required to
 	// reach /statusz on listen when auth is on; optional on admin.listen.
 	TokenSHA256 string `yaml:"token_sha256"`
+	// TraceURL links a call's OTel trace ID in the web console (/console/)
+	// to a trace UI: "{trace_id}" is replaced by the 32 hex digits, e.g.
+	// http://jaeger:16686/trace/{trace_id} or
+	// https://grafana/explore?left={"queries":[{"query":"{trace_id}"}]}.
+	// Empty (default): the trace ID is shown without a link.
+	TraceURL string `yaml:"trace_url"`
 }
 
 // Server is one backend MCP server. Its Name is the namespace of its tools.

@@ -284,6 +284,13 @@ func (c *Config) validateLimits(v *validator) {
 			v.add("admin.token_sha256", "must be 64 hex digits (the sha256 of the token; run `mcptrail token hash`), got %d characters", len(t))
 		}
 	}
+	if t := c.Admin.TraceURL; t != "" {
+		if u, err := url.Parse(strings.ReplaceAll(t, "{trace_id}", "0")); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			v.add("admin.trace_url", "%q is not an http(s) URL", t)
+		} else if !strings.Contains(t, "{trace_id}") {
+			v.add("admin.trace_url", "%q has no {trace_id} placeholder", t)
+		}
+	}
 }
 
 // checkOrigin accepts "*" or an origin as browsers send it:
