@@ -180,7 +180,9 @@ func TestAdminEndpoints(t *testing.T) {
 // stubConsole stands in for the web console: a page, and its own refusal.
 type stubConsole struct{}
 
-func (stubConsole) ServeHTTP(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "console page") }
+func (stubConsole) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	_, _ = io.WriteString(w, "console page")
+}
 
 func (stubConsole) DenyAdmin(w http.ResponseWriter, r *http.Request, status int, reason, requestID string) {
 	w.WriteHeader(status)

@@ -85,10 +85,10 @@ type Options struct {
 	// Console, when set, is served under /console/ next to /statusz,
 	// behind the same admin check (the web console). When it implements
 	// AdminDenier it renders its own refusals (a login form).
-	Console http.Handler
-	Propagator     propagation.TextMapPropagator
-	Recorder       Recorder // nil: nothing recorded
-	Redactor       Redactor // nil: payloads are not recorded
+	Console    http.Handler
+	Propagator propagation.TextMapPropagator
+	Recorder   Recorder // nil: nothing recorded
+	Redactor   Redactor // nil: payloads are not recorded
 	// OutputRedactor applies the recorder's redaction rules to what tools
 	// return (servers[].output.redact), with recording on or off; default
 	// Redactor when it can redact JSON.
