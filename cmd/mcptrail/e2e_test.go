@@ -26,6 +26,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"go.uber.org/goleak"
 
+	"github.com/mcptrail/mcptrail/cmd/mcptrail/internal/recfmt"
 	"github.com/mcptrail/mcptrail/recorder"
 	"github.com/mcptrail/mcptrail/recorder/chlocal/chtest"
 	"github.com/mcptrail/mcptrail/recorder/redact"
@@ -297,7 +298,7 @@ func requestIDs(t *testing.T, jsonl string) []string {
 	var ids []string
 	dec := json.NewDecoder(strings.NewReader(jsonl))
 	for dec.More() {
-		var c callJSON
+		var c recfmt.CallJSON
 		if err := dec.Decode(&c); err != nil {
 			t.Fatalf("decoding calls JSON: %v\n%s", err, jsonl)
 		}

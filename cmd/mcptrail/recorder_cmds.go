@@ -518,26 +518,10 @@ func renderCalls(w io.Writer, calls []clickhouse.Call) error {
 	return ew.err
 }
 
-type callJSON struct {
-	Time         time.Time `json:"time"`
-	RequestID    string    `json:"request_id"`
-	SessionID    string    `json:"session_id,omitempty"`
-	TraceID      string    `json:"trace_id,omitempty"`
-	Principal    string    `json:"principal,omitempty"`
-	Method       string    `json:"method"`
-	Server       string    `json:"server,omitempty"`
-	Target       string    `json:"target,omitempty"`
-	Outcome      string    `json:"outcome"`
-	ErrorCode    int32     `json:"error_code,omitempty"`
-	ErrorMessage string    `json:"error_message,omitempty"`
-	DurationUs   int64     `json:"duration_us"`
-}
-
 func writeCallsJSON(w io.Writer, calls []clickhouse.Call) error {
 	enc := json.NewEncoder(w)
 	for _, c := range calls {
-		if err := enc.Encode(callJSON{c.Time.UTC(), c.RequestID, c.SessionID, c.TraceID, c.Principal, c.Method, c.Server, c.Target,
-			c.Outcome.String(), c.ErrorCode, c.ErrorMessage, c.Duration.Microseconds()}); err != nil {
+		if err := enc.Encode(recfmt.NewCallJSON(c)); err != nil {
 			return fmt.Errorf("writing calls: %w", err)
 		}
 	}

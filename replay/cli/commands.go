@@ -471,6 +471,39 @@ func Results(cases []report.Case) []clickhouse.ReplayResult {
 	return out
 }
 
+// Cases converts stored replay results back into report cases (the
+// inverse of Results), so that a stored run is summarised with
+// replay/report as the terminal report is. Noise cases were stored as
+// identical; a stored identical result with changes left had only
+// reorderings.
+func Cases(results []clickhouse.ReplayResult) []report.Case {
+	out := make([]report.Case, 0, len(results))
+	for _, r := range results {
+		c := report.Case{RequestID: r.RequestID, Target: r.Tool, Reason: r.Error,
+			RecordedUs: r.OriginalLatency.Microseconds(), ReplayUs: r.ReplayLatency.Microseconds()}
+		switch r.Status {
+		case clickhouse.ReplayChanged:
+			c.Status = report.StatusChanged
+		case clickhouse.ReplayFailed:
+			c.Status = report.StatusFailed
+		case clickhouse.ReplaySkipped:
+			c.Status = report.StatusSkipped
+		default:
+			c.Status = report.StatusIdentical
+		}
+		if r.Diff != "" {
+			if err := json.Unmarshal([]byte(r.Diff), &c.Diff.Changes); err != nil && c.Reason == "" {
+				c.Reason = "stored diff unreadable: " + err.Error()
+			}
+		}
+		if c.Status == report.StatusIdentical && len(c.Diff.Changes) > 0 {
+			c.Status = report.StatusReordered
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
 // redactResults redacts what a replay stores beside the recording: a live
 // backend's answer can carry secrets the recording never had (and so no
 // filled-in secret masks), and they must not reach ClickHouse. The

@@ -20,16 +20,19 @@ import (
 	"github.com/mcptrail/mcptrail/proxy"
 	"github.com/mcptrail/mcptrail/recorder"
 	"github.com/mcptrail/mcptrail/recorder/clickhouse"
+	"github.com/mcptrail/mcptrail/replay/cli"
 	"github.com/mcptrail/mcptrail/replay/diff"
 	"github.com/mcptrail/mcptrail/replay/report"
 )
+
+const timeLayout = "2006-01-02 15:04:05.000"
 
 var funcs = template.FuncMap{
 	"dur":      recfmt.Duration,
 	"bytes":    recfmt.Bytes,
 	"detail":   recfmt.HopDetail,
 	"outcome":  recfmt.OutcomeText,
-	"time":     func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000") },
+	"time":     func(t time.Time) string { return t.UTC().Format(timeLayout) },
 	"day":      func(t time.Time) string { return t.UTC().Format("2006-01-02") },
 	"ns":       func(ns int64) string { return time.Unix(0, ns).UTC().Format("2006-01-02 15:04:05.000 UTC") },
 	"us":       func(us int64) string { return recfmt.Duration(time.Duration(us) * time.Microsecond) },
@@ -111,22 +114,11 @@ func (c *Console) calls(w http.ResponseWriter, r *http.Request) {
 	c.render(w, r, http.StatusOK, "calls", page{Title: "Calls", Nav: "calls", Data: d})
 }
 
-// callJSON is a call in calls.json (the live tail), the shape of
-// `mcptrail calls --json`.
+// callJSON is a call in calls.json (the live tail): the shape of
+// `mcptrail calls --json` with display strings, so that the script formats
+// nothing itself.
 type callJSON struct {
-	Time         time.Time `json:"time"`
-	RequestID    string    `json:"request_id"`
-	SessionID    string    `json:"session_id,omitempty"`
-	TraceID      string    `json:"trace_id,omitempty"`
-	Principal    string    `json:"principal,omitempty"`
-	Method       string    `json:"method"`
-	Server       string    `json:"server,omitempty"`
-	Target       string    `json:"target,omitempty"`
-	Outcome      string    `json:"outcome"`
-	ErrorCode    int32     `json:"error_code,omitempty"`
-	ErrorMessage string    `json:"error_message,omitempty"`
-	DurationUs   int64     `json:"duration_us"`
-	// Display strings, so that the script formats nothing itself.
+	recfmt.CallJSON
 	TimeText     string `json:"time_text"`
 	DurationText string `json:"duration_text"`
 }
@@ -150,8 +142,7 @@ func (c *Console) callsJSON(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]callJSON, len(calls))
 	for i, k := range calls {
-		out[i] = callJSON{k.Time.UTC(), k.RequestID, k.SessionID, k.TraceID, k.Principal, k.Method, k.Server, k.Target, k.Outcome.String(),
-			k.ErrorCode, k.ErrorMessage, k.Duration.Microseconds(), funcs["time"].(func(time.Time) string)(k.Time), recfmt.Duration(k.Duration)}
+		out[i] = callJSON{recfmt.NewCallJSON(k), k.Time.UTC().Format(timeLayout), recfmt.Duration(k.Duration)}
 	}
 	_ = json.NewEncoder(w).Encode(map[string]any{"calls": out})
 }
@@ -472,7 +463,7 @@ func (c *Console) replay(w http.ResponseWriter, r *http.Request) {
 		c.failQuery(w, r, "the replay run", err)
 		return
 	}
-	cases := CasesOf(results)
+	cases := cli.Cases(results)
 	d := replayPage{Run: run, Report: report.Build(run.Mode, cases, 20), Shown: len(results)}
 	for _, k := range cases {
 		cv := caseView{Case: k}
@@ -489,37 +480,6 @@ func (c *Console) replay(w http.ResponseWriter, r *http.Request) {
 			-cmp.Compare(maxRisk(a.Changes), maxRisk(b.Changes)))
 	})
 	c.render(w, r, http.StatusOK, "replay", page{Title: "Replay run " + run.ID, Nav: "replays", Data: d})
-}
-
-// CasesOf turns stored replay results back into report cases, so that the
-// console summarises a run with replay/report as the terminal report does.
-func CasesOf(results []clickhouse.ReplayResult) []report.Case {
-	out := make([]report.Case, 0, len(results))
-	for _, r := range results {
-		k := report.Case{RequestID: r.RequestID, Target: r.Tool, Reason: r.Error,
-			RecordedUs: r.OriginalLatency.Microseconds(), ReplayUs: r.ReplayLatency.Microseconds()}
-		switch r.Status {
-		case clickhouse.ReplayChanged:
-			k.Status = report.StatusChanged
-		case clickhouse.ReplayFailed:
-			k.Status = report.StatusFailed
-		case clickhouse.ReplaySkipped:
-			k.Status = report.StatusSkipped
-		default:
-			k.Status = report.StatusIdentical
-		}
-		if r.Diff != "" {
-			if err := json.Unmarshal([]byte(r.Diff), &k.Diff.Changes); err != nil {
-				k.Reason = cmp.Or(k.Reason, "stored diff unreadable: "+err.Error())
-			}
-		}
-		if k.Status == report.StatusIdentical && len(k.Diff.Changes) > 0 {
-			// Stored as identical with changes left: only reorderings.
-			k.Status = report.StatusReordered
-		}
-		out = append(out, k)
-	}
-	return out
 }
 
 func boolInt(b bool) int {

@@ -73,3 +73,26 @@ func NewAuditWriter(w io.Writer, format string) (*AuditWriter, error) {
 	}
 	return nil, fmt.Errorf("audit format %q: want csv or jsonl", format)
 }
+
+// CallJSON is a call as `mcptrail calls --json` and the console's live
+// tail (calls.json) write it.
+type CallJSON struct {
+	Time         time.Time `json:"time"`
+	RequestID    string    `json:"request_id"`
+	SessionID    string    `json:"session_id,omitempty"`
+	TraceID      string    `json:"trace_id,omitempty"`
+	Principal    string    `json:"principal,omitempty"`
+	Method       string    `json:"method"`
+	Server       string    `json:"server,omitempty"`
+	Target       string    `json:"target,omitempty"`
+	Outcome      string    `json:"outcome"`
+	ErrorCode    int32     `json:"error_code,omitempty"`
+	ErrorMessage string    `json:"error_message,omitempty"`
+	DurationUs   int64     `json:"duration_us"`
+}
+
+// NewCallJSON converts a call.
+func NewCallJSON(c clickhouse.Call) CallJSON {
+	return CallJSON{c.Time.UTC(), c.RequestID, c.SessionID, c.TraceID, c.Principal, c.Method, c.Server, c.Target,
+		c.Outcome.String(), c.ErrorCode, c.ErrorMessage, c.Duration.Microseconds()}
+}
