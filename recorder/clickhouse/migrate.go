@@ -33,13 +33,19 @@ func (s *Store) SchemaVersion(ctx context.Context) (uint32, error) {
 }
 
 func (s *Store) migrateTo(ctx context.Context, target uint32) error {
-	// The bootstrap runs every time; it is a pair of IF NOT EXISTS.
-	if err := s.applyMigration(ctx, migrations[0]); err != nil {
-		return err
-	}
+	// The bootstrap (a pair of IF NOT EXISTS) runs unless schema_migrations
+	// already lists every migration up to target: ON CLUSTER, even an IF
+	// NOT EXISTS waits for every replica (up to the server's
+	// distributed_ddl_task_timeout, 180 s), so a gateway starting while a
+	// replica is down would not record at all.
 	applied, err := s.appliedVersions(ctx)
-	if err != nil {
-		return err
+	if err != nil || pending(applied, target) {
+		if err := s.applyMigration(ctx, migrations[0]); err != nil {
+			return err
+		}
+		if applied, err = s.appliedVersions(ctx); err != nil {
+			return err
+		}
 	}
 	for _, m := range migrations[1:] {
 		if m.Version > target || applied[m.Version] {
@@ -59,6 +65,16 @@ func (s *Store) migrateTo(ctx context.Context, target uint32) error {
 	// created.
 	s.indexView.forget()
 	return s.syncTTL(ctx)
+}
+
+// pending reports whether a migration up to target is missing from applied.
+func pending(applied map[uint32]bool, target uint32) bool {
+	for _, m := range migrations[1:] {
+		if m.Version <= target && !applied[m.Version] {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Store) applyMigration(ctx context.Context, m migration) error {
