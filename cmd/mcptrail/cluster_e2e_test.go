@@ -28,6 +28,7 @@ import (
 // holds each acknowledged event and each answered call exactly once, and
 // trace, calls, audit and replay read through the Distributed tables.
 func TestE2EClickHouseCluster(t *testing.T) {
+	mcptrailBin(t)
 	start := time.Now()
 	c := chtest.StartCluster(t, "mcptrail", 2)
 	t.Logf("ZooKeeper and 2 ClickHouse replicas up in %s", time.Since(start).Round(time.Millisecond))
@@ -43,10 +44,12 @@ func TestE2EClickHouseCluster(t *testing.T) {
 		Extra:     []string{"E2E_CH_ADDR2=" + srv[1].Addr(), "E2E_CH_CLUSTER=" + c.Name()}}
 	conns := []driver.Conn{chConn(t, srv[0].Addr()), chConn(t, srv[1].Addr())}
 
+	began := time.Now()
 	out, stderr, code := runCLIEnv(t, env.list(), "migrate", "--config", cfg)
 	if code != 0 || !strings.Contains(out, "migrated from version 0") {
 		t.Fatalf("migrate --config (cluster): exit %d\n%s%s", code, out, stderr)
 	}
+	t.Logf("mcptrail migrate ON CLUSTER: %s", time.Since(began).Round(time.Millisecond))
 	for i, conn := range conns {
 		if n := queryUint(t, conn, "SELECT count() FROM system.tables WHERE database = ? AND engine = 'Distributed'", db); n < 8 {
 			t.Fatalf("replica %d after migrate: %d Distributed tables, want one per table", i+1, n)
@@ -97,7 +100,7 @@ func TestE2EClickHouseCluster(t *testing.T) {
 	}
 	written := func() uint64 { return gw.stats(t).Written }
 	progress("load to be recorded", written, 200)
-	began := time.Now()
+	began = time.Now()
 	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	err = srv[0].Stop(stopCtx)
 	cancel()
