@@ -175,7 +175,7 @@ func (g *Gateway) Serve(ctx context.Context, in Inbound) jsonrpc.Message {
 	}
 	ctx, span := g.tracer.Start(ctx, c.spanName(), spanOpts...)
 	if in.Session != nil {
-		span.SetAttributes(attribute.String("mcp.session.id", in.Session.id))
+		span.SetAttributes(attribute.String("mcp.session.id", in.Session.recID))
 	}
 	if sc := span.SpanContext(); sc.IsValid() {
 		c.traceID, c.spanID = sc.TraceID().String(), sc.SpanID().String()
@@ -576,23 +576,11 @@ func plainJSONString(raw []byte, s string) bool {
 // initialize answers the client's handshake with the gateway's own identity
 // and the union of backend capabilities.
 func (c *call) initialize() jsonrpc.Message {
-	var p struct {
-		ProtocolVersion string                     `json:"protocolVersion"`
-		Capabilities    map[string]json.RawMessage `json:"capabilities"`
-		ClientInfo      struct {
-			Name    string `json:"name"`
-			Version string `json:"version"`
-		} `json:"clientInfo"`
-	}
+	var p initParams
 	if err := json.Unmarshal(c.msg.Params, &p); err != nil {
 		return c.fail(jsonrpc.CodeInvalidParams, "initialize: invalid params: "+err.Error())
 	}
-	version := latestLegacyVersion
-	for _, v := range clientVersions {
-		if v == p.ProtocolVersion {
-			version = v
-		}
-	}
+	version := negotiatedVersion(p.ProtocolVersion)
 	if c.sess != nil {
 		c.sess.setClient(version, p.ClientInfo.Name, p.ClientInfo.Version, p.Capabilities)
 		key, caps, _ := c.sess.capabilityProfile()

@@ -178,6 +178,9 @@ type Gateway struct {
 
 	stats   gatewayStats
 	metrics *metrics // nil without a MeterProvider
+
+	// sealed seals 2025 session ids (sealed.go); nil: not configured.
+	sealed *sealedSessions
 }
 
 type gatewayStats struct {
@@ -241,6 +244,9 @@ func New(o Options) (*Gateway, error) {
 	g.policies = append([]PolicyCheck{tokenCheck{enabled: a.Enabled(), sep: g.sep()}}, o.Policies...)
 	g.streams, g.closeStreams = context.WithCancel(context.Background())
 	g.catalog.Store(buildCatalog(nil, nil, g.sep(), nil))
+	if g.sealed, err = newSealedSessions(o.Config.Sessions, o.Now); err != nil {
+		return nil, err
+	}
 	g.cache = newResultCache(cmp.Or(o.Config.Cache.MaxBytes, 64<<20), o.Now)
 	client := upstreamHTTPClient()
 	for _, s := range o.Config.Servers {

@@ -80,17 +80,20 @@ type StatusProvider interface {
 
 // Status is what /statusz reports.
 type Status struct {
-	Version  string           `json:"version"`
-	Instance string           `json:"instance"`
-	Ready    bool             `json:"ready"`
-	Requests int64            `json:"requests"`
-	Errors   int64            `json:"errors"`
-	Denied   int64            `json:"denied"`
-	Dropped  int64            `json:"dropped_stream_messages"`
-	Sessions int              `json:"sessions"`
-	Listens  int              `json:"listen_streams"` // open subscriptions/listen (2026-07-28)
-	Backends []BackendStatus  `json:"backends"`
-	Recorder *recorder.Status `json:"recorder,omitempty"`
+	Version  string `json:"version"`
+	Instance string `json:"instance"`
+	Ready    bool   `json:"ready"`
+	Requests int64  `json:"requests"`
+	Errors   int64  `json:"errors"`
+	Denied   int64  `json:"denied"`
+	Dropped  int64  `json:"dropped_stream_messages"`
+	Sessions int    `json:"sessions"`
+	// SessionsResumed counts the sealed sessions this replica rebuilt from
+	// an id it did not hold (another replica opened them).
+	SessionsResumed int64            `json:"sessions_resumed,omitempty"`
+	Listens         int              `json:"listen_streams"` // open subscriptions/listen (2026-07-28)
+	Backends        []BackendStatus  `json:"backends"`
+	Recorder        *recorder.Status `json:"recorder,omitempty"`
 }
 
 // BackendStatus is one backend's health.
@@ -115,6 +118,9 @@ func (g *Gateway) Status() Status {
 		Denied: g.stats.denied.Load(), Dropped: g.stats.dropped.Load(),
 	}
 	st.Sessions = g.sessions.Len()
+	if g.sealed != nil {
+		st.SessionsResumed = g.sealed.resumed.Load()
+	}
 	g.listens.each(func(*listener) { st.Listens++ })
 	for _, name := range g.order {
 		b := g.backends[name]
@@ -321,6 +327,7 @@ func (g *Gateway) serveStreamable(w http.ResponseWriter, r *http.Request) {
 		}
 		id := r.Header.Get("Mcp-Session-Id")
 		if sess, ok := g.lookupSession(r, id, p, reqID, ""); ok && g.sessions.Delete(id, sess) {
+			g.sealed.revoke(sess)
 			sess.close()
 			w.WriteHeader(http.StatusNoContent)
 			return
@@ -342,7 +349,7 @@ func (g *Gateway) serveStreamable(w http.ResponseWriter, r *http.Request) {
 	var sess *Session
 	switch {
 	case msg.Method == "initialize":
-		sess = g.newSession(newID(), principal)
+		sess = g.initSession(msg, principal, reqID)
 		if err := g.sessions.add(sess, g.cfg.Limits); err != nil {
 			g.refuseSession(w, r, err, msg.ID, reqID, principal)
 			return

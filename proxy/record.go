@@ -45,7 +45,7 @@ func (c *call) record(hop recorder.Hop, start time.Time, dur time.Duration, fill
 		e.Principal = "anonymous" // auth off: everyone is, as the README says
 	}
 	if c.sess != nil {
-		e.SessionID = c.sess.id
+		e.SessionID = c.sess.recID
 		e.ProtocolVersion, e.ClientName, e.ClientVersion = c.sess.client()
 	}
 	if hop == recorder.HopResponse {

@@ -173,7 +173,7 @@ func (g *Gateway) notificationSpan(r *http.Request, reqID string, msg jsonrpc.Me
 		span.SetAttributes(attribute.String("mcp.method.name", msg.Method))
 	}
 	if sid := r.Header.Get("Mcp-Session-Id"); sid != "" {
-		span.SetAttributes(attribute.String("mcp.session.id", sid))
+		span.SetAttributes(attribute.String("mcp.session.id", recordedSessionID(sid)))
 	}
 	span.End()
 }

@@ -25,7 +25,9 @@ const sessionStreamSize = 256
 // the gateway can reach it on.
 type Session struct {
 	id       string
-	owner    string // the OwnerKey of the principal that opened it; only it may use the id
+	recID    string    // the id in records and logs: id, or a sealed id's public handle
+	sealedTo time.Time // a sealed session's expiry; zero when not sealed
+	owner    string    // the OwnerKey of the principal that opened it; only it may use the id
 	princ    *auth.Principal
 	g        *Gateway
 	created  time.Time
@@ -61,6 +63,7 @@ func (g *Gateway) newSession(id string, owner *auth.Principal) *Session {
 		created: time.Now(),
 		done:    make(chan struct{}),
 	}
+	s.recID = id
 	// The maps and the stream's queue are made on first use: most of a
 	// session's life is idle, and idle sessions are what a client can pile
 	// up (BenchmarkIdleSessionMemory).
@@ -336,17 +339,32 @@ func (g *Gateway) lookupSession(r *http.Request, id string, p *auth.Principal, r
 	}
 	s, ok := g.sessions.Load(id)
 	if !ok {
-		return nil, false
+		// A sealed id opened by another replica, or by this one before
+		// its memory of it expired.
+		return g.resumeSession(r, id, p, reqID, method)
 	}
 	if s.owner == p.OwnerKey() {
+		if !s.sealedTo.IsZero() && !g.sealed.now().Before(s.sealedTo) {
+			// Its sealed lifetime is over here too, however busy it is.
+			if g.sessions.Delete(id, s) {
+				s.close()
+			}
+			return nil, false
+		}
 		s.touch()
 		return s, true
 	}
+	g.denySessionOwner(r, id, p, reqID, method)
+	return nil, false
+}
+
+// denySessionOwner records and logs a use of another principal's session.
+func (g *Gateway) denySessionOwner(r *http.Request, id string, p *auth.Principal, reqID, method string) {
 	g.stats.denied.Add(1)
 	target := r.Method + " " + r.URL.Path
 	if g.rec != nil {
 		e := &recorder.Event{
-			RequestID: reqID, SessionID: id, Hop: recorder.HopAuth, TimeNs: time.Now().UnixNano(),
+			RequestID: reqID, SessionID: recordedSessionID(id), Hop: recorder.HopAuth, TimeNs: time.Now().UnixNano(),
 			Method: method, Target: target, Principal: principalName(p),
 			AuthDecision: "denied", AuthRule: ruleSessionOwner, Outcome: recorder.OutcomeDenied,
 			ErrorCode: jsonrpc.CodeInvalidRequest, ErrorMessage: "session belongs to another principal",
@@ -362,7 +380,6 @@ func (g *Gateway) lookupSession(r *http.Request, id string, p *auth.Principal, r
 	}
 	g.logger.Warn("request denied: session belongs to another principal", "request_id", reqID,
 		"principal", principalName(p), "target", target, "remote", r.RemoteAddr)
-	return nil, false
 }
 
 // sessionTable holds the open sessions, counted per principal so that
@@ -384,10 +401,14 @@ func (e *errSessionLimit) Error() string { return e.msg }
 
 // add stores s unless a cap is reached.
 func (t *sessionTable) add(s *Session, l config.Limits) error {
-	maxAll := cmp.Or(l.MaxSessions, config.DefaultMaxSessions)
-	maxOwner := cmp.Or(l.MaxSessionsPerPrincipal, config.DefaultMaxSessionsPerPrincipal)
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return t.addLocked(s, l)
+}
+
+func (t *sessionTable) addLocked(s *Session, l config.Limits) error {
+	maxAll := cmp.Or(l.MaxSessions, config.DefaultMaxSessions)
+	maxOwner := cmp.Or(l.MaxSessionsPerPrincipal, config.DefaultMaxSessionsPerPrincipal)
 	if t.byID == nil {
 		t.byID, t.perOwner = map[string]*Session{}, map[string]int{}
 	}
@@ -402,6 +423,21 @@ func (t *sessionTable) add(s *Session, l config.Limits) error {
 	t.byID[s.id] = s
 	t.perOwner[s.owner]++
 	return nil
+}
+
+// addOrGet stores s unless a cap is reached or a session with its id is
+// already there, which it then returns instead (two requests resuming one
+// sealed session at once get one Session).
+func (t *sessionTable) addOrGet(s *Session, l config.Limits) (*Session, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if cur, ok := t.byID[s.id]; ok {
+		return cur, nil
+	}
+	if err := t.addLocked(s, l); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 // Load returns the session id names, whoever owns it.

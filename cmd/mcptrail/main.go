@@ -60,6 +60,7 @@ func newRootCmd() *cobra.Command {
 		newServeCmd(),
 		newStdioCmd(),
 		newTokenCmd(),
+		newSessionKeyCmd(),
 		newBenchCmd(),
 		newTestBackendCmd(),
 		newDashboardsCmd(),

@@ -126,6 +126,10 @@ type Config struct {
 	Auth Auth `yaml:"auth"`
 	// Recorder configures what is recorded and where.
 	Recorder Recorder `yaml:"recorder"`
+	// Sessions configures sealed (replica-independent) 2025 sessions.
+	Sessions Sessions `yaml:"sessions"`
+	// Redis shares rate limits and the result cache between replicas.
+	Redis Redis `yaml:"redis"`
 
 	// Path is the file the config came from ("" when parsed from memory).
 	Path string `yaml:"-"`

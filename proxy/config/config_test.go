@@ -75,8 +75,9 @@ func TestDefaults(t *testing.T) {
 			Redaction: Redaction{Patterns: []string{"secrets"}, HMACKeyEnv: "MCPTRAIL_REDACTION_KEY"},
 			Retention: Retention{Hops: 30 * 24 * time.Hour, Payloads: 7 * 24 * time.Hour},
 		},
-		Path: "mcptrail.yaml",
-		Hash: hex.EncodeToString(sum[:]),
+		Sessions: Sessions{Lifetime: 24 * time.Hour},
+		Path:     "mcptrail.yaml",
+		Hash:     hex.EncodeToString(sum[:]),
 	}
 	cfg.envPaths, cfg.present = nil, nil
 	if !reflect.DeepEqual(cfg, want) {

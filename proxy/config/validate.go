@@ -40,6 +40,7 @@ func (c *Config) applyDefaults() {
 	setDefault(&l.MaxInflightPerSession, DefaultMaxInflightPerSession)
 	setDefault(&l.SessionIdleTimeout, DefaultSessionIdleTimeout)
 	setDefault(&c.Cache.MaxBytes, 64<<20)
+	c.applyReplicaDefaults()
 	c.Admin.TokenSHA256 = strings.ToLower(c.Admin.TokenSHA256)
 	if c.Instance == "" {
 		if h, err := os.Hostname(); err == nil && h != "" {
@@ -152,6 +153,7 @@ func (c *Config) Validate() error {
 	}
 	v.nonNegative("shutdown_timeout", c.ShutdownTimeout)
 	c.validateLimits(&v)
+	c.validateReplicas(&v)
 
 	if len(c.Servers) == 0 {
 		v.add("servers", "at least one server is required")
@@ -552,6 +554,7 @@ func (c *Config) Warnings() []string {
 			w = append(w, fmt.Sprintf("auth.tokens is empty and listen %s is not a loopback address: anyone who can reach it can call every tool", c.Listen))
 		}
 	}
+	w = append(w, c.replicaWarnings()...)
 	if pw := c.Recorder.ClickHouse.Password; pw != "" && !c.FromEnv("recorder.clickhouse.password") {
 		w = append(w, "recorder.clickhouse.password is written in the config file: use ${ENV_VAR} so the secret stays out of it")
 	}
