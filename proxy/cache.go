@@ -29,6 +29,11 @@ type resultCache struct {
 	bytes int64
 
 	hits, misses, stale, evictions atomic.Int64
+
+	// shared, when set (redis.addr), holds the entries instead of this
+	// process (shared.go); sharedErrors counts its failures.
+	shared       sharedCache
+	sharedErrors atomic.Int64
 }
 
 type cacheEntry struct {
@@ -186,7 +191,7 @@ func (c *call) forwardCached(ctx context.Context, b *Backend, cc *config.ToolCac
 	if key == "" {
 		return c.forwardChain(ctx, b)
 	}
-	if res, age, ok := g.cache.get(key, false); ok {
+	if res, age, ok := c.cacheLookup(ctx, key, false); ok {
 		g.cache.hits.Add(1)
 		return c.cachedAnswer(b, res, age, false)
 	}
@@ -196,7 +201,7 @@ func (c *call) forwardCached(ctx context.Context, b *Backend, cc *config.ToolCac
 		g.cache.misses.Add(1) // a call that shares another's counts as a hit
 		out := c.forwardChain(ctx, b)
 		if out.Error == nil && c.outcome == recorder.OutcomeOK {
-			g.cache.put(key, out.Result, cacheTTL(b, cc), cc.ServeStale)
+			c.cacheStore(ctx, key, out.Result, cacheTTL(b, cc), cc.ServeStale)
 		}
 		return out, nil
 	})
@@ -211,7 +216,7 @@ func (c *call) forwardCached(ctx context.Context, b *Backend, cc *config.ToolCac
 	if cc.ServeStale > 0 && ctx.Err() == nil {
 		switch c.upFail {
 		case upUnavailable, upTransport, upTimeout, upCircuitOpen:
-			if res, age, ok := g.cache.get(key, true); ok {
+			if res, age, ok := c.cacheLookup(ctx, key, true); ok {
 				g.cache.stale.Add(1)
 				return c.cachedAnswer(b, res, age, true)
 			}

@@ -875,7 +875,9 @@ func (c *call) serverRequest(ctx context.Context, b *Backend, req jsonrpc.Messag
 	if c.held != nil {
 		return c.heldRequest(ctx, b, req)
 	}
-	gwID := json.RawMessage(`"mcptrail-s` + strconv.FormatInt(c.g.tokenSeq.Add(1), 36) + `"`)
+	// The replica's tag keeps ids of server requests unique across
+	// replicas that share a session (shared.go).
+	gwID := json.RawMessage(`"mcptrail-s` + c.g.replicaTag + strconv.FormatInt(c.g.tokenSeq.Add(1), 36) + `"`)
 	ch, done := c.sess.awaitResponse(string(gwID))
 	defer done()
 	t0 := time.Now()

@@ -181,6 +181,11 @@ type Gateway struct {
 
 	// sealed seals 2025 session ids (sealed.go); nil: not configured.
 	sealed *sealedSessions
+	// shared holds rate limits and cached results in Redis (shared.go);
+	// nil: both stay in this process. With it, replicaTag ("" without)
+	// makes this replica's server→client request ids unique.
+	shared     sharedStore
+	replicaTag string
 }
 
 type gatewayStats struct {
@@ -248,6 +253,10 @@ func New(o Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.cache = newResultCache(cmp.Or(o.Config.Cache.MaxBytes, 64<<20), o.Now)
+	if g.shared = newSharedStore(o.Config.Redis); g.shared != nil {
+		g.rates.shared, g.rates.failOpen, g.cache.shared = g.shared, o.Config.Redis.RateLimitFailOpen, g.shared
+		g.replicaTag = newID()[:8] + "-"
+	}
 	client := upstreamHTTPClient()
 	for _, s := range o.Config.Servers {
 		g.order = append(g.order, s.Name)
@@ -308,6 +317,13 @@ func (g *Gateway) Start(ctx context.Context) error {
 		defer g.wg.Done()
 		g.janitor(g.ctx)
 	}()
+	if g.shared != nil && g.sealed != nil {
+		g.wg.Add(1)
+		go func() {
+			defer g.wg.Done()
+			g.shared.SubscribeAnswers(g.ctx, nil, g.relayedAnswer)
+		}()
+	}
 	return nil
 }
 
@@ -368,6 +384,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 			g.cancel()
 		}
 		g.wg.Wait()
+		if g.shared != nil {
+			_ = g.shared.Close()
+		}
 	})
 	return err
 }

@@ -304,7 +304,7 @@ func (g *Gateway) acceptOneWay(sess *Session, msg jsonrpc.Message) bool {
 	case jsonrpc.KindNotification:
 		g.clientNotification(sess, msg)
 	case jsonrpc.KindResponse:
-		if !sess.deliver(msg) {
+		if !sess.deliver(msg) && !g.relayAnswer(sess, msg) {
 			g.logger.Warn("answer to an unknown server request", "session_id", sess.id, "id", capForLog(string(msg.ID), maxRPCIDBytes))
 		}
 	default:

@@ -67,6 +67,10 @@ type rateLimits struct {
 
 	mu      sync.Mutex // makes a check of two buckets one step
 	buckets map[bucketKey]*rate.Limiter
+
+	// shared, when set (redis.addr), holds the buckets instead (shared.go).
+	shared   sharedBuckets
+	failOpen bool // redis.rate_limit_fail_open
 }
 
 // bucketKey names a bucket: a principal's (tool "") or a principal ×
@@ -164,7 +168,16 @@ func (c *call) limitRate(ctx context.Context, tool string) (jsonrpc.Message, boo
 	if !g.rates.enabled() {
 		return jsonrpc.Message{}, true
 	}
-	rule, retry := g.rates.allow(principalName(c.princ), tool)
+	var rule string
+	var retry time.Duration
+	if g.rates.shared != nil {
+		var err error
+		if rule, retry, err = g.rates.allowShared(ctx, principalName(c.princ), tool); err != nil {
+			return c.rateUnavailable(ctx, err)
+		}
+	} else {
+		rule, retry = g.rates.allow(principalName(c.princ), tool)
+	}
 	if rule == "" {
 		return jsonrpc.Message{}, true
 	}
@@ -194,6 +207,20 @@ func (c *call) refuseAtLimit(ctx context.Context, limit, rule, msg string, retry
 	resp := c.failData(jsonrpc.CodeLimited, msg, limit, retry)
 	c.outcome = recorder.OutcomeDenied
 	return resp
+}
+
+// rateUnavailable answers a call whose shared rate limits could not be
+// checked: refused (the default) or, with redis.rate_limit_fail_open, let
+// through. Either way it is logged with the request ID.
+func (c *call) rateUnavailable(ctx context.Context, err error) (jsonrpc.Message, bool) {
+	g := c.g
+	if g.rates.failOpen {
+		g.logger.Warn("shared rate limits unavailable: call let through (redis.rate_limit_fail_open)", "request_id", c.reqID, "err", err)
+		return jsonrpc.Message{}, true
+	}
+	msg := "mcptrail: rate limits unavailable, call refused: " + err.Error() + " (redis.rate_limit_fail_open is false)"
+	g.logger.Error("shared rate limits unavailable: call refused", "request_id", c.reqID, "err", err)
+	return c.refuseAtLimit(ctx, limitRateUnavailable, RuleRateUnavailable, msg, 0), false
 }
 
 // failData is fail with the data of a limit's refusal: requestId, limit

@@ -41,6 +41,17 @@ if [ ! -f /usr/share/java/zookeeper.jar ] || ! command -v java >/dev/null 2>&1; 
 	$SUDO apt-get install -y -qq --no-install-recommends zookeeper >/dev/null
 fi
 
+# Redis and HAProxy: the replica tests run two gateways behind HAProxy
+# sharing rate limits and the cache through Redis (Debian's packages; their
+# services are not started here, the tests run their own on free ports).
+if ! command -v redis-server >/dev/null 2>&1 || ! { command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ]; }; then
+	say "installing redis-server and haproxy (Debian packages)"
+	export DEBIAN_FRONTEND=noninteractive
+	SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo -n"
+	$SUDO apt-get update -qq
+	$SUDO apt-get install -y -qq --no-install-recommends redis-server haproxy >/dev/null
+fi
+
 # npm ci only when the lock changed since the last install.
 stamp=testdata/npm/node_modules/.mcptrail-lock.sha256
 want=$(sha256sum testdata/npm/package-lock.json | cut -d' ' -f1)
