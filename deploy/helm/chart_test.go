@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/mcptrail/mcptrail/proxy/config"
+	"github.com/mcptrail/mcptrail/proxy/sessionseal"
 )
 
 const chartDir = "mcptrail"
@@ -162,6 +163,7 @@ func TestChartRendersAndValidates(t *testing.T) {
 		clusterSet  bool
 		annotations bool
 		preStop     int64 // seconds of the preStop sleep; 0: none
+		sessionKeys bool  // sessions.keys set (sealed sessions)
 	}
 	wants := map[string]want{
 		"default-values.yaml": {
@@ -171,12 +173,12 @@ func TestChartRendersAndValidates(t *testing.T) {
 		"full-values.yaml": {
 			kinds: []string{"ConfigMap", "Deployment", "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Secret", "Service", "Service", "ServiceAccount"},
 			image: "ghcr.io/mcptrail/mcptrail:1.2.3-node", adminPort: 9090, tokens: 2, redisEnv: "ci-mcptrail-redis:6379",
-			secretName: "ci-mcptrail", clusterSet: true, annotations: true, preStop: 5,
+			secretName: "ci-mcptrail", clusterSet: true, annotations: true, preStop: 5, sessionKeys: true,
 		},
 		"existing-secret-values.yaml": {
 			kinds:    []string{"ConfigMap", "Deployment", "Service"},
 			replicas: 3, image: "ghcr.io/mcptrail/mcptrail:dev", tokens: 1, redisEnv: "redis.shared.svc.cluster.local:6379",
-			secretName: "mcptrail-secrets",
+			secretName: "mcptrail-secrets", sessionKeys: true,
 		},
 	}
 	for _, f := range files {
@@ -212,7 +214,8 @@ func TestChartRendersAndValidates(t *testing.T) {
 				t.Errorf("kinds = %v, want %v", kinds, w.kinds)
 			}
 			checkGateway(t, byKind, w.replicas, w.image, w.adminPort, w.tokens, w.redisEnv, w.secretName, w.annotations)
-			checkConfig(t, byKind, w.adminPort, w.tokens, w.clusterSet)
+			cfg := checkConfig(t, byKind, w.adminPort, w.tokens, w.clusterSet)
+			checkReplicaConfig(t, cfg, w.redisEnv, w.sessionKeys)
 			dep := findDeployment(t, byKind, "ci-mcptrail")
 			var sleep int64
 			if lc := dep.Spec.Template.Spec.Containers[0].Lifecycle; lc != nil && lc.PreStop != nil && lc.PreStop.Sleep != nil {
@@ -338,7 +341,7 @@ func checkGateway(t *testing.T, byKind map[string][]rendered, replicas int32, im
 
 // checkConfig runs the rendered mcptrail.yaml through mcptrail's config
 // validation, with the environment the Deployment gives the container.
-func checkConfig(t *testing.T, byKind map[string][]rendered, adminPort int32, tokens int, clusterSet bool) {
+func checkConfig(t *testing.T, byKind map[string][]rendered, adminPort int32, tokens int, clusterSet bool) *config.Config {
 	t.Helper()
 	if len(byKind["ConfigMap"]) != 1 {
 		t.Fatalf("ConfigMaps = %d, want 1", len(byKind["ConfigMap"]))
@@ -398,6 +401,25 @@ func checkConfig(t *testing.T, byKind map[string][]rendered, adminPort int32, to
 	}
 	if cfg.Recorder.Spool.Dir != "/var/lib/mcptrail/spool" {
 		t.Errorf("recorder.spool.dir = %q, want it on the data volume", cfg.Recorder.Spool.Dir)
+	}
+	return cfg
+}
+
+// checkReplicaConfig: the session keys of the Secret reach sessions.keys
+// (and parse as a key ring when the chart made the Secret), and with
+// redis.enabled the rendered config shares state through it.
+func checkReplicaConfig(t *testing.T, cfg *config.Config, redisAddr string, sessionKeys bool) {
+	t.Helper()
+	if cfg.Sessions.Sealed() != sessionKeys {
+		t.Errorf("sessions sealed = %v, want %v", cfg.Sessions.Sealed(), sessionKeys)
+	}
+	if keys := cfg.Sessions.Keys; keys != "" && !strings.HasPrefix(keys, "0000") {
+		if _, err := sessionseal.ParseKeys([]byte(keys)); err != nil {
+			t.Errorf("secrets.sessionKey is not a key ring: %v", err)
+		}
+	}
+	if cfg.Redis.Addr != redisAddr {
+		t.Errorf("redis.addr = %q, want %q", cfg.Redis.Addr, redisAddr)
 	}
 }
 

@@ -85,5 +85,15 @@ references filled from the Secret.
 {{- $_ := set $red "hmac_key_env" "MCPTRAIL_REDACTION_KEY" }}
 {{- $_ := set $rec "redaction" $red }}
 {{- $_ := set $cfg "recorder" $rec }}
+{{- /* Sealed sessions: the Secret's session-key (empty: not sealed). */}}
+{{- $sess := default dict (get $cfg "sessions") }}
+{{- $_ := set $sess "keys" "${MCPTRAIL_SESSION_KEY:-}" }}
+{{- $_ := set $cfg "sessions" $sess }}
+{{- if .Values.redis.enabled }}
+{{- $redis := default dict (get $cfg "redis") }}
+{{- $_ := set $redis "addr" "${MCPTRAIL_REDIS_ADDR}" }}
+{{- if .Values.redis.rateLimitFailOpen }}{{ $_ := set $redis "rate_limit_fail_open" true }}{{ end }}
+{{- $_ := set $cfg "redis" $redis }}
+{{- end }}
 {{- toYaml $cfg }}
 {{- end }}
