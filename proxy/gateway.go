@@ -525,16 +525,22 @@ func (g *Gateway) backendNotification(ctx context.Context, b *Backend, n jsonrpc
 			return true
 		})
 	case "notifications/message":
-		// Log messages go to the sessions that asked for logging.
+		// Log messages go to the sessions that asked for their level; one
+		// sent during a call is recorded with it.
 		msg := n.Marshal()
+		var p struct {
+			Level string `json:"level"`
+		}
+		_ = json.Unmarshal(n.Params, &p)
 		if origin != nil {
-			if origin.sess != nil && origin.sess.wantsLogs() {
+			if origin.sess != nil && origin.sess.wantsLog(p.Level) {
 				origin.notify(msg)
+				g.recordNotification(origin, b.Name(), &n)
 			}
 			return
 		}
 		g.sessions.Range(func(s *Session) bool {
-			if fromProfile(s) && s.wantsLogs() && g.mayHear(s, b) {
+			if fromProfile(s) && s.wantsLog(p.Level) && g.mayHear(s, b) {
 				s.push(msg)
 			}
 			return true

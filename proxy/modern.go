@@ -107,6 +107,13 @@ func (g *Gateway) modernSession(w http.ResponseWriter, r *http.Request, msg json
 		_ = json.Unmarshal(meta.Get(metaClientInfo), &info)
 		_ = json.Unmarshal(meta.Get(metaClientCapabilities), &caps)
 		if lvl, ok := meta.GetString(metaLogLevel); ok {
+			if !validLogLevel(lvl) {
+				// logging: "If the io.modelcontextprotocol/logLevel value …
+				// is not a recognized log level, the server SHOULD reject
+				// that request" with Invalid params.
+				writeRPCError(w, http.StatusOK, msg.ID, jsonrpc.CodeInvalidParams, "Invalid log level in _meta: "+strconv.Quote(lvl), reqID)
+				return nil, false
+			}
 			sess.setLogLevel(lvl)
 		}
 	}

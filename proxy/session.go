@@ -129,10 +129,26 @@ func (s *Session) setLogLevel(l string) {
 	s.mu.Unlock()
 }
 
-func (s *Session) wantsLogs() bool {
+// logLevels ranks the log levels (RFC 5424 severities, least severe first).
+var logLevels = map[string]int{"debug": 0, "info": 1, "notice": 2, "warning": 3, "error": 4, "critical": 5, "alert": 6, "emergency": 7}
+
+// validLogLevel reports whether l is a log level the protocol defines.
+func validLogLevel(l string) bool { _, ok := logLevels[l]; return ok }
+
+// wantsLog reports whether the session's client asked for log messages of
+// level: it set a log level (logging/setLevel, or a 2026-07-28 request's
+// _meta) and level is at or above it. A backend connection is shared by
+// the sessions of a capability profile and has one level, the last one set
+// by any of them, so the gateway filters for each session itself. A level
+// the protocol does not define is passed on.
+func (s *Session) wantsLog(level string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.logLevel != ""
+	if s.logLevel == "" {
+		return false
+	}
+	got, ok := logLevels[level]
+	return !ok || got >= logLevels[s.logLevel]
 }
 
 func (s *Session) subscribe(uri string, on bool) {

@@ -115,6 +115,18 @@ func (r *Request) Progress() []json.RawMessage {
 	return out
 }
 
+// Logs returns the params of the log notifications (notifications/message)
+// recorded for r, in order.
+func (r *Request) Logs() []json.RawMessage {
+	var out []json.RawMessage
+	for i := range r.Other {
+		if e := &r.Other[i]; e.Hop == recorder.HopNotification && e.Method == "notifications/message" && len(e.Params) > 0 {
+			out = append(out, json.RawMessage(e.Params))
+		}
+	}
+	return out
+}
+
 // Exchange converts one event to an exchange: its params as the request and
 // its result (or error object) as the response. On upstream hops the
 // protocol version is the one negotiated with the backend.
@@ -142,10 +154,11 @@ func NewStore(events []recorder.Event, cfg match.Config) (*match.Store, error) {
 		}
 	}
 	slices.SortStableFunc(ups, func(a, b *recorder.Event) int { return cmp.Compare(a.TimeNs, b.TimeNs) })
-	// Progress a backend sent during a call, and its requests to the
-	// client, so the mock sends them too.
+	// Progress and log notifications a backend sent during a call, and its
+	// requests to the client, so the mock sends them too.
 	progress := map[string][]json.RawMessage{}
 	serverReqs := map[string][]diff.ServerRequest{}
+	logs := map[string][]json.RawMessage{}
 	notes := slices.Clone(events)
 	slices.SortStableFunc(notes, func(a, b recorder.Event) int {
 		return cmp.Or(cmp.Compare(a.Seq, b.Seq), cmp.Compare(a.TimeNs, b.TimeNs))
@@ -153,6 +166,9 @@ func NewStore(events []recorder.Event, cfg match.Config) (*match.Store, error) {
 	for i := range notes {
 		if e := &notes[i]; e.Hop == recorder.HopNotification && e.Method == "notifications/progress" && len(e.Params) > 0 {
 			progress[e.RequestID] = append(progress[e.RequestID], json.RawMessage(e.Params))
+		}
+		if e := &notes[i]; e.Hop == recorder.HopNotification && e.Method == "notifications/message" && len(e.Params) > 0 {
+			logs[e.RequestID] = append(logs[e.RequestID], json.RawMessage(e.Params))
 		}
 		if e := &notes[i]; e.Hop == recorder.HopServerRequest && e.Method != "" {
 			serverReqs[e.RequestID] = append(serverReqs[e.RequestID], diff.ServerRequest{Method: e.Method, Params: json.RawMessage(e.Params)})
@@ -168,6 +184,7 @@ func NewStore(events []recorder.Event, cfg match.Config) (*match.Store, error) {
 		if last[e.RequestID] == e {
 			x.Progress = progress[e.RequestID]
 			x.ServerRequests = serverReqs[e.RequestID]
+			x.Logs = logs[e.RequestID]
 		}
 		if err := s.Add(x); err != nil {
 			return nil, fmt.Errorf("building replay store from event %s: %w", e.EventID, err)

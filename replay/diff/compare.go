@@ -35,6 +35,9 @@ type Exchange struct {
 	// Progress holds the params of the progress notifications sent for
 	// this request before its answer, in order.
 	Progress []json.RawMessage `json:"progress,omitempty"`
+	// Logs holds the params of the log notifications (notifications/message)
+	// sent for this request before its answer, in order.
+	Logs []json.RawMessage `json:"logs,omitempty"`
 	// ServerRequests are the requests the backend sent to the client while
 	// it worked on this request (sampling, elicitation, roots), in order.
 	ServerRequests []ServerRequest `json:"server_requests,omitempty"`
@@ -266,6 +269,16 @@ const ProgressPath = "/(progress)"
 // for the replay) and _meta. A lost notification is medium risk, an extra
 // one low, a changed value (progress, total, message) low.
 func CompareProgress(recorded, replayed []json.RawMessage, rules IgnoreRules) []Change {
+	return compareNotifications("(progress)", recorded, replayed, rules)
+}
+
+// CompareLogs is CompareProgress for the log notifications of a request
+// (notifications/message params: level, logger, data), under /(log)/N.
+func CompareLogs(recorded, replayed []json.RawMessage, rules IgnoreRules) []Change {
+	return compareNotifications("(log)", recorded, replayed, rules)
+}
+
+func compareNotifications(root string, recorded, replayed []json.RawMessage, rules IgnoreRules) []Change {
 	norm := func(ps []json.RawMessage) []any {
 		out := make([]any, 0, len(ps))
 		for _, p := range ps {
@@ -282,7 +295,7 @@ func CompareProgress(recorded, replayed []json.RawMessage, rules IgnoreRules) []
 		return out
 	}
 	d := differ{rules: rules}
-	d.walk([]string{"(progress)"}, norm(recorded), norm(replayed))
+	d.walk([]string{root}, norm(recorded), norm(replayed))
 	for i := range d.out {
 		c := &d.out[i]
 		switch c.Kind {

@@ -320,7 +320,7 @@ func (s *Server) writeRecorded(w http.ResponseWriter, r *http.Request, id json.R
 		return
 	}
 	tok := progressToken(r)
-	if (len(x.Progress) > 0 && tok != nil || len(x.ServerRequests) > 0) && outcome != recorder.OutcomeTransportError && outcome != recorder.OutcomeDenied {
+	if (len(x.Progress) > 0 && tok != nil || len(x.ServerRequests) > 0 || len(x.Logs) > 0) && outcome != recorder.OutcomeTransportError && outcome != recorder.OutcomeDenied {
 		s.writeStream(w, r, id, tok, x, outcome, code, body)
 		return
 	}
@@ -356,9 +356,9 @@ func progressToken(r *http.Request) json.RawMessage {
 type paramsKey struct{}
 
 // writeStream answers as an SSE stream: the recorded requests to the client
-// (each waits for the client's answer, as the backend did), the recorded
-// progress notifications (with the live request's token, when it has one),
-// then the recorded answer.
+// (each waits for the client's answer, as the backend did), the recorded log
+// notifications, the recorded progress notifications (with the live
+// request's token, when it has one), then the recorded answer.
 func (s *Server) writeStream(w http.ResponseWriter, r *http.Request, id, tok json.RawMessage, x diff.Exchange, outcome recorder.Outcome, code int, body json.RawMessage) {
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
@@ -382,6 +382,9 @@ func (s *Server) writeStream(w http.ResponseWriter, r *http.Request, id, tok jso
 			s.pending.Delete(string(rid))
 			return
 		}
+	}
+	for _, p := range x.Logs {
+		_, _ = fmt.Fprintf(w, "event: message\ndata: %s\n\n", jsonrpc.NewNotification("notifications/message", p).Marshal())
 	}
 	for _, p := range x.Progress {
 		o, err := jsonrpc.ParseObject(p)

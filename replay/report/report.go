@@ -93,10 +93,21 @@ func statusOf(chs []diff.Change) Status {
 // WithProgress adds the differences between recorded and replayed progress
 // notifications (lost, extra, changed) to a compared case.
 func WithProgress(c Case, recorded, replayed []json.RawMessage, rules diff.IgnoreRules) Case {
+	return withNotifications(c, diff.CompareProgress, recorded, replayed, rules)
+}
+
+// WithLogs is WithProgress for the request's log notifications
+// (notifications/message), compared under /(log)/N.
+func WithLogs(c Case, recorded, replayed []json.RawMessage, rules diff.IgnoreRules) Case {
+	return withNotifications(c, diff.CompareLogs, recorded, replayed, rules)
+}
+
+func withNotifications(c Case, compare func(recorded, replayed []json.RawMessage, rules diff.IgnoreRules) []diff.Change,
+	recorded, replayed []json.RawMessage, rules diff.IgnoreRules) Case {
 	if c.Status != StatusIdentical && c.Status != StatusChanged && c.Status != StatusReordered || len(recorded) == 0 && len(replayed) == 0 {
 		return c
 	}
-	ch := diff.CompareProgress(recorded, replayed, rules.For(c.Server, c.Target))
+	ch := compare(recorded, replayed, rules.For(c.Server, c.Target))
 	if len(ch) > 0 {
 		c.Diff.Changes = append(c.Diff.Changes, ch...)
 		c.Status = statusOf(c.Diff.Changes)

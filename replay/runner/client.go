@@ -246,7 +246,8 @@ func clientRequest(ctx context.Context, o Options, tr *transport.StreamableHTTP,
 	replayed.Outcome, replayed.ErrorCode = gatewayOutcome(replayed.Response)
 	replayed.Response = normalizeAnswer(replayed.Response)
 	o.Logger.Debug("replayed", "request_id", r.RequestID, "method", r.Method, "target", r.Target, "duration", dur)
-	return report.WithProgress(report.Compared(recorded, replayed, o.Ignore), r.Progress(), cur.takeProgress(), o.Ignore)
+	c := report.WithProgress(report.Compared(recorded, replayed, o.Ignore), r.Progress(), cur.takeProgress(), o.Ignore)
+	return report.WithLogs(c, r.Logs(), cur.takeLogs(), o.Ignore)
 }
 
 // recordedAnswer is the exchange a client-side replay is compared with: the
@@ -337,6 +338,10 @@ type currentRequest struct {
 	// collects the params of its progress notifications.
 	token    string
 	progress []json.RawMessage
+	// logs collects the params of the log notifications that arrive while
+	// the request is in flight (on its own stream: the replay opens no
+	// other).
+	logs []json.RawMessage
 }
 
 func (c *currentRequest) set(r *replay.Request) {
@@ -347,13 +352,14 @@ func (c *currentRequest) set(r *replay.Request) {
 
 func (c *currentRequest) setToken(tok string) {
 	c.mu.Lock()
-	c.token, c.progress = tok, nil
+	c.token, c.progress, c.logs = tok, nil, nil
 	c.mu.Unlock()
 }
 
-// notification keeps the progress notifications of the request in flight.
+// notification keeps the progress and log notifications of the request in
+// flight.
 func (c *currentRequest) notification(n mcp.JSONRPCNotification) {
-	if n.Method != "notifications/progress" {
+	if n.Method != "notifications/progress" && n.Method != "notifications/message" {
 		return
 	}
 	b, err := json.Marshal(n.Params)
@@ -362,9 +368,23 @@ func (c *currentRequest) notification(n mcp.JSONRPCNotification) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if n.Method == "notifications/message" {
+		if c.r != nil {
+			c.logs = append(c.logs, b)
+		}
+		return
+	}
 	if tok, _ := n.Params.AdditionalFields["progressToken"].(string); tok != "" && tok == c.token {
 		c.progress = append(c.progress, b)
 	}
+}
+
+func (c *currentRequest) takeLogs() []json.RawMessage {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l := c.logs
+	c.logs = nil
+	return l
 }
 
 func (c *currentRequest) takeProgress() []json.RawMessage {
