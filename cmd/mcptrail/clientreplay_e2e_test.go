@@ -6,8 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -96,7 +98,7 @@ var replaySummary = regexp.MustCompile(`(\d+) requests, (\d+) replayed: \d+ iden
 // alarms"): the traffic of the official clients — the TypeScript SDK over
 // streamable HTTP and through `mcptrail stdio`, and the Go SDK in its
 // 2025-11-25 and sessionless 2026-07-28 modes (multi round-trip sampling and
-// elicitation included) — through a recording gateway in front of
+// elicitation included), and the MCP Inspector CLI (a session per step) — through a recording gateway in front of
 // server-everything (mounted without a namespace), replayed with
 // `mcptrail replay mock` three times in a row: every run exits 0 with 0
 // changed and 0 failed. The Go SDK's 2026 traffic gave 19 changed answers
@@ -149,6 +151,23 @@ recorder:
 	}
 	goSDKTraffic(t, gw.url+"/mcp", "2025-11-25")
 	goSDKTraffic(t, gw.url+"/mcp", "")
+	// The Inspector CLI opens a session per step (each a Node start: the
+	// steps the other clients do not cover, side by side).
+	var wg sync.WaitGroup
+	for _, step := range inspectorSteps {
+		if !slices.Contains(step, "a=x") && !slices.Contains(step, "logging/setLevel") && !slices.Contains(step, "resources/read") && !slices.Contains(step, "tools/list") {
+			continue
+		}
+		wg.Go(func() {
+			if out := runInspector(t, npm, []string{gw.url + "/mcp"}, step); strings.Contains(out, "not JSON") {
+				t.Errorf("Inspector CLI %v through the gateway: %s", step, out)
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
 	gw.waitWritten(t)
 
 	replayEnv := []string{"E2E_REDACTION_KEY=" + env.RedactKey}
