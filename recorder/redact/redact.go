@@ -259,17 +259,31 @@ func (p *compiled) hinted(s string, set *byteSet) bool {
 // counted in lower case (so that case-folded hints can be checked).
 type byteSet [4]uint64
 
+// bytesIn returns the byteSet of s. It runs on every string value of every
+// recorded payload: four sets filled from every fourth byte (independent
+// chains of updates), and the lower case of the letters added at the end
+// in one shift, not per byte.
 func bytesIn(s string) byteSet {
-	var set byteSet
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		set[c>>6] |= 1 << (c & 63)
-		if c >= 'A' && c <= 'Z' {
-			c |= 0x20
-			set[c>>6] |= 1 << (c & 63)
-		}
+	var a, b, c, d byteSet
+	i := 0
+	for ; i+3 < len(s); i += 4 {
+		w, x, y, z := s[i], s[i+1], s[i+2], s[i+3]
+		a[w>>6] |= 1 << (w & 63)
+		b[x>>6] |= 1 << (x & 63)
+		c[y>>6] |= 1 << (y & 63)
+		d[z>>6] |= 1 << (z & 63)
 	}
-	return set
+	for ; i < len(s); i++ {
+		a[s[i]>>6] |= 1 << (s[i] & 63)
+	}
+	for k := range a {
+		a[k] |= b[k] | c[k] | d[k]
+	}
+	// 'A'..'Z' (65..90) are bits 1..26 of word 1, 'a'..'z' (97..122)
+	// bits 33..58.
+	const upper = (1<<26 - 1) << 1
+	a[1] |= (a[1] & upper) << 32
+	return a
 }
 
 func (set *byteSet) has(c byte) bool { return set[c>>6]&(1<<(c&63)) != 0 }
