@@ -44,7 +44,7 @@ type Session struct {
 	logLevel        string
 	subs            map[string]bool
 	pending         map[string]chan jsonrpc.Message // server→client requests awaiting the client
-	calls           map[string]*call                // in-flight client requests by JSON-RPC id
+	calls           map[string]*call                // in-flight client requests by jsonrpc.IDKey
 	closed          bool
 	done            chan struct{} // closed by close: ends the standalone stream
 
@@ -232,11 +232,12 @@ func (s *Session) awaitResponse(id string) (chan jsonrpc.Message, func()) {
 	if s.pending == nil {
 		s.pending = map[string]chan jsonrpc.Message{}
 	}
-	s.pending[id] = ch
+	key := jsonrpc.IDKey(json.RawMessage(id))
+	s.pending[key] = ch
 	s.mu.Unlock()
 	return ch, func() {
 		s.mu.Lock()
-		delete(s.pending, id)
+		delete(s.pending, key)
 		s.mu.Unlock()
 	}
 }
@@ -245,7 +246,7 @@ func (s *Session) awaitResponse(id string) (chan jsonrpc.Message, func()) {
 // for it; false when nothing waits for that id.
 func (s *Session) deliver(m jsonrpc.Message) bool {
 	s.mu.Lock()
-	ch, ok := s.pending[string(m.ID)]
+	ch, ok := s.pending[jsonrpc.IDKey(m.ID)]
 	s.mu.Unlock()
 	if ok {
 		// The channel holds one answer; a duplicate answer from the client
@@ -263,14 +264,14 @@ func (s *Session) trackCall(c *call) {
 	if s.calls == nil {
 		s.calls = map[string]*call{}
 	}
-	s.calls[string(c.msg.ID)] = c
+	s.calls[jsonrpc.IDKey(c.msg.ID)] = c
 	s.mu.Unlock()
 }
 
 func (s *Session) untrackCall(c *call) {
 	s.mu.Lock()
-	if s.calls[string(c.msg.ID)] == c {
-		delete(s.calls, string(c.msg.ID))
+	if k := jsonrpc.IDKey(c.msg.ID); s.calls[k] == c {
+		delete(s.calls, k)
 	}
 	s.mu.Unlock()
 }
@@ -278,7 +279,7 @@ func (s *Session) untrackCall(c *call) {
 func (s *Session) findCall(id json.RawMessage) *call {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.calls[string(id)]
+	return s.calls[jsonrpc.IDKey(id)]
 }
 
 func (s *Session) close() {

@@ -239,3 +239,32 @@ func TestLegacySessionInflightCap(t *testing.T) {
 		t.Errorf("answer = %s, want the echo", got)
 	}
 }
+
+// TestCancelMatchesEqualIDs: notifications/cancelled names the request by
+// its JSON-RPC id, which JSON lets a client spell several ways (7 and 7.0,
+// "7" and "\u0037"); the call is cancelled whichever spelling it uses, and
+// a string never cancels a number (fails before the fix: ids were compared
+// byte for byte).
+func TestCancelMatchesEqualIDs(t *testing.T) {
+	cfg, _ := twoBackends(t)
+	e := startGateway(t, cfg)
+	sse := openLegacySSE(t, e.url, nil)
+	if st, _, b := sse.post(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2024-11-05","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}`); st != http.StatusAccepted {
+		t.Fatalf("initialize: %d %s", st, b)
+	}
+	sse.next()
+	for _, tc := range []struct{ id, cancelAs string }{{`7`, `7.0`}, {`"7"`, `"\u0037"`}, {`8`, `80e-1`}} {
+		if st, _, b := sse.post(`{"jsonrpc":"2.0","id":` + tc.id + `,"method":"tools/call","params":{"name":"alpha.slow","arguments":{"steps":1,"delay_ms":600000}}}`); st != http.StatusAccepted {
+			t.Fatalf("slow call %s: %d %s", tc.id, st, b)
+		}
+		// A string that reads like the number is another id: not cancelled.
+		if tc.id[0] != '"' {
+			sse.post(`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"` + tc.id + `","reason":"wrong"}}`)
+		}
+		sse.post(`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":` + tc.cancelAs + `,"reason":"by equal id"}}`)
+		got := sse.next()
+		if !strings.Contains(got, "cancelled: by equal id") {
+			t.Errorf("call %s cancelled as %s: answer %s, want it cancelled for the reason given", tc.id, tc.cancelAs, got)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // Standard JSON-RPC and MCP error codes.
@@ -306,6 +307,50 @@ func NewError(id json.RawMessage, code int, msg string, data json.RawMessage) Me
 
 // IntID renders n as a JSON-RPC id.
 func IntID(n int64) json.RawMessage { return strconv.AppendInt(nil, n, 10) }
+
+// IDKey is a JSON-RPC id as a map key under which ids that JSON deems
+// equal meet: a string by its value ("\u0031" is "1"), a number by its
+// value (1, 1.0, 1e0 and 10E-1 are one id), and never a string and a
+// number alike ("1" is not 1). The id must be valid JSON.
+func IDKey(id json.RawMessage) string {
+	if len(id) > 0 && id[0] == '"' {
+		return "s" + IDString(id)
+	}
+	if len(id) > 0 && (id[0] == '-' || id[0] >= '0' && id[0] <= '9') {
+		return "n" + canonicalNumber(string(id))
+	}
+	return string(id)
+}
+
+// canonicalNumber writes a JSON number as its significant digits and a
+// decimal exponent, without parsing its value (a huge exponent costs
+// nothing); a number it cannot read is kept as it is.
+func canonicalNumber(s string) string {
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	mant, expPart, hasExp := strings.Cut(strings.ToLower(s), "e")
+	exp := int64(0)
+	if hasExp {
+		e, err := strconv.ParseInt(strings.TrimPrefix(expPart, "+"), 10, 64)
+		if err != nil || e > 1<<40 || e < -(1<<40) {
+			return s
+		}
+		exp = e
+	}
+	intPart, frac, _ := strings.Cut(mant, ".")
+	digits := strings.TrimLeft(intPart+frac, "0")
+	exp -= int64(len(frac))
+	if digits == "" {
+		return "0"
+	}
+	trimmed := strings.TrimRight(digits, "0")
+	exp += int64(len(digits) - len(trimmed))
+	if neg {
+		trimmed = "-" + trimmed
+	}
+	return trimmed + "e" + strconv.FormatInt(exp, 10)
+}
+
 
 // IDString returns the id as text for logs and records: numbers as digits,
 // strings without quotes.
