@@ -351,7 +351,6 @@ func canonicalNumber(s string) string {
 	return trimmed + "e" + strconv.FormatInt(exp, 10)
 }
 
-
 // IDString returns the id as text for logs and records: numbers as digits,
 // strings without quotes.
 func IDString(id json.RawMessage) string {
