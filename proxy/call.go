@@ -428,7 +428,7 @@ func (c *call) dispatch(ctx context.Context) jsonrpc.Message {
 				c.sess.subscribe(uri, false)
 			case "resources/read":
 				if uri != rt.uri {
-					resp.Result = []byte(strings.ReplaceAll(string(resp.Result), strconv.Quote(rt.uri), strconv.Quote(uri)))
+					resp.Result = renameContents(resp.Result, rt.uri, uri)
 				}
 			}
 		}
@@ -557,6 +557,44 @@ func (c *call) forwardNamed(ctx context.Context, params *jsonrpc.Object, rt name
 		params.SetString("name", rt.name)
 	}
 	return c.forward(ctx, b)
+}
+
+// renameContents gives the contents of a resources/read result that carry
+// the backend's URI the name the client asked by. Only contents[].uri is
+// rewritten: text or blobs that happen to hold the URI are the resource's
+// own bytes.
+func renameContents(result json.RawMessage, backendURI, clientURI string) json.RawMessage {
+	o, err := jsonrpc.ParseObject(result)
+	if err != nil {
+		return result
+	}
+	var contents []json.RawMessage
+	if json.Unmarshal(o.Get("contents"), &contents) != nil {
+		return result
+	}
+	changed := false
+	for i, raw := range contents {
+		item, err := jsonrpc.ParseObject(raw)
+		if err != nil {
+			continue
+		}
+		if u, ok := item.GetString("uri"); ok && u == backendURI {
+			item.SetString("uri", clientURI)
+			contents[i] = item.Marshal()
+			changed = true
+		}
+	}
+	if !changed {
+		return result
+	}
+	// By hand: json.Marshal would re-escape the backend's bytes (<, >, &).
+	parts := make([][]byte, len(contents))
+	for i, c := range contents {
+		parts[i] = c
+	}
+	b := append([]byte{'['}, bytes.Join(parts, []byte{','})...)
+	o.Set("contents", append(b, ']'))
+	return o.Marshal()
 }
 
 // plainJSONString reports whether raw is the JSON string s written without

@@ -29,6 +29,7 @@ import (
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
 	"go.uber.org/goleak"
 
 	"github.com/mcptrail/mcptrail/proxy"
@@ -1199,5 +1200,37 @@ func TestModernRequestRecordsClient(t *testing.T) {
 		if ev.ClientName != "raw-modern" || ev.ClientVersion != "9" || ev.ProtocolVersion != "2026-07-28" || ev.Principal != "anonymous" {
 			t.Errorf("%s hop: client %q %q, protocol %q, principal %q; want raw-modern 9 2026-07-28 anonymous", ev.Hop, ev.ClientName, ev.ClientVersion, ev.ProtocolVersion, ev.Principal)
 		}
+	}
+}
+
+// TestReadRenamesOnlyTheContentsURI: a read of a colliding (renamed) URI
+// gives contents[].uri the client's name for it, and leaves the
+// resource's own text alone even where it spells the backend's URI (fails
+// before the fix: every JSON string equal to the URI in the result was
+// rewritten).
+func TestReadRenamesOnlyTheContentsURI(t *testing.T) {
+	cfg, _ := twoBackends(t)
+	srv := server.NewMCPServer("self-naming", "1", server.WithResourceCapabilities(false, false))
+	srv.AddResource(mcp.NewResource("test://static/1", "self"), func(context.Context, mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
+		return []mcp.ResourceContents{mcp.TextResourceContents{URI: "test://static/1", MIMEType: "text/plain", Text: "test://static/1"}}, nil
+	})
+	hs := httptest.NewServer(server.NewStreamableHTTPServer(srv, server.WithDisableLocalhostProtection(true)))
+	t.Cleanup(hs.Close)
+	cfg.Servers = append(cfg.Servers[:1], config.Server{Name: "gamma", Transport: "http", URL: hs.URL + "/mcp", Timeout: 10 * time.Second})
+	e := startGateway(t, cfg)
+	c := newClient(t, e.url)
+	rr := mcp.ReadResourceRequest{}
+	rr.Params.URI = "mcptrail://gamma/test://static/1"
+	res, err := c.ReadResource(context.Background(), rr)
+	if err != nil {
+		list, _ := c.ListResources(context.Background(), mcp.ListResourcesRequest{})
+		t.Fatalf("ReadResource(%s): %v (listed %+v)", rr.Params.URI, err, list)
+	}
+	if len(res.Contents) != 1 {
+		t.Fatalf("contents = %+v, want 1", res.Contents)
+	}
+	tc, ok := res.Contents[0].(mcp.TextResourceContents)
+	if !ok || tc.URI != rr.Params.URI || tc.Text != "test://static/1" {
+		t.Errorf("contents = %+v, want uri %s and the resource's own text test://static/1", res.Contents[0], rr.Params.URI)
 	}
 }
