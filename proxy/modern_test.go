@@ -1,9 +1,11 @@
 package proxy_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -606,5 +608,51 @@ func TestModernHeldCallsCappedPerPrincipal(t *testing.T) {
 	}
 	if a, _ := start(6, "m-token"); a.Error != nil || string(a.Result["resultType"]) != `"input_required"` {
 		t.Errorf("mallory's held call after one chain ended = %+v, want an InputRequiredResult", a)
+	}
+}
+
+// TestModernTaskAugmentUsesTheCallersCatalog: whether a 2026 client's
+// tools/call is made task-augmented upstream is decided by the tool as the
+// connection serving that client lists it, not as the primary connection
+// (no client capabilities) does (fails before the fix: a tool offered only
+// to clients that can elicit, with taskSupport required, was sent without
+// params.task).
+func TestModernTaskAugmentUsesTheCallersCatalog(t *testing.T) {
+	srv := server.NewMCPServer("tasky", "1", server.WithToolCapabilities(false), server.WithTaskCapabilities(true, true, true),
+		server.WithToolFilter(func(ctx context.Context, tools []mcpgo.Tool) []mcpgo.Tool {
+			if s, ok := server.ClientSessionFromContext(ctx).(server.SessionWithClientInfo); ok && s.GetClientCapabilities().Elicitation != nil {
+				return tools
+			}
+			return nil
+		}))
+	srv.AddTool(mcpgo.NewTool("job", mcpgo.WithTaskSupport(mcpgo.TaskSupportRequired)), func(context.Context, mcpgo.CallToolRequest) (*mcpgo.CallToolResult, error) {
+		return mcpgo.NewToolResultText("done"), nil
+	})
+	h := server.NewStreamableHTTPServer(srv, server.WithDisableLocalhostProtection(true))
+	var mu sync.Mutex
+	var calls []string
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if strings.Contains(string(b), `"tools/call"`) {
+			mu.Lock()
+			calls = append(calls, string(b))
+			mu.Unlock()
+		}
+		r.Body = io.NopCloser(bytes.NewReader(b))
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(hs.Close)
+	e := startGateway(t, &config.Config{Servers: []config.Server{{Name: "tasky", Transport: "http", URL: hs.URL + "/mcp", Timeout: 10 * time.Second}}})
+	caps := map[string]any{"elicitation": map[string]any{}, "extensions": map[string]any{"io.modelcontextprotocol/tasks": map[string]any{}}}
+	_, b := post(t, e.url, modernBody(1, "tools/list", nil, caps), modernHeaders("tools/list", ""))
+	if !strings.Contains(string(b), `"tasky.job"`) {
+		t.Fatalf("tools/list for an eliciting client = %s, want tasky.job", b)
+	}
+	call := map[string]any{"name": "tasky.job", "arguments": map[string]any{}}
+	post(t, e.url, modernBody(2, "tools/call", call, caps), modernHeaders("tools/call", "tasky.job"))
+	mu.Lock()
+	defer mu.Unlock()
+	if len(calls) != 1 || !strings.Contains(calls[0], `"task":{}`) {
+		t.Errorf("upstream tools/call = %q, want one, task-augmented", calls)
 	}
 }

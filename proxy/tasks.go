@@ -152,7 +152,7 @@ func (c *call) taskAugment() bool {
 	if c.msg.Method != "tools/call" || !c.sess.clientHasExtension(extTasks) || c.params.Get("task") != nil {
 		return false
 	}
-	for _, it := range c.g.catalog.Load().items[listTools] {
+	for _, it := range c.catalog().items[listTools] { // the catalog of the connection that serves the call
 		if it.name != c.target {
 			continue
 		}
