@@ -696,6 +696,9 @@ func (c *call) forwardOnce(ctx context.Context, b *Backend, attempt int, fallbac
 		return c.fail(jsonrpc.CodeRequestTimeout, err.Error(), "server", b.Name())
 	}
 	defer b.release()
+	if c.sess != nil && c.sess.id != "" {
+		c.sess.markUsed(b.Name())
+	}
 	key, caps := c.profile()
 	snap, err := b.snapFor(ctx, key, caps)
 	if snap == nil {

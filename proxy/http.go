@@ -437,10 +437,15 @@ func (g *Gateway) clientNotification(sess *Session, msg jsonrpc.Message) {
 			c.cancelByClient(reason)
 		}
 	case "notifications/roots/list_changed":
-		// To the connections that declared this client's capabilities
-		// (profile.go): only they were told about roots.
+		// To the backends this session sent requests to, on the connection
+		// that declared its capabilities (profile.go): only they can have
+		// asked it for roots. Others sharing that connection's profile
+		// are other clients' business.
 		key, _, _ := sess.capabilityProfile()
 		for _, name := range g.order {
+			if !sess.usedBackend(name) {
+				continue
+			}
 			if s := g.backends[name].variantSnaps()[key]; s != nil {
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 				_ = s.conn.notify(ctx, msg.Method, nil)

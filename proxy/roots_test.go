@@ -1,8 +1,13 @@
 package proxy_test
 
 import (
+	"bytes"
 	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -11,6 +16,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/mcptrail/mcptrail/proxy/config"
+	"github.com/mcptrail/mcptrail/proxy/testbackend"
 )
 
 // TestRootsListThroughStdioBackend: a stdio backend's roots/list during a
@@ -73,4 +79,57 @@ func toolNames(r *mcp.ListToolsResult) string {
 		names = append(names, tool.Name)
 	}
 	return strings.Join(names, ",")
+}
+
+// TestRootsChangedOnlyToTheSessionsBackends: a client's
+// notifications/roots/list_changed reaches the backends its session sent
+// requests to, not a backend it never used, even when another session
+// with the same capabilities made that backend open the same kind of
+// connection (fails before the fix: every backend with a connection for
+// the capability profile was told).
+func TestRootsChangedOnlyToTheSessionsBackends(t *testing.T) {
+	var alphaGot, betaGot atomic.Int64
+	counting := func(n *atomic.Int64) string {
+		inner := testbackend.New(testbackend.Options{}).HTTPHandler()
+		hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b, _ := io.ReadAll(r.Body)
+			if strings.Contains(string(b), "notifications/roots/list_changed") {
+				n.Add(1)
+			}
+			r.Body = io.NopCloser(bytes.NewReader(b))
+			inner.ServeHTTP(w, r)
+		}))
+		t.Cleanup(hs.Close)
+		return hs.URL + "/mcp"
+	}
+	e := startGateway(t, &config.Config{Servers: []config.Server{
+		{Name: "alpha", Transport: "http", URL: counting(&alphaGot), Timeout: 10 * time.Second},
+		{Name: "beta", Transport: "http", URL: counting(&betaGot), Timeout: 10 * time.Second},
+	}})
+	const initRoots = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"roots":{"listChanged":true}},"clientInfo":{"name":"raw","version":"0"}}}`
+	open := func() map[string]string {
+		resp, b := post(t, e.url, initRoots, nil)
+		sid := resp.Header.Get("Mcp-Session-Id")
+		if sid == "" {
+			t.Fatalf("initialize: %s", b)
+		}
+		hdr := map[string]string{"Mcp-Session-Id": sid}
+		post(t, e.url, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, hdr)
+		return hdr
+	}
+	a, b := open(), open()
+	for _, c := range []struct {
+		hdr  map[string]string
+		tool string
+	}{{a, "alpha.echo"}, {b, "beta.echo"}} {
+		if _, body := post(t, e.url, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"`+c.tool+`","arguments":{"message":"x"}}}`, c.hdr); !strings.Contains(string(body), `"text":"x"`) {
+			t.Fatalf("%s: %s", c.tool, body)
+		}
+	}
+	if resp, body := post(t, e.url, `{"jsonrpc":"2.0","method":"notifications/roots/list_changed"}`, a); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("roots/list_changed: %d %s", resp.StatusCode, body)
+	}
+	if alphaGot.Load() != 1 || betaGot.Load() != 0 {
+		t.Errorf("roots/list_changed of a session that used alpha only reached alpha %d and beta %d times, want 1 and 0", alphaGot.Load(), betaGot.Load())
+	}
 }

@@ -43,6 +43,7 @@ type Session struct {
 	profCaps        json.RawMessage // canonical caps
 	logLevel        string
 	subs            map[string]bool
+	used            map[string]bool // backends a request of this session was sent to
 	pending         map[string]chan jsonrpc.Message // server→client requests awaiting the client
 	calls           map[string]*call                // in-flight client requests by jsonrpc.IDKey
 	closed          bool
@@ -257,6 +258,25 @@ func (s *Session) deliver(m jsonrpc.Message) bool {
 		}
 	}
 	return ok
+}
+
+// markUsed notes that a request of s was sent to backend name.
+func (s *Session) markUsed(name string) {
+	s.mu.Lock()
+	if !s.used[name] {
+		if s.used == nil {
+			s.used = map[string]bool{}
+		}
+		s.used[name] = true
+	}
+	s.mu.Unlock()
+}
+
+// usedBackend reports whether a request of s was sent to backend name.
+func (s *Session) usedBackend(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.used[name]
 }
 
 func (s *Session) trackCall(c *call) {
