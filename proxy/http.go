@@ -706,8 +706,8 @@ func (g *Gateway) serveSSEMessage(w http.ResponseWriter, r *http.Request) {
 	g.inflight.Add(1)
 	go func() {
 		defer g.inflight.Done()
-		defer sess.legacyIn.Add(-1)
 		resp := g.Serve(context.Background(), Inbound{Session: sess, Msg: msg, Header: r.Header.Clone(), Principal: principal, RequestID: reqID, Size: size, Start: start, out: sessionReplier{sess}})
+		sess.legacyIn.Add(-1) // served: before the client can see the answer
 		// The answer is the only copy the client gets: wait for room on
 		// the stream rather than drop it.
 		sess.pushWait(resp.Marshal(), 30*time.Second)

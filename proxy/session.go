@@ -43,7 +43,7 @@ type Session struct {
 	profCaps        json.RawMessage // canonical caps
 	logLevel        string
 	subs            map[string]bool
-	used            map[string]bool // backends a request of this session was sent to
+	used            map[string]bool                 // backends a request of this session was sent to
 	pending         map[string]chan jsonrpc.Message // server→client requests awaiting the client
 	calls           map[string]*call                // in-flight client requests by jsonrpc.IDKey
 	closed          bool
