@@ -2,6 +2,7 @@ package chlocal_test
 
 import (
 	"context"
+	"errors"
 	"net"
 	"strconv"
 	"strings"
@@ -77,5 +78,26 @@ func TestClusterStartsOnTakenPorts(t *testing.T) {
 	}
 	if got := query(t, addrs[1], "SELECT count() FROM system.clusters WHERE cluster = 'pt'"); got != 2 {
 		t.Fatalf("system.clusters on the second replica lists %d replicas of pt, want 2", got)
+	}
+}
+
+// TestZooKeeperMissing: without java or the ZooKeeper jar, StartZooKeeper
+// fails at once with the install hint, and starts nothing.
+func TestZooKeeperMissing(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		o    chlocal.ZooKeeperOptions
+	}{
+		{"no java", chlocal.ZooKeeperOptions{Dir: t.TempDir(), Java: "no-such-java-binary"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := chlocal.StartZooKeeper(context.Background(), tc.o)
+			if !errors.Is(err, chlocal.ErrNoZooKeeper) || !strings.Contains(err.Error(), "apt-get install") {
+				t.Fatalf("StartZooKeeper(%+v) err = %v, want ErrNoZooKeeper with the install hint", tc.o, err)
+			}
+		})
+	}
+	if _, err := chlocal.StartCluster(context.Background(), chlocal.ClusterOptions{Dir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "ZooKeeper is empty") {
+		t.Fatalf("StartCluster without ZooKeeper: err = %v, want it named", err)
 	}
 }

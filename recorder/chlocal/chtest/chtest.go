@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -132,6 +133,21 @@ func StartCluster(t testing.TB, name string, replicas int) *Cluster {
 		t.Fatalf("starting local ClickHouse cluster for %s: %v", t.Name(), err)
 	}
 	t.Cleanup(func() {
+		if t.Failed() {
+			// What the servers said, for the failure's cause.
+			logs := []string{filepath.Join(dir, "zookeeper", "zookeeper.log")}
+			for _, s := range c.Servers() {
+				logs = append(logs, filepath.Join(s.Dir(), "server.err.log"))
+			}
+			for _, f := range logs {
+				if b, err := os.ReadFile(f); err == nil {
+					if len(b) > 3000 {
+						b = b[len(b)-3000:]
+					}
+					t.Logf("%s:\n%s", f, b)
+				}
+			}
+		}
 		// Killed, not stopped: its data is thrown away, and a graceful
 		// 18.16 replica takes ~9 s to shut down.
 		for _, s := range c.Servers() {
@@ -156,6 +172,23 @@ func (c *Cluster) SyncReplicas(tb testing.TB, db string) {
 			tb.Fatalf("connecting to replica %s: %v", addr, err)
 		}
 		defer conn.Close()
+		// A restarted replica's tables are read-only until it has a
+		// ZooKeeper session again (after a kill: once the old one expired).
+		for {
+			var readonly uint64
+			q := "SELECT count() FROM system.replicas WHERE database = ? AND (is_readonly OR is_session_expired)"
+			if err := conn.QueryRow(ctx, q, db).Scan(&readonly); err != nil {
+				tb.Fatalf("waiting for the replicas of %s on %s to be writable: %v", db, addr, err)
+			}
+			if readonly == 0 {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				tb.Fatalf("waiting for the replicas of %s on %s to be writable: %d still read-only: %v", db, addr, readonly, ctx.Err())
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
 		rows, err := conn.Query(ctx, "SELECT table FROM system.replicas WHERE database = ?", db)
 		if err != nil {
 			tb.Fatalf("listing the replicated tables of %s on %s: %v", db, addr, err)
