@@ -110,10 +110,14 @@ func (g *Gateway) adminOnly(onMCPListener bool, h http.Handler) http.Handler {
 	want := g.cfg.Admin.TokenSHA256
 	deny := func(w http.ResponseWriter, r *http.Request, status int, reason, reqID string) {
 		if d, ok := h.(AdminDenier); ok {
+			// The connection closes after this answer, but the handler may
+			// read a small body (a login form): no read deadline here, and
+			// the header goes out before the answer does.
+			w.Header().Set("Connection", "close")
 			d.DenyAdmin(w, r, status, reason, reqID)
-		} else {
-			writeRPCError(w, status, nil, jsonrpc.CodeUnauthorized, reason, reqID)
+			return
 		}
+		writeRPCError(w, status, nil, jsonrpc.CodeUnauthorized, reason, reqID)
 		closeUnread(w)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -52,6 +52,16 @@ if ! command -v redis-server >/dev/null 2>&1 || ! { command -v haproxy >/dev/nul
 	$SUDO apt-get install -y -qq --no-install-recommends redis-server haproxy >/dev/null
 fi
 
+# Chromium: TestConsoleBrowser drives the web console in Debian's chromium,
+# headless, with playwright-core (npm, pinned below); /usr/bin/chromium.
+if [ ! -x /usr/bin/chromium ]; then
+	say "installing Chromium (Debian package)"
+	export DEBIAN_FRONTEND=noninteractive
+	SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo -n"
+	$SUDO apt-get update -qq
+	$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+
 # npm ci only when the lock changed since the last install.
 stamp=testdata/npm/node_modules/.mcptrail-lock.sha256
 want=$(sha256sum testdata/npm/package-lock.json | cut -d' ' -f1)

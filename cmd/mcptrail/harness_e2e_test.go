@@ -241,6 +241,9 @@ type gateway struct {
 	*proc
 	url   string // the MCP listener
 	admin string // admin.listen: /statusz, /metrics
+	// adminToken is sent to the admin endpoints when the config sets
+	// admin.token_sha256.
+	adminToken string
 }
 
 // startGateway runs `mcptrail serve` with the e2e config and waits for
@@ -271,7 +274,14 @@ func startGateway(t testing.TB, env e2eEnv, extraArgs ...string) *gateway {
 // stats reads the recorder counters from /statusz.
 func (g *gateway) stats(t testing.TB) recorder.Stats {
 	t.Helper()
-	resp, err := httpc.Get(g.admin + "/statusz")
+	req, err := http.NewRequest(http.MethodGet, g.admin+"/statusz", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.adminToken != "" {
+		req.Header.Set("Authorization", "Bearer "+g.adminToken)
+	}
+	resp, err := httpc.Do(req)
 	if err != nil {
 		t.Fatalf("GET /statusz: %v", err)
 	}

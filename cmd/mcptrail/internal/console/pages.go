@@ -93,12 +93,12 @@ type callsPage struct {
 	Limits              []int
 	Calls               []clickhouse.Call
 	Error               string
-	Query               string
+	LiveURL             template.URL // calls.json with the same filters
 }
 
 func (c *Console) calls(w http.ResponseWriter, r *http.Request) {
 	f, q, err := c.parseCalls(r)
-	d := callsPage{F: f, Outcomes: outcomes, Decisions: decisions, Limits: limits, Query: r.URL.RawQuery}
+	d := callsPage{F: f, Outcomes: outcomes, Decisions: decisions, Limits: limits, LiveURL: sameQuery("/console/calls.json", r)}
 	if err != nil {
 		d.Error = err.Error()
 		c.render(w, r, http.StatusBadRequest, "calls", page{Title: "Calls", Nav: "calls", Data: d})
@@ -314,12 +314,13 @@ type auditPage struct {
 	Rows      []clickhouse.AuditRow
 	Shown     int
 	Error     string
-	Query     string
+	// CSVURL and JSONLURL download exactly the filtered rows.
+	CSVURL, JSONLURL template.URL
 }
 
 func (c *Console) audit(w http.ResponseWriter, r *http.Request) {
 	f, q, err := c.parseAudit(r)
-	d := auditPage{F: f, Decisions: decisions, Query: r.URL.RawQuery}
+	d := auditPage{F: f, Decisions: decisions, CSVURL: sameQuery("/console/audit.csv", r), JSONLURL: sameQuery("/console/audit.jsonl", r)}
 	if err != nil {
 		d.Error = err.Error()
 		c.render(w, r, http.StatusBadRequest, "audit", page{Title: "Audit", Nav: "audit", Data: d})
@@ -547,4 +548,14 @@ func toInt(v any) int {
 		return int(n)
 	}
 	return 0
+}
+
+// sameQuery is path with r's query, re-encoded from its parsed values (so
+// that it is a well-formed URL whatever was sent).
+func sameQuery(path string, r *http.Request) template.URL {
+	q := r.URL.Query().Encode()
+	if q == "" {
+		return template.URL(path)
+	}
+	return template.URL(path + "?" + q)
 }
