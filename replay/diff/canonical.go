@@ -1,148 +1,27 @@
 package diff
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
-	"slices"
-	"strconv"
-	"strings"
+
+	"github.com/mcptrail/mcptrail/internal/jsoncanon"
 )
 
-// Parse decodes JSON into a tree of map[string]any, []any, string, bool, nil
-// and json.Number, the form Diff and Canonical work on. Trailing data after
-// the value is an error.
-func Parse(b []byte) (any, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, fmt.Errorf("decoding JSON: %w", err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, errors.New("decoding JSON: trailing data after value")
-	}
-	return v, nil
-}
+// The canonical form lives in internal/jsoncanon, shared with tool pinning;
+// these keep replay's callers unchanged.
 
-// Canonical returns the canonical form of a JSON document: object keys
-// sorted, no insignificant whitespace, numbers in one spelling (1, 1.0 and
-// 1e0 are all "1"), strings escaped minimally. Equal JSON values have equal
-// canonical forms.
-func Canonical(b []byte) ([]byte, error) {
-	v, err := Parse(b)
-	if err != nil {
-		return nil, err
-	}
-	return AppendCanonical(nil, v), nil
-}
+// Parse decodes JSON into the tree Diff and Canonical work on (see
+// jsoncanon.Parse).
+func Parse(b []byte) (any, error) { return jsoncanon.Parse(b) }
+
+// Canonical returns the canonical form of a JSON document (see
+// jsoncanon.Canonical).
+func Canonical(b []byte) ([]byte, error) { return jsoncanon.Canonical(b) }
 
 // AppendCanonical appends the canonical encoding of a parsed value to dst.
-func AppendCanonical(dst []byte, v any) []byte {
-	switch t := v.(type) {
-	case nil:
-		return append(dst, "null"...)
-	case bool:
-		return strconv.AppendBool(dst, t)
-	case json.Number:
-		return append(dst, CanonicalNumber(t)...)
-	case float64:
-		return append(dst, CanonicalNumber(json.Number(strconv.FormatFloat(t, 'g', -1, 64)))...)
-	case string:
-		return appendString(dst, t)
-	case []any:
-		dst = append(dst, '[')
-		for i, e := range t {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = AppendCanonical(dst, e)
-		}
-		return append(dst, ']')
-	case map[string]any:
-		keys := make([]string, 0, len(t))
-		for k := range t {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		dst = append(dst, '{')
-		for i, k := range keys {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = appendString(dst, k)
-			dst = append(dst, ':')
-			dst = AppendCanonical(dst, t[k])
-		}
-		return append(dst, '}')
-	}
-	// Values not produced by Parse: fall back to encoding/json.
-	b, err := json.Marshal(v)
-	if err != nil {
-		return append(dst, "null"...)
-	}
-	return append(dst, b...)
-}
+func AppendCanonical(dst []byte, v any) []byte { return jsoncanon.AppendCanonical(dst, v) }
 
-// CanonicalNumber spells a JSON number canonically. Numbers that float64
-// holds exactly (at most 15 significant digits) are formatted like
-// encoding/json formats a float64; longer ones keep their literal spelling,
-// minus a redundant sign on zero, so big integer ids are never rounded.
-func CanonicalNumber(n json.Number) string {
-	s := string(n)
-	if sigDigits(s) <= 15 {
-		if f, err := strconv.ParseFloat(s, 64); err == nil {
-			if f == 0 {
-				return "0"
-			}
-			b, err := json.Marshal(f)
-			if err == nil {
-				return string(b)
-			}
-		}
-	}
-	if s == "-0" {
-		return "0"
-	}
-	return strings.ToLower(s)
-}
-
-// sigDigits counts the mantissa digits of a JSON number without leading zeros.
-func sigDigits(s string) int {
-	n, leading := 0, true
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == 'e' || c == 'E':
-			return n
-		case c >= '0' && c <= '9':
-			if leading && c == '0' {
-				continue
-			}
-			leading = false
-			n++
-		}
-	}
-	return n
-}
-
-func appendString(dst []byte, s string) []byte {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(s) // a string always encodes
-	return append(dst, bytes.TrimRight(buf.Bytes(), "\n")...)
-}
+// CanonicalNumber spells a JSON number canonically.
+func CanonicalNumber(n json.Number) string { return jsoncanon.CanonicalNumber(n) }
 
 // Equal reports whether two JSON documents are equal after canonicalisation.
-// Invalid JSON is compared byte-wise.
-func Equal(a, b []byte) bool {
-	ca, errA := Canonical(a)
-	cb, errB := Canonical(b)
-	if errA != nil || errB != nil {
-		return bytes.Equal(bytes.TrimSpace(a), bytes.TrimSpace(b))
-	}
-	return bytes.Equal(ca, cb)
-}
+func Equal(a, b []byte) bool { return jsoncanon.Equal(a, b) }

@@ -11,9 +11,10 @@ package diff
 import (
 	"encoding/json"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/mcptrail/mcptrail/internal/jsoncanon"
 )
 
 // Kind says how a value changed.
@@ -133,17 +134,7 @@ func (d *differ) walk(toks []string, a, b any) {
 			d.add(toks, KindTypeChanged, a, b)
 			return
 		}
-		keys := make([]string, 0, len(at)+len(bt))
-		for k := range at {
-			keys = append(keys, k)
-		}
-		for k := range bt {
-			if _, ok := at[k]; !ok {
-				keys = append(keys, k)
-			}
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
+		for _, k := range jsoncanon.UnionKeys(at, bt) {
 			av, aok := at[k]
 			bv, bok := bt[k]
 			sub := append(toks[:len(toks):len(toks)], k)
