@@ -110,9 +110,13 @@ type Options struct {
 	// ServerRequestTimeout bounds how long a backend's sampling/elicitation
 	// request waits for the client; default 5m.
 	ServerRequestTimeout time.Duration
-	// Policies are checks run after the token rules of Config.Auth, in
-	// order, on every request and list item; the first denial wins.
+	// Policies are checks run after the token rules of Config.Auth (and
+	// tool pinning), in order, on every request and list item; the first
+	// denial wins.
 	Policies []PolicyCheck
+	// PinStore keeps tool pins and their history (pinning); nil keeps
+	// them in memory for the life of the gateway.
+	PinStore PinStore
 }
 
 // Gateway is the routing proxy. Create it with New, then Start it and serve
@@ -141,6 +145,8 @@ type Gateway struct {
 	// outFilters are the output filters (policy_output.go).
 	outFilters  *outputFilters
 	outRedactor JSONRedactor
+	// pins is tool pinning (pins.go).
+	pins *pinTracker
 	// rates and toolGates are the rate limits and per-tool concurrency
 	// caps (ratelimit.go, toolqueue.go).
 	rates     *rateLimits
@@ -246,7 +252,13 @@ func New(o Options) (*Gateway, error) {
 		backends: map[string]*Backend{},
 	}
 	g.rates, g.toolGates = newRateLimits(o.Config, g.sep()), newToolGates(o.Config, g.sep())
-	g.policies = append([]PolicyCheck{tokenCheck{enabled: a.Enabled(), sep: g.sep()}}, o.Policies...)
+	g.pins = newPinTracker(o.Config, g.sep(), o.PinStore, g.logger, inst)
+	g.pins.onChange, g.pins.onState = g.recordToolChange, g.pinsChanged
+	g.policies = []PolicyCheck{tokenCheck{enabled: a.Enabled(), sep: g.sep()}}
+	if g.pins.canDeny() {
+		g.policies = append(g.policies, g.pins)
+	}
+	g.policies = append(g.policies, o.Policies...)
 	g.streams, g.closeStreams = context.WithCancel(context.Background())
 	g.catalog.Store(buildCatalog(nil, nil, g.sep(), nil))
 	if g.sealed, err = newSealedSessions(o.Config.Sessions, o.Now); err != nil {
@@ -312,10 +324,14 @@ func (g *Gateway) Start(ctx context.Context) error {
 			b.run(g.ctx, cmp.Or(b.cfg.HealthInterval, g.opts.HealthInterval))
 		}()
 	}
-	g.wg.Add(1)
+	g.wg.Add(2)
 	go func() {
 		defer g.wg.Done()
 		g.janitor(g.ctx)
+	}()
+	go func() {
+		defer g.wg.Done()
+		g.pins.run(g.ctx)
 	}()
 	if g.shared != nil && g.sealed != nil {
 		g.wg.Add(1)
@@ -439,6 +455,11 @@ func (g *Gateway) backendChanged(*Backend) {
 		changes = append(changes, change{k.(string), v.(*catalog), nc})
 		return true
 	})
+	cats := make([]*catalog, len(changes))
+	for i, ch := range changes {
+		cats[i] = ch.next
+	}
+	g.pins.observe(cats)
 	g.catMu.Unlock()
 	if len(next.collisions) > 0 && !slices.Equal(prev.collisions, next.collisions) {
 		g.logger.Error("servers mounted without a namespace collide; the colliding names are left out: give the server a namespace (remove no_namespace)",

@@ -43,14 +43,14 @@ import (
 func TestMain(m *testing.M) {
 	if addr := os.Getenv("MCPTRAIL_TESTBACKEND_HTTP"); addr != "" {
 		// A backend process of its own over HTTP, for tests that kill it.
-		if err := testbackend.RunHTTP(context.Background(), "v1", addr); err != nil {
+		if err := testbackend.RunHTTP(context.Background(), "v1", addr, false); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
 		os.Exit(0)
 	}
 	if v := os.Getenv("MCPTRAIL_TESTBACKEND"); v != "" {
-		if err := testbackend.RunStdio(context.Background(), v); err != nil {
+		if err := testbackend.RunStdio(context.Background(), v, os.Getenv("MCPTRAIL_TESTBACKEND_MUTABLE") != ""); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}

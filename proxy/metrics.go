@@ -20,6 +20,7 @@ const (
 	metricRequestDuration  = "mcptrail.request.duration"
 	metricPolicyDecisions  = "mcptrail.policy.decisions"
 	metricLimitRefusals    = "mcptrail.limit.refusals"
+	metricToolChanges      = "mcptrail.tool.changes"
 	metricSessions         = "mcptrail.sessions"
 	metricStreams          = "mcptrail.streams"
 	metricStreamDropped    = "mcptrail.stream.messages.dropped"
@@ -79,6 +80,7 @@ type metrics struct {
 	duration  metric.Float64Histogram
 	decisions metric.Int64Counter
 	refusals  metric.Int64Counter
+	changes   metric.Int64Counter
 	limitAttr map[string]metric.AddOption // limit name → its attribute
 
 	// Attribute sets are built once per distinct label combination: every
@@ -152,6 +154,10 @@ func newMetrics(mp metric.MeterProvider, g *Gateway) (*metrics, error) {
 	}
 	if m.refusals, err = meter.Int64Counter(metricLimitRefusals, metric.WithUnit("{refusal}"),
 		metric.WithDescription("Requests refused at a configured limit, by the limits.* key (max_sessions, max_sessions_per_principal, rate_per_principal, rate_per_tool, max_held_per_principal, max_inflight_per_session) or tool_queue (a tool's full wait queue).")); err != nil {
+		return nil, err
+	}
+	if m.changes, err = meter.Int64Counter(metricToolChanges, metric.WithUnit("{change}"),
+		metric.WithDescription("Tool definitions seen differing from their pin, by server and the pinning action taken (warn, hide, deny).")); err != nil {
 		return nil, err
 	}
 	// Every limit is exported from the start (at 0), so that an alert on
@@ -333,6 +339,14 @@ func (m *metrics) policyDecision(ctx context.Context, check, decision, rule stri
 		return attribute.NewSet(attribute.String("check", l.check), attribute.String("decision", l.decision),
 			attribute.String("rule", l.rule))
 	}))
+}
+
+// toolChanged counts a tool seen differing from its pin.
+func (m *metrics) toolChanged(ctx context.Context, server, action string) {
+	if m == nil {
+		return
+	}
+	m.changes.Add(ctx, 1, metric.WithAttributes(attribute.String("server", server), attribute.String("action", action)))
 }
 
 // Limits whose refusals are counted, by their config key under limits.

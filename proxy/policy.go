@@ -218,19 +218,25 @@ func (g *Gateway) recordAmbiguous(reqID string, p *auth.Principal, err error) bo
 		RequestID: reqID, Hop: recorder.HopAuth, TimeNs: time.Now().UnixNano(), Principal: who,
 		AuthDecision: auth.ResultDenied, AuthRule: RuleAmbiguousKey, Outcome: recorder.OutcomeDenied,
 		ErrorCode: jsonrpc.CodeInvalidRequest, ErrorMessage: amb.Error(), // quotes the client's key
-		GatewayInstance: g.instance, GatewayVersion: Version, ConfigHash: g.cfg.Hash,
 	}
+	g.redactOwn(e)
+	g.logger.Warn("request denied", "request_id", reqID, "principal", who, "rule", RuleAmbiguousKey, "reason", e.ErrorMessage)
+	if g.rec != nil {
+		_ = g.rec.Record(e)
+	}
+	return true
+}
+
+// redactOwn stamps an event the gateway records of its own (not a hop of
+// a call) with the gateway's identity and redacts it as record would.
+func (g *Gateway) redactOwn(e *recorder.Event) {
+	e.GatewayInstance, e.GatewayVersion, e.ConfigHash = g.instance, Version, g.cfg.Hash
 	if g.redactor != nil {
 		e.RedactionVersion = g.redactor.Version()
 		redactFields(g.redactor, e)
 	} else {
 		capIdentifiers(e)
 	}
-	g.logger.Warn("request denied", "request_id", reqID, "principal", who, "rule", RuleAmbiguousKey, "reason", e.ErrorMessage)
-	if g.rec != nil {
-		_ = g.rec.Record(e)
-	}
-	return true
 }
 
 // mayHear reports whether what backend b sends outside any call (log

@@ -65,6 +65,7 @@ func newRootCmd() *cobra.Command {
 		newTestBackendCmd(),
 		newDashboardsCmd(),
 		newConsoleCmd(),
+		newToolsCmd(),
 	)
 	addRecorderCommands(root)
 	addReplayCommands(root)

@@ -139,6 +139,7 @@ func runServe(ctx context.Context, cfg *config.Config, logLevel string) error {
 		MeterProvider: mt.Provider, MetricsHandler: mt.Handler, OutputRedactor: redactor}
 	if rec.pipeline != nil {
 		opts.Recorder = rec
+		opts.PinStore = rec.store
 		if cfg.Recorder.Payloads.IsEnabled() {
 			opts.Redactor = rec.redactor
 			opts.DeferRedactionBytes = deferRedactionBytes

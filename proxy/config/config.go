@@ -130,6 +130,9 @@ type Config struct {
 	Sessions Sessions `yaml:"sessions"`
 	// Redis shares rate limits and the result cache between replicas.
 	Redis Redis `yaml:"redis"`
+	// Pinning pins every tool's definition (the rug-pull defence); see
+	// Pinning.
+	Pinning Pinning `yaml:"pinning"`
 
 	// Path is the file the config came from ("" when parsed from memory).
 	Path string `yaml:"-"`
@@ -318,6 +321,9 @@ type Server struct {
 	// the tool's own (un-namespaced) name; its hop is recorded with
 	// fallback set. Default none.
 	Fallbacks []string `yaml:"fallbacks"`
+	// Pinning overrides pinning.on_change for this server's tools: off,
+	// warn, hide or deny; tools.<name>.pinning overrides it per tool.
+	Pinning string `yaml:"pinning"`
 	// HealthInterval is how often the gateway pings this server while it
 	// is connected (ping, or server/discover for 2026-07-28 servers). A
 	// failed ping reconnects and counts as a breaker failure; a successful
@@ -397,6 +403,83 @@ type ToolSettings struct {
 	// Rate overrides limits.rate_per_tool for this tool: a token bucket
 	// per principal for calls of this tool.
 	Rate Rate `yaml:"rate"`
+	// Pinning overrides the server's pinning for this tool: off, warn,
+	// hide or deny.
+	Pinning string `yaml:"pinning"`
+}
+
+// Pinning actions: what the gateway does when a tool's definition differs
+// from its pin.
+const (
+	PinningOff  = "off"
+	PinningWarn = "warn"
+	PinningHide = "hide"
+	PinningDeny = "deny"
+)
+
+// Pinning defaults.
+const (
+	DefaultPinningOnChange     = PinningWarn
+	DefaultPinningPollInterval = 10 * time.Second
+)
+
+// Pinning pins each tool's definition: its description, inputSchema,
+// outputSchema, annotations and title, as canonical JSON (key order and
+// number spelling do not count), hashed with sha256 per server at every
+// catalog refresh. The first version the gateway sees is pinned (trust on
+// first use) unless one is pinned already; the pins and every change are
+// kept in ClickHouse (table tool_pins) and in memory, so the gateway keeps
+// enforcing them while ClickHouse is down. `mcptrail tools approve
+// <server>.<tool>` pins a new version; `mcptrail tools drift` lists the
+// changes with a diff.
+type Pinning struct {
+	// OnChange is what happens when a tool differs from its pin: "warn"
+	// (default) serves it, records the change (a tool_pins row, an audit
+	// event and the metric mcptrail_tool_changes_total) and logs a WARN;
+	// "hide" also leaves the tool out of tools/list and refuses its calls
+	// (-32003, naming the approve command, with the request ID) until the
+	// new version is approved or the pinned one comes back; "deny" does
+	// that for every tool of the server (a server that changed one tool
+	// under you is not trusted with the others); "off" does not pin.
+	// servers[].pinning and servers[].tools.<name>.pinning override it.
+	//
+	// A tool first seen while the pins could not be read from ClickHouse
+	// (down since the gateway started) cannot be told apart from a changed
+	// one: under warn it is served and pinned once the pins are read;
+	// under hide and deny it is hidden (rule "pinning:unverified") until
+	// they are read. Memory-only (recording off): pins last as long as the
+	// process.
+	OnChange string `yaml:"on_change"`
+	// PollInterval is how often the gateway reads the pins from ClickHouse,
+	// to pick up approvals made with `mcptrail tools approve` (and pins
+	// written by other gateways), and retries reading them while
+	// ClickHouse is down. Default 10s.
+	PollInterval time.Duration `yaml:"poll_interval"`
+}
+
+// PinningFor is the pinning action of a tool as its server knows it: the
+// tool's setting, else the server's, else pinning.on_change, else warn.
+func (c *Config) PinningFor(server, tool string) string {
+	if s := c.Server(server); s != nil {
+		if a := s.Tools[tool].Pinning; a != "" {
+			return a
+		}
+		if s.Pinning != "" {
+			return s.Pinning
+		}
+	}
+	if c.Pinning.OnChange != "" {
+		return c.Pinning.OnChange
+	}
+	return DefaultPinningOnChange
+}
+
+// PinningPollInterval is pinning.poll_interval with its default.
+func (c *Config) PinningPollInterval() time.Duration {
+	if c.Pinning.PollInterval > 0 {
+		return c.Pinning.PollInterval
+	}
+	return DefaultPinningPollInterval
 }
 
 // Output redaction modes.

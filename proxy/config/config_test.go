@@ -262,6 +262,8 @@ func TestParseBad(t *testing.T) {
 		{"bad header name", "servers: [{name: a, url: 'http://x', headers: {'a b': c}}]", nil, []string{"servers[0].headers.a b"}},
 		{"bad env name", "servers: [{name: a, command: x, env: {'1A': c}}]", nil, []string{"servers[0].env.1A"}},
 		{"bad protocol version", "servers: [{name: a, command: x, protocol_version: latest}]", nil, []string{"servers[0].protocol_version"}},
+		{"bad pinning", minimal + "pinning: {on_change: block}", nil, []string{"pinning.on_change", `"block" is not off, warn, hide or deny`}},
+		{"bad server pinning", "servers: [{name: a, command: x, pinning: hidden, tools: {t: {pinning: allow}}}]", nil, []string{"servers[0].pinning", "servers[0].tools.t.pinning", `"allow"`}},
 		{"negative concurrency", "servers: [{name: a, command: x, max_concurrency: -2}]", nil, []string{"servers[0].max_concurrency"}},
 		{"fallback to itself", "servers: [{name: a, command: x, fallbacks: [a]}]", nil, []string{"servers[0].fallbacks[0]", "the server itself"}},
 		{"fallback to no server", "servers: [{name: a, command: x, fallbacks: [b]}]", nil, []string{"servers[0].fallbacks[0]", `"b" is not the name of a server`}},
@@ -774,5 +776,22 @@ func TestValidateOAuth(t *testing.T) {
 		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), " "+tt.want+":")):
 			t.Errorf("%s: Parse = %v, want an error naming %s", tt.name, err, tt.want)
 		}
+	}
+}
+
+func TestPinningFor(t *testing.T) {
+	cfg, err := ParseEnv([]byte("pinning: {on_change: hide}\nservers: [{name: a, command: x, pinning: deny, tools: {t: {pinning: warn}}}, {name: b, command: x}]\n"), "mcptrail.yaml", envOf())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ server, tool, want string }{
+		{"a", "t", "warn"}, {"a", "u", "deny"}, {"b", "t", "hide"}, {"nosuch", "t", "hide"},
+	} {
+		if got := cfg.PinningFor(tt.server, tt.tool); got != tt.want {
+			t.Errorf("PinningFor(%s, %s) = %s, want %s", tt.server, tt.tool, got, tt.want)
+		}
+	}
+	if got := (&Config{}).PinningFor("a", "t"); got != DefaultPinningOnChange || DefaultPinningOnChange != PinningWarn {
+		t.Errorf("default PinningFor = %s, want warn", got)
 	}
 }

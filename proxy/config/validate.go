@@ -196,6 +196,8 @@ func (c *Config) Validate() error {
 	}
 	c.validateOAuth(&v)
 	c.validateRecorder(&v)
+	validPinning(&v, "pinning.on_change", c.Pinning.OnChange)
+	v.nonNegative("pinning.poll_interval", c.Pinning.PollInterval)
 	return v.err()
 }
 
@@ -402,6 +404,10 @@ func (c *Config) validateServer(v *validator, i int, names map[string]int) {
 	}
 	v.nonNegative(key+".retry_backoff", s.RetryBackoff)
 	v.nonNegative(key+".health_interval", s.HealthInterval)
+	validPinning(v, key+".pinning", s.Pinning)
+	for _, name := range slices.Sorted(maps.Keys(s.Tools)) {
+		validPinning(v, key+".tools."+name+".pinning", s.Tools[name].Pinning)
+	}
 	for _, name := range slices.Sorted(maps.Keys(s.Tools)) {
 		tc := s.Tools[name].Cache
 		if tc == nil {
@@ -714,5 +720,13 @@ func validateOutput(v *validator, key string, f OutputFilter) {
 		if _, err := regexp.Compile(p); err != nil {
 			v.add(fmt.Sprintf("%s.deny_patterns[%d]", key, i), "%v", err)
 		}
+	}
+}
+
+func validPinning(v *validator, key, a string) {
+	switch a {
+	case "", PinningOff, PinningWarn, PinningHide, PinningDeny:
+	default:
+		v.add(key, "%q is not off, warn, hide or deny", a)
 	}
 }

@@ -13,17 +13,18 @@ import (
 // RunStdio serves a backend of the given variant ("v1" or "v2") on the
 // process's stdin and stdout until stdin closes or ctx is cancelled. It is
 // what the hidden `mcptrail testbackend --variant v2` subcommand runs.
-func RunStdio(ctx context.Context, variant string) error {
+// mutable adds the mutate tool (Options.Mutable).
+func RunStdio(ctx context.Context, variant string, mutable bool) error {
 	if err := validVariant(variant); err != nil {
 		return err
 	}
-	return New(Options{Variant: variant}).ServeStdio(ctx, os.Stdin, os.Stdout)
+	return New(Options{Variant: variant, Mutable: mutable}).ServeStdio(ctx, os.Stdin, os.Stdout)
 }
 
 // RunHTTP serves a backend of the given variant as streamable HTTP on addr
 // (for example ":9001"; any path answers) until ctx is cancelled, then
 // shuts down within 5 seconds. It backs `mcptrail testbackend --http :PORT`.
-func RunHTTP(ctx context.Context, variant, addr string) error {
+func RunHTTP(ctx context.Context, variant, addr string, mutable bool) error {
 	if err := validVariant(variant); err != nil {
 		return err
 	}
@@ -31,7 +32,7 @@ func RunHTTP(ctx context.Context, variant, addr string) error {
 	if err != nil {
 		return fmt.Errorf("listening for testbackend on %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: New(Options{Variant: variant}).HTTPHandler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: New(Options{Variant: variant, Mutable: mutable}).HTTPHandler(), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

@@ -354,10 +354,10 @@ func TestStdio(t *testing.T) {
 }
 
 func TestRunRejectsUnknownVariant(t *testing.T) {
-	if err := testbackend.RunStdio(context.Background(), "v3"); err == nil || !strings.Contains(err.Error(), "v3") {
+	if err := testbackend.RunStdio(context.Background(), "v3", false); err == nil || !strings.Contains(err.Error(), "v3") {
 		t.Errorf("RunStdio(v3) = %v, want an error naming v3", err)
 	}
-	if err := testbackend.RunHTTP(context.Background(), "v9", "127.0.0.1:0"); err == nil {
+	if err := testbackend.RunHTTP(context.Background(), "v9", "127.0.0.1:0", false); err == nil {
 		t.Errorf("RunHTTP(v9) = nil, want an error")
 	}
 }
@@ -365,7 +365,7 @@ func TestRunRejectsUnknownVariant(t *testing.T) {
 func TestRunHTTPStopsOnCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- testbackend.RunHTTP(ctx, "v1", "127.0.0.1:0") }()
+	go func() { done <- testbackend.RunHTTP(ctx, "v1", "127.0.0.1:0", false) }()
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("RunHTTP after cancel = %v, want nil", err)

@@ -160,3 +160,20 @@ ARRAY JOIN [request_id, trace_id, session_id] AS id, ['request', 'trace', 'sessi
 WHERE request_id != '' AND id != ''
 GROUP BY id, kind_name, request_id;
 
+-- migration 0006_tool_pins
+CREATE TABLE IF NOT EXISTS mcptrail.tool_pins (
+    ts DateTime,
+    ts_ns UInt64,
+    server String,
+    tool String,
+    kind Enum8('pinned' = 1, 'changed' = 2, 'approved' = 3),
+    hash String,
+    prev_hash String,
+    definition String,
+    diff String,
+    action String,
+    actor String
+) ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(ts)
+ORDER BY (server, tool, ts_ns, kind, hash);
+

@@ -197,3 +197,23 @@ ARRAY JOIN [request_id, trace_id, session_id] AS id, ['request', 'trace', 'sessi
 WHERE request_id != '' AND id != ''
 GROUP BY id, kind_name, request_id;
 
+-- migration 0006_tool_pins
+CREATE TABLE IF NOT EXISTS mcptrail.tool_pins_local ON CLUSTER 'mcp' (
+    ts DateTime64(6, 'UTC'),
+    ts_ns UInt64,
+    server LowCardinality(String),
+    tool String,
+    kind Enum8('pinned' = 1, 'changed' = 2, 'approved' = 3),
+    hash String,
+    prev_hash String,
+    definition String CODEC(ZSTD(3)),
+    diff String CODEC(ZSTD(3)),
+    action LowCardinality(String),
+    actor String
+) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/mcptrail/tool_pins_local', '{replica}')
+PARTITION BY toYYYYMM(ts)
+ORDER BY (server, tool, ts_ns, kind, hash);
+
+CREATE TABLE IF NOT EXISTS mcptrail.tool_pins ON CLUSTER 'mcp' AS mcptrail.tool_pins_local
+ENGINE = Distributed('mcp', 'mcptrail', 'tool_pins_local', cityHash64(server, tool));
+
