@@ -55,6 +55,9 @@ const MethodToolChanged = "mcptrail/tool_changed"
 type pinned struct {
 	hash string
 	def  []byte
+	// local: pinned here while the store's pins were not read yet; the
+	// store's pin replaces it once read, else it is written then.
+	local bool
 }
 
 // pinVerdict is a refusal, its message built once per state.
@@ -82,6 +85,8 @@ type pinTracker struct {
 
 	state atomic.Pointer[pinState]
 	kick  chan struct{}
+	// failing: the last read of the store failed (run's goroutine only).
+	failing bool
 
 	mu       sync.Mutex
 	loaded   bool // the store's pins were read (always, without a store)
@@ -204,20 +209,22 @@ func (t *pinTracker) evaluateLocked() (changes []recorder.PinEvent, stateChanged
 		action := t.cfg.PinningFor(k.server, k.tool)
 		pin, ok := t.pins[k]
 		if !ok {
-			if !t.loaded {
-				if action != config.PinningWarn {
-					st.tools[k] = pinVerdict{RulePinUnverified, "mcptrail: tool " + k.server + t.sep + k.tool +
-						" is hidden until its pin can be read: the pin store (ClickHouse) has been unreachable since the gateway started"}
-				}
-				continue
-			}
 			// First seen: pin it. Of several versions at once (capability
 			// profiles listing different ones), the smallest hash, so
-			// that every gateway pins the same.
+			// that every gateway pins the same. Before the store's pins
+			// are read the pin is only local (merge settles it).
 			pin = seen[slices.Min(slices.Collect(maps.Keys(seen)))]
+			pin.local = !t.loaded
 			t.pins[k] = pin
-			t.pending = append(t.pending, recorder.PinEvent{TimeNs: now, Server: k.server, Tool: k.tool, Kind: recorder.PinPinned,
-				Hash: pin.hash, Definition: string(pin.def), Actor: t.instance})
+			if t.loaded {
+				t.pending = append(t.pending, t.pinnedEvent(k, pin, now))
+			}
+		}
+		if pin.local && action != config.PinningWarn {
+			// It may be a changed version of a pin in the store.
+			st.tools[k] = pinVerdict{RulePinUnverified, "mcptrail: tool " + k.server + t.sep + k.tool +
+				" is hidden until its pin can be read: the pin store (ClickHouse) has been unreachable since the gateway started"}
+			continue
 		}
 		for _, h := range slices.Sorted(maps.Keys(seen)) {
 			if h == pin.hash {
@@ -272,6 +279,11 @@ func (t *pinTracker) report(changes []recorder.PinEvent, stateChanged bool) {
 	}
 }
 
+func (t *pinTracker) pinnedEvent(k toolKey, pin pinned, now int64) recorder.PinEvent {
+	return recorder.PinEvent{TimeNs: now, Server: k.server, Tool: k.tool, Kind: recorder.PinPinned,
+		Hash: pin.hash, Definition: string(pin.def), Actor: t.instance}
+}
+
 func compareStr(a, b string) int {
 	switch {
 	case a < b:
@@ -322,10 +334,15 @@ func (t *pinTracker) sync(ctx context.Context) {
 	evs, err := t.store.LoadPins(lctx)
 	cancel()
 	if err != nil {
-		if ctx.Err() == nil {
-			t.logger.Warn("reading tool pins failed; enforcing the pins in memory", "err", err)
+		if ctx.Err() == nil && !t.failing {
+			t.logger.Warn("reading tool pins failed; enforcing the pins in memory until the store answers", "err", err)
 		}
+		t.failing = true
 		return
+	}
+	if t.failing {
+		t.logger.Info("reading tool pins again")
+		t.failing = false
 	}
 	t.mu.Lock()
 	t.merge(evs)
@@ -356,8 +373,8 @@ func (t *pinTracker) merge(evs []recorder.PinEvent) {
 		k := toolKey{ev.Server, ev.Tool}
 		switch ev.Kind {
 		case recorder.PinPinned, recorder.PinApproved:
-			if cur, ok := t.pins[k]; !ok || cur.hash != ev.Hash {
-				if ok && t.loaded {
+			if cur, ok := t.pins[k]; !ok || cur.hash != ev.Hash || cur.local {
+				if ok && t.loaded && cur.hash != ev.Hash {
 					t.logger.Info("tool pin replaced from the store", "server", ev.Server, "tool", ev.Tool, "kind", ev.Kind,
 						"sha256", ev.Hash, "by", ev.Actor)
 				}
@@ -366,6 +383,16 @@ func (t *pinTracker) merge(evs []recorder.PinEvent) {
 		case recorder.PinChanged:
 			if _, ok := t.reported[k]; !ok {
 				t.reported[k] = ev.Hash
+			}
+		}
+	}
+	if !t.loaded {
+		now := time.Now().UnixNano()
+		for k, p := range t.pins {
+			if p.local {
+				p.local = false
+				t.pins[k] = p
+				t.pending = append(t.pending, t.pinnedEvent(k, p, now))
 			}
 		}
 	}

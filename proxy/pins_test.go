@@ -263,7 +263,7 @@ func TestPinningStoreDown(t *testing.T) {
 	store := &memPins{down: true}
 	// A pin from an earlier run: tb.add as it was before a change.
 	store.rows = append(store.rows, recorder.PinEvent{Server: "tb", Tool: "add", Kind: recorder.PinPinned, Hash: "0000", Definition: `{"description":"Adds two numbers, honestly."}`})
-	tb := testbackend.New(testbackend.Options{})
+	tb := testbackend.New(testbackend.Options{Mutable: true})
 	hs := httptest.NewServer(tb.HTTPHandler())
 	t.Cleanup(hs.Close)
 	cfg := &config.Config{Pinning: config.Pinning{OnChange: "hide", PollInterval: 20 * time.Millisecond}, Servers: []config.Server{
@@ -280,6 +280,19 @@ func TestPinningStoreDown(t *testing.T) {
 	if r.Error == nil || !strings.Contains(r.Error.Message, "pin store") {
 		t.Errorf("calling an unverified tool = %s %+v", r.Result, r.Error)
 	}
+	// Under warn the first version is pinned in memory meanwhile, so a
+	// change is still caught (both servers are the same backend).
+	if r := c.do("tools/call", `{"name":"warned.mutate","arguments":{"tool":"fail","description":"changed while the store is down"}}`); r.Error != nil {
+		t.Fatalf("mutate: %+v", r.Error)
+	}
+	waitFor(t, "the change of warned.fail recorded", func() bool {
+		for _, ev := range e.rec.snapshot() {
+			if ev.Method == proxy.MethodToolChanged && ev.Target == "warned.fail" {
+				return true
+			}
+		}
+		return false
+	})
 	store.setDown(false)
 	waitFor(t, "tb.echo served once the pins are read", func() bool { return hasTool(c.toolNames(""), "tb.echo") })
 	if hasTool(c.toolNames(""), "tb.add") {
@@ -288,4 +301,9 @@ func TestPinningStoreDown(t *testing.T) {
 	if _, ok := store.find("tb", "echo", recorder.PinPinned); !ok {
 		t.Errorf("tb.echo was not pinned in the store once it was back")
 	}
+	waitFor(t, "warned.fail's pin and change written", func() bool {
+		p, ok := store.find("warned", "fail", recorder.PinPinned)
+		ch, ok2 := store.find("warned", "fail", recorder.PinChanged)
+		return ok && ok2 && ch.PrevHash == p.Hash && ch.Action == "warn"
+	})
 }

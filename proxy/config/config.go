@@ -445,9 +445,10 @@ type Pinning struct {
 	//
 	// A tool first seen while the pins could not be read from ClickHouse
 	// (down since the gateway started) cannot be told apart from a changed
-	// one: under warn it is served and pinned once the pins are read;
-	// under hide and deny it is hidden (rule "pinning:unverified") until
-	// they are read. Memory-only (recording off): pins last as long as the
+	// one: under warn it is served, pinned in memory (so a later change is
+	// still caught) and in the store once it answers, unless the store has
+	// a pin of its own; under hide and deny it is hidden (rule
+	// "pinning:unverified") until the pins are read. Memory-only (recording off): pins last as long as the
 	// process.
 	OnChange string `yaml:"on_change"`
 	// PollInterval is how often the gateway reads the pins from ClickHouse,
