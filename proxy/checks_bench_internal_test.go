@@ -17,7 +17,8 @@ import (
 // every check on: the token rules, argument validation against the tool's
 // compiled inputSchema, two CEL argument rules, and the output filters
 // (redaction with the recorder's rules, size cap, a deny pattern) over a
-// small result. Goal (issue 11): ≤ 10 µs of CPU per call.
+// small result, and tool pinning (on_change: hide, another tool refused,
+// so the check looks the tool up). Goal (issue 11): ≤ 10 µs of CPU per call.
 func BenchmarkChecksChain(b *testing.B) {
 	red, err := redact.New(redact.Config{Patterns: []string{"secrets", "pii"}}, nil)
 	if err != nil {
@@ -31,7 +32,8 @@ func BenchmarkChecksChain(b *testing.B) {
 			},
 			Output: config.OutputFilter{Redact: config.OutputRedactRedact, MaxBytes: 1 << 20, DenyPatterns: []string{`internal\.example\.com`}},
 		}}}},
-		Auth: config.Auth{Tokens: []config.Token{{Name: "bench", SHA256: auth.HashToken("bench-secret"), Tools: []string{"files.*"}}}},
+		Auth:    config.Auth{Tokens: []config.Token{{Name: "bench", SHA256: auth.HashToken("bench-secret"), Tools: []string{"files.*"}}}},
+		Pinning: config.Pinning{OnChange: config.PinningHide},
 	}
 	g, err := New(Options{Config: cfg, Redactor: red})
 	if err != nil {
@@ -42,6 +44,7 @@ func BenchmarkChecksChain(b *testing.B) {
 		"properties":{"path":{"type":"string","minLength":1},"limit":{"type":"integer","minimum":1,"maximum":1000}},
 		"required":["path"],"additionalProperties":false}}`)}
 	g.catalog.Store(buildCatalog([]string{"files"}, map[string]*backendSnapshot{"files": snap}, ".", map[string]string{"files": "files"}))
+	g.pins.state.Store(&pinState{tools: map[toolKey]pinVerdict{{"files", "write"}: {RulePinChanged, "changed"}}})
 	princ, err := g.auth.Authenticate("Bearer bench-secret")
 	if err != nil {
 		b.Fatal(err)
@@ -57,7 +60,7 @@ func BenchmarkChecksChain(b *testing.B) {
 		name string
 		run  func(c *call)
 	}{
-		{"tokens", func(*call) {
+		{"tokens+pinning", func(*call) {
 			if d := g.decide(ctx, &PolicyRequest{Principal: princ, Method: "tools/call", Kind: auth.Tools, Target: "files.read", Server: "files"}); d.Deny {
 				b.Fatalf("denied: %+v", d)
 			}

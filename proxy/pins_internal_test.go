@@ -1,0 +1,46 @@
+package proxy
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+
+	"github.com/mcptrail/mcptrail/proxy/auth"
+	"github.com/mcptrail/mcptrail/proxy/config"
+)
+
+// TestPinCheck: the check refuses exactly the refused tools (and every
+// tool of a refused server), by the target the call would execute, and
+// allocates nothing: it runs on every call and every listed tool.
+func TestPinCheck(t *testing.T) {
+	pt := newPinTracker(&config.Config{}, "__", nil, slog.New(slog.DiscardHandler), "i")
+	pt.state.Store(&pinState{
+		tools:   map[toolKey]pinVerdict{{"crm", "search"}: {RulePinChanged, "crm__search changed"}},
+		servers: map[string]pinVerdict{"files": {RulePinServer, "files refused"}},
+	})
+	tests := []struct {
+		kind           auth.Kind
+		target, server string
+		rule           string // "" allowed
+	}{
+		{auth.Tools, "crm__search", "crm", RulePinChanged},
+		{auth.Tools, "crm__get", "crm", ""},
+		{auth.Tools, "crm__search_all", "crm", ""},
+		{auth.Tools, "files__read", "files", RulePinServer},
+		{auth.Tools, "crm.search", "crm", ""}, // not this gateway's separator: not the tool
+		{auth.Tools, "search", "", ""},        // no route
+		{auth.Prompts, "crm__search", "crm", ""},
+		{auth.Tools, "crm__", "crm", ""},
+	}
+	ctx := context.Background()
+	for _, tt := range tests {
+		r := &PolicyRequest{Kind: tt.kind, Target: tt.target, Server: tt.server}
+		d := pt.Check(ctx, r)
+		if d.Deny != (tt.rule != "") || d.Rule != tt.rule {
+			t.Errorf("Check(%v %s on %s) = %+v, want rule %q", tt.kind, tt.target, tt.server, d, tt.rule)
+		}
+		if n := testing.AllocsPerRun(100, func() { pt.Check(ctx, r) }); n != 0 {
+			t.Errorf("Check(%s) allocates %v times", tt.target, n)
+		}
+	}
+}
