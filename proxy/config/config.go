@@ -451,10 +451,11 @@ type Pinning struct {
 	// "pinning:unverified") until the pins are read. Memory-only (recording off): pins last as long as the
 	// process.
 	OnChange string `yaml:"on_change"`
-	// PollInterval is how often the gateway reads the pins from ClickHouse,
-	// to pick up approvals made with `mcptrail tools approve` (and pins
-	// written by other gateways), and retries reading them while
-	// ClickHouse is down. Default 10s.
+	// PollInterval is how often the gateway reads the pins from ClickHouse
+	// (it also reads them after every catalog refresh), to pick up
+	// approvals made with `mcptrail tools approve` (and pins written by
+	// other gateways), and retries reading them while ClickHouse is down.
+	// Default 10s.
 	PollInterval time.Duration `yaml:"poll_interval"`
 }
 
