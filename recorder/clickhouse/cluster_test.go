@@ -13,6 +13,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/mcptrail/mcptrail/recorder"
 	"github.com/mcptrail/mcptrail/recorder/chlocal/chtest"
 )
 
@@ -225,6 +226,25 @@ func TestCluster(t *testing.T) {
 			if n := connCount(t, conn, "SELECT count() FROM "+db+".replay_runs WHERE replay_run_id = 'run-c' AND total = 1"); n != 1 {
 				t.Errorf("replica %d: replay_runs of run-c = %d, want 1", i+1, n)
 			}
+		}
+	})
+
+	t.Run("tool pins written on one replica are read from the other", func(t *testing.T) {
+		t0 := time.Now().Add(-time.Hour).UnixNano()
+		pins := []recorder.PinEvent{
+			{TimeNs: t0, Server: "tb", Tool: "echo", Kind: recorder.PinPinned, Hash: "h1", Definition: `{"description":"a"}`, Actor: "gw"},
+			{TimeNs: t0 + 1, Server: "tb", Tool: "echo", Kind: recorder.PinApproved, Hash: "h2", PrevHash: "h1", Definition: `{"description":"b"}`, Actor: "alice"},
+		}
+		if err := s.AppendPins(ctx, pins); err != nil {
+			t.Fatalf("AppendPins: %v", err)
+		}
+		c.SyncReplicas(t, db)
+		got, err := second.LoadPins(ctx)
+		if err != nil {
+			t.Fatalf("LoadPins through the second replica: %v", err)
+		}
+		if len(got) != 1 || got[0].Hash != "h2" || got[0].Actor != "alice" {
+			t.Errorf("LoadPins through the second replica = %+v, want echo's approval of h2", got)
 		}
 	})
 
