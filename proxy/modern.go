@@ -96,6 +96,10 @@ func (g *Gateway) modernSession(w http.ResponseWriter, r *http.Request, msg json
 			writeRPCError(w, http.StatusBadRequest, msg.ID, codeHeaderMismatch, "Header mismatch: "+err.Error(), reqID)
 			return nil, false
 		}
+		if err := g.checkParamHeaders(r, msg); err != nil {
+			writeRPCError(w, http.StatusBadRequest, msg.ID, codeHeaderMismatch, "Header mismatch: "+err.Error(), reqID)
+			return nil, false
+		}
 	}
 	sess := g.newSession("", nil) // sessionless: never stored, owned by no one
 	var info struct {
@@ -264,4 +268,54 @@ func appendServerInfoMeta(dst []byte) []byte {
 func serverInfoJSON() json.RawMessage {
 	b, _ := json.Marshal(map[string]string{"name": "mcptrail", "version": Version})
 	return b
+}
+
+// toolDef returns the definition of a tool in a tools list (raw items), by
+// the name it has there.
+func toolDef(items []json.RawMessage, name string) (*mcp.Tool, bool) {
+	for _, raw := range items {
+		var head struct {
+			Name string `json:"name"`
+		}
+		if json.Unmarshal(raw, &head) != nil || head.Name != name {
+			continue
+		}
+		var t mcp.Tool
+		if json.Unmarshal(raw, &t) != nil {
+			return nil, false
+		}
+		return &t, true
+	}
+	return nil, false
+}
+
+// checkParamHeaders validates a 2026-07-28 tools/call's Mcp-Param-*
+// headers against the arguments, for the parameters the tool's inputSchema
+// (as the gateway lists it) marks with x-mcp-header: a missing, malformed
+// or different value is a HeaderMismatch (transports: "Any server that
+// processes the message body MUST validate" them).
+func (g *Gateway) checkParamHeaders(r *http.Request, msg jsonrpc.Message) error {
+	if msg.Method != "tools/call" {
+		return nil
+	}
+	name, ok := jsonrpc.Lookup(msg.Params, "name")
+	if !ok {
+		return nil
+	}
+	var n string
+	if json.Unmarshal(name, &n) != nil {
+		return nil
+	}
+	items := g.catalog.Load().items[listTools]
+	raws := make([]json.RawMessage, 0, len(items))
+	for _, it := range items {
+		if it.name == n {
+			raws = append(raws, it.raw)
+		}
+	}
+	t, ok := toolDef(raws, n)
+	if !ok {
+		return nil
+	}
+	return mcp.ValidateParamHeaders(r.Header.Get, t, msg.Params)
 }

@@ -103,6 +103,18 @@ func (m *modernConn) prepare(c *call, method string, params []byte, header http.
 	for k, v := range mcp.StandardHeaders(m.version, mcp.MCPMethod(method), out) {
 		h.Set(k, v)
 	}
+	if method == "tools/call" {
+		// Parameters the backend's tool marks with x-mcp-header are mirrored
+		// into Mcp-Param-* headers, as a 2026 client must.
+		if snap := m.b.snap.Load(); snap != nil {
+			name, _ := o.GetString("name")
+			if t, ok := toolDef(snap.lists[listTools], name); ok {
+				for k, v := range mcp.GenerateParamHeaders(t, out) {
+					h.Set(k, v)
+				}
+			}
+		}
+	}
 	return out, h
 }
 

@@ -1,0 +1,88 @@
+package proxy_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	mcpgo "github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcptrail/mcptrail/proxy/config"
+)
+
+// TestParamHeaders (2026-07-28 transports, x-mcp-header): toward a 2026
+// backend (mcp-go's server, which validates them) the gateway
+// mirrors the parameters the backend's tool marks into Mcp-Param-* headers,
+// for 2026 and session-era clients alike; a 2026 client's own Mcp-Param-*
+// headers are checked against its arguments (400, -32020 on a mismatch).
+// Before, the backend refused every call of such a tool (-32020: the header
+// was missing) and a client's wrong header went unnoticed.
+func TestParamHeaders(t *testing.T) {
+	srv := server.NewMCPServer("params-backend", "1", server.WithToolCapabilities(false))
+	tool := mcpgo.NewTool("query", mcpgo.WithString("q"))
+	tool.InputSchema.Properties["region"] = map[string]any{"type": "string", "x-mcp-header": "Region"}
+	srv.AddTool(tool, func(_ context.Context, req mcpgo.CallToolRequest) (*mcpgo.CallToolResult, error) {
+		return mcpgo.NewToolResultText(req.GetString("q", "") + " in " + req.GetString("region", "")), nil
+	})
+	h := server.NewStreamableHTTPServer(srv, server.WithDisableLocalhostProtection(true))
+	var mu sync.Mutex
+	var regions []string
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Mcp-Method") == "tools/call" {
+			mu.Lock()
+			regions = append(regions, r.Header.Get("Mcp-Param-Region"))
+			mu.Unlock()
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(func() { hs.CloseClientConnections(); hs.Close() })
+	e := startGateway(t, &config.Config{Servers: []config.Server{{Name: "gs", Transport: "http", URL: hs.URL + "/mcp", ProtocolVersion: "2026-07-28", Timeout: 10 * time.Second}}})
+
+	call := modernBody(1, "tools/call", map[string]any{"name": "gs.query", "arguments": map[string]any{"region": "us-west1", "q": "select"}}, nil)
+	for _, tc := range []struct {
+		name, region string
+		wantStatus   int
+		wantCode     int
+		wantText     string
+	}{
+		{"matching header", "us-west1", 200, 0, "select in us-west1"},
+		{"different header", "eu-west1", 400, -32020, ""},
+		{"missing header", "", 400, -32020, ""},
+	} {
+		hdr := modernHeaders("tools/call", "gs.query")
+		if tc.region != "" {
+			hdr["Mcp-Param-Region"] = tc.region
+		}
+		resp, b := post(t, e.url, call, hdr)
+		a := decodeAnswer(t, b)
+		code := 0
+		if a.Error != nil {
+			code = a.Error.Code
+		}
+		if resp.StatusCode != tc.wantStatus || code != tc.wantCode || !strings.Contains(string(a.Result["content"]), tc.wantText) {
+			t.Errorf("2026 client, %s: HTTP %d, error %d, %s; want HTTP %d, error %d, %q", tc.name, resp.StatusCode, code, b, tc.wantStatus, tc.wantCode, tc.wantText)
+		}
+	}
+	// A session-era client knows nothing of the headers: the gateway sets them.
+	c := mcp.NewClient(&mcp.Implementation{Name: "old", Version: "1"}, nil)
+	cs, err := c.Connect(context.Background(), &mcp.StreamableClientTransport{Endpoint: e.url + "/mcp", MaxRetries: -1}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "gs.query", Arguments: map[string]any{"region": "ap-south1", "q": "count"}})
+	if err != nil || res.IsError || len(res.Content) == 0 || res.Content[0].(*mcp.TextContent).Text != "count in ap-south1" {
+		t.Errorf("2025 client: %+v, %v; want count in ap-south1", res, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"us-west1", "ap-south1"}; strings.Join(regions, ",") != strings.Join(want, ",") {
+		t.Errorf("Mcp-Param-Region the backend got = %q, want %q", regions, want)
+	}
+}
