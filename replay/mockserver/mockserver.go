@@ -2,14 +2,20 @@
 //
 // Each recorded backend is exposed as a minimal streamable-HTTP MCP server
 // at /{server}/mcp: POST carries one JSON-RPC message and gets one JSON
-// response (no SSE); notifications and client responses get 202 Accepted;
-// DELETE ends the session. initialize is answered from the recording, or
-// synthesized from the recorded protocol version and the methods that were
-// recorded, and assigns an Mcp-Session-Id. Everything else is answered from a
-// match.Store, relaying the recorded result or error bytes unchanged; ping
-// and list methods that were never recorded get an empty answer. On a
-// miss the server either answers JSON-RPC error -32603 whose data names the
-// closest recorded request, or hands the request to a forward hook.
+// response, or an SSE stream when the recorded call sent the client
+// requests (sampling, elicitation, roots: sent again, each waiting for the
+// answer the client POSTs back), log messages or progress; notifications
+// and client responses get 202 Accepted; DELETE ends the session.
+// initialize is answered from the recording (or the reconstruction
+// replay.BackendHandshakes adds to it), or synthesized from the recorded
+// protocol version and the methods that were recorded, and assigns an
+// Mcp-Session-Id. List requests get the lists recorded for the client
+// capability profile the session's initialize declared, when there are
+// such. Everything else is answered from a match.Store, relaying the
+// recorded result or error bytes unchanged; ping and list methods that were
+// never recorded get an empty answer. On a miss the server either answers
+// JSON-RPC error -32603 whose data names the closest recorded request, or
+// hands the request to a forward hook.
 package mockserver
 
 import (
