@@ -269,6 +269,42 @@ func TestCluster(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("a replica killed and restarted catches up", func(t *testing.T) {
+		killed := c.Servers()[0]
+		if err := killed.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		more := fixture(base.Add(time.Minute))
+		for i := range more {
+			more[i].EventID, more[i].RequestID = "k-"+more[i].EventID, "k-"+more[i].RequestID
+		}
+		// The store's connections to the killed replica fail; the
+		// pipeline retries the batch, which reaches the other replica.
+		var err error
+		for attempt := 0; attempt < 5; attempt++ {
+			if err = s.WriteBatch(ctx, "batch-k", more); err == nil {
+				break
+			}
+			t.Logf("attempt %d with the first replica killed: %v", attempt+1, err)
+		}
+		if err != nil {
+			t.Fatalf("WriteBatch with the first replica killed: %v", err)
+		}
+		if err := killed.Restart(ctx); err != nil {
+			t.Fatalf("restarting the killed replica: %v", err)
+		}
+		c.SyncReplicas(t, db) // also waits for its tables to leave read-only
+		for i, conn := range clusterReplicas(t, c) {
+			if n := connCount(t, conn, "SELECT count() FROM "+db+".hops_local"); n != uint64(len(evs)+len(more)) {
+				t.Errorf("replica %d after the kill and restart: %d hops, want %d", i+1, n, len(evs)+len(more))
+			}
+		}
+		got, err := s.Trace(ctx, "k-r1")
+		if err != nil || len(got) != len(eventsOf(more, "k-r1")) {
+			t.Errorf("Trace(k-r1) after the restart = %d events, %v; want %d", len(got), err, len(eventsOf(more, "k-r1")))
+		}
+	})
 }
 
 func columns(t *testing.T, conn driver.Conn, db, table string) []string {
