@@ -154,25 +154,14 @@ func (g *Gateway) Serve(ctx context.Context, in Inbound) jsonrpc.Message {
 	}
 
 	// Trace context: HTTP headers first, params._meta wins when present;
-	// the header's is then kept as a link.
-	var headerSC trace.SpanContext
-	if in.Header != nil {
-		ctx = g.prop.Extract(ctx, propagation.HeaderCarrier(in.Header))
-		headerSC = trace.SpanContextFromContext(ctx)
-	}
-	if meta != nil {
-		ctx = g.prop.Extract(ctx, metaCarrier{meta})
-	}
-	spanOpts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer),
+	// a parent or only links (config client_trace_context, tracectx.go).
+	ctx, spanOpts := g.clientTrace(ctx, in.Header, meta)
+	spanOpts = append(spanOpts, trace.WithSpanKind(trace.SpanKindServer),
 		trace.WithAttributes(c.semconvAttrs(c.protocolVersion())...),
 		trace.WithAttributes(
 			attribute.String("jsonrpc.request.id", jsonrpc.IDString(in.Msg.ID)),
 			attribute.String("mcptrail.request_id", c.reqID),
-		)}
-	if sc := trace.SpanContextFromContext(ctx); headerSC.IsValid() && !sc.Equal(headerSC) {
-		spanOpts = append(spanOpts, trace.WithLinks(trace.Link{SpanContext: headerSC,
-			Attributes: []attribute.KeyValue{attribute.String("mcptrail.link", "http-header-trace-context")}}))
-	}
+		))
 	ctx, span := g.tracer.Start(ctx, c.spanName(), spanOpts...)
 	if in.Session != nil {
 		span.SetAttributes(attribute.String("mcp.session.id", in.Session.recID))

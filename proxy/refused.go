@@ -12,7 +12,6 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mcptrail/mcptrail/proxy/auth"
@@ -112,15 +111,15 @@ func (g *Gateway) recordRefusal(r *http.Request, sw *statusWriter, status int, m
 		}
 	}
 
-	ctx := g.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-	_, span := g.tracer.Start(ctx, spanMethod(msg.Method), trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(start),
+	ctx, opts := g.clientTrace(r.Context(), r.Header, nil)
+	_, span := g.tracer.Start(ctx, spanMethod(msg.Method), append(opts, trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(start),
 		trace.WithAttributes(
 			attribute.String("mcptrail.request_id", reqID),
 			attribute.String("network.transport", "tcp"),
 			attribute.Int("http.response.status_code", status),
 			attribute.String("error.type", errorType(code, status)),
 			attribute.String("mcptrail.outcome", c.outcome.String()),
-		))
+		))...)
 	if msg.Method != "" && knownMethods[msg.Method] {
 		span.SetAttributes(attribute.String("mcp.method.name", msg.Method))
 	}
@@ -158,17 +157,16 @@ func (g *Gateway) recordRefusal(r *http.Request, sw *statusWriter, status int, m
 // notificationSpan gives a client notification (answered 202, no result)
 // its span.
 func (g *Gateway) notificationSpan(r *http.Request, reqID string, msg jsonrpc.Message) {
-	ctx := g.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+	var meta *jsonrpc.Object
 	if raw, ok := jsonrpc.Lookup(msg.Params, "_meta"); ok {
-		if meta, err := jsonrpc.ParseObject(raw); err == nil {
-			ctx = g.prop.Extract(ctx, metaCarrier{meta})
-		}
+		meta, _ = jsonrpc.ParseObject(raw)
 	}
-	_, span := g.tracer.Start(ctx, spanMethod(msg.Method), trace.WithSpanKind(trace.SpanKindServer),
+	ctx, opts := g.clientTrace(r.Context(), r.Header, meta)
+	_, span := g.tracer.Start(ctx, spanMethod(msg.Method), append(opts, trace.WithSpanKind(trace.SpanKindServer),
 		trace.WithAttributes(
 			attribute.String("mcptrail.request_id", reqID),
 			attribute.String("network.transport", "tcp"),
-		))
+		))...)
 	if knownMethods[msg.Method] {
 		span.SetAttributes(attribute.String("mcp.method.name", msg.Method))
 	}

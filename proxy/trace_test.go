@@ -18,7 +18,8 @@ import (
 
 // TestOneTraceAcrossHops: the client's span, the gateway's server and client
 // spans and the backend's span share one trace with correct parents, whether
-// the client sends traceparent in params._meta or as an HTTP header.
+// the client sends traceparent in params._meta or as an HTTP header, when
+// client_trace_context is "parent".
 func TestOneTraceAcrossHops(t *testing.T) {
 	for _, via := range []string{"meta", "header"} {
 		t.Run(via, func(t *testing.T) {
@@ -29,7 +30,8 @@ func TestOneTraceAcrossHops(t *testing.T) {
 			tb := testbackend.New(testbackend.Options{TracerProvider: tp})
 			hs := httptest.NewServer(tb.HTTPHandler())
 			t.Cleanup(hs.Close)
-			cfg := &config.Config{Servers: []config.Server{{Name: "alpha", Transport: "http", URL: hs.URL + "/mcp", Timeout: 5 * time.Second}}}
+			cfg := &config.Config{ClientTraceContext: config.TraceContextParent,
+				Servers: []config.Server{{Name: "alpha", Transport: "http", URL: hs.URL + "/mcp", Timeout: 5 * time.Second}}}
 			e := startGateway(t, cfg, func(o *proxy.Options) { o.TracerProvider = tp })
 			sid := initSession(t, e.url, nil)
 
@@ -116,7 +118,8 @@ func TestSpanConventions(t *testing.T) {
 	tb := testbackend.New(testbackend.Options{})
 	hs := httptest.NewServer(tb.HTTPHandler())
 	t.Cleanup(hs.Close)
-	cfg := &config.Config{Servers: []config.Server{{Name: "alpha", Transport: "http", URL: hs.URL + "/mcp", Timeout: 5 * time.Second}}}
+	cfg := &config.Config{ClientTraceContext: config.TraceContextParent,
+		Servers: []config.Server{{Name: "alpha", Transport: "http", URL: hs.URL + "/mcp", Timeout: 5 * time.Second}}}
 	e := startGateway(t, cfg, func(o *proxy.Options) { o.TracerProvider = tp })
 	sid := initSession(t, e.url, nil)
 	const hdrTP = "00-11111111111111111111111111111111-2222222222222222-01"
@@ -222,5 +225,56 @@ func TestNotificationSpans(t *testing.T) {
 	}
 	if initialized != 1 || progress != 3 {
 		t.Errorf("spans: %d notifications/initialized (want 1), %d notifications/progress of %s (want 3)", initialized, progress, id)
+	}
+}
+
+// TestClientTraceIsLinkedNotParent: by default (client_trace_context
+// "link") a client's trace context, in the header or params._meta, does
+// not become the parent of the gateway's spans: each request starts a new
+// trace, links the client's span contexts, and the backend and the records
+// get the gateway's trace, so a client cannot attach the gateway's spans
+// and audit rows to a trace it chose (fails before the fix: the client's
+// context was the parent).
+func TestClientTraceIsLinkedNotParent(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	hs := httptest.NewServer(testbackend.New(testbackend.Options{}).HTTPHandler())
+	t.Cleanup(hs.Close)
+	e := startGateway(t, &config.Config{Servers: []config.Server{{Name: "alpha", Transport: "http", URL: hs.URL + "/mcp", Timeout: 5 * time.Second}}},
+		func(o *proxy.Options) { o.TracerProvider = tp })
+	sid := initSession(t, e.url, nil)
+	const hdrTP = "00-11111111111111111111111111111111-2222222222222222-01"
+	const metaTP = "00-33333333333333333333333333333333-4444444444444444-01"
+	resp, _ := post(t, e.url, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"alpha.echo","arguments":{"message":"x"},"_meta":{"traceparent":"`+metaTP+`"}}}`,
+		map[string]string{"Mcp-Session-Id": sid, "traceparent": hdrTP})
+	reqID := resp.Header.Get("X-Request-Id")
+	var server *tracetest.SpanStub
+	spans := exp.GetSpans()
+	for i, s := range spans {
+		for _, kv := range s.Attributes {
+			if kv.Key == "mcptrail.request_id" && kv.Value.AsString() == reqID && s.SpanKind == trace.SpanKindServer {
+				server = &spans[i]
+			}
+		}
+	}
+	if server == nil {
+		t.Fatalf("no server span for %s", reqID)
+	}
+	tid := server.SpanContext.TraceID().String()
+	if server.Parent.IsValid() || tid == "11111111111111111111111111111111" || tid == "33333333333333333333333333333333" {
+		t.Errorf("server span: parent %v, trace %s; want a new root trace", server.Parent, tid)
+	}
+	linked := map[string]bool{}
+	for _, l := range server.Links {
+		linked[l.SpanContext.TraceID().String()] = true
+	}
+	if !linked["11111111111111111111111111111111"] || !linked["33333333333333333333333333333333"] || len(server.Links) != 2 {
+		t.Errorf("server span links %v, want the header's and _meta's client contexts", server.Links)
+	}
+	for _, ev := range e.rec.byRequest(reqID) {
+		if ev.TraceID != tid {
+			t.Errorf("%s hop recorded in trace %s, want the gateway's %s", ev.Hop, ev.TraceID, tid)
+		}
 	}
 }

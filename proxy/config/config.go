@@ -19,10 +19,17 @@ import (
 	"github.com/mcptrail/mcptrail/recorder"
 )
 
+// Values of Config.ClientTraceContext.
+const (
+	TraceContextLink   = "link"
+	TraceContextParent = "parent"
+)
+
 // Defaults applied by Parse when a key is absent (or zero).
 const (
 	DefaultListen             = "127.0.0.1:8080"
 	DefaultNamespaceSeparator = "."
+	DefaultClientTraceContext = TraceContextLink
 	DefaultMaxBodyBytes       = 4 << 20
 	DefaultShutdownTimeout    = 15 * time.Second
 
@@ -113,6 +120,15 @@ type Config struct {
 	// (every non-browser client) are allowed. "*" allows every origin.
 	// Default none: browsers cannot call the gateway.
 	AllowedOrigins []string `yaml:"allowed_origins"`
+	// ClientTraceContext says what a client's W3C trace context (the
+	// traceparent header or params._meta) is to the gateway's spans.
+	// "link" (default): each request starts a new trace and carries the
+	// client's span context as a span link, as a gateway at a trust
+	// boundary does; a client cannot attach the gateway's spans to a trace
+	// of its choosing, and its baggage is not passed on. "parent": the
+	// client's context is the parent and its baggage goes to the backends
+	// (for clients inside the same trust boundary).
+	ClientTraceContext string `yaml:"client_trace_context"`
 	// Limits bound what clients can hold on the gateway.
 	Limits Limits `yaml:"limits"`
 	// Cache bounds the result cache that tools opt into with

@@ -48,6 +48,7 @@ func TestDefaults(t *testing.T) {
 	want := &Config{
 		Listen:             "127.0.0.1:8080",
 		NamespaceSeparator: ".",
+		ClientTraceContext: "link",
 		MaxBodyBytes:       4 << 20,
 		ShutdownTimeout:    15 * time.Second,
 		Cache:              Cache{MaxBytes: 64 << 20},

@@ -26,6 +26,7 @@ func (c *Config) ApplyDefaults() { c.applyDefaults() }
 func (c *Config) applyDefaults() {
 	setDefault(&c.Listen, DefaultListen)
 	setDefault(&c.NamespaceSeparator, DefaultNamespaceSeparator)
+	setDefault(&c.ClientTraceContext, DefaultClientTraceContext)
 	setDefault(&c.MaxBodyBytes, DefaultMaxBodyBytes)
 	setDefault(&c.ShutdownTimeout, DefaultShutdownTimeout)
 	l := &c.Limits
@@ -271,6 +272,11 @@ func (c *Config) validateLimits(v *validator) {
 		v.add("limits.max_sessions_per_principal", "%d is more than limits.max_sessions (%d)", l.MaxSessionsPerPrincipal, l.MaxSessions)
 	}
 	c.validateRateLimits(v)
+	switch c.ClientTraceContext {
+	case "", TraceContextLink, TraceContextParent:
+	default:
+		v.add("client_trace_context", "%q: want %s or %s", c.ClientTraceContext, TraceContextLink, TraceContextParent)
+	}
 	for i, o := range c.AllowedOrigins {
 		if err := checkOrigin(o); err != nil {
 			v.add(fmt.Sprintf("allowed_origins[%d]", i), "%v", err)
