@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,12 +37,9 @@ type breaker struct {
 }
 
 func newBreaker(cfg config.Breaker, now func() time.Time) *breaker {
-	br := &breaker{threshold: cfg.Failures, openFor: cfg.OpenFor, now: now}
-	if br.threshold == 0 {
-		br.threshold = 5
-	}
+	br := &breaker{threshold: cmp.Or(cfg.Failures, config.DefaultBreakerFailures), openFor: cfg.OpenFor, now: now}
 	if br.openFor <= 0 {
-		br.openFor = 10 * time.Second
+		br.openFor = config.DefaultBreakerOpenFor
 	}
 	if br.now == nil {
 		br.now = time.Now

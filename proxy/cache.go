@@ -178,7 +178,7 @@ func cacheTTL(b *Backend, cc *config.ToolCache) time.Duration {
 	if h := b.listHints[listTools].Load(); h != nil && h.ttlMs > 0 {
 		return time.Duration(h.ttlMs) * time.Millisecond
 	}
-	return 60 * time.Second
+	return config.DefaultCacheTTL
 }
 
 // forwardCached serves a cached tool: a fresh entry answers at once;

@@ -745,7 +745,7 @@ func (c *call) forwardOnce(ctx context.Context, b *Backend, attempt int, fallbac
 		timeout = c.toolTimeout
 	}
 	if timeout <= 0 {
-		timeout = 60 * time.Second
+		timeout = config.DefaultServerTimeout
 	}
 	cctx, cancel := context.WithTimeout(context.WithValue(ctx, callKey{}, c), timeout)
 	defer cancel()

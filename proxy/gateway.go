@@ -264,7 +264,7 @@ func New(o Options) (*Gateway, error) {
 	if g.sealed, err = newSealedSessions(o.Config.Sessions, o.Now); err != nil {
 		return nil, err
 	}
-	g.cache = newResultCache(cmp.Or(o.Config.Cache.MaxBytes, 64<<20), o.Now)
+	g.cache = newResultCache(cmp.Or(o.Config.Cache.MaxBytes, config.DefaultCacheMaxBytes), o.Now)
 	if g.shared = newSharedStore(o.Config.Redis); g.shared != nil {
 		g.rates.shared, g.rates.failOpen, g.cache.shared = g.shared, o.Config.Redis.RateLimitFailOpen, g.shared
 		g.replicaTag = newID()[:8] + "-"

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/mcptrail/mcptrail/proxy/config"
 	"github.com/mcptrail/mcptrail/proxy/jsonrpc"
 	"github.com/mcptrail/mcptrail/recorder"
 )
@@ -190,7 +191,7 @@ func (c *call) circuitOpen(b *Backend, tool string, toolOnly bool) jsonrpc.Messa
 func (c *call) backoff(ctx context.Context, b *Backend, try int) bool {
 	base := b.cfg.RetryBackoff
 	if base <= 0 {
-		base = 100 * time.Millisecond
+		base = config.DefaultRetryBackoff
 	}
 	d := base << min(try-1, 10)
 	d = time.Duration(rand.Int64N(int64(d)) + 1)

@@ -45,6 +45,11 @@ const (
 	DefaultSessionIdleTimeout      = 30 * time.Minute
 
 	DefaultServerTimeout   = 60 * time.Second
+	DefaultBreakerFailures = 5
+	DefaultBreakerOpenFor  = 10 * time.Second
+	DefaultRetryBackoff    = 100 * time.Millisecond
+	DefaultCacheMaxBytes   = 64 << 20
+	DefaultCacheTTL        = 60 * time.Second
 	DefaultConnectTimeout  = 10 * time.Second
 	DefaultProtocolVersion = "2025-11-25"
 

@@ -40,7 +40,7 @@ func (c *Config) applyDefaults() {
 	setDefault(&l.MaxHeldPerPrincipal, DefaultMaxHeldPerPrincipal)
 	setDefault(&l.MaxInflightPerSession, DefaultMaxInflightPerSession)
 	setDefault(&l.SessionIdleTimeout, DefaultSessionIdleTimeout)
-	setDefault(&c.Cache.MaxBytes, 64<<20)
+	setDefault(&c.Cache.MaxBytes, DefaultCacheMaxBytes)
 	c.applyReplicaDefaults()
 	c.Admin.TokenSHA256 = strings.ToLower(c.Admin.TokenSHA256)
 	if c.Instance == "" {
@@ -63,9 +63,9 @@ func (c *Config) applyDefaults() {
 		setDefault(&s.Timeout, DefaultServerTimeout)
 		setDefault(&s.ConnectTimeout, DefaultConnectTimeout)
 		setDefault(&s.ProtocolVersion, DefaultProtocolVersion)
-		setDefault(&s.Breaker.Failures, 5)
-		setDefault(&s.Breaker.OpenFor, 10*time.Second)
-		setDefault(&s.RetryBackoff, 100*time.Millisecond)
+		setDefault(&s.Breaker.Failures, DefaultBreakerFailures)
+		setDefault(&s.Breaker.OpenFor, DefaultBreakerOpenFor)
+		setDefault(&s.RetryBackoff, DefaultRetryBackoff)
 	}
 	for i := range c.Auth.Tokens {
 		t := &c.Auth.Tokens[i]
