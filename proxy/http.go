@@ -328,6 +328,7 @@ func (g *Gateway) serveStreamable(w http.ResponseWriter, r *http.Request) {
 		id := r.Header.Get("Mcp-Session-Id")
 		if sess, ok := g.lookupSession(r, id, p, reqID, ""); ok && g.sessions.Delete(id, sess) {
 			g.sealed.revoke(sess)
+			g.revokeShared(sess, reqID)
 			sess.close()
 			w.WriteHeader(http.StatusNoContent)
 			return

@@ -32,10 +32,10 @@ import (
 //     the answer reaches another replica, which answers 202 and logs it;
 //   - resources/subscribe subscriptions and logging/setLevel, which change
 //     after initialize and are not in the id;
-//   - a DELETE: it ends the session on the replica that got it and only
-//     there (its handle is kept until the sealed expiry); elsewhere the id
-//     stays valid until then. The principal binding means only its owner
-//     can use it.
+//   - without Redis, a DELETE: it ends the session on the replica that got
+//     it and only there (its handle is kept until the sealed expiry);
+//     elsewhere the id stays valid until then, to its own principal only.
+//     With Redis the handle is revoked there for every replica.
 type sealedSessions struct {
 	keys     *sessionseal.Keyring
 	lifetime time.Duration
@@ -151,7 +151,7 @@ func (g *Gateway) resumeSession(r *http.Request, id string, p *auth.Principal, r
 		g.denySessionOwner(r, id, p, reqID, method)
 		return nil, false
 	}
-	if ss.isRevoked(st.Handle) {
+	if ss.isRevoked(st.Handle) || g.revokedShared(st.HandleString(), reqID) {
 		return nil, false
 	}
 	var caps map[string]json.RawMessage

@@ -37,11 +37,18 @@ type answerRelay interface {
 	SubscribeAnswers(ctx context.Context, ready chan<- struct{}, f func([]byte))
 }
 
+// sessionRevocations ends a DELETEd sealed session on every replica.
+type sessionRevocations interface {
+	Revoke(ctx context.Context, handle string, until time.Time) error
+	Revoked(ctx context.Context, handle string) (bool, error)
+}
+
 // sharedStore is what New builds from redis.*.
 type sharedStore interface {
 	sharedBuckets
 	sharedCache
 	answerRelay
+	sessionRevocations
 	io.Closer
 }
 
@@ -133,12 +140,14 @@ func (c *call) cacheStore(ctx context.Context, key string, result json.RawMessag
 	}
 }
 
-// relayedMsg is an answer relayed between replicas: the session id (the
-// sealed token, which only the replica holding the session matches) and
-// the client's message.
+// relayedMsg is what replicas tell each other on the answers channel: a
+// client's answer (Msg) for the session, or (Revoke) that the session was
+// DELETEd. Session is the sealed token, which only a replica holding the
+// session matches.
 type relayedMsg struct {
 	Session string          `json:"s"`
-	Msg     json.RawMessage `json:"m"`
+	Msg     json.RawMessage `json:"m,omitempty"`
+	Revoke  bool            `json:"r,omitempty"`
 }
 
 // relayAnswer publishes a client's answer that no server request of this
@@ -169,6 +178,14 @@ func (g *Gateway) relayedAnswer(payload []byte) {
 	if !ok {
 		return
 	}
+	if r.Revoke {
+		if g.sessions.Delete(r.Session, sess) {
+			g.sealed.revoke(sess)
+			sess.close()
+			g.logger.Info("sealed session ended: DELETEd on another replica", "session_id", sess.recID)
+		}
+		return
+	}
 	m, err := jsonrpc.Decode(r.Msg)
 	if err != nil || m.Kind() != jsonrpc.KindResponse {
 		return
@@ -176,4 +193,40 @@ func (g *Gateway) relayedAnswer(payload []byte) {
 	if sess.deliver(m) {
 		g.logger.Debug("answer relayed from another replica delivered", "session_id", sess.recID)
 	}
+}
+
+// revokeShared ends a DELETEd sealed session on the other replicas: those
+// holding it drop it now (pub/sub), those that would rebuild it later find
+// its handle revoked in Redis until its sealed expiry.
+func (g *Gateway) revokeShared(sess *Session, reqID string) {
+	if g.shared == nil || sess.sealedTo.IsZero() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := g.shared.Revoke(ctx, sess.recID, sess.sealedTo); err != nil {
+		g.logger.Warn("DELETEd session not revoked on the other replicas: its id stays valid there until it expires",
+			"request_id", reqID, "session_id", sess.recID, "expires", sess.sealedTo, "err", err)
+		return
+	}
+	b, _ := json.Marshal(relayedMsg{Session: sess.id, Revoke: true})
+	if err := g.shared.PublishAnswer(ctx, b); err != nil {
+		g.logger.Warn("DELETEd session not ended on the replicas holding it", "request_id", reqID, "session_id", sess.recID, "err", err)
+	}
+}
+
+// revokedShared reports whether another replica revoked the session with
+// this handle. A Redis error lets the session through (logged): the
+// revocation only guards a DELETEd id against its own principal.
+func (g *Gateway) revokedShared(handle, reqID string) bool {
+	if g.shared == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	revoked, err := g.shared.Revoked(ctx, handle)
+	if err != nil {
+		g.logger.Warn("could not check whether the session was DELETEd on another replica", "request_id", reqID, "session_id", handle, "err", err)
+	}
+	return revoked
 }

@@ -198,3 +198,41 @@ func TestServerRequestAnswerReachesItsReplica(t *testing.T) {
 		t.Fatalf("call result %q (scan err %v), want the elicited answer", final, sc.Err())
 	}
 }
+
+// TestSealedSessionDeleteEndsItEverywhere: with Redis, a DELETE on one
+// replica ends a sealed session on the replica that holds it too, and on
+// one that has never seen it. Fails before the fix: both still served it
+// until its sealed expiry.
+func TestSealedSessionDeleteEndsItEverywhere(t *testing.T) {
+	r := redistest.Start(t)
+	cfg := oneBackend(t)
+	cfg.Redis = config.Redis{Addr: r.Addr, Prefix: fmt.Sprintf("del-%d:", time.Now().UnixNano()), Timeout: time.Second}
+	cfg.Sessions.Keys = sessKey1
+	ca, cb, cc := *cfg, *cfg, *cfg
+	a, b, c := startGateway(t, &ca), startGateway(t, &cb), startGateway(t, &cc)
+	sid := initSession(t, a.url, map[string]string{"Authorization": "Bearer alice-token"})
+	list := `{"jsonrpc":"2.0","id":3,"method":"tools/list"}`
+	if resp, body := post(t, b.url, list, sessionHeaders("alice-token", sid)); resp.StatusCode != http.StatusOK {
+		t.Fatalf("b before the DELETE: %d %s", resp.StatusCode, body)
+	}
+	del, _ := http.NewRequest(http.MethodDelete, a.url+"/mcp", nil)
+	for k, v := range sessionHeaders("alice-token", sid) {
+		del.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(del)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("DELETE on a: %d", resp.StatusCode)
+	}
+	// b drops it when the revocation arrives (pub/sub: wait for it); c
+	// finds the handle revoked.
+	waitFor(t, "b to drop the DELETEd session", func() bool { return b.gw.Status().Sessions == 0 })
+	for name, e := range map[string]*env{"a": a, "b": b, "c": c} {
+		if resp, body := post(t, e.url, list, sessionHeaders("alice-token", sid)); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("%s after the DELETE on a: %d %s, want 404", name, resp.StatusCode, body)
+		}
+	}
+}

@@ -225,3 +225,21 @@ func (s *Store) SubscribeAnswers(ctx context.Context, ready chan<- struct{}, f f
 		}
 	}
 }
+
+// Revoke marks a session handle ended until its expiry, for every replica
+// (Revoked).
+func (s *Store) Revoke(ctx context.Context, handle string, until time.Time) error {
+	if err := s.rdb.Set(ctx, s.prefix+"revoked:"+handle, "1", max(time.Until(until), time.Second)).Err(); err != nil {
+		return fmt.Errorf("redis set revoked: %w", err)
+	}
+	return nil
+}
+
+// Revoked reports whether a replica revoked handle.
+func (s *Store) Revoked(ctx context.Context, handle string) (bool, error) {
+	n, err := s.rdb.Exists(ctx, s.prefix+"revoked:"+handle).Result()
+	if err != nil {
+		return false, fmt.Errorf("redis exists revoked: %w", err)
+	}
+	return n > 0, nil
+}
