@@ -22,11 +22,14 @@ import (
 )
 
 // benchGateway is a gateway in front of an in-process test backend.
-func benchGateway(b *testing.B, rec proxy.Recorder, red proxy.Redactor) (gwURL, sid string, stop func()) {
+func benchGateway(b *testing.B, rec proxy.Recorder, red proxy.Redactor, configure ...func(*config.Config)) (gwURL, sid string, stop func()) {
 	b.Helper()
 	tb := testbackend.New(testbackend.Options{})
 	hs := httptest.NewServer(tb.HTTPHandler())
 	cfg := &config.Config{NamespaceSeparator: ".", MaxBodyBytes: 4 << 20, Servers: []config.Server{{Name: "alpha", Transport: "http", URL: hs.URL + "/mcp", Timeout: 10 * time.Second}}}
+	for _, f := range configure {
+		f(cfg)
+	}
 	opts := proxy.Options{Config: cfg, HealthInterval: time.Minute}
 	if rec != nil {
 		opts.Recorder, opts.Redactor, opts.DeferRedactionBytes = rec, red, 8<<10
