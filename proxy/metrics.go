@@ -37,6 +37,9 @@ const (
 	metricCacheEvictions   = "mcptrail.cache.evictions"
 	metricCacheSize        = "mcptrail.cache.size"
 	metricCacheEntries     = "mcptrail.cache.entries"
+	// Only with sealed sessions / Redis (README "Replicas").
+	metricSessionsResumed  = "mcptrail.sessions.resumed"
+	metricSharedErrors     = "mcptrail.shared.cache.errors"
 	metricRecEnqueued      = "mcptrail.recorder.events.enqueued"
 	metricRecSpooled       = "mcptrail.recorder.events.spooled"
 	metricRecWritten       = "mcptrail.recorder.events.written"
@@ -203,6 +206,15 @@ func newMetrics(mp metric.MeterProvider, g *Gateway) (*metrics, error) {
 	instruments := []metric.Observable{sessions, streams, streamDropped, backendUp,
 		circuitState, circuitOpens, circuitToolsOpen, circuitRejected, retries, fallbacks,
 		cacheHits, cacheMisses, cacheStale, cacheEvictions, cacheSize, cacheEntries}
+	var resumed, sharedErrs metric.Int64ObservableCounter
+	if g.sealed != nil {
+		resumed = counter(metricSessionsResumed, "{session}", "Sealed sessions this replica rebuilt from an id it did not hold (opened by another replica, or by this one before it forgot an idle session).")
+		instruments = append(instruments, resumed)
+	}
+	if g.shared != nil {
+		sharedErrs = counter(metricSharedErrors, "{error}", "Failed Redis operations of the shared result cache (a read served as a miss, or an answer left uncached).")
+		instruments = append(instruments, sharedErrs)
+	}
 
 	rs, recording := g.rec.(RecorderStats)
 	var (
@@ -276,6 +288,12 @@ func newMetrics(mp metric.MeterProvider, g *Gateway) (*metrics, error) {
 			size, n := rc.usage()
 			o.ObserveInt64(cacheSize, size)
 			o.ObserveInt64(cacheEntries, int64(n))
+			if sharedErrs != nil {
+				o.ObserveInt64(sharedErrs, rc.sharedErrors.Load())
+			}
+		}
+		if resumed != nil {
+			o.ObserveInt64(resumed, g.sealed.resumed.Load())
 		}
 		if recording {
 			st := rs.Stats()

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+
 	"github.com/mcptrail/mcptrail/proxy"
 	"github.com/mcptrail/mcptrail/proxy/config"
 	"github.com/mcptrail/mcptrail/recorder"
@@ -22,12 +24,13 @@ const (
 
 // replicaPair starts two gateways in front of one backend, each with its
 // own session keys file, sharing a clock the test moves.
-func replicaPair(t *testing.T, keysA, keysB string, clock *atomic.Int64) (a, b *env) {
+func replicaPair(t *testing.T, keysA, keysB string, clock *atomic.Int64) (a, b *env, readerB *sdkmetric.ManualReader) {
 	t.Helper()
+	readerB = sdkmetric.NewManualReader()
 	cfg := oneBackend(t)
 	cfg.Auth.Tokens = append(cfg.Auth.Tokens, config.Token{Name: "bob", SHA256: sha("bob-token"), Principal: "bob", Tools: []string{"*"}})
 	now := func() time.Time { return time.Unix(0, clock.Load()) }
-	start := func(keys string) *env {
+	start := func(keys string, measured bool) *env {
 		c := *cfg
 		c.Sessions.Lifetime = time.Hour
 		if keys != "" {
@@ -36,9 +39,14 @@ func replicaPair(t *testing.T, keysA, keysB string, clock *atomic.Int64) (a, b *
 				t.Fatal(err)
 			}
 		}
-		return startGateway(t, &c, func(o *proxy.Options) { o.Now = now })
+		return startGateway(t, &c, func(o *proxy.Options) {
+			o.Now = now
+			if measured {
+				o.MeterProvider = sdkmetric.NewMeterProvider(sdkmetric.WithReader(readerB))
+			}
+		})
 	}
-	return start(keysA), start(keysB)
+	return start(keysA, false), start(keysB, true), readerB
 }
 
 func sessionHeaders(token, sid string) map[string]string {
@@ -52,7 +60,7 @@ func sessionHeaders(token, sid string) map[string]string {
 func TestSealedSessionMovesBetweenReplicas(t *testing.T) {
 	var clock atomic.Int64
 	clock.Store(time.Now().UnixNano())
-	a, b := replicaPair(t, sessKey1, sessKey2+"\n"+sessKey1, &clock) // b rotated: seals with 2, opens 1
+	a, b, readerB := replicaPair(t, sessKey1, sessKey2+"\n"+sessKey1, &clock) // b rotated: seals with 2, opens 1
 	alice := map[string]string{"Authorization": "Bearer alice-token"}
 	sid := initSession(t, a.url, alice)
 	if !strings.HasPrefix(sid, "m1") {
@@ -73,6 +81,9 @@ func TestSealedSessionMovesBetweenReplicas(t *testing.T) {
 	}
 	if got := a.gw.Status().SessionsResumed; got != 0 {
 		t.Errorf("replica a resumed %d sessions, want 0", got)
+	}
+	if got := collect(t, readerB, "mcptrail.sessions.resumed")[""]; got != 1 {
+		t.Errorf("replica b's mcptrail.sessions.resumed = %v, want 1", got)
 	}
 	// Both replicas record the session by its public handle, with the
 	// client's info that b only knows from the sealed id.
@@ -112,7 +123,7 @@ func TestSealedSessionMovesBetweenReplicas(t *testing.T) {
 func TestSealedSessionRefusals(t *testing.T) {
 	var clock atomic.Int64
 	clock.Store(time.Now().UnixNano())
-	a, b := replicaPair(t, sessKey1, sessKey1, &clock)
+	a, b, _ := replicaPair(t, sessKey1, sessKey1, &clock)
 	alice := map[string]string{"Authorization": "Bearer alice-token"}
 	sid := initSession(t, a.url, alice)
 	list := `{"jsonrpc":"2.0","id":3,"method":"tools/list"}`
@@ -180,7 +191,7 @@ func TestSealedSessionRefusals(t *testing.T) {
 func TestUnsealedSessionsStayLocal(t *testing.T) {
 	var clock atomic.Int64
 	clock.Store(time.Now().UnixNano())
-	a, b := replicaPair(t, "", sessKey1, &clock)
+	a, b, _ := replicaPair(t, "", sessKey1, &clock)
 	sid := initSession(t, a.url, map[string]string{"Authorization": "Bearer alice-token"})
 	if len(sid) != 32 {
 		t.Errorf("unsealed session id %q, want 32 hex", sid)
