@@ -234,19 +234,7 @@ func BenchmarkCacheHit(b *testing.B) {
 	iresp.Body.Close()
 	sid := iresp.Header.Get("Mcp-Session-Id")
 	body := `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"alpha.echo","arguments":{"message":"cached"}}}`
-	do := func() []byte {
-		req, _ := http.NewRequest("POST", gs.URL+"/mcp", strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Accept", "application/json, text/event-stream")
-		req.Header.Set("Mcp-Session-Id", sid)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			b.Fatal(err)
-		}
-		out, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		return out
-	}
+	do := func() []byte { return benchPost(b, gs.URL, sid, body) }
 	seen := tb.SeenTotal()
 	do()
 	if out := do(); !bytes.Contains(out, []byte(proxy.MetaCache)) {
@@ -261,4 +249,20 @@ func BenchmarkCacheHit(b *testing.B) {
 	if n := tb.SeenTotal() - seen; n > 1 {
 		b.Fatalf("the backend saw %d calls, want 1", n)
 	}
+}
+
+// benchPost posts body to the gateway's /mcp in session sid and returns
+// the answer.
+func benchPost(b *testing.B, url, sid, body string) []byte {
+	req, _ := http.NewRequest("POST", url+"/mcp", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Mcp-Session-Id", sid)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	out, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return out
 }

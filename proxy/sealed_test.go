@@ -157,17 +157,8 @@ func TestSealedSessionRefusals(t *testing.T) {
 	if resp, _ := post(t, b.url, list, sessionHeaders("alice-token", sid)); resp.StatusCode != http.StatusOK {
 		t.Fatalf("alice on b: %d", resp.StatusCode)
 	}
-	del, _ := http.NewRequest(http.MethodDelete, b.url+"/mcp", nil)
-	for k, v := range sessionHeaders("alice-token", sid) {
-		del.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(del)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNoContent {
-		t.Fatalf("DELETE on b: %d, want 204", resp.StatusCode)
+	if status := deleteSession(t, b.url, sessionHeaders("alice-token", sid)); status != http.StatusNoContent {
+		t.Fatalf("DELETE on b: %d, want 204", status)
 	}
 	if resp, body := post(t, b.url, list, sessionHeaders("alice-token", sid)); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("after DELETE on b: %d %s, want 404", resp.StatusCode, body)
@@ -211,4 +202,19 @@ func (m *memRecorder) snapshot() []recorder.Event {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return append([]recorder.Event(nil), m.events...)
+}
+
+// deleteSession sends DELETE /mcp with hdr and returns the status.
+func deleteSession(t *testing.T, url string, hdr map[string]string) int {
+	t.Helper()
+	del, _ := http.NewRequest(http.MethodDelete, url+"/mcp", nil)
+	for k, v := range hdr {
+		del.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(del)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }

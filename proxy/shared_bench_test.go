@@ -3,9 +3,6 @@ package proxy_test
 import (
 	"bytes"
 	"fmt"
-	"io"
-	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -40,19 +37,7 @@ func BenchmarkSharedState(b *testing.B) {
 			})
 			defer stop()
 			body := `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"alpha.echo","arguments":{"message":"shared"}}}`
-			do := func() []byte {
-				req, _ := http.NewRequest("POST", url+"/mcp", strings.NewReader(body))
-				req.Header.Set("Content-Type", "application/json")
-				req.Header.Set("Accept", "application/json, text/event-stream")
-				req.Header.Set("Mcp-Session-Id", sid)
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					b.Fatal(err)
-				}
-				out, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				return out
-			}
+			do := func() []byte { return benchPost(b, url, sid, body) }
 			do()
 			if out := do(); !bytes.Contains(out, []byte("shared")) || bytes.Contains(out, []byte(`"error"`)) ||
 				bytes.Contains(out, []byte(proxy.MetaCache)) != tc.cached {

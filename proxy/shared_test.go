@@ -215,17 +215,8 @@ func TestSealedSessionDeleteEndsItEverywhere(t *testing.T) {
 	if resp, body := post(t, b.url, list, sessionHeaders("alice-token", sid)); resp.StatusCode != http.StatusOK {
 		t.Fatalf("b before the DELETE: %d %s", resp.StatusCode, body)
 	}
-	del, _ := http.NewRequest(http.MethodDelete, a.url+"/mcp", nil)
-	for k, v := range sessionHeaders("alice-token", sid) {
-		del.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(del)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNoContent {
-		t.Fatalf("DELETE on a: %d", resp.StatusCode)
+	if status := deleteSession(t, a.url, sessionHeaders("alice-token", sid)); status != http.StatusNoContent {
+		t.Fatalf("DELETE on a: %d, want 204", status)
 	}
 	// b drops it when the revocation arrives (pub/sub: wait for it); c
 	// finds the handle revoked.
