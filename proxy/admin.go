@@ -67,8 +67,68 @@ func (g *Gateway) adminEndpoints(mux *http.ServeMux, onMCPListener bool) {
 		mux.Handle("/metrics", g.adminOnly(onMCPListener, g.opts.MetricsHandler))
 	}
 	if g.opts.Console != nil {
-		mux.Handle("/console/", g.adminOnly(onMCPListener, g.opts.Console))
+		con := g.opts.Console
+		if g.cfg.Admin.TokenSHA256 == "" {
+			con = GuardOpenAdmin(con, g.logger)
+		}
+		mux.Handle("/console/", g.adminOnly(onMCPListener, con))
 	}
+}
+
+// GuardOpenAdmin guards an admin handler served without an admin token
+// (the web console: every recorded call) against DNS rebinding: a web page
+// of evil.example that rebinds its name to this address is same-origin
+// with what it reads, and the browser sends no Origin on its GETs. Such a
+// page can only name the gateway by a DNS name it owns, so a request whose
+// Host is not an IP address or localhost is refused with 403 (with an
+// admin token the page has no token to send). h may render the refusal
+// (AdminDenier).
+func GuardOpenAdmin(h http.Handler, logger interface {
+	Warn(msg string, args ...any)
+}) http.Handler {
+	return openAdminGuard{h, logger}
+}
+
+type openAdminGuard struct {
+	h      http.Handler
+	logger interface{ Warn(msg string, args ...any) }
+}
+
+func (o openAdminGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if RebindingSafeHost(r.Host) {
+		o.h.ServeHTTP(w, r)
+		return
+	}
+	reqID := NewRequestID()
+	o.logger.Warn("open admin request refused: Host is a DNS name (DNS rebinding)", "request_id", reqID,
+		"host", truncateForLog(r.Host), "path", r.URL.Path, "remote", r.RemoteAddr)
+	o.DenyAdmin(w, r, http.StatusForbidden, "mcptrail: without an admin token (admin.token_sha256) "+r.URL.Path+
+		" answers only to an IP address or localhost, so that a web page cannot rebind its own name to this address and read it", reqID)
+}
+
+// DenyAdmin renders a refusal as the guarded handler does.
+func (o openAdminGuard) DenyAdmin(w http.ResponseWriter, r *http.Request, status int, reason, requestID string) {
+	if d, ok := o.h.(AdminDenier); ok {
+		d.DenyAdmin(w, r, status, reason, requestID)
+		return
+	}
+	writeRPCError(w, status, nil, jsonrpc.CodeUnauthorized, reason, requestID)
+}
+
+// RebindingSafeHost reports whether a Host header names this machine in a
+// way no other site's page can share: an IP literal, localhost or a name
+// under .localhost (which browsers resolve to loopback themselves).
+func RebindingSafeHost(hostport string) bool {
+	h := hostport
+	if host, _, err := net.SplitHostPort(hostport); err == nil {
+		h = host
+	}
+	h = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
+	h = strings.ToLower(strings.TrimSuffix(h, "."))
+	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
+		return true
+	}
+	return net.ParseIP(h) != nil
 }
 
 // AdminCookie is the cookie a browser may carry the admin token in (the

@@ -21,6 +21,10 @@ func do(t *testing.T, method, url string, hdr map[string]string, body string) (i
 	}
 	req.Header.Set("Content-Type", "application/json")
 	for k, v := range hdr {
+		if k == "Host" {
+			req.Host = v // what a browser sends for a rebound name
+			continue
+		}
 		req.Header.Set(k, v)
 	}
 	resp, err := http.DefaultClient.Do(req)
@@ -157,6 +161,13 @@ func TestAdminEndpoints(t *testing.T) {
 		{"console, admin listener with token, client cookie", sepTok.URL, "/console/calls", clientCookie, 401},
 		{"console, admin listener with token", sepTok.URL, "/console/calls", adminCookie, 200},
 		{"statusz, admin token as cookie", sepTok.URL, "/statusz", adminCookie, 200},
+		// DNS rebinding: a page of evil.example rebinds its name to the
+		// gateway's address and reads the open console same-origin (fails
+		// before the fix: 200 with every recorded call).
+		{"console, admin listener, no token, rebound Host", sep.URL, "/console/calls", map[string]string{"Host": "rebind.evil.example:9090"}, 403},
+		{"console, admin listener, no token, localhost", sep.URL, "/console/calls", map[string]string{"Host": "localhost:9090"}, 200},
+		{"console, admin listener, no token, IPv6 loopback", sep.URL, "/console/calls", map[string]string{"Host": "[::1]:9090"}, 200},
+		{"console, admin listener with token, rebound Host", sepTok.URL, "/console/calls", map[string]string{"Host": "admin.corp.example", "Cookie": proxy.AdminCookie + "=admin-token"}, 200},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

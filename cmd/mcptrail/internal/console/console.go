@@ -148,10 +148,12 @@ func securityHeaders(w http.ResponseWriter) {
 
 // RequireToken guards c with the admin token whose hex sha256 is
 // tokenSHA256 (bearer or cookie, as the gateway's admin endpoints), for
-// `mcptrail console`, which runs without a gateway. Empty: open.
+// `mcptrail console`, which runs without a gateway. Empty: open, to
+// requests naming it by IP address or localhost only (DNS rebinding,
+// proxy.GuardOpenAdmin).
 func RequireToken(tokenSHA256 string, c *Console) http.Handler {
 	if tokenSHA256 == "" {
-		return c
+		return proxy.GuardOpenAdmin(c, c.cfg.Logger)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !proxy.AdminTokenOK(r, tokenSHA256) {

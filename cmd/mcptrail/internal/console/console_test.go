@@ -407,3 +407,47 @@ type failingStore struct{}
 func (failingStore) Store(context.Context) (*clickhouse.Store, error) {
 	return nil, fmt.Errorf("dial tcp 127.0.0.1:1: connect: connection refused")
 }
+
+// TestOpenConsoleRefusesRebinding: `mcptrail console` without a token (it
+// then listens on loopback only) answers a request naming it by IP address
+// or localhost, and refuses with 403 one whose Host is a DNS name: a web
+// page whose name was rebound to 127.0.0.1 would otherwise read every
+// recorded call same-origin (fails before the fix: 503 from the store, the
+// page served).
+func TestOpenConsoleRefusesRebinding(t *testing.T) {
+	con, err := New(Config{Store: failingStore{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(RequireToken("", con))
+	t.Cleanup(srv.Close)
+	for _, tt := range []struct {
+		host   string
+		status int
+		want   string
+	}{
+		{"", 503, "unreachable"}, // 127.0.0.1:<port>
+		{"localhost:9091", 503, "unreachable"},
+		{"[::1]:9091", 503, "unreachable"},
+		{"evil.example:9091", 403, "answers only to an IP address or localhost"},
+		{"evil.example.:9091", 403, "answers only to an IP address or localhost"},
+		{"localhost.evil.example", 403, "answers only to an IP address or localhost"},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/console/audit.jsonl", nil)
+		if tt.host != "" {
+			req.Host = tt.host
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.status || !strings.Contains(string(b), tt.want) {
+			t.Errorf("Host %q: %d, want %d with %q\n%.300s", tt.host, resp.StatusCode, tt.status, tt.want, b)
+		}
+		if resp.Header.Get("Content-Security-Policy") != CSP {
+			t.Errorf("Host %q: no CSP on the answer", tt.host)
+		}
+	}
+}
