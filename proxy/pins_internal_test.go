@@ -44,3 +44,22 @@ func TestPinCheck(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkPinCheck is the pinning check of one call while another tool
+// is refused (the lookup path; with nothing refused it returns at once).
+func BenchmarkPinCheck(b *testing.B) {
+	pt := newPinTracker(&config.Config{}, ".", nil, slog.New(slog.DiscardHandler), "i")
+	pt.state.Store(&pinState{tools: map[toolKey]pinVerdict{{"crm", "search"}: {RulePinChanged, "changed"}}})
+	r := &PolicyRequest{Kind: auth.Tools, Target: "crm.get", Server: "crm"}
+	ctx := context.Background()
+	b.ReportAllocs()
+	denied := 0
+	for b.Loop() {
+		if pt.Check(ctx, r).Deny {
+			denied++
+		}
+	}
+	if denied != 0 {
+		b.Fatalf("crm.get denied %d times", denied)
+	}
+}
