@@ -139,6 +139,22 @@ func TestQuickStartReplay(t *testing.T) {
 	c2.callTool(t, "everything_http.get-sum", map[string]any{"a": 1, "b": 1})
 	gw.waitRecorded(t, base)
 
+	// The web console at the URL serve printed shows the call and its trace.
+	if out := gw.output(t); !strings.Contains(out, "mcptrail web console: "+base+"/console/") {
+		t.Errorf("serve did not print the console URL %s/console/:\n%s", base, tail(out, 2000))
+	}
+	for _, page := range []struct{ path, want string }{{"/console/calls", echoID}, {"/console/trace/" + echoID, "upstream"}, {"/console/audit", echoID}} {
+		resp, err := httpc.Get(base + page.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), page.want) {
+			t.Errorf("GET %s = %d, want 200 showing %s", page.path, resp.StatusCode, page.want)
+		}
+	}
+
 	out, stderr, code := runCLIIn(t, dir, env, "replay", "mock", "--since", "10m")
 	if code != 0 || !strings.Contains(out, " 0 changed, 0 failed") {
 		t.Errorf("mcptrail replay mock --since 10m: exit %d, want 0\n%s\n%s", code, out, tail(stderr, 3000))

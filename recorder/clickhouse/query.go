@@ -557,14 +557,17 @@ type AuditDay struct {
 }
 
 // AuditDays counts the rows AuditQuery q selects per UTC day, newest day
-// first, at most maxDays days (default 400).
+// first, at most maxDays days (default 400). It reads without FINAL (4x
+// faster at 10 M rows on 18.16): a batch written twice despite its write
+// token counts twice until ClickHouse merges the parts; Audit's rows are
+// exact.
 func (s *Store) AuditDays(ctx context.Context, q AuditQuery, maxDays int) ([]AuditDay, error) {
 	if maxDays <= 0 {
 		maxDays = 400
 	}
 	where, args := filters(q.filter())
 	rows, err := s.conn.Query(ctx, "SELECT toUInt32(toDate(ts)) AS d, count(), countIf(decision = 'allowed'), countIf(decision = 'denied') FROM "+
-		s.table("audit")+" FINAL"+where+fmt.Sprintf(" GROUP BY d ORDER BY d DESC LIMIT %d", maxDays), args...)
+		s.table("audit")+where+fmt.Sprintf(" GROUP BY d ORDER BY d DESC LIMIT %d", maxDays), args...)
 	if err != nil {
 		return nil, fmt.Errorf("counting audit rows per day: %w", err)
 	}
