@@ -107,6 +107,12 @@ type BackendStatus struct {
 	// capability profiles (one per distinct set clients declared).
 	ProfileConnections int    `json:"profile_connections"`
 	LastError          string `json:"last_error,omitempty"`
+	// Circuit is the backend's circuit breaker: closed, open or half_open;
+	// CircuitOpens counts the times it opened; ToolsOpen counts the tools
+	// whose own breaker is open or half-open.
+	Circuit      string `json:"circuit"`
+	CircuitOpens uint64 `json:"circuit_opens"`
+	ToolsOpen    int    `json:"circuit_tools_open"`
 }
 
 // Status snapshots the gateway's counters.
@@ -132,6 +138,8 @@ func (g *Gateway) Status() Status {
 		if err := b.LastError(); err != nil {
 			bs.LastError = err.Error()
 		}
+		state, toolsOpen := b.brk.states()
+		bs.Circuit, bs.CircuitOpens, bs.ToolsOpen = state.String(), b.brk.all.openCount(), toolsOpen
 		st.Backends = append(st.Backends, bs)
 	}
 	if sp, ok := g.rec.(StatusProvider); ok {

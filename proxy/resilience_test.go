@@ -162,6 +162,9 @@ func TestCircuitBreakerOpensFailsFastAndCloses(t *testing.T) {
 	if code, _ := get(t, e.url+"/readyz"); code != http.StatusServiceUnavailable {
 		t.Errorf("/readyz = %d with the only backend's circuit open, want 503", code)
 	}
+	if st := e.gw.Status(); len(st.Backends) != 1 || st.Backends[0].Circuit != "open" || st.Backends[0].CircuitOpens != 1 {
+		t.Errorf("/statusz backends = %+v with the circuit open, want alpha's circuit open, opened once", st.Backends)
+	}
 
 	f.failing.Store(0)
 	clock.add(time.Minute)

@@ -224,6 +224,24 @@ func TestPages(t *testing.T) {
 	}
 }
 
+// TestHealthWithGateway: inside serve, the health page shows the
+// gateway's /statusz: backends with their circuit breaker, the recorder.
+func TestHealthWithGateway(t *testing.T) {
+	st := proxy.Status{Version: "v9", Instance: "gw-7", Ready: true, Requests: 42, Sessions: 3,
+		Backends: []proxy.BackendStatus{{Name: "crm", Transport: "http", Ready: false, LastError: "dial tcp: refused", Circuit: "open", CircuitOpens: 2, ToolsOpen: 1}},
+		Recorder: &recorder.Status{Healthy: false, Problems: []string{"spool 91% full"}, Pipeline: recorder.Stats{Written: 1234, Dropped: 5, QueueLen: 7}}}
+	e := newEnv(t, Config{Status: func() proxy.Status { return st }})
+	status, _, body := get(t, e.srv.URL+"/console/health")
+	if status != http.StatusOK {
+		t.Fatalf("health = %d\n%s", status, body)
+	}
+	for _, w := range []string{"gw-7 v9", "42 (0 errors", "crm", "open (opened 2×, 1 tools open)", "dial tcp: refused", "spool 91% full", "1234 written", "5 dropped", "7 events"} {
+		if !strings.Contains(body, w) {
+			t.Errorf("health lacks %q\n%s", w, body)
+		}
+	}
+}
+
 // TestCallsJSON: the live tail's endpoint gives the filtered calls.
 func TestCallsJSON(t *testing.T) {
 	e := newEnv(t, Config{})
