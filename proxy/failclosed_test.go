@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	"github.com/mcptrail/mcptrail/proxy"
-	"github.com/mcptrail/mcptrail/proxy/config"
 	"github.com/mcptrail/mcptrail/recorder"
 	"github.com/mcptrail/mcptrail/recorder/recordertest"
 )
@@ -147,28 +145,3 @@ func TestReadyzReportsRecorderHealth(t *testing.T) {
 	}
 }
 
-// startGatewayUnready is startGateway without waiting for /readyz.
-func startGatewayUnready(t testing.TB, cfg *config.Config, opts ...func(*proxy.Options)) *env {
-	t.Helper()
-	cfg.NamespaceSeparator, cfg.MaxBodyBytes = ".", 4<<20
-	o := proxy.Options{Config: cfg, Redactor: fakeRedactor{}, HealthInterval: 200 * time.Millisecond}
-	for _, f := range opts {
-		f(&o)
-	}
-	gw, err := proxy.New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := gw.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(gw.Handler())
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.CloseClientConnections()
-		_ = gw.Shutdown(ctx)
-		srv.Close()
-	})
-	return &env{gw: gw, url: srv.URL}
-}

@@ -113,8 +113,17 @@ type env struct {
 	logs *bytes.Buffer
 }
 
-// startGateway runs a gateway with the given servers until the test ends.
+// startGateway runs a gateway with the given servers until the test ends,
+// once it and every backend are ready.
 func startGateway(t testing.TB, cfg *config.Config, opts ...func(*proxy.Options)) *env {
+	t.Helper()
+	e := startGatewayUnready(t, cfg, opts...)
+	waitFor(t, "gateway ready", func() bool { ok, _ := e.gw.Ready(); return ok && allReady(e.gw, cfg) })
+	return e
+}
+
+// startGatewayUnready is startGateway without waiting for readiness.
+func startGatewayUnready(t testing.TB, cfg *config.Config, opts ...func(*proxy.Options)) *env {
 	t.Helper()
 	if cfg.NamespaceSeparator == "" {
 		cfg.NamespaceSeparator = "."
@@ -147,7 +156,6 @@ func startGateway(t testing.TB, cfg *config.Config, opts ...func(*proxy.Options)
 		_ = gw.Shutdown(ctx)
 		srv.Close()
 	})
-	waitFor(t, "gateway ready", func() bool { ok, _ := gw.Ready(); return ok && allReady(gw, cfg) })
 	return &env{gw: gw, url: srv.URL, rec: rec, logs: logs}
 }
 
