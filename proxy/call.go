@@ -924,10 +924,18 @@ func (c *call) serverRequest(ctx context.Context, b *Backend, req jsonrpc.Messag
 	case <-timer.C:
 		answer = jsonrpc.NewError(req.ID, jsonrpc.CodeRequestTimeout, "mcptrail: the client did not answer "+req.Method, errorData(c.reqID))
 	}
+	c.recordServerRequest(b, req, answer, string(gwID), t0)
+	return answer
+}
+
+// recordServerRequest records a backend's request during c and the answer
+// it got, under rpcID (the id the client saw; attrs are extra attributes).
+func (c *call) recordServerRequest(b *Backend, req, answer jsonrpc.Message, rpcID string, t0 time.Time, attrs ...recorder.Attr) {
 	c.record(recorder.HopServerRequest, t0, time.Since(t0), func(e *recorder.Event) {
 		e.Method = req.Method
 		e.Server = b.Name()
-		e.RPCID = string(gwID)
+		e.RPCID = rpcID
+		e.Attrs = append(e.Attrs, attrs...)
 		if answer.Error != nil {
 			e.Outcome = recorder.OutcomeJSONRPCError
 			e.ErrorCode = int32(answer.Error.Code)
@@ -937,7 +945,6 @@ func (c *call) serverRequest(ctx context.Context, b *Backend, req jsonrpc.Messag
 			c.payload(e, req.Params, answer.Result)
 		}
 	})
-	return answer
 }
 
 // metaCarrier adapts a _meta object to OTel propagation.

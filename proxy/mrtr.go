@@ -378,20 +378,7 @@ func (c *call) heldRequest(ctx context.Context, b *Backend, req jsonrpc.Message)
 		answer = jsonrpc.NewError(req.ID, jsonrpc.CodeInternalError, "mcptrail: request cancelled", errorData(c.reqID))
 	}
 	answer.ID = req.ID
-	c.record(recorder.HopServerRequest, t0, time.Since(t0), func(e *recorder.Event) {
-		e.Method = req.Method
-		e.Server = b.Name()
-		e.RPCID = in.key
-		e.Attrs = append(e.Attrs, recorder.Attr{Key: "mcp.mrtr.input_key", Value: in.key})
-		if answer.Error != nil {
-			e.Outcome = recorder.OutcomeJSONRPCError
-			e.ErrorCode = int32(answer.Error.Code)
-			e.ErrorMessage = answer.Error.Message
-			c.payload(e, req.Params, answer.Error.JSON())
-		} else {
-			c.payload(e, req.Params, answer.Result)
-		}
-	})
+	c.recordServerRequest(b, req, answer, in.key, t0, recorder.Attr{Key: "mcp.mrtr.input_key", Value: in.key})
 	return answer
 }
 
