@@ -157,24 +157,12 @@ func (c *call) limitTool(ctx context.Context, target string, rt nameRoute) (rele
 	if gate == nil {
 		return func() {}, jsonrpc.Message{}, true
 	}
-	t0 := time.Now()
 	wait, err := gate.acquire(ctx, priorityOf(g.cfg.Limits.Priority, c.princ))
 	c.toolWait = wait
 	switch {
 	case errors.Is(err, errQueueFull):
 		msg := "mcptrail: tool " + c.target + " is at its max_concurrency and its queue is full"
-		c.authResult, c.authRule = auth.ResultDenied, RuleToolQueue
-		g.metrics.policyDecision(ctx, "limits", auth.ResultDenied, RuleToolQueue)
-		g.metrics.limitRefusal(ctx, limitToolQueue)
-		g.stats.denied.Add(1)
-		c.record(recorder.HopAuth, t0, time.Since(t0), func(e *recorder.Event) {
-			e.Outcome = recorder.OutcomeDenied
-			e.ErrorCode = jsonrpc.CodeLimited
-			e.ErrorMessage = msg
-		})
-		resp := c.failData(jsonrpc.CodeLimited, msg, limitToolQueue, 0)
-		c.outcome = recorder.OutcomeDenied
-		return nil, resp, false
+		return nil, c.refuseAtLimit(ctx, limitToolQueue, RuleToolQueue, msg, 0), false
 	case err != nil:
 		c.outcome = recorder.OutcomeTransportError
 		return nil, c.fail(jsonrpc.CodeRequestTimeout, "mcptrail: waiting for a concurrency slot of tool "+c.target+": "+err.Error()), false
