@@ -406,17 +406,25 @@ func (b *Backend) handshake(ctx context.Context, conn upstreamConn, caps json.Ra
 	if err := conn.notify(ctx, "notifications/initialized", nil); err != nil {
 		return nil, fmt.Errorf("sending initialized: %w", err)
 	}
+	if err := b.fetchLists(ctx, snap); err != nil {
+		return nil, err
+	}
+	return snap, nil
+}
+
+// fetchLists reads every list snap's capabilities offer.
+func (b *Backend) fetchLists(ctx context.Context, snap *backendSnapshot) error {
 	for k := range numLists {
 		if !snap.has(listCaps[k]) {
 			continue
 		}
 		items, err := b.fetchList(ctx, snap, k)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		snap.lists[k] = items
 	}
-	return snap, nil
+	return nil
 }
 
 // fetchList reads every page of one list.

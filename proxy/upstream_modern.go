@@ -181,15 +181,8 @@ func (b *Backend) discoverHandshake(ctx context.Context, conn upstreamConn, vers
 	snap.capabilities = d.Capabilities
 	snap.serverInfo = d.Meta[metaServerInfo]
 	snap.instructions = d.Instructions
-	for k := range numLists {
-		if !snap.has(listCaps[k]) {
-			continue
-		}
-		items, err := b.fetchList(ctx, snap, k)
-		if err != nil {
-			return nil, err
-		}
-		snap.lists[k] = items
+	if err := b.fetchLists(ctx, snap); err != nil {
+		return nil, err
 	}
 	return snap, nil
 }
