@@ -144,4 +144,3 @@ func TestReadyzReportsRecorderHealth(t *testing.T) {
 		})
 	}
 }
-
