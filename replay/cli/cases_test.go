@@ -21,11 +21,14 @@ func TestCasesRoundTrip(t *testing.T) {
 		{RequestID: "c", Target: "t.y", Status: report.StatusFailed, Reason: "boom"},
 		{RequestID: "d", Target: "t.y", Status: report.StatusSkipped, Reason: "secret"},
 		{RequestID: "e", Target: "t.y", Status: report.StatusReordered, Diff: diff.Result{Changes: []diff.Change{{Path: "/tools", Kind: diff.KindOrderChanged, Risk: diff.RiskLow}}}},
+		{RequestID: "f", Target: "t.y", Status: report.StatusNoise, NoiseChanges: 2, NoisePaths: []string{"/content/0/text", "/_meta/ts"}},
+		{RequestID: "g", Target: "t.y", Status: report.StatusChanged, NoiseChanges: 1, NoisePaths: []string{"/_meta/ts"},
+			Diff: diff.Result{Changes: []diff.Change{{Path: "/isError", Kind: diff.KindAdded, Risk: diff.RiskHigh, New: json.RawMessage(`true`)}}}},
 	}
 	got := cli.Cases(cli.Results(in))
 	for i, c := range got {
 		w := in[i]
-		if c.RequestID != w.RequestID || c.Tool() != w.Tool() || c.Status != w.Status || c.Reason != w.Reason || c.RecordedUs != w.RecordedUs ||
+		if c.RequestID != w.RequestID || c.Tool() != w.Tool() || c.Status != w.Status || c.Reason != w.Reason || c.RecordedUs != w.RecordedUs || c.NoiseChanges != w.NoiseChanges || !reflect.DeepEqual(c.NoisePaths, w.NoisePaths) ||
 			!reflect.DeepEqual(c.Diff.Changes, w.Diff.Changes) {
 			t.Errorf("Cases(Results(%+v)) = %+v", w, c)
 		}

@@ -462,8 +462,14 @@ func Results(cases []report.Case) []clickhouse.ReplayResult {
 		default:
 			r.Status = clickhouse.ReplayIdentical
 		}
-		if len(c.Diff.Changes) > 0 {
-			b, _ := json.Marshal(c.Diff.Changes)
+		// Noise paths ride along as changes of kind "noise", so that a
+		// stored run still says what --baseline-twice set aside.
+		chs := c.Diff.Changes
+		for _, p := range c.NoisePaths {
+			chs = append(chs[:len(chs):len(chs)], diff.Change{Path: p, Kind: kindNoise})
+		}
+		if len(chs) > 0 {
+			b, _ := json.Marshal(chs)
 			r.Diff = string(b)
 		}
 		out = append(out, r)
@@ -471,11 +477,15 @@ func Results(cases []report.Case) []clickhouse.ReplayResult {
 	return out
 }
 
+// kindNoise marks a stored change that was noise (a path that differed
+// between two baseline passes), not a regression.
+const kindNoise diff.Kind = "noise"
+
 // Cases converts stored replay results back into report cases (the
 // inverse of Results), so that a stored run is summarised with
 // replay/report as the terminal report is. Noise cases were stored as
-// identical; a stored identical result with changes left had only
-// reorderings.
+// identical with their noise paths; a stored identical result with other
+// changes left had only reorderings.
 func Cases(results []clickhouse.ReplayResult) []report.Case {
 	out := make([]report.Case, 0, len(results))
 	for _, r := range results {
@@ -492,12 +502,26 @@ func Cases(results []clickhouse.ReplayResult) []report.Case {
 			c.Status = report.StatusIdentical
 		}
 		if r.Diff != "" {
-			if err := json.Unmarshal([]byte(r.Diff), &c.Diff.Changes); err != nil && c.Reason == "" {
+			var chs []diff.Change
+			if err := json.Unmarshal([]byte(r.Diff), &chs); err != nil && c.Reason == "" {
 				c.Reason = "stored diff unreadable: " + err.Error()
 			}
+			for _, ch := range chs {
+				if ch.Kind == kindNoise {
+					c.NoiseChanges++
+					c.NoisePaths = append(c.NoisePaths, ch.Path)
+					continue
+				}
+				c.Diff.Changes = append(c.Diff.Changes, ch)
+			}
 		}
-		if c.Status == report.StatusIdentical && len(c.Diff.Changes) > 0 {
-			c.Status = report.StatusReordered
+		if c.Status == report.StatusIdentical {
+			switch {
+			case len(c.Diff.Changes) > 0:
+				c.Status = report.StatusReordered
+			case c.NoiseChanges > 0:
+				c.Status = report.StatusNoise
+			}
 		}
 		out = append(out, c)
 	}

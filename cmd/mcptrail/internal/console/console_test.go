@@ -111,6 +111,7 @@ func newEnv(t *testing.T, cfg Config) env {
 			Diff: `[{"path":"/content/0/text","kind":"value_changed","risk":"medium","old":"Echo: hi","new":"Echo: HI"}]`},
 		{RequestID: "r-fail", Tool: "everything.echo", Status: clickhouse.ReplayChanged,
 			Diff: `[{"path":"","kind":"outcome_changed","risk":"high","old":{"outcome":"transport_error","code":-32001},"new":{"outcome":"ok"}}]`},
+		{RequestID: "r-deny", Tool: "everything.echo", Status: clickhouse.ReplayIdentical, Diff: `[{"path":"/_meta/ts","kind":"noise","risk":"none"}]`},
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +185,7 @@ func TestPages(t *testing.T) {
 		{"calls live tail keeps the filter", "/console/calls?outcome=failed&principal=alice", 200, []string{`data-src="/console/calls.json?outcome=failed&amp;principal=alice"`}, nil},
 		{"audit by rule", "/console/audit?rule=tools%3Adefault-deny", 200, []string{"1 rows match", "r-deny"}, []string{">r-ok<"}},
 		{"replay runs", "/console/replays", 200, []string{"run-1", "mock"}, nil},
-		{"replay run", "/console/replays/run-1", 200, []string{"/content/0/text", "&#34;Echo: hi&#34;", "&#34;Echo: HI&#34;", "outcome changed", "medium"}, nil},
+		{"replay run", "/console/replays/run-1", 200, []string{"/content/0/text", "&#34;Echo: hi&#34;", "&#34;Echo: HI&#34;", "outcome changed", "medium", "st-noise", `<code class="noisepath">/_meta/ts</code>`, "Noise (set aside): <code>/_meta/ts</code>"}, nil},
 		{"replay unknown", "/console/replays/nope", 404, nil, nil},
 		{"health without a gateway", "/console/health", 200, []string{"reachable", "No gateway runs in this process"}, nil},
 		{"static css", "/console/static/console.css", 200, []string{"--fg"}, nil},
