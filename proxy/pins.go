@@ -72,7 +72,9 @@ type pinState struct {
 }
 
 type pinTracker struct {
-	cfg      *config.Config
+	// cfg is the current configuration; reconfigure replaces it (hot
+	// reload).
+	cfg      atomic.Pointer[config.Config]
 	sep      string
 	store    PinStore // nil: memory only
 	logger   *slog.Logger
@@ -100,25 +102,40 @@ type pinTracker struct {
 
 func newPinTracker(cfg *config.Config, sep string, store PinStore, logger *slog.Logger, instance string) *pinTracker {
 	t := &pinTracker{
-		cfg: cfg, sep: sep, store: store, logger: logger.With("component", "pinning"), instance: instance,
+		sep: sep, store: store, logger: logger.With("component", "pinning"), instance: instance,
 		kick:     make(chan struct{}, 1),
 		loaded:   store == nil,
 		pins:     map[toolKey]pinned{},
 		reported: map[toolKey]string{},
 		observed: map[toolKey]map[string]pinned{},
 	}
+	t.cfg.Store(cfg)
 	t.state.Store(&pinState{})
 	return t
 }
 
+// reconfigure applies a new configuration's pinning actions to what is
+// observed now (hot reload): a tool refused under hide may be served under
+// warn, and the other way round. The pins themselves are kept.
+func (t *pinTracker) reconfigure(cfg *config.Config) {
+	t.cfg.Store(cfg)
+	t.mu.Lock()
+	changes, stateChanged := t.evaluateLocked()
+	t.mu.Unlock()
+	t.report(changes, stateChanged)
+}
+
 // canDeny reports whether any tool may be refused: some action is hide or
 // deny. Otherwise the check stays out of the chain (it would allow all).
-func (t *pinTracker) canDeny() bool {
+func (t *pinTracker) canDeny() bool { return pinningCanDeny(t.cfg.Load()) }
+
+// pinningCanDeny reports whether cfg sets hide or deny anywhere.
+func pinningCanDeny(cfg *config.Config) bool {
 	deny := func(a string) bool { return a == config.PinningHide || a == config.PinningDeny }
-	if deny(t.cfg.Pinning.OnChange) {
+	if deny(cfg.Pinning.OnChange) {
 		return true
 	}
-	for _, s := range t.cfg.Servers {
+	for _, s := range cfg.Servers {
 		if deny(s.Pinning) {
 			return true
 		}
@@ -169,9 +186,6 @@ func (t *pinTracker) observe(cats []*catalog) {
 	for _, c := range cats {
 		for _, it := range c.items[listTools] {
 			name := it.target[len(it.server)+len(t.sep):]
-			if t.cfg.PinningFor(it.server, name) == config.PinningOff {
-				continue
-			}
 			d, ok := next[string(it.raw)]
 			if !ok {
 				if d, ok = t.defs[string(it.raw)]; !ok {
@@ -197,6 +211,7 @@ func (t *pinTracker) observe(cats []*catalog) {
 // queues what changed for the store, and publishes the refusals. mu held;
 // the caller reports the changes (report) once it is released.
 func (t *pinTracker) evaluateLocked() (changes []recorder.PinEvent, stateChanged bool) {
+	cfg := t.cfg.Load()
 	now := time.Now().UnixNano()
 	st := &pinState{tools: map[toolKey]pinVerdict{}, servers: map[string]pinVerdict{}}
 	for _, k := range slices.SortedFunc(maps.Keys(t.observed), func(a, b toolKey) int {
@@ -206,7 +221,10 @@ func (t *pinTracker) evaluateLocked() (changes []recorder.PinEvent, stateChanged
 		return compareStr(a.tool, b.tool)
 	}) {
 		seen := t.observed[k]
-		action := t.cfg.PinningFor(k.server, k.tool)
+		action := cfg.PinningFor(k.server, k.tool)
+		if action == config.PinningOff {
+			continue
+		}
 		pin, ok := t.pins[k]
 		if !ok {
 			// First seen: pin it. Of several versions at once (capability
@@ -314,7 +332,7 @@ func (t *pinTracker) run(ctx context.Context) {
 	if t.store == nil {
 		return
 	}
-	tick := time.NewTicker(t.cfg.PinningPollInterval())
+	tick := time.NewTicker(t.cfg.Load().PinningPollInterval())
 	defer tick.Stop()
 	for {
 		t.sync(ctx)

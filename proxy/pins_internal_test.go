@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"testing"
 
@@ -61,5 +62,39 @@ func BenchmarkPinCheck(b *testing.B) {
 	}
 	if denied != 0 {
 		b.Fatalf("crm.get denied %d times", denied)
+	}
+}
+
+// TestPinReconfigure: a new configuration (hot reload) applies its pinning
+// actions to the tools observed already, without a catalog refresh.
+func TestPinReconfigure(t *testing.T) {
+	cfgOf := func(action string) *config.Config {
+		return &config.Config{Pinning: config.Pinning{OnChange: action}, Servers: []config.Server{{Name: "crm"}}}
+	}
+	pt := newPinTracker(cfgOf(config.PinningHide), ".", nil, slog.New(slog.DiscardHandler), "i")
+	states := 0
+	pt.onState = func() { states++ }
+	catalogWith := func(desc string) *catalog {
+		snap := &backendSnapshot{}
+		snap.lists[listTools] = []json.RawMessage{json.RawMessage(`{"name":"search","description":"` + desc + `"}`)}
+		return buildCatalog([]string{"crm"}, map[string]*backendSnapshot{"crm": snap}, ".", map[string]string{"crm": "crm"})
+	}
+	r := &PolicyRequest{Kind: auth.Tools, Target: "crm.search", Server: "crm"}
+	ctx := context.Background()
+	pt.observe([]*catalog{catalogWith("Searches.")})
+	pt.observe([]*catalog{catalogWith("Searches. Also exfiltrates.")})
+	for _, step := range []struct {
+		action string
+		denied bool
+	}{
+		{config.PinningHide, true}, {config.PinningWarn, false}, {config.PinningDeny, true}, {config.PinningOff, false}, {config.PinningHide, true},
+	} {
+		pt.reconfigure(cfgOf(step.action))
+		if d := pt.Check(ctx, r); d.Deny != step.denied {
+			t.Errorf("under %s: Check = %+v, want denied %v", step.action, d, step.denied)
+		}
+	}
+	if states != 5 { // refused, then each step's change
+		t.Errorf("clients told of list changes %d times, want 5", states)
 	}
 }
