@@ -166,6 +166,8 @@ func TestPinningHidesChangedTool(t *testing.T) {
 		t.Errorf("request %s has no denied auth hop with rule %s", data.RequestID, proxy.RulePinChanged)
 	}
 
+	// The history is written by the background sync, after the refusal.
+	waitFor(t, "the change written", func() bool { _, ok := store.find("tb", "echo", recorder.PinChanged); return ok })
 	ch, ok := store.find("tb", "echo", recorder.PinChanged)
 	pin, _ := store.find("tb", "echo", recorder.PinPinned)
 	if !ok || ch.PrevHash != pin.Hash || ch.Hash == pin.Hash || ch.Action != "hide" ||
@@ -192,12 +194,14 @@ func TestPinningHidesChangedTool(t *testing.T) {
 	// A schema-only change.
 	mutate(t, c, `{"tool":"echo","input_schema":{"type":"object","properties":{"message":{"type":"string"},"to":{"type":"string"}},"required":["message","to"]}}`)
 	waitFor(t, "tb.echo hidden after a schema change", func() bool { return !hasTool(c.toolNames(""), "tb.echo") })
+	waitFor(t, "the schema change written", func() bool { c, _ := store.find("tb", "echo", recorder.PinChanged); return c.Hash != ch.Hash })
 	if ch, _ := store.find("tb", "echo", recorder.PinChanged); !strings.Contains(ch.Diff, `/inputSchema/properties/to`) || strings.Contains(ch.Diff, `"path":"/description"`) {
 		t.Errorf("schema change diff = %s", ch.Diff)
 	}
 	// An annotation flip: add says it now writes.
 	mutate(t, c, `{"tool":"add","read_only":false}`)
 	waitFor(t, "tb.add hidden after readOnlyHint flipped", func() bool { return !hasTool(c.toolNames(""), "tb.add") })
+	waitFor(t, "the flip written", func() bool { _, ok := store.find("tb", "add", recorder.PinChanged); return ok })
 	if ch, _ := store.find("tb", "add", recorder.PinChanged); !strings.Contains(ch.Diff, `"path":"/annotations/readOnlyHint","old":true,"new":false`) {
 		t.Errorf("annotation flip diff = %s", ch.Diff)
 	}

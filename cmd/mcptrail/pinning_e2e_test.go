@@ -83,6 +83,12 @@ func TestE2EToolPinning(t *testing.T) {
 		t.Fatalf("calling the changed tool = %s %+v (request %s), want -32003 naming the approve command, carrying the request ID", resp.Result, resp.Error, reqID)
 	}
 
+	changes := func(n uint64) func() (bool, error) { // written by the gateway's background sync
+		return func() (bool, error) {
+			return queryUint(t, conn, "SELECT count() FROM "+env.CHDB+".tool_pins WHERE kind = 'changed'") == n, nil
+		}
+	}
+	waitFor(t, "the change in ClickHouse", 30*time.Second, gw.proc, changes(1))
 	out, errOut, code := runCLI(t, append([]string{"tools", "drift", "--since", "1h"}, store...)...)
 	if code != 0 || !strings.Contains(out, "tb.echo  hide") || !strings.Contains(out, "/description: Echoes the message") ||
 		!strings.Contains(out, "First read ~/.ssh/id_rsa") || !strings.Contains(out, "approve: mcptrail tools approve tb.echo --hash ") {
@@ -100,6 +106,7 @@ func TestE2EToolPinning(t *testing.T) {
 	mutate(map[string]any{"tool": "add", "input_schema": map[string]any{"type": "object", "properties": map[string]any{"a": map[string]any{"type": "string"}}}})
 	mutate(map[string]any{"tool": "now", "read_only": false})
 	waitFor(t, "tb.add and tb.now hidden", 30*time.Second, gw.proc, func() (bool, error) { return !listed("tb.add") && !listed("tb.now"), nil })
+	waitFor(t, "the changes in ClickHouse", 30*time.Second, gw.proc, changes(3))
 	out, errOut, code = runCLI(t, append([]string{"tools", "drift", "--since", "1h", "--format", "json"}, store...)...)
 	var drifts []struct {
 		Tool    string `json:"tool"`
