@@ -11,7 +11,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -259,16 +258,38 @@ func startGateway(t testing.TB, env e2eEnv, extraArgs ...string) *gateway {
 	args := append([]string{"serve", "--config", cfg, "--listen", addr, "--admin-listen", admin, "--log-level", "debug"}, extraArgs...)
 	p := startProc(t, "gateway", env.list(), args...)
 	g := &gateway{proc: p, url: "http://" + addr, admin: "http://" + admin}
-	waitFor(t, "gateway /readyz", 90*time.Second, p, func() (bool, error) {
-		resp, err := httpc.Get(g.url + "/readyz")
-		if err != nil {
-			return false, err
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode == http.StatusOK, fmt.Errorf("readyz %d %s", resp.StatusCode, b)
-	})
+	waitReady(t, p, g.url, 90*time.Second)
 	return g
+}
+
+// waitReady waits until the gateway p serves at base answers /readyz 200.
+func waitReady(t testing.TB, p *proc, base string, limit time.Duration) {
+	t.Helper()
+	waitFor(t, "gateway /readyz", limit, p, func() (bool, error) {
+		code, body := readyz(base)
+		return code == http.StatusOK, fmt.Errorf("readyz %d %s", code, body)
+	})
+}
+
+// serveYAML runs `mcptrail serve` with the config text cfg (its listen is
+// overridden by a free port) until the test ends, once /readyz answers 200,
+// and returns its base URL.
+func serveYAML(t testing.TB, cfg string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "gw.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	p := startProc(t, "gateway", nil, "serve", "--config", path, "--listen", addr)
+	waitReady(t, p, "http://"+addr, 30*time.Second)
+	return "http://" + addr
+}
+
+// everythingOnly is a gateway config for one server-everything at url,
+// without namespace, recording off.
+func everythingOnly(url string) string {
+	return "servers:\n  - name: everything\n    transport: http\n    url: " + url + "\n    no_namespace: true\n    required: true\nrecorder:\n  enabled: false\n"
 }
 
 // stats reads the recorder counters from /statusz.
@@ -444,23 +465,7 @@ func runCLI(t testing.TB, args ...string) (string, string, int) {
 // runCLIEnv is runCLI with extra environment variables.
 func runCLIEnv(t testing.TB, env []string, args ...string) (string, string, int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, mcptrailBin(t), args...)
-	cmd.Dir = t.TempDir() // no mcptrail.yaml here: only flags count
-	cmd.Env = append(os.Environ(), env...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	code := 0
-	if err != nil {
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) {
-			t.Fatalf("running mcptrail %s: %v", strings.Join(args, " "), err)
-		}
-		code = ee.ExitCode()
-	}
-	return stdout.String(), stderr.String(), code
+	return runCLIIn(t, t.TempDir(), env, args...) // no mcptrail.yaml there: only flags count
 }
 
 // ---- ClickHouse ----

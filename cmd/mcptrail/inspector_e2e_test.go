@@ -4,13 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -84,22 +82,7 @@ func normalizeInspector(out []byte) string {
 func TestInspectorCLIThroughGateway(t *testing.T) {
 	npm := npmDir(t)
 	url := startEverythingHTTP(t, npm)
-	port := freePort(t)
-	cfgPath := filepath.Join(t.TempDir(), "gw.yaml")
-	cfg := fmt.Sprintf("listen: 127.0.0.1:%d\nservers:\n  - name: everything\n    transport: http\n    url: %s\n    no_namespace: true\n    required: true\nrecorder:\n  enabled: false\n", port, url)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	gw := startProc(t, "gateway", nil, "serve", "--config", cfgPath)
-	base := "http://127.0.0.1:" + strconv.Itoa(port)
-	waitFor(t, "gateway ready", 30*time.Second, gw, func() (bool, error) {
-		resp, err := http.Get(base + "/readyz")
-		if err != nil {
-			return false, nil
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200, nil
-	})
+	base := serveYAML(t, everythingOnly(url))
 	// The three clients run side by side (each step is a Node start).
 	targets := []struct {
 		name   string

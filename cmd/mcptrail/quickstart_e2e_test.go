@@ -80,15 +80,7 @@ func TestQuickStartReplay(t *testing.T) {
 	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
 	gw := startProcIn(t, dir, "gateway", env, "serve", "--config", "deploy/demo.yaml", "--listen", addr)
 	base := "http://" + addr
-	waitFor(t, "the demo gateway's /readyz", 120*time.Second, gw, func() (bool, error) {
-		resp, err := httpc.Get(base + "/readyz")
-		if err != nil {
-			return false, err
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode == http.StatusOK, fmt.Errorf("readyz %d %s", resp.StatusCode, b)
-	})
+	waitReady(t, gw, base, 120*time.Second)
 
 	// The README's calls (initialize as its curl does), and a few more.
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

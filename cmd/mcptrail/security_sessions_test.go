@@ -52,15 +52,7 @@ func startSecurityGateway(t *testing.T) (*gateway, secEnv) {
 	admin := "127.0.0.1:" + strconv.Itoa(freePort(t))
 	p := startProc(t, "gateway", env.list(t), "serve", "--config", "../../testdata/e2e/security.yaml", "--listen", addr, "--admin-listen", admin, "--log-level", "debug")
 	g := &gateway{proc: p, url: "http://" + addr, admin: "http://" + admin}
-	waitFor(t, "gateway /readyz", 90*time.Second, p, func() (bool, error) {
-		resp, err := httpc.Get(g.url + "/readyz")
-		if err != nil {
-			return false, err
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode == http.StatusOK, fmt.Errorf("readyz %d %s", resp.StatusCode, b)
-	})
+	waitReady(t, p, g.url, 90*time.Second)
 	return g, env
 }
 

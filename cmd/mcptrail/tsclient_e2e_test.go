@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -87,10 +86,7 @@ func TestTypeScriptClientThroughGateway(t *testing.T) {
 	npm := npmDir(t)
 	js := filepath.Join(npm, "node_modules/@modelcontextprotocol/server-everything/dist/index.js")
 	httpURL := startEverythingHTTP(t, npm)
-	port := freePort(t)
-	cfgPath := filepath.Join(t.TempDir(), "gw.yaml")
-	cfg := fmt.Sprintf(`listen: 127.0.0.1:%d
-servers:
+	base := serveYAML(t, fmt.Sprintf(`servers:
   - name: everything
     transport: stdio
     command: node
@@ -102,20 +98,7 @@ servers:
     required: true
 recorder:
   enabled: false
-`, port, js, httpURL)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	gw := startProc(t, "gateway", nil, "serve", "--config", cfgPath)
-	base := "http://127.0.0.1:" + strconv.Itoa(port)
-	waitFor(t, "gateway ready", 30*time.Second, gw, func() (bool, error) {
-		resp, err := http.Get(base + "/readyz")
-		if err != nil {
-			return false, nil
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200, nil
-	})
+`, js, httpURL))
 
 	cases := []struct {
 		name string
@@ -158,22 +141,7 @@ var volatileStep = regexp.MustCompile(`\d{1,2}:\d{2}:\d{2}\s?[AP]M|\\?"(temperat
 func TestTypeScriptClientSameAsDirect(t *testing.T) {
 	npm := npmDir(t)
 	url := startEverythingHTTP(t, npm)
-	port := freePort(t)
-	cfgPath := filepath.Join(t.TempDir(), "gw.yaml")
-	cfg := fmt.Sprintf("listen: 127.0.0.1:%d\nservers:\n  - name: everything\n    transport: http\n    url: %s\n    no_namespace: true\n    required: true\nrecorder:\n  enabled: false\n", port, url)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	gw := startProc(t, "gateway", nil, "serve", "--config", cfgPath)
-	base := "http://127.0.0.1:" + strconv.Itoa(port)
-	waitFor(t, "gateway ready", 30*time.Second, gw, func() (bool, error) {
-		resp, err := http.Get(base + "/readyz")
-		if err != nil {
-			return false, nil
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200, nil
-	})
+	base := serveYAML(t, everythingOnly(url))
 	direct := runClient(t, npm, "--url", url, "--scenario", "everything")
 	if !direct.OK || len(direct.Steps) < 10 {
 		t.Fatalf("directly, the client failed steps %v (%d steps)", direct.Failed, len(direct.Steps))
