@@ -177,7 +177,9 @@ func (b *Backend) run(ctx context.Context, healthEvery time.Duration) {
 		b.hooks.backendChanged(b)
 		b.listed.Store(true)
 		b.logger.Info("backend ready", "protocol_version", snap.protocolVersion, "tools", len(snap.lists[listTools]))
+		stopListen := b.listenUpstream(ctx, snap)
 		b.watch(ctx, snap, healthEvery)
+		stopListen()
 		b.clearSnap(snap.conn)
 		_ = snap.conn.close()
 		b.closeVariants()
@@ -308,6 +310,17 @@ func (b *Backend) newConn(ctx context.Context, v *variant) (upstreamConn, error)
 					}
 					go b.refreshStale(b.gctx, v)
 					return
+				}
+			}
+			if kinds := changedLists(n.Method); kinds != nil && modernUpstream(b.cfg.ProtocolVersion) {
+				// A 2026 backend tells of changes on the primary's
+				// subscriptions/listen only: its profiles' lists are
+				// stale too.
+				for _, pv := range b.variantList() {
+					for _, k := range kinds {
+						pv.staleLists.Or(1 << k)
+					}
+					go b.refreshStale(b.gctx, pv)
 				}
 			}
 			b.hooks.backendNotification(context.WithValue(ctx, profileKeyCtx{}, key), b, n)

@@ -86,3 +86,44 @@ func TestParamHeaders(t *testing.T) {
 		t.Errorf("Mcp-Param-Region the backend got = %q, want %q", regions, want)
 	}
 }
+
+// TestModernBackendListChanged: a 2026 backend announces list changes only
+// on a subscriptions/listen stream (the GET stream is gone); the gateway
+// keeps one open, so a tool the backend adds reaches clients' lists (it
+// never did: the gateway listened to nothing).
+func TestModernBackendListChanged(t *testing.T) {
+	srv := server.NewMCPServer("changing-backend", "1", server.WithToolCapabilities(true))
+	srv.AddTool(mcpgo.NewTool("grow"), func(context.Context, mcpgo.CallToolRequest) (*mcpgo.CallToolResult, error) {
+		srv.AddTool(mcpgo.NewTool("grown"), func(context.Context, mcpgo.CallToolRequest) (*mcpgo.CallToolResult, error) {
+			return mcpgo.NewToolResultText("here"), nil
+		})
+		return mcpgo.NewToolResultText("grew"), nil
+	})
+	hs := httptest.NewServer(server.NewStreamableHTTPServer(srv, server.WithDisableLocalhostProtection(true)))
+	t.Cleanup(func() { hs.CloseClientConnections(); hs.Close() })
+	e := startGateway(t, &config.Config{Servers: []config.Server{{Name: "gs", Transport: "http", URL: hs.URL + "/mcp", ProtocolVersion: "2026-07-28", Timeout: 10 * time.Second}}})
+	c := mcp.NewClient(&mcp.Implementation{Name: "old", Version: "1"}, nil)
+	cs, err := c.Connect(context.Background(), &mcp.StreamableClientTransport{Endpoint: e.url + "/mcp", MaxRetries: -1}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	names := func() string {
+		res, err := cs.ListTools(context.Background(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n []string
+		for _, tl := range res.Tools {
+			n = append(n, tl.Name)
+		}
+		return strings.Join(n, ",")
+	}
+	if got := names(); got != "gs.grow" {
+		t.Fatalf("tools before = %s, want gs.grow", got)
+	}
+	if _, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "gs.grow"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "gs.grown listed through the gateway", func() bool { return strings.Contains(names(), "gs.grown") })
+}

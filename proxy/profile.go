@@ -222,6 +222,17 @@ func (b *Backend) variantSnaps() map[string]*backendSnapshot {
 	return out
 }
 
+// variantList returns the backend's profile connection slots.
+func (b *Backend) variantList() []*variant {
+	b.variantMu.Lock()
+	defer b.variantMu.Unlock()
+	out := make([]*variant, 0, len(b.variants))
+	for _, v := range b.variants {
+		out = append(out, v)
+	}
+	return out
+}
+
 // changedLists maps a list_changed notification to the lists to re-read.
 func changedLists(method string) []listKind {
 	switch method {

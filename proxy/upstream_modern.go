@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
 
@@ -206,4 +207,44 @@ func (s *Session) capsJSON() json.RawMessage {
 	}
 	b, _ := json.Marshal(s.caps)
 	return b
+}
+
+// listenUpstream keeps a subscriptions/listen stream open to a 2026 backend
+// over HTTP for the list changes it declared (listChanged), which replaced
+// the GET stream: its notifications reach backendNotification like a
+// session-era backend's, so catalogs follow the backend. The stream is
+// reopened when it ends, until the returned stop is called.
+func (b *Backend) listenUpstream(ctx context.Context, snap *backendSnapshot) (stop func()) {
+	if !modernUpstream(snap.protocolVersion) || b.cfg.Transport == "stdio" {
+		return func() {}
+	}
+	filter := map[string]bool{}
+	for cap, key := range map[string]string{"tools": "toolsListChanged", "prompts": "promptsListChanged", "resources": "resourcesListChanged"} {
+		var c struct {
+			ListChanged bool `json:"listChanged"`
+		}
+		if raw, ok := snap.capabilities[cap]; ok && json.Unmarshal(raw, &c) == nil && c.ListChanged {
+			filter[key] = true
+		}
+	}
+	if len(filter) == 0 {
+		return func() {}
+	}
+	params, _ := json.Marshal(map[string]any{"notifications": filter})
+	lctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for lctx.Err() == nil {
+			_, err := b.rawCall(lctx, snap, "subscriptions/listen", params, nil)
+			if lctx.Err() != nil {
+				return
+			}
+			b.logger.Debug("subscriptions/listen to the backend ended; reopening", "err", err)
+			if !sleepCtx(lctx, time.Second) {
+				return
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }
