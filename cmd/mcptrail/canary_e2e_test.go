@@ -221,23 +221,7 @@ recorder:
 	// ClickHouse: every String-typed column of every table.
 	conn := chConn(t, env.CHAddr)
 	ctx := context.Background()
-	rows, err := conn.Query(ctx, "SELECT table, name, type FROM system.columns WHERE database = ? AND type LIKE '%String%'", env.CHDB)
-	if err != nil {
-		t.Fatal(err)
-	}
-	type col struct{ table, name, typ string }
-	var cols []col
-	for rows.Next() {
-		var c col
-		if err := rows.Scan(&c.table, &c.name, &c.typ); err != nil {
-			t.Fatal(err)
-		}
-		cols = append(cols, c)
-	}
-	rows.Close()
-	if len(cols) < 20 {
-		t.Fatalf("found only %d String columns in %s", len(cols), env.CHDB)
-	}
+	cols := stringColumns(t, conn, env.CHDB)
 	needles := append([]string{marker}, secretsOf(canaries)...)
 	chRows := make([]uint64, len(needles))
 	where := map[int][]string{}

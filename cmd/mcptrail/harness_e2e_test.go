@@ -480,6 +480,32 @@ func chConn(t testing.TB, addr string) driver.Conn {
 	return conn
 }
 
+// chColumn is a column of a ClickHouse table.
+type chColumn struct{ table, name, typ string }
+
+// stringColumns lists the String-typed columns (Nullable, LowCardinality,
+// arrays of them too) of every table of db; there must be at least 20.
+func stringColumns(t testing.TB, conn driver.Conn, db string) []chColumn {
+	t.Helper()
+	rows, err := conn.Query(context.Background(), "SELECT table, name, type FROM system.columns WHERE database = ? AND type LIKE '%String%'", db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var cols []chColumn
+	for rows.Next() {
+		var c chColumn
+		if err := rows.Scan(&c.table, &c.name, &c.typ); err != nil {
+			t.Fatal(err)
+		}
+		cols = append(cols, c)
+	}
+	if len(cols) < 20 {
+		t.Fatalf("found only %d String columns in %s: %v", len(cols), db, cols)
+	}
+	return cols
+}
+
 func queryUint(t testing.TB, conn driver.Conn, q string, args ...any) uint64 {
 	t.Helper()
 	var n uint64
