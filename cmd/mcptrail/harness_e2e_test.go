@@ -220,10 +220,11 @@ func (e e2eEnv) list() []string {
 const gatewayConfig = "../../testdata/e2e/gateway.yaml"
 
 // startTestBackend runs `mcptrail testbackend --http` and returns its URL.
-func startTestBackend(t testing.TB) (*proc, string) {
+// extraArgs are more flags of `mcptrail testbackend` (--mutable).
+func startTestBackend(t testing.TB, extraArgs ...string) (*proc, string) {
 	t.Helper()
 	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
-	p := startProc(t, "testbackend", nil, "testbackend", "--http", addr)
+	p := startProc(t, "testbackend", nil, append([]string{"testbackend", "--http", addr}, extraArgs...)...)
 	url := "http://" + addr + "/mcp"
 	waitFor(t, "testbackend to listen", 60*time.Second, p, func() (bool, error) {
 		c, err := net.Dial("tcp", addr)

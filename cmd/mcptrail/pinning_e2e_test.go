@@ -2,9 +2,7 @@ package main
 
 import (
 	"encoding/json"
-	"net"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -21,18 +19,9 @@ import (
 // feature (no pinning, no tools command).
 func TestE2EToolPinning(t *testing.T) {
 	srv := chtest.Shared(t)
-	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
-	tb := startProc(t, "testbackend", nil, "testbackend", "--http", addr, "--mutable")
-	waitFor(t, "testbackend to listen", 60*time.Second, tb, func() (bool, error) {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			return false, err
-		}
-		c.Close()
-		return true, nil
-	})
+	_, tbURL := startTestBackend(t, "--mutable")
 	env := e2eEnv{Config: "../../testdata/e2e/pinning.yaml", CHAddr: srv.Addr(), CHDB: chtest.Database(t, srv.Addr()),
-		SpoolDir: t.TempDir(), TBURL: "http://" + addr + "/mcp"}
+		SpoolDir: t.TempDir(), TBURL: tbURL}
 	store := []string{"--clickhouse", env.CHAddr, "--database", env.CHDB}
 	gw := startGateway(t, env)
 	c := dial(t, gw.url, "")
