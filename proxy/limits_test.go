@@ -2,9 +2,9 @@ package proxy_test
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -176,28 +176,12 @@ func BenchmarkShedSlowUnauthenticated(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/1000conns")
 }
 
-// startGatewayB starts a gateway for a benchmark.
+// startGatewayB is startGateway for a benchmark: no debug log, default
+// health interval.
 func startGatewayB(b *testing.B, cfg *config.Config) *env {
 	b.Helper()
-	cfg.NamespaceSeparator = "."
-	gw, err := proxy.New(proxy.Options{Config: cfg, Recorder: &memRecorder{}, Redactor: fakeRedactor{}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := gw.Start(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = gw.Shutdown(ctx)
+	return startGateway(b, cfg, func(o *proxy.Options) {
+		o.Logger = slog.New(slog.DiscardHandler)
+		o.HealthInterval = 0
 	})
-	deadline := time.Now().Add(20 * time.Second)
-	for ok, _ := gw.Ready(); !ok || !allReady(gw, cfg); ok, _ = gw.Ready() {
-		if time.Now().After(deadline) {
-			b.Fatal("gateway not ready")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return &env{gw: gw}
 }
