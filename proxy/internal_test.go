@@ -267,6 +267,25 @@ func TestSessionDuplicateAnswerDoesNotBlock(t *testing.T) {
 	})
 }
 
+// TestSessionAnswerFoundByEqualID: a client's answer to a server request
+// reaches it when the id is spelled another way JSON deems equal (an
+// escaped character), and not when it is the number that reads alike
+// (fails before the fix: answers were matched byte for byte).
+func TestSessionAnswerFoundByEqualID(t *testing.T) {
+	s := testGateway(t).newSession("s", nil)
+	ch, done := s.awaitResponse(`"mcptrail-s1"`)
+	defer done()
+	if s.deliver(jsonrpc.NewResult(json.RawMessage(`1`), json.RawMessage(`{}`))) {
+		t.Error("an answer with id 1 reached the request \"mcptrail-s1\"")
+	}
+	if !s.deliver(jsonrpc.NewResult(json.RawMessage(`"mcptrail\u002ds1"`), json.RawMessage(`{}`))) {
+		t.Fatal(`an answer with id "mcptrail\u002ds1" did not reach the request "mcptrail-s1"`)
+	}
+	if got := <-ch; string(got.Result) != `{}` {
+		t.Errorf("delivered %+v", got)
+	}
+}
+
 // captureReplier collects what a call sends its client before the answer.
 type captureReplier struct {
 	mu  sync.Mutex
