@@ -149,7 +149,3 @@ func backendHeaders(s config.Server) (map[string]string, error) {
 	}
 	return h, nil
 }
-
-// AttrAuthRoles is the auth hop attribute that records a JWT principal's
-// roles, comma-separated in binding order.
-const AttrAuthRoles = "auth.roles"

@@ -90,6 +90,10 @@ func (t tokenCheck) Check(_ context.Context, r *PolicyRequest) PolicyDecision {
 	return PolicyDecision{Deny: !ok, Rule: rule}
 }
 
+// AttrAuthRoles is the auth hop attribute that records a JWT principal's
+// roles, comma-separated in binding order (the audit trail's roles).
+const AttrAuthRoles = recorder.AttrAuthRoles
+
 // notAllowed is the message of a denial whose check gave none.
 func notAllowed(r *PolicyRequest) string {
 	who := "nobody"

@@ -50,6 +50,11 @@ func (c *call) record(hop recorder.Hop, start time.Time, dur time.Duration, fill
 	}
 	if hop == recorder.HopResponse {
 		e.Outcome, e.ErrorCode, e.ErrorMessage = c.outcome, c.errCode, c.errMsg
+		if c.princ != nil && len(c.princ.Roles) > 0 && c.authResult != "" {
+			// The audit row is the response hop's: it must carry the
+			// roles even when the auth hop lands in another batch.
+			e.Attrs = append(e.Attrs, recorder.Attr{Key: AttrAuthRoles, Value: strings.Join(c.princ.Roles, ",")})
+		}
 	}
 	if len(c.attrs) > 0 {
 		e.Attrs = append(e.Attrs, c.attrs...)

@@ -6,7 +6,10 @@
 // a small interface the proxy declares.
 package recorder
 
-import "unsafe"
+import (
+	"strings"
+	"unsafe"
+)
 
 // Hop says which leg of a call an Event describes.
 type Hop uint8
@@ -159,6 +162,22 @@ type Event struct {
 
 // Attr is an extra key/value pair on an Event.
 type Attr struct{ Key, Value string }
+
+// AttrAuthRoles is the auth hop attribute that records the principal's
+// roles, comma-separated in binding order; storage copies it into the
+// audit trail's roles.
+const AttrAuthRoles = "auth.roles"
+
+// Roles returns the roles an auth hop recorded (AttrAuthRoles), nil when
+// it recorded none.
+func (e *Event) Roles() []string {
+	for _, a := range e.Attrs {
+		if a.Key == AttrAuthRoles && a.Value != "" {
+			return strings.Split(a.Value, ",")
+		}
+	}
+	return nil
+}
 
 // eventOverhead is what an Event costs in memory besides the bytes its
 // strings and slices point to: the struct and allocation rounding.

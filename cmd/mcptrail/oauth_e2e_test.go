@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -591,6 +592,59 @@ recorder:
 		}
 	}
 	t.Logf("policy matrix: %d cells, %d passed; %d bad tokens refused", len(cells), passed, len(bad)+2)
+
+	// The audit trail carries each call's principal, roles and rule, and
+	// `mcptrail audit --role` finds them.
+	auditRows, err := conn.Query(ctx, `SELECT request_id, principal, roles, rule FROM `+env.CHDB+`.audit FINAL WHERE request_id IN ?`, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type auditRec struct {
+		principal, rule string
+		roles           []string
+	}
+	audited := map[string]auditRec{}
+	for auditRows.Next() {
+		var (
+			id string
+			a  auditRec
+		)
+		if err := auditRows.Scan(&id, &a.principal, &a.roles, &a.rule); err != nil {
+			t.Fatal(err)
+		}
+		audited[id] = a
+	}
+	auditRows.Close()
+	wantByRole := map[string]int{}
+	for _, c := range cells {
+		a, ok := audited[c.reqID]
+		r := got[c.reqID]
+		if !ok || r == nil || strings.Join(a.roles, ",") != strings.Join(c.p.roles, ",") || a.rule != r.rule || a.principal != r.principal {
+			t.Errorf("%s %s %s: audit row %+v (found %v), want principal, roles %q and rule of the auth hop %+v", c.p.name, c.tg.method, c.tg.oracle, a, ok, c.p.roles, r)
+		}
+		for _, role := range c.p.roles {
+			wantByRole[role]++
+		}
+	}
+	for role, want := range wantByRole {
+		out, stderr, code := runCLI(t, "audit", "--role", role, "--since", "1h", "--format", "csv", "--clickhouse", env.CHAddr, "--database", env.CHDB)
+		if code != 0 {
+			t.Fatalf("audit --role %s: exit %d: %s", role, code, stderr)
+		}
+		recs, err := csv.NewReader(strings.NewReader(out)).ReadAll()
+		if err != nil {
+			t.Fatalf("audit --role %s CSV: %v", role, err)
+		}
+		n := 0
+		for _, rec := range recs[1:] {
+			if slices.Contains(strings.Split(rec[len(rec)-1], ","), role) && rec[9] != "" {
+				n++
+			}
+		}
+		if n != len(recs)-1 || n < want {
+			t.Errorf("audit --role %s: %d rows, %d with the role; want at least the %d calls of the matrix", role, len(recs)-1, n, want)
+		}
+	}
 
 	// No token passthrough: the HTTP backend saw only its own credential.
 	seen := rec.authorizations()

@@ -568,7 +568,8 @@ func newAuditCmd() *cobra.Command {
 		Use:   "audit",
 		Short: "Export the audit trail (who called what, allowed or denied), streaming, for compliance",
 		Example: `  mcptrail audit --principal alice --since 90d --format csv > alice.csv
-  mcptrail audit --principal ci-bot --since 30d --tool 'crm.*' --decision denied`,
+  mcptrail audit --principal ci-bot --since 30d --tool 'crm.*' --decision denied
+  mcptrail audit --role admin --since 7d --format jsonl`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var err error
@@ -604,6 +605,7 @@ func newAuditCmd() *cobra.Command {
 	fs.StringVar(&q.Tool, "tool", "", "only targets matching this glob (crm.*)")
 	fs.StringVar(&q.Decision, "decision", "", "only this auth decision: allowed, denied or none")
 	fs.StringVar(&q.Rule, "rule", "", "only rows decided by this rule (tools:crm.*, token name)")
+	fs.StringVar(&q.Role, "role", "", "only calls whose principal had this role (auth.oauth.bindings)")
 	fs.StringVar(&format, "format", "table", "table, csv or jsonl")
 	return cmd
 }
@@ -628,15 +630,15 @@ func newAuditWriter(w io.Writer, format string) (*auditWriter, error) {
 		// Fixed widths so that rows stream without buffering the result.
 		ew := &errWriter{w: w}
 		line := func(c ...string) {
-			ew.printf("%-24s  %-16s  %-14s  %-28s  %-8s  %-15s  %s\n", c[0], c[1], c[2], c[3], c[4], c[5], c[6])
+			ew.printf("%-24s  %-16s  %-16s  %-14s  %-28s  %-8s  %-24s  %-15s  %s\n", c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8])
 		}
-		line("TIME (UTC)", "PRINCIPAL", "METHOD", "TARGET", "DECISION", "OUTCOME", "REQUEST ID")
+		line("TIME (UTC)", "PRINCIPAL", "ROLES", "METHOD", "TARGET", "DECISION", "RULE", "OUTCOME", "REQUEST ID")
 		n := 0
 		return &auditWriter{
 			write: func(r clickhouse.AuditRow) error {
 				n++
-				line(r.Time.UTC().Format("2006-01-02 15:04:05.000"), truncate(dash(r.Principal), 16), truncate(r.Method, 14),
-					truncate(dash(r.Target), 28), dash(r.Decision), r.Outcome.String(), r.RequestID)
+				line(r.Time.UTC().Format("2006-01-02 15:04:05.000"), truncate(dash(r.Principal), 16), truncate(dash(strings.Join(r.Roles, ",")), 16),
+					truncate(r.Method, 14), truncate(dash(r.Target), 28), dash(r.Decision), truncate(dash(r.Rule), 24), r.Outcome.String(), r.RequestID)
 				return ew.err
 			},
 			close: func() error {

@@ -219,8 +219,8 @@ func TestRenderCallsGolden(t *testing.T) {
 func TestAuditFormatsGolden(t *testing.T) {
 	at := time.Unix(0, t0).UTC()
 	rows := []clickhouse.AuditRow{
-		{Time: at, Principal: "alice", Method: "tools/call", Target: "crm.search", Server: "crm", Decision: "allowed", Rule: "crm.*",
-			Outcome: recorder.OutcomeOK, RequestID: "01JSUCCESS000000000000000", SessionID: "sess-1", ClientName: "claude-code", Duration: 41900 * time.Microsecond},
+		{Time: at, Principal: "alice", Method: "tools/call", Target: "crm.search", Server: "crm", Decision: "allowed", Rule: "role:support/tools:crm.*",
+			Roles: []string{"support", "oncall"}, Outcome: recorder.OutcomeOK, RequestID: "01JSUCCESS000000000000000", SessionID: "sess-1", ClientName: "claude-code", Duration: 41900 * time.Microsecond},
 		{Time: at.Add(time.Second), Principal: "bob", Method: "tools/call", Target: "crm.delete, \"quoted\"", Decision: "denied",
 			Outcome: recorder.OutcomeDenied, ErrorCode: -32003, RequestID: "01JDENIED0000000000000000", Duration: 130 * time.Microsecond},
 	}

@@ -61,9 +61,10 @@ func (s *Store) migrateTo(ctx context.Context, target uint32) error {
 		}
 		s.log.Info("applied ClickHouse migration", "migration", m.Name, "elapsed", time.Since(start))
 	}
-	// The writer looks again for the request_index view it may just have
-	// created.
+	// The writer looks again for the request_index view and the audit
+	// roles it may just have created.
 	s.indexView.forget()
+	s.auditRoles.forget()
 	return s.syncTTL(ctx)
 }
 

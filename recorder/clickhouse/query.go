@@ -317,6 +317,7 @@ type auditFilter struct {
 	since, until            time.Time
 	principal, server, tool string
 	decision, rule, outcome string
+	role                    string // has(roles, role): audit rows only
 	failed                  bool
 }
 
@@ -347,6 +348,9 @@ func filters(f auditFilter) (string, []any) {
 	}
 	if f.rule != "" {
 		conds, args = append(conds, "rule = ?"), append(args, f.rule)
+	}
+	if f.role != "" {
+		conds, args = append(conds, "has(roles, ?)"), append(args, f.role)
 	}
 	if f.outcome != "" {
 		// toString: an unknown outcome matches nothing instead of failing
@@ -389,12 +393,13 @@ type AuditQuery struct {
 	Tool         string    // glob on the target, e.g. "crm.*"
 	Decision     string    // allowed | denied | none
 	Rule         string    // exact rule that decided, e.g. "tools:crm.*"
+	Role         string    // only rows whose principal had this role
 	// Limit stops after this many rows; 0 streams them all (an export).
 	Limit int
 }
 
 func (q AuditQuery) filter() auditFilter {
-	return auditFilter{since: q.Since, until: q.Until, principal: q.Principal, tool: q.Tool, decision: q.Decision, rule: q.Rule}
+	return auditFilter{since: q.Since, until: q.Until, principal: q.Principal, tool: q.Tool, decision: q.Decision, rule: q.Rule, role: q.Role}
 }
 
 // AuditRow is one answered request in the audit trail.
@@ -406,6 +411,7 @@ type AuditRow struct {
 	Server     string
 	Decision   string
 	Rule       string
+	Roles      []string // the principal's roles (a JWT's; none for a static token)
 	Outcome    recorder.Outcome
 	ErrorCode  int32
 	RequestID  string
@@ -424,7 +430,7 @@ func (s *Store) Audit(ctx context.Context, q AuditQuery, emit func(AuditRow) err
 	if q.Limit > 0 {
 		limit = fmt.Sprintf(" LIMIT %d", q.Limit)
 	}
-	rows, err := s.conn.Query(ctx, "SELECT ts_ns, principal, method, target, server, decision, rule, toString(outcome), error_code, "+
+	rows, err := s.conn.Query(ctx, "SELECT ts_ns, principal, method, target, server, decision, rule, roles, toString(outcome), error_code, "+
 		"request_id, session_id, trace_id, client_name, duration_us FROM "+s.table("audit")+" FINAL"+where+
 		" ORDER BY principal, ts_ns, event_id"+limit, args...)
 	if err != nil {
@@ -438,7 +444,7 @@ func (s *Store) Audit(ctx context.Context, q AuditQuery, emit func(AuditRow) err
 			outcome string
 			dur     int64
 		)
-		if err := rows.Scan(&ts, &r.Principal, &r.Method, &r.Target, &r.Server, &r.Decision, &r.Rule, &outcome, &r.ErrorCode,
+		if err := rows.Scan(&ts, &r.Principal, &r.Method, &r.Target, &r.Server, &r.Decision, &r.Rule, &r.Roles, &outcome, &r.ErrorCode,
 			&r.RequestID, &r.SessionID, &r.TraceID, &r.ClientName, &dur); err != nil {
 			return fmt.Errorf("scanning audit: %w", err)
 		}

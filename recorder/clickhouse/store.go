@@ -22,7 +22,9 @@ type Store struct {
 
 	// indexView caches whether the server derives request_index from hops
 	// (migration 0003's view exists); see serverDerivesIndex.
-	indexView indexViewState
+	indexView schemaFact
+	// auditRoles caches whether audit has migration 0007's roles column.
+	auditRoles schemaFact
 }
 
 // Open connects, pings and detects the server's features. It does not

@@ -572,3 +572,45 @@ func TestGlobToLikeOnServer(t *testing.T) {
 		}
 	}
 }
+
+// TestAuditRoles: the roles an auth hop recorded (a JWT principal's, from
+// auth.oauth.bindings) reach the audit row of the request, with the rule
+// that decided, and Audit filters on them. A refusal before routing keeps
+// its own hop's roles; a static token's row has none.
+func TestAuditRoles(t *testing.T) {
+	ctx := context.Background()
+	s := migratedStore(t)
+	evs := fixture(time.Now().UTC().Add(-time.Minute))
+	evs[1].Attrs = []recorder.Attr{{Key: recorder.AttrAuthRoles, Value: "support,oncall"}} // r1's auth hop
+	evs[7].Attrs = []recorder.Attr{{Key: recorder.AttrAuthRoles, Value: "intern"}}         // r3's denied auth hop
+	if err := s.WriteBatch(ctx, "roles", evs); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		q    AuditQuery
+		want []string // "request rule roles"
+	}{
+		{"all", AuditQuery{}, []string{"r1 token:alice [support oncall]", "r2  []", "r3 deny:git.* [intern]"}},
+		{"role support", AuditQuery{Role: "support"}, []string{"r1 token:alice [support oncall]"}},
+		{"role oncall denied", AuditQuery{Role: "oncall", Decision: "denied"}, nil},
+		{"role intern", AuditQuery{Role: "intern"}, []string{"r3 deny:git.* [intern]"}},
+		{"role is exact", AuditQuery{Role: "on"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			err := s.Audit(ctx, tt.q, func(r AuditRow) error {
+				got = append(got, fmt.Sprintf("%s %s %v", r.RequestID, r.Rule, r.Roles))
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			slices.Sort(got)
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("Audit(%+v) = %q, want %q", tt.q, got, tt.want)
+			}
+		})
+	}
+}

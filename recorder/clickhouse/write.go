@@ -31,6 +31,9 @@ const indexColumns = "id, kind, request_id, ts, min_ts_ns, max_ts_ns"
 const auditColumns = "ts, ts_ns, event_id, request_id, session_id, trace_id, principal, method, server, target, " +
 	"decision, rule, outcome, error_code, error_message, duration_us, client_name"
 
+// auditRolesColumns are auditColumns with migration 0007's roles.
+const auditRolesColumns = auditColumns + ", roles"
+
 // WriteBatch stores evs durably. It implements the recorder's writer
 // contract: it returns nil only once every row is acknowledged by the
 // server, and it is idempotent per token — a batch whose token was already
@@ -61,6 +64,14 @@ func (s *Store) WriteBatch(ctx context.Context, token string, evs []recorder.Eve
 	if err != nil {
 		return err
 	}
+	withRoles, err := s.auditHasRoles(ctx)
+	if err != nil {
+		return err
+	}
+	auditCols, fillAudit := auditColumns, appendAudit
+	if withRoles {
+		auditCols, fillAudit = auditRolesColumns, appendAuditRoles
+	}
 	// One table after the other: in parallel, each insert held its own
 	// connection's column and compression buffers at once (the gateway's
 	// peak memory) for no measurable gain in throughput on a small
@@ -68,7 +79,7 @@ func (s *Store) WriteBatch(ctx context.Context, token string, evs []recorder.Eve
 	inserts := []tableInsert{
 		{"hops", hopsColumns, inBlocks(appendHops)},
 		{"payloads", payloadColumns, inBlocks(appendPayloads)},
-		{"audit", auditColumns, appendAudit},
+		{"audit", auditCols, fillAudit},
 	}
 	if !serverIndex {
 		inserts = append(inserts, tableInsert{"request_index", indexColumns, appendIndex})
@@ -89,46 +100,77 @@ func (s *Store) WriteBatch(ctx context.Context, token string, evs []recorder.Eve
 	return nil
 }
 
-// indexViewState caches whether the request_index view exists. A view
-// found is remembered for the life of the Store; a missing one is looked
-// for again after indexViewRecheck, so that a schema migrated by hand while
-// the gateway runs is noticed without a restart.
-type indexViewState struct {
+// schemaFact caches one fact about the schema that a migration may change
+// under a running writer (the request_index view exists, audit has roles).
+// A fact found true is remembered for the life of the Store; a false one
+// is looked up again after schemaRecheck, so that a schema migrated by hand
+// while the gateway runs is noticed without a restart.
+type schemaFact struct {
 	mu      sync.Mutex
 	known   bool
-	exists  bool
+	holds   bool
 	checked time.Time
 }
 
-const indexViewRecheck = time.Minute
+const schemaRecheck = time.Minute
 
-func (v *indexViewState) forget() {
+func (v *schemaFact) forget() {
 	v.mu.Lock()
 	v.known = false
 	v.mu.Unlock()
 }
 
+// get returns the cached fact, or asks lookup; warn is logged when the
+// fact is first found false.
+func (v *schemaFact) get(lookup func() (bool, error), warn func()) (bool, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.known && (v.holds || time.Since(v.checked) < schemaRecheck) {
+		return v.holds, nil
+	}
+	ok, err := lookup()
+	if err != nil {
+		return false, err
+	}
+	if !ok && (!v.known || v.holds) {
+		warn()
+	}
+	v.known, v.holds, v.checked = true, ok, time.Now()
+	return ok, nil
+}
+
 // serverDerivesIndex reports whether the server fills request_index from
 // hops inserts, so that the client must not send those rows.
 func (s *Store) serverDerivesIndex(ctx context.Context) (bool, error) {
-	v := &s.indexView
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if v.known && (v.exists || time.Since(v.checked) < indexViewRecheck) {
-		return v.exists, nil
-	}
-	_, name, _ := cutStorage(s.storageTable("request_index_mv"))
-	var n uint64
-	err := s.conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = ? AND name = ?", s.cfg.Database, name).Scan(&n)
-	if err != nil {
-		return false, fmt.Errorf("looking for the request_index view %s: %w", name, err)
-	}
-	if n == 0 && (!v.known || v.exists) {
+	return s.indexView.get(func() (bool, error) {
+		_, name, _ := cutStorage(s.storageTable("request_index_mv"))
+		var n uint64
+		err := s.conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = ? AND name = ?", s.cfg.Database, name).Scan(&n)
+		if err != nil {
+			return false, fmt.Errorf("looking for the request_index view %s: %w", name, err)
+		}
+		return n > 0, nil
+	}, func() {
 		s.log.Warn("schema predates migration 0003: the writer sends request_index rows itself; run mcptrail migrate",
 			"database", s.cfg.Database)
-	}
-	v.known, v.exists, v.checked = true, n > 0, time.Now()
-	return v.exists, nil
+	})
+}
+
+// auditHasRoles reports whether the audit table has migration 0007's roles
+// column; without it the writer leaves the roles out.
+func (s *Store) auditHasRoles(ctx context.Context) (bool, error) {
+	return s.auditRoles.get(func() (bool, error) {
+		_, name, _ := cutStorage(s.storageTable("audit"))
+		var n uint64
+		err := s.conn.QueryRow(ctx, "SELECT count() FROM system.columns WHERE database = ? AND table = ? AND name = 'roles'", s.cfg.Database, name).Scan(&n)
+		if err != nil {
+			return false, fmt.Errorf("looking for the roles column of %s: %w", name, err)
+		}
+		return n > 0, nil
+	}, func() {
+		s.log.Warn("schema predates migration 0007: audit rows are written without roles; run mcptrail migrate",
+			"database", s.cfg.Database)
+	})
 }
 
 // errColumnCount: the table's columns are not the ones the writer fills.
@@ -409,6 +451,16 @@ func appendIndex(b driver.Batch, evs []recorder.Event) (int, error) {
 // hop of evs[i]'s request, -1 at the end): a map lookup only where the
 // request id changes from one event to the next, no slice per request.
 func appendAudit(b driver.Batch, evs []recorder.Event) (int, error) {
+	return fillAuditRows(b, evs, false)
+}
+
+// appendAuditRoles is appendAudit with the principal's roles (the auth
+// hop's recorder.AttrAuthRoles) in a last column.
+func appendAuditRoles(b driver.Batch, evs []recorder.Event) (int, error) {
+	return fillAuditRows(b, evs, true)
+}
+
+func fillAuditRows(b driver.Batch, evs []recorder.Event, withRoles bool) (int, error) {
 	type request struct {
 		first, last int32
 		hasResponse bool
@@ -447,6 +499,7 @@ func appendAudit(b driver.Batch, evs []recorder.Event) (int, error) {
 		eventID, requestID, sessionID, traceID []string
 		principal, method, server, target      []string
 		decision, rule, errMsg, clientName     []string
+		roles                                  [][]string
 		outcome                                []int8
 		errCode                                []int32
 		duration                               []int64
@@ -457,7 +510,7 @@ func appendAudit(b driver.Batch, evs []recorder.Event) (int, error) {
 		if e.Hop != recorder.HopResponse && !refused {
 			continue
 		}
-		p, dec, rl := e.Principal, e.AuthDecision, e.AuthRule
+		p, dec, rl, rs := e.Principal, e.AuthDecision, e.AuthRule, e.Roles()
 		m, srv, tgt, client := e.Method, e.Server, e.Target, e.ClientName
 		for j := reqs[group[i]].first; j >= 0; j = next[j] {
 			o := &evs[j]
@@ -466,6 +519,9 @@ func appendAudit(b driver.Batch, evs []recorder.Event) (int, error) {
 				// The auth hop's decision wins over copies on other hops.
 				if o.Hop == recorder.HopAuth && o.AuthDecision != "" {
 					dec, rl = o.AuthDecision, o.AuthRule
+					if r := o.Roles(); r != nil {
+						rs = r
+					}
 				} else {
 					fill(&dec, o.AuthDecision)
 					fill(&rl, o.AuthRule)
@@ -481,6 +537,10 @@ func appendAudit(b driver.Batch, evs []recorder.Event) (int, error) {
 		sessionID, traceID = append(sessionID, e.SessionID), append(traceID, e.TraceID)
 		principal, method, server, target = append(principal, p), append(method, m), append(server, srv), append(target, tgt)
 		decision, rule = append(decision, dec), append(rule, rl)
+		if rs == nil {
+			rs = []string{}
+		}
+		roles = append(roles, rs)
 		outcome, errCode = append(outcome, enumValue(uint8(e.Outcome), 4)), append(errCode, e.ErrorCode)
 		errMsg, duration, clientName = append(errMsg, e.ErrorMessage), append(duration, e.DurationUs), append(clientName, client)
 	}
@@ -490,6 +550,9 @@ func appendAudit(b driver.Batch, evs []recorder.Event) (int, error) {
 	// Same order as auditColumns.
 	cols := []any{ts, tsNs, eventID, requestID, sessionID, traceID, principal, method, server, target,
 		decision, rule, outcome, errCode, errMsg, duration, clientName}
+	if withRoles {
+		cols = append(cols, roles)
+	}
 	if got := len(b.Columns()); got != len(cols) {
 		return 0, fmt.Errorf("%w: audit batch has %d columns, writer fills %d", errColumnCount, got, len(cols))
 	}

@@ -177,3 +177,7 @@ CREATE TABLE IF NOT EXISTS mcptrail.tool_pins (
 PARTITION BY toYYYYMM(ts)
 ORDER BY (server, tool, ts_ns, kind, hash);
 
+-- migration 0007_audit_roles
+-- mcptrail:if-missing-column audit roles
+ALTER TABLE mcptrail.audit ADD COLUMN roles Array(String) AFTER rule;
+

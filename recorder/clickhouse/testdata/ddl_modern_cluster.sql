@@ -217,3 +217,12 @@ ORDER BY (server, tool, ts_ns, kind, hash);
 CREATE TABLE IF NOT EXISTS mcptrail.tool_pins ON CLUSTER 'mcp' AS mcptrail.tool_pins_local
 ENGINE = Distributed('mcp', 'mcptrail', 'tool_pins_local', cityHash64(server, tool));
 
+-- migration 0007_audit_roles
+-- mcptrail:if-missing-column audit_local roles
+ALTER TABLE mcptrail.audit_local ON CLUSTER 'mcp' ADD COLUMN roles Array(String) AFTER rule;
+
+DROP TABLE IF EXISTS mcptrail.audit ON CLUSTER 'mcp';
+
+CREATE TABLE IF NOT EXISTS mcptrail.audit ON CLUSTER 'mcp' AS mcptrail.audit_local
+ENGINE = Distributed('mcp', 'mcptrail', 'audit_local', cityHash64(principal));
+

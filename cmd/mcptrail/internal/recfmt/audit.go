@@ -6,18 +6,20 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/mcptrail/mcptrail/recorder/clickhouse"
 )
 
 // AuditHeader names the columns, in order.
-var AuditHeader = []string{"time", "principal", "method", "target", "server", "decision", "rule", "outcome", "error_code", "request_id", "session_id", "trace_id", "client", "duration_us"}
+var AuditHeader = []string{"time", "principal", "method", "target", "server", "decision", "rule", "outcome", "error_code", "request_id", "session_id", "trace_id", "client", "duration_us", "roles"}
 
 // AuditRecord is one row as the CSV fields of Header.
 func AuditRecord(r clickhouse.AuditRow) []string {
 	return []string{r.Time.UTC().Format(time.RFC3339Nano), r.Principal, r.Method, r.Target, r.Server, r.Decision, r.Rule, r.Outcome.String(),
-		strconv.Itoa(int(r.ErrorCode)), r.RequestID, r.SessionID, r.TraceID, r.ClientName, strconv.FormatInt(r.Duration.Microseconds(), 10)}
+		strconv.Itoa(int(r.ErrorCode)), r.RequestID, r.SessionID, r.TraceID, r.ClientName, strconv.FormatInt(r.Duration.Microseconds(), 10),
+		strings.Join(r.Roles, ",")}
 }
 
 // AuditWriter streams rows in one format; nothing is held beyond a row.
@@ -63,6 +65,7 @@ func NewAuditWriter(w io.Writer, format string) (*AuditWriter, error) {
 					m[AuditHeader[i]] = v
 				}
 				m["error_code"], m["duration_us"] = r.ErrorCode, r.Duration.Microseconds()
+				m["roles"] = append([]string{}, r.Roles...)
 				if err := enc.Encode(m); err != nil {
 					return fmt.Errorf("writing audit JSON lines: %w", err)
 				}
