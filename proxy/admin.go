@@ -68,7 +68,7 @@ func (g *Gateway) adminEndpoints(mux *http.ServeMux, onMCPListener bool) {
 	}
 	if g.opts.Console != nil {
 		con := g.opts.Console
-		if g.cfg.Admin.TokenSHA256 == "" {
+		if g.conf().Admin.TokenSHA256 == "" {
 			con = GuardOpenAdmin(con, g.logger)
 		}
 		mux.Handle("/console/", g.adminOnly(onMCPListener, con))
@@ -167,7 +167,7 @@ type AdminDenier interface {
 // backends, counters and recorder state); on its own admin.listen, or when
 // the gateway has no authentication at all, it is open.
 func (g *Gateway) adminOnly(onMCPListener bool, h http.Handler) http.Handler {
-	want := g.cfg.Admin.TokenSHA256
+	want := g.conf().Admin.TokenSHA256
 	deny := func(w http.ResponseWriter, r *http.Request, status int, reason, reqID string) {
 		if d, ok := h.(AdminDenier); ok {
 			// The connection closes after this answer, but the handler may
@@ -191,7 +191,7 @@ func (g *Gateway) adminOnly(onMCPListener bool, h http.Handler) http.Handler {
 				deny(w, r, http.StatusUnauthorized, "mcptrail: "+r.URL.Path+" needs the admin token (admin.token_sha256)", reqID)
 				return
 			}
-		case onMCPListener && g.auth.Enabled():
+		case onMCPListener && g.ps().auth.Enabled():
 			g.stats.denied.Add(1)
 			deny(w, r, http.StatusForbidden, "mcptrail: "+r.URL.Path+" is an admin endpoint: serve it on admin.listen, or set admin.token_sha256", reqID)
 			return
@@ -205,8 +205,8 @@ func (g *Gateway) adminOnly(onMCPListener bool, h http.Handler) http.Handler {
 // a web page must not drive a gateway on the user's loopback or LAN).
 // Requests without an Origin header (non-browser clients) pass.
 func (g *Gateway) checkOrigin(h http.HandlerFunc) http.HandlerFunc {
-	allowed := make([]string, 0, len(g.cfg.AllowedOrigins))
-	for _, o := range g.cfg.AllowedOrigins {
+	allowed := make([]string, 0, len(g.conf().AllowedOrigins))
+	for _, o := range g.conf().AllowedOrigins {
 		allowed = append(allowed, strings.ToLower(strings.TrimRight(o, "/")))
 	}
 	any := slices.Contains(allowed, "*")

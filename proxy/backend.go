@@ -90,6 +90,13 @@ type Backend struct {
 	variantMu sync.Mutex
 	variants  map[string]*variant
 	gctx      context.Context
+	// stop ends the run loop (and closes the connections): at shutdown,
+	// or when a reload removed the backend.
+	stop context.CancelFunc
+	// active counts the calls admitted (enter); retired is set when a
+	// reload removed the backend.
+	active  atomic.Int64
+	retired atomic.Bool
 	// inflight maps upstream request ids to the client call they serve, so
 	// that a server→client request can be routed back to its cause.
 	inflight sync.Map // string → *call
@@ -122,6 +129,25 @@ func newBackend(cfg config.Server, hooks backendHooks, client *http.Client, logg
 	}
 	return b
 }
+
+// enter admits a call to the backend, unless a reload retired it; every
+// admitted call must leave. A retired backend is closed only once the
+// calls admitted before have left (Gateway.retire): with sequentially
+// consistent atomics, a call either is counted before the retirement is
+// seen or sees it.
+func (b *Backend) enter() bool {
+	b.active.Add(1)
+	if b.retired.Load() {
+		b.active.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (b *Backend) leave() { b.active.Add(-1) }
+
+// busy reports whether calls are in flight on the backend.
+func (b *Backend) busy() bool { return b.active.Load() > 0 }
 
 // Name is the backend's namespace.
 func (b *Backend) Name() string { return b.cfg.Name }

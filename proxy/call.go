@@ -63,8 +63,11 @@ type call struct {
 	seq          atomic.Uint32
 	inSize       int
 	princ        *auth.Principal
-	traceID      string
-	spanID       string
+	// ps is the policy the call runs under, taken when it started: a
+	// reload never changes it midway.
+	ps      *policySet
+	traceID string
+	spanID  string
 
 	// routing and outcome, filled as the call proceeds
 	server     string
@@ -126,7 +129,7 @@ func (g *Gateway) Serve(ctx context.Context, in Inbound) jsonrpc.Message {
 	g.inflight.Add(1)
 	defer g.inflight.Done()
 	g.stats.requests.Add(1)
-	c := &call{g: g, sess: in.Session, msg: in.Msg, reqID: in.RequestID, start: in.Start, out: in.out, inSize: in.Size, princ: in.Principal}
+	c := &call{g: g, ps: g.ps(), sess: in.Session, msg: in.Msg, reqID: in.RequestID, start: in.Start, out: in.out, inSize: in.Size, princ: in.Principal}
 	if c.start.IsZero() {
 		c.start = time.Now()
 	}
@@ -331,6 +334,7 @@ func (c *call) notify(b []byte) {
 // dispatch routes the request by method.
 func (c *call) dispatch(ctx context.Context) jsonrpc.Message {
 	g := c.g
+	bs := g.bs()
 	if strings.HasSuffix(c.msg.Method, "/list") {
 		c.ensureProfile(ctx)
 	}
@@ -363,7 +367,7 @@ func (c *call) dispatch(ctx context.Context) jsonrpc.Message {
 			return resp
 		}
 		if !ok {
-			return c.fail(jsonrpc.CodeInvalidParams, fmt.Sprintf("Unknown %s: %s", what, name))
+			return c.fail(jsonrpc.CodeInvalidParams, fmt.Sprintf("Unknown %s: %s", what, name)+g.removedHint(name))
 		}
 		if kind == listTools {
 			if res, valid := c.validateArguments(ctx, rt); !valid {
@@ -392,7 +396,7 @@ func (c *call) dispatch(ctx context.Context) jsonrpc.Message {
 		if resp, allowed := c.authorize(ctx, auth.Resources, uriTarget(rt), rt.server); !allowed {
 			return resp
 		}
-		b := g.backends[rt.server]
+		b := bs.byName[rt.server]
 		if !ok || b == nil {
 			return c.fail(jsonrpc.CodeResourceNotFound, "Resource not found: "+uri, "uri", uri)
 		}
@@ -402,7 +406,7 @@ func (c *call) dispatch(ctx context.Context) jsonrpc.Message {
 			}
 		}
 		if m == "resources/subscribe" {
-			if maxSubs := cmp.Or(g.cfg.Limits.MaxSubscriptions, config.DefaultMaxSubscriptions); !c.sess.canSubscribe(uri, maxSubs) {
+			if maxSubs := cmp.Or(c.ps.cfg.Limits.MaxSubscriptions, config.DefaultMaxSubscriptions); !c.sess.canSubscribe(uri, maxSubs) {
 				return c.fail(jsonrpc.CodeInvalidRequest, fmt.Sprintf("resources/subscribe: the session has %d subscriptions, limits.max_subscriptions", maxSubs), "uri", uri)
 			}
 		}
@@ -442,7 +446,7 @@ func (c *call) dispatch(ctx context.Context) jsonrpc.Message {
 					c.params.Set("ref", ref.Marshal())
 				}
 				c.routeRule = "namespace:" + rt.server
-				return c.forward(ctx, g.backends[rt.server])
+				return c.forward(ctx, bs.byName[rt.server])
 			}
 			return c.fail(jsonrpc.CodeInvalidParams, "Unknown prompt: "+name)
 		case "ref/resource":
@@ -457,7 +461,7 @@ func (c *call) dispatch(ctx context.Context) jsonrpc.Message {
 		if resp, allowed := c.authorize(ctx, auth.Completions, uriTarget(rt), rt.server); !allowed {
 			return resp
 		}
-		if b := g.backends[rt.server]; ok && b != nil {
+		if b := bs.byName[rt.server]; ok && b != nil {
 			ref.SetString("uri", rt.uri)
 			c.params.Set("ref", ref.Marshal())
 			c.routeRule = "uri:" + rt.server
@@ -472,13 +476,13 @@ func (c *call) dispatch(ctx context.Context) jsonrpc.Message {
 		// Fan out to every backend that logs and that the principal may
 		// use; each leg is its own sub-call so its hops are recorded
 		// under this request.
-		for i, name := range g.order {
-			b := g.backends[name]
-			if g.auth.Enabled() && !c.princ.MayUse(name, g.sep()) {
+		for i, name := range bs.order {
+			b := bs.byName[name]
+			if c.ps.auth.Enabled() && !c.princ.MayUse(name, g.sep()) {
 				continue
 			}
 			if s := b.snap.Load(); s != nil && s.has("logging") {
-				sub := &call{g: g, sess: c.sess, msg: c.msg, reqID: c.reqID, start: time.Now(), out: c.out,
+				sub := &call{g: g, ps: c.ps, sess: c.sess, msg: c.msg, reqID: c.reqID, start: time.Now(), out: c.out,
 					cancel: c.cancel, princ: c.princ, traceID: c.traceID, spanID: c.spanID, routeRule: "fanout"}
 				sub.params, _ = jsonrpc.ParseObject(c.msg.Params)
 				if raw := sub.params.Get("_meta"); raw != nil {
@@ -506,8 +510,8 @@ func (c *call) dispatch(ctx context.Context) jsonrpc.Message {
 				server = rt.server
 			}
 		}
-		if !named && len(g.order) == 1 {
-			server = g.order[0]
+		if !named && len(bs.order) == 1 {
+			server = bs.order[0]
 		}
 		if resp, allowed := c.authorize(ctx, auth.Methods, m, server); !allowed {
 			return resp
@@ -517,7 +521,7 @@ func (c *call) dispatch(ctx context.Context) jsonrpc.Message {
 			return c.forwardNamed(ctx, c.params, rt)
 		case server != "":
 			c.routeRule = "single-backend"
-			return c.forward(ctx, g.backends[server])
+			return c.forward(ctx, bs.byName[server])
 		}
 		return c.fail(jsonrpc.CodeMethodNotFound, "Method not found: "+m)
 	}
@@ -533,7 +537,11 @@ func (c *call) catalog() *catalog {
 // forwardNamed forwards a request whose params "name" was routed by rt,
 // giving the backend its own name.
 func (c *call) forwardNamed(ctx context.Context, params *jsonrpc.Object, rt nameRoute) jsonrpc.Message {
-	b := c.g.backends[rt.server]
+	b := c.g.bs().byName[rt.server]
+	if b == nil {
+		// Routed by a catalog from before a reload removed the server.
+		return c.fail(jsonrpc.CodeInvalidParams, "mcptrail: server "+rt.server+" was removed from the configuration")
+	}
 	if b.namespace() == "" {
 		c.routeRule = "bare:" + rt.server
 	} else {
@@ -643,7 +651,7 @@ func (c *call) discover() jsonrpc.Message {
 // list serves a merged list page from the catalog, filtered by policy.
 func (c *call) list(ctx context.Context, kind listKind) jsonrpc.Message {
 	items := c.catalog().items[kind]
-	if c.g.policyOn() {
+	if c.ps.policyOn() {
 		// The same decision as the call each item would take.
 		req := PolicyRequest{Principal: c.princ, Method: listCall[kind].method, Kind: listCall[kind].kind}
 		allowed := make([]catalogItem, 0, len(items))

@@ -13,10 +13,11 @@ import (
 // resources, so that clients still list them once it comes up (the gateway
 // announces that with list_changed).
 func (g *Gateway) capabilities() map[string]json.RawMessage {
+	bs := g.bs()
 	out := map[string]json.RawMessage{}
-	for _, name := range g.order {
+	for _, name := range bs.order {
 		var caps map[string]json.RawMessage
-		if p := g.backends[name].profile.Load(); p != nil {
+		if p := bs.byName[name].profile.Load(); p != nil {
 			caps = p.capabilities
 		} else {
 			caps = unknownBackendCapabilities
@@ -63,17 +64,18 @@ func mergeCapability(a, b json.RawMessage) json.RawMessage {
 // mounted without a namespace that is the only one with instructions has
 // them relayed unchanged.
 func (g *Gateway) instructions(principal *auth.Principal) string {
+	bs := g.bs()
 	type part struct{ server, text string }
 	var parts []part
-	for _, name := range g.order {
-		if g.auth.Enabled() && !principal.MayUse(name, g.sep()) {
+	for _, name := range bs.order {
+		if g.ps().auth.Enabled() && !principal.MayUse(name, g.sep()) {
 			continue
 		}
-		if p := g.backends[name].profile.Load(); p != nil && strings.TrimSpace(p.instructions) != "" {
+		if p := bs.byName[name].profile.Load(); p != nil && strings.TrimSpace(p.instructions) != "" {
 			parts = append(parts, part{name, p.instructions})
 		}
 	}
-	if len(parts) == 1 && g.backends[parts[0].server].namespace() == "" {
+	if len(parts) == 1 && bs.byName[parts[0].server].namespace() == "" {
 		return parts[0].text
 	}
 	var sb strings.Builder
@@ -81,7 +83,7 @@ func (g *Gateway) instructions(principal *auth.Principal) string {
 		if i > 0 {
 			sb.WriteString("\n\n")
 		}
-		if ns := g.backends[p.server].namespace(); ns != "" {
+		if ns := bs.byName[p.server].namespace(); ns != "" {
 			sb.WriteString("## Server " + p.server + ": its tools and prompts are named " + ns + g.sep() + "<name>\n\n")
 		} else {
 			sb.WriteString("## Server " + p.server + "\n\n")

@@ -254,17 +254,18 @@ func readOnlyHint(annotations json.RawMessage) bool {
 // backend's namespace, else the one backend mounted without a namespace
 // (which answers for names it does not list itself, as it would directly).
 func (g *Gateway) routeName(kind listKind, name string) (nameRoute, bool) {
+	bs := g.bs()
 	if rt, ok := g.catalog.Load().names[kind][name]; ok {
 		return rt, true
 	}
 	if server, rest, ok := splitName(name, g.sep()); ok {
-		if b := g.backends[server]; b != nil && b.namespace() == server {
+		if b := bs.byName[server]; b != nil && b.namespace() == server {
 			return nameRoute{server: server, name: rest}, true
 		}
 	}
 	var bare []string
-	for _, s := range g.order {
-		if g.backends[s].namespace() == "" {
+	for _, s := range bs.order {
+		if bs.byName[s].namespace() == "" {
 			bare = append(bare, s)
 		}
 	}

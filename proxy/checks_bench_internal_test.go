@@ -45,7 +45,7 @@ func BenchmarkChecksChain(b *testing.B) {
 		"required":["path"],"additionalProperties":false}}`)}
 	g.catalog.Store(buildCatalog([]string{"files"}, map[string]*backendSnapshot{"files": snap}, ".", map[string]string{"files": "files"}))
 	g.pins.state.Store(&pinState{tools: map[toolKey]pinVerdict{{"files", "write"}: {RulePinChanged, "changed"}}})
-	princ, err := g.auth.Authenticate("Bearer bench-secret")
+	princ, err := g.ps().auth.Authenticate("Bearer bench-secret")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -54,14 +54,14 @@ func BenchmarkChecksChain(b *testing.B) {
 	ctx := context.Background()
 	rt := nameRoute{server: "files", name: "read"}
 	newCall := func() *call {
-		return &call{g: g, princ: princ, params: params, target: "files.read", msg: jsonrpc.Message{Method: "tools/call"}}
+		return &call{g: g, ps: g.ps(), princ: princ, params: params, target: "files.read", msg: jsonrpc.Message{Method: "tools/call"}}
 	}
 	steps := []struct {
 		name string
 		run  func(c *call)
 	}{
 		{"tokens+pinning", func(*call) {
-			if d := g.decide(ctx, &PolicyRequest{Principal: princ, Method: "tools/call", Kind: auth.Tools, Target: "files.read", Server: "files"}); d.Deny {
+			if d := g.ps().decide(ctx, &PolicyRequest{Principal: princ, Method: "tools/call", Kind: auth.Tools, Target: "files.read", Server: "files"}); d.Deny {
 				b.Fatalf("denied: %+v", d)
 			}
 		}},

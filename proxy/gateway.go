@@ -29,8 +29,6 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 	"golang.org/x/sync/singleflight"
 
-	"github.com/mcptrail/mcptrail/proxy/argrules"
-	"github.com/mcptrail/mcptrail/proxy/auth"
 	"github.com/mcptrail/mcptrail/proxy/config"
 	"github.com/mcptrail/mcptrail/proxy/jsonrpc"
 	"github.com/mcptrail/mcptrail/recorder"
@@ -130,34 +128,29 @@ type Gateway struct {
 	// while its server is down (resilience.go).
 	readOnlySeen sync.Map
 
-	cfg      *config.Config
 	logger   *slog.Logger
 	tracer   trace.Tracer
 	prop     propagation.TextMapPropagator
 	rec      Recorder
 	redactor Redactor
-	auth     *auth.Authenticator
-	// policies is the chain every request and list item passes: the
-	// token rules first, then Options.Policies.
-	policies []PolicyCheck
-	// argRules are the argument rules of each tool (policy_args.go).
-	argRules map[toolKey][]*argrules.Rule
-	// outFilters are the output filters (policy_output.go).
-	outFilters  *outputFilters
+	// pol is the policy in force (reload.go): config, authenticator,
+	// policy chain, argument rules, output filters, rate limits and
+	// per-tool concurrency caps, swapped whole by a reload.
+	pol         atomic.Pointer[policySet]
 	outRedactor JSONRedactor
-	// pins is tool pinning (pins.go).
-	pins *pinTracker
-	// rates and toolGates are the rate limits and per-tool concurrency
-	// caps (ratelimit.go, toolqueue.go).
-	rates     *rateLimits
-	toolGates map[string]*toolGate
-	opts      Options
-	instance  string
+	// pins is tool pinning (pins.go); it outlives reloads and every
+	// policy set's chain holds it.
+	pins     *pinTracker
+	reload   reloadState
+	opts     Options
+	instance string
 
-	order    []string
-	backends map[string]*Backend
-	catalog  atomic.Pointer[catalog]
-	catMu    sync.Mutex // serializes catalog rebuilds
+	// backendSet is the backends in force, swapped by a reload; client
+	// is the HTTP client they share.
+	backendSet atomic.Pointer[backendSet]
+	client     *http.Client
+	catalog    atomic.Pointer[catalog]
+	catMu      sync.Mutex // serializes catalog rebuilds
 	// profileCats holds the catalog of each client capability profile
 	// seen (profile.go); key "" is catalog.
 	profileCats sync.Map // string → *catalog
@@ -226,64 +219,46 @@ func New(o Options) (*Gateway, error) {
 	if o.ServerRequestTimeout <= 0 {
 		o.ServerRequestTimeout = 5 * time.Minute
 	}
-	toks := make([]auth.Token, 0, len(o.Config.Auth.Tokens))
-	for _, t := range o.Config.Auth.Tokens {
-		toks = append(toks, auth.Token{Name: t.Name, SHA256: t.SHA256, Principal: t.Principal,
-			Tools: t.Tools, Prompts: t.Prompts, Resources: t.Resources, Completions: t.Completions, Methods: t.Methods})
-	}
-	a, err := auth.NewWithOAuth(toks, oauthConfig(o.Config.Auth))
-	if err != nil {
-		return nil, fmt.Errorf("configuring auth: %w", err)
-	}
 	inst := o.Config.Instance
 	if inst == "" {
 		inst, _ = os.Hostname()
 	}
 	g := &Gateway{
-		cfg:      o.Config,
 		logger:   o.Logger.With("component", "gateway"),
 		tracer:   o.TracerProvider.Tracer("github.com/mcptrail/mcptrail/proxy"),
 		prop:     o.Propagator,
 		rec:      o.Recorder,
 		redactor: o.Redactor,
-		auth:     a,
 		opts:     o,
 		instance: inst,
-		backends: map[string]*Backend{},
+		client:   upstreamHTTPClient(),
 	}
-	g.rates, g.toolGates = newRateLimits(o.Config, g.sep()), newToolGates(o.Config, g.sep())
-	g.pins = newPinTracker(o.Config, g.sep(), o.PinStore, g.logger, inst)
+	g.pins = newPinTracker(o.Config, cmp.Or(o.Config.NamespaceSeparator, config.DefaultNamespaceSeparator), o.PinStore, g.logger, inst)
 	g.pins.onChange, g.pins.onState = g.recordToolChange, g.pinsChanged
-	g.policies = []PolicyCheck{tokenCheck{enabled: a.Enabled(), sep: g.sep()}}
-	if g.pins.canDeny() {
-		g.policies = append(g.policies, g.pins)
+	g.outRedactor = outputRedactor(o)
+	// The shared store (redis.addr) outlives reloads: rate limits of every
+	// policy set use it.
+	g.shared = newSharedStore(o.Config.Redis)
+	ps, err := newPolicySet(o.Config, o, g.outRedactor, nil, g.shared, g.pins)
+	if err != nil {
+		return nil, err
 	}
-	g.policies = append(g.policies, o.Policies...)
+	g.pol.Store(ps)
 	g.streams, g.closeStreams = context.WithCancel(context.Background())
 	g.catalog.Store(buildCatalog(nil, nil, g.sep(), nil))
 	if g.sealed, err = newSealedSessions(o.Config.Sessions, o.Now); err != nil {
 		return nil, err
 	}
 	g.cache = newResultCache(cmp.Or(o.Config.Cache.MaxBytes, config.DefaultCacheMaxBytes), o.Now)
-	if g.shared = newSharedStore(o.Config.Redis); g.shared != nil {
-		g.rates.shared, g.rates.failOpen, g.cache.shared = g.shared, o.Config.Redis.RateLimitFailOpen, g.shared
+	if g.shared != nil {
+		g.cache.shared = g.shared
 		g.replicaTag = newID()[:8] + "-"
 	}
-	client := upstreamHTTPClient()
+	var list []*Backend
 	for _, s := range o.Config.Servers {
-		g.order = append(g.order, s.Name)
-		g.backends[s.Name] = newBackend(s, g, client, g.logger)
-		if o.Now != nil {
-			g.backends[s.Name].brk = newBreakers(s.Breaker, o.Now)
-		}
+		list = append(list, g.newBackend(s))
 	}
-	if g.argRules, err = compileArgRules(o.Config.Servers); err != nil {
-		return nil, err
-	}
-	g.outRedactor = outputRedactor(o)
-	if g.outFilters, err = compileOutputFilters(o.Config.Servers, g.outRedactor); err != nil {
-		return nil, err
-	}
+	g.backendSet.Store(newBackendSet(list))
 	if o.MeterProvider != nil {
 		if g.metrics, err = newMetrics(o.MeterProvider, g); err != nil {
 			return nil, fmt.Errorf("configuring metrics: %w", err)
@@ -304,25 +279,17 @@ func upstreamHTTPClient() *http.Client {
 	return &http.Client{Transport: t}
 }
 
+// sep is the namespace separator; a reload cannot change it.
 func (g *Gateway) sep() string {
-	if g.cfg.NamespaceSeparator == "" {
-		return "."
-	}
-	return g.cfg.NamespaceSeparator
+	return cmp.Or(g.conf().NamespaceSeparator, config.DefaultNamespaceSeparator)
 }
 
 // Start connects to every backend in the background and returns at once;
 // Ready reports when the required ones are up.
 func (g *Gateway) Start(ctx context.Context) error {
 	g.ctx, g.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	for _, name := range g.order {
-		b := g.backends[name]
-		b.gctx = g.ctx
-		g.wg.Add(1)
-		go func() {
-			defer g.wg.Done()
-			b.run(g.ctx, cmp.Or(b.cfg.HealthInterval, g.opts.HealthInterval))
-		}()
+	for _, b := range g.bs().list {
+		g.startBackend(b)
 	}
 	g.wg.Add(2)
 	go func() {
@@ -347,17 +314,17 @@ func (g *Gateway) Start(ctx context.Context) error {
 // one backend when none is marked required).
 func (g *Gateway) Ready() (bool, string) {
 	anyReady := false
-	for _, name := range g.order {
-		b := g.backends[name]
+	bs := g.bs()
+	for _, b := range bs.list {
 		if b.Ready() {
 			anyReady = true
 			continue
 		}
 		if b.cfg.Required {
-			return false, "required backend " + name + " is not ready"
+			return false, "required backend " + b.Name() + " is not ready"
 		}
 	}
-	if !anyReady && len(g.order) > 0 {
+	if !anyReady && len(bs.list) > 0 {
 		return false, "no backend is ready"
 	}
 	if col := g.catalog.Load().collisions; len(col) > 0 {
@@ -372,7 +339,7 @@ func (g *Gateway) Ready() (bool, string) {
 }
 
 // Backend returns the named backend, or nil.
-func (g *Gateway) Backend(name string) *Backend { return g.backends[name] }
+func (g *Gateway) Backend(name string) *Backend { return g.bs().byName[name] }
 
 // CloseStreams ends every open SSE stream (GET /mcp, /sse). Register it
 // with http.Server.RegisterOnShutdown: streams never go idle by themselves.
@@ -431,15 +398,14 @@ func (g *Gateway) janitor(ctx context.Context) {
 // backendChanged rebuilds the merged catalog and tells clients what changed.
 func (g *Gateway) backendChanged(*Backend) {
 	g.catMu.Lock()
-	snaps := make(map[string]*backendSnapshot, len(g.backends))
-	for name, b := range g.backends {
-		snaps[name] = b.snap.Load()
+	bs := g.bs()
+	snaps := make(map[string]*backendSnapshot, len(bs.list))
+	namespaces := make(map[string]string, len(bs.list))
+	for _, b := range bs.list {
+		snaps[b.Name()] = b.snap.Load()
+		namespaces[b.Name()] = b.namespace()
 	}
-	namespaces := make(map[string]string, len(g.backends))
-	for name, b := range g.backends {
-		namespaces[name] = b.namespace()
-	}
-	next := buildCatalog(g.order, snaps, g.sep(), namespaces)
+	next := buildCatalog(bs.order, snaps, g.sep(), namespaces)
 	for _, err := range next.schemaErrs {
 		g.logger.Warn("tool arguments are not validated", "error", err)
 	}

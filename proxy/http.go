@@ -65,7 +65,7 @@ func (g *Gateway) Handler() http.Handler {
 	mux.HandleFunc("/sse", g.checkOrigin(g.serveSSE))
 	mux.HandleFunc("/message", g.checkOrigin(g.serveSSEMessage))
 	g.probes(mux)
-	if g.cfg.Admin.Listen == "" {
+	if g.conf().Admin.Listen == "" {
 		g.adminEndpoints(mux, true)
 	}
 	return g.observeExchanges(mux)
@@ -94,6 +94,8 @@ type Status struct {
 	Listens         int              `json:"listen_streams"` // open subscriptions/listen (2026-07-28)
 	Backends        []BackendStatus  `json:"backends"`
 	Recorder        *recorder.Status `json:"recorder,omitempty"`
+	// Config is the config in force and the outcome of the last reload.
+	Config *ReloadStatus `json:"config,omitempty"`
 }
 
 // BackendStatus is one backend's health.
@@ -117,6 +119,7 @@ type BackendStatus struct {
 
 // Status snapshots the gateway's counters.
 func (g *Gateway) Status() Status {
+	bs := g.bs()
 	ready, _ := g.Ready()
 	st := Status{
 		Version: Version, Instance: g.instance, Ready: ready,
@@ -128,8 +131,8 @@ func (g *Gateway) Status() Status {
 		st.SessionsResumed = g.sealed.resumed.Load()
 	}
 	g.listens.each(func(*listener) { st.Listens++ })
-	for _, name := range g.order {
-		b := g.backends[name]
+	for _, name := range bs.order {
+		b := bs.byName[name]
 		bs := BackendStatus{Name: name, Transport: b.cfg.Transport}
 		if s := b.snap.Load(); s != nil {
 			bs.Ready, bs.ProtocolVersion, bs.Tools = true, s.protocolVersion, len(s.lists[listTools])
@@ -146,6 +149,8 @@ func (g *Gateway) Status() Status {
 		rs := sp.RecorderStatus()
 		st.Recorder = &rs
 	}
+	rl := g.ReloadStatus()
+	st.Config = &rl
 	return st
 }
 
@@ -170,10 +175,11 @@ func writeRPCError(w http.ResponseWriter, status int, id json.RawMessage, code i
 // authenticate checks the bearer token when auth is configured. It writes
 // the 401 itself and returns ok=false.
 func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request, reqID string) (*auth.Principal, bool) {
-	if !g.auth.Enabled() {
+	a := g.ps().auth
+	if !a.Enabled() {
 		return nil, true
 	}
-	p, err := g.auth.AuthenticateContext(r.Context(), r.Header.Get("Authorization"))
+	p, err := a.AuthenticateContext(r.Context(), r.Header.Get("Authorization"))
 	if err == nil {
 		g.metrics.policyDecision(r.Context(), "bearer_token", DecisionAllowed, p.TokenName)
 		return p, true
@@ -195,7 +201,7 @@ func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request, reqID str
 			RequestID: reqID, Hop: recorder.HopAuth, TimeNs: time.Now().UnixNano(),
 			AuthDecision: "denied", AuthRule: desc, Outcome: recorder.OutcomeDenied,
 			ErrorCode: jsonrpc.CodeUnauthorized, ErrorMessage: desc,
-			GatewayInstance: g.instance, GatewayVersion: Version, ConfigHash: g.cfg.Hash,
+			GatewayInstance: g.instance, GatewayVersion: Version, ConfigHash: g.conf().Hash,
 		})
 	}
 	g.logger.Warn("request denied", "request_id", reqID, "reason", desc, "detail", err.Error(), "remote", r.RemoteAddr)
@@ -215,7 +221,7 @@ func closeUnread(w http.ResponseWriter) {
 // readBody reads a POST body within the configured limit. A declared length
 // over the limit is refused before anything is read.
 func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, reqID string) ([]byte, bool) {
-	limit := g.cfg.MaxBodyBytes
+	limit := g.conf().MaxBodyBytes
 	if limit <= 0 {
 		limit = config.DefaultMaxBodyBytes
 	}
@@ -226,7 +232,7 @@ func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, reqID string)
 		return nil, false
 	}
 	// The body must arrive within limits.body_read_timeout of the headers.
-	timeout := cmp.Or(g.cfg.Limits.BodyReadTimeout, config.DefaultBodyReadTimeout)
+	timeout := cmp.Or(g.conf().Limits.BodyReadTimeout, config.DefaultBodyReadTimeout)
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Now().Add(timeout))
 	body, err := readAllSized(http.MaxBytesReader(w, r.Body, limit), r.ContentLength)
@@ -359,7 +365,7 @@ func (g *Gateway) serveStreamable(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case msg.Method == "initialize":
 		sess = g.initSession(msg, principal, reqID)
-		if err := g.sessions.add(sess, g.cfg.Limits); err != nil {
+		if err := g.sessions.add(sess, g.conf().Limits); err != nil {
 			g.refuseSession(w, r, err, msg.ID, reqID, principal)
 			return
 		}
@@ -434,6 +440,7 @@ func isModernRequest(r *http.Request, msg jsonrpc.Message) bool {
 
 // clientNotification handles a notification from a client.
 func (g *Gateway) clientNotification(sess *Session, msg jsonrpc.Message) {
+	bs := g.bs()
 	switch msg.Method {
 	case "notifications/initialized":
 	case "notifications/cancelled":
@@ -451,11 +458,11 @@ func (g *Gateway) clientNotification(sess *Session, msg jsonrpc.Message) {
 		// asked it for roots. Others sharing that connection's profile
 		// are other clients' business.
 		key, _, _ := sess.capabilityProfile()
-		for _, name := range g.order {
+		for _, name := range bs.order {
 			if !sess.usedBackend(name) {
 				continue
 			}
-			if s := g.backends[name].variantSnaps()[key]; s != nil {
+			if s := bs.byName[name].variantSnaps()[key]; s != nil {
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 				_ = s.conn.notify(ctx, msg.Method, nil)
 				cancel()
@@ -646,7 +653,7 @@ func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request) {
 	}
 	sess := g.newSession(newID(), p)
 	sess.claimStream()
-	if err := g.sessions.add(sess, g.cfg.Limits); err != nil {
+	if err := g.sessions.add(sess, g.conf().Limits); err != nil {
 		g.refuseSession(w, r, err, nil, reqID, p)
 		return
 	}
@@ -697,7 +704,7 @@ func (g *Gateway) serveSSEMessage(w http.ResponseWriter, r *http.Request) {
 	if msg.Kind() == jsonrpc.KindRequest {
 		// A request: the 202 goes out before it is served, so nothing
 		// else bounds how many one session has running.
-		max := cmp.Or(g.cfg.Limits.MaxInflightPerSession, config.DefaultMaxInflightPerSession)
+		max := cmp.Or(g.conf().Limits.MaxInflightPerSession, config.DefaultMaxInflightPerSession)
 		if n := sess.legacyIn.Add(1); int(n) > max {
 			sess.legacyIn.Add(-1)
 			g.metrics.limitRefusal(r.Context(), limitInflightPerSession)

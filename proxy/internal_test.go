@@ -311,9 +311,9 @@ func TestProgressRoutedOnlyFromTheCallsBackend(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			g := testGateway(t, "alpha", "beta")
 			out := &captureReplier{}
-			c := &call{g: g, server: "alpha", out: out, msg: jsonrpc.NewRequest(json.RawMessage(`1`), "tools/call", nil)}
+			c := &call{g: g, ps: g.ps(), server: "alpha", out: out, msg: jsonrpc.NewRequest(json.RawMessage(`1`), "tools/call", nil)}
 			g.progress.Store(`"mcptrail-1"`, &progressRoute{c: c, original: json.RawMessage(`7`)})
-			g.backendNotification(context.Background(), g.backends[tt.from],
+			g.backendNotification(context.Background(), g.bs().byName[tt.from],
 				jsonrpc.NewNotification("notifications/progress", json.RawMessage(`{"progressToken":"mcptrail-1","progress":1}`)))
 			if fmt.Sprint(out.got) != fmt.Sprint(tt.want) {
 				t.Errorf("client got %q, want %q", out.got, tt.want)
@@ -383,7 +383,7 @@ func TestNotificationsOnACallsStreamStayWithItsClient(t *testing.T) {
 				_ = g.sessions.add(s, config.Limits{})
 			}
 			out := &captureReplier{}
-			c := &call{g: g, sess: one, server: "alpha", out: out, msg: jsonrpc.NewRequest(json.RawMessage(`1`), "tools/call", nil)}
+			c := &call{g: g, ps: g.ps(), sess: one, server: "alpha", out: out, msg: jsonrpc.NewRequest(json.RawMessage(`1`), "tools/call", nil)}
 			ctx := context.Background()
 			if tt.fromCall {
 				ctx = context.WithValue(ctx, callKey{}, c)
@@ -392,7 +392,7 @@ func TestNotificationsOnACallsStreamStayWithItsClient(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			g.backendNotification(ctx, g.backends["alpha"], n)
+			g.backendNotification(ctx, g.bs().byName["alpha"], n)
 			for _, check := range []struct {
 				who       string
 				got, want []string
@@ -514,7 +514,7 @@ func TestBackendRequestWithoutCauseNeedsOneSession(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			g := testGateway(t, "alpha")
-			b := g.backends["alpha"]
+			b := g.bs().byName["alpha"]
 			byID := map[string]*Session{}
 			var outs []*captureReplier
 			for i, sid := range tt.sessions {
@@ -526,7 +526,7 @@ func TestBackendRequestWithoutCauseNeedsOneSession(t *testing.T) {
 				}
 				out := &captureReplier{}
 				outs = append(outs, out)
-				c := &call{g: g, sess: s, out: out, start: time.Now().Add(time.Duration(i) * time.Millisecond), reqID: fmt.Sprint("r", i),
+				c := &call{g: g, ps: g.ps(), sess: s, out: out, start: time.Now().Add(time.Duration(i) * time.Millisecond), reqID: fmt.Sprint("r", i),
 					msg: jsonrpc.NewRequest(json.RawMessage(fmt.Sprint(i)), "tools/call", nil)}
 				b.inflight.Store(fmt.Sprint(i), c)
 			}
@@ -625,7 +625,7 @@ func TestStuckClientDoesNotStallTheBackend(t *testing.T) {
 func TestEnsureProfileWaitsForTheConnect(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := testGateway(t, "s")
-		b := g.backends["s"]
+		b := g.bs().byName["s"]
 		b.snap.Store(&backendSnapshot{conn: &listConn{}, lists: [numLists][]json.RawMessage{listTools: {json.RawMessage(`{"name":"plain"}`)}}})
 		g.backendChanged(b)
 		key, caps := profileOf(map[string]json.RawMessage{"sampling": json.RawMessage(`{}`)})

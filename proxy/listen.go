@@ -189,14 +189,14 @@ func (c *call) listen(ctx context.Context) jsonrpc.Message {
 		return c.fail(jsonrpc.CodeInvalidParams, "subscriptions/listen: invalid params: "+err.Error())
 	}
 	want := p.Notifications
-	maxSubs := cmp.Or(g.cfg.Limits.MaxSubscriptions, config.DefaultMaxSubscriptions)
+	maxSubs := cmp.Or(g.conf().Limits.MaxSubscriptions, config.DefaultMaxSubscriptions)
 	if n := len(uniqueStrings(want.ResourceSubscriptions)); n > maxSubs {
 		return c.fail(jsonrpc.CodeInvalidRequest, fmt.Sprintf("subscriptions/listen: %d resourceSubscriptions, more than limits.max_subscriptions (%d)", n, maxSubs))
 	}
 	l := &listener{id: c.msg.ID, owner: c.princ.OwnerKey(), tools: want.ToolsListChanged, prompts: want.PromptsListChanged,
 		resources: want.ResourcesListChanged, uris: map[string]bool{}, ch: make(chan []byte, listenerBuffer)}
 	// Admitted before any upstream work is done for it.
-	if err := g.listens.add(l, g.cfg.Limits); err != nil {
+	if err := g.listens.add(l, g.conf().Limits); err != nil {
 		return c.fail(jsonrpc.CodeInvalidRequest, err.Error())
 	}
 	defer g.listens.remove(l) // idempotent: the unsubscribing defer below removes it first
@@ -257,8 +257,9 @@ func (c *call) listen(ctx context.Context) jsonrpc.Message {
 // reports whether the backend accepted.
 func (c *call) subscribeUpstream(ctx context.Context, uri, method string, i int) bool {
 	g := c.g
+	bs := g.bs()
 	rt, ok := g.catalog.Load().routeURI(uri)
-	b := g.backends[rt.server]
+	b := bs.byName[rt.server]
 	if !ok || b == nil {
 		return false
 	}
@@ -267,7 +268,7 @@ func (c *call) subscribeUpstream(ctx context.Context, uri, method string, i int)
 		return false
 	}
 	params, _ := json.Marshal(map[string]string{"uri": rt.uri})
-	sub := &call{g: g, sess: c.sess, msg: jsonrpc.NewRequest(c.msg.ID, method, params), reqID: c.reqID, start: time.Now(),
+	sub := &call{g: g, ps: c.ps, sess: c.sess, msg: jsonrpc.NewRequest(c.msg.ID, method, params), reqID: c.reqID, start: time.Now(),
 		out: c.out, cancel: c.cancel, princ: c.princ, traceID: c.traceID, spanID: c.spanID, target: uri,
 		routeRule: "listen:" + rt.server}
 	sub.params, _ = jsonrpc.ParseObject(params)

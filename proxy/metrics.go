@@ -19,6 +19,7 @@ const (
 	metricRequests         = "mcptrail.requests"
 	metricRequestDuration  = "mcptrail.request.duration"
 	metricPolicyDecisions  = "mcptrail.policy.decisions"
+	metricConfigReloads    = "mcptrail.config.reloads"
 	metricLimitRefusals    = "mcptrail.limit.refusals"
 	metricToolChanges      = "mcptrail.tool.changes"
 	metricSessions         = "mcptrail.sessions"
@@ -82,6 +83,9 @@ type metrics struct {
 	requests  metric.Int64Counter
 	duration  metric.Float64Histogram
 	decisions metric.Int64Counter
+	reloads   metric.Int64Counter
+	reloadOK  metric.AddOption
+	reloadBad metric.AddOption
 	refusals  metric.Int64Counter
 	changes   metric.Int64Counter
 	limitAttr map[string]metric.AddOption // limit name → its attribute
@@ -155,6 +159,14 @@ func newMetrics(mp metric.MeterProvider, g *Gateway) (*metrics, error) {
 		metric.WithDescription("Policy decisions, by check, decision (allowed, denied) and the rule that decided.")); err != nil {
 		return nil, err
 	}
+	if m.reloads, err = meter.Int64Counter(metricConfigReloads, metric.WithUnit("{reload}"),
+		metric.WithDescription("Config reloads, by result: applied, or rejected (the previous config stayed in force).")); err != nil {
+		return nil, err
+	}
+	m.reloadOK = metric.WithAttributes(attribute.String("result", "applied"))
+	m.reloadBad = metric.WithAttributes(attribute.String("result", "rejected"))
+	m.reloads.Add(context.Background(), 0, m.reloadOK)
+	m.reloads.Add(context.Background(), 0, m.reloadBad)
 	if m.refusals, err = meter.Int64Counter(metricLimitRefusals, metric.WithUnit("{refusal}"),
 		metric.WithDescription("Requests refused at a configured limit, by the limits.* key (max_sessions, max_sessions_per_principal, rate_per_principal, rate_per_tool, max_held_per_principal, max_inflight_per_session) or tool_queue (a tool's full wait queue).")); err != nil {
 		return nil, err
@@ -251,9 +263,15 @@ func newMetrics(mp metric.MeterProvider, g *Gateway) (*metrics, error) {
 		return nil, err
 	}
 
-	backendAttrs := make(map[string]metric.ObserveOption, len(g.order))
-	for _, name := range g.order {
-		backendAttrs[name] = metric.WithAttributes(attribute.String("server", name))
+	// Backends come and go with reloads: each one's attributes are built
+	// when it is first observed.
+	var backendAttrs sync.Map // server name → metric.ObserveOption
+	attrsOf := func(name string) metric.ObserveOption {
+		if v, ok := backendAttrs.Load(name); ok {
+			return v.(metric.ObserveOption)
+		}
+		v, _ := backendAttrs.LoadOrStore(name, metric.WithAttributes(attribute.String("server", name)))
+		return v.(metric.ObserveOption)
 	}
 	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		var nSessions, nStreams int64
@@ -265,20 +283,20 @@ func newMetrics(mp metric.MeterProvider, g *Gateway) (*metrics, error) {
 		o.ObserveInt64(sessions, nSessions)
 		o.ObserveInt64(streams, nStreams)
 		o.ObserveInt64(streamDropped, g.stats.dropped.Load())
-		for _, name := range g.order {
+		for _, b := range g.bs().list {
 			up := int64(0)
-			if g.backends[name].snap.Load() != nil {
+			if b.snap.Load() != nil {
 				up = 1
 			}
-			o.ObserveInt64(backendUp, up, backendAttrs[name])
-			b := g.backends[name]
+			attrs := attrsOf(b.Name())
+			o.ObserveInt64(backendUp, up, attrs)
 			state, toolsOpen := b.brk.states()
-			o.ObserveInt64(circuitState, int64(state), backendAttrs[name])
-			o.ObserveInt64(circuitOpens, int64(b.brk.all.openCount()), backendAttrs[name])
-			o.ObserveInt64(circuitToolsOpen, int64(toolsOpen), backendAttrs[name])
-			o.ObserveInt64(circuitRejected, b.stats.rejected.Load(), backendAttrs[name])
-			o.ObserveInt64(retries, b.stats.retries.Load(), backendAttrs[name])
-			o.ObserveInt64(fallbacks, b.stats.fallbacks.Load(), backendAttrs[name])
+			o.ObserveInt64(circuitState, int64(state), attrs)
+			o.ObserveInt64(circuitOpens, int64(b.brk.all.openCount()), attrs)
+			o.ObserveInt64(circuitToolsOpen, int64(toolsOpen), attrs)
+			o.ObserveInt64(circuitRejected, b.stats.rejected.Load(), attrs)
+			o.ObserveInt64(retries, b.stats.retries.Load(), attrs)
+			o.ObserveInt64(fallbacks, b.stats.fallbacks.Load(), attrs)
 		}
 		if rc := g.cache; rc != nil {
 			o.ObserveInt64(cacheHits, rc.hits.Load())
@@ -365,6 +383,18 @@ func (m *metrics) toolChanged(ctx context.Context, server, action string) {
 		return
 	}
 	m.changes.Add(ctx, 1, metric.WithAttributes(attribute.String("server", server), attribute.String("action", action)))
+}
+
+// configReload counts a reload, applied or rejected.
+func (m *metrics) configReload(ctx context.Context, applied bool) {
+	if m == nil {
+		return
+	}
+	if applied {
+		m.reloads.Add(ctx, 1, m.reloadOK)
+	} else {
+		m.reloads.Add(ctx, 1, m.reloadBad)
+	}
 }
 
 // Limits whose refusals are counted, by their config key under limits.

@@ -22,7 +22,7 @@ func BenchmarkObserveCall(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	c := &call{g: g, msg: jsonrpc.Message{Method: "tools/call"}, server: "crm", target: "crm.search", outcome: recorder.OutcomeOK}
+	c := &call{g: g, ps: g.ps(), msg: jsonrpc.Message{Method: "tools/call"}, server: "crm", target: "crm.search", outcome: recorder.OutcomeOK}
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {

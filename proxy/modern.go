@@ -233,12 +233,13 @@ func listKindOf(method string) (listKind, bool) {
 // list: the shortest ttlMs (0 when one gave none), public only when every
 // one said public and the list is not filtered per principal.
 func (g *Gateway) mergedHint(kind listKind) cacheHint {
+	bs := g.bs()
 	h := cacheHint{ttlMs: -1, scope: "public"}
-	if g.auth.Enabled() {
+	if g.ps().auth.Enabled() {
 		h.scope = "private"
 	}
-	for _, name := range g.order {
-		b := g.backends[name]
+	for _, name := range bs.order {
+		b := bs.byName[name]
 		s := b.snap.Load()
 		if s == nil || !s.has(listCaps[kind]) {
 			continue

@@ -126,7 +126,7 @@ func (c *call) serveModern(ctx context.Context) jsonrpc.Message {
 		return c.resume(ctx, st)
 	}
 	g := c.g
-	inner := &call{g: g, sess: c.sess, msg: c.msg, params: c.params, meta: c.meta, reqID: c.reqID,
+	inner := &call{g: g, ps: c.ps, sess: c.sess, msg: c.msg, params: c.params, meta: c.meta, reqID: c.reqID,
 		start: c.start, inSize: c.inSize, princ: c.princ, traceID: c.traceID, spanID: c.spanID, target: c.target}
 	inner.seq.Store(c.seq.Load())
 	h := &heldCall{g: g, inner: inner, method: c.msg.Method, target: c.target, origin: c.reqID, last: c.reqID,
@@ -286,7 +286,7 @@ func (h *heldCall) hold() bool {
 	if h.holding || h.ended {
 		return true
 	}
-	max := cmp.Or(h.g.cfg.Limits.MaxHeldPerPrincipal, config.DefaultMaxHeldPerPrincipal)
+	max := cmp.Or(h.g.conf().Limits.MaxHeldPerPrincipal, config.DefaultMaxHeldPerPrincipal)
 	if !h.g.heldBy.acquire(h.princ, max) {
 		return false
 	}
@@ -313,7 +313,7 @@ func (h *heldCall) inputRequired(c *call) jsonrpc.Message {
 	h.out.set(nil)
 	if !h.hold() {
 		h.cancel()
-		max := cmp.Or(h.g.cfg.Limits.MaxHeldPerPrincipal, config.DefaultMaxHeldPerPrincipal)
+		max := cmp.Or(h.g.conf().Limits.MaxHeldPerPrincipal, config.DefaultMaxHeldPerPrincipal)
 		c.server, c.routeRule = h.inner.server, h.inner.routeRule
 		return c.refuseAtLimit(context.WithoutCancel(h.ctx), limitHeldPerPrincipal, RuleHeldPerPrincipal,
 			"mcptrail: "+strconv.Itoa(max)+" calls of this principal already wait for input (limits.max_held_per_principal); answer or abandon one first", 0)

@@ -60,7 +60,7 @@ type protectedResourceMetadata struct {
 // (and the same followed by the resource's path), unauthenticated, as
 // clients read it to find the authorization server.
 func (g *Gateway) serveResourceMetadata(w http.ResponseWriter, r *http.Request) {
-	o := g.auth.OAuth()
+	o := g.ps().auth.OAuth()
 	if o == nil {
 		http.NotFound(w, r)
 		return
@@ -70,7 +70,7 @@ func (g *Gateway) serveResourceMetadata(w http.ResponseWriter, r *http.Request) 
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	scopes := g.cfg.Auth.OAuth.ScopesSupported
+	scopes := g.conf().Auth.OAuth.ScopesSupported
 	if len(scopes) == 0 {
 		scopes = o.RequiredScopes
 	}
@@ -88,7 +88,7 @@ func (g *Gateway) serveResourceMetadata(w http.ResponseWriter, r *http.Request) 
 func (g *Gateway) challenge(errCode, desc, scope string) string {
 	var b strings.Builder
 	b.WriteString(`Bearer realm="mcptrail"`)
-	if o := g.auth.OAuth(); o != nil {
+	if o := g.ps().auth.OAuth(); o != nil {
 		b.WriteString(`, resource_metadata="` + resourceMetadataURL(o.Resource) + `"`)
 	}
 	if errCode != "" {
@@ -114,11 +114,11 @@ func (g *Gateway) authFailure(err error) (desc string, status int, challenge str
 		return "identity provider unavailable", http.StatusServiceUnavailable, ""
 	case errors.Is(err, auth.ErrMissingToken):
 		desc = "missing bearer token"
-		if g.auth.OAuth() != nil && !strings.Contains(err.Error(), ":") {
+		if g.ps().auth.OAuth() != nil && !strings.Contains(err.Error(), ":") {
 			// No credentials at all: RFC 6750 §3.1 sends no error code.
 			return desc, http.StatusUnauthorized, g.challenge("", desc, "")
 		}
-	case g.auth.OAuth() != nil:
+	case g.ps().auth.OAuth() != nil:
 		desc = "invalid or unknown bearer token"
 	default:
 		desc = "unknown bearer token"

@@ -107,9 +107,9 @@ var kindNoun = [auth.NumKinds]string{"tool", "prompt", "resource", "completion",
 
 // decide runs the policy chain: the first denial wins; an allowed request
 // carries the first rule that named itself.
-func (g *Gateway) decide(ctx context.Context, r *PolicyRequest) PolicyDecision {
+func (ps *policySet) decide(ctx context.Context, r *PolicyRequest) PolicyDecision {
 	var allow PolicyDecision
-	for _, p := range g.policies {
+	for _, p := range ps.policies {
 		d := p.Check(ctx, r)
 		if d.Deny {
 			if d.Code == 0 {
@@ -125,15 +125,11 @@ func (g *Gateway) decide(ctx context.Context, r *PolicyRequest) PolicyDecision {
 	return allow
 }
 
-// policyOn reports whether any check can deny: with authentication off and
-// no other check, nothing is decided (and nothing recorded as decided).
-func (g *Gateway) policyOn() bool { return g.auth.Enabled() || len(g.policies) > 1 }
-
 // authorize runs the policy chain on what the call would execute and
 // records the decision as an auth hop; on a denial it returns the answer.
 func (c *call) authorize(ctx context.Context, kind auth.Kind, target, server string) (jsonrpc.Message, bool) {
 	g := c.g
-	if !g.policyOn() {
+	if !c.ps.policyOn() {
 		c.authResult = auth.ResultNone
 		return jsonrpc.Message{}, true
 	}
@@ -142,7 +138,7 @@ func (c *call) authorize(ctx context.Context, kind auth.Kind, target, server str
 	defer span.End()
 	t0 := time.Now()
 	req := PolicyRequest{Principal: c.princ, Method: c.msg.Method, Kind: kind, Target: target, Server: server}
-	d := g.decide(ctx, &req)
+	d := c.ps.decide(ctx, &req)
 	if d.Deny && d.Message == "" {
 		d.Message = notAllowed(&req)
 	}
@@ -177,7 +173,7 @@ func (c *call) authorize(ctx context.Context, kind auth.Kind, target, server str
 // allowed filters one list item: the same chain, asked about the call the
 // item would take, not recorded.
 func (c *call) allowed(ctx context.Context, req *PolicyRequest) bool {
-	return !c.g.decide(ctx, req).Deny
+	return !c.ps.decide(ctx, req).Deny
 }
 
 // nameTarget is the policy target of a tool or prompt the client named:
@@ -234,7 +230,7 @@ func (g *Gateway) recordAmbiguous(reqID string, p *auth.Principal, err error) bo
 // redactOwn stamps an event the gateway records of its own (not a hop of
 // a call) with the gateway's identity and redacts it as record would.
 func (g *Gateway) redactOwn(e *recorder.Event) {
-	e.GatewayInstance, e.GatewayVersion, e.ConfigHash = g.instance, Version, g.cfg.Hash
+	e.GatewayInstance, e.GatewayVersion, e.ConfigHash = g.instance, Version, g.conf().Hash
 	if g.redactor != nil {
 		e.RedactionVersion = g.redactor.Version()
 		redactFields(g.redactor, e)
@@ -247,5 +243,5 @@ func (g *Gateway) redactOwn(e *recorder.Event) {
 // messages, unknown notifications) may reach session s: only when its
 // principal may use something of b.
 func (g *Gateway) mayHear(s *Session, b *Backend) bool {
-	return !g.auth.Enabled() || s.princ.MayUse(b.Name(), g.sep())
+	return !g.ps().auth.Enabled() || s.princ.MayUse(b.Name(), g.sep())
 }

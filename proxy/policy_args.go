@@ -42,7 +42,7 @@ func compileArgRules(servers []config.Server) (map[toolKey][]*argrules.Rule, err
 // to; on a refusal it records it (an auth hop denied by the rule's key, no
 // upstream hop) and returns the tool error.
 func (c *call) checkArgumentRules(ctx context.Context, rt nameRoute) (json.RawMessage, bool) {
-	rules := c.g.argRules[toolKey{rt.server, rt.name}]
+	rules := c.ps.argRules[toolKey{rt.server, rt.name}]
 	if len(rules) == 0 {
 		return nil, true
 	}
@@ -50,7 +50,7 @@ func (c *call) checkArgumentRules(ctx context.Context, rt nameRoute) (json.RawMe
 	in := argrules.Input{Tool: rt.name}
 	if c.princ != nil {
 		in.Principal, in.Roles = c.princ.Name, c.princ.Roles
-	} else if !c.g.auth.Enabled() {
+	} else if !c.ps.auth.Enabled() {
 		in.Principal = "anonymous" // as recorded
 	}
 	if raw := c.params.Get("arguments"); len(raw) > 0 {

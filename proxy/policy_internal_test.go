@@ -31,14 +31,15 @@ func BenchmarkPolicyDecide(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	g := &Gateway{auth: a, policies: []PolicyCheck{tokenCheck{enabled: true}}}
+	g := &Gateway{}
+	g.pol.Store(&policySet{auth: a, policies: []PolicyCheck{tokenCheck{enabled: true}}})
 	ctx := context.Background()
 	b.Run("call", func(b *testing.B) {
 		req := PolicyRequest{Principal: p, Method: "tools/call", Kind: auth.Tools, Target: "crm.search", Server: "crm"}
 		allowed := 0
 		b.ReportAllocs()
 		for b.Loop() {
-			if !g.decide(ctx, &req).Deny {
+			if !g.ps().decide(ctx, &req).Deny {
 				allowed++
 			}
 		}
@@ -51,7 +52,7 @@ func BenchmarkPolicyDecide(b *testing.B) {
 		allowed := 0
 		b.ReportAllocs()
 		for b.Loop() {
-			if !g.decide(ctx, &req).Deny {
+			if !g.ps().decide(ctx, &req).Deny {
 				allowed++
 			}
 		}
@@ -68,7 +69,7 @@ func BenchmarkPolicyDecide(b *testing.B) {
 			}
 			items[i] = catalogItem{server: srv, target: srv + ".tool" + strconv.Itoa(i)}
 		}
-		c := &call{g: g, princ: p}
+		c := &call{g: g, ps: g.ps(), princ: p}
 		shown := 0
 		b.ReportAllocs()
 		for b.Loop() {
@@ -105,7 +106,7 @@ func TestBackendMessagesReachOnlyPrincipalsThatMayUseIt(t *testing.T) {
 	}
 	sessions := map[string]*Session{}
 	for _, tok := range []string{"a", "b", "c", "all"} {
-		p, err := g.auth.Authenticate("Bearer " + tok)
+		p, err := g.ps().auth.Authenticate("Bearer " + tok)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -116,8 +117,8 @@ func TestBackendMessagesReachOnlyPrincipalsThatMayUseIt(t *testing.T) {
 		}
 		sessions[tok] = s
 	}
-	g.backendNotification(context.Background(), g.backends["alpha"], jsonrpc.NewNotification("notifications/message", json.RawMessage(`{"level":"info","data":"alpha log"}`)))
-	g.backendNotification(context.Background(), g.backends["alpha"], jsonrpc.NewNotification("notifications/custom", json.RawMessage(`{"x":1}`)))
+	g.backendNotification(context.Background(), g.bs().byName["alpha"], jsonrpc.NewNotification("notifications/message", json.RawMessage(`{"level":"info","data":"alpha log"}`)))
+	g.backendNotification(context.Background(), g.bs().byName["alpha"], jsonrpc.NewNotification("notifications/custom", json.RawMessage(`{"x":1}`)))
 	want := map[string]int{"a": 2, "b": 2, "c": 0, "all": 2}
 	for tok, s := range sessions {
 		if got := len(streamed(s)); got != want[tok] {

@@ -114,7 +114,7 @@ func outputRedactor(o Options) JSONRedactor {
 }
 
 func (c *call) filterOutput(ctx context.Context, rt nameRoute, m jsonrpc.Message) jsonrpc.Message {
-	f := c.g.outFilters.lookup(rt.server, rt.name)
+	f := c.ps.outFilters.lookup(rt.server, rt.name)
 	if f == nil || (m.Result == nil && m.Error == nil) {
 		return m
 	}

@@ -250,17 +250,18 @@ func changedLists(method string) []listKind {
 // profile needs on every ready backend, so that its client's lists show what
 // the backends offer it (the client gets list_changed when they do).
 func (g *Gateway) connectProfile(key string, caps json.RawMessage) {
+	bs := g.bs()
 	if key == "" || g.ctx == nil {
 		return
 	}
-	for _, name := range g.order {
-		if b := g.backends[name]; b.snap.Load() != nil {
+	for _, name := range bs.order {
+		if b := bs.byName[name]; b.snap.Load() != nil {
 			b.variantFor(key, caps) // the slot first: then its catalog is kept
 		}
 	}
 	g.catalogFor(key) // from now on kept up to date
-	for _, name := range g.order {
-		b := g.backends[name]
+	for _, name := range bs.order {
+		b := bs.byName[name]
 		if b.snap.Load() == nil {
 			continue
 		}
@@ -302,7 +303,8 @@ func (g *Gateway) catalogFor(key string) *catalog {
 // hasProfileSlot reports whether some backend keeps a connection slot for
 // profile key.
 func (g *Gateway) hasProfileSlot(key string) bool {
-	for _, b := range g.backends {
+	bs := g.bs()
+	for _, b := range bs.byName {
 		b.variantMu.Lock()
 		_, ok := b.variants[key]
 		b.variantMu.Unlock()
@@ -316,9 +318,10 @@ func (g *Gateway) hasProfileSlot(key string) bool {
 // buildProfileCatalog merges, per backend, the profile's own connection's
 // lists, or the primary's while that connection is not up. catMu held.
 func (g *Gateway) buildProfileCatalog(key string) *catalog {
-	snaps := make(map[string]*backendSnapshot, len(g.backends))
-	namespaces := make(map[string]string, len(g.backends))
-	for name, b := range g.backends {
+	bs := g.bs()
+	snaps := make(map[string]*backendSnapshot, len(bs.byName))
+	namespaces := make(map[string]string, len(bs.byName))
+	for name, b := range bs.byName {
 		namespaces[name] = b.namespace()
 		snaps[name] = b.snap.Load()
 		if snaps[name] == nil {
@@ -328,7 +331,7 @@ func (g *Gateway) buildProfileCatalog(key string) *catalog {
 			snaps[name] = vs
 		}
 	}
-	return buildCatalog(g.order, snaps, g.sep(), namespaces)
+	return buildCatalog(bs.order, snaps, g.sep(), namespaces)
 }
 
 // notifyListChanges sends list_changed to the sessions of profile key for
@@ -365,8 +368,8 @@ func (c *call) ensureProfile(ctx context.Context) {
 		return
 	}
 	g := c.g
-	for _, name := range g.order {
-		b := g.backends[name]
+	bs := g.bs()
+	for _, b := range bs.list {
 		v := b.variantFor(key, caps)
 		if v == nil || b.snap.Load() == nil {
 			continue
@@ -394,6 +397,7 @@ func (c *call) ensureProfile(ctx context.Context) {
 // session of that profile is open and none was used since idleSince. It
 // returns how many it closed.
 func (g *Gateway) releaseProfiles(idleSince time.Time) int {
+	bs := g.bs()
 	active := map[string]bool{}
 	g.sessions.Range(func(s *Session) bool {
 		active[s.profileKey()] = true
@@ -401,8 +405,8 @@ func (g *Gateway) releaseProfiles(idleSince time.Time) int {
 	})
 	var conns []upstreamConn
 	released := map[string]bool{}
-	for _, name := range g.order {
-		b := g.backends[name]
+	for _, name := range bs.order {
+		b := bs.byName[name]
 		b.variantMu.Lock()
 		for k, v := range b.variants {
 			if active[k] || v.lastUsed.Load() > idleSince.UnixNano() || len(v.connecting) > 0 {

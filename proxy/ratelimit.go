@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"maps"
 	"math"
 	"strconv"
 	"sync"
@@ -91,6 +92,13 @@ func newRateLimits(cfg *config.Config, sep string) *rateLimits {
 	return l
 }
 
+// sameSpecs reports whether o limits exactly what l does, so that a reload
+// can keep l's buckets.
+func (l *rateLimits) sameSpecs(o *rateLimits) bool {
+	return l.principal == o.principal && l.hasPrincipal == o.hasPrincipal && l.tool == o.tool && l.hasTool == o.hasTool &&
+		maps.Equal(l.perTool, o.perTool)
+}
+
 func (l *rateLimits) enabled() bool {
 	return l != nil && (l.hasPrincipal || l.hasTool || len(l.perTool) > 0)
 }
@@ -164,19 +172,18 @@ func (l *rateLimits) allow(principal, tool string) (rule string, retry time.Dura
 // tool, "" for other requests). On a refusal it records the denied
 // decision and returns the error answer.
 func (c *call) limitRate(ctx context.Context, tool string) (jsonrpc.Message, bool) {
-	g := c.g
-	if !g.rates.enabled() {
+	if !c.ps.rates.enabled() {
 		return jsonrpc.Message{}, true
 	}
 	var rule string
 	var retry time.Duration
-	if g.rates.shared != nil {
+	if c.ps.rates.shared != nil {
 		var err error
-		if rule, retry, err = g.rates.allowShared(ctx, principalName(c.princ), tool); err != nil {
+		if rule, retry, err = c.ps.rates.allowShared(ctx, principalName(c.princ), tool); err != nil {
 			return c.rateUnavailable(ctx, err)
 		}
 	} else {
-		rule, retry = g.rates.allow(principalName(c.princ), tool)
+		rule, retry = c.ps.rates.allow(principalName(c.princ), tool)
 	}
 	if rule == "" {
 		return jsonrpc.Message{}, true
@@ -214,7 +221,7 @@ func (c *call) refuseAtLimit(ctx context.Context, limit, rule, msg string, retry
 // through. Either way it is logged with the request ID.
 func (c *call) rateUnavailable(ctx context.Context, err error) (jsonrpc.Message, bool) {
 	g := c.g
-	if g.rates.failOpen {
+	if c.ps.rates.failOpen {
 		g.logger.Warn("shared rate limits unavailable: call let through (redis.rate_limit_fail_open)", "request_id", c.reqID, "err", err)
 		return jsonrpc.Message{}, true
 	}

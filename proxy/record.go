@@ -37,11 +37,11 @@ func (c *call) record(hop recorder.Hop, start time.Time, dur time.Duration, fill
 		Backend:         c.server,
 		GatewayInstance: g.instance,
 		GatewayVersion:  Version,
-		ConfigHash:      g.cfg.Hash,
+		ConfigHash:      c.ps.cfg.Hash,
 	}
 	if c.princ != nil {
 		e.Principal = c.princ.Name
-	} else if !g.auth.Enabled() {
+	} else if !c.ps.auth.Enabled() {
 		e.Principal = "anonymous" // auth off: everyone is, as the README says
 	}
 	if c.sess != nil {

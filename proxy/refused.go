@@ -95,7 +95,7 @@ func (g *Gateway) recordRefusal(r *http.Request, sw *statusWriter, status int, m
 	if answer.Error != nil {
 		code, reason = answer.Error.Code, answer.Error.Message
 	}
-	c := &call{g: g, msg: msg, reqID: reqID, start: start}
+	c := &call{g: g, ps: g.ps(), msg: msg, reqID: reqID, start: start}
 	c.params = &jsonrpc.Object{}
 	c.outcome, c.errCode, c.errMsg = recorder.OutcomeJSONRPCError, int32(code), reason
 	if sw.deniedRule != "" {

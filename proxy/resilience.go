@@ -63,9 +63,16 @@ func (c *call) readOnly() bool {
 // breakers, with retries of idempotent requests, and on to b's fallbacks
 // when b is down, open-circuited or timed out.
 func (c *call) forward(ctx context.Context, b *Backend) jsonrpc.Message {
-	g := c.g
+	if b == nil {
+		// Routed by a catalog from before a reload removed the server.
+		return c.fail(jsonrpc.CodeInvalidParams, "mcptrail: the server of this request was removed from the configuration")
+	}
+	if !b.enter() {
+		return c.fail(jsonrpc.CodeInvalidParams, "mcptrail: server "+b.Name()+" was removed from the configuration")
+	}
+	defer b.leave()
 	c.server = b.Name()
-	if c.authResult == "" && g.auth.Enabled() {
+	if c.authResult == "" && c.ps.auth.Enabled() {
 		c.authResult = "allowed"
 	}
 	// No route hop: the routing decision (c.routeRule, c.server) is on
@@ -80,9 +87,10 @@ func (c *call) forward(ctx context.Context, b *Backend) jsonrpc.Message {
 // forwardChain is forward without the cache.
 func (c *call) forwardChain(ctx context.Context, b *Backend) jsonrpc.Message {
 	g := c.g
+	bs := g.bs()
 	chain := []*Backend{b}
 	for _, name := range b.cfg.Fallbacks {
-		if f := g.backends[name]; f != nil {
+		if f := bs.byName[name]; f != nil {
 			chain = append(chain, f)
 		}
 	}

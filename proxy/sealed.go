@@ -161,7 +161,7 @@ func (g *Gateway) resumeSession(r *http.Request, id string, p *auth.Principal, r
 	s := g.newSession(id, p)
 	s.recID, s.sealedTo = st.HandleString(), st.Expires
 	s.setClient(st.ProtocolVersion, st.ClientName, st.ClientVersion, caps)
-	got, err := g.sessions.addOrGet(s, g.cfg.Limits)
+	got, err := g.sessions.addOrGet(s, g.conf().Limits)
 	if err != nil {
 		g.logger.Warn("sealed session not resumed", "request_id", reqID, "session_id", s.recID, "err", err)
 		return nil, false

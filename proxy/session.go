@@ -405,7 +405,7 @@ func (g *Gateway) denySessionOwner(r *http.Request, id string, p *auth.Principal
 			Method: method, Target: target, Principal: principalName(p),
 			AuthDecision: "denied", AuthRule: ruleSessionOwner, Outcome: recorder.OutcomeDenied,
 			ErrorCode: jsonrpc.CodeInvalidRequest, ErrorMessage: "session belongs to another principal",
-			GatewayInstance: g.instance, GatewayVersion: Version, ConfigHash: g.cfg.Hash,
+			GatewayInstance: g.instance, GatewayVersion: Version, ConfigHash: g.conf().Hash,
 		}
 		if g.redactor != nil {
 			e.RedactionVersion = g.redactor.Version()
@@ -540,5 +540,5 @@ func (g *Gateway) expireIdle(cutoff time.Time) int {
 
 // sessionIdleTimeout is limits.session_idle_timeout.
 func (g *Gateway) sessionIdleTimeout() time.Duration {
-	return cmp.Or(g.cfg.Limits.SessionIdleTimeout, config.DefaultSessionIdleTimeout)
+	return cmp.Or(g.conf().Limits.SessionIdleTimeout, config.DefaultSessionIdleTimeout)
 }

@@ -59,7 +59,7 @@ func TestAnswerToAClientThatStopsReadingEnds(t *testing.T) {
 	finalWriteTimeout = 300 * time.Millisecond
 	t.Cleanup(func() { finalWriteTimeout = old })
 	g := testGateway(t)
-	g.cfg.MaxBodyBytes = 64 << 20
+	g.conf().MaxBodyBytes = 64 << 20
 	s := g.newSession("s2", nil)
 	if err := g.sessions.add(s, config.Limits{}); err != nil {
 		t.Fatal(err)

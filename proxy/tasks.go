@@ -219,7 +219,7 @@ func (c *call) taskCreated(server string, resp jsonrpc.Message) jsonrpc.Message 
 	}
 	id := server + "/" + r.Task.TaskID
 	princ := c.princ.OwnerKey()
-	c.g.tasks.put(id, taskRoute{server: server, id: r.Task.TaskID, principal: princ, created: time.Now()}, c.g.cfg.Limits.MaxTasksPerPrincipal)
+	c.g.tasks.put(id, taskRoute{server: server, id: r.Task.TaskID, principal: princ, created: time.Now()}, c.ps.cfg.Limits.MaxTasksPerPrincipal)
 	resp.Result = modernTask(*r.Task, id, "task").Marshal()
 	return resp
 }
@@ -233,7 +233,7 @@ func (c *call) serveTask(ctx context.Context) jsonrpc.Message {
 	if !ok || rt.principal != princ {
 		return c.fail(jsonrpc.CodeInvalidParams, "Task not found: "+id)
 	}
-	b := c.g.backends[rt.server]
+	b := c.g.bs().byName[rt.server]
 	if b == nil {
 		return c.fail(jsonrpc.CodeInvalidParams, "Task not found: "+id)
 	}
@@ -281,7 +281,7 @@ func (c *call) serveTask(ctx context.Context) jsonrpc.Message {
 // leg of this call and returns the answer under the client's JSON-RPC id.
 func (c *call) taskLeg(ctx context.Context, b *Backend, method, backendID string, i int) jsonrpc.Message {
 	params, _ := json.Marshal(map[string]string{"taskId": backendID})
-	sub := &call{g: c.g, sess: c.sess, msg: jsonrpc.NewRequest(c.msg.ID, method, params), reqID: c.reqID, start: time.Now(),
+	sub := &call{g: c.g, ps: c.ps, sess: c.sess, msg: jsonrpc.NewRequest(c.msg.ID, method, params), reqID: c.reqID, start: time.Now(),
 		out: c.out, cancel: c.cancel, princ: c.princ, traceID: c.traceID, spanID: c.spanID, target: c.target, routeRule: c.routeRule}
 	sub.params, _ = jsonrpc.ParseObject(params)
 	sub.seq.Store(c.seq.Load() + uint32(i)*16)

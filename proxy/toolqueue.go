@@ -145,19 +145,20 @@ func priorityOf(pr config.Priority, p *auth.Principal) int {
 // it sets the tool's own timeout. The caller must call release when ok.
 func (c *call) limitTool(ctx context.Context, target string, rt nameRoute) (release func(), resp jsonrpc.Message, ok bool) {
 	g := c.g
+	bs := g.bs()
 	if resp, ok := c.limitRate(ctx, target); !ok {
 		return nil, resp, false
 	}
-	if b := g.backends[rt.server]; b != nil {
+	if b := bs.byName[rt.server]; b != nil {
 		if ts, has := b.cfg.Tools[rt.name]; has && ts.Timeout > 0 {
 			c.toolTimeout = ts.Timeout
 		}
 	}
-	gate := g.toolGates[target]
+	gate := c.ps.toolGates[target]
 	if gate == nil {
 		return func() {}, jsonrpc.Message{}, true
 	}
-	wait, err := gate.acquire(ctx, priorityOf(g.cfg.Limits.Priority, c.princ))
+	wait, err := gate.acquire(ctx, priorityOf(c.ps.cfg.Limits.Priority, c.princ))
 	c.toolWait = wait
 	switch {
 	case errors.Is(err, errQueueFull):

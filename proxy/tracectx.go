@@ -31,7 +31,7 @@ func (g *Gateway) clientTrace(ctx context.Context, header http.Header, meta *jso
 	}
 	sc := trace.SpanContextFromContext(ctx)
 	headerLink := trace.Link{SpanContext: headerSC, Attributes: []attribute.KeyValue{attribute.String("mcptrail.link", "http-header-trace-context")}}
-	if g.cfg.ClientTraceContext == config.TraceContextParent {
+	if g.conf().ClientTraceContext == config.TraceContextParent {
 		if headerSC.IsValid() && !sc.Equal(headerSC) {
 			return ctx, []trace.SpanStartOption{trace.WithLinks(headerLink)}
 		}

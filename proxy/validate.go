@@ -148,7 +148,7 @@ func toolErrorResult(text string) json.RawMessage {
 // compiled inputSchema; on a failure it records the refusal (an auth hop
 // with rule RuleSchema, no upstream hop) and returns the tool error.
 func (c *call) validateArguments(ctx context.Context, rt nameRoute) (json.RawMessage, bool) {
-	b := c.g.backends[rt.server]
+	b := c.g.bs().byName[rt.server]
 	if b == nil || !b.cfg.ValidatesArguments(rt.name) {
 		return nil, true
 	}

@@ -757,7 +757,15 @@ func renderStatus(w io.Writer, url string, st gatewayStatus) error {
 		ready = "NOT READY"
 	}
 	ew.printf("gateway %s  %s  version %s  instance %s\n", url, ready, st.Version, st.Instance)
-	ew.printf("  requests %d  errors %d  denied %d  sessions %d  dropped stream messages %d\n\n", st.Requests, st.Errors, st.Denied, st.Sessions, st.Dropped)
+	ew.printf("  requests %d  errors %d  denied %d  sessions %d  dropped stream messages %d\n", st.Requests, st.Errors, st.Denied, st.Sessions, st.Dropped)
+	if c := st.Config; c != nil {
+		ew.printf("  config %s  reloads %d  rejected %d", short(c.ConfigHash), c.Reloads, c.Failures)
+		if c.LastError != "" {
+			ew.printf("  LAST RELOAD REJECTED at %s: %s", c.LastAt.UTC().Format(time.RFC3339), c.LastError)
+		}
+		ew.printf("\n")
+	}
+	ew.printf("\n")
 	if r := st.Recorder; r == nil {
 		ew.printf("recorder  off (serve --no-record or recorder.enabled: false)\n")
 	} else {
@@ -974,3 +982,6 @@ func newRequeueCmd() *cobra.Command {
 	cmd.Flags().StringVar(&spoolDir, "spool-dir", "", "the spool directory (default: recorder.spool.dir of --config)")
 	return cmd
 }
+
+// short abbreviates a config hash as logs and status show it.
+func short(h string) string { return h[:min(len(h), 12)] }

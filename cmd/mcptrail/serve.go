@@ -41,16 +41,21 @@ func newServeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if listen != "" {
-				cfg.Listen = listen
+			// The command line's overrides, applied again to every
+			// reloaded config.
+			overrides := func(cfg *config.Config) {
+				if listen != "" {
+					cfg.Listen = listen
+				}
+				if admin != "" {
+					cfg.Admin.Listen = admin
+				}
+				if noRecord {
+					off := false
+					cfg.Recorder.Enabled = &off
+				}
 			}
-			if admin != "" {
-				cfg.Admin.Listen = admin
-			}
-			if noRecord {
-				off := false
-				cfg.Recorder.Enabled = &off
-			}
+			overrides(cfg)
 			if debugAt != "" {
 				stop, err := serveDebug(debugAt)
 				if err != nil {
@@ -58,7 +63,7 @@ func newServeCmd() *cobra.Command {
 				}
 				defer stop()
 			}
-			return runServe(cmd.Context(), cfg, logLevel)
+			return runServe(cmd.Context(), cfg, overrides, logLevel)
 		},
 	}
 	cmd.Flags().StringVarP(&cfgPath, "config", "c", "mcptrail.yaml", "config file")
@@ -89,11 +94,13 @@ func redactingDefault(base slog.Handler, red *redact.Redactor) slog.Handler {
 }
 
 // runServe wires the gateway: telemetry, recorder (with its ClickHouse),
-// gateway, HTTP listener. They run as actors of one run.Group: the first
-// to return (the HTTP server failing, or ctx ending on a signal) stops the
-// others, in order: listener first (in-flight requests finish), then the
-// gateway and its backends, then the recorder, which drains last.
-func runServe(ctx context.Context, cfg *config.Config, logLevel string) error {
+// gateway, HTTP listener, config reloader. They run as actors of one
+// run.Group: the first to return (the HTTP server failing, or ctx ending
+// on a signal) stops the others, in order: the reloader, the listener
+// (in-flight requests finish), then the gateway and its backends, then
+// the recorder, which drains last. overrides are the command line's
+// settings, applied to every reloaded config too.
+func runServe(ctx context.Context, cfg *config.Config, overrides func(*config.Config), logLevel string) error {
 	// Every log line goes through the redactor, with recording on or off,
 	// the recorder's own lines included.
 	base := slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: parseLevel(logLevel)})
@@ -228,6 +235,12 @@ mcptrail %s is serving MCP on http://%s
 			<-sigCtx.Done()
 			return nil
 		}, func(error) { stop() })
+	}
+	{ // the config reloader: SIGHUP and changes of the config file
+		rctx, stop := context.WithCancel(ctx)
+		rl := &configReloader{gw: gw, path: cfg.Path, prepare: overrides, logger: logger.With("component", "reloader"),
+			debounce: 100 * time.Millisecond, poll: 2 * time.Second}
+		g.Add(func() error { return rl.run(rctx) }, func(error) { stop() })
 	}
 	{ // the listener
 		g.Add(func() error {
