@@ -200,20 +200,14 @@ func restartOnly(old, next *config.Config) []string {
 	return keys
 }
 
-// Reload swaps in next, a loaded and validated config, and records the
-// reload (trigger names what caused it: "sighup", "file", ...). It fails,
-// leaving the config in force untouched, when next cannot be compiled or
-// changes a restart-only setting. Calls in flight finish under the config
-// they started with. A config with the hash of the one in force changes
-// nothing and is not recorded.
-func (g *Gateway) Reload(ctx context.Context, next *config.Config, trigger string) (ReloadResult, error) {
-	return g.reloadWith(ctx, next.Path, func() (*config.Config, error) { return next, nil }, trigger)
-}
-
 // ReloadFile loads the config at path, applies prepare to it (the command
-// line's overrides; may be nil) and reloads it as Reload does. A file that
-// does not load or validate is rejected like any other failed reload:
-// logged, recorded, counted, and the config in force is kept.
+// line's overrides; may be nil), and swaps it in, recording the attempt
+// (trigger names its cause: "sighup", "file", ...). It fails, leaving the
+// config in force untouched, when the file does not load or validate, when
+// it changes a restart-only setting or would turn authentication off: such
+// a reload is logged, recorded and counted. Calls in flight finish under
+// the config they started with. A file with the hash of the config in
+// force changes nothing and is not recorded.
 func (g *Gateway) ReloadFile(ctx context.Context, path string, prepare func(*config.Config), trigger string) (ReloadResult, error) {
 	return g.reloadWith(ctx, path, func() (*config.Config, error) {
 		cfg, err := config.Load(path)

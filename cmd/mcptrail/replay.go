@@ -21,7 +21,8 @@ func addReplayCommands(root *cobra.Command) {
 	}
 }
 
-// wrapExit maps *cli.RegressionError to exit code 1 on c and its children.
+// wrapExit maps *cli.RegressionError (and a what-if's
+// *cli.PolicyChangedError) to exit code 1 on c and its children.
 func wrapExit(c *cobra.Command) {
 	if run := c.RunE; run != nil {
 		c.RunE = func(cmd *cobra.Command, args []string) error { return replayExit(run(cmd, args)) }
@@ -32,8 +33,11 @@ func wrapExit(c *cobra.Command) {
 }
 
 func replayExit(err error) error {
-	var re *cli.RegressionError
-	if errors.As(err, &re) {
+	var (
+		re *cli.RegressionError
+		pc *cli.PolicyChangedError
+	)
+	if errors.As(err, &re) || errors.As(err, &pc) {
 		return &exitError{code: 1, err: err}
 	}
 	return err

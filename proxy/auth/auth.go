@@ -522,3 +522,44 @@ func Denied(err error) Decision {
 
 // Allowed reports whether the decision lets the call proceed.
 func (d Decision) Allowed() bool { return d.Result != ResultDenied }
+
+// PrincipalsNamed returns the principals of the static tokens held by
+// principal name, in configured order. The audit trail names principals,
+// not tokens: `mcptrail policy whatif` re-evaluates a recorded request with
+// the principal a candidate config would give it.
+func (a *Authenticator) PrincipalsNamed(name string) []*Principal {
+	if a == nil {
+		return nil
+	}
+	var out []*Principal
+	for _, e := range a.entries {
+		if e.principal.Name == name {
+			out = append(out, e.principal)
+		}
+	}
+	return out
+}
+
+// PrincipalWithRoles is the principal a JWT for subject name would be
+// whose bindings gave it roles: the rules of those roles as this config
+// defines them (a role it does not define gives nothing). ok is false when
+// OAuth is off. The claims themselves are not recorded, so what bindings
+// would give is not re-evaluated: the recorded roles are taken as given.
+func (a *Authenticator) PrincipalWithRoles(name string, roles []string) (p *Principal, ok bool) {
+	if a == nil || a.oauth == nil {
+		return nil, false
+	}
+	p = &Principal{Name: name, TokenName: "oauth", jwt: true, Roles: roles}
+	for _, r := range roles {
+		if rs := a.oauth.roles[r]; rs != nil {
+			for k := range NumKinds {
+				p.rules[k] = append(p.rules[k], rs[k]...)
+			}
+		}
+	}
+	return p, true
+}
+
+// AnonymousPrincipal is the principal of a request when authentication is
+// off: it may do anything.
+func AnonymousPrincipal() *Principal { return anonymous }

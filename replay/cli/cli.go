@@ -93,7 +93,7 @@ func Commands(env *Env) []*cobra.Command {
 Exit code 1 when anything regressed.`,
 	}
 	rep.AddCommand(newReplayCmd(env, "mock"), newReplayCmd(env, "upstream"), newReplayCmd(env, "e2e"))
-	return []*cobra.Command{rep, newExportCmd(env), newMockCmd(env)}
+	return []*cobra.Command{rep, newExportCmd(env), newMockCmd(env), newPolicyCmd(env)}
 }
 
 // selectionFlags are shared by every command that reads recorded traffic.

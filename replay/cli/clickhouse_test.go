@@ -13,8 +13,6 @@ import (
 	"github.com/oklog/ulid/v2"
 	"github.com/spf13/cobra"
 
-	"github.com/mcptrail/mcptrail/recorder/chlocal/chtest"
-	"github.com/mcptrail/mcptrail/recorder/clickhouse"
 	"github.com/mcptrail/mcptrail/replay/cli"
 	"github.com/mcptrail/mcptrail/replay/internal/recordtest"
 )
@@ -23,17 +21,8 @@ import (
 // selects it by session, replays it upstream against a regressed backend and
 // checks the run and its results landed in the replay tables.
 func TestReplayThroughClickHouse(t *testing.T) {
-	srv := chtest.StartForTest(t)
-	db := chtest.Database(t, srv.Addr())
+	srv, db, store := migratedStore(t)
 	ctx := context.Background()
-	store, err := clickhouse.Open(ctx, clickhouse.Config{Addr: []string{srv.Addr()}, Database: db}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	if err := store.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
 	events := recordtest.RecordTestbackend(t)
 	for i := range events {
 		events[i].EventID = ulid.Make().String()
@@ -51,7 +40,7 @@ func TestReplayThroughClickHouse(t *testing.T) {
 		"--target", "backend=" + v2, "--ignore-path", "backend.now:/content/0/text"})
 	rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	err = root.ExecuteContext(rctx)
+	err := root.ExecuteContext(rctx)
 	var re *cli.RegressionError
 	if !errors.As(err, &re) || re.Count != 1 {
 		t.Fatalf("err = %v, want 1 regression\n%s\n%s", err, out.String(), errb.String())
