@@ -195,7 +195,7 @@ func BenchmarkWhatifClickHouse(b *testing.B) {
 			if(number %% 3 = 0, concat('jwt', toString(number %% 200)), if(number %% 2 = 0, 'alice', 'bob')),
 			'tools/call', arrayElement(['crm', 'git'], number %% 2 + 1),
 			concat(arrayElement(['crm', 'git'], number %% 2 + 1), '.', arrayElement(['search', 'delete', 'log', 'push'], number %% 4 + 1)),
-			'allowed', if(number %% 3 = 0, 'role:admin/tools:*', 'tools:*'), if(number %% 3 = 0, ['admin'], []), 'ok', 1000
+			'allowed', if(number %% 3 = 0, 'role:admin/tools:*', 'tools:*'), if(number %% 3 = 0, ['admin'], emptyArrayString()), 'ok', 1000
 		FROM numbers(%d)`, db, rows))
 	if err != nil {
 		b.Fatal(err)
