@@ -164,8 +164,9 @@ func TestBundleToMockToReport(t *testing.T) {
 // TestImports pins the dependency arrows. The replay core (root, diff,
 // match, mockserver, bundle, secrets, report) may use proxy/jsonrpc but no
 // other proxy package, and never a storage driver. runner drives this
-// build's gateway, so it may import proxy; only cli (the commands) talks to
-// the store. Nothing imports cmd or dashboards.
+// build's gateway and whatif runs its policy chain, so both may import
+// proxy; only cli (the commands) talks to the store. Nothing imports cmd or
+// dashboards.
 func TestImports(t *testing.T) {
 	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") {
@@ -176,7 +177,7 @@ func TestImports(t *testing.T) {
 			return err
 		}
 		dir := filepath.ToSlash(filepath.Dir(path))
-		gateway := dir == "runner" || dir == "cli" || dir == "internal/recordtest"
+		gateway := dir == "runner" || dir == "whatif" || dir == "cli" || dir == "internal/recordtest"
 		store := dir == "cli"
 		for _, imp := range f.Imports {
 			p, _ := strconv.Unquote(imp.Path.Value)

@@ -42,7 +42,7 @@ type consoleResult struct {
 // changed JSON path. Every page is checked with axe-core (WCAG A/AA:
 // labels, contrast, …) and for CSP violations; the calls page for its
 // keyboard tab order. Screenshots go to $MCPTRAIL_SCREENSHOTS (default: the
-// test's temp dir); the trace view's is copied to docs/console-trace.png
+// test's temp dir); the trace view's is copied to testdata/docs/console-trace.png
 // when MCPTRAIL_UPDATE_DOCS=1.
 func TestConsoleBrowser(t *testing.T) {
 	npm := npmDir(t)
@@ -193,7 +193,7 @@ recorder:
 		if err != nil {
 			t.Fatal(err)
 		}
-		writeFile(t, "../../docs/console-trace.png", string(b))
+		writeFile(t, "../../testdata/docs/console-trace.png", string(b))
 	}
 }
 

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mcptrail/mcptrail/internal/jsoncanon"
+	"github.com/mcptrail/mcptrail/recorder/jsoncanon"
 	"github.com/mcptrail/mcptrail/proxy/toolpin"
 )
 

@@ -2,7 +2,7 @@
 // rug-pull defence): which members of a listed tool are pinned, their
 // canonical JSON and its hash, and a readable diff between two versions.
 //
-// The canonical form (internal/jsoncanon) sorts keys and spells numbers and
+// The canonical form (recorder/jsoncanon) sorts keys and spells numbers and
 // strings one way, so a backend that reorders keys or re-encodes "<" as
 // "\u003c" has not changed its tool; a changed word of the description, a
 // schema keyword or an annotation such as readOnlyHint has. A definition
@@ -17,7 +17,7 @@ import (
 	"encoding/json"
 	"strings"
 
-	"github.com/mcptrail/mcptrail/internal/jsoncanon"
+	"github.com/mcptrail/mcptrail/recorder/jsoncanon"
 )
 
 // Fields are the members of a tool that are pinned: what a model reads to

@@ -3,10 +3,10 @@ package diff
 import (
 	"encoding/json"
 
-	"github.com/mcptrail/mcptrail/internal/jsoncanon"
+	"github.com/mcptrail/mcptrail/recorder/jsoncanon"
 )
 
-// The canonical form lives in internal/jsoncanon, shared with tool pinning;
+// The canonical form lives in recorder/jsoncanon, shared with tool pinning;
 // these keep replay's callers unchanged.
 
 // Parse decodes JSON into the tree Diff and Canonical work on (see

@@ -14,7 +14,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/mcptrail/mcptrail/internal/jsoncanon"
+	"github.com/mcptrail/mcptrail/recorder/jsoncanon"
 )
 
 // Kind says how a value changed.
