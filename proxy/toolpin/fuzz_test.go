@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mcptrail/mcptrail/recorder/jsoncanon"
 	"github.com/mcptrail/mcptrail/proxy/toolpin"
+	"github.com/mcptrail/mcptrail/recorder/jsoncanon"
 )
 
 // FuzzCanonicalReorder: re-encoding a tool with its keys in another order
