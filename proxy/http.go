@@ -448,10 +448,8 @@ func (g *Gateway) clientNotification(sess *Session, msg jsonrpc.Message) {
 		if err != nil {
 			return
 		}
-		if c := sess.findCall(o.Get("requestId")); c != nil {
-			reason, _ := o.GetString("reason")
-			c.cancelByClient(reason)
-		}
+		reason, _ := o.GetString("reason")
+		sess.cancelCall(o.Get("requestId"), reason)
 	case "notifications/roots/list_changed":
 		// To the backends this session sent requests to, on the connection
 		// that declared its capabilities (profile.go): only they can have
@@ -715,6 +713,9 @@ func (g *Gateway) serveSSEMessage(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if msg.Kind() == jsonrpc.KindRequest {
+		sess.accept(msg.ID) // before the 202: a cancel sent after it finds the request
+	}
 	w.WriteHeader(http.StatusAccepted)
 	if g.acceptOneWay(sess, msg) {
 		return
@@ -722,6 +723,7 @@ func (g *Gateway) serveSSEMessage(w http.ResponseWriter, r *http.Request) {
 	g.inflight.Add(1)
 	go func() {
 		defer g.inflight.Done()
+		defer sess.release(msg.ID)
 		resp := g.Serve(context.Background(), Inbound{Session: sess, Msg: msg, Header: r.Header.Clone(), Principal: principal, RequestID: reqID, Size: size, Start: start, out: sessionReplier{sess}})
 		sess.legacyIn.Add(-1) // served: before the client can see the answer
 		// The answer is the only copy the client gets: wait for room on

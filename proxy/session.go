@@ -46,6 +46,7 @@ type Session struct {
 	used            map[string]bool                 // backends a request of this session was sent to
 	pending         map[string]chan jsonrpc.Message // server→client requests awaiting the client
 	calls           map[string]*call                // in-flight client requests by jsonrpc.IDKey
+	accepted        map[string]*string              // legacy requests acknowledged (202) but not yet tracked: a cancel reason, or nil
 	closed          bool
 	done            chan struct{} // closed by close: ends the standalone stream
 
@@ -280,12 +281,59 @@ func (s *Session) usedBackend(name string) bool {
 }
 
 func (s *Session) trackCall(c *call) {
+	k := jsonrpc.IDKey(c.msg.ID)
 	s.mu.Lock()
 	if s.calls == nil {
 		s.calls = map[string]*call{}
 	}
-	s.calls[jsonrpc.IDKey(c.msg.ID)] = c
+	s.calls[k] = c
+	reason, early := s.accepted[k]
+	delete(s.accepted, k)
 	s.mu.Unlock()
+	if early && reason != nil {
+		c.cancelByClient(*reason)
+	}
+}
+
+// accept notes a request the legacy transport acknowledged (202) before
+// serving it: a cancellation the client sends once it has the 202 may be
+// read before the call is tracked, and must still reach it. The entry is
+// bounded by limits.max_inflight_per_session; release drops it if the
+// request never became a tracked call.
+func (s *Session) accept(id json.RawMessage) {
+	s.mu.Lock()
+	if s.accepted == nil {
+		s.accepted = map[string]*string{}
+	}
+	s.accepted[jsonrpc.IDKey(id)] = nil
+	s.mu.Unlock()
+}
+
+func (s *Session) release(id json.RawMessage) {
+	s.mu.Lock()
+	delete(s.accepted, jsonrpc.IDKey(id))
+	s.mu.Unlock()
+}
+
+// cancelCall cancels the client request id: the tracked call, or an
+// accepted one about to be tracked. It reports whether one was found.
+func (s *Session) cancelCall(id json.RawMessage, reason string) bool {
+	k := jsonrpc.IDKey(id)
+	s.mu.Lock()
+	c := s.calls[k]
+	if c == nil {
+		if _, ok := s.accepted[k]; ok {
+			s.accepted[k] = &reason
+			s.mu.Unlock()
+			return true
+		}
+	}
+	s.mu.Unlock()
+	if c == nil {
+		return false
+	}
+	c.cancelByClient(reason)
+	return true
 }
 
 func (s *Session) untrackCall(c *call) {
@@ -294,12 +342,6 @@ func (s *Session) untrackCall(c *call) {
 		delete(s.calls, k)
 	}
 	s.mu.Unlock()
-}
-
-func (s *Session) findCall(id json.RawMessage) *call {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.calls[jsonrpc.IDKey(id)]
 }
 
 func (s *Session) close() {
