@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -21,8 +20,6 @@ import (
 	"github.com/mcptrail/mcptrail/proxy/jsonrpc"
 )
 
-// ErrBackendDown is returned for calls to a backend that is not connected.
-var ErrBackendDown = errors.New("backend unavailable")
 
 // listKind names the four lists a backend serves.
 type listKind int
@@ -57,6 +54,17 @@ type backendProfile struct {
 	instructions string
 }
 
+// serverName reads the backend's serverInfo name and version.
+func (s *backendSnapshot) serverName() (name, version string) {
+	o, err := jsonrpc.ParseObject(s.serverInfo)
+	if err != nil {
+		return "", ""
+	}
+	name, _ = o.GetString("name")
+	version, _ = o.GetString("version")
+	return name, version
+}
+
 func (s *backendSnapshot) has(capability string) bool { _, ok := s.capabilities[capability]; return ok }
 
 // Backend is one upstream MCP server: its connection, what it serves, and the
@@ -66,6 +74,8 @@ type Backend struct {
 	logger *slog.Logger
 	hooks  backendHooks
 	client *http.Client
+	// version is the gateway's, sent as clientInfo.version.
+	version string
 
 	snap atomic.Pointer[backendSnapshot]
 	// profile is set at the first successful handshake and kept.
@@ -135,6 +145,14 @@ func newBackend(cfg config.Server, hooks backendHooks, client *http.Client, logg
 // calls admitted before have left (Gateway.retire): with sequentially
 // consistent atomics, a call either is counted before the retirement is
 // seen or sees it.
+// clientVersion is the version the gateway names itself with upstream.
+func (b *Backend) clientVersion() string {
+	if b.version == "" {
+		return DefaultVersion
+	}
+	return b.version
+}
+
 func (b *Backend) enter() bool {
 	b.active.Add(1)
 	if b.retired.Load() {
@@ -418,7 +436,7 @@ func (b *Backend) handshake(ctx context.Context, conn upstreamConn, caps json.Ra
 	params, _ := json.Marshal(map[string]any{
 		"protocolVersion": version,
 		"capabilities":    caps,
-		"clientInfo":      map[string]string{"name": "mcptrail", "version": Version},
+		"clientInfo":      map[string]string{"name": "mcptrail", "version": b.clientVersion()},
 	})
 	snap := &backendSnapshot{conn: conn}
 	res, err := b.rawCall(ctx, snap, "initialize", params, nil)

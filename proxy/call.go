@@ -624,7 +624,7 @@ func (c *call) initialize() jsonrpc.Message {
 	res := map[string]any{
 		"protocolVersion": version,
 		"capabilities":    c.g.capabilities(),
-		"serverInfo":      map[string]string{"name": "mcptrail", "version": Version},
+		"serverInfo":      c.g.serverInfo,
 	}
 	if s := c.g.instructions(c.princ); s != "" {
 		res["instructions"] = s
@@ -639,7 +639,7 @@ func (c *call) discover() jsonrpc.Message {
 	res := map[string]any{
 		"supportedVersions": append([]string{protocol2026}, clientVersions...),
 		"capabilities":      c.g.capabilities(),
-		"serverInfo":        map[string]string{"name": "mcptrail", "version": Version},
+		"serverInfo":        c.g.serverInfo,
 	}
 	if s := c.g.instructions(c.princ); s != "" {
 		res["instructions"] = s

@@ -34,8 +34,8 @@ import (
 	"github.com/mcptrail/mcptrail/recorder"
 )
 
-// Version is the gateway's version, set at build time by cmd.
-var Version = "dev"
+// DefaultVersion is the gateway's version when Options.Version is empty.
+const DefaultVersion = "dev"
 
 // Protocol versions the gateway speaks with clients, newest first.
 const (
@@ -70,7 +70,11 @@ type Redactor interface {
 // Options configure a Gateway. Config is required; everything else has a
 // working default.
 type Options struct {
-	Config         *config.Config
+	Config *config.Config
+	// Version is this build's version (cmd sets it at build time): the
+	// gateway's serverInfo and clientInfo, /statusz, metrics and every
+	// recorded event carry it. Default DefaultVersion.
+	Version        string
 	Logger         *slog.Logger
 	TracerProvider trace.TracerProvider // default: no-op (tracing off)
 	// MeterProvider receives the gateway's metrics (requests, durations,
@@ -140,10 +144,12 @@ type Gateway struct {
 	outRedactor JSONRedactor
 	// pins is tool pinning (pins.go); it outlives reloads and every
 	// policy set's chain holds it.
-	pins     *pinTracker
-	reload   reloadState
-	opts     Options
-	instance string
+	pins       *pinTracker
+	reload     reloadState
+	opts       Options
+	instance   string
+	version    string          // Options.Version
+	serverInfo json.RawMessage // {"name":"mcptrail","version":…}
 
 	// backendSet is the backends in force, swapped by a reload; client
 	// is the HTTP client they share.
@@ -231,8 +237,10 @@ func New(o Options) (*Gateway, error) {
 		redactor: o.Redactor,
 		opts:     o,
 		instance: inst,
+		version:  cmp.Or(o.Version, DefaultVersion),
 		client:   upstreamHTTPClient(),
 	}
+	g.serverInfo, _ = json.Marshal(map[string]string{"name": "mcptrail", "version": g.version})
 	g.pins = newPinTracker(o.Config, cmp.Or(o.Config.NamespaceSeparator, config.DefaultNamespaceSeparator), o.PinStore, g.logger, inst)
 	g.pins.onChange, g.pins.onState = g.recordToolChange, g.pinsChanged
 	g.outRedactor = outputRedactor(o)

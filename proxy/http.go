@@ -104,7 +104,11 @@ type BackendStatus struct {
 	Transport       string `json:"transport"`
 	Ready           bool   `json:"ready"`
 	ProtocolVersion string `json:"protocol_version,omitempty"`
-	Tools           int    `json:"tools"`
+	// ServerName and ServerVersion are the backend's serverInfo: which
+	// build of it the gateway is talking to.
+	ServerName    string `json:"server_name,omitempty"`
+	ServerVersion string `json:"server_version,omitempty"`
+	Tools         int    `json:"tools"`
 	// ProfileConnections are the extra connections open for client
 	// capability profiles (one per distinct set clients declared).
 	ProfileConnections int    `json:"profile_connections"`
@@ -122,7 +126,7 @@ func (g *Gateway) Status() Status {
 	bs := g.bs()
 	ready, _ := g.Ready()
 	st := Status{
-		Version: Version, Instance: g.instance, Ready: ready,
+		Version: g.version, Instance: g.instance, Ready: ready,
 		Requests: g.stats.requests.Load(), Errors: g.stats.errors.Load(),
 		Denied: g.stats.denied.Load(), Dropped: g.stats.dropped.Load(),
 	}
@@ -137,6 +141,7 @@ func (g *Gateway) Status() Status {
 		if s := b.snap.Load(); s != nil {
 			bs.Ready, bs.ProtocolVersion, bs.Tools = true, s.protocolVersion, len(s.lists[listTools])
 			bs.ProfileConnections = b.profileConnections()
+			bs.ServerName, bs.ServerVersion = s.serverName()
 		}
 		if err := b.LastError(); err != nil {
 			bs.LastError = err.Error()
@@ -201,7 +206,7 @@ func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request, reqID str
 			RequestID: reqID, Hop: recorder.HopAuth, TimeNs: time.Now().UnixNano(),
 			AuthDecision: "denied", AuthRule: desc, Outcome: recorder.OutcomeDenied,
 			ErrorCode: jsonrpc.CodeUnauthorized, ErrorMessage: desc,
-			GatewayInstance: g.instance, GatewayVersion: Version, ConfigHash: g.conf().Hash,
+			GatewayInstance: g.instance, GatewayVersion: g.version, ConfigHash: g.conf().Hash,
 		})
 	}
 	g.logger.Warn("request denied", "request_id", reqID, "reason", desc, "detail", err.Error(), "remote", r.RemoteAddr)

@@ -143,7 +143,7 @@ func lenOf[K comparable, V any](m *map[K]V) int {
 }
 
 func newMetrics(mp metric.MeterProvider, g *Gateway) (*metrics, error) {
-	meter := mp.Meter("github.com/mcptrail/mcptrail/proxy", metric.WithInstrumentationVersion(Version))
+	meter := mp.Meter("github.com/mcptrail/mcptrail/proxy", metric.WithInstrumentationVersion(g.version))
 	m := &metrics{}
 	var err error
 	if m.requests, err = meter.Int64Counter(metricRequests, metric.WithUnit("{request}"),

@@ -170,12 +170,12 @@ func (c *call) modernize(m jsonrpc.Message) jsonrpc.Message {
 		}
 	}
 	if meta, ok := jsonrpc.Lookup(m.Result, "_meta"); !ok {
-		if out, err := jsonrpc.AppendMember(m.Result, "_meta", appendServerInfoMeta(nil)); err == nil {
+		if out, err := jsonrpc.AppendMember(m.Result, "_meta", c.g.appendServerInfoMeta(nil)); err == nil {
 			m.Result = out
 		}
 	} else if o, err := jsonrpc.ParseObject(meta); err == nil && o.Get(metaServerInfo) == nil {
 		if res, err := jsonrpc.ParseObject(m.Result); err == nil {
-			o.Set(metaServerInfo, serverInfoJSON())
+			o.Set(metaServerInfo, c.g.serverInfo)
 			res.Set("_meta", o.Marshal())
 			m.Result = res.Marshal()
 		}
@@ -260,15 +260,10 @@ func (g *Gateway) mergedHint(kind listKind) cacheHint {
 }
 
 // appendServerInfoMeta appends {"io.modelcontextprotocol/serverInfo":{…}}.
-func appendServerInfoMeta(dst []byte) []byte {
+func (g *Gateway) appendServerInfoMeta(dst []byte) []byte {
 	dst = append(dst, `{"`+metaServerInfo+`":`...)
-	dst = append(dst, serverInfoJSON()...)
+	dst = append(dst, g.serverInfo...)
 	return append(dst, '}')
-}
-
-func serverInfoJSON() json.RawMessage {
-	b, _ := json.Marshal(map[string]string{"name": "mcptrail", "version": Version})
-	return b
 }
 
 // toolDef returns the definition of a tool in a tools list (raw items), by

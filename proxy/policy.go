@@ -230,7 +230,7 @@ func (g *Gateway) recordAmbiguous(reqID string, p *auth.Principal, err error) bo
 // redactOwn stamps an event the gateway records of its own (not a hop of
 // a call) with the gateway's identity and redacts it as record would.
 func (g *Gateway) redactOwn(e *recorder.Event) {
-	e.GatewayInstance, e.GatewayVersion, e.ConfigHash = g.instance, Version, g.conf().Hash
+	e.GatewayInstance, e.GatewayVersion, e.ConfigHash = g.instance, g.version, g.conf().Hash
 	if g.redactor != nil {
 		e.RedactionVersion = g.redactor.Version()
 		redactFields(g.redactor, e)

@@ -36,7 +36,7 @@ func (c *call) record(hop recorder.Hop, start time.Time, dur time.Duration, fill
 		RouteRule:       c.routeRule,
 		Backend:         c.server,
 		GatewayInstance: g.instance,
-		GatewayVersion:  Version,
+		GatewayVersion:  g.version,
 		ConfigHash:      c.ps.cfg.Hash,
 	}
 	if c.princ != nil {

@@ -335,6 +335,7 @@ func (g *Gateway) swap(next *config.Config) (ReloadResult, error) {
 // newBackend builds a backend of the gateway; it starts nothing.
 func (g *Gateway) newBackend(s config.Server) *Backend {
 	b := newBackend(s, g, g.client, g.logger)
+	b.version = g.version
 	if g.opts.Now != nil {
 		b.brk = newBreakers(s.Breaker, g.opts.Now)
 	}
@@ -428,7 +429,7 @@ func (g *Gateway) recordReload(at time.Time, path, trigger string, res ReloadRes
 		EventID: NewRequestID(), RequestID: NewRequestID(), Hop: recorder.HopResponse, TimeNs: at.UnixNano(),
 		DurationUs: time.Since(at).Microseconds(), Method: MethodReload, Target: path, Principal: "mcptrail",
 		AuthDecision: auth.ResultAllowed, AuthRule: "reload:" + trigger,
-		GatewayInstance: g.instance, GatewayVersion: Version, ConfigHash: g.conf().Hash,
+		GatewayInstance: g.instance, GatewayVersion: g.version, ConfigHash: g.conf().Hash,
 		Attrs: []recorder.Attr{
 			{Key: AttrConfigHashBefore, Value: res.HashBefore},
 			{Key: AttrConfigHashAfter, Value: res.HashAfter},

@@ -30,7 +30,6 @@ type Session struct {
 	owner    string    // the OwnerKey of the principal that opened it; only it may use the id
 	princ    *auth.Principal
 	g        *Gateway
-	created  time.Time
 	lastUsed atomic.Int64
 
 	mu              sync.Mutex
@@ -62,7 +61,6 @@ func (g *Gateway) newSession(id string, owner *auth.Principal) *Session {
 		owner:   owner.OwnerKey(),
 		princ:   owner,
 		g:       g,
-		created: time.Now(),
 		done:    make(chan struct{}),
 	}
 	s.recID = id
@@ -447,7 +445,7 @@ func (g *Gateway) denySessionOwner(r *http.Request, id string, p *auth.Principal
 			Method: method, Target: target, Principal: principalName(p),
 			AuthDecision: "denied", AuthRule: ruleSessionOwner, Outcome: recorder.OutcomeDenied,
 			ErrorCode: jsonrpc.CodeInvalidRequest, ErrorMessage: "session belongs to another principal",
-			GatewayInstance: g.instance, GatewayVersion: Version, ConfigHash: g.conf().Hash,
+			GatewayInstance: g.instance, GatewayVersion: g.version, ConfigHash: g.conf().Hash,
 		}
 		if g.redactor != nil {
 			e.RedactionVersion = g.redactor.Version()

@@ -86,7 +86,7 @@ func (m *modernConn) prepare(c *call, method string, params []byte, header http.
 		meta.Set(metaClientCapabilities, caps)
 	}
 	if meta.Get(metaClientInfo) == nil {
-		name, ver := "mcptrail", Version
+		name, ver := "mcptrail", m.b.clientVersion()
 		if c != nil && c.sess != nil {
 			if _, n, v := c.sess.client(); n != "" {
 				name, ver = n, v

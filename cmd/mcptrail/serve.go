@@ -142,7 +142,7 @@ func runServe(ctx context.Context, cfg *config.Config, overrides func(*config.Co
 		return fmt.Errorf("configuring metrics: %w", err)
 	}
 	defer func() { _ = mt.Shutdown(context.Background()) }()
-	opts := proxy.Options{Config: cfg, Logger: logger, TracerProvider: tp, Propagator: telemetry.Propagator(),
+	opts := proxy.Options{Config: cfg, Version: version, Logger: logger, TracerProvider: tp, Propagator: telemetry.Propagator(),
 		MeterProvider: mt.Provider, MetricsHandler: mt.Handler, OutputRedactor: redactor}
 	if rec.pipeline != nil {
 		opts.Recorder = rec

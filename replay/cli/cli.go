@@ -56,7 +56,8 @@ type Env struct {
 	LocalPassword func(dir string) (string, error)
 	// StderrIsTerminal enables the progress bar.
 	StderrIsTerminal bool
-	// Version names this build in bundles.
+	// Version names this build in bundles and is the replay gateway's
+	// serverInfo version.
 	Version string
 }
 

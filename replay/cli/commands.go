@@ -188,7 +188,7 @@ func runReplay(ctx context.Context, env *Env, mode runner.Mode, f *replayFlags) 
 				return err
 			}
 			defer mock.Close()
-			gw, err := runner.StartGateway(ctx, mockGatewayConfig(cfg, src.events, f.sel.separator, store.Servers(), mock.URL), 30*time.Second, logger)
+			gw, err := runner.StartGateway(ctx, mockGatewayConfig(cfg, src.events, f.sel.separator, store.Servers(), mock.URL), 30*time.Second, logger, runner.WithVersion(env.Version))
 			if err != nil {
 				return err
 			}
@@ -207,7 +207,7 @@ func runReplay(ctx context.Context, env *Env, mode runner.Mode, f *replayFlags) 
 		case f.gatewayURL != "":
 			o.GatewayURL = f.gatewayURL
 		case cfg != nil:
-			gw, err := runner.StartGateway(ctx, cfg, 30*time.Second, logger)
+			gw, err := runner.StartGateway(ctx, cfg, 30*time.Second, logger, runner.WithVersion(env.Version))
 			if err != nil {
 				return err
 			}

@@ -153,10 +153,17 @@ type Gateway struct {
 	gw     *proxy.Gateway
 }
 
+// GatewayOption sets an option of the replay gateway.
+type GatewayOption func(*proxy.Options)
+
+// WithVersion names the gateway's version (its serverInfo); the command
+// that runs the replay passes its own, as `mcptrail serve` does.
+func WithVersion(v string) GatewayOption { return func(o *proxy.Options) { o.Version = v } }
+
 // StartGateway runs a gateway for cfg on a loopback port and waits up to
 // readyTimeout until every backend is connected (a backend that does not
 // come up is named in the error). Nothing is recorded.
-func StartGateway(ctx context.Context, cfg *config.Config, readyTimeout time.Duration, log *slog.Logger) (*Gateway, error) {
+func StartGateway(ctx context.Context, cfg *config.Config, readyTimeout time.Duration, log *slog.Logger, opts ...GatewayOption) (*Gateway, error) {
 	if cfg.NamespaceSeparator == "" {
 		cfg.NamespaceSeparator = config.DefaultNamespaceSeparator
 	}
@@ -166,7 +173,11 @@ func StartGateway(ctx context.Context, cfg *config.Config, readyTimeout time.Dur
 	if readyTimeout <= 0 {
 		readyTimeout = 30 * time.Second
 	}
-	gw, err := proxy.New(proxy.Options{Config: cfg, Logger: log, HealthInterval: time.Second})
+	o := proxy.Options{Config: cfg, Logger: log, HealthInterval: time.Second}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	gw, err := proxy.New(o)
 	if err != nil {
 		return nil, fmt.Errorf("building the replay gateway: %w", err)
 	}
