@@ -20,7 +20,6 @@ import (
 	"github.com/mcptrail/mcptrail/proxy/jsonrpc"
 )
 
-
 // listKind names the four lists a backend serves.
 type listKind int
 

@@ -57,11 +57,11 @@ type Session struct {
 
 func (g *Gateway) newSession(id string, owner *auth.Principal) *Session {
 	s := &Session{
-		id:      id,
-		owner:   owner.OwnerKey(),
-		princ:   owner,
-		g:       g,
-		done:    make(chan struct{}),
+		id:    id,
+		owner: owner.OwnerKey(),
+		princ: owner,
+		g:     g,
+		done:  make(chan struct{}),
 	}
 	s.recID = id
 	// The maps and the stream's queue are made on first use: most of a
