@@ -112,6 +112,9 @@ type Backend struct {
 	// brk are the circuit breakers (breaker.go).
 	brk   *breakers
 	stats resilienceStats
+	// subs are the resource subscription streams to a 2026 backend
+	// (upstream_subs.go).
+	subs upstreamSubs
 }
 
 // backendHooks are the gateway's reactions to backend events.
@@ -354,6 +357,9 @@ func (b *Backend) newConn(ctx context.Context, v *variant) (upstreamConn, error)
 					go b.refreshStale(b.gctx, v)
 					return
 				}
+			}
+			if modernUpstream(b.cfg.ProtocolVersion) && !b.upstreamListenMessage(n) {
+				return
 			}
 			if kinds := changedLists(n.Method); kinds != nil && modernUpstream(b.cfg.ProtocolVersion) {
 				// A 2026 backend tells of changes on the primary's

@@ -411,6 +411,9 @@ func (c *call) dispatch(ctx context.Context) jsonrpc.Message {
 			}
 		}
 		c.routeRule = "uri:" + rt.server
+		if m != "resources/read" && modernUpstream(b.cfg.ProtocolVersion) {
+			return c.subscribeModern(ctx, b, rt)
+		}
 		c.params.SetString("uri", rt.uri)
 		resp := c.forward(ctx, b)
 		if resp.Error == nil {

@@ -511,10 +511,25 @@ func (g *Gateway) backendNotification(ctx context.Context, b *Backend, n jsonrpc
 		uri, _ := o.GetString("uri")
 		exposed := g.catalog.Load().exposeURI(b.Name(), uri)
 		o.SetString("uri", exposed)
+		modern := modernUpstream(b.cfg.ProtocolVersion)
+		if modern {
+			// The subscription id is the gateway's own stream's: each
+			// client gets its own (a listener's) or none (a session).
+			if meta, err := jsonrpc.ParseObject(o.Get("_meta")); err == nil && meta.Get(metaSubscriptionID) != nil {
+				meta.Delete(metaSubscriptionID)
+				if m := meta.Marshal(); string(m) == "{}" {
+					o.Delete("_meta")
+				} else {
+					o.Set("_meta", m)
+				}
+			}
+		}
 		g.resourceUpdatedToListeners(exposed, o.Marshal())
 		msg := jsonrpc.NewNotification(n.Method, o.Marshal()).Marshal()
 		g.sessions.Range(func(s *Session) bool {
-			if fromProfile(s) && s.subscribed(exposed) {
+			// A 2026 backend's streams are the primary connection's and
+			// serve every profile.
+			if (modern || fromProfile(s)) && s.subscribed(exposed) {
 				s.push(msg)
 			}
 			return true

@@ -49,6 +49,13 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if v := os.Getenv("MCPTRAIL_TESTBACKEND"); v != "" && os.Getenv("MCPTRAIL_TESTBACKEND_SUBSCRIBABLE") != "" {
+		if err := testbackend.New(testbackend.Options{Variant: v, Subscribable: true}).ServeStdio(context.Background(), os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if v := os.Getenv("MCPTRAIL_TESTBACKEND"); v != "" {
 		if err := testbackend.RunStdio(context.Background(), v, os.Getenv("MCPTRAIL_TESTBACKEND_MUTABLE") != ""); err != nil {
 			fmt.Fprintln(os.Stderr, err)

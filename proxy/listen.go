@@ -201,11 +201,19 @@ func (c *call) listen(ctx context.Context) jsonrpc.Message {
 	}
 	defer g.listens.remove(l) // idempotent: the unsubscribing defer below removes it first
 	ack := listenFilter{ToolsListChanged: l.tools, PromptsListChanged: l.prompts, ResourcesListChanged: l.resources}
+	// held are the 2026 backends' resource streams this listen holds.
+	var held map[string]func()
 	for i, uri := range want.ResourceSubscriptions {
 		if l.uris[uri] {
 			continue
 		}
-		if c.subscribeUpstream(ctx, uri, "resources/subscribe", i) {
+		if ok, release := c.subscribeUpstream(ctx, uri, "resources/subscribe", i); ok {
+			if release != nil {
+				if held == nil {
+					held = map[string]func(){}
+				}
+				held[uri] = release
+			}
 			g.listens.addURI(l, uri)
 			ack.ResourceSubscriptions = append(ack.ResourceSubscriptions, uri)
 		}
@@ -218,6 +226,10 @@ func (c *call) listen(ctx context.Context) jsonrpc.Message {
 		defer cancel()
 		i := len(want.ResourceSubscriptions)
 		for uri := range l.uris {
+			if release := held[uri]; release != nil {
+				release()
+				continue
+			}
 			if !g.listens.wantsURI(uri, nil) && !g.sessionSubscribed(uri) {
 				c.subscribeUpstream(uctx, uri, "resources/unsubscribe", i)
 				i++
@@ -254,18 +266,24 @@ func (c *call) listen(ctx context.Context) jsonrpc.Message {
 
 // subscribeUpstream sends resources/subscribe (or unsubscribe) for a URI to
 // the backend that serves it, as a recorded leg of the listen request. It
-// reports whether the backend accepted.
-func (c *call) subscribeUpstream(ctx context.Context, uri, method string, i int) bool {
+// reports whether the backend accepted. A 2026 backend has no
+// resources/subscribe: the listen holds the gateway's listen stream for the
+// URI instead, until it calls release.
+func (c *call) subscribeUpstream(ctx context.Context, uri, method string, i int) (ok bool, release func()) {
 	g := c.g
 	bs := g.bs()
 	rt, ok := g.catalog.Load().routeURI(uri)
 	b := bs.byName[rt.server]
 	if !ok || b == nil {
-		return false
+		return false, nil
 	}
 	snap := b.snap.Load()
-	if snap == nil || modernUpstream(snap.protocolVersion) || !capabilityHas(snap.capabilities["resources"], "subscribe") {
-		return false
+	if snap == nil || !capabilityHas(snap.capabilities["resources"], "subscribe") {
+		return false, nil
+	}
+	modern := modernUpstream(snap.protocolVersion)
+	if modern && method != "resources/subscribe" {
+		return false, nil // released by the listen that held it
 	}
 	params, _ := json.Marshal(map[string]string{"uri": rt.uri})
 	sub := &call{g: g, ps: c.ps, sess: c.sess, msg: jsonrpc.NewRequest(c.msg.ID, method, params), reqID: c.reqID, start: time.Now(),
@@ -276,11 +294,15 @@ func (c *call) subscribeUpstream(ctx context.Context, uri, method string, i int)
 	if method == "resources/subscribe" {
 		// The same decision as a resources/subscribe of that URI.
 		if _, allowed := sub.authorize(ctx, auth.Resources, uriTarget(rt), rt.server); !allowed {
-			return false
+			return false, nil
 		}
 	}
+	if modern {
+		release, ok := b.subscribeResource(ctx, rt.uri)
+		return ok, release
+	}
 	resp := sub.forward(ctx, b)
-	return resp.Error == nil
+	return resp.Error == nil, nil
 }
 
 // capabilityHas reports whether a capability object sets flag to true.

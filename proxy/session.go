@@ -42,6 +42,7 @@ type Session struct {
 	profCaps        json.RawMessage // canonical caps
 	logLevel        string
 	subs            map[string]bool
+	upstreamSubs    map[string]func()               // by URI: releases of the 2026 backends' resource streams held for subs
 	used            map[string]bool                 // backends a request of this session was sent to
 	pending         map[string]chan jsonrpc.Message // server→client requests awaiting the client
 	calls           map[string]*call                // in-flight client requests by jsonrpc.IDKey
@@ -354,10 +355,46 @@ func (s *Session) close() {
 	for _, c := range s.calls {
 		calls = append(calls, c)
 	}
+	held := s.upstreamSubs
+	s.upstreamSubs = nil
 	s.mu.Unlock()
 	for _, c := range calls {
 		c.cancel()
 	}
+	for _, release := range held {
+		release()
+	}
+}
+
+// holdUpstream records that the session's subscription to uri holds a 2026
+// backend's resource stream, and marks it subscribed. It reports false, and
+// the caller releases, when the session has closed meanwhile or already
+// holds one.
+func (s *Session) holdUpstream(uri string, release func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.upstreamSubs[uri] != nil {
+		return false
+	}
+	if s.upstreamSubs == nil {
+		s.upstreamSubs = map[string]func(){}
+	}
+	if s.subs == nil {
+		s.subs = map[string]bool{}
+	}
+	s.upstreamSubs[uri], s.subs[uri] = release, true
+	return true
+}
+
+// dropUpstream ends the session's subscription to uri and returns the
+// release of the stream it held (nil when none).
+func (s *Session) dropUpstream(uri string) func() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	release := s.upstreamSubs[uri]
+	delete(s.upstreamSubs, uri)
+	delete(s.subs, uri)
+	return release
 }
 
 func (s *Session) isClosed() bool {

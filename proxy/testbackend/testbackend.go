@@ -15,6 +15,9 @@
 //	elicit {message}          asks the client with elicitation/create (on the POST stream) and returns the answer
 //	sample {prompt}           asks the client with sampling/createMessage; over HTTP mcp-go sends it
 //	                          only on the GET stream, so it needs Options.GETStream
+//	touch {uri}               (Options.Subscribable only) sends notifications/resources/updated for
+//	                          the URI on every open subscriptions/listen stream subscribed to it
+//	                          and answers how many streams it reached
 //	mutate {tool, description, read_only, input_schema}
 //	                          (Options.Mutable only) redefines another tool — a rug pull — and sends
 //	                          notifications/tools/list_changed on the call's stream
@@ -33,6 +36,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -74,6 +78,13 @@ type Options struct {
 	// description, readOnlyHint or inputSchema at runtime, as a server
 	// turning on its users would (tool pinning's tests).
 	Mutable bool
+	// Subscribable declares resources.subscribe and adds the tool touch:
+	// a 2026-07-28 client's subscriptions/listen with resourceSubscriptions
+	// then receives notifications/resources/updated, which mcp-go v1.2.1
+	// cannot send on a listen stream by itself. Over stdio the backend
+	// drops a subscription when the client sends notifications/cancelled
+	// for its listen request.
+	Subscribable bool
 }
 
 // Seen is one request the backend received.
@@ -109,6 +120,19 @@ type Backend struct {
 	seen      []Seen
 	seenTotal int64
 	notes     []string
+	// listens are the open subscriptions/listen streams with resource
+	// subscriptions (Options.Subscribable).
+	listens []*resourceListen
+}
+
+// resourceListen is one subscriptions/listen stream's resource
+// subscriptions, and where to send their updates.
+type resourceListen struct {
+	ctx     context.Context
+	id      any
+	uris    []string
+	session server.ClientSession
+	dropped bool // notifications/cancelled named it
 }
 
 type headerKey struct{}
@@ -133,16 +157,22 @@ func New(o Options) *Backend {
 	}
 	hooks := &server.Hooks{}
 	hooks.AddOnRequestInitialization(b.record)
+	if o.Subscribable {
+		hooks.AddBeforeSubscriptionsListen(b.trackListen)
+	}
 	b.srv = server.NewMCPServer(o.Name, o.Variant,
 		server.WithHooks(hooks),
 		server.WithToolCapabilities(false),
-		server.WithResourceCapabilities(false, false),
+		server.WithResourceCapabilities(o.Subscribable, false),
 		server.WithPromptCapabilities(false),
 		server.WithToolHandlerMiddleware(b.traceMiddleware),
 	)
 	b.addTools()
 	if o.Mutable {
 		b.addMutate()
+	}
+	if o.Subscribable {
+		b.addTouch()
 	}
 	b.addResources()
 	b.addPrompts()
@@ -557,4 +587,67 @@ func contentText(c any) string {
 	}
 	_ = json.Unmarshal(raw, &tc)
 	return tc.Text
+}
+
+// trackListen records a subscriptions/listen stream's resource
+// subscriptions, for touch.
+func (b *Backend) trackListen(ctx context.Context, id any, req *mcp.SubscriptionsListenRequest) {
+	sess := server.ClientSessionFromContext(ctx)
+	if sess == nil || len(req.Params.Notifications.ResourceSubscriptions) == 0 {
+		return
+	}
+	b.mu.Lock()
+	b.listens = append(b.listens, &resourceListen{ctx: ctx, id: id, uris: slices.Clone(req.Params.Notifications.ResourceSubscriptions), session: sess})
+	b.mu.Unlock()
+}
+
+// addTouch registers touch and the handling of a cancelled listen.
+func (b *Backend) addTouch() {
+	b.srv.AddNotificationHandler("notifications/cancelled", func(_ context.Context, n mcp.JSONRPCNotification) {
+		id := fmt.Sprint(n.Params.AdditionalFields["requestId"])
+		b.mu.Lock()
+		for _, l := range b.listens {
+			if fmt.Sprint(l.id) == id {
+				l.dropped = true
+			}
+		}
+		b.mu.Unlock()
+	})
+	b.srv.AddTool(mcp.NewTool("touch",
+		mcp.WithDescription("Tells the listen streams subscribed to a resource that it changed."),
+		mcp.WithString("uri", mcp.Required()),
+	), func(_ context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		uri, err := req.RequireString("uri")
+		if err != nil {
+			return mcp.NewToolResultError(err.Error()), nil
+		}
+		b.mu.Lock()
+		live := b.listens[:0]
+		for _, l := range b.listens {
+			if l.ctx.Err() == nil && !l.dropped {
+				live = append(live, l)
+			}
+		}
+		b.listens = live
+		var reached []*resourceListen
+		for _, l := range live {
+			if slices.Contains(l.uris, uri) {
+				reached = append(reached, l)
+			}
+		}
+		b.mu.Unlock()
+		for _, l := range reached {
+			l.session.NotificationChannel() <- mcp.JSONRPCNotification{
+				JSONRPC: mcp.JSONRPC_VERSION,
+				Notification: mcp.Notification{
+					Method: mcp.MethodNotificationResourceUpdated,
+					Params: mcp.NotificationParams{
+						Meta:             map[string]any{mcp.MetaKeySubscriptionID: l.id},
+						AdditionalFields: map[string]any{"uri": uri},
+					},
+				},
+			}
+		}
+		return mcp.NewToolResultText(strconv.Itoa(len(reached))), nil
+	})
 }
