@@ -366,6 +366,9 @@ func (c *call) dispatch(ctx context.Context) jsonrpc.Message {
 		if resp, allowed := c.authorize(ctx, ak, target, server); !allowed {
 			return resp
 		}
+		if ok && kind == listTools && c.hiddenTool(name) {
+			ok = false
+		}
 		if !ok {
 			return c.fail(jsonrpc.CodeInvalidParams, fmt.Sprintf("Unknown %s: %s", what, name)+g.removedHint(name))
 		}
@@ -653,7 +656,17 @@ func (c *call) discover() jsonrpc.Message {
 
 // list serves a merged list page from the catalog, filtered by policy.
 func (c *call) list(ctx context.Context, kind listKind) jsonrpc.Message {
-	items := c.catalog().items[kind]
+	cat := c.catalog()
+	items := cat.items[kind]
+	if kind == listTools && len(cat.badHeaders) > 0 && c.sess.modern() {
+		valid := make([]catalogItem, 0, len(items))
+		for _, it := range items {
+			if _, bad := cat.badHeaders[it.name]; !bad {
+				valid = append(valid, it)
+			}
+		}
+		items = valid
+	}
 	if c.ps.policyOn() {
 		// The same decision as the call each item would take.
 		req := PolicyRequest{Principal: c.princ, Method: listCall[kind].method, Kind: listCall[kind].kind}
@@ -966,3 +979,16 @@ func (m metaCarrier) Set(key, value string) { m.o.SetString(key, value) }
 func (m metaCarrier) Keys() []string        { return m.o.Keys() }
 
 var _ propagation.TextMapCarrier = metaCarrier{}
+
+// hiddenTool reports whether a 2026-07-28 client must not see the tool: its
+// x-mcp-header annotations are invalid, and such a client MUST exclude it
+// (server/tools), so the gateway treats it as unknown.
+func (c *call) hiddenTool(name string) bool {
+	// The primary catalog first: finding the client's profile catalog costs
+	// more than a plain call should.
+	if len(c.g.catalog.Load().badHeaders) == 0 || !c.sess.modern() {
+		return false
+	}
+	_, hidden := c.catalog().badHeaders[name]
+	return hidden
+}

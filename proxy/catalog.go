@@ -63,6 +63,10 @@ type catalog struct {
 	// tool's own name; schemaErrs are those that did not compile.
 	schemas    map[toolKey]*jsonschema.Schema
 	schemaErrs []error
+	// badHeaders are the tools whose x-mcp-header annotations break the
+	// 2026-07-28 rules (exposed name → why): 2026 clients neither see nor
+	// call them.
+	badHeaders map[string]string
 }
 
 // nameRoute says where an exposed tool or prompt name goes.
@@ -128,6 +132,12 @@ func buildCatalog(order []string, snaps map[string]*backendSnapshot, sep string,
 					it.readOnly = readOnlyHint(o.Get("annotations"))
 					c.toolRO[full] = it.readOnly
 					c.addSchema(toolKey{name, n}, it.target, o.Get("inputSchema"))
+					if err := headerAnnotationError(o.Get("inputSchema")); err != nil {
+						if c.badHeaders == nil {
+							c.badHeaders = map[string]string{}
+						}
+						c.badHeaders[full] = err.Error()
+					}
 				}
 				c.items[kind] = append(c.items[kind], it)
 			}

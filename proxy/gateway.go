@@ -418,6 +418,11 @@ func (g *Gateway) backendChanged(*Backend) {
 		g.logger.Warn("tool arguments are not validated", "error", err)
 	}
 	prev := g.catalog.Swap(next)
+	for name, why := range next.badHeaders {
+		if prev == nil || prev.badHeaders[name] != why {
+			g.logger.Warn("tool hidden from 2026-07-28 clients: invalid x-mcp-header annotation", "tool", name, "reason", why)
+		}
+	}
 	type change struct {
 		key        string
 		prev, next *catalog

@@ -302,7 +302,11 @@ func (g *Gateway) checkParamHeaders(r *http.Request, msg jsonrpc.Message) error 
 	if json.Unmarshal(name, &n) != nil {
 		return nil
 	}
-	items := g.catalog.Load().items[listTools]
+	cat := g.catalog.Load()
+	if _, bad := cat.badHeaders[n]; bad {
+		return nil // refused as an unknown tool
+	}
+	items := cat.items[listTools]
 	raws := make([]json.RawMessage, 0, len(items))
 	for _, it := range items {
 		if it.name == n {

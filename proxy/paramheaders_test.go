@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -126,4 +127,51 @@ func TestModernBackendListChanged(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "gs.grown listed through the gateway", func() bool { return strings.Contains(names(), "gs.grown") })
+}
+
+// TestInvalidHeaderAnnotationsHidden: a tool whose x-mcp-header annotation
+// breaks the 2026-07-28 rules (here: under items, not reachable through
+// properties only, which mcp-go's server lets through) is left out of
+// tools/list for 2026 clients, a call to it is refused as a call to an
+// unknown tool, and the log names the tool and the reason; session-era
+// clients, which know nothing of the annotation, still see it. Fails before
+// the fix: 2026 clients were offered it.
+func TestInvalidHeaderAnnotationsHidden(t *testing.T) {
+	srv := server.NewMCPServer("params-backend", "1", server.WithToolCapabilities(false))
+	text := func(s string) server.ToolHandlerFunc {
+		return func(context.Context, mcpgo.CallToolRequest) (*mcpgo.CallToolResult, error) {
+			return mcpgo.NewToolResultText(s), nil
+		}
+	}
+	srv.AddTool(mcpgo.NewToolWithRawSchema("query", "", []byte(`{"type":"object","properties":{"region":{"type":"string","x-mcp-header":"Region"}}}`)), text("query"))
+	srv.AddTool(mcpgo.NewToolWithRawSchema("rows", "", []byte(`{"type":"object","properties":{"ids":{"type":"array","items":{"type":"string","x-mcp-header":"Id"}}}}`)), text("rows"))
+	hs := httptest.NewServer(server.NewStreamableHTTPServer(srv, server.WithDisableLocalhostProtection(true)))
+	t.Cleanup(func() { hs.CloseClientConnections(); hs.Close() })
+	e := startGateway(t, &config.Config{Servers: []config.Server{{Name: "gs", Transport: "http", URL: hs.URL + "/mcp", ProtocolVersion: "2026-07-28", Timeout: 10 * time.Second}}})
+
+	_, b := post(t, e.url, modernBody(1, "tools/list", nil, nil), modernHeaders("tools/list", ""))
+	if tools := string(decodeAnswer(t, b).Result["tools"]); !strings.Contains(tools, `"gs.query"`) || strings.Contains(tools, `"gs.rows"`) {
+		t.Errorf("2026 tools/list = %s, want gs.query and not gs.rows", tools)
+	}
+	refusal := func(name string) string {
+		t.Helper()
+		_, b := post(t, e.url, modernBody(2, "tools/call", map[string]any{"name": name, "arguments": map[string]any{}}, nil), modernHeaders("tools/call", name))
+		a := decodeAnswer(t, b)
+		if a.Error == nil {
+			return "no error: " + string(b)
+		}
+		return fmt.Sprintf("%d %s", a.Error.Code, strings.ReplaceAll(a.Error.Message, name, "NAME"))
+	}
+	if got, want := refusal("gs.rows"), refusal("nosuch"); got != want || !strings.HasPrefix(got, "-32602 ") {
+		t.Errorf("2026 call of gs.rows refused with %q, want what an unknown tool gets: %q", got, want)
+	}
+	if logs := e.logs.String(); !strings.Contains(logs, `"tool":"gs.rows"`) || !strings.Contains(logs, "/properties/ids/items is not on a property reached") {
+		t.Errorf("no log line names gs.rows and why:\n%s", logs)
+	}
+
+	sid := initSession(t, e.url, nil)
+	_, b = post(t, e.url, `{"jsonrpc":"2.0","id":3,"method":"tools/list"}`, map[string]string{"Mcp-Session-Id": sid})
+	if r := decodeResp(t, b); !strings.Contains(string(r.Result), `"gs.rows"`) {
+		t.Errorf("2025 tools/list = %s, want gs.rows still listed", r.Result)
+	}
 }
