@@ -210,12 +210,14 @@ func (s *Session) capsJSON() json.RawMessage {
 }
 
 // listenUpstream keeps a subscriptions/listen stream open to a 2026 backend
-// over HTTP for the list changes it declared (listChanged), which replaced
-// the GET stream: its notifications reach backendNotification like a
-// session-era backend's, so catalogs follow the backend. The stream is
-// reopened when it ends, until the returned stop is called.
+// for the list changes it declared (listChanged), which replaced the GET
+// stream: its notifications reach backendNotification like a session-era
+// backend's, so catalogs follow the backend. Over stdio the request stays
+// pending on the shared channel while the notifications tagged with its id
+// arrive on it. The stream is reopened when it ends, until the returned stop
+// is called (with the connection, which ends it on the backend too).
 func (b *Backend) listenUpstream(ctx context.Context, snap *backendSnapshot) (stop func()) {
-	if !modernUpstream(snap.protocolVersion) || b.cfg.Transport == "stdio" {
+	if !modernUpstream(snap.protocolVersion) {
 		return func() {}
 	}
 	filter := map[string]bool{}
