@@ -450,7 +450,7 @@ func (g *Gateway) recordToolChange(ev recorder.PinEvent) {
 	e := &recorder.Event{
 		RequestID: NewRequestID(), Hop: recorder.HopResponse, TimeNs: ev.TimeNs,
 		Method: MethodToolChanged, Server: ev.Server, Target: ev.Server + g.sep() + ev.Tool, Backend: ev.Server,
-		Principal: "mcptrail", AuthDecision: decision, AuthRule: "pinning:" + ev.Action, Outcome: outcome,
+		Principal: auth.Gateway, AuthDecision: decision, AuthRule: "pinning:" + ev.Action, Outcome: outcome,
 		ErrorMessage: "tool " + ev.Server + g.sep() + ev.Tool + " changed: sha256 " + ev.PrevHash + " → " + ev.Hash + "\n" +
 			toolpin.Render(decodeChanges(ev.Diff)),
 		Attrs: []recorder.Attr{{Key: "pinning.old_sha256", Value: ev.PrevHash}, {Key: "pinning.new_sha256", Value: ev.Hash},

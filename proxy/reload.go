@@ -427,7 +427,7 @@ func (g *Gateway) recordReload(at time.Time, path, trigger string, res ReloadRes
 	}
 	e := &recorder.Event{
 		EventID: NewRequestID(), RequestID: NewRequestID(), Hop: recorder.HopResponse, TimeNs: at.UnixNano(),
-		DurationUs: time.Since(at).Microseconds(), Method: MethodReload, Target: path, Principal: "mcptrail",
+		DurationUs: time.Since(at).Microseconds(), Method: MethodReload, Target: path, Principal: auth.Gateway,
 		AuthDecision: auth.ResultAllowed, AuthRule: "reload:" + trigger,
 		GatewayInstance: g.instance, GatewayVersion: g.version, ConfigHash: g.conf().Hash,
 		Attrs: []recorder.Attr{

@@ -42,6 +42,31 @@ var (
 // Anonymous is the principal name used when authentication is off.
 const Anonymous = "anonymous"
 
+// Reserved principals. Sessions, cached results, request-ID namespaces and
+// tasks are owned by a principal's OwnerKey: a JWT user's is
+// OAuthOwnerPrefix + its name, every caller's is Anonymous while
+// authentication is off, and the gateway records its own events (reloads,
+// tool changes) as Gateway. A static token with one of these principals
+// would own what they own, or be recorded as the gateway.
+const (
+	OAuthOwnerPrefix = "oauth:"
+	Gateway          = "mcptrail"
+)
+
+// CheckStaticPrincipal reports why name cannot be a static token's
+// principal: it is reserved (see OAuthOwnerPrefix); nil when it can.
+func CheckStaticPrincipal(name string) error {
+	switch {
+	case len(name) >= len(OAuthOwnerPrefix) && strings.EqualFold(name[:len(OAuthOwnerPrefix)], OAuthOwnerPrefix):
+		return fmt.Errorf("principal %q: the prefix %q is reserved for OAuth (JWT) principals, whose sessions, cached results and request IDs it would own; choose another name", name, OAuthOwnerPrefix)
+	case strings.EqualFold(name, Anonymous):
+		return fmt.Errorf("principal %q is reserved for every caller while authentication is off, whose sessions it would own; choose another name", name)
+	case strings.EqualFold(name, Gateway):
+		return fmt.Errorf("principal %q is reserved for the gateway's own audit events (reloads, tool changes); choose another name", name)
+	}
+	return nil
+}
+
 // Results of a Decision.
 const (
 	ResultAllowed = "allowed"
@@ -141,7 +166,7 @@ func (p *Principal) OwnerKey() string {
 		return ""
 	}
 	if p.jwt {
-		return "oauth:" + p.Name
+		return OAuthOwnerPrefix + p.Name
 	}
 	return p.Name
 }
@@ -294,6 +319,9 @@ func NewWithOAuth(tokens []Token, o *OAuth) (*Authenticator, error) {
 		p := &Principal{Name: t.Principal, TokenName: t.Name}
 		if p.Name == "" {
 			p.Name = t.Name
+		}
+		if err := CheckStaticPrincipal(p.Name); err != nil {
+			return nil, fmt.Errorf("token %s: %w", t.Name, err)
 		}
 		p.idPrefix = requestIDPrefix(p.Name)
 		for k := range NumKinds {

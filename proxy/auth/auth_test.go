@@ -169,6 +169,12 @@ func TestNewRejects(t *testing.T) {
 		{"resource without server", []Token{{Name: "a", SHA256: h, Resources: []string{"test://static/*"}}}, "<server>:<uri pattern>"},
 		{"resource with wild server", []Token{{Name: "a", SHA256: h, Resources: []string{"mem*:x"}}}, "only at the end"},
 		{"star in middle of a prompt", []Token{{Name: "a", SHA256: h, Prompts: []string{"a*b"}}}, "prompt pattern"},
+		// Reserved principals: a JWT user's owner key, the principal of
+		// every caller while authentication is off, the gateway's own.
+		{"oauth principal", []Token{{Name: "a", SHA256: h, Principal: "oauth:alice", Tools: []string{"*"}}}, `"oauth:alice": the prefix "oauth:" is reserved`},
+		{"oauth principal by name", []Token{{Name: "OAuth:alice", SHA256: h, Tools: []string{"*"}}}, `the prefix "oauth:" is reserved`},
+		{"anonymous principal", []Token{{Name: "a", SHA256: h, Principal: "anonymous", Tools: []string{"*"}}}, `"anonymous" is reserved`},
+		{"gateway principal", []Token{{Name: "a", SHA256: h, Principal: "mcptrail", Tools: []string{"*"}}}, `"mcptrail" is reserved`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -390,7 +390,7 @@ func (v *oauthValidator) verifyUncached(ctx context.Context, raw string, now tim
 		}
 	}
 	groups := claimList(c[v.cfg.GroupsClaim])
-	p := &Principal{Name: name, TokenName: "oauth", jwt: true, idPrefix: requestIDPrefix("oauth:" + name)}
+	p := &Principal{Name: name, TokenName: "oauth", jwt: true, idPrefix: requestIDPrefix(OAuthOwnerPrefix + name)}
 	for _, b := range v.cfg.Bindings {
 		if slices.Contains(p.Roles, b.Role) {
 			continue

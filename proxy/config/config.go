@@ -665,7 +665,10 @@ type Token struct {
 	// `mcptrail token hash`. The token itself is never in the config.
 	SHA256 string `yaml:"sha256"`
 	// Principal is who holds the token (a user or a service), recorded with
-	// every call. Default the token name.
+	// every call. Default the token name. Reserved, and refused: names
+	// starting with "oauth:" (JWT users own their sessions under that
+	// prefix), "anonymous" (every caller while authentication is off) and
+	// "mcptrail" (the gateway's own audit events).
 	Principal string `yaml:"principal"`
 	// Tools are the tools this token may call (tools/call) and see
 	// (tools/list), as <server><separator><tool>: "*" (all), a prefix

@@ -175,6 +175,10 @@ func (c *Config) Validate() error {
 		default:
 			tokens[t.Name] = i
 		}
+		if err := auth.CheckStaticPrincipal(t.Principal); err != nil && t.Name != "" {
+			// t.Principal defaults to t.Name.
+			v.add(key+".principal", "%v", err)
+		}
 		if b, err := hex.DecodeString(t.SHA256); err != nil || len(b) != 32 {
 			v.add(key+".sha256", "must be 64 hex digits (the sha256 of the token; run `mcptrail token hash`), got %d characters", len(t.SHA256))
 		} else if j, dup := hashes[strings.ToLower(t.SHA256)]; dup {
