@@ -345,7 +345,7 @@ func (g *Gateway) serveStreamable(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		id := r.Header.Get("Mcp-Session-Id")
-		if sess, ok := g.lookupSession(r, id, p, reqID, ""); ok && g.sessions.Delete(id, sess) {
+		if sess, ok := g.lookupSession(r, id, false, p, reqID, ""); ok && g.sessions.Delete(id, sess) {
 			g.sealed.revoke(sess)
 			g.revokeShared(sess, reqID)
 			sess.close()
@@ -375,7 +375,7 @@ func (g *Gateway) serveStreamable(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	case sid != "":
-		sess, ok = g.lookupSession(r, sid, principal, reqID, msg.Method)
+		sess, ok = g.lookupSession(r, sid, false, principal, reqID, msg.Method)
 		if !ok {
 			// The spec's signal to re-initialize.
 			writeRPCError(w, http.StatusNotFound, msg.ID, jsonrpc.CodeInvalidRequest, "mcptrail: unknown or expired session", reqID)
@@ -612,7 +612,7 @@ func (g *Gateway) serveStreamGET(w http.ResponseWriter, r *http.Request, reqID s
 		writeRPCError(w, http.StatusNotAcceptable, nil, jsonrpc.CodeInvalidRequest, "mcptrail: GET /mcp needs Accept: text/event-stream", reqID)
 		return
 	}
-	sess, ok := g.lookupSession(r, r.Header.Get("Mcp-Session-Id"), p, reqID, "")
+	sess, ok := g.lookupSession(r, r.Header.Get("Mcp-Session-Id"), false, p, reqID, "")
 	if !ok {
 		writeRPCError(w, http.StatusNotFound, nil, jsonrpc.CodeInvalidRequest, "mcptrail: unknown or expired session", reqID)
 		return
@@ -655,6 +655,7 @@ func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sess := g.newSession(newID(), p)
+	sess.legacy = true
 	sess.claimStream()
 	if err := g.sessions.add(sess, g.conf().Limits); err != nil {
 		g.refuseSession(w, r, err, nil, reqID, p)
@@ -693,7 +694,7 @@ func (g *Gateway) serveSSEMessage(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	sess, ok := g.lookupSession(r, r.URL.Query().Get("sessionId"), principal, reqID, msg.Method)
+	sess, ok := g.lookupSession(r, r.URL.Query().Get("sessionId"), true, principal, reqID, msg.Method)
 	if !ok {
 		writeRPCError(w, http.StatusNotFound, msg.ID, jsonrpc.CodeInvalidRequest, "mcptrail: unknown sessionId", reqID)
 		return

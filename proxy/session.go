@@ -27,6 +27,7 @@ type Session struct {
 	id       string
 	recID    string    // the id in records and logs: id, or a sealed id's public handle
 	sealedTo time.Time // a sealed session's expiry; zero when not sealed
+	legacy   bool      // opened by GET /sse: served by POST /message only; else by /mcp only
 	owner    string    // the OwnerKey of the principal that opened it; only it may use the id
 	princ    *auth.Principal
 	g        *Gateway
@@ -442,22 +443,33 @@ func principalName(p *auth.Principal) string {
 // principal's session.
 const ruleSessionOwner = "session-owner"
 
-// lookupSession returns the session id names when it exists and belongs to
-// p. Another principal's session is answered exactly like a missing one, so
-// an id reveals nothing to whoever holds it; the attempt is recorded as a
-// denied auth hop and logged. method is the JSON-RPC method ("" for GET and
-// DELETE).
-func (g *Gateway) lookupSession(r *http.Request, id string, p *auth.Principal, reqID, method string) (*Session, bool) {
+// lookupSession returns the session id names when it exists, belongs to p
+// and was opened on the transport asking (legacy: GET /sse, whose POSTs go
+// to /message; else /mcp). Another principal's session is answered exactly
+// like a missing one, so an id reveals nothing to whoever holds it; the
+// attempt is recorded as a denied auth hop and logged. A session of the
+// other transport is answered like a missing one too: each transport
+// serves only the ids it issued. method is the JSON-RPC method ("" for GET
+// and DELETE).
+func (g *Gateway) lookupSession(r *http.Request, id string, legacy bool, p *auth.Principal, reqID, method string) (*Session, bool) {
 	if id == "" {
 		return nil, false
 	}
 	s, ok := g.sessions.Load(id)
 	if !ok {
+		if legacy {
+			return nil, false // legacy sessions are never sealed
+		}
 		// A sealed id opened by another replica, or by this one before
 		// its memory of it expired.
 		return g.resumeSession(r, id, p, reqID, method)
 	}
 	if s.owner == p.OwnerKey() {
+		if s.legacy != legacy {
+			g.logger.Info("session id used on the other transport: refused as unknown", "request_id", reqID,
+				"session_id", s.recID, "legacy_session", s.legacy, "target", r.Method+" "+r.URL.Path)
+			return nil, false
+		}
 		if !s.sealedTo.IsZero() && !g.sealed.now().Before(s.sealedTo) {
 			// Its sealed lifetime is over here too, however busy it is.
 			if g.sessions.Delete(id, s) {
