@@ -399,6 +399,9 @@ func (g *Gateway) janitor(ctx context.Context) {
 			if n := g.releaseProfiles(time.Now().Add(-idle)); n > 0 {
 				g.logger.Info("upstream connections of unused client capability profiles closed", "connections", n)
 			}
+			if g.sealed != nil {
+				g.sealed.revoked.prune(g.sealed.now())
+			}
 		}
 	}
 }

@@ -369,8 +369,11 @@ func (g *Gateway) serveStreamable(w http.ResponseWriter, r *http.Request) {
 	var sess *Session
 	switch {
 	case msg.Method == "initialize":
-		sess = g.initSession(msg, principal, reqID)
-		if err := g.sessions.add(sess, g.conf().Limits); err != nil {
+		var err error
+		if sess, err = g.initSession(msg, principal, reqID); err == nil {
+			err = g.sessions.add(sess, g.conf().Limits)
+		}
+		if err != nil {
 			g.refuseSession(w, r, err, msg.ID, reqID, principal)
 			return
 		}

@@ -168,7 +168,7 @@ func newMetrics(mp metric.MeterProvider, g *Gateway) (*metrics, error) {
 	m.reloads.Add(context.Background(), 0, m.reloadOK)
 	m.reloads.Add(context.Background(), 0, m.reloadBad)
 	if m.refusals, err = meter.Int64Counter(metricLimitRefusals, metric.WithUnit("{refusal}"),
-		metric.WithDescription("Requests refused at a configured limit, by the limits.* key (max_sessions, max_sessions_per_principal, rate_per_principal, rate_per_tool, max_held_per_principal, max_inflight_per_session) or tool_queue (a tool's full wait queue).")); err != nil {
+		metric.WithDescription("Requests refused at a configured limit, by the limits.* key (max_sessions, max_sessions_per_principal, rate_per_principal, rate_per_tool, max_held_per_principal, max_inflight_per_session), the sessions.* key (max_revoked, max_revoked_per_principal: new sealed sessions refused while too many DELETEd ones have not expired) or tool_queue (a tool's full wait queue).")); err != nil {
 		return nil, err
 	}
 	if m.changes, err = meter.Int64Counter(metricToolChanges, metric.WithUnit("{change}"),
@@ -178,7 +178,7 @@ func newMetrics(mp metric.MeterProvider, g *Gateway) (*metrics, error) {
 	// Every limit is exported from the start (at 0), so that an alert on
 	// its rate has a series before the first refusal.
 	m.limitAttr = map[string]metric.AddOption{}
-	for _, l := range []string{limitSessions, limitSessionsPerPrincipal, limitRatePrincipal, limitRateTool, limitToolQueue, limitHeldPerPrincipal, limitInflightPerSession} {
+	for _, l := range []string{limitSessions, limitSessionsPerPrincipal, limitRatePrincipal, limitRateTool, limitToolQueue, limitHeldPerPrincipal, limitInflightPerSession, limitRevoked, limitRevokedPerPrincipal} {
 		m.limitAttr[l] = metric.WithAttributeSet(attribute.NewSet(attribute.String("limit", l)))
 		m.refusals.Add(context.Background(), 0, m.limitAttr[l])
 	}

@@ -1,12 +1,12 @@
 package proxy
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -33,7 +33,8 @@ import (
 //   - resources/subscribe subscriptions and logging/setLevel, which change
 //     after initialize and are not in the id;
 //   - without Redis, a DELETE: it ends the session on the replica that got
-//     it and only there (its handle is kept until the sealed expiry);
+//     it and only there (its handle is kept until the sealed expiry, within
+//     sessions.max_revoked: revocations.go);
 //     elsewhere the id stays valid until then, to its own principal only.
 //     With Redis the handle is revoked there for every replica.
 type sealedSessions struct {
@@ -41,8 +42,7 @@ type sealedSessions struct {
 	lifetime time.Duration
 	now      func() time.Time
 
-	mu      sync.Mutex
-	revoked map[[16]byte]time.Time // DELETEd handles → their sealed expiry
+	revoked *revocations // DELETEd handles, until their sealed expiry
 
 	resumed atomic.Int64 // sessions rebuilt from an id this replica did not hold
 }
@@ -72,7 +72,9 @@ func newSealedSessions(c config.Sessions, now func() time.Time) (*sealedSessions
 	if lifetime <= 0 {
 		lifetime = config.DefaultSessionLifetime
 	}
-	return &sealedSessions{keys: k, lifetime: lifetime, now: now, revoked: map[[16]byte]time.Time{}}, nil
+	ss := &sealedSessions{keys: k, lifetime: lifetime, now: now,
+		revoked: newRevocations(cmp.Or(c.MaxRevoked, config.DefaultMaxRevoked), cmp.Or(c.MaxRevokedPerPrincipal, config.DefaultMaxRevokedPerPrincipal))}
+	return ss, nil
 }
 
 // initParams are the parts of initialize's params a session keeps.
@@ -97,19 +99,23 @@ func negotiatedVersion(v string) string {
 
 // initSession makes the session of an initialize: sealed when session keys
 // are configured and the params fit in an id, else held by this replica
-// only.
-func (g *Gateway) initSession(msg jsonrpc.Message, p *auth.Principal, reqID string) *Session {
+// only. It fails, with an *errSessionLimit, when this replica remembers too
+// many DELETEd sealed sessions (sessions.max_revoked*).
+func (g *Gateway) initSession(msg jsonrpc.Message, p *auth.Principal, reqID string) (*Session, error) {
 	ss := g.sealed
 	if ss == nil {
-		return g.newSession(newID(), p)
+		return g.newSession(newID(), p), nil
 	}
 	var ip initParams
 	if json.Unmarshal(msg.Params, &ip) != nil {
-		return g.newSession(newID(), p) // initialize refuses it
+		return g.newSession(newID(), p), nil // initialize refuses it
+	}
+	now := ss.now()
+	if err := ss.revoked.admit(p.OwnerKey(), now); err != nil {
+		return nil, err
 	}
 	version := negotiatedVersion(ip.ProtocolVersion)
 	_, caps := profileOf(ip.Capabilities)
-	now := ss.now()
 	st := &sessionseal.State{
 		Owner: sessionseal.OwnerHash(p.OwnerKey()), Issued: now, Expires: now.Add(ss.lifetime),
 		ProtocolVersion: version, ClientName: ip.ClientInfo.Name, ClientVersion: ip.ClientInfo.Version, Caps: caps,
@@ -117,12 +123,12 @@ func (g *Gateway) initSession(msg jsonrpc.Message, p *auth.Principal, reqID stri
 	tok, err := ss.keys.Seal(st)
 	if err != nil {
 		g.logger.Warn("session not sealed: it is served by this replica only", "request_id", reqID, "err", err)
-		return g.newSession(newID(), p)
+		return g.newSession(newID(), p), nil
 	}
 	s := g.newSession(tok, p)
 	s.recID, s.sealedTo = st.HandleString(), st.Expires.Truncate(time.Second)
 	s.setClient(version, ip.ClientInfo.Name, ip.ClientInfo.Version, ip.Capabilities)
-	return s
+	return s, nil
 }
 
 // resumeSession rebuilds, on this replica, the session a sealed id names.
@@ -151,7 +157,16 @@ func (g *Gateway) resumeSession(r *http.Request, id string, p *auth.Principal, r
 		g.denySessionOwner(r, id, p, reqID, method)
 		return nil, false
 	}
-	if ss.isRevoked(st.Handle) || g.revokedShared(st.HandleString(), reqID) {
+	if ss.revoked.has(st.Handle) || g.revokedShared(st.HandleString(), reqID) {
+		return nil, false
+	}
+	// Held here, it may be DELETEd here: a revocation to remember.
+	if err := ss.revoked.admit(p.OwnerKey(), ss.now()); err != nil {
+		var le *errSessionLimit
+		if errors.As(err, &le) {
+			g.metrics.limitRefusal(r.Context(), le.limit)
+		}
+		g.logger.Warn("sealed session not resumed", "request_id", reqID, "session_id", st.HandleString(), "err", err)
 		return nil, false
 	}
 	var caps map[string]json.RawMessage
@@ -182,26 +197,12 @@ func (ss *sealedSessions) revoke(s *Session) {
 	if ss == nil || s.sealedTo.IsZero() {
 		return
 	}
-	st, err := ss.keys.Open(s.id, ss.now())
+	now := ss.now()
+	st, err := ss.keys.Open(s.id, now)
 	if err != nil {
 		return
 	}
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	now := ss.now()
-	for h, exp := range ss.revoked {
-		if !now.Before(exp) {
-			delete(ss.revoked, h)
-		}
-	}
-	ss.revoked[st.Handle] = st.Expires
-}
-
-func (ss *sealedSessions) isRevoked(h [16]byte) bool {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	_, ok := ss.revoked[h]
-	return ok
+	ss.revoked.add(st.Handle, st.Expires, s.owner, now)
 }
 
 // recordedSessionID is how a client-given session id is recorded: a sealed

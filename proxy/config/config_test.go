@@ -76,7 +76,7 @@ func TestDefaults(t *testing.T) {
 			Redaction: Redaction{Patterns: []string{"secrets"}, HMACKeyEnv: "MCPTRAIL_REDACTION_KEY"},
 			Retention: Retention{Hops: 30 * 24 * time.Hour, Payloads: 7 * 24 * time.Hour},
 		},
-		Sessions: Sessions{Lifetime: 24 * time.Hour},
+		Sessions: Sessions{Lifetime: 24 * time.Hour, MaxRevoked: 100000, MaxRevokedPerPrincipal: 10000},
 		Path:     "mcptrail.yaml",
 		Hash:     hex.EncodeToString(sum[:]),
 	}
@@ -285,6 +285,7 @@ func TestParseBad(t *testing.T) {
 		{"token without tools", minimal + "auth: {tokens: [{name: t, sha256: " + hashA + "}]}", nil, []string{"auth.tokens[0].tools: is empty"}},
 		{"bad tool pattern", minimal + "auth: {tokens: [{name: t, sha256: " + hashA + ", tools: ['*.read']}]}", nil, []string{"auth.tokens[0].tools[0]", "only at the end"}},
 		{"resource pattern without server", minimal + "auth: {tokens: [{name: t, sha256: " + hashA + ", resources: ['test://static/*']}]}", nil, []string{"auth.tokens[0].resources[0]", "<server>:<uri pattern>"}},
+		{"revoked caps", minimal + "sessions: {max_revoked: 5, max_revoked_per_principal: 6}", nil, []string{"sessions.max_revoked_per_principal", "more than sessions.max_revoked (5)"}},
 		{"bad prompt pattern", minimal + "auth: {tokens: [{name: t, sha256: " + hashA + ", prompts: ['a*b']}]}", nil, []string{"auth.tokens[0].prompts[0]", "only at the end"}},
 		{"oauth principal", minimal + "auth: {tokens: [{name: t, sha256: " + hashA + ", principal: 'oauth:alice', tools: ['*']}]}", nil, []string{"auth.tokens[0].principal", `the prefix "oauth:" is reserved`}},
 		{"oauth principal from the name", minimal + "auth: {tokens: [{name: 'oauth:alice', sha256: " + hashA + ", tools: ['*']}]}", nil, []string{"auth.tokens[0].principal", `the prefix "oauth:" is reserved`}},

@@ -8,8 +8,12 @@ import (
 // Defaults of the replica settings.
 const (
 	DefaultSessionLifetime = 24 * time.Hour
-	DefaultRedisPrefix     = "mcptrail:"
-	DefaultRedisTimeout    = 250 * time.Millisecond
+	// DefaultMaxRevoked and DefaultMaxRevokedPerPrincipal bound the
+	// DELETEd sealed sessions a replica remembers (about 100 bytes each).
+	DefaultMaxRevoked             = 100_000
+	DefaultMaxRevokedPerPrincipal = 10_000
+	DefaultRedisPrefix            = "mcptrail:"
+	DefaultRedisTimeout           = 250 * time.Millisecond
 )
 
 // Sessions configures how 2025 (streamable HTTP) sessions are kept.
@@ -36,6 +40,17 @@ type Sessions struct {
 	// re-initializes after it). limits.session_idle_timeout then only
 	// frees a replica's memory of an idle session. Default 24h.
 	Lifetime time.Duration `yaml:"lifetime"`
+	// MaxRevoked caps the DELETEd sealed sessions this replica remembers,
+	// each until its sealed expiry, so that their ids stay refused. At
+	// the cap the replica opens no new sealed session (initialize gets
+	// 503, naming this key) and rebuilds none opened elsewhere, until
+	// some expire: forgetting one would make a DELETEd id valid again.
+	// Default 100000.
+	MaxRevoked int `yaml:"max_revoked"`
+	// MaxRevokedPerPrincipal is MaxRevoked for one principal's sessions
+	// (initialize gets 429): one client that opens and DELETEs sessions
+	// in a loop fills its own share only. Default 10000.
+	MaxRevokedPerPrincipal int `yaml:"max_revoked_per_principal"`
 }
 
 // Sealed reports whether session keys are configured.
@@ -73,6 +88,8 @@ func (r Redis) Enabled() bool { return r.Addr != "" }
 
 func (c *Config) applyReplicaDefaults() {
 	setDefault(&c.Sessions.Lifetime, DefaultSessionLifetime)
+	setDefault(&c.Sessions.MaxRevoked, DefaultMaxRevoked)
+	setDefault(&c.Sessions.MaxRevokedPerPrincipal, DefaultMaxRevokedPerPrincipal)
 	if c.Redis.Enabled() {
 		setDefault(&c.Redis.Prefix, DefaultRedisPrefix)
 		setDefault(&c.Redis.Timeout, DefaultRedisTimeout)
@@ -84,6 +101,11 @@ func (c *Config) validateReplicas(v *validator) {
 		v.add("sessions.keys", "is also given as sessions.keys_file: set one")
 	}
 	v.nonNegative("sessions.lifetime", c.Sessions.Lifetime)
+	v.nonNegativeInt("sessions.max_revoked", c.Sessions.MaxRevoked)
+	v.nonNegativeInt("sessions.max_revoked_per_principal", c.Sessions.MaxRevokedPerPrincipal)
+	if c.Sessions.MaxRevoked > 0 && c.Sessions.MaxRevokedPerPrincipal > c.Sessions.MaxRevoked {
+		v.add("sessions.max_revoked_per_principal", "%d is more than sessions.max_revoked (%d)", c.Sessions.MaxRevokedPerPrincipal, c.Sessions.MaxRevoked)
+	}
 	r := c.Redis
 	if !r.Enabled() {
 		return // the other redis.* keys are unused
