@@ -193,7 +193,7 @@ func restartOnly(old, next *config.Config) []string {
 	diff("admin.listen", old.Admin.Listen, next.Admin.Listen)
 	diff("recorder", old.Recorder, next.Recorder)
 	diff("redis", old.Redis, next.Redis)
-	diff("sessions", old.Sessions, next.Sessions)
+	diff("sessions", sessionsRestartOnly(old.Sessions), sessionsRestartOnly(next.Sessions))
 	diff("limits.read_header_timeout", old.Limits.ReadHeaderTimeout, next.Limits.ReadHeaderTimeout)
 	diff("limits.idle_timeout", old.Limits.IdleTimeout, next.Limits.IdleTimeout)
 	diff("limits.body_read_timeout", old.Limits.BodyReadTimeout, next.Limits.BodyReadTimeout)
@@ -308,6 +308,7 @@ func (g *Gateway) swap(next *config.Config) (ReloadResult, error) {
 	// The pins are kept; the actions of the new config apply to the
 	// tools observed already.
 	g.pins.reconfigure(next)
+	g.sealed.setLifetime(next.Sessions.Lifetime)
 	g.pol.Store(ps)
 	g.backendSet.Store(newBackendSet(list))
 	// Under reload.mu (reloadWith).

@@ -38,9 +38,10 @@ import (
 //     elsewhere the id stays valid until then, to its own principal only.
 //     With Redis the handle is revoked there for every replica.
 type sealedSessions struct {
-	keys     *sessionseal.Keyring
-	lifetime time.Duration
-	now      func() time.Time
+	keys *sessionseal.Keyring
+	now  func() time.Time
+	// lifetimeNs is sessions.lifetime in force; a reload may change it.
+	lifetimeNs atomic.Int64
 
 	revoked *revocations // DELETEd handles, until their sealed expiry
 
@@ -72,9 +73,40 @@ func newSealedSessions(c config.Sessions, now func() time.Time) (*sealedSessions
 	if lifetime <= 0 {
 		lifetime = config.DefaultSessionLifetime
 	}
-	ss := &sealedSessions{keys: k, lifetime: lifetime, now: now,
+	ss := &sealedSessions{keys: k, now: now,
 		revoked: newRevocations(cmp.Or(c.MaxRevoked, config.DefaultMaxRevoked), cmp.Or(c.MaxRevokedPerPrincipal, config.DefaultMaxRevokedPerPrincipal))}
+	ss.setLifetime(lifetime)
 	return ss, nil
+}
+
+func (ss *sealedSessions) lifetime() time.Duration { return time.Duration(ss.lifetimeNs.Load()) }
+
+// setLifetime applies sessions.lifetime (at start and on reload; 0: the
+// default).
+func (ss *sealedSessions) setLifetime(d time.Duration) {
+	if ss == nil {
+		return
+	}
+	ss.lifetimeNs.Store(int64(cmp.Or(d, config.DefaultSessionLifetime)))
+}
+
+// expiry is when a sealed session issued at issued with the sealed expiry
+// sealed ends: sealed, or earlier when sessions.lifetime was lowered since
+// (a reload or a restart), so that lowering it shortens the sessions
+// issued already. Raising it extends none: the sealed expiry stays the
+// bound, which is also how long a revocation is kept.
+func (ss *sealedSessions) expiry(issued, sealed time.Time) time.Time {
+	if end := issued.Add(ss.lifetime()); end.Before(sealed) {
+		return end
+	}
+	return sealed
+}
+
+// sessionsRestartOnly is the part of sessions.* a reload cannot change:
+// all but the lifetime.
+func sessionsRestartOnly(c config.Sessions) config.Sessions {
+	c.Lifetime = 0
+	return c
 }
 
 // initParams are the parts of initialize's params a session keeps.
@@ -117,7 +149,7 @@ func (g *Gateway) initSession(msg jsonrpc.Message, p *auth.Principal, reqID stri
 	version := negotiatedVersion(ip.ProtocolVersion)
 	_, caps := profileOf(ip.Capabilities)
 	st := &sessionseal.State{
-		Owner: sessionseal.OwnerHash(p.OwnerKey()), Issued: now, Expires: now.Add(ss.lifetime),
+		Owner: sessionseal.OwnerHash(p.OwnerKey()), Issued: now, Expires: now.Add(ss.lifetime()),
 		ProtocolVersion: version, ClientName: ip.ClientInfo.Name, ClientVersion: ip.ClientInfo.Version, Caps: caps,
 	}
 	tok, err := ss.keys.Seal(st)
@@ -126,7 +158,7 @@ func (g *Gateway) initSession(msg jsonrpc.Message, p *auth.Principal, reqID stri
 		return g.newSession(newID(), p), nil
 	}
 	s := g.newSession(tok, p)
-	s.recID, s.sealedTo = st.HandleString(), st.Expires.Truncate(time.Second)
+	s.recID, s.sealedAt, s.sealedTo = st.HandleString(), st.Issued.Truncate(time.Second), st.Expires.Truncate(time.Second)
 	s.setClient(version, ip.ClientInfo.Name, ip.ClientInfo.Version, ip.Capabilities)
 	return s, nil
 }
@@ -140,10 +172,15 @@ func (g *Gateway) resumeSession(r *http.Request, id string, p *auth.Principal, r
 	if ss == nil {
 		return nil, false
 	}
-	st, err := ss.keys.Open(id, ss.now())
+	now := ss.now()
+	st, err := ss.keys.Open(id, now)
 	switch {
 	case errors.Is(err, sessionseal.ErrExpired):
 		g.logger.Info("sealed session expired", "request_id", reqID, "session_id", st.HandleString(), "expired", st.Expires)
+		return nil, false
+	case err == nil && !now.Before(ss.expiry(st.Issued, st.Expires)):
+		g.logger.Info("sealed session expired: sessions.lifetime was lowered since it was issued", "request_id", reqID,
+			"session_id", st.HandleString(), "issued", st.Issued, "lifetime", ss.lifetime())
 		return nil, false
 	case err != nil:
 		if h, ok := sessionseal.Handle(id); ok {
@@ -161,7 +198,7 @@ func (g *Gateway) resumeSession(r *http.Request, id string, p *auth.Principal, r
 		return nil, false
 	}
 	// Held here, it may be DELETEd here: a revocation to remember.
-	if err := ss.revoked.admit(p.OwnerKey(), ss.now()); err != nil {
+	if err := ss.revoked.admit(p.OwnerKey(), now); err != nil {
 		var le *errSessionLimit
 		if errors.As(err, &le) {
 			g.metrics.limitRefusal(r.Context(), le.limit)
@@ -174,7 +211,7 @@ func (g *Gateway) resumeSession(r *http.Request, id string, p *auth.Principal, r
 		return nil, false
 	}
 	s := g.newSession(id, p)
-	s.recID, s.sealedTo = st.HandleString(), st.Expires
+	s.recID, s.sealedAt, s.sealedTo = st.HandleString(), st.Issued, st.Expires
 	s.setClient(st.ProtocolVersion, st.ClientName, st.ClientVersion, caps)
 	got, err := g.sessions.addOrGet(s, g.conf().Limits)
 	if err != nil {

@@ -27,6 +27,7 @@ type Session struct {
 	id       string
 	recID    string    // the id in records and logs: id, or a sealed id's public handle
 	sealedTo time.Time // a sealed session's expiry; zero when not sealed
+	sealedAt time.Time // a sealed session's issue time
 	legacy   bool      // opened by GET /sse: served by POST /message only; else by /mcp only
 	owner    string    // the OwnerKey of the principal that opened it; only it may use the id
 	princ    *auth.Principal
@@ -470,8 +471,9 @@ func (g *Gateway) lookupSession(r *http.Request, id string, legacy bool, p *auth
 				"session_id", s.recID, "legacy_session", s.legacy, "target", r.Method+" "+r.URL.Path)
 			return nil, false
 		}
-		if !s.sealedTo.IsZero() && !g.sealed.now().Before(s.sealedTo) {
-			// Its sealed lifetime is over here too, however busy it is.
+		if !s.sealedTo.IsZero() && !g.sealed.now().Before(g.sealed.expiry(s.sealedAt, s.sealedTo)) {
+			// Its sealed lifetime (or a lowered sessions.lifetime) is
+			// over here too, however busy it is.
 			if g.sessions.Delete(id, s) {
 				s.close()
 			}

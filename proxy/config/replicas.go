@@ -39,6 +39,11 @@ type Sessions struct {
 	// the expiry is sealed in its id and no use extends it (a client
 	// re-initializes after it). limits.session_idle_timeout then only
 	// frees a replica's memory of an idle session. Default 24h.
+	//
+	// A reload or restart that lowers it shortens the sessions issued
+	// already too: an id is valid until its sealed expiry or its issue
+	// time plus the lifetime in force, whichever comes first. It is the
+	// only sessions.* key a reload changes.
 	Lifetime time.Duration `yaml:"lifetime"`
 	// MaxRevoked caps the DELETEd sealed sessions this replica remembers,
 	// each until its sealed expiry, so that their ids stay refused. At
