@@ -216,8 +216,10 @@ func (g *Gateway) revokeShared(sess *Session, reqID string) {
 }
 
 // revokedShared reports whether another replica revoked the session with
-// this handle. A Redis error lets the session through (logged): the
-// revocation only guards a DELETEd id against its own principal.
+// this handle. When Redis does not answer, the session counts as revoked
+// (the client gets 404 and re-initializes here) unless
+// redis.revocation_fail_open: a DELETEd id must not come back because
+// Redis is down.
 func (g *Gateway) revokedShared(handle, reqID string) bool {
 	if g.shared == nil {
 		return false
@@ -226,7 +228,13 @@ func (g *Gateway) revokedShared(handle, reqID string) bool {
 	defer cancel()
 	revoked, err := g.shared.Revoked(ctx, handle)
 	if err != nil {
-		g.logger.Warn("could not check whether the session was DELETEd on another replica", "request_id", reqID, "session_id", handle, "err", err)
+		failOpen := g.conf().Redis.RevocationFailOpen
+		msg := "could not check whether the session was DELETEd on another replica: refused as unknown (redis.revocation_fail_open false)"
+		if failOpen {
+			msg = "could not check whether the session was DELETEd on another replica: served (redis.revocation_fail_open)"
+		}
+		g.logger.Warn(msg, "request_id", reqID, "session_id", handle, "err", err)
+		return !failOpen
 	}
 	return revoked
 }

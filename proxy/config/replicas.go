@@ -86,6 +86,14 @@ type Redis struct {
 	// always fails open: a Redis error is a miss, and the answer is not
 	// stored.
 	RateLimitFailOpen bool `yaml:"rate_limit_fail_open"`
+	// RevocationFailOpen serves a sealed session this replica does not
+	// hold when Redis cannot say whether another replica DELETEd it.
+	// Default false: such a session is answered 404 like an unknown one
+	// (the client re-initializes here), so a DELETEd id never comes back
+	// while Redis is down. The sessions a replica holds are served
+	// either way; a DELETE that could not reach Redis is sent again
+	// until it does (or the session expires).
+	RevocationFailOpen bool `yaml:"revocation_fail_open"`
 }
 
 // Enabled reports whether Redis is configured.

@@ -21,9 +21,11 @@ import (
 
 // Server is a running redis-server.
 type Server struct {
-	Addr string
-	cmd  *exec.Cmd
-	done chan struct{}
+	Addr     string
+	bin, dir string
+	port     int
+	cmd      *exec.Cmd
+	done     chan struct{}
 }
 
 // Binary is the redis-server found on PATH or in /usr/bin.
@@ -54,7 +56,7 @@ func Start(t testing.TB) *Server {
 		}
 		s, err := start(bin, dir, p)
 		if err == nil {
-			t.Cleanup(s.Kill)
+			t.Cleanup(func() { s.Kill() })
 			return s
 		}
 		last = err
@@ -70,7 +72,7 @@ func start(bin, dir string, port int) (*Server, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), cmd: cmd, done: make(chan struct{})}
+	s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), bin: bin, dir: dir, port: port, cmd: cmd, done: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(s.done) }()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
@@ -116,6 +118,18 @@ func ping(addr string) error {
 func (s *Server) Kill() {
 	_ = s.cmd.Process.Kill()
 	<-s.done
+}
+
+// Restart starts a killed server again, empty, on the same address (a
+// Redis that comes back after an outage, its data lost).
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	s.Kill()
+	n, err := start(s.bin, s.dir, s.port)
+	if err != nil {
+		t.Fatalf("restarting redis-server on %s: %v", s.Addr, err)
+	}
+	s.cmd, s.done = n.cmd, n.done
 }
 
 func tail(s string) string {
