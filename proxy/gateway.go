@@ -309,10 +309,20 @@ func (g *Gateway) Start(ctx context.Context) error {
 		g.pins.run(g.ctx)
 	}()
 	if g.shared != nil && g.sealed != nil {
-		g.wg.Add(1)
+		resubscribed := make(chan struct{}, 1)
+		g.wg.Add(2)
 		go func() {
 			defer g.wg.Done()
-			g.shared.SubscribeAnswers(g.ctx, nil, g.relayedAnswer)
+			g.shared.SubscribeAnswers(g.ctx, func() {
+				select {
+				case resubscribed <- struct{}{}:
+				default:
+				}
+			}, g.relayedAnswer)
+		}()
+		go func() {
+			defer g.wg.Done()
+			g.shareRevocations(g.ctx, resubscribed)
 		}()
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 )
@@ -102,6 +103,14 @@ func (rv *revocations) pruneLocked(now time.Time) {
 			delete(rv.perOwner, r.owner)
 		}
 	}
+}
+
+// snapshot returns the entries that have not expired at now.
+func (rv *revocations) snapshot(now time.Time) []revocation {
+	rv.mu.Lock()
+	defer rv.mu.Unlock()
+	rv.pruneLocked(now)
+	return slices.Clone(rv.queue)
 }
 
 // len is the number of entries, the expired ones not dropped yet included.

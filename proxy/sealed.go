@@ -43,7 +43,8 @@ type sealedSessions struct {
 	// lifetimeNs is sessions.lifetime in force; a reload may change it.
 	lifetimeNs atomic.Int64
 
-	revoked *revocations // DELETEd handles, until their sealed expiry
+	revoked *revocations     // DELETEd handles, until their sealed expiry
+	outbox  revocationOutbox // with Redis: revocations to send again (shared.go)
 
 	resumed atomic.Int64 // sessions rebuilt from an id this replica did not hold
 }

@@ -53,3 +53,35 @@ func TestSealedRevocationRedisDown(t *testing.T) {
 		})
 	}
 }
+
+// TestSealedRevocationAfterRedisOutage: a DELETE made while Redis is down
+// reaches the other replicas once it is back: the one holding the session
+// drops it, the others find it revoked. Revocations Redis lost (restarted
+// empty) are written again by the replica that made them. Fails before the
+// fix: the DELETE made during the outage never left its replica, and the
+// revocation lost with Redis's data was gone for good.
+func TestSealedRevocationAfterRedisOutage(t *testing.T) {
+	r := redistest.Start(t)
+	a, b, c := sealedTrio(t, r.Addr, false)
+	alice := map[string]string{"Authorization": "Bearer alice-token"}
+	held := initSession(t, a.url, alice)
+	if got := sessionStatus(t, b, held); got != http.StatusOK {
+		t.Fatalf("b rebuilding a's session: %d", got)
+	}
+	deleted := initSession(t, a.url, alice)
+	if got := deleteSession(t, a.url, sessionHeaders("alice-token", deleted)); got != http.StatusNoContent {
+		t.Fatalf("DELETE on a: %d", got)
+	}
+	r.Kill()
+	if got := deleteSession(t, a.url, sessionHeaders("alice-token", held)); got != http.StatusNoContent {
+		t.Fatalf("DELETE on a with Redis down: %d", got)
+	}
+	r.Restart(t) // empty: the revocation of deleted is lost with it
+	waitFor(t, "b to drop the session DELETEd during the outage", func() bool { return b.gw.Status().Sessions == 0 })
+	for name, e := range map[string]*env{"b": b, "c": c} {
+		if got := sessionStatus(t, e, held); got != http.StatusNotFound {
+			t.Errorf("%s after Redis came back: the session DELETEd during the outage answered %d, want 404", name, got)
+		}
+	}
+	waitFor(t, "the revocation Redis lost to be written again", func() bool { return sessionStatus(t, c, deleted) == http.StatusNotFound })
+}

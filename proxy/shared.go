@@ -2,8 +2,10 @@ package proxy
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/mcptrail/mcptrail/proxy/config"
@@ -34,7 +36,9 @@ type sharedCache interface {
 // balancing, the client's POST with the answer may reach any replica.
 type answerRelay interface {
 	PublishAnswer(ctx context.Context, payload []byte) error
-	SubscribeAnswers(ctx context.Context, ready chan<- struct{}, f func([]byte))
+	// SubscribeAnswers calls subscribed at every (re)subscription: what
+	// was published before it may have been missed.
+	SubscribeAnswers(ctx context.Context, subscribed func(), f func([]byte))
 }
 
 // sessionRevocations ends a DELETEd sealed session on every replica.
@@ -143,11 +147,13 @@ func (c *call) cacheStore(ctx context.Context, key string, result json.RawMessag
 // relayedMsg is what replicas tell each other on the answers channel: a
 // client's answer (Msg) for the session, or (Revoke) that the session was
 // DELETEd. Session is the sealed token, which only a replica holding the
-// session matches.
+// session matches; a revocation sent again later (after a Redis outage)
+// names sessions by their public handles instead (Handles).
 type relayedMsg struct {
 	Session string          `json:"s"`
 	Msg     json.RawMessage `json:"m,omitempty"`
 	Revoke  bool            `json:"r,omitempty"`
+	Handles []string        `json:"h,omitempty"`
 }
 
 // relayAnswer publishes a client's answer that no server request of this
@@ -172,6 +178,14 @@ func (g *Gateway) relayAnswer(sess *Session, msg jsonrpc.Message) bool {
 func (g *Gateway) relayedAnswer(payload []byte) {
 	var r relayedMsg
 	if json.Unmarshal(payload, &r) != nil {
+		return
+	}
+	if r.Revoke && len(r.Handles) > 0 {
+		handles := make(map[string]bool, len(r.Handles))
+		for _, h := range r.Handles {
+			handles[h] = true
+		}
+		g.dropRevoked(func(s *Session) (bool, error) { return handles[s.recID], nil })
 		return
 	}
 	sess, ok := g.sessions.Load(r.Session)
@@ -205,14 +219,152 @@ func (g *Gateway) revokeShared(sess *Session, reqID string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if err := g.shared.Revoke(ctx, sess.recID, sess.sealedTo); err != nil {
-		g.logger.Warn("DELETEd session not revoked on the other replicas: its id stays valid there until it expires",
+		g.sealed.outbox.add(sess.recID, sess.sealedTo)
+		g.logger.Warn("DELETEd session not revoked on the other replicas yet: sent again once Redis answers",
 			"request_id", reqID, "session_id", sess.recID, "expires", sess.sealedTo, "err", err)
 		return
 	}
 	b, _ := json.Marshal(relayedMsg{Session: sess.id, Revoke: true})
 	if err := g.shared.PublishAnswer(ctx, b); err != nil {
-		g.logger.Warn("DELETEd session not ended on the replicas holding it", "request_id", reqID, "session_id", sess.recID, "err", err)
+		g.sealed.outbox.add(sess.recID, sess.sealedTo)
+		g.logger.Warn("DELETEd session not ended on the replicas holding it yet: sent again once Redis answers", "request_id", reqID, "session_id", sess.recID, "err", err)
 	}
+}
+
+// revocationRetryInterval is how often revocations Redis did not take are
+// sent again (a variable for tests).
+var revocationRetryInterval = time.Second
+
+// revocationBatch bounds the handles of one relayed revocation message.
+const revocationBatch = 500
+
+// revocationOutbox holds the revocations to write to Redis and announce
+// to the replicas again: DELETEs made while Redis did not answer, and,
+// after every (re)subscription, all of this replica's (Redis may have
+// lost them, and a replica holding one may have missed its message). It
+// holds a subset of the replica's revocations, so it is bounded like them.
+type revocationOutbox struct {
+	mu sync.Mutex
+	m  map[string]time.Time // handle → sealed expiry
+}
+
+func (o *revocationOutbox) add(handle string, until time.Time) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.m == nil {
+		o.m = map[string]time.Time{}
+	}
+	o.m[handle] = until
+}
+
+// take empties the outbox and returns what it held.
+func (o *revocationOutbox) take() map[string]time.Time {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	m := o.m
+	o.m = nil
+	return m
+}
+
+// shareRevocations keeps Redis and the other replicas told of this
+// replica's revocations until ctx ends: every revocationRetryInterval it
+// sends what the outbox holds; at every (re)subscription (resubscribed)
+// it sends all of them again and drops the sessions it holds that Redis
+// says were revoked, whose messages it may have missed while
+// disconnected.
+func (g *Gateway) shareRevocations(ctx context.Context, resubscribed <-chan struct{}) {
+	tick := time.NewTicker(revocationRetryInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			g.sendRevocations(ctx)
+		case <-resubscribed:
+			now := g.sealed.now()
+			for _, r := range g.sealed.revoked.snapshot(now) {
+				g.sealed.outbox.add(hex.EncodeToString(r.handle[:]), r.until)
+			}
+			g.sendRevocations(ctx)
+			g.dropRevoked(func(s *Session) (bool, error) {
+				rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				defer cancel()
+				return g.shared.Revoked(rctx, s.recID)
+			})
+		}
+	}
+}
+
+// sendRevocations writes the outbox's revocations to Redis and announces
+// them, in batches; what Redis does not take goes back into the outbox.
+func (g *Gateway) sendRevocations(ctx context.Context) {
+	pending := g.sealed.outbox.take()
+	if len(pending) == 0 {
+		return
+	}
+	now := g.sealed.now()
+	batch := make([]string, 0, revocationBatch)
+	var failed error
+	flush := func() {
+		if len(batch) == 0 || failed != nil {
+			return
+		}
+		b, _ := json.Marshal(relayedMsg{Revoke: true, Handles: batch})
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if failed = g.shared.PublishAnswer(pctx, b); failed == nil {
+			for _, h := range batch {
+				delete(pending, h)
+			}
+		}
+		batch = batch[:0]
+	}
+	for h, until := range pending {
+		if failed != nil {
+			break
+		}
+		if !now.Before(until) {
+			delete(pending, h) // expired: nothing left to revoke
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		failed = g.shared.Revoke(rctx, h, until)
+		cancel()
+		if failed == nil {
+			if batch = append(batch, h); len(batch) == revocationBatch {
+				flush()
+			}
+		}
+	}
+	flush()
+	for h, until := range pending {
+		g.sealed.outbox.add(h, until)
+	}
+	if failed != nil {
+		g.logger.Warn("revocations not sent to Redis yet: sent again in a moment", "revocations", len(pending), "err", failed)
+	}
+}
+
+// dropRevoked ends the sealed sessions this replica holds that revoked
+// says another replica DELETEd; it stops at revoked's first error.
+func (g *Gateway) dropRevoked(revoked func(*Session) (bool, error)) {
+	g.sessions.Range(func(s *Session) bool {
+		if s.sealedTo.IsZero() {
+			return true
+		}
+		yes, err := revoked(s)
+		if err != nil {
+			g.logger.Warn("could not check the held sessions against Redis's revocations", "err", err)
+			return false
+		}
+		if yes && g.sessions.Delete(s.id, s) {
+			g.sealed.revoke(s)
+			s.close()
+			g.logger.Info("sealed session ended: DELETEd on another replica", "session_id", s.recID)
+		}
+		return true
+	})
 }
 
 // revokedShared reports whether another replica revoked the session with

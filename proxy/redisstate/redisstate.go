@@ -203,16 +203,13 @@ func (s *Store) PublishAnswer(ctx context.Context, payload []byte) error {
 }
 
 // SubscribeAnswers calls f with every payload published by any replica
-// until ctx ends; it resubscribes after a Redis outage. ready is closed
-// once the first subscription is confirmed.
-func (s *Store) SubscribeAnswers(ctx context.Context, ready chan<- struct{}, f func([]byte)) {
+// until ctx ends; it resubscribes after a Redis outage. subscribed (may be
+// nil) is called each time the subscription is confirmed: at first, and
+// after every reconnection, when what was published in between is lost.
+func (s *Store) SubscribeAnswers(ctx context.Context, subscribed func(), f func([]byte)) {
 	ps := s.rdb.Subscribe(ctx, s.prefix+answersChannel)
 	defer ps.Close()
-	if _, err := ps.Receive(ctx); err == nil && ready != nil {
-		close(ready)
-		ready = nil
-	}
-	ch := ps.Channel()
+	ch := ps.ChannelWithSubscriptions()
 	for {
 		select {
 		case <-ctx.Done():
@@ -221,7 +218,14 @@ func (s *Store) SubscribeAnswers(ctx context.Context, ready chan<- struct{}, f f
 			if !ok {
 				return
 			}
-			f([]byte(m.Payload))
+			switch m := m.(type) {
+			case *redis.Subscription:
+				if m.Kind == "subscribe" && subscribed != nil {
+					subscribed()
+				}
+			case *redis.Message:
+				f([]byte(m.Payload))
+			}
 		}
 	}
 }
