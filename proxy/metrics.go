@@ -22,6 +22,7 @@ const (
 	metricConfigReloads    = "mcptrail.config.reloads"
 	metricLimitRefusals    = "mcptrail.limit.refusals"
 	metricToolChanges      = "mcptrail.tool.changes"
+	metricPinsDropped      = "mcptrail.pinning.events.dropped"
 	metricSessions         = "mcptrail.sessions"
 	metricStreams          = "mcptrail.streams"
 	metricStreamDropped    = "mcptrail.stream.messages.dropped"
@@ -215,9 +216,10 @@ func newMetrics(mp metric.MeterProvider, g *Gateway) (*metrics, error) {
 	cacheEvictions := counter(metricCacheEvictions, "{entry}", "Cached results evicted to stay within cache.max_bytes.")
 	cacheSize := gauge(metricCacheSize, "By", "Bytes the result cache holds.")
 	cacheEntries := gauge(metricCacheEntries, "{entry}", "Results the cache holds.")
+	pinsDropped := counter(metricPinsDropped, "{event}", "Tool pin history events (pinned, changed) dropped because the pin store (ClickHouse) did not take them and the queue waiting for it was full; a dropped pin is written again once the store answers.")
 	instruments := []metric.Observable{sessions, streams, streamDropped, backendUp,
 		circuitState, circuitOpens, circuitToolsOpen, circuitRejected, retries, fallbacks,
-		cacheHits, cacheMisses, cacheStale, cacheEvictions, cacheSize, cacheEntries}
+		cacheHits, cacheMisses, cacheStale, cacheEvictions, cacheSize, cacheEntries, pinsDropped}
 	var resumed, sharedErrs metric.Int64ObservableCounter
 	if g.sealed != nil {
 		resumed = counter(metricSessionsResumed, "{session}", "Sealed sessions this replica rebuilt from an id it did not hold (opened by another replica, or by this one before it forgot an idle session).")
@@ -283,6 +285,7 @@ func newMetrics(mp metric.MeterProvider, g *Gateway) (*metrics, error) {
 		o.ObserveInt64(sessions, nSessions)
 		o.ObserveInt64(streams, nStreams)
 		o.ObserveInt64(streamDropped, g.stats.dropped.Load())
+		o.ObserveInt64(pinsDropped, g.pins.dropped.Load())
 		for _, b := range g.bs().list {
 			up := int64(0)
 			if b.snap.Load() != nil {

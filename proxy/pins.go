@@ -95,9 +95,21 @@ type pinTracker struct {
 	pins     map[toolKey]pinned
 	reported map[toolKey]string            // the newest changed hash recorded
 	observed map[toolKey]map[string]pinned // from the last catalog rebuild
-	pending  []recorder.PinEvent           // to write to the store
 	defs     map[string]toolpin.Definition // raw tool → definition, last rebuild
 	refused  map[toolKey]string            // the refused tools (server-wide: tool "") → rule
+
+	// pending is the history to write to the store, oldest first, within
+	// maxPending events and maxPendingBytes (queue): past either bound
+	// the oldest event is dropped and counted. A dropped pinned event
+	// sets resync, so that the pins the store lacks are queued again once
+	// it answers; a dropped changed event is lost from tool_pins (its
+	// audit event and metric were recorded when it was seen).
+	pending                     []recorder.PinEvent
+	pendingBytes                int
+	maxPending, maxPendingBytes int
+	resync                      bool
+	droppedLogged               bool         // since pending was last emptied
+	dropped                     atomic.Int64 // events dropped from pending
 }
 
 func newPinTracker(cfg *config.Config, sep string, store PinStore, logger *slog.Logger, instance string) *pinTracker {
@@ -108,6 +120,8 @@ func newPinTracker(cfg *config.Config, sep string, store PinStore, logger *slog.
 		pins:     map[toolKey]pinned{},
 		reported: map[toolKey]string{},
 		observed: map[toolKey]map[string]pinned{},
+
+		maxPending: maxPendingPins, maxPendingBytes: maxPendingPinBytes,
 	}
 	t.cfg.Store(cfg)
 	t.state.Store(&pinState{})
@@ -214,12 +228,7 @@ func (t *pinTracker) evaluateLocked() (changes []recorder.PinEvent, stateChanged
 	cfg := t.cfg.Load()
 	now := time.Now().UnixNano()
 	st := &pinState{tools: map[toolKey]pinVerdict{}, servers: map[string]pinVerdict{}}
-	for _, k := range slices.SortedFunc(maps.Keys(t.observed), func(a, b toolKey) int {
-		if a.server != b.server {
-			return compareStr(a.server, b.server)
-		}
-		return compareStr(a.tool, b.tool)
-	}) {
+	for _, k := range slices.SortedFunc(maps.Keys(t.observed), compareToolKey) {
 		seen := t.observed[k]
 		action := cfg.PinningFor(k.server, k.tool)
 		if action == config.PinningOff {
@@ -235,7 +244,7 @@ func (t *pinTracker) evaluateLocked() (changes []recorder.PinEvent, stateChanged
 			pin.local = !t.loaded
 			t.pins[k] = pin
 			if t.loaded {
-				t.pending = append(t.pending, t.pinnedEvent(k, pin, now))
+				t.queue(t.pinnedEvent(k, pin, now))
 			}
 		}
 		if pin.local && action != config.PinningWarn {
@@ -253,7 +262,7 @@ func (t *pinTracker) evaluateLocked() (changes []recorder.PinEvent, stateChanged
 				diff, _ := json.Marshal(toolpin.Diff(pin.def, seen[h].def))
 				ev := recorder.PinEvent{TimeNs: now, Server: k.server, Tool: k.tool, Kind: recorder.PinChanged,
 					Hash: h, PrevHash: pin.hash, Definition: string(seen[h].def), Diff: string(diff), Action: action, Actor: t.instance}
-				t.pending = append(t.pending, ev)
+				t.queue(ev)
 				changes = append(changes, ev)
 			}
 			full := k.server + t.sep + k.tool
@@ -365,8 +374,7 @@ func (t *pinTracker) sync(ctx context.Context) {
 	t.mu.Lock()
 	t.merge(evs)
 	changes, stateChanged := t.evaluateLocked()
-	pending := t.pending
-	t.pending = nil
+	pending := t.takePending()
 	t.mu.Unlock()
 	t.report(changes, stateChanged)
 	if len(pending) == 0 {
@@ -378,7 +386,10 @@ func (t *pinTracker) sync(ctx context.Context) {
 	if err != nil {
 		t.logger.Warn("writing tool pin history failed; retrying", "events", len(pending), "err", err)
 		t.mu.Lock()
-		t.pending = append(pending, t.pending...)
+		newer := t.takePending()
+		for _, ev := range append(pending, newer...) {
+			t.queue(ev)
+		}
 		t.mu.Unlock()
 	}
 }
@@ -387,10 +398,12 @@ func (t *pinTracker) sync(ctx context.Context) {
 // pin in memory; a pin made here while the store was unread gives way to
 // the store's. mu held.
 func (t *pinTracker) merge(evs []recorder.PinEvent) {
+	stored := map[toolKey]bool{}
 	for _, ev := range evs {
 		k := toolKey{ev.Server, ev.Tool}
 		switch ev.Kind {
 		case recorder.PinPinned, recorder.PinApproved:
+			stored[k] = true
 			if cur, ok := t.pins[k]; !ok || cur.hash != ev.Hash || cur.local {
 				if ok && t.loaded && cur.hash != ev.Hash {
 					t.logger.Info("tool pin replaced from the store", "server", ev.Server, "tool", ev.Tool, "kind", ev.Kind,
@@ -410,18 +423,84 @@ func (t *pinTracker) merge(evs []recorder.PinEvent) {
 			if p.local {
 				p.local = false
 				t.pins[k] = p
-				t.pending = append(t.pending, t.pinnedEvent(k, p, now))
+				t.queue(t.pinnedEvent(k, p, now))
 			}
 		}
 	}
+	if t.resync {
+		// Pinned events were dropped while the store was down: write
+		// the pins it lacks again (not already waiting in pending).
+		waiting := map[toolKey]bool{}
+		for _, ev := range t.pending {
+			if ev.Kind == recorder.PinPinned {
+				waiting[toolKey{ev.Server, ev.Tool}] = true
+			}
+		}
+		now := time.Now().UnixNano()
+		for _, k := range slices.SortedFunc(maps.Keys(t.pins), compareToolKey) {
+			if !stored[k] && !waiting[k] && !t.pins[k].local {
+				t.queue(t.pinnedEvent(k, t.pins[k], now))
+			}
+		}
+		t.resync = false
+	}
 	t.loaded = true
+}
+
+// Bounds of the pin history waiting for the store (pinTracker.pending):
+// about an hour of a backend changing a tool every second, within what a
+// gateway can hold without notice.
+const (
+	maxPendingPins     = 4096
+	maxPendingPinBytes = 8 << 20
+)
+
+// queue adds ev to the history waiting for the store, dropping (and
+// counting) the oldest events past the bounds; it never blocks. mu held.
+func (t *pinTracker) queue(ev recorder.PinEvent) {
+	t.pending = append(t.pending, ev)
+	t.pendingBytes += pinEventSize(ev)
+	for len(t.pending) > 0 && (len(t.pending) > t.maxPending || t.pendingBytes > t.maxPendingBytes) {
+		old := t.pending[0]
+		t.pending[0] = recorder.PinEvent{} // let its strings go
+		t.pending = t.pending[1:]
+		t.pendingBytes -= pinEventSize(old)
+		t.dropped.Add(1)
+		if old.Kind == recorder.PinPinned {
+			t.resync = true
+		}
+		if !t.droppedLogged {
+			t.droppedLogged = true
+			t.logger.Warn("tool pin history waiting for the store is full: dropping the oldest events (counted in mcptrail_pinning_events_dropped_total)",
+				"max_events", t.maxPending, "max_bytes", t.maxPendingBytes)
+		}
+	}
+}
+
+// takePending empties pending and returns what it held. mu held.
+func (t *pinTracker) takePending() []recorder.PinEvent {
+	p := t.pending
+	t.pending, t.pendingBytes, t.droppedLogged = nil, 0, false
+	return p
+}
+
+// pinEventSize is what ev costs in memory, roughly.
+func pinEventSize(ev recorder.PinEvent) int {
+	return 128 + len(ev.Server) + len(ev.Tool) + len(ev.Kind) + len(ev.Hash) + len(ev.PrevHash) +
+		len(ev.Definition) + len(ev.Diff) + len(ev.Action) + len(ev.Actor)
+}
+
+func compareToolKey(a, b toolKey) int {
+	if a.server != b.server {
+		return compareStr(a.server, b.server)
+	}
+	return compareStr(a.tool, b.tool)
 }
 
 // flush writes what is pending, within d.
 func (t *pinTracker) flush(ctx context.Context, d time.Duration) {
 	t.mu.Lock()
-	pending := t.pending
-	t.pending = nil
+	pending := t.takePending()
 	loaded := t.loaded
 	t.mu.Unlock()
 	if len(pending) == 0 || !loaded {
