@@ -184,6 +184,10 @@ type Gateway struct {
 	stats   gatewayStats
 	metrics *metrics // nil without a MeterProvider
 
+	// reloaded wakes the janitor after a reload (it may change
+	// limits.session_idle_timeout).
+	reloaded chan struct{}
+
 	// sealed seals 2025 session ids (sealed.go); nil: not configured.
 	sealed *sealedSessions
 	// shared holds rate limits and cached results in Redis (shared.go);
@@ -239,6 +243,7 @@ func New(o Options) (*Gateway, error) {
 		instance: inst,
 		version:  cmp.Or(o.Version, DefaultVersion),
 		client:   upstreamHTTPClient(),
+		reloaded: make(chan struct{}, 1),
 	}
 	g.serverInfo, _ = json.Marshal(map[string]string{"name": "mcptrail", "version": g.version})
 	g.pins = newPinTracker(o.Config, cmp.Or(o.Config.NamespaceSeparator, config.DefaultNamespaceSeparator), o.PinStore, g.logger, inst)
@@ -395,13 +400,22 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 // janitor expires idle sessions (limits.session_idle_timeout), checking a
 // few times per timeout and at least every minute.
 func (g *Gateway) janitor(ctx context.Context) {
+	// A reload may change the timeout: it wakes the janitor, which then
+	// applies the new one at once and ticks at its pace.
+	period := func(idle time.Duration) time.Duration { return min(max(idle/4, 10*time.Millisecond), time.Minute) }
 	idle := g.sessionIdleTimeout()
-	t := time.NewTicker(min(max(idle/4, 10*time.Millisecond), time.Minute))
+	t := time.NewTicker(period(idle))
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-g.reloaded:
+			if next := g.sessionIdleTimeout(); next != idle {
+				idle = next
+				t.Reset(period(idle))
+			}
+			continue
 		case <-t.C:
 			if n := g.expireIdle(time.Now().Add(-idle)); n > 0 {
 				g.logger.Info("idle sessions expired", "sessions", n, "idle_timeout", idle)

@@ -310,6 +310,10 @@ func (g *Gateway) swap(next *config.Config) (ReloadResult, error) {
 	g.pins.reconfigure(next)
 	g.sealed.setLifetime(next.Sessions.Lifetime)
 	g.pol.Store(ps)
+	select {
+	case g.reloaded <- struct{}{}:
+	default:
+	}
 	g.backendSet.Store(newBackendSet(list))
 	// Under reload.mu (reloadWith).
 	if g.reload.removed == nil {
