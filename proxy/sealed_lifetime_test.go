@@ -6,11 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/mcptrail/mcptrail/proxy"
 	"github.com/mcptrail/mcptrail/proxy/config"
 )
 
@@ -20,9 +18,7 @@ import (
 // a hot reload. Fails before the fix: the id stayed valid until the expiry
 // sealed in it (24h), and the reload was refused as restart-only.
 func TestSealedLifetimeLowered(t *testing.T) {
-	var clock atomic.Int64
-	clock.Store(time.Now().UnixNano())
-	now := func(o *proxy.Options) { o.Now = func() time.Time { return time.Unix(0, clock.Load()) } }
+	clock, now := testClock()
 	list := `{"jsonrpc":"2.0","id":3,"method":"tools/list"}`
 	alice := map[string]string{"Authorization": "Bearer alice-token"}
 	keys := filepath.Join(t.TempDir(), "keys")
@@ -47,7 +43,7 @@ func TestSealedLifetimeLowered(t *testing.T) {
 	if _, err := a.gw.ReloadFile(context.Background(), path, nil, "test"); err != nil {
 		t.Errorf("reload lowering sessions.lifetime: %v", err)
 	}
-	clock.Add(int64(2 * time.Minute))
+	clock(2 * time.Minute)
 	for name, e := range map[string]*env{"a (reloaded, holds the session)": a, "b (restarted with 1m, holds it)": b, "c (restarted with 1m)": c} {
 		if resp, body := post(t, e.url, list, sessionHeaders("alice-token", sid)); resp.StatusCode != http.StatusNotFound {
 			t.Errorf("%s, 2 minutes after a 24h session was issued under a 1m lifetime: %d %.200s, want 404", name, resp.StatusCode, body)

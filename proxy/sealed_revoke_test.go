@@ -19,12 +19,11 @@ import (
 // fix: a principal could open and DELETE sessions without end (each one
 // remembered until its expiry: memory grew without bound).
 func TestSealedRevocationsBounded(t *testing.T) {
-	var clock atomic.Int64
-	clock.Store(time.Now().UnixNano())
+	clock, now := testClock()
 	cfg := oneBackend(t)
 	cfg.Auth.Tokens = append(cfg.Auth.Tokens, config.Token{Name: "bob", SHA256: sha("bob-token"), Principal: "bob", Tools: []string{"*"}})
 	cfg.Sessions = config.Sessions{Keys: sessKey1, Lifetime: time.Hour, MaxRevoked: 3, MaxRevokedPerPrincipal: 2}
-	e := startGateway(t, cfg, func(o *proxy.Options) { o.Now = func() time.Time { return time.Unix(0, clock.Load()) } })
+	e := startGateway(t, cfg, now)
 	list := `{"jsonrpc":"2.0","id":3,"method":"tools/list"}`
 	auth := func(who string) map[string]string {
 		return map[string]string{"Authorization": "Bearer " + who + "-token"}
@@ -56,8 +55,17 @@ func TestSealedRevocationsBounded(t *testing.T) {
 	}
 	// Past their sealed expiry the revocations are dropped and new
 	// sessions open again.
-	clock.Add(int64(time.Hour + time.Second))
+	clock(time.Hour + time.Second)
 	if sid := initSession(t, e.url, auth("alice")); !strings.HasPrefix(sid, "m1") {
 		t.Errorf("after the revoked sessions expired: id %q, want a sealed session", sid)
 	}
+}
+
+// testClock is a clock for proxy.Options.Now that starts now and moves
+// only when advance is called.
+func testClock() (advance func(time.Duration), now func(*proxy.Options)) {
+	var ns atomic.Int64
+	ns.Store(time.Now().UnixNano())
+	return func(d time.Duration) { ns.Add(int64(d)) },
+		func(o *proxy.Options) { o.Now = func() time.Time { return time.Unix(0, ns.Load()) } }
 }
