@@ -169,6 +169,9 @@ type Gateway struct {
 
 	listens listeners // open subscriptions/listen streams (listen.go)
 	tasks   taskTable // tasks handed to 2026 clients (tasks.go)
+	// taskInputs holds, by the gateway's task id, the tasks/result a task
+	// of a 2025 backend asks its input on (tasks.go).
+	taskInputs sync.Map // string → *heldCall
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -606,6 +609,9 @@ func (g *Gateway) backendNotification(ctx context.Context, b *Backend, n jsonrpc
 // roots) to the client session whose call caused it and returns its answer.
 func (g *Gateway) backendRequest(ctx context.Context, b *Backend, req jsonrpc.Message) jsonrpc.Message {
 	c, _ := ctx.Value(callKey{}).(*call)
+	if h := g.taskInputFor(b, req); h != nil {
+		c = h.inner // a request for a task's input waits for tasks/update
+	}
 	if c == nil {
 		// A stdio backend, or the backend's GET stream, gives no causal
 		// context. Route to the most recent call in flight on this backend,

@@ -319,8 +319,26 @@ func (h *heldCall) inputRequired(c *call) jsonrpc.Message {
 			"mcptrail: "+strconv.Itoa(max)+" calls of this principal already wait for input (limits.max_held_per_principal); answer or abandon one first", 0)
 	}
 	token := newRequestState()
-	reqs := &jsonrpc.Object{}
 	h.mu.Lock()
+	reqs := h.inputRequests()
+	h.token = token
+	timeout := h.g.opts.ServerRequestTimeout
+	h.timer = time.AfterFunc(timeout, func() { h.expire(token) })
+	h.mu.Unlock()
+	h.g.held.Store(token, h)
+	res := &jsonrpc.Object{}
+	res.Set("resultType", json.RawMessage(`"input_required"`))
+	res.Set("inputRequests", reqs)
+	res.SetString("requestState", token)
+	c.server, c.routeRule = h.inner.server, h.inner.routeRule
+	c.attrs = append(c.attrs, recorder.Attr{Key: "mcp.result_type", Value: "input_required"})
+	return jsonrpc.NewResult(c.msg.ID, res.Marshal())
+}
+
+// inputRequests renders the backend requests that wait as the revision's
+// InputRequests map. mu held.
+func (h *heldCall) inputRequests() json.RawMessage {
+	reqs := &jsonrpc.Object{}
 	for key, in := range h.waiting {
 		o := &jsonrpc.Object{}
 		o.SetString("method", in.req.Method)
@@ -331,18 +349,7 @@ func (h *heldCall) inputRequired(c *call) jsonrpc.Message {
 		o.Set("params", params)
 		reqs.Set(key, o.Marshal())
 	}
-	h.token = token
-	timeout := h.g.opts.ServerRequestTimeout
-	h.timer = time.AfterFunc(timeout, func() { h.expire(token) })
-	h.mu.Unlock()
-	h.g.held.Store(token, h)
-	res := &jsonrpc.Object{}
-	res.Set("resultType", json.RawMessage(`"input_required"`))
-	res.Set("inputRequests", reqs.Marshal())
-	res.SetString("requestState", token)
-	c.server, c.routeRule = h.inner.server, h.inner.routeRule
-	c.attrs = append(c.attrs, recorder.Attr{Key: "mcp.result_type", Value: "input_required"})
-	return jsonrpc.NewResult(c.msg.ID, res.Marshal())
+	return reqs.Marshal()
 }
 
 // expire ends a chain whose client did not retry in time: the backend's
@@ -367,15 +374,26 @@ func (c *call) heldRequest(ctx context.Context, b *Backend, req jsonrpc.Message)
 	in := &inputRequest{key: InputKeyPrefix + strconv.FormatInt(c.g.tokenSeq.Add(1), 36), req: req, answer: make(chan jsonrpc.Message, 1)}
 	t0 := time.Now()
 	var answer jsonrpc.Message
+	cancelled := jsonrpc.NewError(req.ID, jsonrpc.CodeInternalError, "mcptrail: request cancelled", errorData(c.reqID))
+	// h.ctx too: a stdio backend's request comes without the call's
+	// context, and must not wait once the held call is over.
 	select {
 	case h.events <- heldEvent{input: in}:
 		select {
 		case answer = <-in.answer:
 		case <-ctx.Done():
-			answer = jsonrpc.NewError(req.ID, jsonrpc.CodeInternalError, "mcptrail: request cancelled", errorData(c.reqID))
+			answer = cancelled
+		case <-h.ctx.Done():
+			select {
+			case answer = <-in.answer: // expire answers, then cancels
+			default:
+				answer = cancelled
+			}
 		}
 	case <-ctx.Done():
-		answer = jsonrpc.NewError(req.ID, jsonrpc.CodeInternalError, "mcptrail: request cancelled", errorData(c.reqID))
+		answer = cancelled
+	case <-h.ctx.Done():
+		answer = cancelled
 	}
 	answer.ID = req.ID
 	c.recordServerRequest(b, req, answer, in.key, t0, recorder.Attr{Key: "mcp.mrtr.input_key", Value: in.key})
