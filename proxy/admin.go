@@ -67,12 +67,24 @@ func (g *Gateway) adminEndpoints(mux *http.ServeMux, onMCPListener bool) {
 		mux.Handle("/metrics", g.adminOnly(onMCPListener, g.opts.MetricsHandler))
 	}
 	if g.opts.Console != nil {
-		con := g.opts.Console
-		if g.conf().Admin.TokenSHA256 == "" {
-			con = GuardOpenAdmin(con, g.logger)
-		}
-		mux.Handle("/console/", g.adminOnly(onMCPListener, con))
+		// Without an admin token the console is guarded against DNS
+		// rebinding (GuardOpenAdmin); adminOnly decides per request, as a
+		// reload may set the token.
+		mux.Handle("/console/", g.adminOnly(onMCPListener, openGuarded{g.opts.Console}))
 	}
+}
+
+// openGuarded marks an admin handler that, served without an admin token,
+// answers only to a rebinding-safe Host (GuardOpenAdmin).
+type openGuarded struct{ http.Handler }
+
+// DenyAdmin renders a refusal as the wrapped handler does.
+func (o openGuarded) DenyAdmin(w http.ResponseWriter, r *http.Request, status int, reason, requestID string) {
+	if d, ok := o.Handler.(AdminDenier); ok {
+		d.DenyAdmin(w, r, status, reason, requestID)
+		return
+	}
+	writeRPCError(w, status, nil, jsonrpc.CodeUnauthorized, reason, requestID)
 }
 
 // GuardOpenAdmin guards an admin handler served without an admin token
@@ -100,10 +112,16 @@ func (o openAdminGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	reqID := NewRequestID()
-	o.logger.Warn("open admin request refused: Host is a DNS name (DNS rebinding)", "request_id", reqID,
+	o.DenyAdmin(w, r, http.StatusForbidden, refuseRebinding(o.logger, r, reqID), reqID)
+}
+
+// refuseRebinding logs the refusal of an open admin request whose Host is
+// a DNS name and returns the reason the client is told.
+func refuseRebinding(logger interface{ Warn(msg string, args ...any) }, r *http.Request, reqID string) string {
+	logger.Warn("open admin request refused: Host is a DNS name (DNS rebinding)", "request_id", reqID,
 		"host", truncateForLog(r.Host), "path", r.URL.Path, "remote", r.RemoteAddr)
-	o.DenyAdmin(w, r, http.StatusForbidden, "mcptrail: without an admin token (admin.token_sha256) "+r.URL.Path+
-		" answers only to an IP address or localhost, so that a web page cannot rebind its own name to this address and read it", reqID)
+	return "mcptrail: without an admin token (admin.token_sha256) " + r.URL.Path +
+		" answers only to an IP address or localhost, so that a web page cannot rebind its own name to this address and read it"
 }
 
 // DenyAdmin renders a refusal as the guarded handler does.
@@ -165,9 +183,11 @@ type AdminDenier interface {
 // refused while client authentication is on (a client token is not an
 // admin token, and an unauthenticated caller must not read the gateway's
 // backends, counters and recorder state); on its own admin.listen, or when
-// the gateway has no authentication at all, it is open.
+// the gateway has no authentication at all, it is open (and an openGuarded
+// handler answers only to a rebinding-safe Host). The token is read from
+// the config in force at each request, so a reload applies to the next one.
 func (g *Gateway) adminOnly(onMCPListener bool, h http.Handler) http.Handler {
-	want := g.conf().Admin.TokenSHA256
+	_, guardOpen := h.(openGuarded)
 	deny := func(w http.ResponseWriter, r *http.Request, status int, reason, reqID string) {
 		if d, ok := h.(AdminDenier); ok {
 			// The connection closes after this answer, but the handler may
@@ -182,6 +202,7 @@ func (g *Gateway) adminOnly(onMCPListener bool, h http.Handler) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		reqID := NewRequestID()
+		want := g.conf().Admin.TokenSHA256
 		switch {
 		case want != "":
 			if !AdminTokenOK(r, want) {
@@ -195,6 +216,9 @@ func (g *Gateway) adminOnly(onMCPListener bool, h http.Handler) http.Handler {
 			g.stats.denied.Add(1)
 			deny(w, r, http.StatusForbidden, "mcptrail: "+r.URL.Path+" is an admin endpoint: serve it on admin.listen, or set admin.token_sha256", reqID)
 			return
+		case guardOpen && !RebindingSafeHost(r.Host):
+			deny(w, r, http.StatusForbidden, refuseRebinding(g.logger, r, reqID), reqID)
+			return
 		}
 		h.ServeHTTP(w, r)
 	})
@@ -203,16 +227,12 @@ func (g *Gateway) adminOnly(onMCPListener bool, h http.Handler) http.Handler {
 // checkOrigin refuses a browser request from an origin that is not in
 // allowed_origins with 403, as the MCP transport requires (DNS rebinding:
 // a web page must not drive a gateway on the user's loopback or LAN).
-// Requests without an Origin header (non-browser clients) pass.
+// Requests without an Origin header (non-browser clients) pass. The origins
+// are those of the config in force at each request (a reload applies).
 func (g *Gateway) checkOrigin(h http.HandlerFunc) http.HandlerFunc {
-	allowed := make([]string, 0, len(g.conf().AllowedOrigins))
-	for _, o := range g.conf().AllowedOrigins {
-		allowed = append(allowed, strings.ToLower(strings.TrimRight(o, "/")))
-	}
-	any := slices.Contains(allowed, "*")
 	return func(w http.ResponseWriter, r *http.Request) {
 		origin := r.Header.Get("Origin")
-		if origin == "" || any || slices.Contains(allowed, strings.ToLower(origin)) || sameLoopbackOrigin(origin, r.Host) {
+		if origin == "" || g.ps().origins.allows(origin) || sameLoopbackOrigin(origin, r.Host) {
 			h(w, r)
 			return
 		}
@@ -222,6 +242,25 @@ func (g *Gateway) checkOrigin(h http.HandlerFunc) http.HandlerFunc {
 		closeUnread(w)
 		g.logger.Warn("request denied: origin not allowed", "request_id", reqID, "origin", truncateForLog(origin), "remote", r.RemoteAddr)
 	}
+}
+
+// originSet is allowed_origins, normalized once per config.
+type originSet struct {
+	any     bool // "*"
+	allowed []string
+}
+
+func newOriginSet(origins []string) originSet {
+	s := originSet{allowed: make([]string, 0, len(origins))}
+	for _, o := range origins {
+		s.allowed = append(s.allowed, strings.ToLower(strings.TrimRight(o, "/")))
+	}
+	s.any = slices.Contains(s.allowed, "*")
+	return s
+}
+
+func (s originSet) allows(origin string) bool {
+	return s.any || slices.Contains(s.allowed, strings.ToLower(origin))
 }
 
 // sameLoopbackOrigin reports whether origin is the gateway's own origin on a

@@ -43,6 +43,7 @@ type policySet struct {
 	outFilters *outputFilters
 	rates      *rateLimits
 	toolGates  map[string]*toolGate
+	origins    originSet // allowed_origins
 }
 
 // newPolicySet compiles cfg's policy. Rate limit buckets and per-tool
@@ -60,7 +61,7 @@ func newPolicySet(cfg *config.Config, o Options, out JSONRedactor, prev *policyS
 		return nil, fmt.Errorf("configuring auth: %w", err)
 	}
 	sep := cmp.Or(cfg.NamespaceSeparator, config.DefaultNamespaceSeparator)
-	ps := &policySet{cfg: cfg, auth: a}
+	ps := &policySet{cfg: cfg, auth: a, origins: newOriginSet(cfg.AllowedOrigins)}
 	ps.policies = []PolicyCheck{tokenCheck{enabled: a.Enabled(), sep: sep}}
 	if pins != nil && pinningCanDeny(cfg) {
 		ps.policies = append(ps.policies, pins)
@@ -269,6 +270,12 @@ func (g *Gateway) swap(next *config.Config) (ReloadResult, error) {
 		// edit, must not open the gateway to everyone.
 		res.HashAfter = res.HashBefore
 		return res, fmt.Errorf("auth: a reload cannot turn authentication off (no tokens and no oauth left): %w", ErrRestartRequired)
+	}
+	if cur.cfg.Admin.TokenSHA256 != "" && next.Admin.TokenSHA256 == "" {
+		// Likewise for the admin endpoints: a lost admin section must
+		// not open them (on admin.listen they would answer anyone).
+		res.HashAfter = res.HashBefore
+		return res, fmt.Errorf("admin.token_sha256: a reload cannot remove the admin token: %w", ErrRestartRequired)
 	}
 	// Backends: keep the unchanged ones as they are, start new ones, and
 	// retire removed or changed ones.

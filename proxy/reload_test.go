@@ -270,3 +270,73 @@ func mustRead(t *testing.T, path string) string {
 	}
 	return string(b)
 }
+
+// TestReloadAdminToken: a reload that changes admin.token_sha256 applies to
+// the next admin request: the old token is refused, the new one accepted.
+// Fails before the fix: the admin handler kept the token it was built with.
+func TestReloadAdminToken(t *testing.T) {
+	hs := httptest.NewServer(testbackend.New(testbackend.Options{}).HTTPHandler())
+	t.Cleanup(hs.Close)
+	path := filepath.Join(t.TempDir(), "mcptrail.yaml")
+	servers := [][2]string{{"alpha", hs.URL + "/mcp"}}
+	admin := func(tok string) string { return "admin:\n  token_sha256: " + sha(tok) + "\n" }
+	e := startGateway(t, reloadConfig(t, path, servers, `"*"`, admin("admin-old")))
+	status := func(tok string) int {
+		code, _ := do(t, "GET", e.url+"/statusz", map[string]string{"Authorization": "Bearer " + tok}, "")
+		return code
+	}
+	if got := status("admin-old"); got != 200 {
+		t.Fatalf("/statusz with the admin token = %d, want 200", got)
+	}
+	reloadConfig(t, path, servers, `"*"`, admin("admin-new"))
+	if _, err := e.gw.ReloadFile(context.Background(), path, nil, "test"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		tok  string
+		want int
+	}{{"admin-old", 401}, {"admin-new", 200}} {
+		if got := status(tc.tok); got != tc.want {
+			t.Errorf("after the reload, /statusz with %s = %d, want %d", tc.tok, got, tc.want)
+		}
+	}
+	// Losing the admin token in an edit must not open the admin endpoints.
+	reloadConfig(t, path, servers, `"*"`, "")
+	if _, err := e.gw.ReloadFile(context.Background(), path, nil, "test"); !errors.Is(err, proxy.ErrRestartRequired) || !strings.Contains(err.Error(), "admin.token_sha256") {
+		t.Errorf("reload removing the admin token: %v, want it refused naming admin.token_sha256", err)
+	}
+	if got := status("admin-new"); got != 200 {
+		t.Errorf("after the refused reload, /statusz with admin-new = %d, want 200", got)
+	}
+}
+
+// TestReloadAllowedOrigins: a reload that changes allowed_origins applies
+// to the next request. Fails before the fix: the origins were read once,
+// when the handler was built.
+func TestReloadAllowedOrigins(t *testing.T) {
+	hs := httptest.NewServer(testbackend.New(testbackend.Options{}).HTTPHandler())
+	t.Cleanup(hs.Close)
+	path := filepath.Join(t.TempDir(), "mcptrail.yaml")
+	servers := [][2]string{{"alpha", hs.URL + "/mcp"}}
+	origins := func(o string) string { return "allowed_origins: [\"" + o + "\"]\n" }
+	e := startGateway(t, reloadConfig(t, path, servers, `"*"`, origins("https://old.example")))
+	post := func(origin string) int {
+		code, _ := do(t, "POST", e.url+"/mcp", map[string]string{"Authorization": "Bearer alice-token", "Origin": origin}, initBody)
+		return code
+	}
+	if got := post("https://old.example"); got != 200 {
+		t.Fatalf("POST /mcp from the allowed origin = %d, want 200", got)
+	}
+	reloadConfig(t, path, servers, `"*"`, origins("https://new.example"))
+	if _, err := e.gw.ReloadFile(context.Background(), path, nil, "test"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		origin string
+		want   int
+	}{{"https://old.example", 403}, {"https://new.example", 200}} {
+		if got := post(tc.origin); got != tc.want {
+			t.Errorf("after the reload, POST /mcp from %s = %d, want %d", tc.origin, got, tc.want)
+		}
+	}
+}
