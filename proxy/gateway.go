@@ -420,6 +420,9 @@ func (g *Gateway) janitor(ctx context.Context) {
 			}
 			continue
 		case <-t.C:
+			// Read at every sweep too: a reload may have changed it.
+			idle = g.sessionIdleTimeout()
+			t.Reset(period(idle))
 			if n := g.expireIdle(time.Now().Add(-idle)); n > 0 {
 				g.logger.Info("idle sessions expired", "sessions", n, "idle_timeout", idle)
 			}

@@ -132,7 +132,9 @@ func newPinTracker(cfg *config.Config, sep string, store PinStore, logger *slog.
 // observed now (hot reload): a tool refused under hide may be served under
 // warn, and the other way round. The pins themselves are kept.
 func (t *pinTracker) reconfigure(cfg *config.Config) {
-	t.cfg.Store(cfg)
+	if old := t.cfg.Swap(cfg); old.PinningPollInterval() != cfg.PinningPollInterval() {
+		t.wake() // run rearms its ticker with the new interval
+	}
 	t.mu.Lock()
 	changes, stateChanged := t.evaluateLocked()
 	t.mu.Unlock()
@@ -352,6 +354,7 @@ func (t *pinTracker) run(ctx context.Context) {
 		case <-tick.C:
 		case <-t.kick:
 		}
+		tick.Reset(t.cfg.Load().PinningPollInterval()) // a reload may change it
 	}
 }
 

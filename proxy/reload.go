@@ -116,6 +116,10 @@ func (g *Gateway) ps() *policySet { return g.pol.Load() }
 // conf is the current configuration.
 func (g *Gateway) conf() *config.Config { return g.pol.Load().cfg }
 
+// Config is the configuration in force: the one the gateway was built
+// with, or the last one a reload applied. It must not be modified.
+func (g *Gateway) Config() *config.Config { return g.conf() }
+
 // bs is the current set of backends.
 func (g *Gateway) bs() *backendSet { return g.backendSet.Load() }
 

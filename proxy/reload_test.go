@@ -340,3 +340,22 @@ func TestReloadAllowedOrigins(t *testing.T) {
 		}
 	}
 }
+
+// TestReloadConfigInForce: Config is the config a reload applied, which
+// serve reads at shutdown (shutdown_timeout) and the console at every page
+// (admin.trace_url). Fails before the fix: both kept the values read at
+// start.
+func TestReloadConfigInForce(t *testing.T) {
+	hs := httptest.NewServer(testbackend.New(testbackend.Options{}).HTTPHandler())
+	t.Cleanup(hs.Close)
+	path := filepath.Join(t.TempDir(), "mcptrail.yaml")
+	servers := [][2]string{{"alpha", hs.URL + "/mcp"}}
+	e := startGateway(t, reloadConfig(t, path, servers, `"*"`, "shutdown_timeout: 3s\nadmin: {trace_url: \"http://old/{trace_id}\"}\n"))
+	reloadConfig(t, path, servers, `"*"`, "shutdown_timeout: 7s\nadmin: {trace_url: \"http://new/{trace_id}\"}\n")
+	if _, err := e.gw.ReloadFile(context.Background(), path, nil, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.gw.Config(); got.ShutdownTimeout != 7*time.Second || got.Admin.TraceURL != "http://new/{trace_id}" {
+		t.Errorf("Config() after the reload: shutdown_timeout %s, trace_url %q; want 7s, http://new/{trace_id}", got.ShutdownTimeout, got.Admin.TraceURL)
+	}
+}

@@ -95,7 +95,7 @@ func runConsole(ctx context.Context, t target, listen, tokenSHA256, traceURL str
 		return err
 	}
 	defer store.Close()
-	con, err := console.New(console.Config{Store: store, TraceURL: traceURL, QueryTimeout: queryTimeout, Logger: logger, Version: version})
+	con, err := console.New(console.Config{Store: store, TraceURL: func() string { return traceURL }, QueryTimeout: queryTimeout, Logger: logger, Version: version})
 	if err != nil {
 		return err
 	}

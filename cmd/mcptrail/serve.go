@@ -157,7 +157,7 @@ func runServe(ctx context.Context, cfg *config.Config, overrides func(*config.Co
 	var gw *proxy.Gateway
 	if rec.store != nil {
 		con, err := console.New(console.Config{Store: rec.store, Status: func() proxy.Status { return gw.Status() },
-			TraceURL: cfg.Admin.TraceURL, Logger: logger, Version: version})
+			TraceURL: func() string { return gw.Config().Admin.TraceURL }, Logger: logger, Version: version})
 		if err != nil {
 			return err
 		}
@@ -221,8 +221,10 @@ mcptrail %s is serving MCP on http://%s
 	)
 	stopping := func() context.Context {
 		stopOnce.Do(func() {
-			logger.Info("shutting down", "timeout", cfg.ShutdownTimeout)
-			stopCtx, cancel = context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+			// The config in force: a reload may have changed it.
+			timeout := gw.Config().ShutdownTimeout
+			logger.Info("shutting down", "timeout", timeout)
+			stopCtx, cancel = context.WithTimeout(context.Background(), timeout)
 		})
 		return stopCtx
 	}

@@ -58,8 +58,10 @@ type Config struct {
 	// Status returns the gateway's status (/statusz) for the health page;
 	// nil when no gateway runs in this process (`mcptrail console`).
 	Status func() proxy.Status
-	// TraceURL links OTel trace IDs: "{trace_id}" is replaced (admin.trace_url).
-	TraceURL string
+	// TraceURL returns the URL OTel trace IDs link to, "{trace_id}"
+	// replaced (admin.trace_url); called at every page, so that a reloaded
+	// config applies. nil: no links.
+	TraceURL func() string
 	// QueryTimeout bounds each page's queries. Default 10s.
 	QueryTimeout time.Duration
 	// ExportTimeout bounds an audit download. Default 10m.
@@ -102,6 +104,9 @@ func New(cfg Config) (*Console, error) {
 	cfg.Logger = cfg.Logger.With("component", "console")
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.TraceURL == nil {
+		cfg.TraceURL = func() string { return "" }
 	}
 	c := &Console{cfg: cfg, mux: http.NewServeMux(), pages: map[string]*template.Template{}}
 	for _, name := range []string{"calls", "trace", "audit", "replays", "replay", "health", "error", "login"} {

@@ -156,7 +156,7 @@ var inlineRe = regexp.MustCompile(`(?i)<script(?:\s[^>]*)?>[^<]|<style|\sstyle=|
 // TestPages renders every page over real recordings and checks what each
 // must show, the CSP header, and that no page needs inline script or style.
 func TestPages(t *testing.T) {
-	e := newEnv(t, Config{TraceURL: "http://jaeger.test/trace/{trace_id}", Version: "test"})
+	e := newEnv(t, Config{TraceURL: func() string { return "http://jaeger.test/trace/{trace_id}" }, Version: "test"})
 	tests := []struct {
 		name, path string
 		status     int

@@ -260,8 +260,8 @@ func (c *Console) requestView(evs []recorder.Event) requestView {
 	for i := 0; i <= 4; i++ {
 		v.Ticks = append(v.Ticks, tick{X: i * 250, Label: "+" + recfmt.Duration(time.Duration(span*int64(i)/4))})
 	}
-	if c.cfg.TraceURL != "" && traceIDRe.MatchString(v.First.TraceID) {
-		v.TraceLink = strings.ReplaceAll(c.cfg.TraceURL, "{trace_id}", v.First.TraceID)
+	if tu := c.cfg.TraceURL(); tu != "" && traceIDRe.MatchString(v.First.TraceID) {
+		v.TraceLink = strings.ReplaceAll(tu, "{trace_id}", v.First.TraceID)
 	}
 	return v
 }
