@@ -324,7 +324,7 @@ func (g *Gateway) acceptOneWay(sess *Session, msg jsonrpc.Message) bool {
 		g.clientNotification(sess, msg)
 	case jsonrpc.KindResponse:
 		if !sess.deliver(msg) && !g.relayAnswer(sess, msg) {
-			g.logger.Warn("answer to an unknown server request", "session_id", sess.id, "id", capForLog(string(msg.ID), maxRPCIDBytes))
+			g.logger.Warn("answer to an unknown server request", "session_id", sess.recID, "id", capForLog(string(msg.ID), maxRPCIDBytes))
 		}
 	default:
 		return false

@@ -245,9 +245,4 @@ func (ss *sealedSessions) revoke(s *Session) {
 
 // recordedSessionID is how a client-given session id is recorded: a sealed
 // id by its public handle, any other as given.
-func recordedSessionID(id string) string {
-	if h, ok := sessionseal.Handle(id); ok {
-		return h
-	}
-	return id
-}
+func recordedSessionID(id string) string { return sessionseal.Public(id) }

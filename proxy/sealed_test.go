@@ -1,11 +1,14 @@
 package proxy_test
 
 import (
+	"bytes"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -24,7 +27,7 @@ const (
 
 // replicaPair starts two gateways in front of one backend, each with its
 // own session keys file, sharing a clock the test moves.
-func replicaPair(t *testing.T, keysA, keysB string, clock *atomic.Int64) (a, b *env, readerB *sdkmetric.ManualReader) {
+func replicaPair(t *testing.T, keysA, keysB string, clock *atomic.Int64, opts ...func(*proxy.Options)) (a, b *env, readerB *sdkmetric.ManualReader) {
 	t.Helper()
 	readerB = sdkmetric.NewManualReader()
 	cfg := oneBackend(t)
@@ -39,12 +42,12 @@ func replicaPair(t *testing.T, keysA, keysB string, clock *atomic.Int64) (a, b *
 				t.Fatal(err)
 			}
 		}
-		return startGateway(t, &c, func(o *proxy.Options) {
+		return startGateway(t, &c, append([]func(*proxy.Options){func(o *proxy.Options) {
 			o.Now = now
 			if measured {
 				o.MeterProvider = sdkmetric.NewMeterProvider(sdkmetric.WithReader(readerB))
 			}
-		})
+		}}, opts...)...)
 	}
 	return start(keysA, false), start(keysB, true), readerB
 }
@@ -217,4 +220,74 @@ func deleteSession(t *testing.T, url string, hdr map[string]string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// lockedLog is a log sink tests read while the gateway writes to it.
+type lockedLog struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestSealedSessionIDNotLogged: a sealed session id is a bearer credential:
+// through its whole life (created, resumed on another replica, used with a
+// client answer nobody waits for, presented by another principal, DELETEd,
+// expired) neither replica's log nor any recorded event carries it; both
+// name it by its handle. Fails before the fix: "answer to an unknown
+// server request" logged the id.
+func TestSealedSessionIDNotLogged(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	logs := &lockedLog{}
+	a, b, _ := replicaPair(t, sessKey1, sessKey1, &clock, func(o *proxy.Options) {
+		o.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
+	alice := map[string]string{"Authorization": "Bearer alice-token"}
+	sid := initSession(t, a.url, alice)
+	list := `{"jsonrpc":"2.0","id":3,"method":"tools/list"}`
+	for _, e := range []*env{a, b} { // used on a, resumed on b
+		if resp, _ := post(t, e.url, list, sessionHeaders("alice-token", sid)); resp.StatusCode != http.StatusOK {
+			t.Fatalf("tools/list: %d", resp.StatusCode)
+		}
+		// An answer to a server request nobody sent.
+		if resp, _ := post(t, e.url, `{"jsonrpc":"2.0","id":"nobody","result":{}}`, sessionHeaders("alice-token", sid)); resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("client answer: %d", resp.StatusCode)
+		}
+		if resp, _ := post(t, e.url, list, sessionHeaders("bob-token", sid)); resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("bob with alice's id: %d", resp.StatusCode)
+		}
+	}
+	if status := deleteSession(t, b.url, sessionHeaders("alice-token", sid)); status != http.StatusNoContent {
+		t.Fatalf("DELETE: %d", status)
+	}
+	post(t, b.url, list, sessionHeaders("alice-token", sid))
+	sid2 := initSession(t, a.url, alice)
+	clock.Add(int64(time.Hour + time.Second))
+	for _, e := range []*env{a, b} {
+		post(t, e.url, list, sessionHeaders("alice-token", sid2))
+	}
+	for _, id := range []string{sid, sid2} {
+		secret := id[len(id)-32:] // any long stretch of the sealed id will do
+		if out := logs.String(); strings.Contains(out, secret) {
+			t.Errorf("the log carries the sealed session id:\n%s", out)
+		}
+		for _, e := range []*env{a, b} {
+			for _, ev := range e.rec.snapshot() {
+				if j, _ := json.Marshal(ev); strings.Contains(string(j), secret) {
+					t.Errorf("a recorded event carries the sealed session id: %s", j)
+				}
+			}
+		}
+	}
 }

@@ -25,7 +25,7 @@ const sessionStreamSize = 256
 // the gateway can reach it on.
 type Session struct {
 	id       string
-	recID    string    // the id in records and logs: id, or a sealed id's public handle
+	recID    string    // the id in records, logs and spans: id, or a sealed id's public handle (id is a bearer credential then)
 	sealedTo time.Time // a sealed session's expiry; zero when not sealed
 	sealedAt time.Time // a sealed session's issue time
 	legacy   bool      // opened by GET /sse: served by POST /message only; else by /mcp only
@@ -194,7 +194,7 @@ func (s *Session) push(b []byte) {
 	default:
 		s.dropped.Add(1)
 		s.g.stats.dropped.Add(1)
-		s.g.logger.Warn("session stream full, message dropped", "session_id", s.id, "dropped_total", s.dropped.Load())
+		s.g.logger.Warn("session stream full, message dropped", "session_id", s.recID, "dropped_total", s.dropped.Load())
 	}
 }
 
@@ -215,7 +215,7 @@ func (s *Session) pushWait(b []byte, d time.Duration) {
 	case <-t.C:
 		s.dropped.Add(1)
 		s.g.stats.dropped.Add(1)
-		s.g.logger.Error("session stream blocked, answer dropped", "session_id", s.id, "waited", d)
+		s.g.logger.Error("session stream blocked, answer dropped", "session_id", s.recID, "waited", d)
 	}
 }
 
@@ -507,7 +507,7 @@ func (g *Gateway) denySessionOwner(r *http.Request, id string, p *auth.Principal
 		_ = g.rec.Record(e)
 	}
 	g.logger.Warn("request denied: session belongs to another principal", "request_id", reqID,
-		"principal", principalName(p), "target", target, "remote", r.RemoteAddr)
+		"session_id", truncateForLog(recordedSessionID(id)), "principal", principalName(p), "target", target, "remote", r.RemoteAddr)
 }
 
 // sessionTable holds the open sessions, counted per principal so that

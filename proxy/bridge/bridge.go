@@ -33,6 +33,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/mcptrail/mcptrail/proxy/jsonrpc"
+	"github.com/mcptrail/mcptrail/proxy/sessionseal"
 	"github.com/mcptrail/mcptrail/proxy/sse"
 )
 
@@ -585,11 +586,11 @@ func (b *bridge) deleteSession(ctx context.Context) {
 	b.setHeaders(req.Header, nil)
 	resp, err := b.cfg.HTTPClient.Do(req)
 	if err != nil {
-		b.log.Warn("deleting session", "session_id", sid, "err", err)
+		b.log.Warn("deleting session", "session_id", sessionseal.Public(sid), "err", err)
 		return
 	}
 	resp.Body.Close()
-	b.log.Debug("session deleted", "session_id", sid, "http_status", resp.StatusCode)
+	b.log.Debug("session deleted", "session_id", sessionseal.Public(sid), "http_status", resp.StatusCode)
 }
 
 // httpStatusCode maps an HTTP failure to the JSON-RPC code the client sees.

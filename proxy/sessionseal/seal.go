@@ -255,6 +255,15 @@ func (k *Keyring) Open(token string, now time.Time) (*State, error) {
 	return st, nil
 }
 
+// Public is how a session id may be shown in logs and records: a sealed
+// id (a bearer credential) by its public handle, any other id as it is.
+func Public(id string) string {
+	if h, ok := Handle(id); ok {
+		return h
+	}
+	return id
+}
+
 // Handle returns the public handle of a token, hex, without opening it
 // (for logs of refused tokens); ok false when token is not shaped as one.
 func Handle(token string) (string, bool) {

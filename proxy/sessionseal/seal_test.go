@@ -258,3 +258,22 @@ func BenchmarkOpen(b *testing.B) {
 		b.Fatal("nothing opened")
 	}
 }
+
+// TestPublic: a sealed id is shown by its handle, never in full; any other
+// id as it is.
+func TestPublic(t *testing.T) {
+	st := sample()
+	tok, err := ring(t, key1).Seal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ name, id, want string }{
+		{"sealed", tok, st.HandleString()},
+		{"random", "0123456789abcdef0123456789abcdef", "0123456789abcdef0123456789abcdef"},
+		{"empty", "", ""},
+	} {
+		if got := Public(tt.id); got != tt.want {
+			t.Errorf("%s: Public(%.20q…) = %q, want %q", tt.name, tt.id, got, tt.want)
+		}
+	}
+}
