@@ -33,12 +33,18 @@ type Options struct {
 	Prefix string
 	// Timeout bounds dialing and each command.
 	Timeout time.Duration
+	// Now, when set, is the clock of the rate-limit buckets, sent with
+	// each take. nil (the default): the Redis server's TIME, one clock for
+	// every replica. Tests set it so that no bucket refills while the
+	// machine is slow.
+	Now func() time.Time
 }
 
 // Store is the shared state of a deployment's replicas.
 type Store struct {
 	rdb    *redis.Client
 	prefix string
+	now    func() time.Time
 }
 
 // New returns a Store; it does not connect until first used.
@@ -56,7 +62,7 @@ func New(o Options) *Store {
 		MaxRetries:      1,
 		DisableIdentity: true, // no CLIENT SETINFO (Valkey and older Redis refuse it)
 	})
-	return &Store{rdb: rdb, prefix: o.Prefix}
+	return &Store{rdb: rdb, prefix: o.Prefix, now: o.Now}
 }
 
 // Close closes the connections.
@@ -73,13 +79,17 @@ type Bucket struct {
 }
 
 // takeScript takes one token from every bucket in KEYS, or from none when
-// one of them has less than one. ARGV holds each bucket's rate and burst.
+// one of them has less than one. ARGV holds each bucket's rate and burst,
+// then the time in seconds, or "" for the server's TIME.
 // It answers {0, "0"} when taken, else {i, seconds} for the first bucket
 // i (1-based) that refused and how long until it has a token. A bucket's
 // hash expires once it would be full again, so idle buckets cost nothing.
 var takeScript = redis.NewScript(`
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local now = tonumber(ARGV[2*#KEYS+1])
+if now == nil then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
 local tokens = {}
 for i = 1, #KEYS do
   local rate = tonumber(ARGV[2*i-1])
@@ -114,11 +124,16 @@ return {0, '0'}
 // Key ("{principal}...") to live on one Redis Cluster slot.
 func (s *Store) Take(ctx context.Context, buckets []Bucket) (refused int, retry time.Duration, err error) {
 	keys := make([]string, len(buckets))
-	args := make([]any, 0, 2*len(buckets))
+	args := make([]any, 0, 2*len(buckets)+1)
 	for i, b := range buckets {
 		keys[i] = s.prefix + "rl:" + b.Key
 		args = append(args, strconv.FormatFloat(b.Rate, 'g', -1, 64), b.Burst)
 	}
+	now := ""
+	if s.now != nil {
+		now = strconv.FormatFloat(float64(s.now().UnixMicro())/1e6, 'f', 6, 64)
+	}
+	args = append(args, now)
 	res, err := takeScript.Run(ctx, s.rdb, keys, args...).Slice()
 	if err != nil {
 		return -1, 0, fmt.Errorf("redis rate-limit script: %w", err)

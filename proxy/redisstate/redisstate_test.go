@@ -78,28 +78,37 @@ func TestTakeExactAcrossClients(t *testing.T) {
 	}
 }
 
-// TestTakeRefills: a bucket refills at its rate, timed by the server.
+// TestTakeRefills: a bucket refills at its rate. The clock is the test's
+// (Options.Now), so a loaded machine cannot refill the bucket between two
+// takes. Fails before the fix (flaky): the second take got a token when
+// more than 20ms passed between the two.
 func TestTakeRefills(t *testing.T) {
 	r := redistest.Start(t)
-	s := newStore(t, r.Addr)
+	var clock atomic.Int64
+	clock.Store(time.Unix(1_800_000_000, 0).UnixNano())
+	s := redisstate.New(redisstate.Options{Addr: r.Addr, Prefix: fmt.Sprintf("t%d:", time.Now().UnixNano()), Timeout: time.Second,
+		Now: func() time.Time { return time.Unix(0, clock.Load()) }})
+	t.Cleanup(func() { _ = s.Close() })
 	ctx := context.Background()
-	b := []redisstate.Bucket{{Key: "{carol}", Rate: 50, Burst: 1}}
-	if i, _, _ := s.Take(ctx, b); i != -1 {
-		t.Fatal("first take refused")
-	}
-	i, retry, err := s.Take(ctx, b)
-	if err != nil || i != 0 || retry <= 0 || retry > 20*time.Millisecond {
-		t.Fatalf("second take = %d, %v, %v; want refused with retry in (0, 20ms]", i, retry, err)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if i, _, _ := s.Take(ctx, b); i == -1 {
-			break
+	b := []redisstate.Bucket{{Key: "{carol}", Rate: 50, Burst: 1}} // a token every 20ms
+	near := func(got, want time.Duration) bool { return got > want-time.Millisecond && got < want+time.Millisecond }
+	for _, step := range []struct {
+		advance   time.Duration
+		wantTaken bool
+		wantRetry time.Duration
+	}{
+		{0, true, 0},
+		{0, false, 20 * time.Millisecond},
+		{15 * time.Millisecond, false, 5 * time.Millisecond},
+		{6 * time.Millisecond, true, 0}, // a hair past 20ms: times are float seconds
+		{time.Hour, true, 0},
+		{0, false, 20 * time.Millisecond},
+	} {
+		clock.Add(int64(step.advance))
+		i, retry, err := s.Take(ctx, b)
+		if err != nil || (i == -1) != step.wantTaken || !near(retry, step.wantRetry) && step.wantRetry != 0 || step.wantRetry == 0 && retry != 0 {
+			t.Fatalf("after +%v: Take = %d, %v, %v; want taken %v, retry %v", step.advance, i, retry, err, step.wantTaken, step.wantRetry)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("bucket never refilled")
-		}
-		time.Sleep(retry)
 	}
 }
 
