@@ -277,6 +277,17 @@ func (c *call) fail(code int, msg string, extra ...string) jsonrpc.Message {
 	return jsonrpc.NewError(c.msg.ID, code, msg, errorData(c.reqID, extra...))
 }
 
+// failInternal is fail for a failure of what the gateway stands on (Redis,
+// a backend's connection): the client is told msg and the request ID, not
+// the detail, which names internal addresses and errors; the log line
+// (with the request ID) and the recorded answer carry it.
+func (c *call) failInternal(code int, msg string, detail error, extra ...string) jsonrpc.Message {
+	m := c.fail(code, msg+" (request "+c.reqID+"; the gateway log has the cause)", extra...)
+	c.errMsg = msg + ": " + detail.Error()
+	c.g.logger.Warn(msg, "request_id", c.reqID, "err", detail)
+	return m
+}
+
 // stamp puts the request ID on the answer: result._meta for results that
 // have content. An empty result ({} — ping, logging/setLevel,
 // subscriptions) stays byte-for-byte empty, as the spec requires; its
@@ -716,13 +727,13 @@ func (c *call) forwardOnce(ctx context.Context, b *Backend, attempt int, fallbac
 	snap, err := b.snapFor(ctx, key, caps)
 	if snap == nil {
 		c.outcome = recorder.OutcomeTransportError
-		reason := "not connected"
+		cause := errors.New("not connected")
 		if err != nil {
-			reason = "connecting for this client's capabilities: " + err.Error()
+			cause = fmt.Errorf("connecting for this client's capabilities: %w", err)
 		} else if err := b.LastError(); err != nil {
-			reason = err.Error()
+			cause = err
 		}
-		resp := c.fail(jsonrpc.CodeBackendUnavailable, fmt.Sprintf("mcptrail: backend %s is unavailable: %s", b.Name(), reason), "server", b.Name())
+		resp := c.failInternal(jsonrpc.CodeBackendUnavailable, "mcptrail: backend "+b.Name()+" is unavailable", cause, "server", b.Name())
 		c.outcome = recorder.OutcomeTransportError
 		return resp
 	}
@@ -808,7 +819,7 @@ func (c *call) forwardOnce(ctx context.Context, b *Backend, attempt int, fallbac
 			c.cancelUpstream(snap, id, reason)
 		default:
 			c.upFail = upTransport
-			out = c.fail(jsonrpc.CodeBackendUnavailable, fmt.Sprintf("mcptrail: backend %s failed: %v", b.Name(), err), "server", b.Name())
+			out = c.failInternal(jsonrpc.CodeBackendUnavailable, "mcptrail: backend "+b.Name()+" failed", err, "server", b.Name())
 			// A refusal of this one call (HTTP 4xx/5xx) leaves the
 			// connection usable; anything else means it is gone.
 			var hs *httpStatusError

@@ -225,8 +225,10 @@ func (c *call) rateUnavailable(ctx context.Context, err error) (jsonrpc.Message,
 		g.logger.Warn("shared rate limits unavailable: call let through (redis.rate_limit_fail_open)", "request_id", c.reqID, "err", err)
 		return jsonrpc.Message{}, true
 	}
-	msg := "mcptrail: rate limits unavailable, call refused: " + err.Error() + " (redis.rate_limit_fail_open is false)"
+	// Redis's error names its address: the client gets the request ID,
+	// the log line the cause.
 	g.logger.Error("shared rate limits unavailable: call refused", "request_id", c.reqID, "err", err)
+	msg := "mcptrail: rate limits unavailable, call refused (redis.rate_limit_fail_open is false; request " + c.reqID + ")"
 	return c.refuseAtLimit(ctx, limitRateUnavailable, RuleRateUnavailable, msg, 0), false
 }
 

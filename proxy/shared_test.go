@@ -5,25 +5,30 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mcptrail/mcptrail/proxy"
 	"github.com/mcptrail/mcptrail/proxy/config"
 	"github.com/mcptrail/mcptrail/proxy/jsonrpc"
 	"github.com/mcptrail/mcptrail/proxy/redisstate/redistest"
+	"github.com/mcptrail/mcptrail/recorder"
 )
 
 // sharedPair starts two gateways in front of one backend sharing a Redis.
-func sharedPair(t *testing.T, addr string, failOpen bool) (a, b *env) {
+func sharedPair(t *testing.T, addr string, failOpen bool, opts ...func(*proxy.Options)) (a, b *env) {
 	t.Helper()
 	cfg := oneBackend(t)
 	cfg.Limits.RatePerPrincipal = config.Rate{Rate: "4/h", Burst: 4}
 	cfg.Servers[0].Tools = map[string]config.ToolSettings{"now": {Cache: &config.ToolCache{TTL: time.Minute, Force: true}}}
 	cfg.Redis = config.Redis{Addr: addr, Prefix: fmt.Sprintf("test-%d:", time.Now().UnixNano()), Timeout: 200 * time.Millisecond, RateLimitFailOpen: failOpen}
 	ca, cb := *cfg, *cfg
-	return startGateway(t, &ca), startGateway(t, &cb)
+	return startGateway(t, &ca, opts...), startGateway(t, &cb, opts...)
 }
 
 func toolCall(id int, name string, args string) string {
@@ -225,5 +230,79 @@ func TestSealedSessionDeleteEndsItEverywhere(t *testing.T) {
 		if resp, body := post(t, e.url, list, sessionHeaders("alice-token", sid)); resp.StatusCode != http.StatusNotFound {
 			t.Errorf("%s after the DELETE on a: %d %s, want 404", name, resp.StatusCode, body)
 		}
+	}
+}
+
+// TestRateUnavailableHidesRedisError: with Redis down (fail closed), the
+// client is told the rate limits are unavailable and given the request ID,
+// not Redis's address or error; the log line with that request ID has them.
+// Fails before the fix: the answer quoted the Redis error.
+func TestRateUnavailableHidesRedisError(t *testing.T) {
+	r := redistest.Start(t)
+	logs := &lockedLog{}
+	a, _ := sharedPair(t, r.Addr, false, func(o *proxy.Options) {
+		o.Logger = slog.New(slog.NewJSONHandler(logs, nil))
+	})
+	sid := initSession(t, a.url, map[string]string{"Authorization": "Bearer alice-token"})
+	r.Kill()
+	resp, body := post(t, a.url, toolCall(2, "alpha.echo", `{"message":"x"}`), sessionHeaders("alice-token", sid))
+	got := decodeResp(t, body)
+	reqID := resp.Header.Get("X-Request-Id")
+	if got.Error == nil || got.Error.Code != jsonrpc.CodeLimited || !strings.Contains(got.Error.Message, "rate limits unavailable") || !strings.Contains(got.Error.Message, reqID) {
+		t.Fatalf("answer %s, want -32029 rate limits unavailable naming request %s", body, reqID)
+	}
+	_, port, _ := strings.Cut(r.Addr, ":")
+	for _, internal := range []string{r.Addr, port, "dial", "connection refused", "script"} {
+		if strings.Contains(got.Error.Message, internal) {
+			t.Errorf("the client's error %q reveals %q", got.Error.Message, internal)
+		}
+	}
+	if !slices.ContainsFunc(strings.Split(logs.String(), "\n"), func(l string) bool {
+		return strings.Contains(l, reqID) && strings.Contains(l, port)
+	}) {
+		t.Errorf("no log line carries request %s and the Redis error:\n%s", reqID, logs.String())
+	}
+}
+
+// TestBackendUnavailableHidesAddress: a call to a backend that cannot be
+// reached tells the client which backend and the request ID, not the
+// backend's address or the dial error; the log line with the request ID
+// and the recorded answer have them. Fails before the fix: the answer
+// quoted "dial tcp 127.0.0.1:<port>: connect: connection refused".
+func TestBackendUnavailableHidesAddress(t *testing.T) {
+	dead := httptest.NewServer(http.NotFoundHandler())
+	deadURL := dead.URL
+	dead.Close()
+	_, port, _ := strings.Cut(strings.TrimPrefix(deadURL, "http://"), ":")
+	cfg := oneBackend(t)
+	cfg.Servers = append(cfg.Servers, config.Server{Name: "dead", Transport: "http", URL: deadURL + "/mcp", Timeout: time.Second})
+	logs := &lockedLog{}
+	e := startGatewayUnready(t, cfg, func(o *proxy.Options) { o.Logger = slog.New(slog.NewJSONHandler(logs, nil)) })
+	waitFor(t, "dead's connect failure", func() bool { return e.gw.Backend("dead").LastError() != nil })
+	sid := initSession(t, e.url, map[string]string{"Authorization": "Bearer alice-token"})
+	resp, body := post(t, e.url, toolCall(2, "dead.x", `{}`), sessionHeaders("alice-token", sid))
+	got := decodeResp(t, body)
+	reqID := resp.Header.Get("X-Request-Id")
+	if got.Error == nil || got.Error.Code != -32001 || !strings.Contains(got.Error.Message, "backend dead is unavailable") || !strings.Contains(got.Error.Message, reqID) {
+		t.Fatalf("answer %s, want -32001 backend dead is unavailable naming request %s", body, reqID)
+	}
+	for _, internal := range []string{port, "dial", "connection refused"} {
+		if strings.Contains(got.Error.Message, internal) {
+			t.Errorf("the client's error %q reveals %q", got.Error.Message, internal)
+		}
+	}
+	if !slices.ContainsFunc(strings.Split(logs.String(), "\n"), func(l string) bool {
+		return strings.Contains(l, reqID) && strings.Contains(l, port)
+	}) {
+		t.Errorf("no log line carries request %s and the dial error:\n%s", reqID, logs.String())
+	}
+	recorded := false
+	for _, ev := range e.rec.snapshot() {
+		if ev.RequestID == reqID && ev.Hop == recorder.HopResponse && strings.Contains(ev.ErrorMessage, port) {
+			recorded = true
+		}
+	}
+	if !recorded {
+		t.Error("the recorded answer does not carry the dial error")
 	}
 }
