@@ -44,7 +44,15 @@ type cacheEntry struct {
 	stale  time.Duration // how long past ttl it may still be served stale
 }
 
-func (e *cacheEntry) size() int64 { return int64(len(e.key) + len(e.result) + 64) }
+func (e *cacheEntry) size() int64 { return entrySize(e.key, e.result) }
+
+func entrySize(key string, result json.RawMessage) int64 { return int64(len(key) + len(result) + 64) }
+
+// fits reports whether a result may be cached, in this process or in
+// Redis alike: one larger than a quarter of cache.max_bytes is not.
+func (rc *resultCache) fits(key string, result json.RawMessage) bool {
+	return entrySize(key, result) <= rc.maxBytes/4
+}
 
 func newResultCache(maxBytes int64, now func() time.Time) *resultCache {
 	if now == nil {
@@ -77,12 +85,12 @@ func (rc *resultCache) get(key string, stale bool) (result json.RawMessage, age 
 	return e.result, age, true
 }
 
-// put stores a result; one larger than a quarter of the cache is not kept.
+// put stores a result, unless it does not fit.
 func (rc *resultCache) put(key string, result json.RawMessage, ttl, stale time.Duration) {
-	e := &cacheEntry{key: key, result: bytes.Clone(result), stored: rc.now(), ttl: ttl, stale: stale}
-	if e.size() > rc.maxBytes/4 {
+	if !rc.fits(key, result) {
 		return
 	}
+	e := &cacheEntry{key: key, result: bytes.Clone(result), stored: rc.now(), ttl: ttl, stale: stale}
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	if el := rc.items[key]; el != nil {

@@ -1,10 +1,14 @@
 package proxy
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/mcptrail/mcptrail/proxy/redisstate"
 )
 
 func TestCanonicalJSON(t *testing.T) {
@@ -87,5 +91,58 @@ func BenchmarkCacheLookup(b *testing.B) {
 		if _, _, ok := rc.get("p:alice\x00crm\x00search\x00"+string(c), false); !ok {
 			b.Fatal("miss")
 		}
+	}
+}
+
+// fakeSharedCache is a sharedCache in memory.
+type fakeSharedCache struct {
+	mu   sync.Mutex
+	puts map[string]redisstate.CacheEntry
+}
+
+func (f *fakeSharedCache) CacheGet(_ context.Context, key string) (redisstate.CacheEntry, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	e, ok := f.puts[key]
+	return e, ok, nil
+}
+
+func (f *fakeSharedCache) CachePut(_ context.Context, key string, e redisstate.CacheEntry) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.puts == nil {
+		f.puts = map[string]redisstate.CacheEntry{}
+	}
+	f.puts[key] = e
+	return nil
+}
+
+// TestCacheEntryCapShared: the shared (Redis) cache keeps what the local
+// one keeps and refuses what it refuses: a result larger than a quarter of
+// cache.max_bytes. Fails before the fix: Redis stored it.
+func TestCacheEntryCapShared(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		size int
+		want bool
+	}{
+		{"small", 100, true},
+		{"over a quarter of max_bytes", 300, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			g := testGateway(t)
+			g.cache = newResultCache(1000, nil)
+			local := &call{g: g, reqID: "r1"}
+			local.cacheStore(context.Background(), "k", make(json.RawMessage, tt.size), time.Minute, 0)
+			_, _, inLocal := g.cache.get("k", false)
+
+			shared := &fakeSharedCache{}
+			g.cache.shared = shared
+			local.cacheStore(context.Background(), "k", make(json.RawMessage, tt.size), time.Minute, 0)
+			_, inShared, _ := shared.CacheGet(context.Background(), "k")
+			if inLocal != tt.want || inShared != tt.want {
+				t.Errorf("a %d-byte result with max_bytes 1000: cached locally %v, in Redis %v; want %v for both", tt.size, inLocal, inShared, tt.want)
+			}
+		})
 	}
 }

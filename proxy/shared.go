@@ -137,6 +137,9 @@ func (c *call) cacheStore(ctx context.Context, key string, result json.RawMessag
 		rc.put(key, result, ttl, stale)
 		return
 	}
+	if !rc.fits(key, result) {
+		return
+	}
 	e := redisstate.CacheEntry{Result: result, Stored: rc.now(), TTL: ttl, Stale: stale}
 	if err := rc.shared.CachePut(context.WithoutCancel(ctx), key, e); err != nil {
 		rc.sharedErrors.Add(1)

@@ -356,7 +356,7 @@ type Server struct {
 type Cache struct {
 	// MaxBytes bounds the cached results (keys and results), evicting the
 	// least recently used. Default 64 MiB. One result larger than a quarter
-	// of it is not cached.
+	// of it is not cached, in this process or in Redis (redis.addr).
 	MaxBytes int64 `yaml:"max_bytes"`
 }
 
