@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"io"
@@ -76,14 +77,14 @@ const (
 	limitRateUnavailable = "rate_shared_unavailable"
 )
 
-// allowShared is allow with the buckets in Redis: the same specs and keys,
-// taken in one atomic step by every replica. Bucket keys share the
-// principal as hash tag so both live on one Redis Cluster slot.
+// allowShared is allow with the buckets in Redis: the same specs, taken in
+// one atomic step by every replica. Bucket keys share the principal's hash
+// tag so both live on one Redis Cluster slot.
 func (l *rateLimits) allowShared(ctx context.Context, principal, tool string) (rule string, retry time.Duration, err error) {
 	var bs [2]redisstate.Bucket
 	var rules [2]string
 	n := 0
-	tag := "{" + principal + "}"
+	tag := sharedBucketTag(principal)
 	if l.hasPrincipal {
 		bs[n], rules[n] = redisstate.Bucket{Key: tag, Rate: float64(l.principal.limit), Burst: l.principal.burst}, RuleRatePrincipal
 		n++
@@ -94,7 +95,7 @@ func (l *rateLimits) allowShared(ctx context.Context, principal, tool string) (r
 			sp, has = l.tool, l.hasTool
 		}
 		if has {
-			bs[n], rules[n] = redisstate.Bucket{Key: tag + ":" + tool, Rate: float64(sp.limit), Burst: sp.burst}, RuleRateTool
+			bs[n], rules[n] = redisstate.Bucket{Key: tag + ":" + nameHash(tool), Rate: float64(sp.limit), Burst: sp.burst}, RuleRateTool
 			n++
 		}
 	}
@@ -106,6 +107,19 @@ func (l *rateLimits) allowShared(ctx context.Context, principal, tool string) (r
 		return "", 0, err
 	}
 	return rules[i], retry, nil
+}
+
+// sharedBucketTag is the Redis key of a principal's bucket, and the hash
+// tag of its tool buckets: "{<hash of the principal>}". Principal and tool
+// names are the client's or a backend's to choose, braces and colons
+// included; their fixed-length hashes make every (principal, tool) pair's
+// key its own.
+func sharedBucketTag(principal string) string { return "{" + nameHash(principal) + "}" }
+
+// nameHash is a name's sha256, hex: 64 characters of [0-9a-f].
+func nameHash(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
 }
 
 // cacheLookup is resultCache.get, from Redis when it is shared.

@@ -121,7 +121,7 @@ return {0, '0'}
 // Take takes one token from every bucket, atomically: all or none. When
 // one is empty, refused is its index in buckets and retry the time until it
 // has a token again. Buckets of one call must share a hash tag in their
-// Key ("{principal}...") to live on one Redis Cluster slot.
+// Key ("{tag}...") to live on one Redis Cluster slot.
 func (s *Store) Take(ctx context.Context, buckets []Bucket) (refused int, retry time.Duration, err error) {
 	keys := make([]string, len(buckets))
 	args := make([]any, 0, 2*len(buckets)+1)
