@@ -34,7 +34,8 @@ type AuditWriter struct {
 var AuditFormats = []string{"csv", "jsonl"}
 
 // NewAuditWriter returns a Writer of format (csv or jsonl) to w. CSV starts with the
-// header and is flushed every 1000 rows; JSON lines are written row by row.
+// header and is flushed every 1000 rows, its cells neutralised against formula
+// injection (neutraliseFormulas); JSON lines are written row by row, as they are.
 func NewAuditWriter(w io.Writer, format string) (*AuditWriter, error) {
 	switch format {
 	case "csv":
@@ -45,7 +46,7 @@ func NewAuditWriter(w io.Writer, format string) (*AuditWriter, error) {
 		n := 0
 		return &AuditWriter{
 			Write: func(r clickhouse.AuditRow) error {
-				if err := cw.Write(AuditRecord(r)); err != nil {
+				if err := cw.Write(neutraliseFormulas(AuditRecord(r))); err != nil {
 					return fmt.Errorf("writing audit CSV: %w", err)
 				}
 				if n++; n%1000 == 0 {
@@ -75,6 +76,26 @@ func NewAuditWriter(w io.Writer, format string) (*AuditWriter, error) {
 		}, nil
 	}
 	return nil, fmt.Errorf("audit format %q: want csv or jsonl", format)
+}
+
+// neutraliseFormulas prefixes with ' every cell a spreadsheet would run as
+// a formula: one starting with =, +, -, @, a tab or a carriage return
+// (OWASP, CSV injection). Principals, tools, client names and rules are
+// chosen by clients and backends; a row must not run code in the
+// spreadsheet of whoever opens the export. Integers (error codes) are
+// numbers, not formulas, and stay as they are. It rewrites rec in place.
+func neutraliseFormulas(rec []string) []string {
+	for i, v := range rec {
+		if v != "" && strings.ContainsRune("=+-@\t\r", rune(v[0])) && !isInteger(v) {
+			rec[i] = "'" + v
+		}
+	}
+	return rec
+}
+
+func isInteger(s string) bool {
+	_, err := strconv.ParseInt(s, 10, 64)
+	return err == nil && !strings.HasPrefix(s, "+")
 }
 
 // CallJSON is a call as `mcptrail calls --json` and the console's live
