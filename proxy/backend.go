@@ -336,7 +336,7 @@ func (b *Backend) connectTimeout() time.Duration {
 	if b.cfg.ConnectTimeout > 0 {
 		return b.cfg.ConnectTimeout
 	}
-	return 10 * time.Second
+	return config.DefaultConnectTimeout
 }
 
 // newConn opens a connection of the configured transport: the gateway's own

@@ -224,7 +224,7 @@ func New(o Options) (*Gateway, error) {
 		o.Propagator = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
 	}
 	if o.HealthInterval <= 0 {
-		o.HealthInterval = 5 * time.Second
+		o.HealthInterval = config.DefaultHealthInterval
 	}
 	if o.PageSize <= 0 {
 		o.PageSize = 100

@@ -51,6 +51,7 @@ const (
 	DefaultCacheMaxBytes   = 64 << 20
 	DefaultCacheTTL        = 60 * time.Second
 	DefaultConnectTimeout  = 10 * time.Second
+	DefaultHealthInterval  = 5 * time.Second
 	DefaultProtocolVersion = "2025-11-25"
 
 	// The recorder's defaults are defined once, in package recorder.

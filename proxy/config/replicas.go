@@ -3,6 +3,8 @@ package config
 import (
 	"net"
 	"time"
+
+	"github.com/mcptrail/mcptrail/proxy/redisstate"
 )
 
 // Defaults of the replica settings.
@@ -13,7 +15,7 @@ const (
 	DefaultMaxRevoked             = 100_000
 	DefaultMaxRevokedPerPrincipal = 10_000
 	DefaultRedisPrefix            = "mcptrail:"
-	DefaultRedisTimeout           = 250 * time.Millisecond
+	DefaultRedisTimeout           = redisstate.DefaultTimeout // defined once, in package redisstate
 )
 
 // Sessions configures how 2025 (streamable HTTP) sessions are kept.

@@ -31,7 +31,7 @@ type Options struct {
 	DB                 int
 	// Prefix starts every key ("mcptrail:").
 	Prefix string
-	// Timeout bounds dialing and each command.
+	// Timeout bounds dialing and each command. Default DefaultTimeout.
 	Timeout time.Duration
 	// Now, when set, is the clock of the rate-limit buckets, sent with
 	// each take. nil (the default): the Redis server's TIME, one clock for
@@ -39,6 +39,10 @@ type Options struct {
 	// machine is slow.
 	Now func() time.Time
 }
+
+// DefaultTimeout is Options.Timeout's default, and redis.timeout's: a call
+// waits on Redis, so briefly.
+const DefaultTimeout = 250 * time.Millisecond
 
 // Store is the shared state of a deployment's replicas.
 type Store struct {
@@ -51,7 +55,7 @@ type Store struct {
 func New(o Options) *Store {
 	t := o.Timeout
 	if t <= 0 {
-		t = 250 * time.Millisecond
+		t = DefaultTimeout
 	}
 	rdb := redis.NewClient(&redis.Options{
 		Addr: o.Addr, Username: o.Username, Password: o.Password, DB: o.DB,
