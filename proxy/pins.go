@@ -268,7 +268,7 @@ func (t *pinTracker) evaluateLocked() (changes []recorder.PinEvent, stateChanged
 				changes = append(changes, ev)
 			}
 			full := k.server + t.sep + k.tool
-			approve := " Approve it with: mcptrail tools approve " + k.server + "." + k.tool + " --hash " + h
+			approve := " Approve it with: mcptrail tools approve " + full + " --hash " + h
 			switch action {
 			case config.PinningHide:
 				st.tools[k] = pinVerdict{RulePinChanged, "mcptrail: tool " + full + " changed since it was pinned (sha256 " +

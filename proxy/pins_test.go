@@ -311,3 +311,26 @@ func TestPinningStoreDown(t *testing.T) {
 		return ok && ok2 && ch.PrevHash == p.Hash && ch.Action == "warn"
 	})
 }
+
+// TestPinningHintUsesSeparator: the refusal of a changed tool names the
+// approve command with the tool as clients know it, in the configured
+// namespace_separator. Fails before the fix: it said tb.echo under "__".
+func TestPinningHintUsesSeparator(t *testing.T) {
+	tb := testbackend.New(testbackend.Options{Mutable: true})
+	hs := httptest.NewServer(tb.HTTPHandler())
+	t.Cleanup(hs.Close)
+	store := &memPins{}
+	cfg := &config.Config{NamespaceSeparator: "__", Pinning: config.Pinning{OnChange: "hide", PollInterval: 20 * time.Millisecond},
+		Servers: []config.Server{{Name: "tb", Transport: "http", URL: hs.URL + "/mcp", Timeout: 10 * time.Second}}}
+	e := startGateway(t, cfg, func(o *proxy.Options) { o.PinStore = store })
+	c := newRawClient(t, e.url+"/mcp", "{}")
+	waitFor(t, "first pins written", func() bool { _, ok := store.find("tb", "echo", recorder.PinPinned); return ok })
+	if r := c.do("tools/call", `{"name":"tb__mutate","arguments":{"tool":"echo","description":"changed"}}`); r.Error != nil {
+		t.Fatalf("mutate: %+v", r.Error)
+	}
+	waitFor(t, "tb__echo hidden", func() bool { return !hasTool(c.toolNames(""), "tb__echo") })
+	r := c.do("tools/call", `{"name":"tb__echo","arguments":{"message":"hi"}}`)
+	if r.Error == nil || !strings.Contains(r.Error.Message, "mcptrail tools approve tb__echo --hash ") {
+		t.Fatalf("calling the changed tool = %+v, want the approve command naming tb__echo", r.Error)
+	}
+}

@@ -69,6 +69,16 @@ func (f *storeFlags) loadConfig() (*config.Config, error) {
 	return config.Load(f.configPath)
 }
 
+// separator is the namespace_separator of the config file, which joins a
+// server's and a tool's name as clients see them; the default when there is
+// no config (or it does not load: the command that needs it says so).
+func (f *storeFlags) separator() string {
+	if cfg, err := f.loadConfig(); err == nil && cfg != nil && cfg.NamespaceSeparator != "" {
+		return cfg.NamespaceSeparator
+	}
+	return config.DefaultNamespaceSeparator
+}
+
 // target is a resolved ClickHouse location with a description of where it
 // came from, for error messages.
 type target struct {

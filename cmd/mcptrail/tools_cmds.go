@@ -35,15 +35,19 @@ func newToolsApproveCmd() *cobra.Command {
 		hash, by string
 	)
 	cmd := &cobra.Command{
-		Use:   "approve <server>.<tool>",
+		Use:   "approve <server><separator><tool>",
 		Short: "Pin a tool's new definition (default: its newest change), so that gateways serve it again",
+		Long: `The tool is named as clients see it: the server's name as in the config, the
+config's namespace_separator (default "."), and the tool's own name (crm.search, or
+crm__search with namespace_separator "__"), as the refusal and tools drift print it.`,
 		Example: `  mcptrail tools approve crm.search
   mcptrail tools approve crm.search --hash 5e6f0a1b2c3d`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			server, tool, ok := strings.Cut(args[0], ".")
+			sep := sf.separator()
+			server, tool, ok := strings.Cut(args[0], sep)
 			if !ok || server == "" || tool == "" {
-				return fmt.Errorf("%q: want <server>.<tool>, the server's name as in the config and the tool's own name (crm.search)", args[0])
+				return fmt.Errorf("%q: want <server>%s<tool>, the server's name as in the config and the tool's own name (crm%ssearch; namespace_separator of --config)", args[0], sep, sep)
 			}
 			ctx := cmd.Context()
 			st, t, err := sf.open(ctx)
@@ -55,20 +59,20 @@ func newToolsApproveCmd() *cobra.Command {
 			if err != nil {
 				return explainQueryErr(err, t)
 			}
-			ev, err := approval(hist, server, tool, hash, cmp.Or(by, approver()))
+			ev, err := approval(hist, server, tool, sep, hash, cmp.Or(by, approver()))
 			if err != nil {
 				return err
 			}
 			if ev == nil {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s.%s is already pinned at that version; nothing to approve\n", server, tool)
+				fmt.Fprintf(cmd.OutOrStdout(), "%s%s%s is already pinned at that version; nothing to approve\n", server, sep, tool)
 				return nil
 			}
 			if err := st.AppendPins(ctx, []recorder.PinEvent{*ev}); err != nil {
 				return explainQueryErr(err, t)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "approved %s.%s sha256 %s (was %s) by %s at %s\n"+
+			fmt.Fprintf(cmd.OutOrStdout(), "approved %s%s%s sha256 %s (was %s) by %s at %s\n"+
 				"running gateways serve it within pinning.poll_interval (default 10s)\n",
-				server, tool, ev.Hash, ev.PrevHash, ev.Actor, time.Unix(0, ev.TimeNs).UTC().Format(time.RFC3339))
+				server, sep, tool, ev.Hash, ev.PrevHash, ev.Actor, time.Unix(0, ev.TimeNs).UTC().Format(time.RFC3339))
 			return nil
 		},
 	}
@@ -80,8 +84,8 @@ func newToolsApproveCmd() *cobra.Command {
 
 // approval is the approved event for server.tool: the version named by hash
 // (a prefix will do), or the newest change. It returns nil when that
-// version is the pin already.
-func approval(hist []recorder.PinEvent, server, tool, hash, actor string) (*recorder.PinEvent, error) {
+// version is the pin already. sep is the namespace separator, for messages.
+func approval(hist []recorder.PinEvent, server, tool, sep, hash, actor string) (*recorder.PinEvent, error) {
 	var pin, newest *recorder.PinEvent
 	byHash := map[string]*recorder.PinEvent{}
 	for i := range hist {
@@ -97,9 +101,9 @@ func approval(hist []recorder.PinEvent, server, tool, hash, actor string) (*reco
 		}
 		byHash[e.Hash] = e
 	}
-	name := server + "." + tool
+	name := server + sep + tool
 	if pin == nil && newest == nil {
-		return nil, fmt.Errorf("no gateway recording to this ClickHouse has seen tool %s (check the name: <server>.<tool> with the tool's own name; `mcptrail tools drift` lists the changes)", name)
+		return nil, fmt.Errorf("no gateway recording to this ClickHouse has seen tool %s (check the name: <server>%s<tool> with the tool's own name; `mcptrail tools drift` lists the changes)", name, sep)
 	}
 	var target *recorder.PinEvent
 	switch {
@@ -181,7 +185,7 @@ func newToolsDriftCmd() *cobra.Command {
 				enc.SetEscapeHTML(false)
 				return enc.Encode(drifts)
 			}
-			return renderDrift(cmd.OutOrStdout(), drifts)
+			return renderDrift(cmd.OutOrStdout(), drifts, sf.separator())
 		},
 	}
 	sf.register(cmd)
@@ -237,7 +241,9 @@ func driftOf(hist []recorder.PinEvent) []drift {
 	return out
 }
 
-func renderDrift(w io.Writer, ds []drift) error {
+// renderDrift writes ds as a table; sep is the namespace separator, which
+// joins the names as clients see them (and as tools approve takes them).
+func renderDrift(w io.Writer, ds []drift, sep string) error {
 	ew := &errWriter{w: w}
 	if len(ds) == 0 {
 		ew.printf("no tool changed in this window\n")
@@ -251,13 +257,13 @@ func renderDrift(w io.Writer, ds []drift) error {
 		if d.ApprovedAt != nil {
 			status += " by " + d.ApprovedBy + " at " + d.ApprovedAt.Format(time.RFC3339)
 		}
-		ew.printf("%s  %s.%s  %s  sha256 %s → %s  %s\n", d.Time.Format(time.RFC3339), d.Server, d.Tool, d.Action,
+		ew.printf("%s  %s%s%s  %s  sha256 %s → %s  %s\n", d.Time.Format(time.RFC3339), d.Server, sep, d.Tool, d.Action,
 			toolpin.Short(d.OldHash), toolpin.Short(d.NewHash), status)
 		for _, c := range d.Changes {
 			ew.printf("    %s\n", c)
 		}
 		if d.Status == "pending" {
-			ew.printf("    approve: mcptrail tools approve %s.%s --hash %s\n", d.Server, d.Tool, d.NewHash)
+			ew.printf("    approve: mcptrail tools approve %s%s%s --hash %s\n", d.Server, sep, d.Tool, d.NewHash)
 		}
 	}
 	return ew.err
