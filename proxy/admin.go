@@ -107,11 +107,11 @@ type openAdminGuard struct {
 }
 
 func (o openAdminGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	reqID := AdminRequestID(w)
 	if RebindingSafeHost(r.Host) {
 		o.h.ServeHTTP(w, r)
 		return
 	}
-	reqID := NewRequestID()
 	o.DenyAdmin(w, r, http.StatusForbidden, refuseRebinding(o.logger, r, reqID), reqID)
 }
 
@@ -131,6 +131,19 @@ func (o openAdminGuard) DenyAdmin(w http.ResponseWriter, r *http.Request, status
 		return
 	}
 	writeRPCError(w, status, nil, jsonrpc.CodeUnauthorized, reason, requestID)
+}
+
+// AdminRequestID is the request ID of an admin request (the console's
+// pages, /statusz): the one a handler in front already gave it (w's
+// X-Request-Id), else a new one, set on w. Every log line of the request
+// carries it as request_id, and its answer as X-Request-Id.
+func AdminRequestID(w http.ResponseWriter) string {
+	if id := w.Header().Get(HeaderRequestID); id != "" {
+		return id
+	}
+	id := NewRequestID()
+	w.Header().Set(HeaderRequestID, id)
+	return id
 }
 
 // RebindingSafeHost reports whether a Host header names this machine in a
@@ -201,7 +214,7 @@ func (g *Gateway) adminOnly(onMCPListener bool, h http.Handler) http.Handler {
 		closeUnread(w)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		reqID := NewRequestID()
+		reqID := AdminRequestID(w)
 		want := g.conf().Admin.TokenSHA256
 		switch {
 		case want != "":

@@ -136,10 +136,33 @@ func New(cfg Config) (*Console, error) {
 	return c, nil
 }
 
-// ServeHTTP sets the security headers and serves the page.
+// ServeHTTP sets the security headers and the request ID (the one the
+// gateway's admin check gave the request, else a new one) and serves the
+// page.
 func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	securityHeaders(w)
-	c.mux.ServeHTTP(w, r)
+	c.mux.ServeHTTP(w, withRequestID(w, r))
+}
+
+type requestIDKey struct{}
+
+// withRequestID gives r the request ID of its answer (proxy.AdminRequestID).
+func withRequestID(w http.ResponseWriter, r *http.Request) *http.Request {
+	if _, ok := r.Context().Value(requestIDKey{}).(string); ok {
+		return r
+	}
+	return r.WithContext(context.WithValue(r.Context(), requestIDKey{}, proxy.AdminRequestID(w)))
+}
+
+// requestID is r's request ID; "" outside ServeHTTP.
+func requestID(r *http.Request) string {
+	id, _ := r.Context().Value(requestIDKey{}).(string)
+	return id
+}
+
+// log is the logger of r's lines: each carries its request_id.
+func (c *Console) log(r *http.Request) *slog.Logger {
+	return c.cfg.Logger.With("request_id", requestID(r))
 }
 
 func securityHeaders(w http.ResponseWriter) {
@@ -162,7 +185,7 @@ func RequireToken(tokenSHA256 string, c *Console) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !proxy.AdminTokenOK(r, tokenSHA256) {
-			reqID := proxy.NewRequestID()
+			reqID := proxy.AdminRequestID(w)
 			c.cfg.Logger.Warn("console request denied", "request_id", reqID, "path", r.URL.Path, "remote", r.RemoteAddr)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="mcptrail-admin"`)
 			c.DenyAdmin(w, r, http.StatusUnauthorized, "the console needs the admin token", reqID)
@@ -177,6 +200,8 @@ func RequireToken(tokenSHA256 string, c *Console) http.Handler {
 // why. Static files are served to anyone so that the login page is styled.
 func (c *Console) DenyAdmin(w http.ResponseWriter, r *http.Request, status int, reason, requestID string) {
 	securityHeaders(w)
+	w.Header().Set(proxy.HeaderRequestID, requestID)
+	r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, requestID))
 	if status == http.StatusUnauthorized {
 		if strings.HasPrefix(r.URL.Path, "/console/static/") && r.Method == http.MethodGet {
 			c.mux.ServeHTTP(w, r)
@@ -210,7 +235,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 4096)
 	tok := strings.TrimSpace(r.PostFormValue("token"))
 	if tok == "" {
-		c.DenyAdmin(w, r, http.StatusUnauthorized, "enter the admin token", proxy.NewRequestID())
+		c.DenyAdmin(w, r, http.StatusUnauthorized, "enter the admin token", proxy.AdminRequestID(w))
 		return
 	}
 	http.SetCookie(w, &http.Cookie{Name: proxy.AdminCookie, Value: tok, Path: "/console/", HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
@@ -248,7 +273,7 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, nam
 	p.Version = c.cfg.Version
 	var b strings.Builder
 	if err := c.pages[name].Execute(&b, p); err != nil {
-		c.cfg.Logger.Error("rendering console page", "page", name, "path", r.URL.Path, "err", err)
+		c.log(r).Error("rendering console page", "page", name, "path", r.URL.Path, "err", err)
 		http.Error(w, "rendering the page failed: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
@@ -259,14 +284,15 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, nam
 
 // errorPage is the data of the error page.
 type errorPage struct {
-	Heading string
-	Message string
-	Hint    string
+	Heading   string
+	Message   string
+	Hint      string
+	RequestID string // the log lines' request_id
 }
 
 // fail renders the error page.
 func (c *Console) fail(w http.ResponseWriter, r *http.Request, status int, heading string, err error) {
-	c.render(w, r, status, "error", page{Title: heading, Data: errorPage{Heading: heading, Message: err.Error()}})
+	c.render(w, r, status, "error", page{Title: heading, Data: errorPage{Heading: heading, Message: err.Error(), RequestID: requestID(r)}})
 }
 
 // failQuery renders a query's failure: a deadline is 504 (ClickHouse too
@@ -276,8 +302,8 @@ func (c *Console) failQuery(w http.ResponseWriter, r *http.Request, what string,
 	if a, ok := c.cfg.Store.(addrer); ok {
 		addr = "ClickHouse at " + strings.Join(a.Addr(), ",")
 	}
-	c.cfg.Logger.Warn("console query failed", "what", what, "path", r.URL.Path, "err", err)
-	d := errorPage{Heading: "Cannot read " + what, Message: err.Error()}
+	c.log(r).Warn("console query failed", "what", what, "path", r.URL.Path, "err", err)
+	d := errorPage{Heading: "Cannot read " + what, Message: err.Error(), RequestID: requestID(r)}
 	status := http.StatusServiceUnavailable
 	switch {
 	case isTimeout(err):

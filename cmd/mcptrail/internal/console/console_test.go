@@ -3,6 +3,7 @@ package console
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -468,5 +469,57 @@ func TestOpenConsoleRefusesRebinding(t *testing.T) {
 		if resp.Header.Get("Content-Security-Policy") != CSP {
 			t.Errorf("Host %q: no CSP on the answer", tt.host)
 		}
+	}
+}
+
+// TestConsoleRequestID: every console answer carries X-Request-Id, and
+// the log lines of that request (a failed query, a refused token) carry
+// it as request_id; the error page shows it. Fails before the fix: the
+// console's log lines had no request_id.
+func TestConsoleRequestID(t *testing.T) {
+	var logs bytes.Buffer
+	con, err := New(Config{Store: failingStore{}, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name    string
+		h       http.Handler
+		status  int
+		logLine string
+	}{
+		{"query failed", con, 503, "console query failed"},
+		{"token refused", RequireToken(strings.Repeat("ab", 32), con), 401, "console request denied"},
+		{"rebinding refused", RequireToken("", con), 403, "open admin request refused: Host is a DNS name (DNS rebinding)"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			logs.Reset()
+			req := httptest.NewRequest(http.MethodGet, "/console/calls", nil)
+			if tt.status == 403 {
+				req.Host = "evil.example"
+			}
+			rec := httptest.NewRecorder()
+			tt.h.ServeHTTP(rec, req)
+			id := rec.Header().Get(proxy.HeaderRequestID)
+			if rec.Code != tt.status || id == "" {
+				t.Fatalf("GET /console/calls = %d with X-Request-Id %q, want %d with one", rec.Code, id, tt.status)
+			}
+			if !strings.Contains(rec.Body.String(), id) {
+				t.Errorf("the page does not show request ID %s:\n%.400s", id, rec.Body.String())
+			}
+			var found bool
+			for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+				var m map[string]any
+				if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == tt.logLine {
+					found = true
+					if m["request_id"] != id {
+						t.Errorf("log line %s: request_id %v, want %s", line, m["request_id"], id)
+					}
+				}
+			}
+			if !found {
+				t.Errorf("no %q log line:\n%s", tt.logLine, logs.String())
+			}
+		})
 	}
 }

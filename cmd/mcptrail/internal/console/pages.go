@@ -400,7 +400,7 @@ func (c *Console) auditExport(format string) http.HandlerFunc {
 				c.failQuery(w, r, "the audit trail", err)
 				return
 			}
-			c.cfg.Logger.Warn("audit download aborted", "err", err)
+			c.log(r).Warn("audit download aborted", "err", err)
 			panic(http.ErrAbortHandler)
 		}
 	}
