@@ -177,6 +177,14 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	return s.w.Write(p)
 }
 
+// String is what was written, when w is a fmt.Stringer (a bytes.Buffer);
+// safe while the gateway writes.
+func (s *syncWriter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.(fmt.Stringer).String()
+}
+
 func allReady(gw *proxy.Gateway, cfg *config.Config) bool {
 	for _, s := range cfg.Servers {
 		if b := gw.Backend(s.Name); b == nil || !b.Ready() {

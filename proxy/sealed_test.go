@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -222,24 +221,6 @@ func deleteSession(t *testing.T, url string, hdr map[string]string) int {
 	return resp.StatusCode
 }
 
-// lockedLog is a log sink tests read while the gateway writes to it.
-type lockedLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestSealedSessionIDNotLogged: a sealed session id is a bearer credential:
 // through its whole life (created, resumed on another replica, used with a
 // client answer nobody waits for, presented by another principal, DELETEd,
@@ -249,7 +230,7 @@ func (l *lockedLog) String() string {
 func TestSealedSessionIDNotLogged(t *testing.T) {
 	var clock atomic.Int64
 	clock.Store(time.Now().UnixNano())
-	logs := &lockedLog{}
+	logs := &syncWriter{w: &bytes.Buffer{}}
 	a, b, _ := replicaPair(t, sessKey1, sessKey1, &clock, func(o *proxy.Options) {
 		o.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	})

@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -239,7 +240,7 @@ func TestSealedSessionDeleteEndsItEverywhere(t *testing.T) {
 // Fails before the fix: the answer quoted the Redis error.
 func TestRateUnavailableHidesRedisError(t *testing.T) {
 	r := redistest.Start(t)
-	logs := &lockedLog{}
+	logs := &syncWriter{w: &bytes.Buffer{}}
 	a, _ := sharedPair(t, r.Addr, false, func(o *proxy.Options) {
 		o.Logger = slog.New(slog.NewJSONHandler(logs, nil))
 	})
@@ -276,7 +277,7 @@ func TestBackendUnavailableHidesAddress(t *testing.T) {
 	_, port, _ := strings.Cut(strings.TrimPrefix(deadURL, "http://"), ":")
 	cfg := oneBackend(t)
 	cfg.Servers = append(cfg.Servers, config.Server{Name: "dead", Transport: "http", URL: deadURL + "/mcp", Timeout: time.Second})
-	logs := &lockedLog{}
+	logs := &syncWriter{w: &bytes.Buffer{}}
 	e := startGatewayUnready(t, cfg, func(o *proxy.Options) { o.Logger = slog.New(slog.NewJSONHandler(logs, nil)) })
 	waitFor(t, "dead's connect failure", func() bool { return e.gw.Backend("dead").LastError() != nil })
 	sid := initSession(t, e.url, map[string]string{"Authorization": "Bearer alice-token"})
