@@ -67,7 +67,16 @@ stamp=testdata/npm/node_modules/.mcptrail-lock.sha256
 want=$(sha256sum testdata/npm/package-lock.json | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
 	say "installing the Node MCP peers (npm ci)"
-	npm ci --prefix testdata/npm --no-audit --no-fund --loglevel=error >/dev/null
+	# Twice at most: an npm ci racing another one on the shared npm cache
+	# was seen to exit 0 without a node_modules.
+	for attempt in 1 2; do
+		if npm ci --prefix testdata/npm --no-audit --no-fund --loglevel=error >/dev/null &&
+			[ -d testdata/npm/node_modules ]; then
+			break
+		fi
+		[ "$attempt" = 2 ] && { say "npm ci failed"; exit 1; }
+		say "npm ci left no node_modules; again"
+	done
 	echo "$want" > "$stamp"
 fi
 
