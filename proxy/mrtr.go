@@ -186,18 +186,7 @@ func (c *call) resume(ctx context.Context, token string) jsonrpc.Message {
 	_ = json.Unmarshal(c.params.Get("inputResponses"), &responses)
 	h.mu.Lock()
 	h.timer.Stop()
-	h.round++
-	c.attrs = append(c.attrs,
-		recorder.Attr{Key: attrChainOrigin, Value: h.origin},
-		recorder.Attr{Key: attrChainPrevious, Value: h.last},
-		recorder.Attr{Key: attrChainRound, Value: strconv.Itoa(h.round)})
-	h.last = c.reqID
-	for key, in := range h.waiting {
-		if r, ok := responses[key]; ok {
-			in.answer <- jsonrpc.NewResult(in.req.ID, r)
-			delete(h.waiting, key)
-		}
-	}
+	h.answerRound(c, responses)
 	h.mu.Unlock()
 	h.out.set(c.out)
 	return h.next(ctx, c)
@@ -404,4 +393,22 @@ func newRequestState() string {
 	var b [24]byte
 	_, _ = rand.Read(b[:])
 	return requestStatePrefix + base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// answerRound is one more round of h's chain, made by c: c's hops link to
+// the chain, and the held requests c's responses name are answered. The
+// caller holds h.mu.
+func (h *heldCall) answerRound(c *call, responses map[string]json.RawMessage) {
+	h.round++
+	c.attrs = append(c.attrs,
+		recorder.Attr{Key: attrChainOrigin, Value: h.origin},
+		recorder.Attr{Key: attrChainPrevious, Value: h.last},
+		recorder.Attr{Key: attrChainRound, Value: strconv.Itoa(h.round)})
+	h.last = c.reqID
+	for key, in := range h.waiting {
+		if r, ok := responses[key]; ok {
+			in.answer <- jsonrpc.NewResult(in.req.ID, r)
+			delete(h.waiting, key)
+		}
+	}
 }

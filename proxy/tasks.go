@@ -36,7 +36,6 @@ import (
 
 	"github.com/mcptrail/mcptrail/proxy/config"
 	"github.com/mcptrail/mcptrail/proxy/jsonrpc"
-	"github.com/mcptrail/mcptrail/recorder"
 )
 
 const extTasks = "io.modelcontextprotocol/tasks"
@@ -410,15 +409,17 @@ func (h *heldCall) gather(ctx context.Context, wait time.Duration) {
 			h.add(ev.input)
 		}
 	}
-	for {
-		select {
-		case ev := <-h.events:
-			take(ev)
-			continue
-		default:
+	drain := func() {
+		for {
+			select {
+			case ev := <-h.events:
+				take(ev)
+			default:
+				return
+			}
 		}
-		break
 	}
+	drain()
 	h.mu.Lock()
 	n := len(h.waiting)
 	h.mu.Unlock()
@@ -430,15 +431,7 @@ func (h *heldCall) gather(ctx context.Context, wait time.Duration) {
 	select {
 	case ev := <-h.events:
 		take(ev)
-		for {
-			select {
-			case ev := <-h.events:
-				take(ev)
-				continue
-			default:
-			}
-			return
-		}
+		drain()
 	case <-t.C:
 	case <-ctx.Done():
 	case <-h.ctx.Done():
@@ -460,18 +453,7 @@ func (c *call) updateTask(id string, rt taskRoute) jsonrpc.Message {
 	h := v.(*heldCall)
 	h.gather(context.Background(), 0)
 	h.mu.Lock()
-	h.round++
-	c.attrs = append(c.attrs,
-		recorder.Attr{Key: attrChainOrigin, Value: h.origin},
-		recorder.Attr{Key: attrChainPrevious, Value: h.last},
-		recorder.Attr{Key: attrChainRound, Value: strconv.Itoa(h.round)})
-	h.last = c.reqID
-	for key, in := range h.waiting {
-		if r, ok := responses[key]; ok {
-			in.answer <- jsonrpc.NewResult(in.req.ID, r)
-			delete(h.waiting, key)
-		}
-	}
+	h.answerRound(c, responses)
 	h.timer.Reset(c.g.opts.ServerRequestTimeout)
 	h.mu.Unlock()
 	c.server = rt.server
