@@ -89,9 +89,11 @@ var reloadKeys = map[string]string{
 	"recorder.retention.payloads":      "recorder",
 	"recorder.retention.audit":         "recorder",
 
-	"sessions.keys_file": "sessions",
-	"sessions.keys":      "sessions",
-	"sessions.lifetime":  "sessions",
+	"sessions.keys_file":                 "sessions",
+	"sessions.keys":                      "sessions",
+	"sessions.lifetime":                  "", // sealedSessions.setLifetime: shortens issued ids too
+	"sessions.max_revoked":               "sessions",
+	"sessions.max_revoked_per_principal": "sessions",
 
 	"redis.addr":                 "redis",
 	"redis.username":             "redis",
@@ -100,6 +102,7 @@ var reloadKeys = map[string]string{
 	"redis.prefix":               "redis",
 	"redis.timeout":              "redis",
 	"redis.rate_limit_fail_open": "redis",
+	"redis.revocation_fail_open": "redis",
 
 	"pinning.on_change":     "", // pinTracker.reconfigure
 	"pinning.poll_interval": "", // the poll loop rearms with it each round
