@@ -112,9 +112,9 @@ type Backend struct {
 	// brk are the circuit breakers (breaker.go).
 	brk   *breakers
 	stats resilienceStats
-	// subs are the resource subscription streams to a 2026 backend
-	// (upstream_subs.go).
-	subs upstreamSubs
+	// listenIDs are the ids of the gateway's resource streams open on
+	// this 2026 backend (upstream_subs.go).
+	listenIDs listenIDs
 }
 
 // backendHooks are the gateway's reactions to backend events.

@@ -168,7 +168,9 @@ type Gateway struct {
 	tokenSeq atomic.Int64
 
 	listens listeners // open subscriptions/listen streams (listen.go)
-	tasks   taskTable // tasks handed to 2026 clients (tasks.go)
+	// upsubs are the resource streams to 2026 backends (upstream_subs.go).
+	upsubs upstreamSubs
+	tasks  taskTable // tasks handed to 2026 clients (tasks.go)
 	// taskInputs holds, by the gateway's task id, the tasks/result a task
 	// of a 2025 backend asks its input on (tasks.go).
 	taskInputs sync.Map // string → *heldCall

@@ -15,6 +15,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -203,21 +204,6 @@ func (c *call) listen(ctx context.Context) jsonrpc.Message {
 	ack := listenFilter{ToolsListChanged: l.tools, PromptsListChanged: l.prompts, ResourcesListChanged: l.resources}
 	// held are the 2026 backends' resource streams this listen holds.
 	var held map[string]func()
-	for i, uri := range want.ResourceSubscriptions {
-		if l.uris[uri] {
-			continue
-		}
-		if ok, release := c.subscribeUpstream(ctx, uri, "resources/subscribe", i); ok {
-			if release != nil {
-				if held == nil {
-					held = map[string]func(){}
-				}
-				held[uri] = release
-			}
-			g.listens.addURI(l, uri)
-			ack.ResourceSubscriptions = append(ack.ResourceSubscriptions, uri)
-		}
-	}
 	defer func() {
 		g.listens.remove(l)
 		// Backends keep one subscription per connection for every client:
@@ -236,6 +222,25 @@ func (c *call) listen(ctx context.Context) jsonrpc.Message {
 			}
 		}
 	}()
+	for i, uri := range want.ResourceSubscriptions {
+		if l.uris[uri] {
+			continue
+		}
+		ok, release, err := c.subscribeUpstream(ctx, uri, "resources/subscribe", i)
+		if le := (*upstreamLimitError)(nil); errors.As(err, &le) {
+			return c.refuseAtLimit(ctx, le.limit, le.rule, le.msg, 0)
+		}
+		if ok {
+			if release != nil {
+				if held == nil {
+					held = map[string]func(){}
+				}
+				held[uri] = release
+			}
+			g.listens.addURI(l, uri)
+			ack.ResourceSubscriptions = append(ack.ResourceSubscriptions, uri)
+		}
+	}
 	ackParams, _ := json.Marshal(map[string]any{"notifications": ack})
 	ackMsg := &listener{id: l.id, ch: make(chan []byte, 1)}
 	g.deliver(ackMsg, "notifications/subscriptions/acknowledged", ackParams)
@@ -268,22 +273,23 @@ func (c *call) listen(ctx context.Context) jsonrpc.Message {
 // the backend that serves it, as a recorded leg of the listen request. It
 // reports whether the backend accepted. A 2026 backend has no
 // resources/subscribe: the listen holds the gateway's listen stream for the
-// URI instead, until it calls release.
-func (c *call) subscribeUpstream(ctx context.Context, uri, method string, i int) (ok bool, release func()) {
+// URI instead, until it calls release; an *upstreamLimitError refuses that
+// at a cap.
+func (c *call) subscribeUpstream(ctx context.Context, uri, method string, i int) (ok bool, release func(), err error) {
 	g := c.g
 	bs := g.bs()
 	rt, ok := g.catalog.Load().routeURI(uri)
 	b := bs.byName[rt.server]
 	if !ok || b == nil {
-		return false, nil
+		return false, nil, nil
 	}
 	snap := b.snap.Load()
 	if snap == nil || !capabilityHas(snap.capabilities["resources"], "subscribe") {
-		return false, nil
+		return false, nil, nil
 	}
 	modern := modernUpstream(snap.protocolVersion)
 	if modern && method != "resources/subscribe" {
-		return false, nil // released by the listen that held it
+		return false, nil, nil // released by the listen that held it
 	}
 	params, _ := json.Marshal(map[string]string{"uri": rt.uri})
 	sub := &call{g: g, ps: c.ps, sess: c.sess, msg: jsonrpc.NewRequest(c.msg.ID, method, params), reqID: c.reqID, start: time.Now(),
@@ -294,15 +300,15 @@ func (c *call) subscribeUpstream(ctx context.Context, uri, method string, i int)
 	if method == "resources/subscribe" {
 		// The same decision as a resources/subscribe of that URI.
 		if _, allowed := sub.authorize(ctx, auth.Resources, uriTarget(rt), rt.server); !allowed {
-			return false, nil
+			return false, nil, nil
 		}
 	}
 	if modern {
-		release, ok := b.subscribeResource(ctx, rt.uri)
-		return ok, release
+		release, ok, err := g.subscribeResource(ctx, b, c.princ.OwnerKey(), rt.uri)
+		return ok, release, err
 	}
 	resp := sub.forward(ctx, b)
-	return resp.Error == nil, nil
+	return resp.Error == nil, nil, nil
 }
 
 // capabilityHas reports whether a capability object sets flag to true.

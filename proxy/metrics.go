@@ -179,7 +179,7 @@ func newMetrics(mp metric.MeterProvider, g *Gateway) (*metrics, error) {
 	// Every limit is exported from the start (at 0), so that an alert on
 	// its rate has a series before the first refusal.
 	m.limitAttr = map[string]metric.AddOption{}
-	for _, l := range []string{limitSessions, limitSessionsPerPrincipal, limitRatePrincipal, limitRateTool, limitToolQueue, limitHeldPerPrincipal, limitInflightPerSession, limitRevoked, limitRevokedPerPrincipal} {
+	for _, l := range []string{limitSessions, limitSessionsPerPrincipal, limitRatePrincipal, limitRateTool, limitToolQueue, limitHeldPerPrincipal, limitInflightPerSession, limitRevoked, limitRevokedPerPrincipal, limitUpstreamSubsPerPrincipal, limitUpstreamSubsPerServer} {
 		m.limitAttr[l] = metric.WithAttributeSet(attribute.NewSet(attribute.String("limit", l)))
 		m.refusals.Add(context.Background(), 0, m.limitAttr[l])
 	}

@@ -115,8 +115,9 @@ func TestLimitRefusalsCounted(t *testing.T) {
 	cfg, _ := twoBackends(t)
 	cfg.Limits.MaxSessionsPerPrincipal = 1
 	e := startGateway(t, cfg, func(o *proxy.Options) { o.MeterProvider = mp })
-	if got := collect(t, reader, "mcptrail.limit.refusals"); len(got) != 9 || got["limit=max_revoked"] != 0 || got["limit=max_revoked_per_principal"] != 0 || got["limit=max_held_per_principal"] != 0 || got["limit=max_inflight_per_session"] != 0 || got["limit=max_sessions"] != 0 || got["limit=max_sessions_per_principal"] != 0 ||
-		got["limit=rate_per_principal"] != 0 || got["limit=rate_per_tool"] != 0 || got["limit=tool_queue"] != 0 {
+	if got := collect(t, reader, "mcptrail.limit.refusals"); len(got) != 11 || got["limit=max_revoked"] != 0 || got["limit=max_revoked_per_principal"] != 0 || got["limit=max_held_per_principal"] != 0 || got["limit=max_inflight_per_session"] != 0 || got["limit=max_sessions"] != 0 || got["limit=max_sessions_per_principal"] != 0 ||
+		got["limit=rate_per_principal"] != 0 || got["limit=rate_per_tool"] != 0 || got["limit=tool_queue"] != 0 ||
+		got["limit=max_upstream_subscriptions_per_principal"] != 0 || got["limit=max_upstream_subscriptions_per_server"] != 0 {
 		t.Errorf("before any refusal: mcptrail.limit.refusals = %v, want every limit at 0", got)
 	}
 	initSession(t, e.url, nil)

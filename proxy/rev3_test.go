@@ -10,10 +10,15 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+
+	"github.com/mcptrail/mcptrail/proxy"
 	"github.com/mcptrail/mcptrail/proxy/config"
 	"github.com/mcptrail/mcptrail/proxy/testbackend"
 )
@@ -38,31 +43,47 @@ func rev3Touch(t *testing.T, url string, hdr map[string]string, uri string) int 
 	return n
 }
 
-// TestRev3UpstreamStreamsPerPrincipal: one principal makes the gateway hold
-// one long-lived upstream subscriptions/listen (an HTTP stream, i.e. a TCP
-// connection on HTTP/1.1, or a pending request on stdio) per distinct URI it
-// names, in every session and every listen. Nothing bounds these streams
-// per principal or per backend beyond
-// (max_sessions_per_principal × 2) × max_subscriptions — 512,000 for one
-// principal with the defaults, 5,120,000 for the gateway. Before the change a
-// subscription to a backend was one resources/subscribe (no open stream).
-// Want: the upstream streams a principal causes stay within one
-// max_subscriptions budget (or a dedicated cap).
-func TestRev3UpstreamStreamsPerPrincipal(t *testing.T) {
+// rev3Refused checks that r is a refusal at limit (-32029) whose data
+// names the limit and carries the request ID.
+func rev3Refused(t *testing.T, what string, r rpcResp, limit string) {
+	t.Helper()
+	if r.Error == nil {
+		t.Fatalf("%s: accepted, want a refusal at limits.%s", what, limit)
+	}
+	var data struct{ RequestID, Limit string }
+	_ = json.Unmarshal(r.Error.Data, &data)
+	if r.Error.Code != -32029 || data.Limit != limit || data.RequestID == "" || !strings.Contains(r.Error.Message, "limits."+limit) {
+		t.Fatalf("%s: error %d %q data %s, want -32029 naming limits.%s with a requestId", what, r.Error.Code, r.Error.Message, r.Error.Data, limit)
+	}
+}
+
+// TestUpstreamSubscriptionsCappedPerPrincipal: every distinct resource of
+// a 2026-07-28 backend subscribed is one long-lived upstream
+// subscriptions/listen (an HTTP stream, i.e. a TCP connection on HTTP/1.1,
+// or a pending request on stdio). One principal, over all its sessions and
+// listens, holds at most limits.max_upstream_subscriptions_per_principal of
+// them; past that resources/subscribe and subscriptions/listen are refused
+// with -32029 naming the limit. Before the fix the only bound was
+// (max_sessions_per_principal × 2) × max_subscriptions: 24 streams here.
+func TestUpstreamSubscriptionsCappedPerPrincipal(t *testing.T) {
 	hs := httptest.NewServer(testbackend.New(testbackend.Options{Subscribable: true}).HTTPHandler())
 	t.Cleanup(func() { hs.CloseClientConnections(); hs.Close() })
-	const perSession, sessions = 4, 3
+	const perSession, sessions, budget = 4, 3, 6
 	cfg := &config.Config{
 		Servers: []config.Server{{Name: "modern", Transport: "http", URL: hs.URL + "/mcp", Timeout: 10 * time.Second, ProtocolVersion: "2026-07-28"}},
-		Limits:  config.Limits{MaxSubscriptions: perSession, MaxSessionsPerPrincipal: sessions},
+		Limits:  config.Limits{MaxSubscriptions: perSession, MaxSessionsPerPrincipal: sessions, MaxUpstreamSubscriptionsPerPrincipal: budget},
 		Auth: config.Auth{Tokens: []config.Token{
 			{Name: "mallory", SHA256: sha("m-token"), Principal: "mallory", Tools: []string{"*"}, Resources: []string{"modern:*"}},
 		}},
 	}
-	e := startGateway(t, cfg)
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
+	e := startGateway(t, cfg, func(o *proxy.Options) { o.MeterProvider = mp })
 	auth := map[string]string{"Authorization": "Bearer m-token"}
 	var uris []string
 	var touchHdr map[string]string
+	held := 0
 	for s := 0; s < sessions; s++ {
 		hdr := map[string]string{"Authorization": auth["Authorization"]}
 		hdr["Mcp-Session-Id"] = initSession(t, e.url, hdr)
@@ -70,32 +91,91 @@ func TestRev3UpstreamStreamsPerPrincipal(t *testing.T) {
 		for i := 0; i < perSession; i++ {
 			// Any URI: the only resource server routes every URI.
 			uri := fmt.Sprintf("test://made-up/s%d/%d", s, i)
-			if r := rev3Call(t, e.url, hdr, "resources/subscribe", map[string]any{"uri": uri}); r.Error != nil {
-				t.Fatalf("subscribe %s: %+v", uri, r.Error)
+			if s > 0 && i == 0 {
+				// A URI the principal holds already costs nothing more.
+				uri = "test://made-up/s0/0"
+			}
+			r := rev3Call(t, e.url, hdr, "resources/subscribe", map[string]any{"uri": uri})
+			if s == 0 || i == 0 || held < budget {
+				if r.Error != nil {
+					t.Fatalf("subscribe %s with %d held: %+v", uri, held, r.Error)
+				}
+				if s == 0 || i > 0 {
+					held++
+				}
+			} else {
+				rev3Refused(t, "subscribe "+uri, r, "max_upstream_subscriptions_per_principal")
 			}
 			uris = append(uris, uri)
 		}
 	}
-	// And as many sessionless listens, each with max_subscriptions URIs.
-	for l := 0; l < sessions; l++ {
-		var ls []string
-		for i := 0; i < perSession; i++ {
-			ls = append(ls, fmt.Sprintf("test://made-up/l%d/%d", l, i))
-		}
-		body := modernBody(100+l, "subscriptions/listen", map[string]any{"notifications": map[string]any{"resourceSubscriptions": ls}}, nil)
-		hdr := modernHeaders("subscriptions/listen", "")
-		hdr["Authorization"] = auth["Authorization"]
-		ch, _ := openStream(t, http.MethodPost, e.url, body, hdr)
-		nextMessage(t, ch, "notifications/subscriptions/acknowledged")
-		uris = append(uris, ls...)
-	}
+	// A listen naming new URIs is refused as a whole.
+	body := modernBody(100, "subscriptions/listen", map[string]any{"notifications": map[string]any{"resourceSubscriptions": []string{"test://made-up/l0/0", "test://made-up/s0/1"}}}, nil)
+	hdr := modernHeaders("subscriptions/listen", "")
+	hdr["Authorization"] = auth["Authorization"]
+	_, b := post(t, e.url, body, hdr)
+	rev3Refused(t, "subscriptions/listen", decodeResp(t, b), "max_upstream_subscriptions_per_principal")
+	uris = append(uris, "test://made-up/l0/0")
+	// One naming only URIs held already joins their streams.
+	body = modernBody(101, "subscriptions/listen", map[string]any{"notifications": map[string]any{"resourceSubscriptions": []string{"test://made-up/s0/1"}}}, nil)
+	ch, _ := openStream(t, http.MethodPost, e.url, body, hdr)
+	nextMessage(t, ch, "notifications/subscriptions/acknowledged")
+
 	open := 0
-	for _, u := range uris {
+	for _, u := range slices.Compact(slices.Sorted(slices.Values(uris))) {
 		open += rev3Touch(t, e.url, touchHdr, u)
 	}
-	t.Logf("one principal holds %d upstream listen streams open (max_subscriptions %d)", open, perSession)
-	if open > perSession {
-		t.Errorf("one principal made the gateway hold %d upstream subscriptions/listen streams; want at most limits.max_subscriptions (%d)", open, perSession)
+	if open != budget {
+		t.Errorf("one principal made the gateway hold %d upstream subscriptions/listen streams; want limits.max_upstream_subscriptions_per_principal (%d)", open, budget)
+	}
+	if got := collect(t, reader, "mcptrail.limit.refusals"); got["limit=max_upstream_subscriptions_per_principal"] != 5 {
+		t.Errorf("mcptrail.limit.refusals = %v, want max_upstream_subscriptions_per_principal 5 (4 subscribes, 1 listen)", got)
+	}
+}
+
+// TestUpstreamSubscriptionsCappedPerServer: all principals together hold at
+// most limits.max_upstream_subscriptions_per_server streams to one
+// backend; joining a stream open already is always allowed.
+func TestUpstreamSubscriptionsCappedPerServer(t *testing.T) {
+	hs := httptest.NewServer(testbackend.New(testbackend.Options{Subscribable: true}).HTTPHandler())
+	t.Cleanup(func() { hs.CloseClientConnections(); hs.Close() })
+	cfg := &config.Config{
+		Servers: []config.Server{{Name: "modern", Transport: "http", URL: hs.URL + "/mcp", Timeout: 10 * time.Second, ProtocolVersion: "2026-07-28"}},
+		Limits:  config.Limits{MaxUpstreamSubscriptionsPerServer: 3},
+		Auth: config.Auth{Tokens: []config.Token{
+			{Name: "alice", SHA256: sha("a-token"), Principal: "alice", Tools: []string{"*"}, Resources: []string{"modern:*"}},
+			{Name: "bob", SHA256: sha("b-token"), Principal: "bob", Tools: []string{"*"}, Resources: []string{"modern:*"}},
+		}},
+	}
+	e := startGateway(t, cfg)
+	session := func(token string) map[string]string {
+		hdr := map[string]string{"Authorization": "Bearer " + token}
+		hdr["Mcp-Session-Id"] = initSession(t, e.url, hdr)
+		return hdr
+	}
+	alice, bob := session("a-token"), session("b-token")
+	subscribe := func(hdr map[string]string, uri string) rpcResp {
+		return rev3Call(t, e.url, hdr, "resources/subscribe", map[string]any{"uri": uri})
+	}
+	for _, c := range []struct {
+		hdr map[string]string
+		uri string
+	}{{alice, "test://a/1"}, {alice, "test://a/2"}, {bob, "test://b/1"}, {bob, "test://a/1"}} {
+		if r := subscribe(c.hdr, c.uri); r.Error != nil {
+			t.Fatalf("subscribe %s: %+v", c.uri, r.Error)
+		}
+	}
+	rev3Refused(t, "a fourth stream", subscribe(bob, "test://b/2"), "max_upstream_subscriptions_per_server")
+	// Unsubscribing frees a stream only when its last holder goes.
+	if r := rev3Call(t, e.url, alice, "resources/unsubscribe", map[string]any{"uri": "test://a/1"}); r.Error != nil {
+		t.Fatal(r.Error)
+	}
+	rev3Refused(t, "a fourth stream while a/1 is held by bob", subscribe(bob, "test://b/2"), "max_upstream_subscriptions_per_server")
+	if r := rev3Call(t, e.url, alice, "resources/unsubscribe", map[string]any{"uri": "test://a/2"}); r.Error != nil {
+		t.Fatal(r.Error)
+	}
+	if r := subscribe(bob, "test://b/2"); r.Error != nil {
+		t.Fatalf("subscribe after a stream closed: %+v", r.Error)
 	}
 }
 

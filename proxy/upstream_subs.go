@@ -12,12 +12,17 @@ package proxy
 // client subscribes); the spec allows a client any number of concurrent
 // subscriptions. The notifications carry the stream's id, the gateway's
 // own: an update is routed only while that stream is live, with the id
-// removed, to the clients subscribed to the URI as they name it.
+// removed, to the clients subscribed to the URI as they name it. Each
+// stream costs a goroutine and, over HTTP, a connection: the distinct URIs
+// one principal holds and the streams to one backend are capped
+// (limits.max_upstream_subscriptions_per_principal, _per_server).
 
 import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -26,9 +31,22 @@ import (
 	"github.com/mcptrail/mcptrail/proxy/jsonrpc"
 )
 
+// Rules and limit names of the caps on upstream resource streams, as
+// recorded and counted.
+const (
+	RuleUpstreamSubsPerPrincipal  = "upstream-subs:principal"
+	RuleUpstreamSubsPerServer     = "upstream-subs:server"
+	limitUpstreamSubsPerPrincipal = "max_upstream_subscriptions_per_principal"
+	limitUpstreamSubsPerServer    = "max_upstream_subscriptions_per_server"
+)
+
+// subKey names an upstream resource stream: the backend, by its configured
+// name, and the URI as the backend names it.
+type subKey struct{ server, uri string }
+
 // upstreamSub is one URI's stream to a backend.
 type upstreamSub struct {
-	uri     string
+	key     subKey
 	params  json.RawMessage
 	holders int // under upstreamSubs.mu
 
@@ -49,48 +67,134 @@ func (s *upstreamSub) settle(agreed bool) {
 	})
 }
 
-// upstreamSubs are a backend's resource streams.
+// upstreamSubs are the gateway's resource streams to 2026 backends and who
+// holds them. Each stream is a goroutine and, over HTTP, a connection to
+// the backend, so they are capped per principal (the distinct streams it
+// holds) and per backend (limits.max_upstream_subscriptions_*).
 type upstreamSubs struct {
-	mu    sync.Mutex
-	byURI map[string]*upstreamSub
-	byID  map[string]*upstreamSub // the JSON-RPC id of each live stream
+	mu        sync.Mutex
+	byKey     map[subKey]*upstreamSub
+	perServer map[string]int            // streams in byKey, by server
+	perOwner  map[string]map[subKey]int // holds, by principal (OwnerKey) and stream
+}
+
+// upstreamLimitError refuses a subscription at one of the caps.
+type upstreamLimitError struct{ limit, rule, msg string }
+
+func (e *upstreamLimitError) Error() string { return e.msg }
+
+// hold takes one share of key's stream for owner, creating the stream (and
+// starting it with open, under the lock) when there is none, unless that
+// would pass a cap.
+func (r *upstreamSubs) hold(owner string, key subKey, lim config.Limits, open func(*upstreamSub)) (*upstreamSub, error) {
+	maxOwner := cmp.Or(lim.MaxUpstreamSubscriptionsPerPrincipal, config.DefaultMaxUpstreamSubscriptionsPerPrincipal)
+	maxServer := cmp.Or(lim.MaxUpstreamSubscriptionsPerServer, config.DefaultMaxUpstreamSubscriptionsPerServer)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	mine := r.perOwner[owner]
+	if mine[key] == 0 && len(mine) >= maxOwner {
+		return nil, &upstreamLimitError{limitUpstreamSubsPerPrincipal, RuleUpstreamSubsPerPrincipal, fmt.Sprintf(
+			"mcptrail: this principal holds %d resource subscriptions to 2026-07-28 backends (limits.%s); unsubscribe one first",
+			len(mine), limitUpstreamSubsPerPrincipal)}
+	}
+	s := r.byKey[key]
+	if s == nil {
+		if n := r.perServer[key.server]; n >= maxServer {
+			return nil, &upstreamLimitError{limitUpstreamSubsPerServer, RuleUpstreamSubsPerServer, fmt.Sprintf(
+				"mcptrail: the gateway holds %d resource subscriptions to %s (limits.%s); try again later",
+				n, key.server, limitUpstreamSubsPerServer)}
+		}
+		if r.byKey == nil {
+			r.byKey, r.perServer, r.perOwner = map[subKey]*upstreamSub{}, map[string]int{}, map[string]map[subKey]int{}
+		}
+		params, _ := json.Marshal(map[string]any{"notifications": listenFilter{ResourceSubscriptions: []string{key.uri}}})
+		s = &upstreamSub{key: key, params: params, ready: make(chan struct{})}
+		r.byKey[key] = s
+		r.perServer[key.server]++
+		open(s)
+	}
+	if mine == nil {
+		mine = map[subKey]int{}
+		r.perOwner[owner] = mine
+	}
+	mine[key]++
+	s.holders++
+	return s, nil
+}
+
+// drop lets go of one of owner's shares of s, closing the stream with the
+// last one.
+func (r *upstreamSubs) drop(owner string, s *upstreamSub) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if mine := r.perOwner[owner]; mine != nil {
+		if mine[s.key]--; mine[s.key] <= 0 {
+			delete(mine, s.key)
+			if len(mine) == 0 {
+				delete(r.perOwner, owner)
+			}
+		}
+	}
+	if s.holders--; s.holders == 0 {
+		s.cancel()
+		r.unlist(s)
+	}
+}
+
+// unlist removes s from byKey, under r.mu.
+func (r *upstreamSubs) unlist(s *upstreamSub) {
+	if r.byKey[s.key] != s {
+		return
+	}
+	delete(r.byKey, s.key)
+	if r.perServer[s.key.server]--; r.perServer[s.key.server] <= 0 {
+		delete(r.perServer, s.key.server)
+	}
+}
+
+// listenIDs are the JSON-RPC ids of a backend's live resource streams.
+type listenIDs struct {
+	mu sync.Mutex
+	m  map[string]*upstreamSub
+}
+
+func (l *listenIDs) get(key string) *upstreamSub {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.m[key]
+}
+
+func (l *listenIDs) set(key string, s *upstreamSub) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if s == nil {
+		delete(l.m, key)
+		return
+	}
+	if l.m == nil {
+		l.m = map[string]*upstreamSub{}
+	}
+	l.m[key] = s
 }
 
 // subscribeResource holds a subscription to uri (as the backend names it)
-// for one client. It waits for the backend's acknowledgement (at most the
-// backend's timeout) and reports whether the backend agreed; when it did,
-// release drops this holder's share, closing the stream with the last one.
-func (b *Backend) subscribeResource(ctx context.Context, uri string) (release func(), ok bool) {
-	r := &b.subs
-	r.mu.Lock()
-	s := r.byURI[uri]
-	if s == nil {
-		if r.byURI == nil {
-			r.byURI, r.byID = map[string]*upstreamSub{}, map[string]*upstreamSub{}
-		}
-		params, _ := json.Marshal(map[string]any{"notifications": listenFilter{ResourceSubscriptions: []string{uri}}})
-		s = &upstreamSub{uri: uri, params: params, ready: make(chan struct{})}
+// for one client of owner. It waits for the backend's acknowledgement (at
+// most the backend's timeout) and reports whether the backend agreed; when
+// it did, release drops this holder's share, closing the stream with the
+// last one. An error (*upstreamLimitError) refuses the subscription at a
+// cap.
+func (g *Gateway) subscribeResource(ctx context.Context, b *Backend, owner, uri string) (release func(), ok bool, err error) {
+	r := &g.upsubs
+	s, err := r.hold(owner, subKey{b.Name(), uri}, g.conf().Limits, func(s *upstreamSub) {
 		var lctx context.Context
 		lctx, s.cancel = context.WithCancel(b.gctx)
-		r.byURI[uri] = s
 		go b.keepResourceListen(lctx, s)
+	})
+	if err != nil {
+		return nil, false, err
 	}
-	s.holders++
-	r.mu.Unlock()
-
 	var once sync.Once
-	release = func() {
-		once.Do(func() {
-			r.mu.Lock()
-			defer r.mu.Unlock()
-			if s.holders--; s.holders == 0 {
-				s.cancel()
-				if r.byURI[uri] == s {
-					delete(r.byURI, uri)
-				}
-			}
-		})
-	}
+	release = func() { once.Do(func() { r.drop(owner, s) }) }
 	wait := time.NewTimer(b.callTimeout())
 	defer wait.Stop()
 	select {
@@ -101,13 +205,13 @@ func (b *Backend) subscribeResource(ctx context.Context, uri string) (release fu
 	select {
 	case <-s.ready:
 		if s.agreed {
-			return release, true
+			return release, true, nil
 		}
 	default:
 		b.logger.Warn("the backend did not acknowledge a resource subscription in time", "uri", uri)
 	}
 	release()
-	return nil, false
+	return nil, false, nil
 }
 
 // callTimeout is how long the gateway waits for the backend's answer
@@ -120,18 +224,13 @@ func (b *Backend) callTimeout() time.Duration {
 // connection, reopening it when the connection changes, until ctx ends or
 // the backend declines the subscription.
 func (b *Backend) keepResourceListen(ctx context.Context, s *upstreamSub) {
-	r := &b.subs
 	for ctx.Err() == nil {
 		if snap := b.snap.Load(); snap != nil {
 			id := b.nextID.Add(1)
 			key := jsonrpc.IDKey(jsonrpc.IntID(id))
-			r.mu.Lock()
-			r.byID[key] = s
-			r.mu.Unlock()
+			b.listenIDs.set(key, s)
 			_, err := snap.conn.call(ctx, id, "subscriptions/listen", s.params, nil, nil)
-			r.mu.Lock()
-			delete(r.byID, key)
-			r.mu.Unlock()
+			b.listenIDs.set(key, nil)
 			if ctx.Err() != nil {
 				if b.cfg.Transport == "stdio" {
 					// No stream to close on stdio: the spec's way to end a
@@ -152,7 +251,7 @@ func (b *Backend) keepResourceListen(ctx context.Context, s *upstreamSub) {
 				s.settle(false)
 				return
 			}
-			b.logger.Debug("resource subscriptions/listen to the backend ended; reopening", "uri", s.uri, "err", err)
+			b.logger.Debug("resource subscriptions/listen to the backend ended; reopening", "uri", s.key.uri, "err", err)
 		}
 		if !sleepCtx(ctx, time.Second) {
 			return
@@ -174,11 +273,8 @@ func (b *Backend) upstreamListenMessage(n jsonrpc.Message) bool {
 		if json.Unmarshal(n.Params, &a) != nil {
 			return false
 		}
-		b.subs.mu.Lock()
-		s := b.subs.byID[jsonrpc.IDKey(a.Meta[metaSubscriptionID])]
-		b.subs.mu.Unlock()
-		if s != nil {
-			s.settle(slices.Contains(a.Notifications.ResourceSubscriptions, s.uri))
+		if s := b.listenIDs.get(jsonrpc.IDKey(a.Meta[metaSubscriptionID])); s != nil {
+			s.settle(slices.Contains(a.Notifications.ResourceSubscriptions, s.key.uri))
 		}
 		return false
 	case "notifications/resources/updated":
@@ -190,10 +286,7 @@ func (b *Backend) upstreamListenMessage(n jsonrpc.Message) bool {
 		if !ok {
 			return true
 		}
-		b.subs.mu.Lock()
-		_, live := b.subs.byID[jsonrpc.IDKey(sid)]
-		b.subs.mu.Unlock()
-		return live
+		return b.listenIDs.get(jsonrpc.IDKey(sid)) != nil
 	}
 	return true
 }
@@ -223,7 +316,10 @@ func (c *call) subscribeModern(ctx context.Context, b *Backend, rt resourceRoute
 	if !capabilityHas(snap.capabilities["resources"], "subscribe") {
 		return c.fail(jsonrpc.CodeMethodNotFound, "resources/subscribe: "+b.Name()+" does not support resource subscriptions", "uri", uri)
 	}
-	release, ok := b.subscribeResource(ctx, rt.uri)
+	release, ok, err := c.g.subscribeResource(ctx, b, c.princ.OwnerKey(), rt.uri)
+	if le := (*upstreamLimitError)(nil); errors.As(err, &le) {
+		return c.refuseAtLimit(ctx, le.limit, le.rule, le.msg, 0)
+	}
 	if !ok {
 		return c.fail(jsonrpc.CodeInternalError, "resources/subscribe: "+b.Name()+" did not agree to a subscription to "+uri, "uri", uri)
 	}

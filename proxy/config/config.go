@@ -39,10 +39,15 @@ const (
 	DefaultMaxSessions             = 10000
 	DefaultMaxSessionsPerPrincipal = 1000
 	DefaultMaxSubscriptions        = 256
-	DefaultMaxTasksPerPrincipal    = 1000
-	DefaultMaxHeldPerPrincipal     = 64
-	DefaultMaxInflightPerSession   = 64
-	DefaultSessionIdleTimeout      = 30 * time.Minute
+	// DefaultMaxUpstreamSubscriptionsPerPrincipal and
+	// DefaultMaxUpstreamSubscriptionsPerServer bound the resource streams
+	// the gateway holds open to 2026-07-28 backends (see Limits).
+	DefaultMaxUpstreamSubscriptionsPerPrincipal = 256
+	DefaultMaxUpstreamSubscriptionsPerServer    = 4096
+	DefaultMaxTasksPerPrincipal                 = 1000
+	DefaultMaxHeldPerPrincipal                  = 64
+	DefaultMaxInflightPerSession                = 64
+	DefaultSessionIdleTimeout                   = 30 * time.Minute
 
 	DefaultServerTimeout   = 60 * time.Second
 	DefaultBreakerFailures = 5
@@ -192,6 +197,20 @@ type Limits struct {
 	// stream and those one session subscribes with resources/subscribe;
 	// beyond it the request is refused with -32600. Default 256.
 	MaxSubscriptions int `yaml:"max_subscriptions"`
+	// MaxUpstreamSubscriptionsPerPrincipal caps the distinct resources of
+	// 2026-07-28 backends one principal holds subscribed, over all its
+	// sessions (resources/subscribe) and subscriptions/listen streams
+	// together: each is a long-lived stream from the gateway to the
+	// backend (on HTTP a connection), shared by every client subscribed
+	// to the same URI. One more is refused with -32029 and error.data
+	// limit "max_upstream_subscriptions_per_principal". Default 256.
+	MaxUpstreamSubscriptionsPerPrincipal int `yaml:"max_upstream_subscriptions_per_principal"`
+	// MaxUpstreamSubscriptionsPerServer caps those streams to one
+	// 2026-07-28 backend, for all principals together; a subscription that
+	// would open one more is refused with -32029 and error.data limit
+	// "max_upstream_subscriptions_per_server" (joining an open one is
+	// not). Default 4096.
+	MaxUpstreamSubscriptionsPerServer int `yaml:"max_upstream_subscriptions_per_server"`
 	// MaxTasksPerPrincipal caps the tasks one principal holds through the
 	// 2026-07-28 tasks extension: at one more, its oldest task is
 	// forgotten (tasks/get then says it is not found). Default 1000.

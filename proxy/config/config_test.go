@@ -54,7 +54,7 @@ func TestDefaults(t *testing.T) {
 		Cache:              Cache{MaxBytes: 64 << 20},
 		Limits: Limits{
 			ReadHeaderTimeout: 10 * time.Second, BodyReadTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second,
-			MaxSessions: 10000, MaxSessionsPerPrincipal: 1000, MaxSubscriptions: 256, MaxTasksPerPrincipal: 1000, MaxHeldPerPrincipal: 64, MaxInflightPerSession: 64, SessionIdleTimeout: 30 * time.Minute,
+			MaxSessions: 10000, MaxSessionsPerPrincipal: 1000, MaxSubscriptions: 256, MaxUpstreamSubscriptionsPerPrincipal: 256, MaxUpstreamSubscriptionsPerServer: 4096, MaxTasksPerPrincipal: 1000, MaxHeldPerPrincipal: 64, MaxInflightPerSession: 64, SessionIdleTimeout: 30 * time.Minute,
 		},
 		Instance: "i",
 		Servers: []Server{{

@@ -36,6 +36,8 @@ func (c *Config) applyDefaults() {
 	setDefault(&l.MaxSessions, DefaultMaxSessions)
 	setDefault(&l.MaxSessionsPerPrincipal, DefaultMaxSessionsPerPrincipal)
 	setDefault(&l.MaxSubscriptions, DefaultMaxSubscriptions)
+	setDefault(&l.MaxUpstreamSubscriptionsPerPrincipal, DefaultMaxUpstreamSubscriptionsPerPrincipal)
+	setDefault(&l.MaxUpstreamSubscriptionsPerServer, DefaultMaxUpstreamSubscriptionsPerServer)
 	setDefault(&l.MaxTasksPerPrincipal, DefaultMaxTasksPerPrincipal)
 	setDefault(&l.MaxHeldPerPrincipal, DefaultMaxHeldPerPrincipal)
 	setDefault(&l.MaxInflightPerSession, DefaultMaxInflightPerSession)
@@ -272,6 +274,8 @@ func (c *Config) validateLimits(v *validator) {
 	v.nonNegativeInt("limits.max_held_per_principal", l.MaxHeldPerPrincipal)
 	v.nonNegativeInt("limits.max_inflight_per_session", l.MaxInflightPerSession)
 	v.nonNegativeInt("limits.max_subscriptions", l.MaxSubscriptions)
+	v.nonNegativeInt("limits.max_upstream_subscriptions_per_principal", l.MaxUpstreamSubscriptionsPerPrincipal)
+	v.nonNegativeInt("limits.max_upstream_subscriptions_per_server", l.MaxUpstreamSubscriptionsPerServer)
 	if l.MaxSessions > 0 && l.MaxSessionsPerPrincipal > l.MaxSessions {
 		v.add("limits.max_sessions_per_principal", "%d is more than limits.max_sessions (%d)", l.MaxSessionsPerPrincipal, l.MaxSessions)
 	}
