@@ -30,22 +30,24 @@ var reloadKeys = map[string]string{
 	"allowed_origins":      "", // policySet.origins, per request
 	"client_trace_context": "", // per request (tracectx.go)
 
-	"limits.read_header_timeout":            "limits.read_header_timeout",
-	"limits.body_read_timeout":              "limits.body_read_timeout",
-	"limits.idle_timeout":                   "limits.idle_timeout",
-	"limits.max_sessions":                   "", // per new session
-	"limits.max_sessions_per_principal":     "",
-	"limits.max_subscriptions":              "",
-	"limits.max_tasks_per_principal":        "",
-	"limits.max_held_per_principal":         "",
-	"limits.max_inflight_per_session":       "",
-	"limits.session_idle_timeout":           "", // janitor reads it each sweep
-	"limits.rate_per_principal.rate":        "", // policySet.rates
-	"limits.rate_per_principal.burst":       "",
-	"limits.rate_per_tool.rate":             "",
-	"limits.rate_per_tool.burst":            "",
-	"limits.priority.background_roles":      "", // policySet.cfg, per call
-	"limits.priority.background_principals": "",
+	"limits.read_header_timeout":                      "limits.read_header_timeout",
+	"limits.body_read_timeout":                        "limits.body_read_timeout",
+	"limits.idle_timeout":                             "limits.idle_timeout",
+	"limits.max_sessions":                             "", // per new session
+	"limits.max_sessions_per_principal":               "",
+	"limits.max_subscriptions":                        "",
+	"limits.max_upstream_subscriptions_per_principal": "", // per new subscription
+	"limits.max_upstream_subscriptions_per_server":    "",
+	"limits.max_tasks_per_principal":                  "",
+	"limits.max_held_per_principal":                   "",
+	"limits.max_inflight_per_session":                 "",
+	"limits.session_idle_timeout":                     "", // janitor reads it each sweep
+	"limits.rate_per_principal.rate":                  "", // policySet.rates
+	"limits.rate_per_principal.burst":                 "",
+	"limits.rate_per_tool.rate":                       "",
+	"limits.rate_per_tool.burst":                      "",
+	"limits.priority.background_roles":                "", // policySet.cfg, per call
+	"limits.priority.background_principals":           "",
 
 	"cache.max_bytes": "cache",
 
