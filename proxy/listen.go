@@ -203,7 +203,7 @@ func (c *call) listen(ctx context.Context) jsonrpc.Message {
 	defer g.listens.remove(l) // idempotent: the unsubscribing defer below removes it first
 	ack := listenFilter{ToolsListChanged: l.tools, PromptsListChanged: l.prompts, ResourcesListChanged: l.resources}
 	// held are the 2026 backends' resource streams this listen holds.
-	var held map[string]func()
+	var held map[string]*upstreamHold
 	defer func() {
 		g.listens.remove(l)
 		// Backends keep one subscription per connection for every client:
@@ -212,8 +212,8 @@ func (c *call) listen(ctx context.Context) jsonrpc.Message {
 		defer cancel()
 		i := len(want.ResourceSubscriptions)
 		for uri := range l.uris {
-			if release := held[uri]; release != nil {
-				release()
+			if h := held[uri]; h != nil {
+				h.release()
 				continue
 			}
 			if !g.listens.wantsURI(uri, nil) && !g.sessionSubscribed(uri) {
@@ -226,16 +226,16 @@ func (c *call) listen(ctx context.Context) jsonrpc.Message {
 		if l.uris[uri] {
 			continue
 		}
-		ok, release, err := c.subscribeUpstream(ctx, uri, "resources/subscribe", i)
+		ok, h, err := c.subscribeUpstream(ctx, uri, "resources/subscribe", i)
 		if le := (*upstreamLimitError)(nil); errors.As(err, &le) {
 			return c.refuseAtLimit(ctx, le.limit, le.rule, le.msg, 0)
 		}
 		if ok {
-			if release != nil {
+			if h != nil {
 				if held == nil {
-					held = map[string]func(){}
+					held = map[string]*upstreamHold{}
 				}
-				held[uri] = release
+				held[uri] = h
 			}
 			g.listens.addURI(l, uri)
 			ack.ResourceSubscriptions = append(ack.ResourceSubscriptions, uri)
@@ -273,9 +273,9 @@ func (c *call) listen(ctx context.Context) jsonrpc.Message {
 // the backend that serves it, as a recorded leg of the listen request. It
 // reports whether the backend accepted. A 2026 backend has no
 // resources/subscribe: the listen holds the gateway's listen stream for the
-// URI instead, until it calls release; an *upstreamLimitError refuses that
-// at a cap.
-func (c *call) subscribeUpstream(ctx context.Context, uri, method string, i int) (ok bool, release func(), err error) {
+// URI instead (h), until it releases it; an *upstreamLimitError refuses
+// that at a cap.
+func (c *call) subscribeUpstream(ctx context.Context, uri, method string, i int) (ok bool, h *upstreamHold, err error) {
 	g := c.g
 	bs := g.bs()
 	rt, ok := g.catalog.Load().routeURI(uri)
@@ -304,8 +304,8 @@ func (c *call) subscribeUpstream(ctx context.Context, uri, method string, i int)
 		}
 	}
 	if modern {
-		release, ok, err := g.subscribeResource(ctx, b, c.princ.OwnerKey(), rt.uri)
-		return ok, release, err
+		h, err := g.subscribeResource(ctx, b, c.princ.OwnerKey(), rt.uri)
+		return h != nil, h, err
 	}
 	resp := sub.forward(ctx, b)
 	return resp.Error == nil, nil, nil

@@ -179,20 +179,45 @@ func TestUpstreamSubscriptionsCappedPerServer(t *testing.T) {
 	}
 }
 
-// TestRev3SubscriptionLostOnRestart: a reload that changes a 2026 backend's
-// entry (here its timeout) replaces the Backend; the old one's per-URI
-// streams end with its run context, but the session still counts itself
-// subscribed, so its updates stop and resubscribing is a no-op ({} from the
-// subscribed short-cut) — the subscription is silently dead until the
-// client unsubscribes first.
-func TestRev3SubscriptionLostOnRestart(t *testing.T) {
+// rev3Streams waits until the backend's streams subscribed to uri number
+// want, and fails with what.
+func rev3Streams(t *testing.T, url string, hdr map[string]string, uri string, want int, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	n := 0
+	for time.Now().Before(deadline) {
+		if n = rev3Touch(t, url, hdr, uri); n == want {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s: upstream streams for %s = %d, want %d", what, uri, n, want)
+}
+
+// TestSubscriptionFollowsBackendRestart: a reload that changes a 2026
+// backend's entry (here its timeout) replaces the Backend; the session's
+// subscription is moved to the new one (before the fix the old one's
+// stream ended with it while the session still counted itself subscribed:
+// no more updates, and resubscribing was a no-op). A backend that loses its
+// connections gets its subscriptions reopened when it reconnects, and one
+// removed and added again by reloads is subscribed anew by a
+// resources/subscribe (the session's shortcut checks that its stream is
+// still alive).
+func TestSubscriptionFollowsBackendRestart(t *testing.T) {
 	hs := httptest.NewServer(testbackend.New(testbackend.Options{Subscribable: true}).HTTPHandler())
 	t.Cleanup(func() { hs.CloseClientConnections(); hs.Close() })
 	path := filepath.Join(t.TempDir(), "mcptrail.yaml")
+	// timeout "" leaves the backend out (a config needs one server: a
+	// spare that never connects).
 	write := func(timeout string) *config.Config {
 		y := "namespace_separator: \".\"\nauth:\n  tokens:\n" +
 			"    - {name: alice, sha256: " + sha("alice-token") + ", tools: [\"*\"], resources: [\"modern:*\"]}\n" +
-			"servers:\n  - {name: modern, transport: http, url: \"" + hs.URL + "/mcp\", timeout: " + timeout + ", protocol_version: \"2026-07-28\"}\n"
+			"servers:\n"
+		if timeout != "" {
+			y += "  - {name: modern, transport: http, url: \"" + hs.URL + "/mcp\", timeout: " + timeout + ", protocol_version: \"2026-07-28\"}\n"
+		} else {
+			y += "  - {name: spare, transport: http, url: \"http://127.0.0.1:1/mcp\"}\n"
+		}
 		if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -203,35 +228,44 @@ func TestRev3SubscriptionLostOnRestart(t *testing.T) {
 		return cfg
 	}
 	e := startGateway(t, write("10s"))
+	reload := func(timeout string) {
+		t.Helper()
+		old := e.gw.Backend("modern")
+		write(timeout)
+		if _, err := e.gw.ReloadFile(context.Background(), path, nil, "test"); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the reloaded backend", func() bool {
+			b := e.gw.Backend("modern")
+			if timeout == "" {
+				return b == nil
+			}
+			return b != nil && b != old && b.Ready()
+		})
+	}
 	alice := map[string]string{"Authorization": "Bearer alice-token"}
 	alice["Mcp-Session-Id"] = initSession(t, e.url, alice)
 	const uri = "test://static/1"
-	if r := rev3Call(t, e.url, alice, "resources/subscribe", map[string]any{"uri": uri}); r.Error != nil {
-		t.Fatalf("subscribe: %+v", r.Error)
-	}
-	if n := rev3Touch(t, e.url, alice, uri); n != 1 {
-		t.Fatalf("streams before the reload = %d, want 1", n)
-	}
-	old := e.gw.Backend("modern")
-	write("11s")
-	if _, err := e.gw.ReloadFile(context.Background(), path, nil, "test"); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the restarted backend ready", func() bool {
-		b := e.gw.Backend("modern")
-		return b != nil && b != old && b.Ready()
-	})
-	// The session resubscribes, as a careful client would.
-	if r := rev3Call(t, e.url, alice, "resources/subscribe", map[string]any{"uri": uri}); r.Error != nil {
-		t.Fatalf("subscribe again: %+v", r.Error)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	n := 0
-	for time.Now().Before(deadline) {
-		if n = rev3Touch(t, e.url, alice, uri); n == 1 {
-			return
+	subscribe := func() {
+		t.Helper()
+		if r := rev3Call(t, e.url, alice, "resources/subscribe", map[string]any{"uri": uri}); r.Error != nil {
+			t.Fatalf("subscribe: %+v", r.Error)
 		}
-		time.Sleep(200 * time.Millisecond)
 	}
-	t.Errorf("after a reload restarted the backend, upstream streams for %s = %d, want 1: the session is still 'subscribed' and gets no updates", uri, n)
+	subscribe()
+	rev3Streams(t, e.url, alice, uri, 1, "subscribed")
+
+	reload("11s")
+	rev3Streams(t, e.url, alice, uri, 1, "after a reload restarted the backend")
+
+	// The backend loses its connections and the gateway reconnects.
+	hs.CloseClientConnections()
+	rev3Streams(t, e.url, alice, uri, 1, "after the backend's connections were lost")
+
+	// Removed, then added again: the session's resources/subscribe opens a
+	// stream (or finds the one that followed), never a no-op on a dead one.
+	reload("")
+	reload("12s")
+	subscribe()
+	rev3Streams(t, e.url, alice, uri, 1, "after the backend was removed and added again")
 }

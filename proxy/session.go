@@ -44,7 +44,7 @@ type Session struct {
 	profCaps        json.RawMessage // canonical caps
 	logLevel        string
 	subs            map[string]bool
-	upstreamSubs    map[string]func()               // by URI: releases of the 2026 backends' resource streams held for subs
+	upstreamSubs    map[string]*upstreamHold        // by URI: the 2026 backends' resource streams held for subs
 	used            map[string]bool                 // backends a request of this session was sent to
 	pending         map[string]chan jsonrpc.Message // server→client requests awaiting the client
 	calls           map[string]*call                // in-flight client requests by jsonrpc.IDKey
@@ -363,8 +363,8 @@ func (s *Session) close() {
 	for _, c := range calls {
 		c.cancel()
 	}
-	for _, release := range held {
-		release()
+	for _, h := range held {
+		h.release()
 	}
 }
 
@@ -372,31 +372,39 @@ func (s *Session) close() {
 // backend's resource stream, and marks it subscribed. It reports false, and
 // the caller releases, when the session has closed meanwhile or already
 // holds one.
-func (s *Session) holdUpstream(uri string, release func()) bool {
+func (s *Session) holdUpstream(uri string, h *upstreamHold) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed || s.upstreamSubs[uri] != nil {
 		return false
 	}
 	if s.upstreamSubs == nil {
-		s.upstreamSubs = map[string]func(){}
+		s.upstreamSubs = map[string]*upstreamHold{}
 	}
 	if s.subs == nil {
 		s.subs = map[string]bool{}
 	}
-	s.upstreamSubs[uri], s.subs[uri] = release, true
+	s.upstreamSubs[uri], s.subs[uri] = h, true
 	return true
 }
 
-// dropUpstream ends the session's subscription to uri and returns the
-// release of the stream it held (nil when none).
-func (s *Session) dropUpstream(uri string) func() {
+// heldUpstream returns the session's share of the stream for uri (nil when
+// none).
+func (s *Session) heldUpstream(uri string) *upstreamHold {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	release := s.upstreamSubs[uri]
+	return s.upstreamSubs[uri]
+}
+
+// dropUpstream ends the session's subscription to uri and returns the
+// share of the stream it held (nil when none).
+func (s *Session) dropUpstream(uri string) *upstreamHold {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := s.upstreamSubs[uri]
 	delete(s.upstreamSubs, uri)
 	delete(s.subs, uri)
-	return release
+	return h
 }
 
 func (s *Session) isClosed() bool {

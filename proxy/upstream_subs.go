@@ -16,6 +16,10 @@ package proxy
 // stream costs a goroutine and, over HTTP, a connection: the distinct URIs
 // one principal holds and the streams to one backend are capped
 // (limits.max_upstream_subscriptions_per_principal, _per_server).
+// A stream names its backend by its configured name, not by the Backend
+// that opened it: it is reopened on the backend's next connection and on
+// the Backend that replaces it at a reload, so a client's subscription
+// outlives both.
 
 import (
 	"cmp"
@@ -25,6 +29,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcptrail/mcptrail/proxy/config"
@@ -58,6 +63,11 @@ type upstreamSub struct {
 	agreed    bool // written before ready closes
 
 	cancel context.CancelFunc
+	// dead is set when the stream ended for good while held: its backend
+	// was removed or stopped speaking 2026-07-28, or declined the URI on
+	// a reopen. Its holders hear nothing more; a session's next
+	// resources/subscribe of the URI opens a new one.
+	dead atomic.Bool
 }
 
 func (s *upstreamSub) settle(agreed bool) {
@@ -152,6 +162,31 @@ func (r *upstreamSubs) unlist(s *upstreamSub) {
 	}
 }
 
+// ended unlists s for good: its holders keep their (dead) share until they
+// let go, a new subscription to the URI opens a new stream.
+func (r *upstreamSubs) ended(s *upstreamSub) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s.dead.Store(true)
+	r.unlist(s)
+}
+
+// upstreamHold is one client's share of an upstream resource stream.
+type upstreamHold struct {
+	once  sync.Once
+	r     *upstreamSubs
+	owner string
+	s     *upstreamSub
+}
+
+// release drops the share, closing the stream with the last one; it is
+// idempotent.
+func (h *upstreamHold) release() { h.once.Do(func() { h.r.drop(h.owner, h.s) }) }
+
+// alive reports whether the stream still carries the backend's updates
+// (possibly while it reconnects).
+func (h *upstreamHold) alive() bool { return !h.s.dead.Load() }
+
 // listenIDs are the JSON-RPC ids of a backend's live resource streams.
 type listenIDs struct {
 	mu sync.Mutex
@@ -179,22 +214,22 @@ func (l *listenIDs) set(key string, s *upstreamSub) {
 
 // subscribeResource holds a subscription to uri (as the backend names it)
 // for one client of owner. It waits for the backend's acknowledgement (at
-// most the backend's timeout) and reports whether the backend agreed; when
-// it did, release drops this holder's share, closing the stream with the
-// last one. An error (*upstreamLimitError) refuses the subscription at a
-// cap.
-func (g *Gateway) subscribeResource(ctx context.Context, b *Backend, owner, uri string) (release func(), ok bool, err error) {
+// most the backend's timeout) and returns the client's share when the
+// backend agreed, nil when not. An error (*upstreamLimitError) refuses the
+// subscription at a cap. The stream refers to the backend by name: it
+// follows the backend through reconnects and through a reload that
+// replaces it.
+func (g *Gateway) subscribeResource(ctx context.Context, b *Backend, owner, uri string) (*upstreamHold, error) {
 	r := &g.upsubs
 	s, err := r.hold(owner, subKey{b.Name(), uri}, g.conf().Limits, func(s *upstreamSub) {
 		var lctx context.Context
-		lctx, s.cancel = context.WithCancel(b.gctx)
-		go b.keepResourceListen(lctx, s)
+		lctx, s.cancel = context.WithCancel(g.ctx)
+		go g.keepResourceListen(lctx, s)
 	})
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
-	var once sync.Once
-	release = func() { once.Do(func() { r.drop(owner, s) }) }
+	h := &upstreamHold{r: r, owner: owner, s: s}
 	wait := time.NewTimer(b.callTimeout())
 	defer wait.Stop()
 	select {
@@ -204,14 +239,14 @@ func (g *Gateway) subscribeResource(ctx context.Context, b *Backend, owner, uri 
 	}
 	select {
 	case <-s.ready:
-		if s.agreed {
-			return release, true, nil
+		if s.agreed && !s.dead.Load() {
+			return h, nil
 		}
 	default:
 		b.logger.Warn("the backend did not acknowledge a resource subscription in time", "uri", uri)
 	}
-	release()
-	return nil, false, nil
+	h.release()
+	return nil, nil
 }
 
 // callTimeout is how long the gateway waits for the backend's answer
@@ -220,16 +255,33 @@ func (b *Backend) callTimeout() time.Duration {
 	return cmp.Or(b.cfg.Timeout, config.DefaultServerTimeout)
 }
 
-// keepResourceListen holds s's stream open on the backend's current
-// connection, reopening it when the connection changes, until ctx ends or
-// the backend declines the subscription.
-func (b *Backend) keepResourceListen(ctx context.Context, s *upstreamSub) {
+// keepResourceListen holds s's stream open on the current connection of
+// the backend named s.key.server, reopening it when the connection changes
+// (a reconnect) or the backend is replaced (a reload that changed its
+// entry), until ctx ends, the backend is gone or no longer 2026-07-28, or
+// it declines the subscription.
+func (g *Gateway) keepResourceListen(ctx context.Context, s *upstreamSub) {
+	defer func() {
+		s.settle(false)
+		g.upsubs.ended(s)
+	}()
 	for ctx.Err() == nil {
-		if snap := b.snap.Load(); snap != nil {
+		b := g.bs().byName[s.key.server]
+		if b == nil || !modernUpstream(b.cfg.ProtocolVersion) {
+			g.logger.Warn("resource subscription ended: the backend was removed or is no longer 2026-07-28", "server", s.key.server, "uri", s.key.uri)
+			return
+		}
+		// gctx is set before the run loop publishes a snapshot.
+		if snap := b.snap.Load(); snap != nil && !b.retired.Load() {
 			id := b.nextID.Add(1)
 			key := jsonrpc.IDKey(jsonrpc.IntID(id))
 			b.listenIDs.set(key, s)
-			_, err := snap.conn.call(ctx, id, "subscriptions/listen", s.params, nil, nil)
+			// The attempt ends with the backend it was opened on.
+			actx, cancel := context.WithCancel(ctx)
+			stop := context.AfterFunc(b.gctx, cancel)
+			_, err := snap.conn.call(actx, id, "subscriptions/listen", s.params, nil, nil)
+			stop()
+			cancel()
 			b.listenIDs.set(key, nil)
 			if ctx.Err() != nil {
 				if b.cfg.Transport == "stdio" {
@@ -248,8 +300,10 @@ func (b *Backend) keepResourceListen(ctx context.Context, s *upstreamSub) {
 					return
 				}
 			default:
-				s.settle(false)
 				return
+			}
+			if b.gctx.Err() != nil {
+				continue // replaced by a reload: follow it at once
 			}
 			b.logger.Debug("resource subscriptions/listen to the backend ended; reopening", "uri", s.key.uri, "err", err)
 		}
@@ -274,7 +328,18 @@ func (b *Backend) upstreamListenMessage(n jsonrpc.Message) bool {
 			return false
 		}
 		if s := b.listenIDs.get(jsonrpc.IDKey(a.Meta[metaSubscriptionID])); s != nil {
-			s.settle(slices.Contains(a.Notifications.ResourceSubscriptions, s.key.uri))
+			agreed := slices.Contains(a.Notifications.ResourceSubscriptions, s.key.uri)
+			select {
+			case <-s.ready:
+				if s.agreed && !agreed {
+					// Declined on a reopen: the stream is of no use.
+					b.logger.Warn("the backend declined a resource subscription it had agreed to", "uri", s.key.uri)
+					s.dead.Store(true)
+					s.cancel()
+				}
+			default:
+				s.settle(agreed)
+			}
 		}
 		return false
 	case "notifications/resources/updated":
@@ -301,13 +366,19 @@ func (c *call) subscribeModern(ctx context.Context, b *Backend, rt resourceRoute
 		return c.fail(jsonrpc.CodeMethodNotFound, m+" is not part of protocol 2026-07-28: use subscriptions/listen", "uri", uri)
 	}
 	if m == "resources/unsubscribe" {
-		if release := c.sess.dropUpstream(uri); release != nil {
-			release()
+		if h := c.sess.dropUpstream(uri); h != nil {
+			h.release()
 		}
 		return jsonrpc.NewResult(c.msg.ID, json.RawMessage(`{}`))
 	}
-	if c.sess.subscribed(uri) {
-		return jsonrpc.NewResult(c.msg.ID, json.RawMessage(`{}`))
+	if h := c.sess.heldUpstream(uri); h != nil {
+		if h.alive() {
+			return jsonrpc.NewResult(c.msg.ID, json.RawMessage(`{}`))
+		}
+		// Its stream ended for good: open a new one.
+		if h := c.sess.dropUpstream(uri); h != nil {
+			h.release()
+		}
 	}
 	snap := b.snap.Load()
 	if snap == nil {
@@ -316,15 +387,15 @@ func (c *call) subscribeModern(ctx context.Context, b *Backend, rt resourceRoute
 	if !capabilityHas(snap.capabilities["resources"], "subscribe") {
 		return c.fail(jsonrpc.CodeMethodNotFound, "resources/subscribe: "+b.Name()+" does not support resource subscriptions", "uri", uri)
 	}
-	release, ok, err := c.g.subscribeResource(ctx, b, c.princ.OwnerKey(), rt.uri)
+	h, err := c.g.subscribeResource(ctx, b, c.princ.OwnerKey(), rt.uri)
 	if le := (*upstreamLimitError)(nil); errors.As(err, &le) {
 		return c.refuseAtLimit(ctx, le.limit, le.rule, le.msg, 0)
 	}
-	if !ok {
+	if h == nil {
 		return c.fail(jsonrpc.CodeInternalError, "resources/subscribe: "+b.Name()+" did not agree to a subscription to "+uri, "uri", uri)
 	}
-	if !c.sess.holdUpstream(uri, release) {
-		release()
+	if !c.sess.holdUpstream(uri, h) {
+		h.release()
 	}
 	return jsonrpc.NewResult(c.msg.ID, json.RawMessage(`{}`))
 }
