@@ -547,6 +547,9 @@ func (c *call) dispatch(ctx context.Context) jsonrpc.Message {
 // catalog is the merged catalog for this call's client (its capability
 // profile).
 func (c *call) catalog() *catalog {
+	if c.sess != nil && c.sess.cat != nil {
+		return c.sess.cat // a 2026 request's, loaded once (modernSession)
+	}
 	key, _ := c.profile()
 	return c.g.catalogFor(key)
 }
@@ -995,9 +998,9 @@ var _ propagation.TextMapCarrier = metaCarrier{}
 // x-mcp-header annotations are invalid, and such a client MUST exclude it
 // (server/tools), so the gateway treats it as unknown.
 func (c *call) hiddenTool(name string) bool {
-	// The primary catalog first: finding the client's profile catalog costs
-	// more than a plain call should.
-	if len(c.g.catalog.Load().badHeaders) == 0 || !c.sess.modern() {
+	// The client's own catalog, loaded once with the request
+	// (modernSession): a tool may be bad only in a profile's catalog.
+	if !c.sess.modern() {
 		return false
 	}
 	_, hidden := c.catalog().badHeaders[name]

@@ -43,3 +43,25 @@ func TestHeaderAnnotationError(t *testing.T) {
 		})
 	}
 }
+
+// TestHiddenToolProfileCatalog: a tool whose x-mcp-header annotations are
+// invalid only in the catalog of the client's capability profile is hidden
+// from (and not callable by) that 2026-07-28 client, though the primary
+// catalog has no such tool; the request's catalog is the one loaded with
+// it (Session.cat), also used for its Mcp-Param-* checks.
+func TestHiddenToolProfileCatalog(t *testing.T) {
+	g := &Gateway{}
+	g.catalog.Store(&catalog{}) // the primary catalog: nothing hidden
+	sess := &Session{cat: &catalog{badHeaders: map[string]string{"s.t": "bad annotation"}}}
+	sess.setClient(protocol2026, "raw-modern", "9", nil)
+	c := &call{g: g, sess: sess}
+	if !c.hiddenTool("s.t") {
+		t.Error("hiddenTool(s.t) = false, want true: the tool is bad in the client's catalog")
+	}
+	if c.hiddenTool("s.other") {
+		t.Error("hiddenTool(s.other) = true, want false")
+	}
+	if c.catalog() != sess.cat {
+		t.Error("call.catalog() is not the catalog loaded with the request")
+	}
+}

@@ -96,10 +96,6 @@ func (g *Gateway) modernSession(w http.ResponseWriter, r *http.Request, msg json
 			writeRPCError(w, http.StatusBadRequest, msg.ID, codeHeaderMismatch, "Header mismatch: "+err.Error(), reqID)
 			return nil, false
 		}
-		if err := g.checkParamHeaders(r, msg); err != nil {
-			writeRPCError(w, http.StatusBadRequest, msg.ID, codeHeaderMismatch, "Header mismatch: "+err.Error(), reqID)
-			return nil, false
-		}
 	}
 	sess := g.newSession("", nil) // sessionless: never stored, owned by no one
 	var info struct {
@@ -122,6 +118,17 @@ func (g *Gateway) modernSession(w http.ResponseWriter, r *http.Request, msg json
 		}
 	}
 	sess.setClient(version, info.Name, info.Version, caps)
+	if msg.Kind() == jsonrpc.KindRequest && msg.Method == "tools/call" {
+		// One catalog for the whole call: the one the client's capability
+		// profile sees, which its Mcp-Param-* headers are checked against
+		// and the call then hides, validates and routes by. (A list loads
+		// its own, once the profile's connections are up: ensureProfile.)
+		sess.cat = g.catalogFor(sess.profileKey())
+		if err := checkParamHeaders(sess.cat, r, msg); err != nil {
+			writeRPCError(w, http.StatusBadRequest, msg.ID, codeHeaderMismatch, "Header mismatch: "+err.Error(), reqID)
+			return nil, false
+		}
+	}
 	return sess, true
 }
 
@@ -290,7 +297,7 @@ func toolDef(items []json.RawMessage, name string) (*mcp.Tool, bool) {
 // (as the gateway lists it) marks with x-mcp-header: a missing, malformed
 // or different value is a HeaderMismatch (transports: "Any server that
 // processes the message body MUST validate" them).
-func (g *Gateway) checkParamHeaders(r *http.Request, msg jsonrpc.Message) error {
+func checkParamHeaders(cat *catalog, r *http.Request, msg jsonrpc.Message) error {
 	if msg.Method != "tools/call" {
 		return nil
 	}
@@ -302,7 +309,6 @@ func (g *Gateway) checkParamHeaders(r *http.Request, msg jsonrpc.Message) error 
 	if json.Unmarshal(name, &n) != nil {
 		return nil
 	}
-	cat := g.catalog.Load()
 	if _, bad := cat.badHeaders[n]; bad {
 		return nil // refused as an unknown tool
 	}

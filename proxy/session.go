@@ -52,6 +52,10 @@ type Session struct {
 	closed          bool
 	done            chan struct{} // closed by close: ends the standalone stream
 
+	// cat is a sessionless (2026-07-28) tools/call's catalog, loaded once
+	// for the header checks and the call (modernSession); nil otherwise.
+	cat *catalog
+
 	stream    chan []byte // standalone stream's queue, made on first use (queue); never for a sessionless (2026-07-28) request
 	streaming atomic.Int32
 	legacyIn  atomic.Int32 // POST /message requests being served (legacy SSE)
