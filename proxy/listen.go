@@ -304,7 +304,7 @@ func (c *call) subscribeUpstream(ctx context.Context, uri, method string, i int)
 		}
 	}
 	if modern {
-		h, err := g.subscribeResource(ctx, b, c.princ.OwnerKey(), rt.uri)
+		h, err := sub.subscribeRecorded(ctx, b, rt.uri)
 		return h != nil, h, err
 	}
 	resp := sub.forward(ctx, b)

@@ -21,6 +21,7 @@ import (
 	"github.com/mcptrail/mcptrail/proxy"
 	"github.com/mcptrail/mcptrail/proxy/config"
 	"github.com/mcptrail/mcptrail/proxy/testbackend"
+	"github.com/mcptrail/mcptrail/recorder"
 )
 
 func rev3Call(t *testing.T, url string, hdr map[string]string, method string, params any) rpcResp {
@@ -268,4 +269,55 @@ func TestSubscriptionFollowsBackendRestart(t *testing.T) {
 	reload("12s")
 	subscribe()
 	rev3Streams(t, e.url, alice, uri, 1, "after the backend was removed and added again")
+}
+
+// TestUpstreamSubscriptionHopsRecorded: a client's subscription to a 2026
+// backend's resource is recorded as an upstream hop, as the
+// resources/subscribe a session-era backend gets is: rule "uri:<server>"
+// for a session's resources/subscribe, "listen:<server>" for a
+// subscriptions/listen, saying whether it opened the stream or joined it.
+func TestUpstreamSubscriptionHopsRecorded(t *testing.T) {
+	hs := httptest.NewServer(testbackend.New(testbackend.Options{Subscribable: true}).HTTPHandler())
+	t.Cleanup(func() { hs.CloseClientConnections(); hs.Close() })
+	e := startGateway(t, &config.Config{
+		Servers: []config.Server{{Name: "modern", Transport: "http", URL: hs.URL + "/mcp", Timeout: 10 * time.Second, ProtocolVersion: "2026-07-28"}},
+	})
+	sid := initSession(t, e.url, nil)
+	const uri = "test://static/1"
+	if r := rev3Call(t, e.url, map[string]string{"Mcp-Session-Id": sid}, "resources/subscribe", map[string]any{"uri": uri}); r.Error != nil {
+		t.Fatalf("subscribe: %+v", r.Error)
+	}
+	body := modernBody(7, "subscriptions/listen", map[string]any{"notifications": map[string]any{"resourceSubscriptions": []string{uri}}}, nil)
+	ch, _ := openStream(t, http.MethodPost, e.url, body, modernHeaders("subscriptions/listen", ""))
+	nextMessage(t, ch, "notifications/subscriptions/acknowledged")
+
+	hops := func() map[string]string {
+		e.rec.mu.Lock()
+		defer e.rec.mu.Unlock()
+		got := map[string]string{}
+		for _, ev := range e.rec.events {
+			if ev.Hop != recorder.HopUpstream || ev.Target != uri {
+				continue
+			}
+			for _, a := range ev.Attrs {
+				if a.Key == proxy.AttrUpstreamStream {
+					got[ev.Method+" "+ev.RouteRule+" "+ev.Server] = a.Value
+				}
+			}
+		}
+		return got
+	}
+	want := map[string]string{
+		"resources/subscribe uri:modern modern":    "opened",
+		"resources/subscribe listen:modern modern": "joined", // the listen's leg, as before
+	}
+	var got map[string]string
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if got = hops(); fmt.Sprint(got) == fmt.Sprint(want) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Errorf("upstream hops of the subscriptions = %v, want %v", got, want)
 }

@@ -34,6 +34,7 @@ import (
 
 	"github.com/mcptrail/mcptrail/proxy/config"
 	"github.com/mcptrail/mcptrail/proxy/jsonrpc"
+	"github.com/mcptrail/mcptrail/recorder"
 )
 
 // Rules and limit names of the caps on upstream resource streams, as
@@ -96,21 +97,21 @@ func (e *upstreamLimitError) Error() string { return e.msg }
 // hold takes one share of key's stream for owner, creating the stream (and
 // starting it with open, under the lock) when there is none, unless that
 // would pass a cap.
-func (r *upstreamSubs) hold(owner string, key subKey, lim config.Limits, open func(*upstreamSub)) (*upstreamSub, error) {
+func (r *upstreamSubs) hold(owner string, key subKey, lim config.Limits, open func(*upstreamSub)) (s *upstreamSub, opened bool, err error) {
 	maxOwner := cmp.Or(lim.MaxUpstreamSubscriptionsPerPrincipal, config.DefaultMaxUpstreamSubscriptionsPerPrincipal)
 	maxServer := cmp.Or(lim.MaxUpstreamSubscriptionsPerServer, config.DefaultMaxUpstreamSubscriptionsPerServer)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	mine := r.perOwner[owner]
 	if mine[key] == 0 && len(mine) >= maxOwner {
-		return nil, &upstreamLimitError{limitUpstreamSubsPerPrincipal, RuleUpstreamSubsPerPrincipal, fmt.Sprintf(
+		return nil, false, &upstreamLimitError{limitUpstreamSubsPerPrincipal, RuleUpstreamSubsPerPrincipal, fmt.Sprintf(
 			"mcptrail: this principal holds %d resource subscriptions to 2026-07-28 backends (limits.%s); unsubscribe one first",
 			len(mine), limitUpstreamSubsPerPrincipal)}
 	}
-	s := r.byKey[key]
+	s = r.byKey[key]
 	if s == nil {
 		if n := r.perServer[key.server]; n >= maxServer {
-			return nil, &upstreamLimitError{limitUpstreamSubsPerServer, RuleUpstreamSubsPerServer, fmt.Sprintf(
+			return nil, false, &upstreamLimitError{limitUpstreamSubsPerServer, RuleUpstreamSubsPerServer, fmt.Sprintf(
 				"mcptrail: the gateway holds %d resource subscriptions to %s (limits.%s); try again later",
 				n, key.server, limitUpstreamSubsPerServer)}
 		}
@@ -122,6 +123,7 @@ func (r *upstreamSubs) hold(owner string, key subKey, lim config.Limits, open fu
 		r.byKey[key] = s
 		r.perServer[key.server]++
 		open(s)
+		opened = true
 	}
 	if mine == nil {
 		mine = map[subKey]int{}
@@ -129,7 +131,7 @@ func (r *upstreamSubs) hold(owner string, key subKey, lim config.Limits, open fu
 	}
 	mine[key]++
 	s.holders++
-	return s, nil
+	return s, opened, nil
 }
 
 // drop lets go of one of owner's shares of s, closing the stream with the
@@ -177,6 +179,9 @@ type upstreamHold struct {
 	r     *upstreamSubs
 	owner string
 	s     *upstreamSub
+	// opened tells whether this share opened the stream (else it joined
+	// one open already).
+	opened bool
 }
 
 // release drops the share, closing the stream with the last one; it is
@@ -221,7 +226,7 @@ func (l *listenIDs) set(key string, s *upstreamSub) {
 // replaces it.
 func (g *Gateway) subscribeResource(ctx context.Context, b *Backend, owner, uri string) (*upstreamHold, error) {
 	r := &g.upsubs
-	s, err := r.hold(owner, subKey{b.Name(), uri}, g.conf().Limits, func(s *upstreamSub) {
+	s, opened, err := r.hold(owner, subKey{b.Name(), uri}, g.conf().Limits, func(s *upstreamSub) {
 		var lctx context.Context
 		lctx, s.cancel = context.WithCancel(g.ctx)
 		go g.keepResourceListen(lctx, s)
@@ -229,7 +234,7 @@ func (g *Gateway) subscribeResource(ctx context.Context, b *Backend, owner, uri 
 	if err != nil {
 		return nil, err
 	}
-	h := &upstreamHold{r: r, owner: owner, s: s}
+	h := &upstreamHold{r: r, owner: owner, s: s, opened: opened}
 	wait := time.NewTimer(b.callTimeout())
 	defer wait.Stop()
 	select {
@@ -247,6 +252,41 @@ func (g *Gateway) subscribeResource(ctx context.Context, b *Backend, owner, uri 
 	}
 	h.release()
 	return nil, nil
+}
+
+// AttrUpstreamStream is the attribute of the upstream hop of a
+// subscription to a 2026-07-28 backend's resource: "opened" when it
+// opened the gateway's subscriptions/listen stream for the URI, "joined"
+// when it shares one open already, "declined" when the backend did not
+// agree.
+const AttrUpstreamStream = "mcptrail.upstream_stream"
+
+// subscribeRecorded is subscribeResource as a recorded upstream hop of c
+// (as the resources/subscribe a session-era backend gets is); a refusal at
+// a cap is left to the caller, which records it as such.
+func (c *call) subscribeRecorded(ctx context.Context, b *Backend, uri string) (*upstreamHold, error) {
+	t0 := time.Now()
+	h, err := c.g.subscribeResource(ctx, b, c.princ.OwnerKey(), uri)
+	if err != nil {
+		return nil, err
+	}
+	c.server = b.Name()
+	state := "declined"
+	if h != nil {
+		state = "joined"
+		if h.opened {
+			state = "opened"
+		}
+	}
+	c.record(recorder.HopUpstream, t0, time.Since(t0), func(e *recorder.Event) {
+		e.UpstreamVersion = protocol2026
+		e.Attrs = append(e.Attrs, recorder.Attr{Key: AttrUpstreamStream, Value: state})
+		if h == nil {
+			e.Outcome = recorder.OutcomeJSONRPCError
+			e.ErrorMessage = b.Name() + " did not agree to a subscription to " + uri
+		}
+	})
+	return h, nil
 }
 
 // callTimeout is how long the gateway waits for the backend's answer
@@ -387,7 +427,7 @@ func (c *call) subscribeModern(ctx context.Context, b *Backend, rt resourceRoute
 	if !capabilityHas(snap.capabilities["resources"], "subscribe") {
 		return c.fail(jsonrpc.CodeMethodNotFound, "resources/subscribe: "+b.Name()+" does not support resource subscriptions", "uri", uri)
 	}
-	h, err := c.g.subscribeResource(ctx, b, c.princ.OwnerKey(), rt.uri)
+	h, err := c.subscribeRecorded(ctx, b, rt.uri)
 	if le := (*upstreamLimitError)(nil); errors.As(err, &le) {
 		return c.refuseAtLimit(ctx, le.limit, le.rule, le.msg, 0)
 	}
