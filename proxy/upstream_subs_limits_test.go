@@ -1,6 +1,7 @@
 package proxy_test
 
-// Review rev3: proofs for the 2026 upstream resource subscriptions.
+// The 2026 upstream resource subscriptions: caps per principal and per
+// server, streams that follow their backend across reloads, recorded hops.
 
 import (
 	"context"
