@@ -25,29 +25,40 @@ import (
 	"github.com/mcptrail/mcptrail/recorder"
 )
 
-func rev3Call(t *testing.T, url string, hdr map[string]string, method string, params any) rpcResp {
+func subsCall(t *testing.T, url string, hdr map[string]string, method string, params any) rpcResp {
 	t.Helper()
 	b, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 9, "method": method, "params": params})
 	_, body := post(t, url, string(b), hdr)
 	return decodeResp(t, body)
 }
 
-func rev3Touch(t *testing.T, url string, hdr map[string]string, uri string) int {
+func touchStreams(t *testing.T, url string, hdr map[string]string, uri string) int {
 	t.Helper()
-	r := rev3Call(t, url, hdr, "tools/call", map[string]any{"name": "modern.touch", "arguments": map[string]any{"uri": uri}})
+	n, err := tryTouchStreams(t, url, hdr, uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// tryTouchStreams is touchStreams that returns the failure: a call made while
+// the gateway reconnects to the backend may fail with -32001.
+func tryTouchStreams(t *testing.T, url string, hdr map[string]string, uri string) (int, error) {
+	t.Helper()
+	r := subsCall(t, url, hdr, "tools/call", map[string]any{"name": "modern.touch", "arguments": map[string]any{"uri": uri}})
 	var res struct {
 		Content []struct{ Text string } `json:"content"`
 	}
 	if r.Error != nil || json.Unmarshal(r.Result, &res) != nil || len(res.Content) != 1 {
-		t.Fatalf("modern.touch: %s %+v", r.Result, r.Error)
+		return 0, fmt.Errorf("modern.touch: %s %+v", r.Result, r.Error)
 	}
 	n, _ := strconv.Atoi(res.Content[0].Text)
-	return n
+	return n, nil
 }
 
-// rev3Refused checks that r is a refusal at limit (-32029) whose data
+// subsRefused checks that r is a refusal at limit (-32029) whose data
 // names the limit and carries the request ID.
-func rev3Refused(t *testing.T, what string, r rpcResp, limit string) {
+func subsRefused(t *testing.T, what string, r rpcResp, limit string) {
 	t.Helper()
 	if r.Error == nil {
 		t.Fatalf("%s: accepted, want a refusal at limits.%s", what, limit)
@@ -97,7 +108,7 @@ func TestUpstreamSubscriptionsCappedPerPrincipal(t *testing.T) {
 				// A URI the principal holds already costs nothing more.
 				uri = "test://made-up/s0/0"
 			}
-			r := rev3Call(t, e.url, hdr, "resources/subscribe", map[string]any{"uri": uri})
+			r := subsCall(t, e.url, hdr, "resources/subscribe", map[string]any{"uri": uri})
 			if s == 0 || i == 0 || held < budget {
 				if r.Error != nil {
 					t.Fatalf("subscribe %s with %d held: %+v", uri, held, r.Error)
@@ -106,7 +117,7 @@ func TestUpstreamSubscriptionsCappedPerPrincipal(t *testing.T) {
 					held++
 				}
 			} else {
-				rev3Refused(t, "subscribe "+uri, r, "max_upstream_subscriptions_per_principal")
+				subsRefused(t, "subscribe "+uri, r, "max_upstream_subscriptions_per_principal")
 			}
 			uris = append(uris, uri)
 		}
@@ -116,7 +127,7 @@ func TestUpstreamSubscriptionsCappedPerPrincipal(t *testing.T) {
 	hdr := modernHeaders("subscriptions/listen", "")
 	hdr["Authorization"] = auth["Authorization"]
 	_, b := post(t, e.url, body, hdr)
-	rev3Refused(t, "subscriptions/listen", decodeResp(t, b), "max_upstream_subscriptions_per_principal")
+	subsRefused(t, "subscriptions/listen", decodeResp(t, b), "max_upstream_subscriptions_per_principal")
 	uris = append(uris, "test://made-up/l0/0")
 	// One naming only URIs held already joins their streams.
 	body = modernBody(101, "subscriptions/listen", map[string]any{"notifications": map[string]any{"resourceSubscriptions": []string{"test://made-up/s0/1"}}}, nil)
@@ -125,7 +136,7 @@ func TestUpstreamSubscriptionsCappedPerPrincipal(t *testing.T) {
 
 	open := 0
 	for _, u := range slices.Compact(slices.Sorted(slices.Values(uris))) {
-		open += rev3Touch(t, e.url, touchHdr, u)
+		open += touchStreams(t, e.url, touchHdr, u)
 	}
 	if open != budget {
 		t.Errorf("one principal made the gateway hold %d upstream subscriptions/listen streams; want limits.max_upstream_subscriptions_per_principal (%d)", open, budget)
@@ -157,7 +168,7 @@ func TestUpstreamSubscriptionsCappedPerServer(t *testing.T) {
 	}
 	alice, bob := session("a-token"), session("b-token")
 	subscribe := func(hdr map[string]string, uri string) rpcResp {
-		return rev3Call(t, e.url, hdr, "resources/subscribe", map[string]any{"uri": uri})
+		return subsCall(t, e.url, hdr, "resources/subscribe", map[string]any{"uri": uri})
 	}
 	for _, c := range []struct {
 		hdr map[string]string
@@ -167,13 +178,13 @@ func TestUpstreamSubscriptionsCappedPerServer(t *testing.T) {
 			t.Fatalf("subscribe %s: %+v", c.uri, r.Error)
 		}
 	}
-	rev3Refused(t, "a fourth stream", subscribe(bob, "test://b/2"), "max_upstream_subscriptions_per_server")
+	subsRefused(t, "a fourth stream", subscribe(bob, "test://b/2"), "max_upstream_subscriptions_per_server")
 	// Unsubscribing frees a stream only when its last holder goes.
-	if r := rev3Call(t, e.url, alice, "resources/unsubscribe", map[string]any{"uri": "test://a/1"}); r.Error != nil {
+	if r := subsCall(t, e.url, alice, "resources/unsubscribe", map[string]any{"uri": "test://a/1"}); r.Error != nil {
 		t.Fatal(r.Error)
 	}
-	rev3Refused(t, "a fourth stream while a/1 is held by bob", subscribe(bob, "test://b/2"), "max_upstream_subscriptions_per_server")
-	if r := rev3Call(t, e.url, alice, "resources/unsubscribe", map[string]any{"uri": "test://a/2"}); r.Error != nil {
+	subsRefused(t, "a fourth stream while a/1 is held by bob", subscribe(bob, "test://b/2"), "max_upstream_subscriptions_per_server")
+	if r := subsCall(t, e.url, alice, "resources/unsubscribe", map[string]any{"uri": "test://a/2"}); r.Error != nil {
 		t.Fatal(r.Error)
 	}
 	if r := subscribe(bob, "test://b/2"); r.Error != nil {
@@ -181,19 +192,19 @@ func TestUpstreamSubscriptionsCappedPerServer(t *testing.T) {
 	}
 }
 
-// rev3Streams waits until the backend's streams subscribed to uri number
+// waitUpstreamStreams waits until the backend's streams subscribed to uri number
 // want, and fails with what.
-func rev3Streams(t *testing.T, url string, hdr map[string]string, uri string, want int, what string) {
+func waitUpstreamStreams(t *testing.T, url string, hdr map[string]string, uri string, want int, what string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	n := 0
+	n, err := 0, error(nil)
 	for time.Now().Before(deadline) {
-		if n = rev3Touch(t, url, hdr, uri); n == want {
+		if n, err = tryTouchStreams(t, url, hdr, uri); err == nil && n == want {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("%s: upstream streams for %s = %d, want %d", what, uri, n, want)
+	t.Fatalf("%s: upstream streams for %s = %d (last error %v), want %d", what, uri, n, err, want)
 }
 
 // TestSubscriptionFollowsBackendRestart: a reload that changes a 2026
@@ -250,26 +261,26 @@ func TestSubscriptionFollowsBackendRestart(t *testing.T) {
 	const uri = "test://static/1"
 	subscribe := func() {
 		t.Helper()
-		if r := rev3Call(t, e.url, alice, "resources/subscribe", map[string]any{"uri": uri}); r.Error != nil {
+		if r := subsCall(t, e.url, alice, "resources/subscribe", map[string]any{"uri": uri}); r.Error != nil {
 			t.Fatalf("subscribe: %+v", r.Error)
 		}
 	}
 	subscribe()
-	rev3Streams(t, e.url, alice, uri, 1, "subscribed")
+	waitUpstreamStreams(t, e.url, alice, uri, 1, "subscribed")
 
 	reload("11s")
-	rev3Streams(t, e.url, alice, uri, 1, "after a reload restarted the backend")
+	waitUpstreamStreams(t, e.url, alice, uri, 1, "after a reload restarted the backend")
 
 	// The backend loses its connections and the gateway reconnects.
 	hs.CloseClientConnections()
-	rev3Streams(t, e.url, alice, uri, 1, "after the backend's connections were lost")
+	waitUpstreamStreams(t, e.url, alice, uri, 1, "after the backend's connections were lost")
 
 	// Removed, then added again: the session's resources/subscribe opens a
 	// stream (or finds the one that followed), never a no-op on a dead one.
 	reload("")
 	reload("12s")
 	subscribe()
-	rev3Streams(t, e.url, alice, uri, 1, "after the backend was removed and added again")
+	waitUpstreamStreams(t, e.url, alice, uri, 1, "after the backend was removed and added again")
 }
 
 // TestUpstreamSubscriptionHopsRecorded: a client's subscription to a 2026
@@ -285,7 +296,7 @@ func TestUpstreamSubscriptionHopsRecorded(t *testing.T) {
 	})
 	sid := initSession(t, e.url, nil)
 	const uri = "test://static/1"
-	if r := rev3Call(t, e.url, map[string]string{"Mcp-Session-Id": sid}, "resources/subscribe", map[string]any{"uri": uri}); r.Error != nil {
+	if r := subsCall(t, e.url, map[string]string{"Mcp-Session-Id": sid}, "resources/subscribe", map[string]any{"uri": uri}); r.Error != nil {
 		t.Fatalf("subscribe: %+v", r.Error)
 	}
 	body := modernBody(7, "subscriptions/listen", map[string]any{"notifications": map[string]any{"resourceSubscriptions": []string{uri}}}, nil)
