@@ -17,7 +17,8 @@
 //	                          only on the GET stream, so it needs Options.GETStream
 //	touch {uri}               (Options.Subscribable only) sends notifications/resources/updated for
 //	                          the URI on every open subscriptions/listen stream subscribed to it
-//	                          and answers how many streams it reached
+//	                          and to every session that did resources/subscribe to it (see
+//	                          [Backend.Touch]), and answers how many it reached
 //	mutate {tool, description, read_only, input_schema}
 //	                          (Options.Mutable only) redefines another tool — a rug pull — and sends
 //	                          notifications/tools/list_changed on the call's stream
@@ -83,7 +84,9 @@ type Options struct {
 	// then receives notifications/resources/updated, which mcp-go v1.2.1
 	// cannot send on a listen stream by itself. Over stdio the backend
 	// drops a subscription when the client sends notifications/cancelled
-	// for its listen request.
+	// for its listen request. A session-era client's resources/subscribe
+	// is tracked too: touch (and Touch) tell its session, on the GET
+	// stream (so over HTTP it needs GETStream).
 	Subscribable bool
 }
 
@@ -123,6 +126,15 @@ type Backend struct {
 	// listens are the open subscriptions/listen streams with resource
 	// subscriptions (Options.Subscribable).
 	listens []*resourceListen
+	// sessionSubs are the session-era resources/subscribe subscriptions,
+	// by session ID (Options.Subscribable).
+	sessionSubs map[string]*sessionSub
+}
+
+// sessionSub is one session's resources/subscribe subscriptions.
+type sessionSub struct {
+	session server.ClientSession
+	uris    map[string]bool
 }
 
 // resourceListen is one subscriptions/listen stream's resource
@@ -159,6 +171,17 @@ func New(o Options) *Backend {
 	hooks.AddOnRequestInitialization(b.record)
 	if o.Subscribable {
 		hooks.AddBeforeSubscriptionsListen(b.trackListen)
+		hooks.AddAfterSubscribe(func(ctx context.Context, _ any, req *mcp.SubscribeRequest, _ *mcp.EmptyResult) {
+			b.trackSubscribe(ctx, req.Params.URI, true)
+		})
+		hooks.AddAfterUnsubscribe(func(ctx context.Context, _ any, req *mcp.UnsubscribeRequest, _ *mcp.EmptyResult) {
+			b.trackSubscribe(ctx, req.Params.URI, false)
+		})
+		hooks.AddOnUnregisterSession(func(_ context.Context, sess server.ClientSession) {
+			b.mu.Lock()
+			delete(b.sessionSubs, sess.SessionID())
+			b.mu.Unlock()
+		})
 	}
 	b.srv = server.NewMCPServer(o.Name, o.Variant,
 		server.WithHooks(hooks),
@@ -621,33 +644,105 @@ func (b *Backend) addTouch() {
 		if err != nil {
 			return mcp.NewToolResultError(err.Error()), nil
 		}
-		b.mu.Lock()
-		live := b.listens[:0]
-		for _, l := range b.listens {
-			if l.ctx.Err() == nil && !l.dropped {
-				live = append(live, l)
-			}
-		}
-		b.listens = live
-		var reached []*resourceListen
-		for _, l := range live {
-			if slices.Contains(l.uris, uri) {
-				reached = append(reached, l)
-			}
-		}
-		b.mu.Unlock()
-		for _, l := range reached {
-			l.session.NotificationChannel() <- mcp.JSONRPCNotification{
-				JSONRPC: mcp.JSONRPC_VERSION,
-				Notification: mcp.Notification{
-					Method: mcp.MethodNotificationResourceUpdated,
-					Params: mcp.NotificationParams{
-						Meta:             map[string]any{mcp.MetaKeySubscriptionID: l.id},
-						AdditionalFields: map[string]any{"uri": uri},
-					},
-				},
-			}
-		}
-		return mcp.NewToolResultText(strconv.Itoa(len(reached))), nil
+		return mcp.NewToolResultText(strconv.Itoa(b.Touch(uri))), nil
 	})
+}
+
+// Touch sends notifications/resources/updated for uri on every open
+// subscriptions/listen stream subscribed to it (tagged with the stream's
+// id) and to every session that did resources/subscribe to it (untagged,
+// on the session's GET stream: it needs Options.GETStream over HTTP). It
+// returns how many streams and sessions it reached. Options.Subscribable
+// only.
+func (b *Backend) Touch(uri string) int {
+	b.mu.Lock()
+	live := b.listens[:0]
+	for _, l := range b.listens {
+		if l.ctx.Err() == nil && !l.dropped {
+			live = append(live, l)
+		}
+	}
+	b.listens = live
+	var reached []*resourceListen
+	for _, l := range live {
+		if slices.Contains(l.uris, uri) {
+			reached = append(reached, l)
+		}
+	}
+	var sessions []server.ClientSession
+	for _, ss := range b.sessionSubs {
+		if ss.uris[uri] {
+			sessions = append(sessions, ss.session)
+		}
+	}
+	b.mu.Unlock()
+	for _, l := range reached {
+		l.session.NotificationChannel() <- mcp.JSONRPCNotification{
+			JSONRPC: mcp.JSONRPC_VERSION,
+			Notification: mcp.Notification{
+				Method: mcp.MethodNotificationResourceUpdated,
+				Params: mcp.NotificationParams{
+					Meta:             map[string]any{mcp.MetaKeySubscriptionID: l.id},
+					AdditionalFields: map[string]any{"uri": uri},
+				},
+			},
+		}
+	}
+	n := len(reached)
+	for _, sess := range sessions {
+		select {
+		case sess.NotificationChannel() <- mcp.JSONRPCNotification{
+			JSONRPC: mcp.JSONRPC_VERSION,
+			Notification: mcp.Notification{
+				Method: mcp.MethodNotificationResourceUpdated,
+				Params: mcp.NotificationParams{AdditionalFields: map[string]any{"uri": uri}},
+			},
+		}:
+			n++
+		case <-time.After(time.Second):
+			// Nobody reads the session's notifications.
+		}
+	}
+	return n
+}
+
+// Subscribed returns how many sessions hold a resources/subscribe
+// subscription to uri.
+func (b *Backend) Subscribed(uri string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for _, ss := range b.sessionSubs {
+		if ss.uris[uri] {
+			n++
+		}
+	}
+	return n
+}
+
+// trackSubscribe records a session's resources/subscribe (on) or
+// resources/unsubscribe of uri, for Touch.
+func (b *Backend) trackSubscribe(ctx context.Context, uri string, on bool) {
+	sess := server.ClientSessionFromContext(ctx)
+	if sess == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	ss := b.sessionSubs[sess.SessionID()]
+	if ss == nil {
+		if !on {
+			return
+		}
+		if b.sessionSubs == nil {
+			b.sessionSubs = map[string]*sessionSub{}
+		}
+		ss = &sessionSub{session: sess, uris: map[string]bool{}}
+		b.sessionSubs[sess.SessionID()] = ss
+	}
+	if on {
+		ss.uris[uri] = true
+	} else {
+		delete(ss.uris, uri)
+	}
 }
