@@ -120,6 +120,9 @@ type Backend struct {
 // backendHooks are the gateway's reactions to backend events.
 type backendHooks interface {
 	backendChanged(b *Backend)
+	// backendConnected tells of a new connection of b, published as
+	// snap: the primary (profile "") or a client capability profile's.
+	backendConnected(b *Backend, profile string, snap *backendSnapshot)
 	// backendNotification gets ctx of the call whose stream carried n
 	// (callKey), or a context without one.
 	backendNotification(ctx context.Context, b *Backend, n jsonrpc.Message)
@@ -223,6 +226,7 @@ func (b *Backend) run(ctx context.Context, healthEvery time.Duration) {
 		b.hooks.backendChanged(b)
 		b.listed.Store(true)
 		b.logger.Info("backend ready", "protocol_version", snap.protocolVersion, "tools", len(snap.lists[listTools]))
+		b.hooks.backendConnected(b, "", snap)
 		stopListen := b.listenUpstream(ctx, snap)
 		b.watch(ctx, snap, healthEvery)
 		stopListen()

@@ -168,6 +168,7 @@ type hookRecorder struct{ changed atomic.Int64 }
 
 func (h *hookRecorder) backendChanged(*Backend)                                        { h.changed.Add(1) }
 func (h *hookRecorder) backendNotification(context.Context, *Backend, jsonrpc.Message) {}
+func (h *hookRecorder) backendConnected(*Backend, string, *backendSnapshot)            {}
 func (h *hookRecorder) backendRequest(_ context.Context, _ *Backend, req jsonrpc.Message) jsonrpc.Message {
 	return jsonrpc.NewError(req.ID, jsonrpc.CodeMethodNotFound, "no", nil)
 }

@@ -174,6 +174,7 @@ func (b *Backend) snapFor(ctx context.Context, key string, caps json.RawMessage)
 	}
 	b.logger.Info("backend connection for a client capability profile ready", "profile", key)
 	b.hooks.backendChanged(b)
+	b.hooks.backendConnected(b, key, s)
 	return s, nil
 }
 

@@ -179,6 +179,21 @@ func (s *Session) canSubscribe(uri string, max int) bool {
 	return s.subs[uri] || len(s.subs) < max
 }
 
+// forwardedSubs returns the URIs the session holds resources/subscribe
+// subscriptions to that were forwarded to a session-era backend (those to
+// a 2026 backend hold a stream instead, which follows its backend itself).
+func (s *Session) forwardedSubs() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for uri := range s.subs {
+		if s.upstreamSubs[uri] == nil {
+			out = append(out, uri)
+		}
+	}
+	return out
+}
+
 func (s *Session) subscribed(uri string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
