@@ -428,6 +428,13 @@ func (c *call) dispatch(ctx context.Context) jsonrpc.Message {
 		if m != "resources/read" && modernUpstream(b.cfg.ProtocolVersion) {
 			return c.subscribeModern(ctx, b, rt)
 		}
+		if m == "resources/unsubscribe" && c.sess.subscribed(uri) && (g.sharedSubscription(c.sess, uri) || g.listens.wantsURI(uri, nil)) {
+			// The backend keeps one subscription per connection: another
+			// session on this one (or a 2026 listen, whose connection may
+			// be the same) still holds it.
+			c.sess.subscribe(uri, false)
+			return jsonrpc.NewResult(c.msg.ID, json.RawMessage(`{}`))
+		}
 		c.params.SetString("uri", rt.uri)
 		resp := c.forward(ctx, b)
 		if resp.Error == nil {

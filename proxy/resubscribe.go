@@ -99,3 +99,23 @@ func (g *Gateway) forwardedSubsOf(b *Backend, profile string) (uris []string, ot
 	})
 	return uris, others
 }
+
+// sharedSubscription reports whether a session other than s, on the same
+// backend connection (its capability profile), holds a forwarded
+// subscription to uri: s's resources/unsubscribe must then not reach the
+// backend, which keeps one subscription per connection for all of them.
+func (g *Gateway) sharedSubscription(s *Session, uri string) bool {
+	key, _, _ := s.capabilityProfile()
+	shared := false
+	g.sessions.Range(func(o *Session) bool {
+		if o == s {
+			return true
+		}
+		if k, _, _ := o.capabilityProfile(); k == key && slices.Contains(o.forwardedSubs(), uri) {
+			shared = true
+			return false
+		}
+		return true
+	})
+	return shared
+}

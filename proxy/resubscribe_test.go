@@ -145,3 +145,48 @@ func TestSessionSubscriptionFollowsNewConnection(t *testing.T) {
 		break
 	}
 }
+
+// TestUnsubscribeKeepsOtherSessionsSubscription: two sessions on one
+// backend connection subscribe to the same resource; the backend keeps one
+// subscription for the connection. When one unsubscribes, the other still
+// gets the updates; the last one's unsubscribe reaches the backend. Before
+// the fix the first unsubscribe was forwarded and the other session heard
+// nothing more.
+func TestUnsubscribeKeepsOtherSessionsSubscription(t *testing.T) {
+	tb := testbackend.New(testbackend.Options{Subscribable: true, GETStream: true})
+	hs := httptest.NewServer(tb.HTTPHandler())
+	t.Cleanup(func() { hs.CloseClientConnections(); hs.Close() })
+	e := startGateway(t, &config.Config{Servers: []config.Server{
+		{Name: "legacy", Transport: "http", URL: hs.URL + "/mcp", Timeout: 10 * time.Second, ProtocolVersion: "2025-11-25"},
+	}})
+	one := map[string]string{"Mcp-Session-Id": initSession(t, e.url, nil)}
+	two := map[string]string{"Mcp-Session-Id": initSession(t, e.url, nil)}
+	twoStream, _ := openStream(t, http.MethodGet, e.url, "", two)
+
+	const uri = "test://static/1"
+	for _, h := range []map[string]string{one, two} {
+		if r := subsCall(t, e.url, h, "resources/subscribe", map[string]any{"uri": uri}); r.Error != nil {
+			t.Fatalf("subscribe: %+v", r.Error)
+		}
+	}
+	if r := subsCall(t, e.url, one, "resources/unsubscribe", map[string]any{"uri": uri}); r.Error != nil {
+		t.Fatalf("unsubscribe: %+v", r.Error)
+	}
+	if n := tb.Subscribed(uri); n != 1 {
+		t.Fatalf("after one of two sessions unsubscribed: %d upstream sessions subscribed to %s, want 1", n, uri)
+	}
+	if n := tb.Touch(uri); n != 1 {
+		t.Fatalf("Touch(%s) reached %d upstream sessions, want 1", uri, n)
+	}
+	m := nextMessage(t, twoStream, "notifications/resources/updated")
+	var p struct{ URI string }
+	if err := json.Unmarshal(m["params"], &p); err != nil || p.URI != uri {
+		t.Fatalf("resources/updated params = %s, want uri %s", m["params"], uri)
+	}
+	if r := subsCall(t, e.url, two, "resources/unsubscribe", map[string]any{"uri": uri}); r.Error != nil {
+		t.Fatalf("unsubscribe: %+v", r.Error)
+	}
+	if n := tb.Subscribed(uri); n != 0 {
+		t.Errorf("after the last session unsubscribed: %d upstream sessions subscribed to %s, want 0", n, uri)
+	}
+}
