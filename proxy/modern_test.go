@@ -187,20 +187,7 @@ func TestModernMultiRoundTrip(t *testing.T) {
 	if a.Error != nil || string(a.Result["resultType"]) != `"input_required"` {
 		t.Fatalf("first answer = %s, want an InputRequiredResult", b)
 	}
-	var reqs map[string]struct {
-		Method string          `json:"method"`
-		Params json.RawMessage `json:"params"`
-	}
-	if err := json.Unmarshal(a.Result["inputRequests"], &reqs); err != nil || len(reqs) != 1 {
-		t.Fatalf("inputRequests = %s (%v), want one", a.Result["inputRequests"], err)
-	}
-	var key string
-	for k, r := range reqs {
-		key = k
-		if r.Method != "elicitation/create" || !strings.Contains(string(r.Params), "name?") {
-			t.Errorf("input request = %s %s, want the backend's elicitation/create", r.Method, r.Params)
-		}
-	}
+	key := oneElicitation(t, a.Result["inputRequests"], "name?")
 	var state string
 	_ = json.Unmarshal(a.Result["requestState"], &state)
 	originID := decodeRequestID(t, a)
@@ -655,4 +642,26 @@ func TestModernTaskAugmentUsesTheCallersCatalog(t *testing.T) {
 	if len(calls) != 1 || !strings.Contains(calls[0], `"task":{}`) {
 		t.Errorf("upstream tools/call = %q, want one, task-augmented", calls)
 	}
+}
+
+// oneElicitation checks that inputRequests holds exactly one request, the
+// backend's elicitation/create whose params contain want, and returns its
+// key.
+func oneElicitation(t *testing.T, inputRequests json.RawMessage, want string) string {
+	t.Helper()
+	var reqs map[string]struct {
+		Method string          `json:"method"`
+		Params json.RawMessage `json:"params"`
+	}
+	if err := json.Unmarshal(inputRequests, &reqs); err != nil || len(reqs) != 1 {
+		t.Fatalf("inputRequests = %s (%v), want one", inputRequests, err)
+	}
+	var key string
+	for k, r := range reqs {
+		key = k
+		if r.Method != "elicitation/create" || !strings.Contains(string(r.Params), want) {
+			t.Errorf("input request = %s %s, want the backend's elicitation/create", r.Method, r.Params)
+		}
+	}
+	return key
 }

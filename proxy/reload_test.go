@@ -33,12 +33,18 @@ func reloadConfig(t *testing.T, path string, servers [][2]string, aliceTools str
 		b.WriteString("  - {name: " + s[0] + ", transport: http, url: \"" + s[1] + "\", timeout: 10s}\n")
 	}
 	b.WriteString(extra)
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+	return writeConfig(t, path, b.String())
+}
+
+// writeConfig writes yaml to path and loads it as serve would.
+func writeConfig(t *testing.T, path, yaml string) *config.Config {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := config.Load(path)
 	if err != nil {
-		t.Fatalf("loading %s: %v\n%s", path, err, b.String())
+		t.Fatalf("loading %s: %v\n%s", path, err, yaml)
 	}
 	return cfg
 }

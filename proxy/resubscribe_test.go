@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -53,14 +52,7 @@ func TestSessionSubscriptionFollowsNewConnection(t *testing.T) {
 			"servers:\n" +
 			"  - {name: legacy, transport: http, url: \"" + hs.URL + "/mcp\", timeout: " + timeout +
 			", health_interval: 200ms, protocol_version: \"2025-11-25\"}\n"
-		if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		cfg, err := config.Load(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return cfg
+		return writeConfig(t, path, y)
 	}
 	e := startGateway(t, write("10s"))
 

@@ -86,20 +86,7 @@ func testTaskInputRequired(t *testing.T, server config.Server) {
 	if a.Error != nil || string(a.Result["status"]) != `"input_required"` || string(a.Result["resultType"]) != `"complete"` {
 		t.Fatalf("tasks/get = %+v, want status input_required", a)
 	}
-	var reqs map[string]struct {
-		Method string          `json:"method"`
-		Params json.RawMessage `json:"params"`
-	}
-	if err := json.Unmarshal(a.Result["inputRequests"], &reqs); err != nil || len(reqs) != 1 {
-		t.Fatalf("inputRequests = %s (%v), want one", a.Result["inputRequests"], err)
-	}
-	var key string
-	for k, r := range reqs {
-		key = k
-		if r.Method != "elicitation/create" || !strings.Contains(string(r.Params), "gateways") {
-			t.Errorf("input request = %s %s, want the backend's elicitation/create", r.Method, r.Params)
-		}
-	}
+	key := oneElicitation(t, a.Result["inputRequests"], "gateways")
 	// Asked again, the same request under the same key.
 	if a := get("alice-token", taskID); string(a.Result["status"]) != `"input_required"` || !strings.Contains(string(a.Result["inputRequests"]), `"`+key+`"`) {
 		t.Errorf("second tasks/get = %+v, want the same input request %s", a, key)

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -231,14 +230,7 @@ func TestSubscriptionFollowsBackendRestart(t *testing.T) {
 		} else {
 			y += "  - {name: spare, transport: http, url: \"http://127.0.0.1:1/mcp\"}\n"
 		}
-		if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		cfg, err := config.Load(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return cfg
+		return writeConfig(t, path, y)
 	}
 	e := startGateway(t, write("10s"))
 	reload := func(timeout string) {
