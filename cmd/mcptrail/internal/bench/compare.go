@@ -138,6 +138,11 @@ type Comparison struct {
 	RecordedCalls int64
 	// PeakRSS is each gateway's peak resident set (VmHWM), by target name.
 	PeakRSS map[string]int64
+	// FileRSS is the part of each gateway's resident set, at the end, that
+	// is file-backed (RssFile: the pages of the binary it touched), by
+	// target name: memory the gateway shares with the page cache and that
+	// recording does not change.
+	FileRSS map[string]int64
 	// Conditions describes the run (rounds, cell duration, cores, load).
 	Conditions string
 }
@@ -355,7 +360,7 @@ recorder:
 	}
 	chCPU1, _ := ProcCPU(chPID)
 
-	cmp := &Comparison{RecordedCalls: recorded, PeakRSS: map[string]int64{}}
+	cmp := &Comparison{RecordedCalls: recorded, PeakRSS: map[string]int64{}, FileRSS: map[string]int64{}}
 	if chPID != 0 && recorded > 0 {
 		cmp.ClickHouseCPUPerCall = (chCPU1 - chCPU0) / time.Duration(recorded)
 		idle := time.Duration(idleRate * float64(time.Since(window0)))
@@ -366,6 +371,7 @@ recorder:
 		p    *child
 	}{{TargetNoRecord, off.p}, {TargetRecord, on.p}} {
 		cmp.PeakRSS[g.name], _ = ProcPeakRSS(g.p.pid())
+		cmp.FileRSS[g.name], _ = procStatusKB(g.p.pid(), "RssFile")
 	}
 	for _, k := range cfg.Concurrency {
 		for _, tg := range targets {
@@ -516,6 +522,9 @@ func WriteComparison(out io.Writer, c *Comparison) error {
 		}
 		fmt.Fprintf(&b, "; gateway CPU for recording at c=%d: %s per call\n", kMax, fmtDelta(on[kMax].CPUPerCall-off[kMax].CPUPerCall))
 	}
+	if off, on := c.FileRSS[TargetNoRecord], c.FileRSS[TargetRecord]; off > 0 && on > 0 {
+		fmt.Fprintf(&b, "of the peak RSS, the binary's pages (RssFile at the end): %d MB off, %d MB on\n", (off+(1<<19))>>20, (on+(1<<19))>>20)
+	}
 	if c.ClickHouseIdlePerCall > 0 {
 		fmt.Fprintf(&b, "ClickHouse CPU/call includes %s per call that the server spends when idle\n", fmtDur(c.ClickHouseIdlePerCall))
 	}
@@ -607,17 +616,22 @@ func ProcCPU(pid int) (time.Duration, error) {
 
 // ProcPeakRSS returns pid's peak resident set size in bytes (VmHWM).
 func ProcPeakRSS(pid int) (int64, error) {
+	return procStatusKB(pid, "VmHWM")
+}
+
+// procStatusKB returns the field of /proc/<pid>/status given in kB, in bytes.
+func procStatusKB(pid int, field string) (int64, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
 		return 0, err
 	}
 	for line := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
 			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 			return kb << 10, err
 		}
 	}
-	return 0, errors.New("no VmHWM in /proc status")
+	return 0, fmt.Errorf("no %s in /proc status", field)
 }
 
 // child is a process bench --compare started, its output in a log file.
