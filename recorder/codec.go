@@ -245,6 +245,14 @@ func (d *decoder) bool() bool {
 }
 
 func (d *decoder) uvarint(limit uint64) uint64 {
+	// Most varints (lengths, small counts) are one byte.
+	if d.off < len(d.s) && d.s[d.off] < 0x80 {
+		x := uint64(d.s[d.off])
+		if x <= limit {
+			d.off++
+			return x
+		}
+	}
 	var x uint64
 	var shift uint
 	for i := 0; ; i++ {

@@ -3,6 +3,7 @@ package recorder
 import (
 	"bytes"
 	"encoding/binary"
+	"hash/crc32"
 	"reflect"
 	"testing"
 )
@@ -112,6 +113,13 @@ func TestDecodeSegment(t *testing.T) {
 		{"corrupt middle payload", func() []byte {
 			d := bytes.Clone(whole)
 			d[segmentHeaderLen+recLen+recordHeaderLen+2] ^= 0xff
+			return d
+		}(), []string{"a", "c"}, 1, 0, false},
+		{"checksum holds, encoding does not", func() []byte {
+			d := bytes.Clone(whole)
+			rec := d[segmentHeaderLen+recLen:]
+			rec[recordHeaderLen] = codecVersion + 1 // a newer format
+			binary.LittleEndian.PutUint32(rec[4:], crc32.Checksum(rec[recordHeaderLen:recLen], castagnoli))
 			return d
 		}(), []string{"a", "c"}, 1, 0, false},
 		{"length past end", func() []byte {

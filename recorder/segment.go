@@ -82,9 +82,13 @@ func decodeSegment(b []byte) (segmentContents, error) {
 	}
 	c := segmentContents{batchSize: idx.batchSize, skipped: idx.skipped, tornBytes: idx.tornBytes}
 	if len(idx.records) > 0 {
-		c.events = make([]Event, len(idx.records))
-		for i, r := range idx.records {
-			_ = DecodeEvent(r.payload(b), &c.events[i]) // valid: scanSegment decoded it
+		c.events = make([]Event, 0, len(idx.records))
+		for _, r := range idx.records {
+			c.events = append(c.events, Event{})
+			if DecodeEvent(r.payload(b), &c.events[len(c.events)-1]) != nil {
+				c.events = c.events[:len(c.events)-1]
+				c.skipped++
+			}
 		}
 	}
 	return c, nil
@@ -94,8 +98,8 @@ func decodeSegment(b []byte) (segmentContents, error) {
 // writer decodes one chunk at a time instead of the whole segment.
 type segmentIndex struct {
 	batchSize int
-	records   []recordSpan // the records that pass their checksum and decode, in order
-	// skipped counts records whose checksum or encoding was bad.
+	records   []recordSpan // the records that pass their checksum, in order
+	// skipped counts records whose checksum was bad.
 	skipped int
 	// tornBytes counts trailing bytes that did not form a whole record.
 	tornBytes int
@@ -106,10 +110,12 @@ type recordSpan struct{ off, n int }
 
 func (r recordSpan) payload(b []byte) []byte { return b[r.off : r.off+r.n] }
 
-// scanSegment checks every record of a segment file. A record with a bad
-// checksum or encoding is skipped; a record whose length runs past the end
-// of the file is a torn tail (a crash mid-write) and ends the scan. Only a
-// bad header is an error.
+// scanSegment checks every record's checksum. A record with a bad checksum
+// is skipped; a record whose length runs past the end of the file is a
+// torn tail (a crash mid-write) and ends the scan. Only a bad header is an
+// error. Records are decoded later, chunk by chunk (decodeChunk), which
+// skips one whose checksum holds but whose encoding does not: written by
+// a newer version, or a bug.
 func scanSegment(b []byte) (segmentIndex, error) {
 	var idx segmentIndex
 	bs, err := parseSegmentHeader(b)
@@ -117,7 +123,8 @@ func scanSegment(b []byte) (segmentIndex, error) {
 		return idx, err
 	}
 	idx.batchSize = bs
-	var scratch Event
+	// Sized for records of ~600 bytes, the recorded hop of a small call.
+	idx.records = make([]recordSpan, 0, len(b)/512)
 	off := segmentHeaderLen
 	for off < len(b) {
 		if len(b)-off < recordHeaderLen {
@@ -132,13 +139,7 @@ func scanSegment(b []byte) (segmentIndex, error) {
 		}
 		r := recordSpan{off + recordHeaderLen, n}
 		off += recordHeaderLen + n
-		payload := r.payload(b)
-		if crc32.Checksum(payload, castagnoli) != sum {
-			idx.skipped++
-			continue
-		}
-		// Decoded in place, without copies, only to know it decodes.
-		if err := decodeEvent(unsafeString(payload), &scratch, true); err != nil {
+		if crc32.Checksum(r.payload(b), castagnoli) != sum {
 			idx.skipped++
 			continue
 		}
@@ -148,14 +149,18 @@ func scanSegment(b []byte) (segmentIndex, error) {
 }
 
 // decodeChunk decodes the records of a chunk into dst[:0], reusing its
-// room. The events alias b: b must not change while they are in use.
-func decodeChunk(b []byte, records []recordSpan, dst []Event) []Event {
+// room, and counts those that do not decode (left out). The events alias
+// b: b must not change while they are in use.
+func decodeChunk(b []byte, records []recordSpan, dst []Event) (evs []Event, bad int) {
 	dst = dst[:0]
 	for _, r := range records {
 		dst = append(dst, Event{})
-		_ = decodeEvent(unsafeString(r.payload(b)), &dst[len(dst)-1], true) // valid: scanSegment decoded it
+		if decodeEvent(unsafeString(r.payload(b)), &dst[len(dst)-1], true) != nil {
+			dst = dst[:len(dst)-1]
+			bad++
+		}
 	}
-	return dst
+	return dst, bad
 }
 
 // spoolFile is one segment found on disk at start-up.

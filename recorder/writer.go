@@ -104,7 +104,7 @@ func (p *Pipeline) writeSegment(ctx context.Context, seg *segment) error {
 
 	ackPath := p.path(seg.id, extAck)
 	acked := readAck(ackPath)
-	skipped := 0 // events of this run's chunks set aside in quarantine
+	skipped := 0 // events of this run's chunks set aside in quarantine or that did not decode
 	bs := idx.batchSize
 	chunks := (events + bs - 1) / bs
 	var room []Event
@@ -112,7 +112,16 @@ func (p *Pipeline) writeSegment(ctx context.Context, seg *segment) error {
 		room = make([]Event, 0, min(bs, events))
 	}
 	for i := acked; i < chunks; i++ {
-		chunk := decodeChunk(file, idx.records[i*bs:min((i+1)*bs, events)], room)
+		chunk, bad := decodeChunk(file, idx.records[i*bs:min((i+1)*bs, events)], room)
+		if bad > 0 {
+			p.logger.Warn("spool segment has records that do not decode; skipping them",
+				"segment", seg.id, "chunk", i, "records", bad)
+			if seg.live {
+				p.droppedLive.Add(uint64(bad))
+				p.drop(uint64(bad), "spool records corrupt")
+			}
+			skipped += bad // not written: Flush counts them dropped
+		}
 		token := chunkToken(seg.id, i)
 		quarantined := false
 		for attempt := 0; ; attempt++ {
