@@ -216,3 +216,25 @@ func BenchmarkDecodeEvent(b *testing.B) {
 		b.Fatalf("decoded Target = %q", got.Target)
 	}
 }
+
+// TestEventCloneSharesNothing: a clone of an event decoded in place (its
+// strings and payloads pointing into a segment's bytes, as Writers get
+// them) survives those bytes being reused, field for field.
+func TestEventCloneSharesNothing(t *testing.T) {
+	ev := fullEvent()
+	buf := AppendEvent(nil, &ev)
+	var inPlace Event
+	if err := decodeEvent(unsafeString(buf), &inPlace, true); err != nil {
+		t.Fatal(err)
+	}
+	want := inPlace.Clone()
+	if !reflect.DeepEqual(want, ev) {
+		t.Fatalf("Clone = %+v, want %+v", want, ev)
+	}
+	for i := range buf {
+		buf[i] = 'X' // the writer's buffer, reused for the next segment
+	}
+	if !reflect.DeepEqual(want, ev) {
+		t.Fatalf("clone changed with the bytes it was decoded from: %+v, want %+v", want, ev)
+	}
+}

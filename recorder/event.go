@@ -179,6 +179,33 @@ func (e *Event) Roles() []string {
 	return nil
 }
 
+// Clone returns a deep copy of e: its strings, payloads and attributes
+// share no memory with e's. A Writer that keeps events past WriteBatch
+// must keep clones: the events it is given point into the spool segment
+// being written, whose memory the pipeline reuses for the next one.
+func (e *Event) Clone() Event {
+	c := *e
+	for _, s := range [...]*string{&c.EventID, &c.RequestID, &c.SessionID, &c.TraceID, &c.SpanID, &c.Method, &c.Server,
+		&c.Target, &c.RPCID, &c.Principal, &c.AuthDecision, &c.AuthRule, &c.RouteRule, &c.Backend, &c.ErrorMessage,
+		&c.ClientName, &c.ClientVersion, &c.ProtocolVersion, &c.UpstreamVersion, &c.GatewayInstance, &c.GatewayVersion,
+		&c.ConfigHash, &c.RedactionVersion, &c.ParamsSHA256, &c.ResultSHA256} {
+		*s = strings.Clone(*s)
+	}
+	if e.Params != nil {
+		c.Params = append(make([]byte, 0, len(e.Params)), e.Params...)
+	}
+	if e.Result != nil {
+		c.Result = append(make([]byte, 0, len(e.Result)), e.Result...)
+	}
+	if e.Attrs != nil {
+		c.Attrs = make([]Attr, len(e.Attrs))
+		for i, a := range e.Attrs {
+			c.Attrs[i] = Attr{Key: strings.Clone(a.Key), Value: strings.Clone(a.Value)}
+		}
+	}
+	return c
+}
+
 // eventOverhead is what an Event costs in memory besides the bytes its
 // strings and slices point to: the struct and allocation rounding.
 const eventOverhead = int64(unsafe.Sizeof(Event{})) + 64

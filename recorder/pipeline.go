@@ -24,7 +24,8 @@ import (
 // the process, carries the same token and the same events and must not
 // create duplicates. It is called from one goroutine at a time; it must not
 // keep events after returning nor modify them (their strings and payloads
-// point into the spool segment being written), and should honour ctx.
+// point into the spool segment being written, whose memory the pipeline
+// reuses for the next one: keep Event.Clone()s), and should honour ctx.
 type Writer interface {
 	WriteBatch(ctx context.Context, token string, events []Event) error
 }
@@ -166,6 +167,10 @@ type Pipeline struct {
 	latLast, latSum, latCount                    atomic.Int64
 	lastDropLog                                  atomic.Int64
 	flushTarget                                  atomic.Uint64
+
+	// wbuf is the writer goroutine's memory, kept from one segment to the
+	// next (writeSegment).
+	wbuf writerBuffers
 
 	mu        sync.Mutex
 	sealed    []*segment

@@ -273,7 +273,7 @@ func TestWriteBatchInBlocks(t *testing.T) {
 			t.Errorf("%s rows = %d, want %d", c.table, got, c.want)
 		}
 	}
-	for _, table := range []string{"hops", "payloads"} {
+	for _, table := range []string{"hops", "payloads", "request_index", "audit"} {
 		if parts := count(t, s, "SELECT count() FROM system.parts WHERE database = ? AND table = ? AND active", db, table); parts != 1 {
 			t.Errorf("%s: %d active parts after one %d-event batch, want 1 (the server squashes the blocks of an INSERT)", table, parts, n)
 		}

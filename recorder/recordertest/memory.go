@@ -75,7 +75,11 @@ func (m *MemoryWriter) WriteBatch(ctx context.Context, token string, events []re
 		return nil
 	}
 	m.tokens[token] = true
-	m.batches = append(m.batches, Batch{Token: token, Events: slices.Clone(events)})
+	kept := make([]recorder.Event, len(events))
+	for i := range events {
+		kept[i] = events[i].Clone() // events point into the spool's reused memory
+	}
+	m.batches = append(m.batches, Batch{Token: token, Events: kept})
 	return nil
 }
 
