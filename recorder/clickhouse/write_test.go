@@ -46,7 +46,7 @@ type fakeColumn struct {
 	i int
 }
 
-// Append takes a whole column slice, like the driver's.
+// Append takes a whole column slice and copies it, like the driver's.
 func (c fakeColumn) Append(v any) error {
 	if c.b.discard {
 		return nil
@@ -56,7 +56,13 @@ func (c fakeColumn) Append(v any) error {
 		return fmt.Errorf("column %d: Append(%T), want a slice", c.i, v)
 	}
 	for k := range rv.Len() {
-		c.b.cols[c.i] = append(c.b.cols[c.i], rv.Index(k).Interface())
+		e := rv.Index(k)
+		if e.Kind() == reflect.Slice {
+			// The driver copies an Array row's elements: so does the fake
+			// (appendHops reuses its slices once Append returns).
+			e = reflect.AppendSlice(reflect.MakeSlice(e.Type(), 0, e.Len()), e)
+		}
+		c.b.cols[c.i] = append(c.b.cols[c.i], e.Interface())
 	}
 	return nil
 }
@@ -271,6 +277,27 @@ func TestWriteBatchInBlocks(t *testing.T) {
 	}{{"hops", n}, {"payloads", n / 2}, {"audit", n / 4}, {"request_index", n / 4 * 3}} {
 		if got := count(t, s, "SELECT count() FROM "+db+"."+c.table); got != uint64(c.want) {
 			t.Errorf("%s rows = %d, want %d", c.table, got, c.want)
+		}
+	}
+	// Every block's rows are its own: the client reuses its column slices
+	// from block to block.
+	for _, i := range []int{0, insertBlockEvents - 1, insertBlockEvents, 2*insertBlockEvents + 1, n - 1} {
+		want := evs[i]
+		got, err := s.Trace(ctx, want.RequestID)
+		if err != nil {
+			t.Fatalf("Trace(%s): %v", want.RequestID, err)
+		}
+		found := false
+		for _, e := range got {
+			if e.EventID == want.EventID {
+				found = true
+				if e.SpanID != want.SpanID || e.TimeNs != want.TimeNs || e.Hop != want.Hop || !reflect.DeepEqual(e.Attrs, want.Attrs) {
+					t.Errorf("event %d read back as %+v, written %+v", i, e, want)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("event %d (%s) not read back", i, want.EventID)
 		}
 	}
 	for _, table := range []string{"hops", "payloads", "request_index", "audit"} {
