@@ -32,8 +32,8 @@ const (
 	// sealed segment and up to BatchSize events decoded from it while it
 	// writes them. 4 MiB seals about 7,000 events of a 200-byte tool call,
 	// so at high rates each segment still makes one insert, and the
-	// gateway's peak RSS at 64 concurrent sessions fell from 105 to 93 MB
-	// against 64 MiB (bench --compare, same run).
+	// gateway's peak RSS at 64 concurrent sessions is 81 MB against 96–103
+	// MB with 64 MiB (bench --compare -c 64, runs alternated).
 	DefaultSegmentBytes  = 4 << 20
 	DefaultSegmentAge    = time.Second
 	DefaultFsync         = FsyncInterval

@@ -11,9 +11,10 @@ import (
 	"time"
 )
 
-type countingWriter struct{ n atomic.Int64 }
+type countingWriter struct{ n, calls atomic.Int64 }
 
 func (w *countingWriter) WriteBatch(_ context.Context, _ string, evs []Event) error {
+	w.calls.Add(1)
 	w.n.Add(int64(len(evs)))
 	return nil
 }

@@ -14,7 +14,9 @@ import (
 	"github.com/oklog/ulid/v2"
 )
 
-// unsafeString views b as a string; b must never be written again.
+// unsafeString views b as a string; b must not be written while the string
+// is in use. (The writer reuses its file buffer: the events it decodes
+// into strings over it are valid until writeSegment returns.)
 func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // maxDrain bounds how many queued events the spooler writes with one

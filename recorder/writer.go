@@ -127,7 +127,8 @@ func (p *Pipeline) writeSegment(ctx context.Context, seg *segment) error {
 		}
 		token := chunkToken(seg.id, i)
 		quarantined := false
-		for attempt := 0; ; attempt++ {
+		// A chunk whose every record failed to decode has nothing to send.
+		for attempt := 0; len(chunk) > 0; attempt++ {
 			start := time.Now()
 			err := p.w.WriteBatch(ctx, token, chunk)
 			if err == nil || IsPermanent(err) {

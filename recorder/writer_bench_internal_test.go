@@ -67,7 +67,8 @@ func benchWriteSegment(b *testing.B, n int) {
 
 // TestWriteSegmentSkipsUndecodableRecord: a record whose checksum holds but
 // whose encoding does not (a newer format, or a bug) is left out of its
-// batch and counted as dropped; the records around it are written.
+// batch and counted as dropped; the records around it are written, and a
+// chunk left with nothing is not sent.
 func TestWriteSegmentSkipsUndecodableRecord(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "spool")
 	w := &countingWriter{}
@@ -78,12 +79,13 @@ func TestWriteSegmentSkipsUndecodableRecord(t *testing.T) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	evs := []Event{{EventID: "a"}, {EventID: "b"}, {EventID: "c"}}
+	// Chunks of 2: [a, b], [c, d], [e]; b, c and d do not decode.
+	undecodable := map[string]bool{"b": true, "c": true, "d": true}
 	data := segmentHeader(2)
-	for i := range evs {
+	for _, id := range []string{"a", "b", "c", "d", "e"} {
 		start := len(data)
-		data = AppendRecord(data, &evs[i])
-		if evs[i].EventID == "b" {
+		data = AppendRecord(data, &Event{EventID: id})
+		if undecodable[id] {
 			rec := data[start:]
 			rec[recordHeaderLen] = codecVersion + 1
 			binary.LittleEndian.PutUint32(rec[4:], crc32.Checksum(rec[recordHeaderLen:], castagnoli))
@@ -94,13 +96,13 @@ func TestWriteSegmentSkipsUndecodableRecord(t *testing.T) {
 	}
 	p.spoolSegments.Add(1)
 	p.replayPending.Add(1)
-	if err := p.writeSegment(context.Background(), &segment{id: "seg", size: int64(len(data)), live: true, events: 3}); err != nil {
+	if err := p.writeSegment(context.Background(), &segment{id: "seg", size: int64(len(data)), live: true, events: 5}); err != nil {
 		t.Fatal(err)
 	}
-	if got := w.n.Load(); got != 2 {
-		t.Errorf("writer got %d events, want 2 (a and c)", got)
+	if got, calls := w.n.Load(), w.calls.Load(); got != 2 || calls != 2 {
+		t.Errorf("writer got %d events in %d batches, want a and e in 2 (the empty chunk not sent)", got, calls)
 	}
-	if st := p.Stats(); st.Dropped != 1 {
-		t.Errorf("Dropped = %d, want 1", st.Dropped)
+	if st := p.Stats(); st.Dropped != 3 {
+		t.Errorf("Dropped = %d, want 3", st.Dropped)
 	}
 }

@@ -809,7 +809,8 @@ type Spool struct {
 	// policy applies. Default 1 GiB.
 	MaxBytes int64 `yaml:"max_bytes"`
 	// SegmentBytes is the size at which a segment file is rotated, in
-	// bytes. Default 64 MiB; at most max_bytes.
+	// bytes. Default 4 MiB (it also bounds the writer's memory); at most
+	// max_bytes.
 	SegmentBytes int64 `yaml:"segment_bytes"`
 }
 

@@ -189,7 +189,11 @@ type tableInsert struct {
 // one block: a batch goes out as several blocks of one INSERT, which the
 // server squashes into one part (min_insert_block_size_rows), so that the
 // client's column buffers and its connection's compression buffer hold a
-// few hundred rows rather than the whole batch. 512 rather than 2,048:
+// few hundred rows rather than the whole batch. (The server squashes up to
+// min_insert_block_size_bytes, 256 MiB: a batch of payloads larger than
+// that becomes several parts, split where the client's blocks end, so a
+// retry by a version with another block size may split it elsewhere.)
+// 512 rather than 2,048:
 // BenchmarkWriteBatch (10k events, interleaved runs) allocates 15 instead
 // of 20.6 MB per batch for the same client CPU.
 const insertBlockEvents = 512

@@ -523,7 +523,7 @@ func WriteComparison(out io.Writer, c *Comparison) error {
 		fmt.Fprintf(&b, "; gateway CPU for recording at c=%d: %s per call\n", kMax, fmtDelta(on[kMax].CPUPerCall-off[kMax].CPUPerCall))
 	}
 	if off, on := c.FileRSS[TargetNoRecord], c.FileRSS[TargetRecord]; off > 0 && on > 0 {
-		fmt.Fprintf(&b, "of the peak RSS, the binary's pages (RssFile at the end): %d MB off, %d MB on\n", (off+(1<<19))>>20, (on+(1<<19))>>20)
+		fmt.Fprintf(&b, "the binary's own pages in the gateway's RSS at the end (RssFile, part of the peak): %d MB off, %d MB on\n", (off+(1<<19))>>20, (on+(1<<19))>>20)
 	}
 	if c.ClickHouseIdlePerCall > 0 {
 		fmt.Fprintf(&b, "ClickHouse CPU/call includes %s per call that the server spends when idle\n", fmtDur(c.ClickHouseIdlePerCall))

@@ -36,7 +36,7 @@ func TestWriteComparison(t *testing.T) {
 | mcptrail, recording on | 1,127 (0.35×) | 1,784 (0.19×) | +490µs | 250µs | 322µs | 250µs | 183 MB |
 
 recording on vs off: throughput c=1 0.73× c=64 0.52×; gateway CPU for recording at c=64: +125µs per call
-of the peak RSS, the binary's pages (RssFile at the end): 29 MB off, 30 MB on
+the binary's own pages in the gateway's RSS at the end (RssFile, part of the peak): 29 MB off, 30 MB on
 ClickHouse CPU/call includes 40µs per call that the server spends when idle
 errors (mcptrail, recording on, c=64): 2, first: boom
 test conditions; 1234 calls recorded
