@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"hash/maphash"
 	"strings"
 	"sync"
 
@@ -10,12 +11,14 @@ import (
 
 // Limits of EventRedactor's memo: what it remembers is small and bounded
 // (at most memoStrings strings of memoStringBytes and memoPayloads
-// payloads of memoPayloadBytes, raw and redacted: under 1.5 MiB).
+// payloads of memoPayloadBytes, raw and redacted: under 1.5 MiB, and the
+// hashes of memoSeen values met once).
 const (
 	memoStrings      = 4096
 	memoStringBytes  = 128
 	memoPayloads     = 256
 	memoPayloadBytes = 2048
+	memoSeen         = 8192
 )
 
 // EventRedactor is RedactEvent with a memo: the hops of a call, and the
@@ -26,8 +29,10 @@ const (
 // so the events it prepares are exactly what RedactEvent makes. Use one
 // per recorder (recorder.Config.Prepare); it is safe for concurrent use.
 //
-// The memo holds raw (unredacted) small values in memory, never on disk,
-// until it is reset when full.
+// A value is remembered the second time it is met: until then only its
+// hash is kept, so values met once (a call's id, its arguments and result)
+// cost a hash rather than two copies. The memo holds raw (unredacted)
+// small values in memory, never on disk, until it is reset when full.
 type EventRedactor struct {
 	mu   sync.Mutex
 	memo redactMemo
@@ -38,6 +43,21 @@ type redactMemo struct {
 	r        Redactor
 	strs     map[string]memoString
 	payloads map[string]memoPayload
+	// seen holds the hashes of values met once (see EventRedactor).
+	seen map[uint64]struct{}
+	seed maphash.Seed
+}
+
+// again reports whether the value hashed to h was met before, and notes it.
+func (m *redactMemo) again(h uint64) bool {
+	if _, ok := m.seen[h]; ok {
+		return true
+	}
+	if len(m.seen) >= memoSeen {
+		clear(m.seen)
+	}
+	m.seen[h] = struct{}{}
+	return false
 }
 
 type memoString struct {
@@ -54,7 +74,8 @@ type memoPayload struct {
 
 // NewEventRedactor returns an EventRedactor over r.
 func NewEventRedactor(r Redactor) *EventRedactor {
-	return &EventRedactor{memo: redactMemo{r: r, strs: map[string]memoString{}, payloads: map[string]memoPayload{}}}
+	return &EventRedactor{memo: redactMemo{r: r, strs: map[string]memoString{}, payloads: map[string]memoPayload{},
+		seen: map[uint64]struct{}{}, seed: maphash.MakeSeed()}}
 }
 
 // Prepare redacts e in place like RedactEvent.
@@ -65,7 +86,9 @@ func (m *EventRedactor) Prepare(e *recorder.Event) {
 }
 
 func (m *redactMemo) Payload(b []byte) (out []byte, count int, truncated bool, sha256hex string) {
-	if len(b) > memoPayloadBytes {
+	// Most payloads are met once (a call's arguments and result): hashed
+	// first, looked up and remembered from their second time.
+	if len(b) > memoPayloadBytes || !m.again(maphash.Bytes(m.seed, b)) {
 		return m.r.Payload(b)
 	}
 	if p, ok := m.payloads[string(b)]; ok {
@@ -86,6 +109,11 @@ func (m *redactMemo) String(s string) (string, int) {
 	}
 	if v, ok := m.strs[s]; ok {
 		return v.out, v.n
+	}
+	// Most strings repeat (method, tool, client, rules): looked up first,
+	// and remembered from their second time.
+	if !m.again(maphash.String(m.seed, s)) {
+		return m.r.String(s)
 	}
 	out, n := m.r.String(s)
 	if len(m.strs) >= memoStrings {

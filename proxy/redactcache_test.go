@@ -84,7 +84,8 @@ func TestEventRedactorSameAsRedactEvent(t *testing.T) {
 }
 
 // BenchmarkRedactCall is the recorder's Prepare over the five hops of one
-// tools/call with unique small payloads: RedactEvent, and the
+// tools/call with unique small payloads (the response's result carries the
+// gateway's _meta stamp, as through the gateway): RedactEvent, and the
 // EventRedactor the gateway uses.
 func BenchmarkRedactCall(b *testing.B) {
 	r, err := redact.New(redact.Config{}, []byte("bench-key"))
@@ -101,6 +102,7 @@ func BenchmarkRedactCall(b *testing.B) {
 			i := 0
 			for b.Loop() {
 				hops := callHops(i, "hunter2")
+				hops[4].Result = append(hops[4].Result[:len(hops[4].Result)-1], `,"_meta":{"io.mcptrail/request-id":"01JABCDEFGHJKMNPQRSTVWXYZ0"}}`...)
 				i++
 				for h := range hops {
 					tc.prepare(&hops[h])
