@@ -185,10 +185,7 @@ func (e *Event) Roles() []string {
 // being written, whose memory the pipeline reuses for the next one.
 func (e *Event) Clone() Event {
 	c := *e
-	for _, s := range [...]*string{&c.EventID, &c.RequestID, &c.SessionID, &c.TraceID, &c.SpanID, &c.Method, &c.Server,
-		&c.Target, &c.RPCID, &c.Principal, &c.AuthDecision, &c.AuthRule, &c.RouteRule, &c.Backend, &c.ErrorMessage,
-		&c.ClientName, &c.ClientVersion, &c.ProtocolVersion, &c.UpstreamVersion, &c.GatewayInstance, &c.GatewayVersion,
-		&c.ConfigHash, &c.RedactionVersion, &c.ParamsSHA256, &c.ResultSHA256} {
+	for _, s := range c.stringFields() {
 		*s = strings.Clone(*s)
 	}
 	if e.Params != nil {
@@ -206,6 +203,15 @@ func (e *Event) Clone() Event {
 	return c
 }
 
+// stringFields points at every string field of e (Attrs aside): the one
+// list Clone, memSize and the spooler's size bound go through.
+func (e *Event) stringFields() [25]*string {
+	return [...]*string{&e.EventID, &e.RequestID, &e.SessionID, &e.TraceID, &e.SpanID, &e.Method, &e.Server,
+		&e.Target, &e.RPCID, &e.Principal, &e.AuthDecision, &e.AuthRule, &e.RouteRule, &e.Backend, &e.ErrorMessage,
+		&e.ClientName, &e.ClientVersion, &e.ProtocolVersion, &e.UpstreamVersion, &e.GatewayInstance, &e.GatewayVersion,
+		&e.ConfigHash, &e.RedactionVersion, &e.ParamsSHA256, &e.ResultSHA256}
+}
+
 // eventOverhead is what an Event costs in memory besides the bytes its
 // strings and slices point to: the struct and allocation rounding.
 const eventOverhead = int64(unsafe.Sizeof(Event{})) + 64
@@ -214,12 +220,10 @@ const eventOverhead = int64(unsafe.Sizeof(Event{})) + 64
 // must not change while ev is queued (Prepare runs after the spooler took
 // it off the queue).
 func (e *Event) memSize() int64 {
-	n := len(e.EventID) + len(e.RequestID) + len(e.SessionID) + len(e.TraceID) + len(e.SpanID) +
-		len(e.Method) + len(e.Server) + len(e.Target) + len(e.RPCID) +
-		len(e.Principal) + len(e.AuthDecision) + len(e.AuthRule) + len(e.RouteRule) + len(e.Backend) +
-		len(e.ErrorMessage) + len(e.ClientName) + len(e.ClientVersion) + len(e.ProtocolVersion) + len(e.UpstreamVersion) +
-		len(e.GatewayInstance) + len(e.GatewayVersion) + len(e.ConfigHash) + len(e.RedactionVersion) +
-		cap(e.Params) + cap(e.Result) + len(e.ParamsSHA256) + len(e.ResultSHA256)
+	n := cap(e.Params) + cap(e.Result)
+	for _, s := range e.stringFields() {
+		n += len(*s)
+	}
 	for _, a := range e.Attrs {
 		n += len(a.Key) + len(a.Value) + 32
 	}

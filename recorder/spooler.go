@@ -501,11 +501,8 @@ func fitRecord(ev *Event) bool {
 func encodedSizeBound(ev *Event) int {
 	const perField = 10 // a uvarint length
 	n := 256 + len(ev.Params) + len(ev.Result) + 2*perField
-	for _, s := range [...]string{ev.EventID, ev.RequestID, ev.SessionID, ev.TraceID, ev.SpanID, ev.Method, ev.Server,
-		ev.Target, ev.RPCID, ev.Principal, ev.AuthDecision, ev.AuthRule, ev.RouteRule, ev.Backend, ev.ErrorMessage,
-		ev.ClientName, ev.ClientVersion, ev.ProtocolVersion, ev.UpstreamVersion, ev.GatewayInstance, ev.GatewayVersion,
-		ev.ConfigHash, ev.RedactionVersion, ev.ParamsSHA256, ev.ResultSHA256} {
-		n += len(s) + perField
+	for _, s := range ev.stringFields() {
+		n += len(*s) + perField
 	}
 	for _, a := range ev.Attrs {
 		n += len(a.Key) + len(a.Value) + 2*perField

@@ -5,10 +5,6 @@ import (
 	"unicode/utf8"
 )
 
-// maxValueDepth is encoding/json's nesting limit; Value leaves deeper
-// documents to it.
-const maxValueDepth = 10000
-
 // Value decodes one JSON document into what encoding/json's Decoder with
 // UseNumber makes of it: map[string]any, []any, string, json.Number, bool
 // and nil, a later duplicate key replacing an earlier one. ok is false
@@ -33,15 +29,18 @@ type valueParser struct {
 	i int
 }
 
-func (p *valueParser) ws() {
-	for p.i < len(p.b) {
-		switch p.b[p.i] {
-		case ' ', '\t', '\n', '\r':
-			p.i++
-			continue
-		}
-		return
+func (p *valueParser) ws() { p.i = skipWS(p.b, p.i) }
+
+// open consumes a container's opening byte and reports whether closer
+// follows at once (an empty object or array), consuming it too.
+func (p *valueParser) open(closer byte) (empty bool) {
+	p.i++
+	p.ws()
+	if p.i < len(p.b) && p.b[p.i] == closer {
+		p.i++
+		return true
 	}
+	return false
 }
 
 // value decodes the value at i, inside depth objects and arrays.
@@ -50,7 +49,7 @@ func (p *valueParser) value(depth int) (any, bool) {
 		return nil, false
 	}
 	switch c := p.b[p.i]; {
-	case (c == '{' || c == '[') && depth >= maxValueDepth:
+	case (c == '{' || c == '[') && depth >= maxDepth: // encoding/json's limit
 		return nil, false
 	case c == '{':
 		return p.object(depth + 1)
@@ -71,11 +70,8 @@ func (p *valueParser) value(depth int) (any, bool) {
 }
 
 func (p *valueParser) object(depth int) (any, bool) {
-	p.i++ // {
 	m := map[string]any{}
-	p.ws()
-	if p.i < len(p.b) && p.b[p.i] == '}' {
-		p.i++
+	if p.open('}') {
 		return m, true
 	}
 	for {
@@ -123,11 +119,8 @@ func (p *valueParser) next(closer byte) (done, ok bool) {
 }
 
 func (p *valueParser) array(depth int) (any, bool) {
-	p.i++ // [
 	a := make([]any, 0)
-	p.ws()
-	if p.i < len(p.b) && p.b[p.i] == ']' {
-		p.i++
+	if p.open(']') {
 		return a, true
 	}
 	for {
@@ -147,39 +140,20 @@ func (p *valueParser) array(depth int) (any, bool) {
 // its bytes; any other goes through encoding/json, which replaces invalid
 // UTF-8 and lone surrogates with U+FFFD.
 func (p *valueParser) str() (any, bool) {
-	start := p.i
-	p.i++ // "
-	plain := true
-	for p.i < len(p.b) {
-		c := p.b[p.i]
-		switch {
-		case c == '"':
-			p.i++
-			raw := p.b[start:p.i]
-			if plain {
-				return string(raw[1 : len(raw)-1]), true
-			}
-			var s string
-			if json.Unmarshal(raw, &s) != nil {
-				return nil, false
-			}
-			return s, true
-		case c == '\\':
-			plain = false
-			p.i += 2 // the escaped byte; encoding/json checks the escape
-		case c < 0x20:
-			return nil, false
-		case c >= utf8.RuneSelf:
-			r, n := utf8.DecodeRune(p.b[p.i:])
-			if r == utf8.RuneError && n == 1 {
-				plain = false
-			}
-			p.i += n
-		default:
-			p.i++
-		}
+	end, escaped, err := skipString(p.b, p.i)
+	if err != nil {
+		return nil, false
 	}
-	return nil, false
+	raw := p.b[p.i:end]
+	p.i = end
+	if !escaped && utf8.Valid(raw) {
+		return string(raw[1 : len(raw)-1]), true
+	}
+	var v string
+	if json.Unmarshal(raw, &v) != nil {
+		return nil, false
+	}
+	return v, true
 }
 
 func (p *valueParser) lit(word string) bool {

@@ -54,14 +54,14 @@ func checkValue(t *testing.T, b []byte) {
 
 // Deeper than encoding/json allows, Value declines like the Decoder.
 func TestValueDepthLimit(t *testing.T) {
-	deep := strings.Repeat("[", maxValueDepth+1) + strings.Repeat("]", maxValueDepth+1)
+	deep := strings.Repeat("[", maxDepth+1) + strings.Repeat("]", maxDepth+1)
 	if _, ok := Value([]byte(deep)); ok {
 		t.Fatal("Value accepted a document nested past encoding/json's limit")
 	}
 	if _, err := decoderValue([]byte(deep)); err == nil {
 		t.Fatal("the Decoder accepted it: the limit differs")
 	}
-	ok := strings.Repeat("[", maxValueDepth) + strings.Repeat("]", maxValueDepth)
+	ok := strings.Repeat("[", maxDepth) + strings.Repeat("]", maxDepth)
 	checkValue(t, []byte(ok))
 }
 

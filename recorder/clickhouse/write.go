@@ -389,11 +389,16 @@ func sized[T any](s []T, n int) []T {
 	return s[:n]
 }
 
+// stringCols points at the string columns (one row each per event).
+func (h *hopColumns) stringCols() [23]*[]string {
+	return [...]*[]string{&h.eventID, &h.requestID, &h.sessionID, &h.traceID, &h.spanID, &h.method, &h.server,
+		&h.target, &h.rpcID, &h.principal, &h.decision, &h.rule, &h.routeRule, &h.backend, &h.errMsg, &h.clientName,
+		&h.clientVersion, &h.protocol, &h.upstream, &h.instance, &h.gwVersion, &h.configHash, &h.redactVersion}
+}
+
 // resize gives every column n rows.
 func (h *hopColumns) resize(n int) {
-	for _, c := range []*[]string{&h.eventID, &h.requestID, &h.sessionID, &h.traceID, &h.spanID, &h.method, &h.server,
-		&h.target, &h.rpcID, &h.principal, &h.decision, &h.rule, &h.routeRule, &h.backend, &h.errMsg, &h.clientName,
-		&h.clientVersion, &h.protocol, &h.upstream, &h.instance, &h.gwVersion, &h.configHash, &h.redactVersion} {
+	for _, c := range h.stringCols() {
 		*c = sized(*c, n)
 	}
 	h.hop, h.outcome = sized(h.hop, n), sized(h.outcome, n)
@@ -408,10 +413,8 @@ func (h *hopColumns) resize(n int) {
 // put returns h to the pool without the strings it pointed to (they point
 // into the spool segment being written).
 func (h *hopColumns) put() {
-	for _, c := range []*[]string{&h.eventID, &h.requestID, &h.sessionID, &h.traceID, &h.spanID, &h.method, &h.server,
-		&h.target, &h.rpcID, &h.principal, &h.decision, &h.rule, &h.routeRule, &h.backend, &h.errMsg, &h.clientName,
-		&h.clientVersion, &h.protocol, &h.upstream, &h.instance, &h.gwVersion, &h.configHash, &h.redactVersion,
-		&h.allKeys, &h.allVals} {
+	cols := h.stringCols()
+	for _, c := range append(cols[:], &h.allKeys, &h.allVals) {
 		clear((*c)[:cap(*c)])
 	}
 	clear(h.attrKeys[:cap(h.attrKeys)])
