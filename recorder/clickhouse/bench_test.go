@@ -158,3 +158,39 @@ func BenchmarkTrace(b *testing.B) {
 		n++
 	}
 }
+
+// BenchmarkInsertServerCPU inserts 10k-event batches into one table at a
+// time, each into a fresh database, and reports the local server's CPU per
+// event for that table alone (hops includes the request_index view it
+// feeds), including the merges of the 5 s after the last insert. Run it
+// with a fixed count (-benchtime 20x) so that every table gets as many
+// parts to merge.
+func BenchmarkInsertServerCPU(b *testing.B) {
+	for _, in := range []tableInsert{
+		{"hops", hopsColumns, inBlocks(appendHops)},
+		{"payloads", payloadColumns, inBlocks(appendPayloads)},
+		{"audit", auditRolesColumns, appendAuditRoles},
+	} {
+		b.Run(in.table, func(b *testing.B) {
+			ctx := context.Background()
+			s := migratedStore(b)
+			pid := chtest.Shared(b).PID()
+			base := time.Now().Add(-time.Hour)
+			time.Sleep(time.Second) // the migration's own work
+			server0 := procCPU(b, pid)
+			i := 0
+			for b.Loop() {
+				b.StopTimer()
+				evs := benchEvents(fmt.Sprintf("s%d", i), 10000, base)
+				b.StartTimer()
+				if err := s.insert(ctx, "", in.table, in.columns, evs, in.fill); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+			b.StopTimer()
+			time.Sleep(5 * time.Second)
+			b.ReportMetric(float64((procCPU(b, pid)-server0).Microseconds())/float64(i*10000), "server-µs/event")
+		})
+	}
+}
