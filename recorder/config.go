@@ -28,13 +28,13 @@ const (
 	// recorded traffic at the largest payloads, while QueueSize bounds the
 	// count of small events.
 	DefaultQueueBytes = 64 << 20
-	// DefaultSegmentBytes also bounds the writer's memory: it holds one
-	// sealed segment and up to BatchSize events decoded from it while it
-	// writes them. 4 MiB seals about 7,000 events of a 200-byte tool call,
-	// so at high rates each segment still makes one insert, and the
-	// gateway's peak RSS at 64 concurrent sessions is 81 MB against 96–103
-	// MB with 64 MiB (bench --compare -c 64, runs alternated).
-	DefaultSegmentBytes  = 4 << 20
+	// DefaultSegmentBytes is where the spooler rolls a segment before its
+	// age does. The writer reads a segment a chunk (BatchSize events) at a
+	// time, so its size does not weigh on memory, and storage that takes
+	// a segment as one batch (ClickHouse) makes one part of it: larger
+	// segments at high rates mean fewer, larger parts, which cost
+	// ClickHouse much less CPU per event than many small ones.
+	DefaultSegmentBytes  = 64 << 20
 	DefaultSegmentAge    = time.Second
 	DefaultFsync         = FsyncInterval
 	DefaultFsyncInterval = time.Second
@@ -66,7 +66,7 @@ type Config struct {
 	// takes one event. Default 64 MiB.
 	QueueBytes int64
 	// SegmentBytes rolls the active spool segment once it reaches this
-	// size in bytes. Default 4 MiB.
+	// size in bytes. Default 64 MiB.
 	SegmentBytes int64
 	// SegmentAge seals the active segment after this age even if it is
 	// small, so that events reach storage within about this delay: it is

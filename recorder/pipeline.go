@@ -24,10 +24,31 @@ import (
 // the process, carries the same token and the same events and must not
 // create duplicates. It is called from one goroutine at a time; it must not
 // keep events after returning nor modify them (their strings and payloads
-// point into the spool segment being written, whose memory the pipeline
-// reuses for the next one: keep Event.Clone()s), and should honour ctx.
+// point into the chunk of the spool segment being written, whose memory
+// the pipeline reuses for the next chunk: keep Event.Clone()s), and should
+// honour ctx.
 type Writer interface {
 	WriteBatch(ctx context.Context, token string, events []Event) error
+}
+
+// Chunks goes over a batch's events a chunk at a time, in order, calling
+// yield once per chunk; it may be called again to go over the batch once
+// more. A chunk's events are valid only during yield. An error from yield
+// ends it and is returned as is; its own errors (reading the spool) are
+// not the batch's fault. Passes must not overlap: every chunk is decoded
+// into the same memory.
+type Chunks func(yield func([]Event) error) error
+
+// StreamWriter is a Writer that also takes a whole spool segment as one
+// batch, read chunk by chunk: storage makes one insert of it (one part per
+// table in ClickHouse, whose CPU per event falls with larger parts) while
+// the pipeline holds one chunk decoded at a time. WriteChunks has
+// WriteBatch's contract. A Permanent error makes the pipeline write the
+// segment again chunk by chunk with WriteBatch, setting aside only the
+// chunks that are refused.
+type StreamWriter interface {
+	Writer
+	WriteChunks(ctx context.Context, token string, chunks Chunks) error
 }
 
 // Discard is a Writer that confirms every batch and keeps nothing.
@@ -200,6 +221,15 @@ type segment struct {
 	// events is how many events a live segment holds (unknown, 0, for
 	// leftovers): what is lost if its file disappears.
 	events int
+
+	// The writer's progress, kept when it reads the segment again
+	// (errReread): whether it began, the checkpoint it began at, the
+	// events it set aside so far, and how many records missing from the
+	// file it counted as dropped.
+	begun   bool
+	ackBase int
+	skipped int
+	missing int
 }
 
 // NewPipeline validates cfg and returns a Pipeline that is not yet running.

@@ -1,11 +1,13 @@
 package recorder
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -103,6 +105,8 @@ type segmentIndex struct {
 	skipped int
 	// tornBytes counts trailing bytes that did not form a whole record.
 	tornBytes int
+	// scratch is scanRecords' buffer, for the next scan to reuse.
+	scratch []byte
 }
 
 // recordSpan is where a record's payload lies in its segment file.
@@ -117,35 +121,96 @@ func (r recordSpan) payload(b []byte) []byte { return b[r.off : r.off+r.n] }
 // skips one whose checksum holds but whose encoding does not: written by
 // a newer version, or a bug.
 func scanSegment(b []byte) (segmentIndex, error) {
+	return scanRecords(bytes.NewReader(b), int64(len(b)), nil)
+}
+
+// scanRecords is scanSegment over a reader of the size-byte segment file,
+// read once from the start, so that the file need not be in memory;
+// scratch holds each record's payload while its checksum is computed and
+// is returned, grown, for reuse.
+func scanRecords(r io.Reader, size int64, scratch []byte) (segmentIndex, error) {
 	var idx segmentIndex
-	bs, err := parseSegmentHeader(b)
+	var hdr [segmentHeaderLen]byte
+	if size < segmentHeaderLen {
+		return idx, errSegmentHeader
+	}
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return idx, err
+	}
+	bs, err := parseSegmentHeader(hdr[:])
 	if err != nil {
 		return idx, err
 	}
 	idx.batchSize = bs
 	// Sized for records of ~600 bytes, the recorded hop of a small call.
-	idx.records = make([]recordSpan, 0, len(b)/512)
-	off := segmentHeaderLen
-	for off < len(b) {
-		if len(b)-off < recordHeaderLen {
-			idx.tornBytes = len(b) - off
+	idx.records = make([]recordSpan, 0, size/512)
+	off := int64(segmentHeaderLen)
+	var rh [recordHeaderLen]byte
+	for off < size {
+		if size-off < recordHeaderLen {
+			idx.tornBytes = int(size - off)
 			break
 		}
-		n := int(binary.LittleEndian.Uint32(b[off:]))
-		sum := binary.LittleEndian.Uint32(b[off+4:])
-		if n > maxRecordLen || n > len(b)-off-recordHeaderLen {
-			idx.tornBytes = len(b) - off
+		if _, err := io.ReadFull(r, rh[:]); err != nil {
+			return idx, err
+		}
+		n := int(binary.LittleEndian.Uint32(rh[:]))
+		sum := binary.LittleEndian.Uint32(rh[4:])
+		if n > maxRecordLen || int64(n) > size-off-recordHeaderLen {
+			idx.tornBytes = int(size - off)
 			break
 		}
-		r := recordSpan{off + recordHeaderLen, n}
-		off += recordHeaderLen + n
-		if crc32.Checksum(r.payload(b), castagnoli) != sum {
+		var payload []byte
+		if br, ok := r.(*bufio.Reader); ok && n <= br.Size() {
+			// Checksummed in the reader's buffer, not copied out of it.
+			if payload, err = br.Peek(n); err == nil {
+				_, err = br.Discard(n)
+			}
+		} else {
+			if cap(scratch) < n {
+				scratch = make([]byte, n)
+			}
+			payload = scratch[:n]
+			_, err = io.ReadFull(r, payload)
+		}
+		if err != nil {
+			return idx, err
+		}
+		rec := recordSpan{int(off) + recordHeaderLen, n}
+		off += recordHeaderLen + int64(n)
+		if crc32.Checksum(payload, castagnoli) != sum {
 			idx.skipped++
 			continue
 		}
-		idx.records = append(idx.records, r)
+		idx.records = append(idx.records, rec)
 	}
+	idx.scratch = scratch
 	return idx, nil
+}
+
+// readChunk reads the bytes of records, a run of a segment file's records
+// in file order, into buf (grown as needed) and returns them with the
+// records' spans made relative to it: decodeChunk over the two decodes
+// the run without the rest of the file in memory.
+func readChunk(f io.ReaderAt, records []recordSpan, buf []byte, spans []recordSpan) ([]byte, []recordSpan, error) {
+	spans = spans[:0]
+	if len(records) == 0 {
+		return buf[:0], spans, nil
+	}
+	base := records[0].off
+	last := records[len(records)-1]
+	n := last.off + last.n - base
+	if cap(buf) < n {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	if got, err := f.ReadAt(buf, int64(base)); err != nil && (err != io.EOF || got < n) {
+		return buf, spans, err
+	}
+	for _, r := range records {
+		spans = append(spans, recordSpan{r.off - base, r.n})
+	}
+	return buf, spans, nil
 }
 
 // decodeChunk decodes the records of a chunk into dst[:0], reusing its
@@ -225,3 +290,7 @@ func writeAck(path string, n int) error {
 
 // chunkToken is the idempotency token of chunk i of segment id.
 func chunkToken(id string, i int) string { return id + "-" + strconv.Itoa(i) }
+
+// streamToken names the batch of a segment's chunks from the i-th on,
+// written as one (StreamWriter).
+func streamToken(id string, i int) string { return id + "-s" + strconv.Itoa(i) }

@@ -15,8 +15,8 @@ import (
 )
 
 // unsafeString views b as a string; b must not be written while the string
-// is in use. (The writer reuses its file buffer: the events it decodes
-// into strings over it are valid until writeSegment returns.)
+// is in use. (The writer reuses its chunk buffer: the events it decodes
+// into strings over it are valid until it reads the next chunk.)
 func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // maxDrain bounds how many queued events the spooler writes with one

@@ -1,6 +1,7 @@
 package recorder
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -57,26 +58,53 @@ func (p *Pipeline) runWriter() {
 }
 
 // writeSegment writes every unconfirmed chunk of seg, retrying with backoff
-// until it succeeds or ctx is done, then deletes the segment.
+// until it succeeds or ctx is done, then deletes the segment. A
+// StreamWriter gets what is left of the segment as one batch; other
+// writers, and a StreamWriter that refuses it for good, get it chunk by
+// chunk. Either way the file is read a chunk at a time (BatchSize events;
+// at most streamChunkBytes of them when streamed), not held whole.
 func (p *Pipeline) writeSegment(ctx context.Context, seg *segment) error {
+	for attempt := 0; ; attempt++ {
+		err := p.writeSegmentOnce(ctx, seg)
+		if !errors.Is(err, errReread) {
+			return err
+		}
+		// The file changed under its index (or the disk failed): index
+		// it again, resuming at its checkpoint.
+		p.setError(err)
+		p.logger.Error("reading spool segment", "err", err)
+		if err := p.backoff(ctx, attempt); err != nil {
+			return err
+		}
+	}
+}
+
+// errReread: a chunk of a segment could not be read as its index says.
+var errReread = errors.New("spool segment changed or unreadable; reading it again")
+
+// streamChunkBytes bounds the bytes of a chunk handed to a StreamWriter,
+// so that a segment of large payloads is not read whole at once: its
+// token covers the segment's chunks, whatever the pieces it is read in.
+const streamChunkBytes = 4 << 20
+
+// streamFallbackAfter is how many transient failures of a segment written
+// as one batch make the pipeline write it chunk by chunk instead: a
+// failure due to its size would otherwise block every later segment.
+const streamFallbackAfter = 10
+
+func (p *Pipeline) writeSegmentOnce(ctx context.Context, seg *segment) error {
 	path := p.path(seg.id, extSealed)
-	// The file stays in memory while its chunks are written; each chunk is
-	// decoded into the same room, its strings and payloads pointing into
-	// the file's bytes.
 	var (
-		file []byte
-		idx  segmentIndex
+		f   *os.File
+		idx segmentIndex
 	)
 	defer p.wbuf.release()
 	for attempt := 0; ; attempt++ {
-		b, err := p.wbuf.readFile(path)
-		if err == nil {
-			file = b
-			idx, err = scanSegment(b)
-			if errors.Is(err, errSegmentHeader) {
-				p.quarantine(seg, err)
-				return nil
-			}
+		var err error
+		f, idx, err = p.wbuf.scan(path)
+		if errors.Is(err, errSegmentHeader) {
+			p.quarantine(seg, err)
+			return nil
 		}
 		if err == nil {
 			break
@@ -95,11 +123,14 @@ func (p *Pipeline) writeSegment(ctx context.Context, seg *segment) error {
 			return err
 		}
 	}
+	defer f.Close()
 	events := len(idx.records)
 	if idx.skipped > 0 || idx.tornBytes > 0 {
 		p.logger.Warn("spool segment has corrupt or torn records; skipping them",
 			"segment", seg.id, "corrupt_records", idx.skipped, "torn_tail_bytes", idx.tornBytes)
-		if missing := seg.events - events; seg.live && missing > 0 {
+		// Counted once, however often the segment is read again.
+		if missing := seg.events - events - seg.missing; seg.live && missing > 0 {
+			seg.missing += missing
 			p.droppedLive.Add(uint64(missing))
 			p.drop(uint64(missing), "spool records corrupt")
 		}
@@ -107,40 +138,83 @@ func (p *Pipeline) writeSegment(ctx context.Context, seg *segment) error {
 
 	ackPath := p.path(seg.id, extAck)
 	acked := readAck(ackPath)
-	skipped := 0 // events of this run's chunks set aside in quarantine or that did not decode
+	if !seg.begun {
+		seg.begun, seg.ackBase = true, acked
+	}
+	// skipped counts the events of this run's chunks set aside in
+	// quarantine or that did not decode, from the first reading on.
+	skipped := &seg.skipped
 	bs := idx.batchSize
 	chunks := (events + bs - 1) / bs
 	var room []Event
 	if acked < chunks {
 		room = p.wbuf.events(min(bs, events))
 	}
-	for i := acked; i < chunks; i++ {
-		chunk, bad := decodeChunk(file, idx.records[i*bs:min((i+1)*bs, events)], room)
-		if bad > 0 {
-			p.logger.Warn("spool segment has records that do not decode; skipping them",
-				"segment", seg.id, "chunk", i, "records", bad)
-			if seg.live {
-				p.droppedLive.Add(uint64(bad))
-				p.drop(uint64(bad), "spool records corrupt")
+	// decode reads records [a, b) and decodes them into room; a record
+	// that does not decode is left out and counted in bad.
+	decode := func(a, b int) (chunk []Event, bad int, err error) {
+		buf, spans, err := readChunk(f, idx.records[a:b], p.wbuf.chunk, p.wbuf.spans)
+		p.wbuf.chunk, p.wbuf.spans = buf, spans
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
 			}
-			skipped += bad // not written: Flush counts them dropped
+			return nil, 0, fmt.Errorf("%w: records %d to %d of %s: %w", errReread, a, b, path, err)
 		}
+		chunk, bad = decodeChunk(buf, spans, room)
+		return chunk, bad, nil
+	}
+	countBad := func(bad int) {
+		if bad == 0 {
+			return
+		}
+		p.logger.Warn("spool segment has records that do not decode; skipping them",
+			"segment", seg.id, "records", bad)
+		if seg.live {
+			p.droppedLive.Add(uint64(bad))
+			p.drop(uint64(bad), "spool records corrupt")
+		}
+	}
+
+	next := acked // the first chunk not yet written
+	if sw, ok := p.w.(StreamWriter); ok && acked < chunks {
+		// The records of chunks [acked, chunks), in pieces of at most bs
+		// records and streamChunkBytes.
+		var pieces [][2]int
+		for a := acked * bs; a < events; {
+			b, size := a, 0
+			for b < events && b-a < bs && (b == a || size+idx.records[b].n <= streamChunkBytes) {
+				size += idx.records[b].n
+				b++
+			}
+			pieces = append(pieces, [2]int{a, b})
+			a = b
+		}
+		bad, err := p.streamSegment(ctx, sw, seg, decode, pieces, acked)
+		if err != nil {
+			return err // ctx is done, or errReread
+		}
+		if bad >= 0 {
+			countBad(bad)
+			*skipped += bad
+			next = chunks
+		}
+	}
+	for i := next; i < chunks; i++ {
+		chunk, bad, err := decode(i*bs, min((i+1)*bs, events))
+		if err != nil {
+			return err
+		}
+		countBad(bad)
+		*skipped += bad // not written: Flush counts them dropped
 		token := chunkToken(seg.id, i)
 		quarantined := false
 		// A chunk whose every record failed to decode has nothing to send.
 		for attempt := 0; len(chunk) > 0; attempt++ {
 			start := time.Now()
 			err := p.w.WriteBatch(ctx, token, chunk)
-			if err == nil || IsPermanent(err) {
-				p.failingSince.Store(0) // storage answers
-			} else {
-				p.failingSince.CompareAndSwap(0, time.Now().UnixNano())
-			}
+			p.storageAnswered(err, start)
 			if err == nil {
-				d := time.Since(start)
-				p.latLast.Store(int64(d))
-				p.latSum.Add(int64(d))
-				p.latCount.Add(1)
 				break
 			}
 			if ctx.Err() != nil {
@@ -170,7 +244,7 @@ func (p *Pipeline) writeSegment(ctx context.Context, seg *segment) error {
 			if seg.live {
 				p.quarantinedLive.Add(uint64(len(chunk)))
 			}
-			skipped += len(chunk)
+			*skipped += len(chunk)
 		} else {
 			p.written.Add(uint64(len(chunk)))
 		}
@@ -186,10 +260,97 @@ func (p *Pipeline) writeSegment(ctx context.Context, seg *segment) error {
 	if seg.live {
 		// Counted for Flush only once the segment is gone, so that a
 		// returned Flush also means an empty spool.
-		p.writtenLive.Add(uint64(events - min(acked*bs, events) - skipped))
+		p.writtenLive.Add(uint64(events - min(seg.ackBase*bs, events) - *skipped))
 		p.notify()
 	}
 	return nil
+}
+
+// streamSegment writes the records of pieces, chunks from chunk on, as one
+// batch with sw, retrying until it is written or refused. It returns how
+// many records did not decode (left out, as in the chunk path), or -1 when
+// sw refused the batch for good (Permanent) or failed streamFallbackAfter
+// times: the caller then writes the chunks one by one. Its token is not a
+// chunk's, so that a segment partly written chunk by chunk (by an older
+// version, or after a refusal) is never taken for written; the events
+// resent then collapse on their ids. An errReread from decode ends it.
+func (p *Pipeline) streamSegment(ctx context.Context, sw StreamWriter, seg *segment,
+	decode func(a, b int) ([]Event, int, error), pieces [][2]int, chunk int) (bad int, err error) {
+	token := streamToken(seg.id, chunk)
+	var (
+		events  = -1 // set by a whole pass
+		readErr error
+	)
+	chunks := func(yield func([]Event) error) error {
+		n, b := 0, 0
+		for _, pc := range pieces {
+			evs, bi, err := decode(pc[0], pc[1])
+			if err != nil {
+				readErr = err
+				return err
+			}
+			n, b = n+len(evs), b+bi
+			if len(evs) == 0 {
+				continue
+			}
+			if err := yield(evs); err != nil {
+				return err
+			}
+		}
+		// Every pass decodes the same records: the last whole one counts.
+		events, bad = n, b
+		return nil
+	}
+	for attempt := 0; ; attempt++ {
+		readErr = nil
+		start := time.Now()
+		err := sw.WriteChunks(ctx, token, chunks)
+		if readErr != nil && errors.Is(err, readErr) {
+			return 0, readErr // the spool's fault, not the storage's
+		}
+		p.storageAnswered(err, start)
+		if err == nil {
+			if events < 0 {
+				// Written before (the token was known): count its events
+				// all the same.
+				if err := chunks(func([]Event) error { return nil }); err != nil {
+					return 0, err
+				}
+			}
+			p.written.Add(uint64(events))
+			return bad, nil
+		}
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		err = fmt.Errorf("writing segment %s from chunk %d as batch %s: %w", seg.id, chunk, token, err)
+		p.setError(err)
+		if IsPermanent(err) || attempt+1 >= streamFallbackAfter {
+			p.logger.Warn("segment not written as one batch; writing it chunk by chunk", "err", err, "attempts", attempt+1)
+			return -1, nil
+		}
+		p.logger.Warn("recorder write failed; will retry", "err", err, "attempt", attempt+1)
+		p.retried.Add(1)
+		if err := p.backoff(ctx, attempt); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// storageAnswered updates the storage health and latency figures after a
+// write that returned err and started at start.
+func (p *Pipeline) storageAnswered(err error, start time.Time) {
+	if err == nil || IsPermanent(err) {
+		p.failingSince.Store(0) // storage answers
+	} else {
+		p.failingSince.CompareAndSwap(0, time.Now().UnixNano())
+	}
+	if err == nil {
+		d := time.Since(start)
+		p.latLast.Store(int64(d))
+		p.latSum.Add(int64(d))
+		p.latCount.Add(1)
+	}
 }
 
 // remove deletes a fully written segment and its checkpoint.
@@ -271,38 +432,38 @@ func (p *Pipeline) backoff(ctx context.Context, attempt int) error {
 	}
 }
 
-// writerBuffers are the file bytes and the decoded events of the segment
-// being written, reused for the next one: two allocations of a few MiB per
-// segment were a tenth of the recording gateway's garbage. Buffers grown
-// past keepBufferBytes (a segment far over the default size) are let go
+// writerBuffers are the bytes and the decoded events of the chunk being
+// written, and the scan's, reused for the next: allocations of a few MiB
+// per segment were a tenth of the recording gateway's garbage. Buffers
+// grown past keepBufferBytes (a chunk of very large events) are let go
 // once the segment is written. Only the writer goroutine uses them.
 type writerBuffers struct {
-	file []byte
-	room []Event
+	chunk   []byte
+	spans   []recordSpan
+	scratch []byte
+	room    []Event
 }
 
 const keepBufferBytes = 8 << 20
 
-// readFile reads the file at path into the reused buffer.
-func (wb *writerBuffers) readFile(path string) ([]byte, error) {
+// scan opens the segment file at path and indexes its records (reading it
+// once, a buffer at a time). The caller closes the file.
+func (wb *writerBuffers) scan(path string) (*os.File, segmentIndex, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, segmentIndex{}, err
 	}
-	defer f.Close()
 	st, err := f.Stat()
-	if err != nil {
-		return nil, err
+	if err == nil {
+		var idx segmentIndex
+		idx, err = scanRecords(bufio.NewReaderSize(f, 64<<10), st.Size(), wb.scratch)
+		wb.scratch = idx.scratch
+		if err == nil {
+			return f, idx, nil
+		}
 	}
-	size := int(st.Size())
-	if cap(wb.file) < size {
-		wb.file = make([]byte, size)
-	}
-	b := wb.file[:size]
-	if _, err := io.ReadFull(f, b); err != nil {
-		return nil, err
-	}
-	return b, nil
+	f.Close()
+	return nil, segmentIndex{}, err
 }
 
 // events returns room for n decoded events.
@@ -313,12 +474,18 @@ func (wb *writerBuffers) events(n int) []Event {
 	return wb.room[:0]
 }
 
-// release drops what the last segment decoded (its strings point into the
-// file buffer) and the buffers that grew too large to keep.
+// release drops what the last chunk decoded (its strings point into the
+// chunk buffer) and the buffers that grew too large to keep.
 func (wb *writerBuffers) release() {
 	clear(wb.room[:cap(wb.room)])
-	if cap(wb.file) > keepBufferBytes {
-		wb.file = nil
+	if cap(wb.chunk) > keepBufferBytes {
+		wb.chunk = nil
+	}
+	if cap(wb.scratch) > keepBufferBytes {
+		wb.scratch = nil
+	}
+	if int(unsafe.Sizeof(recordSpan{}))*cap(wb.spans) > keepBufferBytes {
+		wb.spans = nil
 	}
 	if int(unsafe.Sizeof(Event{}))*cap(wb.room) > keepBufferBytes {
 		wb.room = nil

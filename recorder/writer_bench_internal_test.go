@@ -13,9 +13,8 @@ import (
 
 // BenchmarkWriteSegment is the writer's side of the spool: read a sealed
 // segment and hand it to a Writer that counts, chunk by chunk (10,000
-// events). 5,000 events of a 200-byte tool call are about a default 4 MiB
-// segment, whose buffers the writer reuses; 20,000 make two chunks and a
-// file over the size it keeps. It reports the time per event.
+// events). 5,000 events of a 200-byte tool call are about 4 MiB; 20,000
+// make two chunks. It reports the time per event.
 func BenchmarkWriteSegment(b *testing.B) {
 	for _, n := range []int{5000, 20000} {
 		b.Run("events="+strconv.Itoa(n), func(b *testing.B) { benchWriteSegment(b, n) })

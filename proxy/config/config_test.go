@@ -69,7 +69,7 @@ func TestDefaults(t *testing.T) {
 			},
 			Spool: Spool{
 				Dir: "./.mcptrail/spool", Fsync: "interval", FsyncInterval: time.Second,
-				MaxBytes: 1 << 30, SegmentBytes: 4 << 20,
+				MaxBytes: 1 << 30, SegmentBytes: 64 << 20,
 			},
 			QueueSize: 65536, QueueBytes: 64 << 20, BatchSize: 10000, FlushInterval: time.Second, Overflow: "drop",
 			Payloads:  Payloads{Enabled: boolPtr(true), MaxBytes: 65536},

@@ -183,7 +183,7 @@ func BenchmarkInsertServerCPU(b *testing.B) {
 				b.StopTimer()
 				evs := benchEvents(fmt.Sprintf("s%d", i), 10000, base)
 				b.StartTimer()
-				if err := s.insert(ctx, "", in.table, in.columns, evs, in.fill); err != nil {
+				if _, err := s.insert(ctx, "", in.table, in.columns, func(yield func([]recorder.Event) error) error { return yield(evs) }, in.fill); err != nil {
 					b.Fatal(err)
 				}
 				i++

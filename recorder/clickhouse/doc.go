@@ -21,8 +21,11 @@
 // ALTER ... ON CLUSTER of a Distributed table in a replicated cluster.
 // TestCluster runs every migration on a real two-replica cluster.
 //
-// A batch is written as three parallel inserts (hops, payloads, audit),
-// each filled column by column, then its token. request_index is derived
+// A batch (a whole spool segment, WriteChunks) is written as three inserts
+// one after the other (hops, payloads, audit), each filled column by column
+// and sent a block at a time as the batch's chunks are read, so that it
+// makes one part per table; then its token. The chunks' events share the
+// pipeline's buffer: the inserts must stay sequential. request_index is derived
 // by the server from the hops insert (a materialized view, migration 0003),
 // which takes a third of the writer's CPU off the gateway; on a schema
 // migrated only to v2 the writer still sends those rows itself.

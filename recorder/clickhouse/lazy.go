@@ -89,6 +89,17 @@ func (l *Lazy) WriteBatch(ctx context.Context, token string, evs []recorder.Even
 	return s.WriteBatch(ctx, token, evs)
 }
 
+var _ recorder.StreamWriter = (*Lazy)(nil)
+
+// WriteChunks implements recorder.StreamWriter like WriteBatch.
+func (l *Lazy) WriteChunks(ctx context.Context, token string, chunks recorder.Chunks) error {
+	s, err := l.Store(ctx)
+	if err != nil {
+		return err
+	}
+	return s.WriteChunks(ctx, token, chunks)
+}
+
 // Connected reports whether a connection was made, and the last connection
 // error otherwise.
 func (l *Lazy) Connected() (bool, error) {

@@ -50,13 +50,25 @@ func (s *Store) WriteBatch(ctx context.Context, token string, evs []recorder.Eve
 	if len(evs) == 0 {
 		return nil
 	}
+	return s.WriteChunks(ctx, token, func(yield func([]recorder.Event) error) error { return yield(evs) })
+}
+
+var _ recorder.StreamWriter = (*Store)(nil)
+
+// WriteChunks is WriteBatch for a batch read chunk by chunk: each table
+// gets one INSERT of the whole batch (one part, however many chunks), sent
+// a block at a time as chunks goes over the batch once per table. Audit
+// rows are built chunk by chunk: a request's hops split across two chunks
+// lend each other no fields, as across two batches (the response hop
+// carries what the audit row needs).
+func (s *Store) WriteChunks(ctx context.Context, token string, chunks recorder.Chunks) error {
 	if token != "" {
 		var n uint64
 		if err := s.conn.QueryRow(ctx, "SELECT count() FROM "+s.table("write_tokens")+" WHERE token = ?", token).Scan(&n); err != nil {
 			return fmt.Errorf("checking batch token %s: %w", token, err)
 		}
 		if n > 0 {
-			s.log.Debug("batch already written", "token", token, "events", len(evs))
+			s.log.Debug("batch already written", "token", token)
 			return nil
 		}
 	}
@@ -84,14 +96,19 @@ func (s *Store) WriteBatch(ctx context.Context, token string, evs []recorder.Eve
 	if !serverIndex {
 		inserts = append(inserts, tableInsert{"request_index", indexColumns, appendIndex})
 	}
-	for _, in := range inserts {
-		if err := s.insert(ctx, token, in.table, in.columns, evs, in.fill); err != nil {
+	events := 0
+	for i, in := range inserts {
+		n, err := s.insert(ctx, token, in.table, in.columns, chunks, in.fill)
+		if err != nil {
 			return err
 		}
+		if i == 0 {
+			events = n // a hops row per event
+		}
 	}
-	if token != "" {
-		err := s.insert(ctx, token, "write_tokens", "token, ts, events", evs, func(b driver.Batch, evs []recorder.Event) (int, error) {
-			return 1, b.Append(token, time.Now(), uint32(len(evs)))
+	if token != "" && events > 0 {
+		_, err := s.insert(ctx, token, "write_tokens", "token, ts, events", one, func(b driver.Batch, _ []recorder.Event) (int, error) {
+			return 1, b.Append(token, time.Now(), uint32(events))
 		})
 		if err != nil {
 			return err
@@ -99,6 +116,9 @@ func (s *Store) WriteBatch(ctx context.Context, token string, evs []recorder.Eve
 	}
 	return nil
 }
+
+// one is a batch of one empty chunk, for an insert that needs no events.
+func one(yield func([]recorder.Event) error) error { return yield(nil) }
 
 // schemaFact caches one fact about the schema that a migration may change
 // under a running writer (the request_index view exists, audit has roles).
@@ -231,7 +251,10 @@ type flushError struct{ err error }
 func (e *flushError) Error() string { return "sending a block: " + e.err.Error() }
 func (e *flushError) Unwrap() error { return e.err }
 
-func (s *Store) insert(ctx context.Context, token, table, columns string, evs []recorder.Event, fill appendFunc) error {
+// insert sends one INSERT into table of the rows fill makes from every
+// chunk of chunks, flushing a block between chunks, and returns how many
+// rows it sent.
+func (s *Store) insert(ctx context.Context, token, table, columns string, chunks recorder.Chunks, fill appendFunc) (int, error) {
 	settings := clickhouse.Settings{}
 	if token != "" && s.features.DedupToken {
 		settings["insert_deduplication_token"] = token + "/" + table
@@ -249,33 +272,59 @@ func (s *Store) insert(ctx context.Context, token, table, columns string, evs []
 	}
 	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.table(table)+" ("+columns+")")
 	if err != nil {
-		return fmt.Errorf("preparing insert into %s: %w", table, err)
+		return 0, fmt.Errorf("preparing insert into %s: %w", table, err)
 	}
 	defer b.Abort()
-	n, err := fill(b, evs)
-	var flushErr *flushError
-	if errors.As(err, &flushErr) {
-		return classify(fmt.Errorf("inserting rows into %s: %w", table, err))
-	}
-	if errors.Is(err, errColumnCount) {
+	n := 0
+	err = chunks(func(evs []recorder.Event) error {
+		if b.Rows() > 0 {
+			if err := b.Flush(); err != nil {
+				return &flushError{err}
+			}
+		}
+		k, err := fill(b, evs)
+		n += k
+		if err != nil {
+			return &fillError{err}
+		}
+		return nil
+	})
+	var (
+		flushErr *flushError
+		fillErr  *fillError
+	)
+	switch {
+	case err == nil:
+	case errors.As(err, &flushErr):
+		return n, classify(fmt.Errorf("inserting rows into %s: %w", table, err))
+	case errors.As(err, &fillErr) && errors.Is(fillErr.err, errColumnCount):
 		// The table is not the one this writer knows: every batch fails
 		// alike until the schema is migrated, so retry rather than
 		// quarantine them all.
-		return fmt.Errorf("appending rows to %s: %w", table, err)
-	}
-	if err != nil {
+		return n, fmt.Errorf("appending rows to %s: %w", table, fillErr.err)
+	case errors.As(err, &fillErr):
 		// The driver refuses a value it cannot encode: the same rows will
 		// be refused again.
-		return recorder.Permanent(fmt.Errorf("appending rows to %s: %w", table, err))
+		return n, recorder.Permanent(fmt.Errorf("appending rows to %s: %w", table, fillErr.err))
+	default:
+		// The batch's source failed (reading the spool): retry.
+		return n, fmt.Errorf("reading the batch for %s: %w", table, err)
 	}
 	if n == 0 {
-		return nil
+		return 0, nil
 	}
 	if err := b.Send(); err != nil {
-		return classify(fmt.Errorf("inserting %d rows into %s: %w", n, table, err))
+		return n, classify(fmt.Errorf("inserting %d rows into %s: %w", n, table, err))
 	}
-	return nil
+	return n, nil
 }
+
+// fillError is a failure to make or send the rows of a chunk, as opposed
+// to one of the chunks' source.
+type fillError struct{ err error }
+
+func (e *fillError) Error() string { return e.err.Error() }
+func (e *fillError) Unwrap() error { return e.err }
 
 func b2u(b bool) uint8 {
 	if b {

@@ -2,6 +2,7 @@ package clickhouse
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
@@ -304,5 +305,66 @@ func TestWriteBatchInBlocks(t *testing.T) {
 		if parts := count(t, s, "SELECT count() FROM system.parts WHERE database = ? AND table = ? AND active", db, table); parts != 1 {
 			t.Errorf("%s: %d active parts after one %d-event batch, want 1 (the server squashes the blocks of an INSERT)", table, parts, n)
 		}
+	}
+}
+
+// TestWriteChunks: a batch read in chunks makes one part per table; its
+// token makes a retry a no-op; and a failure of the chunks' source (the
+// spool) is not taken for a refusal of the batch.
+func TestWriteChunks(t *testing.T) {
+	ctx := context.Background()
+	s := migratedStore(t)
+	base := time.Now().UTC().Truncate(24 * time.Hour).Add(time.Hour)
+	evs := benchEvents("chk", 3*1000, base) // requests of 4 events, none split across chunks
+	chunks := func(yield func([]recorder.Event) error) error {
+		for i := 0; i < len(evs); i += 1000 {
+			if err := yield(evs[i : i+1000]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for range 2 {
+		if err := s.WriteChunks(ctx, "chk-1", chunks); err != nil {
+			t.Fatalf("WriteChunks: %v", err)
+		}
+	}
+	db := s.cfg.Database
+	for _, c := range []struct {
+		table string
+		want  int
+	}{{"hops", len(evs)}, {"payloads", len(evs) / 2}, {"audit", len(evs) / 4}, {"request_index", len(evs) / 4 * 3}, {"write_tokens", 1}} {
+		if got := count(t, s, "SELECT count() FROM "+db+"."+c.table); got != uint64(c.want) {
+			t.Errorf("%s rows = %d, want %d", c.table, got, c.want)
+		}
+	}
+	if n := count(t, s, "SELECT toUInt64(events) FROM "+db+".write_tokens WHERE token = 'chk-1'"); n != uint64(len(evs)) {
+		t.Errorf("write_tokens counts %d events, want %d", n, len(evs))
+	}
+	for _, table := range []string{"hops", "payloads", "request_index", "audit"} {
+		if parts := count(t, s, "SELECT count() FROM system.parts WHERE database = ? AND table = ? AND active", db, table); parts != 1 {
+			t.Errorf("%s: %d active parts after one batch of 3 chunks, want 1", table, parts)
+		}
+	}
+	for _, i := range []int{0, 999, 1000, 2999} {
+		got, err := s.Trace(ctx, evs[i].RequestID)
+		if err != nil || len(got) != 4 {
+			t.Fatalf("Trace(%s) = %d events, %v; want 4", evs[i].RequestID, len(got), err)
+		}
+	}
+
+	// The source fails after a chunk: retry, not quarantine.
+	broken := errors.New("spool read failed")
+	err := s.WriteChunks(ctx, "chk-2", func(yield func([]recorder.Event) error) error {
+		if err := yield(benchEvents("chk2", 8, base)); err != nil {
+			return err
+		}
+		return broken
+	})
+	if !errors.Is(err, broken) || recorder.IsPermanent(err) {
+		t.Fatalf("WriteChunks with a failing source = %v; want the source's error, not permanent", err)
+	}
+	if n := count(t, s, "SELECT count() FROM "+db+".write_tokens WHERE token = 'chk-2'"); n != 0 {
+		t.Errorf("a batch whose source failed has its token written")
 	}
 }
