@@ -29,11 +29,13 @@ const (
 	// count of small events.
 	DefaultQueueBytes = 64 << 20
 	// DefaultSegmentBytes is where the spooler rolls a segment before its
-	// age does. The writer reads a segment a chunk (BatchSize events) at a
-	// time, so its size does not weigh on memory, and storage that takes
-	// a segment as one batch (ClickHouse) makes one part of it: larger
-	// segments at high rates mean fewer, larger parts, which cost
-	// ClickHouse much less CPU per event than many small ones.
+	// age does. The writer reads a segment a piece at a time (at most
+	// BatchSize events and, for storage that streams a segment as one
+	// batch, 4 MiB; a writer that takes chunks, or a segment refused as
+	// one batch, gets whole chunks of BatchSize events), and storage that
+	// streams (ClickHouse) makes one part of a segment: at high rates,
+	// larger segments mean fewer, larger parts, which cost ClickHouse much
+	// less CPU per event than many small ones.
 	DefaultSegmentBytes  = 64 << 20
 	DefaultSegmentAge    = time.Second
 	DefaultFsync         = FsyncInterval
