@@ -222,12 +222,12 @@ type segment struct {
 	// leftovers): what is lost if its file disappears.
 	events int
 
-	// The writer's progress, kept when it reads the segment again
-	// (errReread): whether it began, the checkpoint it began at, the
-	// events it set aside so far, and how many records missing from the
-	// file it counted as dropped.
-	begun   bool
-	ackBase int
+	// The writer's progress this run, kept when it reads the segment
+	// again (errReread) or loses it: the first chunk not yet done (even
+	// if its checkpoint could not be saved), and the events written, set
+	// aside (refused or undecodable) and missing from the file.
+	next    int
+	written int
 	skipped int
 	missing int
 }

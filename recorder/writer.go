@@ -128,19 +128,18 @@ func (p *Pipeline) writeSegmentOnce(ctx context.Context, seg *segment) error {
 	if idx.skipped > 0 || idx.tornBytes > 0 {
 		p.logger.Warn("spool segment has corrupt or torn records; skipping them",
 			"segment", seg.id, "corrupt_records", idx.skipped, "torn_tail_bytes", idx.tornBytes)
-		// Counted once, however often the segment is read again.
-		if missing := seg.events - events - seg.missing; seg.live && missing > 0 {
-			seg.missing += missing
-			p.droppedLive.Add(uint64(missing))
-			p.drop(uint64(missing), "spool records corrupt")
-		}
+	}
+	// Records the file lacks (corrupt, torn, or cut between two records
+	// after it was written) are counted once, however often it is read.
+	if missing := seg.events - events - seg.missing; seg.live && missing > 0 {
+		seg.missing += missing
+		p.droppedLive.Add(uint64(missing))
+		p.drop(uint64(missing), "spool records corrupt")
 	}
 
 	ackPath := p.path(seg.id, extAck)
-	acked := readAck(ackPath)
-	if !seg.begun {
-		seg.begun, seg.ackBase = true, acked
-	}
+	// A checkpoint that could not be saved is still known in memory.
+	acked := max(readAck(ackPath), seg.next)
 	// skipped counts the events of this run's chunks set aside in
 	// quarantine or that did not decode, from the first reading on.
 	skipped := &seg.skipped
@@ -197,7 +196,8 @@ func (p *Pipeline) writeSegmentOnce(ctx context.Context, seg *segment) error {
 		if bad >= 0 {
 			countBad(bad)
 			*skipped += bad
-			next = chunks
+			next, seg.next = chunks, chunks
+			seg.written += events - acked*bs - bad
 		}
 	}
 	for i := next; i < chunks; i++ {
@@ -247,7 +247,9 @@ func (p *Pipeline) writeSegmentOnce(ctx context.Context, seg *segment) error {
 			*skipped += len(chunk)
 		} else {
 			p.written.Add(uint64(len(chunk)))
+			seg.written += len(chunk)
 		}
+		seg.next = i + 1
 		if i+1 < chunks {
 			if err := writeAck(ackPath, i+1); err != nil {
 				p.setError(err)
@@ -260,7 +262,7 @@ func (p *Pipeline) writeSegmentOnce(ctx context.Context, seg *segment) error {
 	if seg.live {
 		// Counted for Flush only once the segment is gone, so that a
 		// returned Flush also means an empty spool.
-		p.writtenLive.Add(uint64(events - min(seg.ackBase*bs, events) - *skipped))
+		p.writtenLive.Add(uint64(seg.written))
 		p.notify()
 	}
 	return nil
@@ -326,6 +328,9 @@ func (p *Pipeline) streamSegment(ctx context.Context, sw StreamWriter, seg *segm
 		err = fmt.Errorf("writing segment %s from chunk %d as batch %s: %w", seg.id, chunk, token, err)
 		p.setError(err)
 		if IsPermanent(err) || attempt+1 >= streamFallbackAfter {
+			if !IsPermanent(err) {
+				p.retried.Add(1) // retried, chunk by chunk
+			}
 			p.logger.Warn("segment not written as one batch; writing it chunk by chunk", "err", err, "attempts", attempt+1)
 			return -1, nil
 		}
@@ -392,9 +397,17 @@ func (p *Pipeline) vanished(seg *segment, cause error) {
 // dropped, so that Flush and the Stats balance. (A leftover's count is not
 // known; replayPending covers it.)
 func (p *Pipeline) lost(seg *segment, reason string) {
-	if seg.live && seg.events > 0 {
-		p.droppedLive.Add(uint64(seg.events))
-		p.drop(uint64(seg.events), reason)
+	if !seg.live {
+		return
+	}
+	// What this run wrote, set aside or counted dropped already (a
+	// segment lost when it was read again) is not lost.
+	if seg.written > 0 {
+		p.writtenLive.Add(uint64(seg.written))
+	}
+	if n := seg.events - seg.written - seg.skipped - seg.missing; n > 0 {
+		p.droppedLive.Add(uint64(n))
+		p.drop(uint64(n), reason)
 	}
 }
 
