@@ -85,7 +85,7 @@ var errReread = errors.New("spool segment changed or unreadable; reading it agai
 // streamChunkBytes bounds the bytes of a chunk handed to a StreamWriter,
 // so that a segment of large payloads is not read whole at once: its
 // token covers the segment's chunks, whatever the pieces it is read in.
-const streamChunkBytes = 4 << 20
+const streamChunkBytes = 2 << 20
 
 // streamFallbackAfter is how many transient failures of a segment written
 // as one batch make the pipeline write it chunk by chunk instead: a
@@ -145,10 +145,7 @@ func (p *Pipeline) writeSegmentOnce(ctx context.Context, seg *segment) error {
 	skipped := &seg.skipped
 	bs := idx.batchSize
 	chunks := (events + bs - 1) / bs
-	var room []Event
-	if acked < chunks {
-		room = p.wbuf.events(min(bs, events))
-	}
+	var room []Event // sized for the longest run decoded at once
 	// decode reads records [a, b) and decodes them into room; a record
 	// that does not decode is left out and counted in bad.
 	decode := func(a, b int) (chunk []Event, bad int, err error) {
@@ -189,6 +186,11 @@ func (p *Pipeline) writeSegmentOnce(ctx context.Context, seg *segment) error {
 			pieces = append(pieces, [2]int{a, b})
 			a = b
 		}
+		longest := 0
+		for _, pc := range pieces {
+			longest = max(longest, pc[1]-pc[0])
+		}
+		room = p.wbuf.events(longest)
 		bad, err := p.streamSegment(ctx, sw, seg, decode, pieces, acked)
 		if err != nil {
 			return err // ctx is done, or errReread
@@ -199,6 +201,9 @@ func (p *Pipeline) writeSegmentOnce(ctx context.Context, seg *segment) error {
 			next, seg.next = chunks, chunks
 			seg.written += events - acked*bs - bad
 		}
+	}
+	if next < chunks {
+		room = p.wbuf.events(min(bs, events))
 	}
 	for i := next; i < chunks; i++ {
 		chunk, bad, err := decode(i*bs, min((i+1)*bs, events))
