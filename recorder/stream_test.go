@@ -16,13 +16,20 @@ import (
 	"github.com/mcptrail/mcptrail/recorder/recordertest"
 )
 
+// oneSegmentConfig records into one segment, sealed by Flush, of chunks
+// of 10 events.
+func oneSegmentConfig(t *testing.T) recorder.Config {
+	cfg := testConfig(t)
+	cfg.BatchSize = 10
+	cfg.SegmentAge = time.Hour
+	return cfg
+}
+
 // TestStreamWriterGetsSegmentAsOneBatch: a StreamWriter gets a whole
 // segment as one batch, read in chunks of the batch size, under a token no
 // chunk has.
 func TestStreamWriterGetsSegmentAsOneBatch(t *testing.T) {
-	cfg := testConfig(t)
-	cfg.BatchSize = 10
-	cfg.SegmentAge = time.Hour // one segment, sealed by Flush
+	cfg := oneSegmentConfig(t)
 	w := recordertest.NewStreamWriter()
 	p := start(t, cfg, w)
 	record(t, p, 0, 25)
@@ -43,9 +50,7 @@ func TestStreamWriterGetsSegmentAsOneBatch(t *testing.T) {
 // TestStreamRetriedThenWritten: a failed stream is retried whole, under
 // the same token.
 func TestStreamRetriedThenWritten(t *testing.T) {
-	cfg := testConfig(t)
-	cfg.BatchSize = 10
-	cfg.SegmentAge = time.Hour
+	cfg := oneSegmentConfig(t)
 	w := recordertest.NewStreamWriter()
 	w.FailNext(2, nil)
 	p := start(t, cfg, w)
@@ -64,9 +69,7 @@ func TestStreamRetriedThenWritten(t *testing.T) {
 // good as one batch is written chunk by chunk, so that only a refused
 // chunk would be set aside.
 func TestStreamRefusedFallsBackToChunks(t *testing.T) {
-	cfg := testConfig(t)
-	cfg.BatchSize = 10
-	cfg.SegmentAge = time.Hour
+	cfg := oneSegmentConfig(t)
 	w := recordertest.NewStreamWriter()
 	w.Refuse(recorder.Permanent(errors.New("too big")))
 	p := start(t, cfg, w)
@@ -208,9 +211,7 @@ func (w *truncatingWriter) WriteChunks(ctx context.Context, token string, chunks
 // index forever. (Review finding: it retried EOF forever, stalling every
 // later segment.)
 func TestSegmentChangedAfterScanIsReadAgain(t *testing.T) {
-	cfg := testConfig(t)
-	cfg.BatchSize = 10
-	cfg.SegmentAge = time.Hour
+	cfg := oneSegmentConfig(t)
 	w := &truncatingWriter{StreamWriter: recordertest.NewStreamWriter(), dir: cfg.Dir}
 	p := start(t, cfg, w)
 	record(t, p, 0, 40)
@@ -284,9 +285,7 @@ func (w cuttingStreamWriter) WriteChunks(ctx context.Context, token string, chun
 func TestSegmentCutBetweenRecords(t *testing.T) {
 	for _, stream := range []bool{true, false} {
 		t.Run(fmt.Sprintf("stream=%v", stream), func(t *testing.T) {
-			cfg := testConfig(t)
-			cfg.BatchSize = 10
-			cfg.SegmentAge = time.Hour
+			cfg := oneSegmentConfig(t)
 			var w recorder.Writer
 			cw := &cuttingWriter{t: t, dir: cfg.Dir}
 			if stream {
@@ -335,9 +334,7 @@ func (w *vanishingWriter) WriteBatch(ctx context.Context, token string, evs []re
 // review: all 40 were counted dropped on top of the 10 written and 10
 // set aside, so a later Flush could return early.)
 func TestSegmentLostAfterPartialWrite(t *testing.T) {
-	cfg := testConfig(t)
-	cfg.BatchSize = 10
-	cfg.SegmentAge = time.Hour
+	cfg := oneSegmentConfig(t)
 	w := &vanishingWriter{MemoryWriter: recordertest.NewMemoryWriter(), dir: cfg.Dir}
 	p := start(t, cfg, w)
 	record(t, p, 0, 40)
@@ -377,9 +374,7 @@ func (w *ackFailingWriter) WriteBatch(ctx context.Context, token string, evs []r
 // last saved checkpoint. (Second review: chunks already written were sent
 // again and counted twice: Written 45 for 25 events.)
 func TestRereadResumesWithoutCheckpoint(t *testing.T) {
-	cfg := testConfig(t)
-	cfg.BatchSize = 10
-	cfg.SegmentAge = time.Hour
+	cfg := oneSegmentConfig(t)
 	w := &ackFailingWriter{MemoryWriter: recordertest.NewMemoryWriter(), t: t, dir: cfg.Dir}
 	p := start(t, cfg, w)
 	record(t, p, 0, 40)

@@ -140,9 +140,6 @@ func (p *Pipeline) writeSegmentOnce(ctx context.Context, seg *segment) error {
 	ackPath := p.path(seg.id, extAck)
 	// A checkpoint that could not be saved is still known in memory.
 	acked := max(readAck(ackPath), seg.next)
-	// skipped counts the events of this run's chunks set aside in
-	// quarantine or that did not decode, from the first reading on.
-	skipped := &seg.skipped
 	bs := idx.batchSize
 	chunks := (events + bs - 1) / bs
 	var room []Event // sized for the longest run decoded at once
@@ -177,6 +174,7 @@ func (p *Pipeline) writeSegmentOnce(ctx context.Context, seg *segment) error {
 		// The records of chunks [acked, chunks), in pieces of at most bs
 		// records and streamChunkBytes.
 		var pieces [][2]int
+		longest := 0
 		for a := acked * bs; a < events; {
 			b, size := a, 0
 			for b < events && b-a < bs && (b == a || size+idx.records[b].n <= streamChunkBytes) {
@@ -184,11 +182,8 @@ func (p *Pipeline) writeSegmentOnce(ctx context.Context, seg *segment) error {
 				b++
 			}
 			pieces = append(pieces, [2]int{a, b})
+			longest = max(longest, b-a)
 			a = b
-		}
-		longest := 0
-		for _, pc := range pieces {
-			longest = max(longest, pc[1]-pc[0])
 		}
 		room = p.wbuf.events(longest)
 		bad, err := p.streamSegment(ctx, sw, seg, decode, pieces, acked)
@@ -197,9 +192,8 @@ func (p *Pipeline) writeSegmentOnce(ctx context.Context, seg *segment) error {
 		}
 		if bad >= 0 {
 			countBad(bad)
-			*skipped += bad
+			seg.skipped += bad
 			next, seg.next = chunks, chunks
-			seg.written += events - acked*bs - bad
 		}
 	}
 	if next < chunks {
@@ -211,7 +205,7 @@ func (p *Pipeline) writeSegmentOnce(ctx context.Context, seg *segment) error {
 			return err
 		}
 		countBad(bad)
-		*skipped += bad // not written: Flush counts them dropped
+		seg.skipped += bad // not written: Flush counts them dropped
 		token := chunkToken(seg.id, i)
 		quarantined := false
 		// A chunk whose every record failed to decode has nothing to send.
@@ -249,7 +243,7 @@ func (p *Pipeline) writeSegmentOnce(ctx context.Context, seg *segment) error {
 			if seg.live {
 				p.quarantinedLive.Add(uint64(len(chunk)))
 			}
-			*skipped += len(chunk)
+			seg.skipped += len(chunk)
 		} else {
 			p.written.Add(uint64(len(chunk)))
 			seg.written += len(chunk)
@@ -274,7 +268,8 @@ func (p *Pipeline) writeSegmentOnce(ctx context.Context, seg *segment) error {
 }
 
 // streamSegment writes the records of pieces, chunks from chunk on, as one
-// batch with sw, retrying until it is written or refused. It returns how
+// batch with sw, retrying until it is written or refused, and counts what
+// it wrote (Stats, seg.written). It returns how
 // many records did not decode (left out, as in the chunk path), or -1 when
 // sw refused the batch for good (Permanent) or failed streamFallbackAfter
 // times: the caller then writes the chunks one by one. Its token is not a
@@ -325,6 +320,7 @@ func (p *Pipeline) streamSegment(ctx context.Context, sw StreamWriter, seg *segm
 				}
 			}
 			p.written.Add(uint64(events))
+			seg.written += events
 			return bad, nil
 		}
 		if ctx.Err() != nil {

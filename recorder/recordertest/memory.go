@@ -83,6 +83,13 @@ func (m *MemoryWriter) WriteBatch(ctx context.Context, token string, events []re
 	return nil
 }
 
+// written reports whether a batch with token was confirmed.
+func (m *MemoryWriter) written(token string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.tokens[token]
+}
+
 func (m *MemoryWriter) wake() {
 	close(m.notify)
 	m.notify = make(chan struct{})

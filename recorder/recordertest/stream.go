@@ -43,10 +43,7 @@ func (w *StreamWriter) WriteChunks(ctx context.Context, token string, chunks rec
 	if refuse != nil {
 		return refuse
 	}
-	w.MemoryWriter.mu.Lock()
-	known := w.MemoryWriter.tokens[token]
-	w.MemoryWriter.mu.Unlock()
-	if known {
+	if w.written(token) {
 		// Like the ClickHouse store: a written batch is not read again.
 		return w.WriteBatch(ctx, token, nil)
 	}
