@@ -134,6 +134,14 @@ type Comparison struct {
 	// its CPU rate over a quiet window before the first round, times the
 	// measured window, divided by the calls recorded.
 	ClickHouseIdlePerCall time.Duration
+	// ClickHouseSystemPerCall is the part of ClickHouseCPUPerCall spent in
+	// the kernel (system time): mostly creating, writing and removing the
+	// files of parts.
+	ClickHouseSystemPerCall time.Duration
+	// ClickHouseStorage describes the filesystem of the local server's
+	// data directory (empty for --clickhouse): what a part's files cost
+	// the kernel depends on it.
+	ClickHouseStorage string
 	// RecordedCalls counts the recording gateway's verified calls.
 	RecordedCalls int64
 	// PeakRSS is each gateway's peak resident set (VmHWM), by target name.
@@ -208,6 +216,7 @@ func RunCompare(ctx context.Context, cfg CompareConfig, out io.Writer) (*Compari
 	}
 
 	chAddr, chPID := cfg.ClickHouse, cfg.ClickHousePID
+	var chStorage string
 	if chAddr == "" {
 		srv, err := chlocal.Start(ctx, chlocal.Options{Dir: filepath.Join(cfg.WorkDir, "clickhouse"), StartTimeout: 90 * time.Second})
 		if err != nil {
@@ -219,6 +228,7 @@ func RunCompare(ctx context.Context, cfg CompareConfig, out io.Writer) (*Compari
 			_ = srv.Stop(sctx)
 		}()
 		chAddr, chPID = srv.Addr(), srv.PID()
+		chStorage = describeFS(filepath.Join(cfg.WorkDir, "clickhouse"))
 	}
 
 	gwConfig := filepath.Join(cfg.WorkDir, "gateway.yaml")
@@ -325,7 +335,7 @@ recorder:
 		i1, _ := ProcCPU(chPID)
 		idleRate = (i1 - i0).Seconds() / quiet.Seconds()
 	}
-	chCPU0, _ := ProcCPU(chPID)
+	chCPU0, _ := ProcCPUTimes(chPID)
 	window0 := time.Now()
 	for round := range cfg.Rounds {
 		for _, k := range cfg.Concurrency {
@@ -358,11 +368,12 @@ recorder:
 	if err := waitUntil(ctx, 120*time.Second, on.p, func() error { return recorderDrained(hc, on.statusz) }); err != nil {
 		return nil, fmt.Errorf("waiting for the recorder to write everything: %w", err)
 	}
-	chCPU1, _ := ProcCPU(chPID)
+	chCPU1, _ := ProcCPUTimes(chPID)
 
-	cmp := &Comparison{RecordedCalls: recorded, PeakRSS: map[string]int64{}, FileRSS: map[string]int64{}}
+	cmp := &Comparison{RecordedCalls: recorded, PeakRSS: map[string]int64{}, FileRSS: map[string]int64{}, ClickHouseStorage: chStorage}
 	if chPID != 0 && recorded > 0 {
-		cmp.ClickHouseCPUPerCall = (chCPU1 - chCPU0) / time.Duration(recorded)
+		cmp.ClickHouseCPUPerCall = (chCPU1.User + chCPU1.System - chCPU0.User - chCPU0.System) / time.Duration(recorded)
+		cmp.ClickHouseSystemPerCall = (chCPU1.System - chCPU0.System) / time.Duration(recorded)
 		idle := time.Duration(idleRate * float64(time.Since(window0)))
 		cmp.ClickHouseIdlePerCall = min(idle/time.Duration(recorded), cmp.ClickHouseCPUPerCall)
 	}
@@ -525,8 +536,15 @@ func WriteComparison(out io.Writer, c *Comparison) error {
 	if off, on := c.FileRSS[TargetNoRecord], c.FileRSS[TargetRecord]; off > 0 && on > 0 {
 		fmt.Fprintf(&b, "the binary's own pages in the gateway's RSS at the end (RssFile, part of the peak): %d MB off, %d MB on\n", (off+(1<<19))>>20, (on+(1<<19))>>20)
 	}
-	if c.ClickHouseIdlePerCall > 0 {
-		fmt.Fprintf(&b, "ClickHouse CPU/call includes %s per call that the server spends when idle\n", fmtDur(c.ClickHouseIdlePerCall))
+	if c.ClickHouseCPUPerCall > 0 {
+		fmt.Fprintf(&b, "ClickHouse CPU/call: %s in user space, %s in the kernel", fmtDur(c.ClickHouseCPUPerCall-c.ClickHouseSystemPerCall), fmtDur(c.ClickHouseSystemPerCall))
+		if c.ClickHouseIdlePerCall > 0 {
+			fmt.Fprintf(&b, "; %s of it the server spends when idle", fmtDur(c.ClickHouseIdlePerCall))
+		}
+		if c.ClickHouseStorage != "" {
+			fmt.Fprintf(&b, "; its data is on %s", c.ClickHouseStorage)
+		}
+		b.WriteString("\n")
 	}
 	for _, name := range names {
 		for _, k := range ks {
@@ -588,30 +606,41 @@ func recorderDrained(hc *http.Client, statusz string) error {
 // ProcCPU returns the user+system CPU time pid has used (Linux
 // /proc/<pid>/stat); 0 and an error for pid 0 or elsewhere.
 func ProcCPU(pid int) (time.Duration, error) {
+	t, err := ProcCPUTimes(pid)
+	return t.User + t.System, err
+}
+
+// CPUTimes is a process's CPU time in user space and in the kernel.
+type CPUTimes struct {
+	User, System time.Duration
+}
+
+// ProcCPUTimes returns pid's user and system CPU time so far.
+func ProcCPUTimes(pid int) (CPUTimes, error) {
 	if pid == 0 {
-		return 0, errors.New("no pid")
+		return CPUTimes{}, errors.New("no pid")
 	}
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return 0, err
+		return CPUTimes{}, err
 	}
 	// Fields after the command name, which is in parentheses and may hold spaces.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, errors.New("malformed /proc stat")
+		return CPUTimes{}, errors.New("malformed /proc stat")
 	}
 	f := strings.Fields(string(b[i+1:]))
 	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
 	if len(f) < 13 {
-		return 0, errors.New("short /proc stat")
+		return CPUTimes{}, errors.New("short /proc stat")
 	}
 	ut, err1 := strconv.ParseInt(f[11], 10, 64)
 	st, err2 := strconv.ParseInt(f[12], 10, 64)
 	if err := errors.Join(err1, err2); err != nil {
-		return 0, fmt.Errorf("parsing /proc stat: %w", err)
+		return CPUTimes{}, fmt.Errorf("parsing /proc stat: %w", err)
 	}
 	const clkTck = 100 // USER_HZ, 100 on every Linux ABI Go supports
-	return time.Duration(ut+st) * (time.Second / clkTck), nil
+	return CPUTimes{User: time.Duration(ut) * (time.Second / clkTck), System: time.Duration(st) * (time.Second / clkTck)}, nil
 }
 
 // ProcPeakRSS returns pid's peak resident set size in bytes (VmHWM).

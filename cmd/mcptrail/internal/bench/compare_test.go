@@ -18,12 +18,14 @@ func TestWriteComparison(t *testing.T) {
 			{Target: TargetNoRecord, Concurrency: 64, CallsPerSec: 3427, CPUPerCall: 197 * time.Microsecond},
 			{Target: TargetRecord, Concurrency: 64, CallsPerSec: 1784, CPUPerCall: 322 * time.Microsecond, Errors: 2, FirstError: "boom"},
 		},
-		ClickHouseCPUPerCall:  250 * time.Microsecond,
-		ClickHouseIdlePerCall: 40 * time.Microsecond,
-		RecordedCalls:         1234,
-		PeakRSS:               map[string]int64{TargetNoRecord: 38 << 20, TargetRecord: 183 << 20},
-		FileRSS:               map[string]int64{TargetNoRecord: 29 << 20, TargetRecord: 30 << 20},
-		Conditions:            "test conditions",
+		ClickHouseCPUPerCall:    250 * time.Microsecond,
+		ClickHouseIdlePerCall:   40 * time.Microsecond,
+		ClickHouseSystemPerCall: 150 * time.Microsecond,
+		ClickHouseStorage:       "ext4 without a journal (/dev/vda at /)",
+		RecordedCalls:           1234,
+		PeakRSS:                 map[string]int64{TargetNoRecord: 38 << 20, TargetRecord: 183 << 20},
+		FileRSS:                 map[string]int64{TargetNoRecord: 29 << 20, TargetRecord: 30 << 20},
+		Conditions:              "test conditions",
 	}
 	var b strings.Builder
 	if err := WriteComparison(&b, c); err != nil {
@@ -37,7 +39,7 @@ func TestWriteComparison(t *testing.T) {
 
 recording on vs off: throughput c=1 0.73× c=64 0.52×; gateway CPU for recording at c=64: +125µs per call
 the binary's own pages in the gateway's RSS at the end (RssFile, part of the peak): 29 MB off, 30 MB on
-ClickHouse CPU/call includes 40µs per call that the server spends when idle
+ClickHouse CPU/call: 100µs in user space, 150µs in the kernel; 40µs of it the server spends when idle; its data is on ext4 without a journal (/dev/vda at /)
 errors (mcptrail, recording on, c=64): 2, first: boom
 test conditions; 1234 calls recorded
 `
