@@ -31,7 +31,7 @@ const (
 	// DefaultSegmentBytes is where the spooler rolls a segment before its
 	// age does. The writer reads a segment a piece at a time (at most
 	// BatchSize events and, for storage that streams a segment as one
-	// batch, 2 MiB; a writer that takes chunks, or a segment refused as
+	// batch, 256 KiB; a writer that takes chunks, or a segment refused as
 	// one batch, gets whole chunks of BatchSize events), and storage that
 	// streams (ClickHouse) makes one part of a segment: at high rates,
 	// larger segments mean fewer, larger parts, which cost ClickHouse much

@@ -386,3 +386,31 @@ func TestRereadResumesWithoutCheckpoint(t *testing.T) {
 		t.Errorf("writer holds %d events, want 25", got)
 	}
 }
+
+// TestStreamPiecesBoundedInBytes: a StreamWriter gets a segment of large
+// payloads in pieces of at most 256 KiB of spool records (whatever the
+// batch size allows), a record larger than that as a piece of its own,
+// and every event once.
+func TestStreamPiecesBoundedInBytes(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.SegmentAge = time.Hour
+	cfg.QueueBytes = 64 << 20
+	w := recordertest.NewStreamWriter()
+	p := start(t, cfg, w)
+	big := func(n int) []byte { return []byte(`{"q":"` + strings.Repeat("a", n) + `"}`) }
+	for i := range 13 {
+		e := event(i)
+		e.Params = big(100 << 10) // two fit in 256 KiB, three do not
+		if i == 6 {
+			e.Params = big(600 << 10)
+		}
+		if err := p.Record(e); err != nil {
+			t.Fatalf("Record(%d) = %v", i, err)
+		}
+	}
+	flush(t, p)
+	requireExactlyOnce(t, w.MemoryWriter, 13)
+	if got, want := w.Chunks(), [][]int{{2, 2, 2, 1, 2, 2, 2}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("pieces %v, want %v", got, want)
+	}
+}
