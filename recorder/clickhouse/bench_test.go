@@ -108,6 +108,55 @@ func benchWrite(b *testing.B, s *Store, batch int) {
 	b.ReportMetric(float64(server.Microseconds())/events, "server-µs/event")
 }
 
+// BenchmarkWriteChunksPieces writes 20k-event segments with WriteChunks,
+// handed over in pieces of 250 events (~256 KiB of these ~1 KB events,
+// the recorder's streamed piece) or 2,000 (~2 MiB): one INSERT per table
+// either way, sent a block per piece. It reports what a piece's block
+// costs the client and the server per event.
+func BenchmarkWriteChunksPieces(b *testing.B) {
+	for _, piece := range []int{250, 2000} {
+		b.Run(fmt.Sprintf("piece=%d", piece), func(b *testing.B) {
+			ctx := context.Background()
+			s := migratedStore(b)
+			pid := chtest.Shared(b).PID()
+			base := time.Now().Add(-time.Hour)
+			const segment = 20000
+			i := 0
+			var client time.Duration
+			server0 := procCPU(b, pid)
+			for b.Loop() {
+				b.StopTimer()
+				evs := benchEvents(fmt.Sprintf("p%d", i), segment, base)
+				c0 := selfCPU(b)
+				b.StartTimer()
+				err := s.WriteChunks(ctx, fmt.Sprintf("tok-%d", i), func(yield func([]recorder.Event) error) error {
+					for from := 0; from < len(evs); from += piece {
+						if err := yield(evs[from:min(from+piece, len(evs))]); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				client += selfCPU(b) - c0
+				b.StartTimer()
+				i++
+			}
+			b.StopTimer()
+			server := procCPU(b, pid) - server0
+			if n := count(b, s, "SELECT count() FROM "+s.cfg.Database+".hops"); n != uint64(i*segment) {
+				b.Fatalf("hops rows = %d, want %d", n, i*segment)
+			}
+			events := float64(i * segment)
+			b.ReportMetric(float64(client.Microseconds())/events, "client-µs/event")
+			b.ReportMetric(float64(server.Microseconds())/events, "server-µs/event")
+		})
+	}
+}
+
 // selfCPU is the user+system CPU time this process has used.
 func selfCPU(tb testing.TB) time.Duration {
 	var ru syscall.Rusage
