@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/mcptrail/mcptrail/recorder"
 )
@@ -275,40 +276,151 @@ type Call struct {
 // Calls lists answered requests matching q, newest first, from the audit
 // table (one row per response hop), so it reaches back as far as audit
 // retention.
+//
+// It reads windows of time backwards from Until (or now): the last hour,
+// then 6 hours, a day, a week, 30, 90, 365 days, then back to Since, and
+// stops as soon as the page is full, so that a busy filter sorts an hour
+// of rows instead of the whole range (ClickHouse 18.16 cannot read in
+// sort-key order). Each window is read without FINAL (see readPage).
 func (s *Store) Calls(ctx context.Context, q CallsQuery) ([]Call, error) {
-	where, args := filters(auditFilter{since: q.Since, until: q.Until, principal: q.Principal, server: q.Server, tool: q.Tool,
-		decision: q.Decision, outcome: q.Outcome, failed: q.FailedOnly})
 	limit := q.Limit
 	if limit <= 0 {
 		limit = 100
 	}
 	limit = min(limit, MaxCallsLimit)
-	rows, err := s.conn.Query(ctx, "SELECT ts_ns, request_id, session_id, trace_id, principal, method, server, target, toString(outcome), "+
-		"error_code, error_message, duration_us FROM "+s.table("audit")+" FINAL"+where+
-		fmt.Sprintf(" ORDER BY ts_ns DESC, event_id LIMIT %d", limit), args...)
+	f := auditFilter{principal: q.Principal, server: q.Server, tool: q.Tool,
+		decision: q.Decision, outcome: q.Outcome, failed: q.FailedOnly}
+	var out []Call
+	for _, w := range newestFirst(q.Since, q.Until, time.Now()) {
+		f.since, f.until = w.since, w.until
+		got, err := s.callsIn(ctx, f, limit-len(out))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, got...)
+		if len(out) >= limit {
+			break
+		}
+	}
+	return out, nil
+}
+
+// callsIn reads the newest n calls matching f.
+func (s *Store) callsIn(ctx context.Context, f auditFilter, n int) ([]Call, error) {
+	where, args := filters(f)
+	var (
+		out []Call
+		c   Call
+	)
+	err := s.readPage(ctx, "SELECT event_id, ts_ns, request_id, session_id, trace_id, principal, method, server, target, toString(outcome), "+
+		"error_code, error_message, duration_us FROM "+s.table("audit")+where+" ORDER BY ts_ns DESC, event_id", args, n,
+		func(rows driver.Rows) (string, error) {
+			var (
+				id      string
+				ts      uint64
+				outcome string
+				dur     int64
+			)
+			c = Call{}
+			if err := rows.Scan(&id, &ts, &c.RequestID, &c.SessionID, &c.TraceID, &c.Principal, &c.Method, &c.Server, &c.Target,
+				&outcome, &c.ErrorCode, &c.ErrorMessage, &dur); err != nil {
+				return "", fmt.Errorf("scanning calls: %w", err)
+			}
+			c.Time, c.Outcome, c.Duration = time.Unix(0, int64(ts)).UTC(), recorder.ParseOutcome(outcome), time.Duration(dur)*time.Microsecond
+			return id, nil
+		}, func() error { out = append(out, c); return nil })
 	if err != nil {
 		return nil, fmt.Errorf("querying calls: %w", err)
 	}
-	defer rows.Close()
-	var out []Call
-	for rows.Next() {
-		var (
-			c       Call
-			ts      uint64
-			outcome string
-			dur     int64
-		)
-		if err := rows.Scan(&ts, &c.RequestID, &c.SessionID, &c.TraceID, &c.Principal, &c.Method, &c.Server, &c.Target,
-			&outcome, &c.ErrorCode, &c.ErrorMessage, &dur); err != nil {
-			return nil, fmt.Errorf("scanning calls: %w", err)
-		}
-		c.Time, c.Outcome, c.Duration = time.Unix(0, int64(ts)).UTC(), recorder.ParseOutcome(outcome), time.Duration(dur)*time.Microsecond
-		out = append(out, c)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("querying calls: %w", err)
-	}
 	return out, nil
+}
+
+// window is a span of response times: since inclusive, until exclusive;
+// a zero bound does not bound.
+type window struct{ since, until time.Time }
+
+// callWindows are the widths of the windows Calls reads, newest first.
+var callWindows = []time.Duration{time.Hour, 6 * time.Hour, 24 * time.Hour, 7 * 24 * time.Hour,
+	30 * 24 * time.Hour, 90 * 24 * time.Hour, 365 * 24 * time.Hour}
+
+// newestFirst cuts [since, until) into adjacent windows ending callWindows
+// before until (or now, when until is zero), newest first; the last one
+// reaches back to since. The first window keeps until as it is: with no
+// until, rows stamped after now by a gateway whose clock runs ahead are
+// still read.
+func newestFirst(since, until, now time.Time) []window {
+	anchor := until
+	if anchor.IsZero() {
+		anchor = now
+	}
+	var out []window
+	hi := until
+	for _, d := range callWindows {
+		lo := anchor.Add(-d)
+		if !since.IsZero() && !lo.After(since) {
+			break
+		}
+		if !hi.IsZero() && !lo.Before(hi) {
+			continue
+		}
+		out = append(out, window{lo, hi})
+		hi = lo
+	}
+	return append(out, window{since, hi})
+}
+
+// readPage reads the first n distinct events of query (which must order
+// its rows so that the copies of one event are adjacent, and have no
+// LIMIT; n <= 0 reads them all) without FINAL: a batch written twice (a
+// crash between its rows and its write token) leaves identical rows with
+// the same event_id in two parts until ClickHouse merges them, and FINAL,
+// which merges them at read time, makes a query over many rows several
+// times slower. scan reads a row and returns its event_id; keep takes the
+// row just scanned when it is a new event. A row repeating the event_id of
+// the row before it is skipped. With n > 0, readPage asks for a few rows
+// more than n and, should copies leave fewer than n events in them, asks
+// again for twice as many, skipping the events keep already took.
+func (s *Store) readPage(ctx context.Context, query string, args []any, n int, scan func(driver.Rows) (string, error), keep func() error) error {
+	have := 0
+	for ask := n + n/8 + 16; ; ask *= 2 {
+		q := query
+		if n > 0 {
+			q += fmt.Sprintf(" LIMIT %d", ask)
+		}
+		rows, err := s.conn.Query(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		raw, distinct, prev := 0, 0, ""
+		for (n <= 0 || have < n) && rows.Next() {
+			raw++
+			id, err := scan(rows)
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			if raw > 1 && id == prev {
+				continue
+			}
+			prev = id
+			if distinct++; distinct <= have {
+				continue // kept from an earlier, shorter read
+			}
+			if err := keep(); err != nil {
+				rows.Close()
+				return err
+			}
+			have++
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return err
+		}
+		if n <= 0 || have >= n || raw < ask {
+			return nil
+		}
+	}
 }
 
 // auditFilter is what a query over the audit table filters on; zero
@@ -424,40 +536,64 @@ type AuditRow struct {
 // Audit streams matching rows to emit without holding them in memory,
 // grouped by principal (the audit table's sort key) and oldest first within
 // each principal. An error from emit stops the stream and is returned as is.
+// Rows are read without FINAL, each event once (see readPage).
 func (s *Store) Audit(ctx context.Context, q AuditQuery, emit func(AuditRow) error) error {
-	where, args := filters(q.filter())
-	limit := ""
-	if q.Limit > 0 {
-		limit = fmt.Sprintf(" LIMIT %d", q.Limit)
+	err := s.audit(ctx, q, emit)
+	var ee emitError
+	if errors.As(err, &ee) {
+		return ee.err
 	}
-	rows, err := s.conn.Query(ctx, "SELECT ts_ns, principal, method, target, server, decision, rule, roles, toString(outcome), error_code, "+
-		"request_id, session_id, trace_id, client_name, duration_us FROM "+s.table("audit")+" FINAL"+where+
-		" ORDER BY principal, ts_ns, event_id"+limit, args...)
 	if err != nil {
-		return fmt.Errorf("querying audit: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var (
-			r       AuditRow
-			ts      uint64
-			outcome string
-			dur     int64
-		)
-		if err := rows.Scan(&ts, &r.Principal, &r.Method, &r.Target, &r.Server, &r.Decision, &r.Rule, &r.Roles, &outcome, &r.ErrorCode,
-			&r.RequestID, &r.SessionID, &r.TraceID, &r.ClientName, &dur); err != nil {
-			return fmt.Errorf("scanning audit: %w", err)
-		}
-		r.Time, r.Outcome, r.Duration = time.Unix(0, int64(ts)).UTC(), recorder.ParseOutcome(outcome), time.Duration(dur)*time.Microsecond
-		if err := emit(r); err != nil {
-			return err
-		}
-	}
-	if err := rows.Err(); err != nil {
 		return fmt.Errorf("querying audit: %w", err)
 	}
 	return nil
 }
+
+func (s *Store) audit(ctx context.Context, q AuditQuery, emit func(AuditRow) error) error {
+	_, err := s.auditRows(ctx, q.filter(), q.Limit, emit)
+	return err
+}
+
+// auditRows emits the first n rows matching f (all when n <= 0) and
+// returns how many.
+func (s *Store) auditRows(ctx context.Context, f auditFilter, n int, emit func(AuditRow) error) (int, error) {
+	where, args := filters(f)
+	var (
+		r    AuditRow
+		sent int
+	)
+	err := s.readPage(ctx, "SELECT event_id, ts_ns, principal, method, target, server, decision, rule, roles, toString(outcome), error_code, "+
+		"request_id, session_id, trace_id, client_name, duration_us FROM "+s.table("audit")+where+
+		" ORDER BY principal, ts_ns, event_id", args, n,
+		func(rows driver.Rows) (string, error) {
+			var (
+				id      string
+				ts      uint64
+				outcome string
+				dur     int64
+			)
+			r = AuditRow{}
+			if err := rows.Scan(&id, &ts, &r.Principal, &r.Method, &r.Target, &r.Server, &r.Decision, &r.Rule, &r.Roles, &outcome, &r.ErrorCode,
+				&r.RequestID, &r.SessionID, &r.TraceID, &r.ClientName, &dur); err != nil {
+				return "", fmt.Errorf("scanning audit: %w", err)
+			}
+			r.Time, r.Outcome, r.Duration = time.Unix(0, int64(ts)).UTC(), recorder.ParseOutcome(outcome), time.Duration(dur)*time.Microsecond
+			return id, nil
+		}, func() error {
+			sent++
+			if err := emit(r); err != nil {
+				return emitError{err}
+			}
+			return nil
+		})
+	return sent, err
+}
+
+// emitError carries an error of the caller's emit through readPage
+// unwrapped.
+type emitError struct{ err error }
+
+func (e emitError) Error() string { return e.err.Error() }
 
 // Selection picks recorded requests for replay. IDs (RequestIDs, SessionID,
 // TraceID) narrow to those requests; the filters apply to their response
@@ -519,7 +655,8 @@ func (s *Store) Select(ctx context.Context, sel Selection) ([]recorder.Event, er
 			where += "request_id IN ?"
 			args = append(args, groupSet(rids))
 		}
-		rows, err := s.conn.Query(ctx, "SELECT DISTINCT request_id FROM "+s.table("audit")+" FINAL"+where+fmt.Sprintf(" LIMIT %d", limit), args...)
+		// No FINAL: the copies of a batch written twice share request ids.
+		rows, err := s.conn.Query(ctx, "SELECT DISTINCT request_id FROM "+s.table("audit")+where+fmt.Sprintf(" LIMIT %d", limit), args...)
 		if err != nil {
 			return nil, fmt.Errorf("selecting requests from audit: %w", err)
 		}

@@ -1,0 +1,255 @@
+package clickhouse
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/mcptrail/mcptrail/recorder"
+)
+
+// callEvents makes one call (a response hop, which is what an audit row is
+// made from) at each of ats: call i is request "<prefix><i>", principal
+// p<i%3> with role r<i%2>, tool t<i%4> on server s<i%2>; every 5th is
+// denied, every 7th a tool error.
+func callEvents(prefix string, ats []time.Time) []recorder.Event {
+	evs := make([]recorder.Event, len(ats))
+	for i, at := range ats {
+		e := recorder.Event{
+			EventID: fmt.Sprintf("%s%d-resp", prefix, i), RequestID: fmt.Sprintf("%s%d", prefix, i), Hop: recorder.HopResponse, Seq: 1,
+			TimeNs: at.UnixNano(), Method: "tools/call", Principal: fmt.Sprintf("p%d", i%3),
+			Server: fmt.Sprintf("s%d", i%2), Target: fmt.Sprintf("s%d.t%d", i%2, i%4),
+			AuthDecision: "allowed", AuthRule: fmt.Sprintf("token:p%d", i%3),
+			Attrs: []recorder.Attr{{Key: recorder.AttrAuthRoles, Value: fmt.Sprintf("r%d", i%2)}},
+		}
+		switch {
+		case i%5 == 0:
+			e.AuthDecision, e.AuthRule, e.Outcome = "denied", "deny:*", recorder.OutcomeDenied
+		case i%7 == 0:
+			e.Outcome, e.ErrorMessage = recorder.OutcomeToolError, "boom"
+		}
+		evs[i] = e
+	}
+	return evs
+}
+
+// writeTwice writes evs as two batches with different tokens, as a retry
+// after a crash between the rows and the token would, and checks that the
+// audit table holds both copies unmerged (merges stopped): every read
+// below sees the duplicates.
+func writeTwice(t *testing.T, s *Store, evs []recorder.Event) {
+	t.Helper()
+	ctx := context.Background()
+	for _, table := range []string{"audit"} {
+		if err := s.conn.Exec(ctx, "SYSTEM STOP MERGES "+s.storageTable(table)); err != nil {
+			t.Fatalf("stopping merges on %s: %v", table, err)
+		}
+	}
+	before := count(t, s, "SELECT count() FROM "+s.table("audit"))
+	for _, tok := range []string{evs[0].EventID + "/first", evs[0].EventID + "/retry"} {
+		if err := s.WriteBatch(ctx, tok, evs); err != nil {
+			t.Fatalf("WriteBatch(%s): %v", tok, err)
+		}
+	}
+	if n := count(t, s, "SELECT count() FROM "+s.table("audit")) - before; n != uint64(2*len(evs)) {
+		t.Fatalf("audit gained %d rows, want %d (each call twice)", n, 2*len(evs))
+	}
+}
+
+// wantCalls is Calls computed in Go: the calls of evs in [since, until)
+// matching keep, newest first, at most limit.
+func wantCalls(evs []recorder.Event, since, until time.Time, limit int, keep func(recorder.Event) bool) []string {
+	var in []recorder.Event
+	for _, e := range evs {
+		if (!since.IsZero() && e.TimeNs < since.UnixNano()) || (!until.IsZero() && e.TimeNs >= until.UnixNano()) || (keep != nil && !keep(e)) {
+			continue
+		}
+		in = append(in, e)
+	}
+	slices.SortFunc(in, func(a, b recorder.Event) int {
+		if a.TimeNs != b.TimeNs {
+			return -cmpInt(a.TimeNs, b.TimeNs)
+		}
+		return cmpString(a.EventID, b.EventID)
+	})
+	var ids []string
+	for _, e := range in[:min(limit, len(in))] {
+		ids = append(ids, e.RequestID)
+	}
+	return ids
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func callIDs(t *testing.T, s *Store, q CallsQuery) []string {
+	t.Helper()
+	calls, err := s.Calls(context.Background(), q)
+	if err != nil {
+		t.Fatalf("Calls(%+v): %v", q, err)
+	}
+	var ids []string
+	for _, c := range calls {
+		ids = append(ids, c.RequestID)
+	}
+	return ids
+}
+
+// TestCallsWindows: Calls reads windows of time backwards (1 h, 6 h, 1 d,
+// 7 d, 30 d, 90 d, 365 d, then the rest) and stops once the page is full.
+// Pages that span several windows, skip empty ones, end exactly at a
+// window's end, and start or stop exactly at Since (inclusive) or Until
+// (exclusive) list the same calls, in the same order, as sorting them all;
+// each call once although every row is stored twice.
+func TestCallsWindows(t *testing.T) {
+	s := migratedStore(t)
+	until := time.Now().UTC().Truncate(time.Second).Add(-time.Minute)
+	day := 24 * time.Hour
+	var ats []time.Time
+	for _, off := range []time.Duration{
+		-10 * time.Minute, -30 * time.Minute, -30 * time.Minute, // first hour; two at the same time
+		-time.Hour,                   // exactly at the first window's start
+		-3 * time.Hour,               // 6 h window; nothing in the 1 d window
+		-3 * day, -3 * day, -5 * day, // 7 d window
+		-20 * day, -100 * day, -400 * day, -1000 * day,
+		0,               // at until: excluded when until is given
+		2 * time.Minute, // after until (a clock ahead)
+	} {
+		ats = append(ats, until.Add(off))
+	}
+	evs := callEvents("c", ats)
+	writeTwice(t, s, evs)
+	tests := []struct {
+		name         string
+		since, until time.Time
+		limit        int
+	}{
+		{"one window", time.Time{}, until, 2},
+		{"limit reached exactly at a window's end", time.Time{}, until, 3},
+		{"page spans windows, across an empty one", time.Time{}, until, 6},
+		{"everything", time.Time{}, until, 100},
+		{"no until", time.Time{}, time.Time{}, 100},
+		{"since inclusive", until.Add(-3 * day), until, 100},
+		{"since between windows", until.Add(-4 * day), until, 100},
+		{"since inside the first window", until.Add(-30 * time.Minute), until, 100},
+		{"since and until inside one old window", until.Add(-401 * day), until.Add(-19 * day), 100},
+		{"until exclusive, at a row", time.Time{}, until.Add(-3 * day), 100},
+		{"nothing in range", until.Add(-2 * day), until.Add(-day), 100},
+		{"limit 1", time.Time{}, until.Add(-6 * time.Hour), 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q := CallsQuery{Since: tt.since, Until: tt.until, Limit: tt.limit}
+			got, want := callIDs(t, s, q), wantCalls(evs, tt.since, tt.until, tt.limit, nil)
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("Calls(since %v, until %v, limit %d) = %v, want %v", tt.since, tt.until, tt.limit, got, want)
+			}
+		})
+	}
+	t.Run("filters", func(t *testing.T) {
+		denied := func(e recorder.Event) bool { return e.AuthDecision == "denied" }
+		if got, want := callIDs(t, s, CallsQuery{Until: until, Decision: "denied"}), wantCalls(evs, time.Time{}, until, 100, denied); !reflect.DeepEqual(got, want) {
+			t.Errorf("Calls(denied) = %v, want %v", got, want)
+		}
+		p1 := func(e recorder.Event) bool { return e.Principal == "p1" && e.Outcome != recorder.OutcomeOK }
+		if got, want := callIDs(t, s, CallsQuery{Principal: "p1", FailedOnly: true}), wantCalls(evs, time.Time{}, time.Time{}, 100, p1); !reflect.DeepEqual(got, want) {
+			t.Errorf("Calls(p1 failed) = %v, want %v", got, want)
+		}
+	})
+}
+
+// TestReadDuplicatesExact: with every call stored twice in two unmerged
+// parts, Calls and Audit return each call once, the right number of them,
+// in order, also when the copies fill the rows read beyond the page and
+// the read must be repeated with more.
+func TestReadDuplicatesExact(t *testing.T) {
+	ctx := context.Background()
+	s := migratedStore(t)
+	base := time.Now().UTC().Add(-2 * time.Hour).Truncate(time.Second)
+	ats := make([]time.Time, 500)
+	for i := range ats {
+		ats[i] = base.Add(time.Duration(i) * 7 * time.Second)
+	}
+	evs := callEvents("c", ats)
+	writeTwice(t, s, evs)
+	for _, limit := range []int{1, 100, 499, 500, 1000} {
+		if got, want := callIDs(t, s, CallsQuery{Limit: limit}), wantCalls(evs, time.Time{}, time.Time{}, limit, nil); !reflect.DeepEqual(got, want) {
+			t.Errorf("Calls(limit %d) = %d calls %v..., want %d", limit, len(got), got[:min(len(got), 5)], len(want))
+		}
+	}
+	// Audit: by principal, then time.
+	sorted := slices.Clone(evs)
+	slices.SortFunc(sorted, func(a, b recorder.Event) int {
+		if a.Principal != b.Principal {
+			return cmpString(a.Principal, b.Principal)
+		}
+		return cmpInt(a.TimeNs, b.TimeNs)
+	})
+	var all []string
+	for _, e := range sorted {
+		all = append(all, e.RequestID)
+	}
+	for _, limit := range []int{0, 1, 200, 500, 600} {
+		var got []string
+		if err := s.Audit(ctx, AuditQuery{Limit: limit}, func(r AuditRow) error { got = append(got, r.RequestID); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		want := all
+		if limit > 0 {
+			want = all[:min(limit, len(all))]
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("Audit(limit %d) = %d rows, want %d", limit, len(got), len(want))
+		}
+	}
+	// An error from emit comes back as it is, and stops the stream.
+	stop := fmt.Errorf("stop")
+	n := 0
+	if err := s.Audit(ctx, AuditQuery{}, func(AuditRow) error { n++; return stop }); err != stop || n != 1 {
+		t.Errorf("Audit with a failing emit = %v after %d rows, want %v after 1", err, n, stop)
+	}
+}
+
+func TestNewestFirst(t *testing.T) {
+	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	h := time.Hour
+	at := func(d time.Duration) time.Time { return now.Add(-d) }
+	tests := []struct {
+		name         string
+		since, until time.Time
+		want         []window
+	}{
+		{"no bounds", time.Time{}, time.Time{}, []window{
+			{at(h), time.Time{}}, {at(6 * h), at(h)}, {at(24 * h), at(6 * h)}, {at(7 * 24 * h), at(24 * h)},
+			{at(30 * 24 * h), at(7 * 24 * h)}, {at(90 * 24 * h), at(30 * 24 * h)}, {at(365 * 24 * h), at(90 * 24 * h)},
+			{time.Time{}, at(365 * 24 * h)}}},
+		{"since within the first hour", at(30 * time.Minute), time.Time{}, []window{{at(30 * time.Minute), time.Time{}}}},
+		{"since at a window's start", at(6 * h), now, []window{{at(h), now}, {at(6 * h), at(h)}}},
+		{"since between", at(2 * 24 * h), now, []window{{at(h), now}, {at(6 * h), at(h)}, {at(24 * h), at(6 * h)}, {at(2 * 24 * h), at(24 * h)}}},
+	}
+	for _, tt := range tests {
+		if got := newestFirst(tt.since, tt.until, now); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%s: newestFirst = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
