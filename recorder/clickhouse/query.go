@@ -313,22 +313,25 @@ func (s *Store) callsIn(ctx context.Context, f auditFilter, n int) ([]Call, erro
 		out []Call
 		c   Call
 	)
-	err := s.readPage(ctx, "SELECT event_id, ts_ns, request_id, session_id, trace_id, principal, method, server, target, toString(outcome), "+
-		"error_code, error_message, duration_us FROM "+s.table("audit")+where+" ORDER BY ts_ns DESC, event_id", args, n,
-		func(rows driver.Rows) (string, error) {
+	err := s.readPage(ctx, pageQuery{
+		sel: "SELECT event_id, ts_ns, request_id, session_id, trace_id, principal, method, server, target, toString(outcome), " +
+			"error_code, error_message, duration_us FROM " + s.table("audit"),
+		where: where, args: args, order: "ts_ns DESC, event_id", after: newestAfter,
+	}, n,
+		func(rows driver.Rows) (pageKey, error) {
 			var (
-				id      string
-				ts      uint64
+				k       pageKey
 				outcome string
 				dur     int64
 			)
 			c = Call{}
-			if err := rows.Scan(&id, &ts, &c.RequestID, &c.SessionID, &c.TraceID, &c.Principal, &c.Method, &c.Server, &c.Target,
+			if err := rows.Scan(&k.eventID, &k.tsNs, &c.RequestID, &c.SessionID, &c.TraceID, &c.Principal, &c.Method, &c.Server, &c.Target,
 				&outcome, &c.ErrorCode, &c.ErrorMessage, &dur); err != nil {
-				return "", fmt.Errorf("scanning calls: %w", err)
+				return k, fmt.Errorf("scanning calls: %w", err)
 			}
-			c.Time, c.Outcome, c.Duration = time.Unix(0, int64(ts)).UTC(), recorder.ParseOutcome(outcome), time.Duration(dur)*time.Microsecond
-			return id, nil
+			k.principal = c.Principal
+			c.Time, c.Outcome, c.Duration = time.Unix(0, int64(k.tsNs)).UTC(), recorder.ParseOutcome(outcome), time.Duration(dur)*time.Microsecond
+			return k, nil
 		}, func() error { out = append(out, c); return nil })
 	if err != nil {
 		return nil, fmt.Errorf("querying calls: %w", err)
@@ -370,43 +373,73 @@ func newestFirst(since, until, now time.Time) []window {
 	return append(out, window{since, hi})
 }
 
-// readPage reads the first n distinct events of query (which must order
-// its rows so that the copies of one event are adjacent, and have no
-// LIMIT; n <= 0 reads them all) without FINAL: a batch written twice (a
-// crash between its rows and its write token) leaves identical rows with
-// the same event_id in two parts until ClickHouse merges them, and FINAL,
-// which merges them at read time, makes a query over many rows several
-// times slower. scan reads a row and returns its event_id; keep takes the
-// row just scanned when it is a new event. A row repeating the event_id of
-// the row before it is skipped. With n > 0, readPage asks for a few rows
-// more than n and, should copies leave fewer than n events in them, asks
-// again for twice as many, skipping the events keep already took.
-func (s *Store) readPage(ctx context.Context, query string, args []any, n int, scan func(driver.Rows) (string, error), keep func() error) error {
+// pageQuery is a query over audit that readPage reads a page of.
+type pageQuery struct {
+	sel   string // SELECT ... FROM table
+	where string // filters' clause, or ""
+	args  []any
+	order string // ORDER BY ...: the copies of one event must be adjacent
+	// after is the condition for the rows that sort after the row whose
+	// principal, ts_ns and event_id are k.
+	after func(k pageKey) (string, []any)
+}
+
+// pageKey is where a row sorts in a page.
+type pageKey struct {
+	principal string
+	tsNs      uint64
+	eventID   string
+}
+
+// newestAfter follows ORDER BY ts_ns DESC, event_id.
+func newestAfter(k pageKey) (string, []any) {
+	return "(ts_ns < ? OR (ts_ns = ? AND event_id > ?))", []any{k.tsNs, k.tsNs, k.eventID}
+}
+
+// principalAfter follows ORDER BY principal, ts_ns, event_id.
+func principalAfter(k pageKey) (string, []any) {
+	return "(principal > ? OR (principal = ? AND (ts_ns > ? OR (ts_ns = ? AND event_id > ?))))",
+		[]any{k.principal, k.principal, k.tsNs, k.tsNs, k.eventID}
+}
+
+// readPage reads the first n distinct events of q (all when n <= 0)
+// without FINAL: a batch written twice (a crash between its rows and its
+// write token) leaves identical rows with the same event_id in two parts
+// until ClickHouse merges them, and FINAL, which merges them at read time,
+// makes a query over many rows several times slower. scan reads a row and
+// returns its key; keep takes the row just scanned when it is a new event.
+// A row repeating the event_id of the row before it is skipped. With n > 0,
+// readPage asks for a few rows more than n and, should copies leave fewer
+// than n events in them, asks for the rows after the last one it kept, so
+// that rows written meanwhile neither repeat nor go missing within the
+// page.
+func (s *Store) readPage(ctx context.Context, q pageQuery, n int, scan func(driver.Rows) (pageKey, error), keep func() error) error {
 	have := 0
-	for ask := n + n/8 + 16; ; ask *= 2 {
-		q := query
+	where, args := q.where, q.args
+	for {
+		query := q.sel + where + " ORDER BY " + q.order
+		ask := 0
 		if n > 0 {
-			q += fmt.Sprintf(" LIMIT %d", ask)
+			ask = n - have + (n-have)/8 + 16
+			query += fmt.Sprintf(" LIMIT %d", ask)
 		}
-		rows, err := s.conn.Query(ctx, q, args...)
+		rows, err := s.conn.Query(ctx, query, args...)
 		if err != nil {
 			return err
 		}
-		raw, distinct, prev := 0, 0, ""
+		raw := 0
+		var last pageKey
 		for (n <= 0 || have < n) && rows.Next() {
-			raw++
-			id, err := scan(rows)
+			k, err := scan(rows)
 			if err != nil {
 				rows.Close()
 				return err
 			}
-			if raw > 1 && id == prev {
+			raw++
+			if raw > 1 && k.eventID == last.eventID {
 				continue
 			}
-			prev = id
-			if distinct++; distinct <= have {
-				continue // kept from an earlier, shorter read
-			}
+			last = k
 			if err := keep(); err != nil {
 				rows.Close()
 				return err
@@ -421,6 +454,13 @@ func (s *Store) readPage(ctx context.Context, query string, args []any, n int, s
 		if n <= 0 || have >= n || raw < ask {
 			return nil
 		}
+		cond, cargs := q.after(last)
+		if q.where == "" {
+			where = " WHERE " + cond
+		} else {
+			where = q.where + " AND " + cond
+		}
+		args = append(append([]any(nil), q.args...), cargs...)
 	}
 }
 
@@ -613,23 +653,25 @@ func (s *Store) auditRows(ctx context.Context, f auditFilter, n int, emit func(A
 		r    AuditRow
 		sent int
 	)
-	err := s.readPage(ctx, "SELECT event_id, ts_ns, principal, method, target, server, decision, rule, roles, toString(outcome), error_code, "+
-		"request_id, session_id, trace_id, client_name, duration_us FROM "+s.table("audit")+where+
-		" ORDER BY principal, ts_ns, event_id", args, n,
-		func(rows driver.Rows) (string, error) {
+	err := s.readPage(ctx, pageQuery{
+		sel: "SELECT event_id, ts_ns, principal, method, target, server, decision, rule, roles, toString(outcome), error_code, " +
+			"request_id, session_id, trace_id, client_name, duration_us FROM " + s.table("audit"),
+		where: where, args: args, order: "principal, ts_ns, event_id", after: principalAfter,
+	}, n,
+		func(rows driver.Rows) (pageKey, error) {
 			var (
-				id      string
-				ts      uint64
+				k       pageKey
 				outcome string
 				dur     int64
 			)
 			r = AuditRow{}
-			if err := rows.Scan(&id, &ts, &r.Principal, &r.Method, &r.Target, &r.Server, &r.Decision, &r.Rule, &r.Roles, &outcome, &r.ErrorCode,
+			if err := rows.Scan(&k.eventID, &k.tsNs, &r.Principal, &r.Method, &r.Target, &r.Server, &r.Decision, &r.Rule, &r.Roles, &outcome, &r.ErrorCode,
 				&r.RequestID, &r.SessionID, &r.TraceID, &r.ClientName, &dur); err != nil {
-				return "", fmt.Errorf("scanning audit: %w", err)
+				return k, fmt.Errorf("scanning audit: %w", err)
 			}
-			r.Time, r.Outcome, r.Duration = time.Unix(0, int64(ts)).UTC(), recorder.ParseOutcome(outcome), time.Duration(dur)*time.Microsecond
-			return id, nil
+			k.principal = r.Principal
+			r.Time, r.Outcome, r.Duration = time.Unix(0, int64(k.tsNs)).UTC(), recorder.ParseOutcome(outcome), time.Duration(dur)*time.Microsecond
+			return k, nil
 		}, func() error {
 			sent++
 			if err := emit(r); err != nil {
