@@ -33,7 +33,10 @@
 // Writes are idempotent twice over: a batch token already recorded in
 // write_tokens is not written again (and insert_deduplication_token is sent
 // where the server knows it), and every event table is a ReplacingMergeTree
-// keyed by event_id which the queries read with FINAL.
+// keyed by event_id. Hops are read with FINAL; calls and audit rows, whose
+// pages span millions of rows, without it, dropping the adjacent copies of
+// an event in Go (Store.readPage), newest-first pages window by window, and
+// per-day counts from the audit_days rollup (migration 0008).
 //
 // The store's own connection is deliberately not traced: no spans are made
 // for, or propagated into, queries about writing traces.

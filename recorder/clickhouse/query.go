@@ -2,6 +2,7 @@ package clickhouse
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"sort"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/mcptrail/mcptrail/recorder"
 )
@@ -275,40 +277,191 @@ type Call struct {
 // Calls lists answered requests matching q, newest first, from the audit
 // table (one row per response hop), so it reaches back as far as audit
 // retention.
+//
+// It reads windows of time backwards from Until (or now): the last hour,
+// then 6 hours, a day, a week, 30, 90, 365 days, then back to Since, and
+// stops as soon as the page is full, so that a busy filter sorts an hour
+// of rows instead of the whole range (ClickHouse 18.16 cannot read in
+// sort-key order). Each window is read without FINAL (see readPage).
 func (s *Store) Calls(ctx context.Context, q CallsQuery) ([]Call, error) {
-	where, args := filters(auditFilter{since: q.Since, until: q.Until, principal: q.Principal, server: q.Server, tool: q.Tool,
-		decision: q.Decision, outcome: q.Outcome, failed: q.FailedOnly})
 	limit := q.Limit
 	if limit <= 0 {
 		limit = 100
 	}
 	limit = min(limit, MaxCallsLimit)
-	rows, err := s.conn.Query(ctx, "SELECT ts_ns, request_id, session_id, trace_id, principal, method, server, target, toString(outcome), "+
-		"error_code, error_message, duration_us FROM "+s.table("audit")+" FINAL"+where+
-		fmt.Sprintf(" ORDER BY ts_ns DESC, event_id LIMIT %d", limit), args...)
+	f := auditFilter{principal: q.Principal, server: q.Server, tool: q.Tool,
+		decision: q.Decision, outcome: q.Outcome, failed: q.FailedOnly}
+	var out []Call
+	for _, w := range newestFirst(q.Since, q.Until, time.Now()) {
+		f.since, f.until = w.since, w.until
+		got, err := s.callsIn(ctx, f, limit-len(out))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, got...)
+		if len(out) >= limit {
+			break
+		}
+	}
+	return out, nil
+}
+
+// callsIn reads the newest n calls matching f.
+func (s *Store) callsIn(ctx context.Context, f auditFilter, n int) ([]Call, error) {
+	where, args := filters(f)
+	var (
+		out []Call
+		c   Call
+	)
+	err := s.readPage(ctx, pageQuery{
+		sel: "SELECT event_id, ts_ns, request_id, session_id, trace_id, principal, method, server, target, toString(outcome), " +
+			"error_code, error_message, duration_us FROM " + s.table("audit"),
+		where: where, args: args, order: "ts_ns DESC, event_id", after: newestAfter,
+	}, n,
+		func(rows driver.Rows) (pageKey, error) {
+			var (
+				k       pageKey
+				outcome string
+				dur     int64
+			)
+			c = Call{}
+			if err := rows.Scan(&k.eventID, &k.tsNs, &c.RequestID, &c.SessionID, &c.TraceID, &c.Principal, &c.Method, &c.Server, &c.Target,
+				&outcome, &c.ErrorCode, &c.ErrorMessage, &dur); err != nil {
+				return k, fmt.Errorf("scanning calls: %w", err)
+			}
+			k.principal = c.Principal
+			c.Time, c.Outcome, c.Duration = time.Unix(0, int64(k.tsNs)).UTC(), recorder.ParseOutcome(outcome), time.Duration(dur)*time.Microsecond
+			return k, nil
+		}, func() error { out = append(out, c); return nil })
 	if err != nil {
 		return nil, fmt.Errorf("querying calls: %w", err)
 	}
-	defer rows.Close()
-	var out []Call
-	for rows.Next() {
-		var (
-			c       Call
-			ts      uint64
-			outcome string
-			dur     int64
-		)
-		if err := rows.Scan(&ts, &c.RequestID, &c.SessionID, &c.TraceID, &c.Principal, &c.Method, &c.Server, &c.Target,
-			&outcome, &c.ErrorCode, &c.ErrorMessage, &dur); err != nil {
-			return nil, fmt.Errorf("scanning calls: %w", err)
-		}
-		c.Time, c.Outcome, c.Duration = time.Unix(0, int64(ts)).UTC(), recorder.ParseOutcome(outcome), time.Duration(dur)*time.Microsecond
-		out = append(out, c)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("querying calls: %w", err)
-	}
 	return out, nil
+}
+
+// window is a span of response times: since inclusive, until exclusive;
+// a zero bound does not bound.
+type window struct{ since, until time.Time }
+
+// callWindows are the widths of the windows Calls reads, newest first.
+var callWindows = []time.Duration{time.Hour, 6 * time.Hour, 24 * time.Hour, 7 * 24 * time.Hour,
+	30 * 24 * time.Hour, 90 * 24 * time.Hour, 365 * 24 * time.Hour}
+
+// newestFirst cuts [since, until) into adjacent windows ending callWindows
+// before until (or now, when until is zero), newest first; the last one
+// reaches back to since. The first window keeps until as it is: with no
+// until, rows stamped after now by a gateway whose clock runs ahead are
+// still read.
+func newestFirst(since, until, now time.Time) []window {
+	anchor := until
+	if anchor.IsZero() {
+		anchor = now
+	}
+	var out []window
+	hi := until
+	for _, d := range callWindows {
+		lo := anchor.Add(-d)
+		if !since.IsZero() && !lo.After(since) {
+			break
+		}
+		if !hi.IsZero() && !lo.Before(hi) {
+			continue
+		}
+		out = append(out, window{lo, hi})
+		hi = lo
+	}
+	return append(out, window{since, hi})
+}
+
+// pageQuery is a query over audit that readPage reads a page of.
+type pageQuery struct {
+	sel   string // SELECT ... FROM table
+	where string // filters' clause, or ""
+	args  []any
+	order string // ORDER BY ...: the copies of one event must be adjacent
+	// after is the condition for the rows that sort after the row whose
+	// principal, ts_ns and event_id are k.
+	after func(k pageKey) (string, []any)
+}
+
+// pageKey is where a row sorts in a page.
+type pageKey struct {
+	principal string
+	tsNs      uint64
+	eventID   string
+}
+
+// newestAfter follows ORDER BY ts_ns DESC, event_id.
+func newestAfter(k pageKey) (string, []any) {
+	return "(ts_ns < ? OR (ts_ns = ? AND event_id > ?))", []any{k.tsNs, k.tsNs, k.eventID}
+}
+
+// principalAfter follows ORDER BY principal, ts_ns, event_id.
+func principalAfter(k pageKey) (string, []any) {
+	return "(principal > ? OR (principal = ? AND (ts_ns > ? OR (ts_ns = ? AND event_id > ?))))",
+		[]any{k.principal, k.principal, k.tsNs, k.tsNs, k.eventID}
+}
+
+// readPage reads the first n distinct events of q (all when n <= 0)
+// without FINAL: a batch written twice (a crash between its rows and its
+// write token) leaves identical rows with the same event_id in two parts
+// until ClickHouse merges them, and FINAL, which merges them at read time,
+// makes a query over many rows several times slower. scan reads a row and
+// returns its key; keep takes the row just scanned when it is a new event.
+// A row repeating the event_id of the row before it is skipped. With n > 0,
+// readPage asks for a few rows more than n and, should copies leave fewer
+// than n events in them, asks for the rows after the last one it kept, so
+// that rows written meanwhile neither repeat nor go missing within the
+// page.
+func (s *Store) readPage(ctx context.Context, q pageQuery, n int, scan func(driver.Rows) (pageKey, error), keep func() error) error {
+	have := 0
+	where, args := q.where, q.args
+	for {
+		query := q.sel + where + " ORDER BY " + q.order
+		ask := 0
+		if n > 0 {
+			ask = n - have + (n-have)/8 + 16
+			query += fmt.Sprintf(" LIMIT %d", ask)
+		}
+		rows, err := s.conn.Query(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		raw := 0
+		var last pageKey
+		for (n <= 0 || have < n) && rows.Next() {
+			k, err := scan(rows)
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			raw++
+			if raw > 1 && k.eventID == last.eventID {
+				continue
+			}
+			last = k
+			if err := keep(); err != nil {
+				rows.Close()
+				return err
+			}
+			have++
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return err
+		}
+		if n <= 0 || have >= n || raw < ask {
+			return nil
+		}
+		cond, cargs := q.after(last)
+		if q.where == "" {
+			where = " WHERE " + cond
+		} else {
+			where = q.where + " AND " + cond
+		}
+		args = append(append([]any(nil), q.args...), cargs...)
+	}
 }
 
 // auditFilter is what a query over the audit table filters on; zero
@@ -424,40 +577,206 @@ type AuditRow struct {
 // Audit streams matching rows to emit without holding them in memory,
 // grouped by principal (the audit table's sort key) and oldest first within
 // each principal. An error from emit stops the stream and is returned as is.
+// Rows are read without FINAL, each event once (see readPage).
+//
+// A page (Limit > 0) is read principal by principal, and for a principal
+// with many rows, from Since up to the day where the rollup (migration
+// 0008) counts enough of them, rather than sorting the whole window: see
+// auditPlan.
 func (s *Store) Audit(ctx context.Context, q AuditQuery, emit func(AuditRow) error) error {
-	where, args := filters(q.filter())
-	limit := ""
-	if q.Limit > 0 {
-		limit = fmt.Sprintf(" LIMIT %d", q.Limit)
+	err := s.audit(ctx, q, emit)
+	var ee emitError
+	if errors.As(err, &ee) {
+		return ee.err
 	}
-	rows, err := s.conn.Query(ctx, "SELECT ts_ns, principal, method, target, server, decision, rule, roles, toString(outcome), error_code, "+
-		"request_id, session_id, trace_id, client_name, duration_us FROM "+s.table("audit")+" FINAL"+where+
-		" ORDER BY principal, ts_ns, event_id"+limit, args...)
 	if err != nil {
-		return fmt.Errorf("querying audit: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var (
-			r       AuditRow
-			ts      uint64
-			outcome string
-			dur     int64
-		)
-		if err := rows.Scan(&ts, &r.Principal, &r.Method, &r.Target, &r.Server, &r.Decision, &r.Rule, &r.Roles, &outcome, &r.ErrorCode,
-			&r.RequestID, &r.SessionID, &r.TraceID, &r.ClientName, &dur); err != nil {
-			return fmt.Errorf("scanning audit: %w", err)
-		}
-		r.Time, r.Outcome, r.Duration = time.Unix(0, int64(ts)).UTC(), recorder.ParseOutcome(outcome), time.Duration(dur)*time.Microsecond
-		if err := emit(r); err != nil {
-			return err
-		}
-	}
-	if err := rows.Err(); err != nil {
 		return fmt.Errorf("querying audit: %w", err)
 	}
 	return nil
 }
+
+func (s *Store) audit(ctx context.Context, q AuditQuery, emit func(AuditRow) error) error {
+	f := q.filter()
+	if q.Limit <= 0 {
+		_, err := s.auditRows(ctx, f, 0, emit)
+		return err
+	}
+	plan, ok, err := s.auditPlan(ctx, f)
+	if err != nil || !ok {
+		if err == nil {
+			_, err = s.auditRows(ctx, f, q.Limit, emit)
+		}
+		return err
+	}
+	need := q.Limit
+	for _, p := range plan {
+		pf := f
+		pf.principal = p.principal
+		days := p.days
+		for need > 0 {
+			// Up to the end of the first day by which the rollup counts
+			// need rows; the rest of the window when it counts fewer.
+			pf.until = f.until
+			sum := uint64(0)
+			for i, d := range days {
+				if sum += d.n; sum >= uint64(need) {
+					end := time.Unix(int64(d.day+1)*secondsPerDay, 0).UTC()
+					if f.until.IsZero() || end.Before(f.until) {
+						pf.until = end
+						days = days[i+1:]
+					}
+					break
+				}
+			}
+			got, err := s.auditRows(ctx, pf, need, emit)
+			if err != nil {
+				return err
+			}
+			need -= got
+			if pf.until.Equal(f.until) {
+				break
+			}
+			pf.since = pf.until
+		}
+		if need == 0 {
+			break
+		}
+	}
+	return nil
+}
+
+// auditRows emits the first n rows matching f (all when n <= 0) and
+// returns how many.
+func (s *Store) auditRows(ctx context.Context, f auditFilter, n int, emit func(AuditRow) error) (int, error) {
+	where, args := filters(f)
+	var (
+		r    AuditRow
+		sent int
+	)
+	err := s.readPage(ctx, pageQuery{
+		sel: "SELECT event_id, ts_ns, principal, method, target, server, decision, rule, roles, toString(outcome), error_code, " +
+			"request_id, session_id, trace_id, client_name, duration_us FROM " + s.table("audit"),
+		where: where, args: args, order: "principal, ts_ns, event_id", after: principalAfter,
+	}, n,
+		func(rows driver.Rows) (pageKey, error) {
+			var (
+				k       pageKey
+				outcome string
+				dur     int64
+			)
+			r = AuditRow{}
+			if err := rows.Scan(&k.eventID, &k.tsNs, &r.Principal, &r.Method, &r.Target, &r.Server, &r.Decision, &r.Rule, &r.Roles, &outcome, &r.ErrorCode,
+				&r.RequestID, &r.SessionID, &r.TraceID, &r.ClientName, &dur); err != nil {
+				return k, fmt.Errorf("scanning audit: %w", err)
+			}
+			k.principal = r.Principal
+			r.Time, r.Outcome, r.Duration = time.Unix(0, int64(k.tsNs)).UTC(), recorder.ParseOutcome(outcome), time.Duration(dur)*time.Microsecond
+			return k, nil
+		}, func() error {
+			sent++
+			if err := emit(r); err != nil {
+				return emitError{err}
+			}
+			return nil
+		})
+	return sent, err
+}
+
+// principalDays is how many rows the rollup counts for a principal, per
+// day, oldest first.
+type principalDays struct {
+	principal string
+	days      []dayCount
+}
+
+type dayCount struct {
+	day uint32
+	n   uint64
+}
+
+// auditPlan lists, in order, the principals that have rows matching f and
+// their rows per day, from the rollup, and from audit for the day the
+// rollup began and the day before (which it may lack); false on a schema
+// older than the rollup. The role filter is left out (the rollup has no
+// roles): a principal may then have no row after all. Counts are a guide:
+// a batch written twice counts twice, so a page may need the next window,
+// and the windows of a principal cover Since to Until whatever the counts.
+// A principal is missed only if the rollup lacks all of its rows: rows of
+// days before the one the rollup began that reached audit during the
+// seconds between migration 0008's backfill and the creation of its view
+// (a gateway's spool replaying a day-old batch just then).
+func (s *Store) auditPlan(ctx context.Context, f auditFilter) ([]principalDays, bool, error) {
+	began, ok, err := s.rollupBegan(ctx)
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	var conds []string
+	var args []any
+	if !f.since.IsZero() {
+		conds, args = append(conds, "day >= toDate(?)"), append(args, dayString(dayNumber(f.since)))
+	}
+	if !f.until.IsZero() {
+		conds, args = append(conds, "day <= toDate(?)"), append(args, dayString(dayNumber(f.until)))
+	}
+	base := []uint32{began - 1, began}
+	conds, args = append(conds, "toUInt32(day) NOT IN ?"), append(args, daySet(base))
+	rf := f
+	rf.since, rf.until, rf.role = time.Time{}, time.Time{}, ""
+	where, fargs := filters(rf)
+	if where != "" {
+		conds = append(conds, strings.TrimPrefix(where, " WHERE "))
+		args = append(args, fargs...)
+	}
+	counts := map[string]map[uint32]uint64{}
+	add := func(query string, args []any) error {
+		rows, err := s.conn.Query(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var (
+				p string
+				d uint32
+				n uint64
+			)
+			if err := rows.Scan(&p, &d, &n); err != nil {
+				return fmt.Errorf("scanning counts per principal: %w", err)
+			}
+			if counts[p] == nil {
+				counts[p] = map[uint32]uint64{}
+			}
+			counts[p][d] += n
+		}
+		return rows.Err()
+	}
+	if err := add("SELECT principal, toUInt32(day) AS d, sum(calls) FROM "+s.table("audit_days")+" WHERE "+strings.Join(conds, " AND ")+
+		" GROUP BY principal, d", args); err != nil {
+		return nil, false, fmt.Errorf("planning the audit page from audit_days: %w", err)
+	}
+	where, args = filters(f)
+	where, args = onDays(where, args, base)
+	if err := add("SELECT principal, toUInt32(toDate(ts)) AS d, count() FROM "+s.table("audit")+where+" GROUP BY principal, d", args); err != nil {
+		return nil, false, fmt.Errorf("planning the audit page from audit: %w", err)
+	}
+	plan := make([]principalDays, 0, len(counts))
+	for p, byDay := range counts {
+		pd := principalDays{principal: p}
+		for d, n := range byDay {
+			pd.days = append(pd.days, dayCount{d, n})
+		}
+		sort.Slice(pd.days, func(i, j int) bool { return pd.days[i].day < pd.days[j].day })
+		plan = append(plan, pd)
+	}
+	sort.Slice(plan, func(i, j int) bool { return plan[i].principal < plan[j].principal })
+	return plan, true, nil
+}
+
+// emitError carries an error of the caller's emit through readPage
+// unwrapped.
+type emitError struct{ err error }
+
+func (e emitError) Error() string { return e.err.Error() }
 
 // Selection picks recorded requests for replay. IDs (RequestIDs, SessionID,
 // TraceID) narrow to those requests; the filters apply to their response
@@ -519,7 +838,8 @@ func (s *Store) Select(ctx context.Context, sel Selection) ([]recorder.Event, er
 			where += "request_id IN ?"
 			args = append(args, groupSet(rids))
 		}
-		rows, err := s.conn.Query(ctx, "SELECT DISTINCT request_id FROM "+s.table("audit")+" FINAL"+where+fmt.Sprintf(" LIMIT %d", limit), args...)
+		// No FINAL: the copies of a batch written twice share request ids.
+		rows, err := s.conn.Query(ctx, "SELECT DISTINCT request_id FROM "+s.table("audit")+where+fmt.Sprintf(" LIMIT %d", limit), args...)
 		if err != nil {
 			return nil, fmt.Errorf("selecting requests from audit: %w", err)
 		}
@@ -563,34 +883,189 @@ type AuditDay struct {
 }
 
 // AuditDays counts the rows AuditQuery q selects per UTC day, newest day
-// first, at most maxDays days (default 400). It reads without FINAL (4x
-// faster at 10 M rows on 18.16): a batch written twice despite its write
-// token counts twice until ClickHouse merges the parts; Audit's rows are
-// exact.
+// first, at most maxDays days (default 400).
+//
+// Whole days come from the audit_days rollup (migration 0008), a row per
+// day, principal, tool, decision and rule; the base table answers what the
+// rollup cannot: a role filter (the rollup has no roles), the parts of the
+// first and last day outside a window that starts or ends inside a day,
+// and the day the rollup began and the day before (its backfill and its
+// view may both have missed rows written meanwhile), or everything on a
+// schema older than 0008. Neither reads FINAL, so counts are exact but for
+// a batch written twice despite its write token (a crash between its rows
+// and its token, and a server that cannot drop a retried insert itself:
+// 18.16 single-node): the base table counts it twice until ClickHouse
+// merges the parts, the rollup for good. Audit's rows are exact.
 func (s *Store) AuditDays(ctx context.Context, q AuditQuery, maxDays int) ([]AuditDay, error) {
 	if maxDays <= 0 {
 		maxDays = 400
 	}
-	where, args := filters(q.filter())
-	rows, err := s.conn.Query(ctx, "SELECT toUInt32(toDate(ts)) AS d, count(), countIf(decision = 'allowed'), countIf(decision = 'denied') FROM "+
-		s.table("audit")+where+fmt.Sprintf(" GROUP BY d ORDER BY d DESC LIMIT %d", maxDays), args...)
+	f := q.filter()
+	began, ok, err := s.rollupBegan(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("counting audit rows per day: %w", err)
 	}
-	defer rows.Close()
+	var days map[uint32]*AuditDay
+	if !ok || f.role != "" {
+		days, err = s.countAuditDays(ctx, f, nil)
+	} else {
+		days, err = s.countDaysRollup(ctx, f, began)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("counting audit rows per day: %w", err)
+	}
 	var out []AuditDay
+	for _, d := range days {
+		d.Other = d.Total - d.Allowed - d.Denied
+		out = append(out, *d)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Day.After(out[j].Day) })
+	return out[:min(len(out), maxDays)], nil
+}
+
+const secondsPerDay = 24 * 60 * 60
+
+// dayNumber is t's UTC day, counted from 1970-01-01 as ClickHouse's Date.
+func dayNumber(t time.Time) uint32 { return uint32(t.Unix() / secondsPerDay) }
+
+// countDaysRollup counts f per day from the rollup for whole days, and
+// from audit for the rest (see AuditDays); began is the rollup's first day.
+func (s *Store) countDaysRollup(ctx context.Context, f auditFilter, began uint32) (map[uint32]*AuditDay, error) {
+	base := []uint32{began - 1, began} // whole days audit answers
+	var conds []string
+	var args []any
+	if !f.since.IsZero() {
+		first := dayNumber(f.since)
+		if f.since.Unix()%secondsPerDay != 0 || f.since.Nanosecond() != 0 {
+			base = append(base, first)
+			first++
+		}
+		conds, args = append(conds, "day >= toDate(?)"), append(args, dayString(first))
+	}
+	if !f.until.IsZero() {
+		last := dayNumber(f.until) // exclusive
+		if f.until.Unix()%secondsPerDay != 0 || f.until.Nanosecond() != 0 {
+			base = append(base, last)
+		}
+		conds, args = append(conds, "day < toDate(?)"), append(args, dayString(last))
+	}
+	conds, args = append(conds, "toUInt32(day) NOT IN ?"), append(args, daySet(base))
+	if f.principal != "" {
+		conds, args = append(conds, "principal = ?"), append(args, f.principal)
+	}
+	if f.tool != "" {
+		conds, args = append(conds, "target LIKE ?"), append(args, globToLike(f.tool))
+	}
+	if f.decision != "" {
+		conds, args = append(conds, "decision = ?"), append(args, f.decision)
+	}
+	if f.rule != "" {
+		conds, args = append(conds, "rule = ?"), append(args, f.rule)
+	}
+	days := map[uint32]*AuditDay{}
+	err := s.scanDays(ctx, "SELECT toUInt32(day) AS d, sum(calls), sumIf(calls, decision = 'allowed'), sumIf(calls, decision = 'denied') FROM "+
+		s.table("audit_days")+" WHERE "+strings.Join(conds, " AND ")+" GROUP BY d", args, days)
+	if err != nil {
+		return nil, fmt.Errorf("reading audit_days: %w", err)
+	}
+	more, err := s.countAuditDays(ctx, f, base)
+	if err != nil {
+		return nil, err
+	}
+	for d, c := range more {
+		days[d] = c // the rollup skipped the days audit answered
+	}
+	return days, nil
+}
+
+// countAuditDays counts f per day from the audit table, on the days only
+// when days is not nil.
+func (s *Store) countAuditDays(ctx context.Context, f auditFilter, days []uint32) (map[uint32]*AuditDay, error) {
+	where, args := filters(f)
+	if days != nil {
+		where, args = onDays(where, args, days)
+	}
+	out := map[uint32]*AuditDay{}
+	err := s.scanDays(ctx, "SELECT toUInt32(toDate(ts)) AS d, count(), countIf(decision = 'allowed'), countIf(decision = 'denied') FROM "+
+		s.table("audit")+where+" GROUP BY d", args, out)
+	if err != nil {
+		return nil, fmt.Errorf("reading audit: %w", err)
+	}
+	return out, nil
+}
+
+// dayString is day as ClickHouse reads a Date: 18.16 compares a Date with
+// no number.
+func dayString(day uint32) string {
+	return time.Unix(int64(day)*secondsPerDay, 0).UTC().Format(time.DateOnly)
+}
+
+// onDays adds to a WHERE clause over audit (or none) that ts falls on one
+// of days.
+func onDays(where string, args []any, days []uint32) (string, []any) {
+	// The ts ranges let the server skip partitions and granules; the day
+	// test is exact whatever the server's time zone.
+	var ranges []string
+	for _, d := range days {
+		lo := int64(d) * secondsPerDay
+		ranges, args = append(ranges, "(ts >= toDateTime(?) AND ts < toDateTime(?))"), append(args, lo-secondsPerDay, lo+2*secondsPerDay)
+	}
+	cond := "(" + strings.Join(ranges, " OR ") + ") AND toUInt32(toDate(ts)) IN ?"
+	args = append(args, daySet(days))
+	if where == "" {
+		return " WHERE " + cond, args
+	}
+	return where + " AND " + cond, args
+}
+
+func daySet(days []uint32) clickhouse.GroupSet {
+	v := make([]any, len(days))
+	for i, d := range days {
+		v[i] = d
+	}
+	return clickhouse.GroupSet{Value: v}
+}
+
+// scanDays adds the rows (day, total, allowed, denied) of query to days.
+func (s *Store) scanDays(ctx context.Context, query string, args []any, days map[uint32]*AuditDay) error {
+	rows, err := s.conn.Query(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
 	for rows.Next() {
 		var (
 			d                      uint32
 			total, allowed, denied uint64
 		)
 		if err := rows.Scan(&d, &total, &allowed, &denied); err != nil {
-			return nil, fmt.Errorf("scanning audit days: %w", err)
+			return fmt.Errorf("scanning day counts: %w", err)
 		}
-		out = append(out, AuditDay{Day: time.Unix(int64(d)*86400, 0).UTC(), Total: total, Allowed: allowed, Denied: denied, Other: total - allowed - denied})
+		if total == 0 {
+			continue
+		}
+		c := days[d]
+		if c == nil {
+			c = &AuditDay{Day: time.Unix(int64(d)*secondsPerDay, 0).UTC()}
+			days[d] = c
+		}
+		c.Total, c.Allowed, c.Denied = c.Total+total, c.Allowed+allowed, c.Denied+denied
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("counting audit rows per day: %w", err)
+	return rows.Err()
+}
+
+// rollupBegan returns the day the audit_days view was created (migration
+// 0008), and false when it does not exist.
+func (s *Store) rollupBegan(ctx context.Context) (uint32, bool, error) {
+	_, name, _ := cutStorage(s.storageTable("audit_days_mv"))
+	var d uint32
+	err := s.conn.QueryRow(ctx, "SELECT toUInt32(toDate(metadata_modification_time)) FROM system.tables WHERE database = ? AND name = ?",
+		s.cfg.Database, name).Scan(&d)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, false, nil
 	}
-	return out, nil
+	if err != nil {
+		return 0, false, fmt.Errorf("looking for the audit_days view: %w", err)
+	}
+	return d, true, nil
 }

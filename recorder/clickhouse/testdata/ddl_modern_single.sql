@@ -193,3 +193,32 @@ ORDER BY (server, tool, ts_ns, kind, hash);
 -- mcptrail:if-missing-column audit roles
 ALTER TABLE mcptrail.audit ADD COLUMN roles Array(String) AFTER rule;
 
+-- migration 0008_audit_days
+CREATE TABLE IF NOT EXISTS mcptrail.audit_days (
+    day Date,
+    principal String,
+    server LowCardinality(String),
+    target LowCardinality(String),
+    decision LowCardinality(String),
+    rule LowCardinality(String),
+    calls UInt64
+) ENGINE = SummingMergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (principal, day, target, decision, rule, server)
+TTL toDateTime(day) + INTERVAL 400 DAY;
+
+-- mcptrail:if-missing-column audit_days_mv day
+TRUNCATE TABLE IF EXISTS mcptrail.audit_days;
+
+-- mcptrail:if-missing-column audit_days_mv day
+INSERT INTO mcptrail.audit_days (day, principal, server, target, decision, rule, calls)
+SELECT toDate(ts) AS day, principal, server, target, decision, rule, count() AS calls
+FROM mcptrail.audit
+GROUP BY day, principal, server, target, decision, rule;
+
+-- mcptrail:if-missing-column audit_days_mv day
+CREATE MATERIALIZED VIEW IF NOT EXISTS mcptrail.audit_days_mv TO mcptrail.audit_days AS
+SELECT toDate(ts) AS day, principal, server, target, decision, rule, count() AS calls
+FROM mcptrail.audit
+GROUP BY day, principal, server, target, decision, rule;
+

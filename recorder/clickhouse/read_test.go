@@ -1,0 +1,476 @@
+package clickhouse
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/mcptrail/mcptrail/recorder"
+)
+
+// callEvents makes one call (a response hop, which is what an audit row is
+// made from) at each of ats: call i is request "<prefix><i>", principal
+// p<i%3> with role r<i%2>, tool t<i%4> on server s<i%2>; every 5th is
+// denied, every 7th a tool error.
+func callEvents(prefix string, ats []time.Time) []recorder.Event {
+	evs := make([]recorder.Event, len(ats))
+	for i, at := range ats {
+		e := recorder.Event{
+			EventID: fmt.Sprintf("%s%d-resp", prefix, i), RequestID: fmt.Sprintf("%s%d", prefix, i), Hop: recorder.HopResponse, Seq: 1,
+			TimeNs: at.UnixNano(), Method: "tools/call", Principal: fmt.Sprintf("p%d", i%3),
+			Server: fmt.Sprintf("s%d", i%2), Target: fmt.Sprintf("s%d.t%d", i%2, i%4),
+			AuthDecision: "allowed", AuthRule: fmt.Sprintf("token:p%d", i%3),
+			Attrs: []recorder.Attr{{Key: recorder.AttrAuthRoles, Value: fmt.Sprintf("r%d", i%2)}},
+		}
+		switch {
+		case i%5 == 0:
+			e.AuthDecision, e.AuthRule, e.Outcome = "denied", "deny:*", recorder.OutcomeDenied
+		case i%7 == 0:
+			e.Outcome, e.ErrorMessage = recorder.OutcomeToolError, "boom"
+		}
+		evs[i] = e
+	}
+	return evs
+}
+
+// writeTwice writes evs as two batches with different tokens, as a retry
+// after a crash between the rows and the token would, and checks that the
+// audit table holds both copies unmerged (merges stopped): every read
+// below sees the duplicates.
+func writeTwice(t *testing.T, s *Store, evs []recorder.Event) {
+	t.Helper()
+	ctx := context.Background()
+	for _, table := range []string{"audit", "audit_days"} {
+		if err := s.conn.Exec(ctx, "SYSTEM STOP MERGES "+s.storageTable(table)); err != nil {
+			t.Fatalf("stopping merges on %s: %v", table, err)
+		}
+	}
+	before := count(t, s, "SELECT count() FROM "+s.table("audit"))
+	for _, tok := range []string{evs[0].EventID + "/first", evs[0].EventID + "/retry"} {
+		if err := s.WriteBatch(ctx, tok, evs); err != nil {
+			t.Fatalf("WriteBatch(%s): %v", tok, err)
+		}
+	}
+	if n := count(t, s, "SELECT count() FROM "+s.table("audit")) - before; n != uint64(2*len(evs)) {
+		t.Fatalf("audit gained %d rows, want %d (each call twice)", n, 2*len(evs))
+	}
+}
+
+// wantCalls is Calls computed in Go: the calls of evs in [since, until)
+// matching keep, newest first, at most limit.
+func wantCalls(evs []recorder.Event, since, until time.Time, limit int, keep func(recorder.Event) bool) []string {
+	var in []recorder.Event
+	for _, e := range evs {
+		if (!since.IsZero() && e.TimeNs < since.UnixNano()) || (!until.IsZero() && e.TimeNs >= until.UnixNano()) || (keep != nil && !keep(e)) {
+			continue
+		}
+		in = append(in, e)
+	}
+	slices.SortFunc(in, func(a, b recorder.Event) int {
+		if a.TimeNs != b.TimeNs {
+			return -cmpInt(a.TimeNs, b.TimeNs)
+		}
+		return cmpString(a.EventID, b.EventID)
+	})
+	var ids []string
+	for _, e := range in[:min(limit, len(in))] {
+		ids = append(ids, e.RequestID)
+	}
+	return ids
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func callIDs(t *testing.T, s *Store, q CallsQuery) []string {
+	t.Helper()
+	calls, err := s.Calls(context.Background(), q)
+	if err != nil {
+		t.Fatalf("Calls(%+v): %v", q, err)
+	}
+	var ids []string
+	for _, c := range calls {
+		ids = append(ids, c.RequestID)
+	}
+	return ids
+}
+
+// TestCallsWindows: Calls reads windows of time backwards (1 h, 6 h, 1 d,
+// 7 d, 30 d, 90 d, 365 d, then the rest) and stops once the page is full.
+// Pages that span several windows, skip empty ones, end exactly at a
+// window's end, and start or stop exactly at Since (inclusive) or Until
+// (exclusive) list the same calls, in the same order, as sorting them all;
+// each call once although every row is stored twice.
+func TestCallsWindows(t *testing.T) {
+	s := migratedStore(t)
+	until := time.Now().UTC().Truncate(time.Second).Add(-time.Minute)
+	day := 24 * time.Hour
+	var ats []time.Time
+	for _, off := range []time.Duration{
+		-10 * time.Minute, -30 * time.Minute, -30 * time.Minute, // first hour; two at the same time
+		-time.Hour,                   // exactly at the first window's start
+		-3 * time.Hour,               // 6 h window; nothing in the 1 d window
+		-3 * day, -3 * day, -5 * day, // 7 d window
+		-20 * day, -100 * day, -400 * day, -1000 * day,
+		0,               // at until: excluded when until is given
+		2 * time.Minute, // after until (a clock ahead)
+	} {
+		ats = append(ats, until.Add(off))
+	}
+	evs := callEvents("c", ats)
+	writeTwice(t, s, evs)
+	tests := []struct {
+		name         string
+		since, until time.Time
+		limit        int
+	}{
+		{"one window", time.Time{}, until, 2},
+		{"limit reached exactly at a window's end", time.Time{}, until, 3},
+		{"page spans windows, across an empty one", time.Time{}, until, 6},
+		{"everything", time.Time{}, until, 100},
+		{"no until", time.Time{}, time.Time{}, 100},
+		{"since inclusive", until.Add(-3 * day), until, 100},
+		{"since between windows", until.Add(-4 * day), until, 100},
+		{"since inside the first window", until.Add(-30 * time.Minute), until, 100},
+		{"since and until inside one old window", until.Add(-401 * day), until.Add(-19 * day), 100},
+		{"until exclusive, at a row", time.Time{}, until.Add(-3 * day), 100},
+		{"nothing in range", until.Add(-2 * day), until.Add(-day), 100},
+		{"limit 1", time.Time{}, until.Add(-6 * time.Hour), 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q := CallsQuery{Since: tt.since, Until: tt.until, Limit: tt.limit}
+			got, want := callIDs(t, s, q), wantCalls(evs, tt.since, tt.until, tt.limit, nil)
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("Calls(since %v, until %v, limit %d) = %v, want %v", tt.since, tt.until, tt.limit, got, want)
+			}
+		})
+	}
+	t.Run("filters", func(t *testing.T) {
+		denied := func(e recorder.Event) bool { return e.AuthDecision == "denied" }
+		if got, want := callIDs(t, s, CallsQuery{Until: until, Decision: "denied"}), wantCalls(evs, time.Time{}, until, 100, denied); !reflect.DeepEqual(got, want) {
+			t.Errorf("Calls(denied) = %v, want %v", got, want)
+		}
+		p1 := func(e recorder.Event) bool { return e.Principal == "p1" && e.Outcome != recorder.OutcomeOK }
+		if got, want := callIDs(t, s, CallsQuery{Principal: "p1", FailedOnly: true}), wantCalls(evs, time.Time{}, time.Time{}, 100, p1); !reflect.DeepEqual(got, want) {
+			t.Errorf("Calls(p1 failed) = %v, want %v", got, want)
+		}
+	})
+}
+
+// TestReadDuplicatesExact: with every call stored twice in two unmerged
+// parts, Calls and Audit return each call once, the right number of them,
+// in order, also when the copies fill the rows read beyond the page and
+// the read must be repeated with more.
+func TestReadDuplicatesExact(t *testing.T) {
+	ctx := context.Background()
+	s := migratedStore(t)
+	base := time.Now().UTC().Add(-2 * time.Hour).Truncate(time.Second)
+	ats := make([]time.Time, 500)
+	for i := range ats {
+		ats[i] = base.Add(time.Duration(i) * 7 * time.Second)
+	}
+	evs := callEvents("c", ats)
+	writeTwice(t, s, evs)
+	for _, limit := range []int{1, 100, 499, 500, 1000} {
+		if got, want := callIDs(t, s, CallsQuery{Limit: limit}), wantCalls(evs, time.Time{}, time.Time{}, limit, nil); !reflect.DeepEqual(got, want) {
+			t.Errorf("Calls(limit %d) = %d calls %v..., want %d", limit, len(got), got[:min(len(got), 5)], len(want))
+		}
+	}
+	// Audit: by principal, then time.
+	sorted := slices.Clone(evs)
+	slices.SortFunc(sorted, func(a, b recorder.Event) int {
+		if a.Principal != b.Principal {
+			return cmpString(a.Principal, b.Principal)
+		}
+		return cmpInt(a.TimeNs, b.TimeNs)
+	})
+	var all []string
+	for _, e := range sorted {
+		all = append(all, e.RequestID)
+	}
+	for _, limit := range []int{0, 1, 200, 500, 600} {
+		var got []string
+		if err := s.Audit(ctx, AuditQuery{Limit: limit}, func(r AuditRow) error { got = append(got, r.RequestID); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		want := all
+		if limit > 0 {
+			want = all[:min(limit, len(all))]
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("Audit(limit %d) = %d rows, want %d", limit, len(got), len(want))
+		}
+	}
+	// A call written while a page is read, sorting before the rows read
+	// already: the rest of the page is read after the last row kept, so
+	// that no row repeats and none is skipped.
+	var got []string
+	late := callEvents("late", []time.Time{base.Add(-time.Hour)}) // p0's first call
+	err := s.Audit(ctx, AuditQuery{Limit: 200}, func(r AuditRow) error {
+		if len(got) == 0 {
+			if err := s.WriteBatch(ctx, "late", late); err != nil {
+				return err
+			}
+		}
+		got = append(got, r.RequestID)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := all[:200]; !reflect.DeepEqual(got, want) {
+		t.Errorf("Audit(limit 200) with a row written meanwhile = %d rows, want %d; first difference at %d", len(got), len(want), firstMismatch(got, want))
+	}
+	// An error from emit comes back as it is, and stops the stream.
+	stop := fmt.Errorf("stop")
+	n := 0
+	if err := s.Audit(ctx, AuditQuery{}, func(AuditRow) error { n++; return stop }); err != stop || n != 1 {
+		t.Errorf("Audit with a failing emit = %v after %d rows, want %v after 1", err, n, stop)
+	}
+}
+
+func TestNewestFirst(t *testing.T) {
+	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	h := time.Hour
+	at := func(d time.Duration) time.Time { return now.Add(-d) }
+	tests := []struct {
+		name         string
+		since, until time.Time
+		want         []window
+	}{
+		{"no bounds", time.Time{}, time.Time{}, []window{
+			{at(h), time.Time{}}, {at(6 * h), at(h)}, {at(24 * h), at(6 * h)}, {at(7 * 24 * h), at(24 * h)},
+			{at(30 * 24 * h), at(7 * 24 * h)}, {at(90 * 24 * h), at(30 * 24 * h)}, {at(365 * 24 * h), at(90 * 24 * h)},
+			{time.Time{}, at(365 * 24 * h)}}},
+		{"since within the first hour", at(30 * time.Minute), time.Time{}, []window{{at(30 * time.Minute), time.Time{}}}},
+		{"since at a window's start", at(6 * h), now, []window{{at(h), now}, {at(6 * h), at(h)}}},
+		{"since between", at(2 * 24 * h), now, []window{{at(h), now}, {at(6 * h), at(h)}, {at(24 * h), at(6 * h)}, {at(2 * 24 * h), at(24 * h)}}},
+	}
+	for _, tt := range tests {
+		if got := newestFirst(tt.since, tt.until, now); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%s: newestFirst = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestAuditDaysRollup: the per-day counts read from the audit_days rollup
+// (whole days) and from audit (partial days, the day the rollup began and
+// the day before, a role filter) equal the counts of the audit table read
+// without FINAL: for rows recorded before migration 0008 (its backfill),
+// after it (its view), after a batch written twice, and after the
+// migration was interrupted before or after its view and ran again.
+func TestAuditDaysRollup(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, DefaultRetention())
+	if err := s.migrateTo(ctx, 7); err != nil {
+		t.Fatalf("migrate to v7: %v", err)
+	}
+	now := time.Now().UTC()
+	today := now.Truncate(24 * time.Hour)
+	calls := func(prefix string, first int) []recorder.Event {
+		var ats []time.Time
+		for d := first; d <= 45; d += 3 {
+			day := today.AddDate(0, 0, -d)
+			ats = append(ats, day, day.Add(6*time.Hour), day.Add(13*time.Hour), day.Add(13*time.Hour), day.Add(24*time.Hour-time.Nanosecond))
+		}
+		return callEvents(prefix, append(ats, now.Add(-time.Minute), now.Add(-25*time.Hour)))
+	}
+	if err := s.WriteBatch(ctx, "before", calls("old", 0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatalf("migrating to v8: %v", err)
+	}
+	if err := s.WriteBatch(ctx, "after", calls("new", 1)); err != nil {
+		t.Fatal(err)
+	}
+	day := 24 * time.Hour
+	queries := []AuditQuery{
+		{},
+		{Since: today.Add(-10 * day)},
+		{Since: today.Add(-10*day + 13*time.Hour)},
+		{Since: today.Add(-10*day + 13*time.Hour + time.Nanosecond)},
+		{Since: today.Add(-30 * day), Until: today.Add(-5 * day)},
+		{Since: today.Add(-30 * day), Until: today.Add(-5*day + 6*time.Hour)},
+		{Until: today.Add(-2*day + 13*time.Hour)},
+		{Since: now.Add(-26 * time.Hour)},
+		{Principal: "p1"},
+		{Tool: "s1.*", Since: today.Add(-20*day + time.Hour)},
+		{Decision: "denied"},
+		{Rule: "token:p2"},
+		{Role: "r1"},
+		{Role: "r0", Principal: "p2", Since: today.Add(-20*day + time.Hour)},
+		{Principal: "nobody"},
+	}
+	check := func(when string) {
+		t.Helper()
+		for _, q := range queries {
+			got, err := s.AuditDays(ctx, q, 0)
+			if err != nil {
+				t.Fatalf("%s: AuditDays(%+v): %v", when, q, err)
+			}
+			want, err := legacyReader{s}.AuditDays(ctx, q, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("%s: AuditDays(%+v) =\n%v, want (from audit)\n%v", when, q, got, want)
+			}
+		}
+		// The rollup holds every day before the one it began, not only
+		// what AuditDays reads from audit.
+		old := "toDate(?) - 1"
+		if got, want := count(t, s, "SELECT sum(calls) FROM "+s.table("audit_days")+" WHERE day < "+old, now),
+			count(t, s, "SELECT count() FROM "+s.table("audit")+" WHERE toDate(ts) < "+old, now); got != want || got == 0 {
+			t.Errorf("%s: audit_days counts %d calls before yesterday, audit %d", when, got, want)
+		}
+	}
+	check("backfill and view")
+
+	// A batch written twice: counted twice by both, until a merge (which
+	// the rollup never undoes).
+	writeTwice(t, s, calls("dup", 2))
+	check("after a batch written twice")
+
+	// Interrupted after the view: run again, nothing counted twice.
+	forget := func() {
+		t.Helper()
+		if err := s.conn.Exec(ctx, "ALTER TABLE "+s.storageTable("schema_migrations")+" DELETE WHERE version = 8"); err != nil {
+			t.Fatalf("forgetting v8: %v", err)
+		}
+		waitMutations(t, s, "schema_migrations")
+	}
+	forget()
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatalf("re-running v8 over its view: %v", err)
+	}
+	check("v8 run again")
+
+	// Interrupted before the view (after a partial backfill): counted
+	// again from an empty table.
+	forget()
+	if err := s.conn.Exec(ctx, "DROP TABLE "+s.storageTable("audit_days_mv")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.conn.Exec(ctx, "INSERT INTO "+s.storageTable("audit_days")+" (day, principal, calls) SELECT toDate(now()) - 20, 'p1', 1000"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatalf("re-running v8 without its view: %v", err)
+	}
+	check("v8 run again after a partial backfill")
+}
+
+// TestAuditPages: a page of audit rows, read principal by principal in
+// windows cut where the rollup counts enough rows, lists the same rows as
+// sorting them all with FINAL: across principals and windows, with Since
+// and Until inside a day, a role filter (which the rollup cannot apply),
+// a batch written twice, and rollup counts that are wrong (too many on a
+// day without rows).
+func TestAuditPages(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, DefaultRetention())
+	if err := s.migrateTo(ctx, 7); err != nil {
+		t.Fatalf("migrate to v7: %v", err)
+	}
+	now := time.Now().UTC()
+	spread := func(prefix string, n int, span time.Duration) []recorder.Event {
+		ats := make([]time.Time, n)
+		for i := range ats {
+			ats[i] = now.Add(-time.Duration(i) * span / time.Duration(n))
+		}
+		return callEvents(prefix, ats)
+	}
+	if err := s.WriteBatch(ctx, "before", spread("old", 1500, 50*24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WriteBatch(ctx, "after", spread("new", 600, 20*24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	writeTwice(t, s, spread("dup", 300, 10*24*time.Hour))
+	// Wrong counts: p1 seems to have many rows on a day it has none.
+	if err := s.conn.Exec(ctx, "INSERT INTO "+s.storageTable("audit_days")+" (day, principal, target, decision, rule, calls) "+
+		"SELECT toDate(now()) - 60, 'p1', 's1.t1', 'allowed', 'token:p1', 100000"); err != nil {
+		t.Fatal(err)
+	}
+	day := 24 * time.Hour
+	for _, q := range []AuditQuery{
+		{Since: now.Add(-30 * day)},
+		{Since: now.Add(-90 * day)},
+		{},
+		{Since: now.Add(-45*day - 7*time.Hour), Until: now.Add(-3*day + 5*time.Hour)},
+		{Since: now.Add(-90 * day), Role: "r1"},
+		{Since: now.Add(-90 * day), Principal: "p2", Decision: "allowed"},
+		{Since: now.Add(-90 * day), Tool: "s0.*", Rule: "token:p0"},
+		{Since: now.Add(-90 * day), Principal: "nobody"},
+	} {
+		for _, limit := range []int{1, 17, 200, 700, 5000} {
+			q.Limit = limit
+			var got, want []string
+			if err := s.Audit(ctx, q, func(r AuditRow) error { got = append(got, r.RequestID); return nil }); err != nil {
+				t.Fatalf("Audit(%+v): %v", q, err)
+			}
+			if err := (legacyReader{s}).Audit(ctx, q, func(r AuditRow) error { want = append(want, r.RequestID); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("Audit(%+v) = %d rows, want %d (from FINAL); first difference at %d", q, len(got), len(want), firstMismatch(got, want))
+			}
+		}
+	}
+}
+
+func firstMismatch(a, b []string) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
+
+// TestAuditDaysRetention: audit's retention drops the rollup's months with
+// audit's, so that the per-day counts never outlive the rows.
+func TestAuditDaysRetention(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, Retention{Audit: 60 * 24 * time.Hour})
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	if err := s.WriteBatch(ctx, "r", callEvents("c", []time.Time{now.AddDate(0, 0, -100), now.AddDate(0, 0, -10)})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.dropExpiredPartitions(ctx, now); err != nil {
+		t.Fatalf("DropExpiredPartitions: %v", err)
+	}
+	for _, q := range []string{"SELECT count() FROM " + s.table("audit"), "SELECT sum(calls) FROM " + s.table("audit_days")} {
+		if got := count(t, s, q); got != 1 {
+			t.Errorf("%s = %d after retention, want 1 (the call of 10 days ago)", q, got)
+		}
+	}
+}
