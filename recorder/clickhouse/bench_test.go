@@ -250,7 +250,8 @@ func BenchmarkInsertServerCPU(b *testing.B) {
 // three hops (inbound with its arguments, upstream, response with its
 // result, 200 and 400 bytes) as fast as it takes them, 20k calls per
 // iteration; then everything is flushed. It reports calls/s from the first
-// event to the last one written, and the server's CPU per call; it fails
+// event to the last one written, the server's CPU per call and this
+// process's (the recorder, the events built and Go's GC); it fails
 // if an event is dropped, missing or stored twice.
 func BenchmarkSustainedRecording(b *testing.B) {
 	ctx := context.Background()
@@ -270,7 +271,7 @@ func BenchmarkSustainedRecording(b *testing.B) {
 	result := []byte(`{"content":[{"type":"text","text":"` + strings.Repeat("b", 400) + `"}]}`)
 	queueCap := recorder.DefaultQueueSize
 	total := 0
-	server0 := procCPU(b, pid)
+	server0, client0 := procCPU(b, pid), selfCPU(b)
 	start := time.Now()
 	for b.Loop() {
 		for c := range calls {
@@ -303,7 +304,7 @@ func BenchmarkSustainedRecording(b *testing.B) {
 	}
 	elapsed := time.Since(start)
 	b.StopTimer()
-	server := procCPU(b, pid) - server0
+	server, client := procCPU(b, pid)-server0, selfCPU(b)-client0
 	if st := p.Stats(); st.Written != uint64(total*3) || st.Dropped != 0 || st.Quarantined != 0 {
 		b.Fatalf("stats %+v, want %d written, none dropped", st, total*3)
 	}
@@ -319,4 +320,5 @@ func BenchmarkSustainedRecording(b *testing.B) {
 	}
 	b.ReportMetric(float64(total)/elapsed.Seconds(), "calls/s")
 	b.ReportMetric(float64(server.Microseconds())/float64(total), "server-µs/call")
+	b.ReportMetric(float64(client.Microseconds())/float64(total), "client-µs/call")
 }
