@@ -452,25 +452,3 @@ func firstMismatch(a, b []string) int {
 	}
 	return min(len(a), len(b))
 }
-
-// TestAuditDaysRetention: audit's retention drops the rollup's months with
-// audit's, so that the per-day counts never outlive the rows.
-func TestAuditDaysRetention(t *testing.T) {
-	ctx := context.Background()
-	s := openStore(t, Retention{Audit: 60 * 24 * time.Hour})
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
-	if err := s.WriteBatch(ctx, "r", callEvents("c", []time.Time{now.AddDate(0, 0, -100), now.AddDate(0, 0, -10)})); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.dropExpiredPartitions(ctx, now); err != nil {
-		t.Fatalf("DropExpiredPartitions: %v", err)
-	}
-	for _, q := range []string{"SELECT count() FROM " + s.table("audit"), "SELECT sum(calls) FROM " + s.table("audit_days")} {
-		if got := count(t, s, q); got != 1 {
-			t.Errorf("%s = %d after retention, want 1 (the call of 10 days ago)", q, got)
-		}
-	}
-}
