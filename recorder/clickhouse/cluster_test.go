@@ -174,10 +174,6 @@ func TestCluster(t *testing.T) {
 					t.Errorf("replica %d: %s after the retry = %d raw rows, want %d", i+1, q.table, got, q.want)
 				}
 			}
-			// The view's block for the retry is identical too, and dropped.
-			if got := connCount(t, conn, "SELECT sum(calls) FROM "+db+".audit_days_local"); got != 3 {
-				t.Errorf("replica %d: audit_days_local counts %d calls after the retry, want 3", i+1, got)
-			}
 		}
 	})
 
@@ -206,20 +202,6 @@ func TestCluster(t *testing.T) {
 			sort.Strings(audited)
 			if want := []string{"r1", "r2"}; !reflect.DeepEqual(audited, want) {
 				t.Errorf("%s: Audit(alice) = %v, want %v", name, audited, want)
-			}
-			audited = nil
-			if err := st.Audit(ctx, AuditQuery{Since: base.Add(-time.Hour), Limit: 2}, func(r AuditRow) error { audited = append(audited, r.RequestID); return nil }); err != nil {
-				t.Fatal(err)
-			}
-			if want := []string{"r1", "r2"}; !reflect.DeepEqual(audited, want) {
-				t.Errorf("%s: Audit(limit 2) = %v, want %v", name, audited, want)
-			}
-			days, err := st.AuditDays(ctx, AuditQuery{}, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(days) != 1 || days[0].Total != 3 || days[0].Denied != 1 {
-				t.Errorf("%s: AuditDays = %+v, want one day of 3 calls, 1 denied", name, days)
 			}
 			sel, err := st.Select(ctx, Selection{Tool: "crm.search", Since: base.Add(-time.Minute)})
 			if err != nil {

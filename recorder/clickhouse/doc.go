@@ -35,8 +35,7 @@
 // where the server knows it), and every event table is a ReplacingMergeTree
 // keyed by event_id. Hops are read with FINAL; calls and audit rows, whose
 // pages span millions of rows, without it, dropping the adjacent copies of
-// an event in Go (Store.readPage), newest-first pages window by window, and
-// per-day counts from the audit_days rollup (migration 0008).
+// an event in Go (Store.readPage), newest-first pages window by window.
 //
 // The store's own connection is deliberately not traced: no spans are made
 // for, or propagated into, queries about writing traces.

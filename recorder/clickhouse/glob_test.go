@@ -187,7 +187,7 @@ func TestTTLChange(t *testing.T) {
 		{"seconds", noTTL, 90 * time.Minute, "MODIFY TTL toDateTime(ts) + INTERVAL 5400 SECOND"},
 	}
 	for _, tt := range tests {
-		if got := ttlChange(tt.engine, "ts", tt.keep); got != tt.want {
+		if got := ttlChange(tt.engine, tt.keep); got != tt.want {
 			t.Errorf("%s: ttlChange(..., %s) = %q, want %q", tt.name, tt.keep, got, tt.want)
 		}
 	}

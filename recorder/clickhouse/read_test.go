@@ -43,7 +43,7 @@ func callEvents(prefix string, ats []time.Time) []recorder.Event {
 func writeTwice(t *testing.T, s *Store, evs []recorder.Event) {
 	t.Helper()
 	ctx := context.Background()
-	for _, table := range []string{"audit", "audit_days"} {
+	for _, table := range []string{"audit"} {
 		if err := s.conn.Exec(ctx, "SYSTEM STOP MERGES "+s.storageTable(table)); err != nil {
 			t.Fatalf("stopping merges on %s: %v", table, err)
 		}
@@ -274,126 +274,14 @@ func TestNewestFirst(t *testing.T) {
 	}
 }
 
-// TestAuditDaysRollup: the per-day counts read from the audit_days rollup
-// (whole days) and from audit (partial days, the day the rollup began and
-// the day before, a role filter) equal the counts of the audit table read
-// without FINAL: for rows recorded before migration 0008 (its backfill),
-// after it (its view), after a batch written twice, and after the
-// migration was interrupted before or after its view and ran again.
-func TestAuditDaysRollup(t *testing.T) {
-	ctx := context.Background()
-	s := openStore(t, DefaultRetention())
-	if err := s.migrateTo(ctx, 7); err != nil {
-		t.Fatalf("migrate to v7: %v", err)
-	}
-	now := time.Now().UTC()
-	today := now.Truncate(24 * time.Hour)
-	calls := func(prefix string, first int) []recorder.Event {
-		var ats []time.Time
-		for d := first; d <= 45; d += 3 {
-			day := today.AddDate(0, 0, -d)
-			ats = append(ats, day, day.Add(6*time.Hour), day.Add(13*time.Hour), day.Add(13*time.Hour), day.Add(24*time.Hour-time.Nanosecond))
-		}
-		return callEvents(prefix, append(ats, now.Add(-time.Minute), now.Add(-25*time.Hour)))
-	}
-	if err := s.WriteBatch(ctx, "before", calls("old", 0)); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatalf("migrating to v8: %v", err)
-	}
-	if err := s.WriteBatch(ctx, "after", calls("new", 1)); err != nil {
-		t.Fatal(err)
-	}
-	day := 24 * time.Hour
-	queries := []AuditQuery{
-		{},
-		{Since: today.Add(-10 * day)},
-		{Since: today.Add(-10*day + 13*time.Hour)},
-		{Since: today.Add(-10*day + 13*time.Hour + time.Nanosecond)},
-		{Since: today.Add(-30 * day), Until: today.Add(-5 * day)},
-		{Since: today.Add(-30 * day), Until: today.Add(-5*day + 6*time.Hour)},
-		{Until: today.Add(-2*day + 13*time.Hour)},
-		{Since: now.Add(-26 * time.Hour)},
-		{Principal: "p1"},
-		{Tool: "s1.*", Since: today.Add(-20*day + time.Hour)},
-		{Decision: "denied"},
-		{Rule: "token:p2"},
-		{Role: "r1"},
-		{Role: "r0", Principal: "p2", Since: today.Add(-20*day + time.Hour)},
-		{Principal: "nobody"},
-	}
-	check := func(when string) {
-		t.Helper()
-		for _, q := range queries {
-			got, err := s.AuditDays(ctx, q, 0)
-			if err != nil {
-				t.Fatalf("%s: AuditDays(%+v): %v", when, q, err)
-			}
-			want, err := legacyReader{s}.AuditDays(ctx, q, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !reflect.DeepEqual(got, want) {
-				t.Errorf("%s: AuditDays(%+v) =\n%v, want (from audit)\n%v", when, q, got, want)
-			}
-		}
-		// The rollup holds every day before the one it began, not only
-		// what AuditDays reads from audit.
-		old := "toDate(?) - 1"
-		if got, want := count(t, s, "SELECT sum(calls) FROM "+s.table("audit_days")+" WHERE day < "+old, now),
-			count(t, s, "SELECT count() FROM "+s.table("audit")+" WHERE toDate(ts) < "+old, now); got != want || got == 0 {
-			t.Errorf("%s: audit_days counts %d calls before yesterday, audit %d", when, got, want)
-		}
-	}
-	check("backfill and view")
-
-	// A batch written twice: counted twice by both, until a merge (which
-	// the rollup never undoes).
-	writeTwice(t, s, calls("dup", 2))
-	check("after a batch written twice")
-
-	// Interrupted after the view: run again, nothing counted twice.
-	forget := func() {
-		t.Helper()
-		if err := s.conn.Exec(ctx, "ALTER TABLE "+s.storageTable("schema_migrations")+" DELETE WHERE version = 8"); err != nil {
-			t.Fatalf("forgetting v8: %v", err)
-		}
-		waitMutations(t, s, "schema_migrations")
-	}
-	forget()
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatalf("re-running v8 over its view: %v", err)
-	}
-	check("v8 run again")
-
-	// Interrupted before the view (after a partial backfill): counted
-	// again from an empty table.
-	forget()
-	if err := s.conn.Exec(ctx, "DROP TABLE "+s.storageTable("audit_days_mv")); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.conn.Exec(ctx, "INSERT INTO "+s.storageTable("audit_days")+" (day, principal, calls) SELECT toDate(now()) - 20, 'p1', 1000"); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatalf("re-running v8 without its view: %v", err)
-	}
-	check("v8 run again after a partial backfill")
-}
-
-// TestAuditPages: a page of audit rows, read principal by principal in
-// windows cut where the rollup counts enough rows, lists the same rows as
-// sorting them all with FINAL: across principals and windows, with Since
-// and Until inside a day, a role filter (which the rollup cannot apply),
-// a batch written twice, and rollup counts that are wrong (too many on a
-// day without rows).
+// TestAuditPages: a page of audit rows, one query ordered by principal,
+// ts_ns and event_id without FINAL, lists the same rows as sorting them all
+// with FINAL (legacyReader): across principals, with Since and Until inside
+// a day, a role filter, filters on principal, decision, tool and rule, and
+// a batch written twice.
 func TestAuditPages(t *testing.T) {
 	ctx := context.Background()
-	s := openStore(t, DefaultRetention())
-	if err := s.migrateTo(ctx, 7); err != nil {
-		t.Fatalf("migrate to v7: %v", err)
-	}
+	s := migratedStore(t)
 	now := time.Now().UTC()
 	spread := func(prefix string, n int, span time.Duration) []recorder.Event {
 		ats := make([]time.Time, n)
@@ -402,21 +290,13 @@ func TestAuditPages(t *testing.T) {
 		}
 		return callEvents(prefix, ats)
 	}
-	if err := s.WriteBatch(ctx, "before", spread("old", 1500, 50*24*time.Hour)); err != nil {
+	if err := s.WriteBatch(ctx, "old", spread("old", 1500, 50*24*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.WriteBatch(ctx, "after", spread("new", 600, 20*24*time.Hour)); err != nil {
+	if err := s.WriteBatch(ctx, "new", spread("new", 600, 20*24*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	writeTwice(t, s, spread("dup", 300, 10*24*time.Hour))
-	// Wrong counts: p1 seems to have many rows on a day it has none.
-	if err := s.conn.Exec(ctx, "INSERT INTO "+s.storageTable("audit_days")+" (day, principal, target, decision, rule, calls) "+
-		"SELECT toDate(now()) - 60, 'p1', 's1.t1', 'allowed', 'token:p1', 100000"); err != nil {
-		t.Fatal(err)
-	}
 	day := 24 * time.Hour
 	for _, q := range []AuditQuery{
 		{Since: now.Add(-30 * day)},
@@ -430,18 +310,75 @@ func TestAuditPages(t *testing.T) {
 	} {
 		for _, limit := range []int{1, 17, 200, 700, 5000} {
 			q.Limit = limit
-			var got, want []string
-			if err := s.Audit(ctx, q, func(r AuditRow) error { got = append(got, r.RequestID); return nil }); err != nil {
-				t.Fatalf("Audit(%+v): %v", q, err)
-			}
-			if err := (legacyReader{s}).Audit(ctx, q, func(r AuditRow) error { want = append(want, r.RequestID); return nil }); err != nil {
-				t.Fatal(err)
-			}
+			got, want := auditIDs(t, s, q), auditIDs(t, legacyReader{s}, q)
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("Audit(%+v) = %d rows, want %d (from FINAL); first difference at %d", q, len(got), len(want), firstMismatch(got, want))
 			}
 		}
 	}
+}
+
+// TestReadTies: events sharing one ts_ns, every one stored twice in two
+// unmerged parts, paged by Calls and Audit with limits that end inside,
+// and exactly at the end of, a run of equal ts_ns: the same events in the
+// same order as a FINAL read. Each page is read on after the last row kept
+// (ts_ns, event_id, and principal for Audit) because the copies leave the
+// first read short (it asks limit + limit/8 + 16 rows, half of them
+// copies), so a continuation that compared ts_ns alone would skip or
+// repeat rows of the tie.
+func TestReadTies(t *testing.T) {
+	ctx := context.Background()
+	s := migratedStore(t)
+	newer := time.Now().UTC().Add(-10 * time.Minute).Truncate(time.Second).Add(123456789 * time.Nanosecond)
+	older := newer.Add(-3 * time.Hour) // another of Calls' windows
+	var evs []recorder.Event
+	for _, g := range []struct {
+		prefix string
+		at     time.Time
+	}{{"a", newer}, {"b", older}} {
+		ats := make([]time.Time, 60)
+		for i := range ats {
+			ats[i] = g.at
+		}
+		evs = append(evs, callEvents(g.prefix, ats)...)
+	}
+	writeTwice(t, s, evs)
+	for _, limit := range []int{1, 30, 50, 59, 60, 61, 90, 119, 120, 200} {
+		q := CallsQuery{Limit: limit}
+		got := callIDs(t, s, q)
+		want, err := legacyReader{s}.Calls(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wantIDs []string
+		for _, c := range want {
+			wantIDs = append(wantIDs, c.RequestID)
+		}
+		if len(wantIDs) != min(limit, 120) {
+			t.Fatalf("FINAL read of %d calls = %d", limit, len(wantIDs))
+		}
+		if !reflect.DeepEqual(got, wantIDs) {
+			t.Errorf("Calls(limit %d) = %d calls, want %d (from FINAL); first difference at %d", limit, len(got), len(wantIDs), firstMismatch(got, wantIDs))
+		}
+		aq := AuditQuery{Limit: limit}
+		if got, want := auditIDs(t, s, aq), auditIDs(t, legacyReader{s}, aq); !reflect.DeepEqual(got, want) || len(want) != min(limit, 120) {
+			t.Errorf("Audit(limit %d) = %d rows, want %d (from FINAL); first difference at %d", limit, len(got), len(want), firstMismatch(got, want))
+		}
+		// One principal: its 40 rows, 20 at each ts_ns.
+		aq.Principal = "p1"
+		if got, want := auditIDs(t, s, aq), auditIDs(t, legacyReader{s}, aq); !reflect.DeepEqual(got, want) || len(want) != min(limit, 40) {
+			t.Errorf("Audit(p1, limit %d) = %d rows, want %d (from FINAL); first difference at %d", limit, len(got), len(want), firstMismatch(got, want))
+		}
+	}
+}
+
+func auditIDs(t *testing.T, r pageReader, q AuditQuery) []string {
+	t.Helper()
+	var ids []string
+	if err := r.Audit(context.Background(), q, func(r AuditRow) error { ids = append(ids, r.RequestID); return nil }); err != nil {
+		t.Fatalf("Audit(%+v): %v", q, err)
+	}
+	return ids
 }
 
 func firstMismatch(a, b []string) int {
@@ -451,26 +388,4 @@ func firstMismatch(a, b []string) int {
 		}
 	}
 	return min(len(a), len(b))
-}
-
-// TestAuditDaysRetention: audit's retention drops the rollup's months with
-// audit's, so that the per-day counts never outlive the rows.
-func TestAuditDaysRetention(t *testing.T) {
-	ctx := context.Background()
-	s := openStore(t, Retention{Audit: 60 * 24 * time.Hour})
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
-	if err := s.WriteBatch(ctx, "r", callEvents("c", []time.Time{now.AddDate(0, 0, -100), now.AddDate(0, 0, -10)})); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.dropExpiredPartitions(ctx, now); err != nil {
-		t.Fatalf("DropExpiredPartitions: %v", err)
-	}
-	for _, q := range []string{"SELECT count() FROM " + s.table("audit"), "SELECT sum(calls) FROM " + s.table("audit_days")} {
-		if got := count(t, s, q); got != 1 {
-			t.Errorf("%s = %d after retention, want 1 (the call of 10 days ago)", q, got)
-		}
-	}
 }

@@ -9,7 +9,7 @@ import (
 // DropExpiredPartitions enforces Config.Retention on servers without TTL
 // (ClickHouse 18.16) by dropping whole partitions that lie entirely before
 // now minus the retention: days for hops, payloads, request_index and
-// write_tokens, months for audit and its per-day counts. Zero retention keeps a table forever.
+// write_tokens, months for audit. Zero retention keeps a table forever.
 // It returns how many partitions were dropped. Safe to call on servers with
 // TTL too (it then usually finds nothing), and safe to call concurrently
 // with writes.
@@ -29,7 +29,6 @@ func (s *Store) dropExpiredPartitions(ctx context.Context, now time.Time) (int, 
 		{"write_tokens", r.Hops, false},
 		{"payloads", r.Payloads, false},
 		{"audit", r.Audit, true},
-		{"audit_days", r.Audit, true},
 	}
 	dropped := 0
 	for _, p := range plan {

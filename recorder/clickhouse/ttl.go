@@ -2,8 +2,6 @@ package clickhouse
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -12,15 +10,13 @@ import (
 // ttlTables are the tables whose TTL follows Config.Retention.
 var ttlTables = []struct {
 	name string
-	col  string // the time column the TTL counts from
 	keep func(Retention) time.Duration
 }{
-	{"hops", "ts", func(r Retention) time.Duration { return r.Hops }},
-	{"request_index", "ts", func(r Retention) time.Duration { return r.Hops }},
-	{"write_tokens", "ts", func(r Retention) time.Duration { return r.Hops }},
-	{"payloads", "ts", func(r Retention) time.Duration { return r.Payloads }},
-	{"audit", "ts", func(r Retention) time.Duration { return r.Audit }},
-	{"audit_days", "day", func(r Retention) time.Duration { return r.Audit }},
+	{"hops", func(r Retention) time.Duration { return r.Hops }},
+	{"request_index", func(r Retention) time.Duration { return r.Hops }},
+	{"write_tokens", func(r Retention) time.Duration { return r.Hops }},
+	{"payloads", func(r Retention) time.Duration { return r.Payloads }},
+	{"audit", func(r Retention) time.Duration { return r.Audit }},
 }
 
 // ttlInterval is the retention as ClickHouse prints it back in
@@ -35,10 +31,10 @@ func ttlInterval(d time.Duration) (normalized, written string) {
 }
 
 // ttlChange returns the ALTER clause that brings a table whose engine_full
-// is engineFull, with its TTL on column col, to retention d, or "" when it already matches. Tables are
+// is engineFull to retention d, or "" when it already matches. Tables are
 // created with the TTL of the configuration at that time; this keeps them
 // in step when the retention changes later.
-func ttlChange(engineFull, col string, d time.Duration) string {
+func ttlChange(engineFull string, d time.Duration) string {
 	has := strings.Contains(engineFull, " TTL ")
 	if d <= 0 {
 		if has {
@@ -47,10 +43,10 @@ func ttlChange(engineFull, col string, d time.Duration) string {
 		return ""
 	}
 	norm, written := ttlInterval(d)
-	if has && strings.Contains(engineFull, "toDateTime("+col+") + "+norm) {
+	if has && strings.Contains(engineFull, "toDateTime(ts) + "+norm) {
 		return ""
 	}
-	return "MODIFY TTL toDateTime(" + col + ") + " + written
+	return "MODIFY TTL toDateTime(ts) + " + written
 }
 
 // syncTTL applies retention changes to existing tables on servers with TTL.
@@ -63,13 +59,10 @@ func (s *Store) syncTTL(ctx context.Context) error {
 		_, name, _ := cutStorage(table)
 		var engineFull string
 		err := s.conn.QueryRow(ctx, "SELECT engine_full FROM system.tables WHERE database = ? AND name = ?", s.cfg.Database, name).Scan(&engineFull)
-		if errors.Is(err, sql.ErrNoRows) {
-			continue // a schema older than the table's migration
-		}
 		if err != nil {
 			return fmt.Errorf("reading TTL of %s: %w", table, err)
 		}
-		change := ttlChange(engineFull, t.col, t.keep(s.cfg.Retention))
+		change := ttlChange(engineFull, t.keep(s.cfg.Retention))
 		if change == "" {
 			continue
 		}

@@ -226,35 +226,3 @@ DROP TABLE IF EXISTS mcptrail.audit ON CLUSTER 'mcp';
 CREATE TABLE IF NOT EXISTS mcptrail.audit ON CLUSTER 'mcp' AS mcptrail.audit_local
 ENGINE = Distributed('mcp', 'mcptrail', 'audit_local', cityHash64(principal));
 
--- migration 0008_audit_days
-CREATE TABLE IF NOT EXISTS mcptrail.audit_days_local ON CLUSTER 'mcp' (
-    day Date,
-    principal String,
-    server LowCardinality(String),
-    target LowCardinality(String),
-    decision LowCardinality(String),
-    rule LowCardinality(String),
-    calls UInt64
-) ENGINE = ReplicatedSummingMergeTree('/clickhouse/tables/{shard}/mcptrail/audit_days_local', '{replica}')
-PARTITION BY toYYYYMM(day)
-ORDER BY (principal, day, target, decision, rule, server)
-TTL toDateTime(day) + INTERVAL 400 DAY;
-
-CREATE TABLE IF NOT EXISTS mcptrail.audit_days ON CLUSTER 'mcp' AS mcptrail.audit_days_local
-ENGINE = Distributed('mcp', 'mcptrail', 'audit_days_local', cityHash64(principal));
-
--- mcptrail:if-missing-column audit_days_mv_local day
-TRUNCATE TABLE IF EXISTS mcptrail.audit_days_local ON CLUSTER 'mcp';
-
--- mcptrail:if-missing-column audit_days_mv_local day
-INSERT INTO mcptrail.audit_days_local (day, principal, server, target, decision, rule, calls)
-SELECT toDate(ts) AS day, principal, server, target, decision, rule, count() AS calls
-FROM mcptrail.audit
-GROUP BY day, principal, server, target, decision, rule;
-
--- mcptrail:if-missing-column audit_days_mv_local day
-CREATE MATERIALIZED VIEW IF NOT EXISTS mcptrail.audit_days_mv_local ON CLUSTER 'mcp' TO mcptrail.audit_days_local AS
-SELECT toDate(ts) AS day, principal, server, target, decision, rule, count() AS calls
-FROM mcptrail.audit_local
-GROUP BY day, principal, server, target, decision, rule;
-
