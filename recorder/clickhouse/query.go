@@ -381,6 +381,13 @@ type pageQuery struct {
 	// after is the condition for the rows that sort after the row whose
 	// principal, ts_ns and event_id are k.
 	after func(k pageKey) (string, []any)
+	// bound, when not "", is a condition the first rows in order are
+	// expected to meet (with boundArgs), so that the server sorts only the
+	// rows under it. readPage reads with it until those rows run out, then
+	// on without it after the last row kept: a bound that turns out too
+	// tight costs a query, never a row.
+	bound     string
+	boundArgs []any
 }
 
 // pageKey is where a row sorts in a page.
@@ -414,8 +421,27 @@ func principalAfter(k pageKey) (string, []any) {
 // page.
 func (s *Store) readPage(ctx context.Context, q pageQuery, n int, scan func(driver.Rows) (pageKey, error), keep func() error) error {
 	have := 0
-	where, args := q.where, q.args
+	bounded := n > 0 && q.bound != ""
+	var last pageKey // the last row kept, when have > 0
 	for {
+		var conds []string
+		args := append([]any(nil), q.args...)
+		if have > 0 {
+			cond, cargs := q.after(last)
+			conds, args = append(conds, cond), append(args, cargs...)
+		}
+		if bounded {
+			conds, args = append(conds, q.bound), append(args, q.boundArgs...)
+		}
+		where := q.where
+		if len(conds) > 0 {
+			if where == "" {
+				where = " WHERE "
+			} else {
+				where += " AND "
+			}
+			where += strings.Join(conds, " AND ")
+		}
 		query := q.sel + where + " ORDER BY " + q.order
 		ask := 0
 		if n > 0 {
@@ -427,7 +453,6 @@ func (s *Store) readPage(ctx context.Context, q pageQuery, n int, scan func(driv
 			return err
 		}
 		raw := 0
-		var last pageKey
 		for (n <= 0 || have < n) && rows.Next() {
 			k, err := scan(rows)
 			if err != nil {
@@ -450,16 +475,16 @@ func (s *Store) readPage(ctx context.Context, q pageQuery, n int, scan func(driv
 		if err != nil {
 			return err
 		}
-		if n <= 0 || have >= n || raw < ask {
+		if n <= 0 || have >= n {
 			return nil
 		}
-		cond, cargs := q.after(last)
-		if q.where == "" {
-			where = " WHERE " + cond
-		} else {
-			where = q.where + " AND " + cond
+		if raw < ask {
+			if !bounded {
+				return nil
+			}
+			// The rows under the bound ran out: read on without it.
+			bounded = false
 		}
-		args = append(append([]any(nil), q.args...), cargs...)
 	}
 }
 
@@ -597,16 +622,35 @@ func (s *Store) audit(ctx context.Context, q AuditQuery, emit func(AuditRow) err
 // auditRows emits the first n rows matching f (all when n <= 0) and
 // returns how many.
 func (s *Store) auditRows(ctx context.Context, f auditFilter, n int, emit func(AuditRow) error) (int, error) {
+	return s.auditPage(ctx, f, n, true, emit)
+}
+
+// auditPage is auditRows; with bound, a page (n > 0) of several principals
+// is first read under principal <= the principal whose rows, counted in
+// order, reach n (see principalBound): ClickHouse 18.16 cannot read in
+// sort-key order, so without it the server sorts every row of the window
+// for the first n.
+func (s *Store) auditPage(ctx context.Context, f auditFilter, n int, bound bool, emit func(AuditRow) error) (int, error) {
 	where, args := filters(f)
+	q := pageQuery{
+		sel: "SELECT event_id, ts_ns, principal, method, target, server, decision, rule, roles, toString(outcome), error_code, " +
+			"request_id, session_id, trace_id, client_name, duration_us FROM " + s.table("audit"),
+		where: where, args: args, order: "principal, ts_ns, event_id", after: principalAfter,
+	}
+	if bound && n > 0 && f.principal == "" {
+		p, ok, err := s.principalBound(ctx, where, args, n)
+		if err != nil {
+			return 0, err
+		}
+		if ok {
+			q.bound, q.boundArgs = "principal <= ?", []any{p}
+		}
+	}
 	var (
 		r    AuditRow
 		sent int
 	)
-	err := s.readPage(ctx, pageQuery{
-		sel: "SELECT event_id, ts_ns, principal, method, target, server, decision, rule, roles, toString(outcome), error_code, " +
-			"request_id, session_id, trace_id, client_name, duration_us FROM " + s.table("audit"),
-		where: where, args: args, order: "principal, ts_ns, event_id", after: principalAfter,
-	}, n,
+	err := s.readPage(ctx, q, n,
 		func(rows driver.Rows) (pageKey, error) {
 			var (
 				k       pageKey
@@ -629,6 +673,52 @@ func (s *Store) auditRows(ctx context.Context, f auditFilter, n int, emit func(A
 			return nil
 		})
 	return sent, err
+}
+
+// principalBound counts the rows matching where per principal, in order,
+// and returns the first principal at which the count reaches n; false when
+// the rows of all principals together stay under n. The counts are read
+// without FINAL: copies of a batch written twice can only make them higher
+// than the events, which makes the bound too tight (readPage then reads on
+// without it), never skips a principal that has rows.
+func (s *Store) principalBound(ctx context.Context, where string, args []any, n int) (string, bool, error) {
+	rows, err := s.conn.Query(ctx, "SELECT principal, count() FROM "+s.table("audit")+where+" GROUP BY principal ORDER BY principal", args...)
+	if err != nil {
+		return "", false, fmt.Errorf("counting rows per principal: %w", err)
+	}
+	defer rows.Close()
+	var counts []principalCount
+	for rows.Next() {
+		var c principalCount
+		if err := rows.Scan(&c.principal, &c.rows); err != nil {
+			return "", false, fmt.Errorf("scanning rows per principal: %w", err)
+		}
+		counts = append(counts, c)
+	}
+	if err := rows.Err(); err != nil {
+		return "", false, fmt.Errorf("counting rows per principal: %w", err)
+	}
+	p, ok := reachPrincipal(counts, n)
+	return p, ok, nil
+}
+
+// principalCount is how many rows a principal has.
+type principalCount struct {
+	principal string
+	rows      uint64
+}
+
+// reachPrincipal returns the first principal of counts (in principal
+// order) at which the running total reaches n; false if it never does.
+func reachPrincipal(counts []principalCount, n int) (string, bool) {
+	var sum uint64
+	for _, c := range counts {
+		sum += c.rows
+		if sum >= uint64(n) {
+			return c.principal, true
+		}
+	}
+	return "", false
 }
 
 // emitError carries an error of the caller's emit through readPage

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
 	"github.com/mcptrail/mcptrail/recorder"
 )
 
@@ -388,4 +390,117 @@ func firstMismatch(a, b []string) int {
 		}
 	}
 	return min(len(a), len(b))
+}
+
+// queryLog records the queries a Store sends through it.
+type queryLog struct {
+	driver.Conn
+	queries []string
+	args    [][]any
+}
+
+func (l *queryLog) Query(ctx context.Context, query string, args ...any) (driver.Rows, error) {
+	l.queries, l.args = append(l.queries, query), append(l.args, args)
+	return l.Conn.Query(ctx, query, args...)
+}
+
+// TestAuditPrincipalBound: a page of everyone's audit rows is read first
+// under principal <= the principal at which the rows per principal, counted
+// in order without FINAL, reach the page, then on without the bound when
+// copies leave the rows under it short. Principals pa (50 calls), pb (30,
+// stored twice), pc (20), pd (100, stored twice), pe (7): the same rows as
+// a FINAL read for pages that end inside a principal, exactly at its last
+// row, span several principals, run past a bound that the copies made too
+// tight (pb's 60 rows count for 30), or exceed every row; with filters that
+// leave few rows. Where the counts are exact, the page takes a single
+// query under the expected principal.
+func TestAuditPrincipalBound(t *testing.T) {
+	ctx := context.Background()
+	s := migratedStore(t)
+	now := time.Now().UTC()
+	group := func(p string, n int) []recorder.Event {
+		ats := make([]time.Time, n)
+		for i := range ats {
+			ats[i] = now.Add(-time.Duration(i*37%n) * 3 * time.Hour)
+		}
+		evs := callEvents(p+"-", ats)
+		for i := range evs {
+			evs[i].Principal = p
+		}
+		return evs
+	}
+	for _, g := range []struct {
+		p     string
+		n     int
+		twice bool
+	}{{"pa", 50, false}, {"pb", 30, true}, {"pc", 20, false}, {"pd", 100, true}, {"pe", 7, false}} {
+		evs := group(g.p, g.n)
+		if g.twice {
+			writeTwice(t, s, evs)
+		} else if err := s.WriteBatch(ctx, g.p, evs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	day := 24 * time.Hour
+	for _, q := range []AuditQuery{
+		{},
+		{Since: now.Add(-90 * day)},
+		{Since: now.Add(-5 * day), Until: now.Add(-2*day + 7*time.Hour)},
+		{Decision: "denied"},
+		{Tool: "s1.*"},
+		{Role: "r1", Rule: "token:p1"},
+		{Principal: "pb"},
+		{Principal: "nobody"},
+	} {
+		for _, limit := range []int{1, 7, 10, 49, 50, 51, 79, 80, 81, 100, 110, 130, 131, 150, 206, 207, 500} {
+			q.Limit = limit
+			got, want := auditIDs(t, s, q), auditIDs(t, legacyReader{s}, q)
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("Audit(%+v) = %d rows, want %d (from FINAL); first difference at %d", q, len(got), len(want), firstMismatch(got, want))
+			}
+		}
+	}
+	// Where the counts are exact (pa's rows are stored once), the first
+	// query answers the page, under the principal whose rows reach it.
+	log := &queryLog{Conn: s.conn}
+	s.conn = log
+	defer func() { s.conn = log.Conn }()
+	for _, c := range []struct {
+		q     AuditQuery
+		bound string
+	}{
+		{AuditQuery{Limit: 1}, "pa"},
+		{AuditQuery{Limit: 50}, "pa"},                     // pa's rows exactly
+		{AuditQuery{Limit: 51}, "pb"},                     // pb's counts 60, its events 30
+		{AuditQuery{Decision: "denied", Limit: 10}, "pa"}, // pa's 10 denied
+	} {
+		log.queries, log.args = nil, nil
+		if got, want := auditIDs(t, s, c.q), auditIDs(t, legacyReader{s}, c.q); !reflect.DeepEqual(got, want) {
+			t.Errorf("Audit(%+v) = %d rows, want %d (from FINAL)", c.q, len(got), len(want))
+		}
+		// Audit's queries, then legacyReader's one.
+		if n := len(log.queries) - 1; n != 2 {
+			t.Errorf("Audit(%+v) took %d queries, want 2 (the counts, the page): %q", c.q, n, log.queries[:max(n, 0)])
+			continue
+		}
+		if args := log.args[1]; len(args) == 0 || args[len(args)-1] != c.bound {
+			t.Errorf("Audit(%+v) read under %v, want principal <= %q", c.q, args, c.bound)
+		}
+	}
+}
+
+func TestReachPrincipal(t *testing.T) {
+	counts := []principalCount{{"a", 3}, {"b", 2}, {"c", 5}}
+	for _, tt := range []struct {
+		n    int
+		want string
+		ok   bool
+	}{{1, "a", true}, {3, "a", true}, {4, "b", true}, {5, "b", true}, {6, "c", true}, {10, "c", true}, {11, "", false}} {
+		if got, ok := reachPrincipal(counts, tt.n); got != tt.want || ok != tt.ok {
+			t.Errorf("reachPrincipal(%d) = %q, %v; want %q, %v", tt.n, got, ok, tt.want, tt.ok)
+		}
+	}
+	if _, ok := reachPrincipal(nil, 1); ok {
+		t.Error("reachPrincipal of no principals found one")
+	}
 }
