@@ -385,7 +385,10 @@ type pageQuery struct {
 	// expected to meet (with boundArgs), so that the server sorts only the
 	// rows under it. readPage reads with it until those rows run out, then
 	// on without it after the last row kept: a bound that turns out too
-	// tight costs a query, never a row.
+	// tight costs a query, never a row. That holds only for a bound that
+	// selects a leading run of the order: "<first ORDER BY column> <= ?"
+	// with an ascending first column (a bound on any other column would
+	// drop rows that sort before the last one under it).
 	bound     string
 	boundArgs []any
 }
@@ -639,10 +642,12 @@ func (s *Store) auditPage(ctx context.Context, f auditFilter, n int, bound bool,
 	}
 	if bound && n > 0 && f.principal == "" {
 		p, ok, err := s.principalBound(ctx, where, args, n)
-		if err != nil {
-			return 0, err
+		if cerr := ctx.Err(); cerr != nil {
+			return 0, fmt.Errorf("counting rows per principal: %w", cerr)
 		}
-		if ok {
+		// The bound only saves the server work: if the counts failed (a
+		// memory or time limit of the server's), read the page without it.
+		if err == nil && ok {
 			q.bound, q.boundArgs = "principal <= ?", []any{p}
 		}
 	}
@@ -677,12 +682,15 @@ func (s *Store) auditPage(ctx context.Context, f auditFilter, n int, bound bool,
 
 // principalBound counts the rows matching where per principal, in order,
 // and returns the first principal at which the count reaches n; false when
-// the rows of all principals together stay under n. The counts are read
-// without FINAL: copies of a batch written twice can only make them higher
-// than the events, which makes the bound too tight (readPage then reads on
-// without it), never skips a principal that has rows.
+// the rows of all principals together stay under n. Which principal it
+// returns changes the cost of the page, never its rows (see
+// pageQuery.bound): counts read without FINAL, where copies of a batch
+// written twice make them too high, only make the bound too tight. Every
+// principal counts at least one row, so the one sought is among the first
+// n: the query returns at most n rows, however many principals there are.
 func (s *Store) principalBound(ctx context.Context, where string, args []any, n int) (string, bool, error) {
-	rows, err := s.conn.Query(ctx, "SELECT principal, count() FROM "+s.table("audit")+where+" GROUP BY principal ORDER BY principal", args...)
+	rows, err := s.conn.Query(ctx, "SELECT principal, count() FROM "+s.table("audit")+where+
+		fmt.Sprintf(" GROUP BY principal ORDER BY principal LIMIT %d", n), args...)
 	if err != nil {
 		return "", false, fmt.Errorf("counting rows per principal: %w", err)
 	}

@@ -2,9 +2,11 @@ package clickhouse
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -502,5 +504,79 @@ func TestReachPrincipal(t *testing.T) {
 	}
 	if _, ok := reachPrincipal(nil, 1); ok {
 		t.Error("reachPrincipal of no principals found one")
+	}
+}
+
+// failingCounts fails the per-principal count query, as a server's memory
+// or time limit would.
+type failingCounts struct{ queryLog }
+
+func (f *failingCounts) Query(ctx context.Context, query string, args ...any) (driver.Rows, error) {
+	if strings.Contains(query, "GROUP BY principal") {
+		f.queries = append(f.queries, query)
+		return nil, errors.New("code: 241, memory limit exceeded")
+	}
+	return f.queryLog.Query(ctx, query, args...)
+}
+
+// TestAuditPrincipalBoundOddPrincipals: principals that are empty (no
+// authentication), or hold a NUL or a 0xff byte, bound a page like any
+// other (ClickHouse compares the bound and sorts byte by byte); a page
+// whose count query fails is read without the bound, not refused.
+func TestAuditPrincipalBoundOddPrincipals(t *testing.T) {
+	ctx := context.Background()
+	s := migratedStore(t)
+	now := time.Now().UTC()
+	for i, g := range []struct {
+		p     string
+		n     int
+		twice bool
+	}{{"", 12, true}, {"\x00a", 9, false}, {"a", 5, true}, {"a\xff", 8, false}, {"b", 6, false}} {
+		ats := make([]time.Time, g.n)
+		for j := range ats {
+			ats[j] = now.Add(-time.Duration(j) * time.Hour)
+		}
+		evs := callEvents(fmt.Sprintf("g%d-", i), ats)
+		for j := range evs {
+			evs[j].Principal = g.p
+		}
+		if g.twice {
+			writeTwice(t, s, evs)
+		} else if err := s.WriteBatch(ctx, fmt.Sprintf("g%d", i), evs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for limit := 1; limit <= 41; limit++ {
+		q := AuditQuery{Limit: limit}
+		got, want := auditIDs(t, s, q), auditIDs(t, legacyReader{s}, q)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("Audit(limit %d) = %d rows, want %d (from FINAL); first difference at %d", limit, len(got), len(want), firstMismatch(got, want))
+		}
+	}
+	// The empty principal's 12 events (24 rows) bound a page of 20 under
+	// principal <= ''.
+	log := &queryLog{Conn: s.conn}
+	s.conn = log
+	got, want := auditIDs(t, s, AuditQuery{Limit: 20}), auditIDs(t, legacyReader{s}, AuditQuery{Limit: 20})
+	s.conn = log.Conn
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Audit(limit 20) = %d rows, want %d (from FINAL)", len(got), len(want))
+	}
+	if len(log.args) < 2 || len(log.args[1]) == 0 || log.args[1][len(log.args[1])-1] != "" {
+		t.Errorf("Audit(limit 20) queries %q with %v, want the page under principal <= ''", log.queries, log.args)
+	}
+	// The principal sought is among the first 20: the counts stop there.
+	if len(log.queries) == 0 || !strings.HasSuffix(log.queries[0], "LIMIT 20") {
+		t.Errorf("count query %q, want it limited to the page's 20 principals", log.queries)
+	}
+	fail := &failingCounts{queryLog{Conn: s.conn}}
+	s.conn = fail
+	got = auditIDs(t, s, AuditQuery{Limit: 30})
+	s.conn = fail.Conn
+	if want := auditIDs(t, legacyReader{s}, AuditQuery{Limit: 30}); !reflect.DeepEqual(got, want) {
+		t.Errorf("Audit(limit 30) with the counts failing = %d rows, want %d (from FINAL)", len(got), len(want))
+	}
+	if len(fail.queries) != 2 || strings.Contains(fail.queries[1], "principal <=") {
+		t.Errorf("with the counts failing, queries %q; want the counts, then the page without a bound", fail.queries)
 	}
 }
