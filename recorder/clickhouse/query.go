@@ -606,7 +606,7 @@ type AuditRow struct {
 // each principal. An error from emit stops the stream and is returned as is.
 // Rows are read without FINAL, each event once (see readPage).
 func (s *Store) Audit(ctx context.Context, q AuditQuery, emit func(AuditRow) error) error {
-	err := s.audit(ctx, q, emit)
+	err := s.auditPage(ctx, q.filter(), q.Limit, true, emit)
 	var ee emitError
 	if errors.As(err, &ee) {
 		return ee.err
@@ -617,23 +617,12 @@ func (s *Store) Audit(ctx context.Context, q AuditQuery, emit func(AuditRow) err
 	return nil
 }
 
-func (s *Store) audit(ctx context.Context, q AuditQuery, emit func(AuditRow) error) error {
-	_, err := s.auditRows(ctx, q.filter(), q.Limit, emit)
-	return err
-}
-
-// auditRows emits the first n rows matching f (all when n <= 0) and
-// returns how many.
-func (s *Store) auditRows(ctx context.Context, f auditFilter, n int, emit func(AuditRow) error) (int, error) {
-	return s.auditPage(ctx, f, n, true, emit)
-}
-
-// auditPage is auditRows; with bound, a page (n > 0) of several principals
-// is first read under principal <= the principal whose rows, counted in
-// order, reach n (see principalBound): ClickHouse 18.16 cannot read in
-// sort-key order, so without it the server sorts every row of the window
-// for the first n.
-func (s *Store) auditPage(ctx context.Context, f auditFilter, n int, bound bool, emit func(AuditRow) error) (int, error) {
+// auditPage emits the first n rows matching f (all when n <= 0). With
+// bound, a page (n > 0) of several principals is first read under
+// principal <= the principal whose rows, counted in order, reach n (see
+// principalBound): ClickHouse 18.16 cannot read in sort-key order, so
+// without it the server sorts every row of the window for the first n.
+func (s *Store) auditPage(ctx context.Context, f auditFilter, n int, bound bool, emit func(AuditRow) error) error {
 	where, args := filters(f)
 	q := pageQuery{
 		sel: "SELECT event_id, ts_ns, principal, method, target, server, decision, rule, roles, toString(outcome), error_code, " +
@@ -643,7 +632,7 @@ func (s *Store) auditPage(ctx context.Context, f auditFilter, n int, bound bool,
 	if bound && n > 0 && f.principal == "" {
 		p, ok, err := s.principalBound(ctx, where, args, n)
 		if cerr := ctx.Err(); cerr != nil {
-			return 0, fmt.Errorf("counting rows per principal: %w", cerr)
+			return fmt.Errorf("counting rows per principal: %w", cerr)
 		}
 		// The bound only saves the server work: if the counts failed (a
 		// memory or time limit of the server's), read the page without it.
@@ -651,11 +640,8 @@ func (s *Store) auditPage(ctx context.Context, f auditFilter, n int, bound bool,
 			q.bound, q.boundArgs = "principal <= ?", []any{p}
 		}
 	}
-	var (
-		r    AuditRow
-		sent int
-	)
-	err := s.readPage(ctx, q, n,
+	var r AuditRow
+	return s.readPage(ctx, q, n,
 		func(rows driver.Rows) (pageKey, error) {
 			var (
 				k       pageKey
@@ -671,13 +657,11 @@ func (s *Store) auditPage(ctx context.Context, f auditFilter, n int, bound bool,
 			r.Time, r.Outcome, r.Duration = time.Unix(0, int64(k.tsNs)).UTC(), recorder.ParseOutcome(outcome), time.Duration(dur)*time.Microsecond
 			return k, nil
 		}, func() error {
-			sent++
 			if err := emit(r); err != nil {
 				return emitError{err}
 			}
 			return nil
 		})
-	return sent, err
 }
 
 // principalBound counts the rows matching where per principal, in order,

@@ -198,6 +198,5 @@ func BenchmarkReadShapes(b *testing.B) {
 type unboundReader struct{ *Store }
 
 func (u unboundReader) Audit(ctx context.Context, q AuditQuery, emit func(AuditRow) error) error {
-	_, err := u.auditPage(ctx, q.filter(), q.Limit, false, emit)
-	return err
+	return u.auditPage(ctx, q.filter(), q.Limit, false, emit)
 }

@@ -1,6 +1,7 @@
 package clickhouse
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -75,35 +76,15 @@ func wantCalls(evs []recorder.Event, since, until time.Time, limit int, keep fun
 	}
 	slices.SortFunc(in, func(a, b recorder.Event) int {
 		if a.TimeNs != b.TimeNs {
-			return -cmpInt(a.TimeNs, b.TimeNs)
+			return -cmp.Compare(a.TimeNs, b.TimeNs)
 		}
-		return cmpString(a.EventID, b.EventID)
+		return cmp.Compare(a.EventID, b.EventID)
 	})
 	var ids []string
 	for _, e := range in[:min(limit, len(in))] {
 		ids = append(ids, e.RequestID)
 	}
 	return ids
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func callIDs(t *testing.T, s *Store, q CallsQuery) []string {
@@ -205,9 +186,9 @@ func TestReadDuplicatesExact(t *testing.T) {
 	sorted := slices.Clone(evs)
 	slices.SortFunc(sorted, func(a, b recorder.Event) int {
 		if a.Principal != b.Principal {
-			return cmpString(a.Principal, b.Principal)
+			return cmp.Compare(a.Principal, b.Principal)
 		}
-		return cmpInt(a.TimeNs, b.TimeNs)
+		return cmp.Compare(a.TimeNs, b.TimeNs)
 	})
 	var all []string
 	for _, e := range sorted {
