@@ -30,6 +30,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/mcptrail/mcptrail/proxy/config"
+	"github.com/mcptrail/mcptrail/proxy/h1"
 	"github.com/mcptrail/mcptrail/proxy/jsonrpc"
 	"github.com/mcptrail/mcptrail/recorder"
 )
@@ -294,7 +295,16 @@ func upstreamHTTPClient() *http.Client {
 	t.MaxIdleConnsPerHost = 256
 	t.IdleConnTimeout = 90 * time.Second
 	t.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
-	return &http.Client{Transport: t}
+	// Plain-HTTP backends are served on the calling goroutine (h1): a
+	// call then costs no hand-offs to net/http's per-connection reader
+	// and writer goroutines. TLS and proxied backends keep net/http.
+	return &http.Client{Transport: &h1.Transport{
+		Fallback:       t,
+		Proxy:          t.Proxy,
+		DialContext:    t.DialContext,
+		MaxIdlePerHost: t.MaxIdleConnsPerHost,
+		IdleTimeout:    t.IdleConnTimeout,
+	}}
 }
 
 // sep is the namespace separator; a reload cannot change it.
@@ -395,6 +405,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 			g.cancel()
 		}
 		g.wg.Wait()
+		g.client.CloseIdleConnections()
 		if g.shared != nil {
 			_ = g.shared.Close()
 		}

@@ -1,0 +1,532 @@
+// Package h1 is an HTTP/1.1 client transport for plain-HTTP backends that
+// writes each request and reads its response on the calling goroutine.
+//
+// net/http's Transport runs a reader and a writer goroutine per
+// connection: every call hands its request to one and its response over
+// from the other, and on a machine with few cores those hand-offs (futex
+// wake-ups, scheduler runs) cost more CPU and latency than the gateway's
+// own work on a small call. This transport keeps the standard library's
+// wire code (Request.Write, http.ReadResponse, its body readers) and
+// replaces only the connection handling. Anything it does not handle —
+// https, a proxy, CONNECT, an upgrade — goes to a fallback RoundTripper.
+package h1
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// Defaults of Transport's zero fields.
+const (
+	DefaultMaxIdlePerHost        = 256
+	DefaultIdleTimeout           = 90 * time.Second
+	DefaultMaxResponseHeaderSize = 1 << 20
+
+	// MaxInlineBody is the largest request body this transport writes
+	// itself; larger ones go to the fallback.
+	MaxInlineBody = 64 << 10
+
+	// max1xx bounds the informational answers before a final one, as
+	// net/http does.
+	max1xx = 5
+)
+
+// Transport is an http.RoundTripper; its zero value is not usable, set
+// Fallback. It is safe for concurrent use.
+type Transport struct {
+	// Fallback carries every request this transport does not: any scheme
+	// but http, a request Proxy sends through a proxy, CONNECT, and
+	// requests asking for a protocol upgrade.
+	Fallback http.RoundTripper
+	// Proxy reports the proxy for a request, as http.Transport.Proxy; a
+	// request with a proxy goes to Fallback. Nil means none.
+	Proxy func(*http.Request) (*url.URL, error)
+	// DialContext opens connections; nil uses a net.Dialer with a 10 s
+	// timeout and 30 s keep-alive.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+	// MaxIdlePerHost bounds the idle connections kept per host:port.
+	MaxIdlePerHost int
+	// IdleTimeout closes a connection idle for longer.
+	IdleTimeout time.Duration
+	// MaxResponseHeaderSize bounds a response's status line and headers.
+	MaxResponseHeaderSize int64
+
+	mu    sync.Mutex
+	idle  map[string][]*conn // per host:port, most recently used last
+	sweep *time.Timer        // the janitor's next run while any is idle
+}
+
+// conn is one connection; only the request holding it touches it.
+type conn struct {
+	nc     net.Conn
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	key    string
+	idleAt time.Time
+	// limit is how many more bytes reads may take from nc: the header
+	// bound while a response's header is read, unbounded otherwise.
+	limit int64
+}
+
+func (c *conn) Read(p []byte) (int, error) {
+	if c.limit <= 0 {
+		return 0, errHeaderTooLarge
+	}
+	if int64(len(p)) > c.limit {
+		p = p[:c.limit]
+	}
+	n, err := c.nc.Read(p)
+	c.limit -= int64(n)
+	return n, err
+}
+
+var (
+	errHeaderTooLarge = errors.New("response header too large")
+	// errStale marks a failure on a reused connection before any byte of
+	// the response arrived: the backend had closed it while idle.
+	errStale = errors.New("connection closed by the backend")
+)
+
+// RoundTrip implements http.RoundTripper.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !t.handles(req) {
+		return t.Fallback.RoundTrip(req)
+	}
+	ctx := req.Context()
+	for attempt := 0; ; attempt++ {
+		resp, err := t.roundTrip(ctx, req)
+		if err == nil {
+			return resp, nil
+		}
+		if !errors.Is(err, errStale) || attempt > 0 || !replayable(req) {
+			return nil, err
+		}
+		if req.GetBody != nil {
+			body, gerr := req.GetBody()
+			if gerr != nil {
+				return nil, err
+			}
+			req = req.Clone(ctx)
+			req.Body = body
+		}
+	}
+}
+
+// handles reports whether req is one this transport carries itself.
+func (t *Transport) handles(req *http.Request) bool {
+	if req.URL == nil || req.URL.Scheme != "http" || req.URL.Host == "" || req.Method == http.MethodConnect {
+		return false
+	}
+	if req.Header.Get("Upgrade") != "" {
+		return false
+	}
+	// A body is written whole before the answer is read. A small one
+	// fits the sockets' buffers, so a backend that answers before reading
+	// it (a 413, a 401) cannot block the write; a large one or one of
+	// unknown length gets net/http, which reads and writes at once.
+	if req.Body != nil && req.Body != http.NoBody && (req.ContentLength <= 0 || req.ContentLength > MaxInlineBody) {
+		return false
+	}
+	if t.Proxy != nil {
+		if u, err := t.Proxy(req); err != nil || u != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// replayable reports whether a request may be sent again after a stale
+// connection failed it: as net/http, only methods without side effects
+// or one carrying an idempotency key, and only with a body that can be
+// read again.
+func replayable(req *http.Request) bool {
+	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
+		return false
+	}
+	switch req.Method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	_, a := req.Header["Idempotency-Key"]
+	_, b := req.Header["X-Idempotency-Key"]
+	return a || b
+}
+
+// validRequest refuses what net/http's Transport refuses before writing:
+// Request.Write itself puts a header name (or a method) with a CR or LF
+// on the wire as given, which would let a header split the request.
+func validRequest(req *http.Request) error {
+	if m := req.Method; m != "" && !httpguts.ValidHeaderFieldName(m) {
+		return fmt.Errorf("invalid method %q", m)
+	}
+	for k, vv := range req.Header {
+		if !httpguts.ValidHeaderFieldName(k) {
+			return fmt.Errorf("invalid header field name %q", k)
+		}
+		for _, v := range vv {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return fmt.Errorf("invalid header field value for %q", k)
+			}
+		}
+	}
+	return nil
+}
+
+func hostPort(u *url.URL) string {
+	host, port := u.Hostname(), u.Port()
+	if port == "" {
+		port = "80"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+func (t *Transport) roundTrip(ctx context.Context, req *http.Request) (*http.Response, error) {
+	if err := ctx.Err(); err != nil {
+		closeBody(req)
+		return nil, err
+	}
+	if err := validRequest(req); err != nil {
+		closeBody(req)
+		return nil, err
+	}
+	trace := httptrace.ContextClientTrace(ctx)
+	key := hostPort(req.URL)
+	c, reused := t.getIdle(key)
+	if c == nil {
+		var err error
+		if c, err = t.dial(ctx, key); err != nil {
+			closeBody(req)
+			return nil, err
+		}
+	}
+	// Cancelling the request interrupts a blocked read or write; the
+	// connection is then not reused.
+	var cancelled atomic.Bool
+	stop := context.AfterFunc(ctx, func() {
+		cancelled.Store(true)
+		c.nc.SetDeadline(time.Unix(1, 0))
+	})
+	fail := func(err error) (*http.Response, error) {
+		stop()
+		c.nc.Close()
+		if cancelled.Load() && ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, err
+	}
+	// Request.Write calls the trace's WroteRequest, and the dialer its
+	// ConnectStart and ConnectDone, as under net/http's Transport.
+	werr := req.Write(c.bw)
+	if werr == nil {
+		werr = c.bw.Flush()
+	}
+	if werr != nil {
+		if cancelled.Load() {
+			return fail(werr)
+		}
+		// A backend may answer and hang up before reading the whole
+		// request (a 413, a 401); that answer is the call's.
+		if resp := t.earlyAnswer(c, req); resp != nil {
+			stop()
+			resp.Body = &body{ctx: ctx, t: t, c: c, rc: resp.Body, stop: func() bool { return true }, cancelled: &cancelled}
+			return resp, nil
+		}
+		if reused {
+			werr = fmt.Errorf("%w: %w", errStale, werr)
+		}
+		return fail(fmt.Errorf("writing the request: %w", werr))
+	}
+	var resp *http.Response
+	// One header bound covers the answer and the 1xx ones before it.
+	c.limit = t.maxHeader()
+	for n := 0; ; n++ {
+		first := n == 0
+		if n > max1xx {
+			return fail(errors.New("reading the response: too many 1xx informational responses"))
+		}
+		if _, err := c.br.Peek(1); err != nil {
+			if reused && first && !cancelled.Load() && (errors.Is(err, io.EOF) || isReset(err)) {
+				err = fmt.Errorf("%w: %w", errStale, err)
+			}
+			return fail(fmt.Errorf("reading the response: %w", err))
+		}
+		if first && trace != nil && trace.GotFirstResponseByte != nil {
+			trace.GotFirstResponseByte()
+		}
+		r, err := http.ReadResponse(c.br, req)
+		if err != nil {
+			if errors.Is(err, errHeaderTooLarge) {
+				err = fmt.Errorf("%w (over %d bytes)", errHeaderTooLarge, t.maxHeader())
+			}
+			return fail(fmt.Errorf("reading the response: %w", err))
+		}
+		if r.StatusCode < 100 || r.StatusCode > 999 {
+			return fail(fmt.Errorf("reading the response: malformed status code %d", r.StatusCode))
+		}
+		// 1xx answers (100 Continue, 103 Early Hints) precede the real
+		// one; a 101 would switch protocols, which no request here asks.
+		if r.StatusCode >= 200 || r.StatusCode == http.StatusSwitchingProtocols {
+			resp = r
+			break
+		}
+		if trace != nil && trace.Got1xxResponse != nil {
+			if err := trace.Got1xxResponse(r.StatusCode, textproto.MIMEHeader(r.Header)); err != nil {
+				return fail(err)
+			}
+		}
+	}
+	c.limit = math.MaxInt64
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		return fail(errors.New("reading the response: unexpected 101 Switching Protocols"))
+	}
+	resp.Body = &body{
+		ctx:       ctx,
+		t:         t,
+		c:         c,
+		rc:        resp.Body,
+		stop:      stop,
+		reusable:  !resp.Close && !req.Close,
+		cancelled: &cancelled,
+	}
+	return resp, nil
+}
+
+// earlyAnswer reads a final answer already sent on c when writing the
+// request failed; nil if there is none. c is not reused after it.
+func (t *Transport) earlyAnswer(c *conn, req *http.Request) *http.Response {
+	if err := c.nc.SetReadDeadline(time.Now().Add(earlyAnswerWait)); err != nil {
+		return nil
+	}
+	c.limit = t.maxHeader()
+	resp, err := http.ReadResponse(c.br, req)
+	c.limit = math.MaxInt64
+	if err != nil || resp.StatusCode < 200 {
+		return nil
+	}
+	resp.Close = true
+	return resp
+}
+
+// earlyAnswerWait bounds the wait for an answer the backend sent before
+// it hung up on a request being written.
+const earlyAnswerWait = 200 * time.Millisecond
+
+func (t *Transport) maxHeader() int64 {
+	if t.MaxResponseHeaderSize > 0 {
+		return t.MaxResponseHeaderSize
+	}
+	return DefaultMaxResponseHeaderSize
+}
+
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+}
+
+func (t *Transport) dial(ctx context.Context, key string) (*conn, error) {
+	dial := t.DialContext
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	}
+	nc, err := dial(ctx, "tcp", key)
+	if err != nil {
+		return nil, err
+	}
+	c := &conn{nc: nc, key: key, limit: math.MaxInt64}
+	c.br = bufio.NewReaderSize(c, 4096)
+	c.bw = bufio.NewWriterSize(nc, 4096)
+	return c, nil
+}
+
+// getIdle takes the most recently used idle connection to key that is
+// still open; it closes the dead ones it passes.
+func (t *Transport) getIdle(key string) (*conn, bool) {
+	for {
+		t.mu.Lock()
+		t.pruneLocked(key, time.Now())
+		list := t.idle[key]
+		if len(list) == 0 {
+			t.mu.Unlock()
+			return nil, false
+		}
+		c := list[len(list)-1]
+		list[len(list)-1] = nil
+		t.idle[key] = list[:len(list)-1]
+		t.mu.Unlock()
+		if c.br.Buffered() > 0 || !alive(c.nc) {
+			c.nc.Close()
+			continue
+		}
+		return c, true
+	}
+}
+
+// pruneLocked closes key's connections idle for longer than the idle
+// timeout. The list is in the order they were put back, oldest first.
+func (t *Transport) pruneLocked(key string, now time.Time) {
+	list := t.idle[key]
+	n := 0
+	for n < len(list) && now.Sub(list[n].idleAt) > t.idleTimeout() {
+		list[n].nc.Close()
+		list[n] = nil
+		n++
+	}
+	switch {
+	case n == len(list):
+		delete(t.idle, key)
+	case n > 0:
+		t.idle[key] = append(list[:0], list[n:]...)
+	}
+}
+
+// janitor closes expired idle connections of hosts no request comes to
+// any more; it runs while any connection is idle.
+func (t *Transport) janitor() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.sweep = nil
+	now := time.Now()
+	for key := range t.idle {
+		t.pruneLocked(key, now)
+	}
+	t.scheduleLocked()
+}
+
+func (t *Transport) scheduleLocked() {
+	if t.sweep == nil && len(t.idle) > 0 {
+		t.sweep = time.AfterFunc(t.idleTimeout()/2+time.Millisecond, t.janitor)
+	}
+}
+
+func (t *Transport) idleTimeout() time.Duration {
+	if t.IdleTimeout > 0 {
+		return t.IdleTimeout
+	}
+	return DefaultIdleTimeout
+}
+
+// putIdle keeps c for the next request to its host, or closes it when
+// the host has enough idle connections.
+func (t *Transport) putIdle(c *conn) {
+	if err := c.nc.SetDeadline(time.Time{}); err != nil {
+		c.nc.Close()
+		return
+	}
+	c.idleAt = time.Now()
+	max := t.MaxIdlePerHost
+	if max <= 0 {
+		max = DefaultMaxIdlePerHost
+	}
+	t.mu.Lock()
+	if t.idle == nil {
+		t.idle = make(map[string][]*conn)
+	}
+	t.pruneLocked(c.key, c.idleAt)
+	list := t.idle[c.key]
+	if len(list) >= max {
+		t.mu.Unlock()
+		c.nc.Close()
+		return
+	}
+	t.idle[c.key] = append(list, c)
+	t.scheduleLocked()
+	t.mu.Unlock()
+}
+
+// CloseIdleConnections closes the idle connections, its own and the
+// fallback's.
+func (t *Transport) CloseIdleConnections() {
+	t.mu.Lock()
+	idle := t.idle
+	t.idle = nil
+	if t.sweep != nil {
+		t.sweep.Stop()
+		t.sweep = nil
+	}
+	t.mu.Unlock()
+	for _, list := range idle {
+		for _, c := range list {
+			c.nc.Close()
+		}
+	}
+	if ci, ok := t.Fallback.(interface{ CloseIdleConnections() }); ok {
+		ci.CloseIdleConnections()
+	}
+}
+
+// body is a response body on a held connection. Reading it to the end
+// gives the connection back for reuse; closing it earlier closes the
+// connection (draining an unknown rest, an endless SSE stream say, could
+// block for ever).
+type body struct {
+	ctx       context.Context
+	t         *Transport
+	c         *conn
+	rc        io.ReadCloser
+	stop      func() bool
+	reusable  bool
+	cancelled *atomic.Bool
+	done      atomic.Bool // the connection was given back or closed
+	eof       atomic.Bool
+}
+
+var errBodyClosed = errors.New("http: read on closed response body")
+
+func (b *body) Read(p []byte) (int, error) {
+	if b.done.Load() {
+		if b.eof.Load() {
+			return 0, io.EOF
+		}
+		return 0, errBodyClosed
+	}
+	n, err := b.rc.Read(p)
+	switch {
+	case err == io.EOF:
+		b.eof.Store(true)
+		b.release()
+	case err != nil && b.cancelled.Load() && b.ctx.Err() != nil:
+		// The deadline the cancellation set, reported as what it is.
+		err = b.ctx.Err()
+	}
+	return n, err
+}
+
+// release hands the connection back once the body is read to its end.
+func (b *body) release() {
+	if !b.done.CompareAndSwap(false, true) {
+		return
+	}
+	if b.stop() && b.reusable && !b.cancelled.Load() {
+		b.t.putIdle(b.c)
+		return
+	}
+	b.c.nc.Close()
+}
+
+func (b *body) Close() error {
+	if b.rc == http.NoBody {
+		b.eof.Store(true)
+		b.release()
+		return nil
+	}
+	if b.done.CompareAndSwap(false, true) {
+		b.stop()
+		b.c.nc.Close()
+	}
+	return nil
+}
