@@ -250,8 +250,9 @@ func (c *httpConn) call(ctx context.Context, id int64, method string, params []b
 	if err != nil {
 		return res, err
 	}
-	// The trace callbacks run on the transport's dial, write and read
-	// goroutines.
+	// The trace callbacks may run on other goroutines than this one
+	// (net/http's Transport, for https and proxied backends, dials,
+	// writes and reads on its own).
 	var dialStart, connect, wrote, ttfb atomic.Int64
 	if t != nil {
 		since := func(v *atomic.Int64) int64 { return time.Now().UnixNano() - v.Load() }

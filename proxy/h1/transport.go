@@ -37,11 +37,13 @@ const (
 	DefaultMaxResponseHeaderSize = 1 << 20
 
 	// MaxInlineBody is the largest request body this transport writes
-	// itself; larger ones go to the fallback.
-	MaxInlineBody = 64 << 10
+	// itself; larger ones go to the fallback. It stays within the
+	// default socket send buffer (16 KiB on Linux), so writing it never
+	// waits for the backend to read.
+	MaxInlineBody = 16 << 10
 
-	// max1xx bounds the informational answers before a final one, as
-	// net/http does.
+	// max1xx bounds the informational answers before a final one (all
+	// of them also share the header size bound).
 	max1xx = 5
 )
 
@@ -68,18 +70,39 @@ type Transport struct {
 	mu    sync.Mutex
 	idle  map[string][]*conn // per host:port, most recently used last
 	sweep *time.Timer        // the janitor's next run while any is idle
+	// sweepGen numbers the janitor's runs (see janitor).
+	sweepGen uint64
 }
 
 // conn is one connection; only the request holding it touches it.
 type conn struct {
 	nc     net.Conn
 	br     *bufio.Reader
-	bw     *bufio.Writer
+	bw     *bufio.Writer // writes through w
+	w      sockWriter
 	key    string
 	idleAt time.Time
 	// limit is how many more bytes reads may take from nc: the header
 	// bound while a response's header is read, unbounded otherwise.
 	limit int64
+}
+
+// sockWriter is the connection's writer; it tells a failure of the
+// socket (the backend hung up) from one of the request itself (its body
+// failed to read), and whether any byte of the request left.
+type sockWriter struct {
+	nc      net.Conn
+	written int64
+	err     error
+}
+
+func (w *sockWriter) Write(p []byte) (int, error) {
+	n, err := w.nc.Write(p)
+	w.written += int64(n)
+	if err != nil && w.err == nil {
+		w.err = err
+	}
+	return n, err
 }
 
 func (c *conn) Read(p []byte) (int, error) {
@@ -99,6 +122,8 @@ var (
 	// errStale marks a failure on a reused connection before any byte of
 	// the response arrived: the backend had closed it while idle.
 	errStale = errors.New("connection closed by the backend")
+	// errNothingWritten is errStale when not a byte of the request left.
+	errNothingWritten = errors.New("connection closed by the backend before the request")
 )
 
 // RoundTrip implements http.RoundTripper.
@@ -112,7 +137,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err == nil {
 			return resp, nil
 		}
-		if !errors.Is(err, errStale) || attempt > 0 || !replayable(req) {
+		if attempt > 0 || !retryable(req, err) {
 			return nil, err
 		}
 		if req.GetBody != nil {
@@ -135,7 +160,7 @@ func (t *Transport) handles(req *http.Request) bool {
 		return false
 	}
 	// A body is written whole before the answer is read. A small one
-	// fits the sockets' buffers, so a backend that answers before reading
+	// fits the socket's buffer, so a backend that answers before reading
 	// it (a 413, a 401) cannot block the write; a large one or one of
 	// unknown length gets net/http, which reads and writes at once.
 	if req.Body != nil && req.Body != http.NoBody && (req.ContentLength <= 0 || req.ContentLength > MaxInlineBody) {
@@ -149,12 +174,19 @@ func (t *Transport) handles(req *http.Request) bool {
 	return true
 }
 
-// replayable reports whether a request may be sent again after a stale
-// connection failed it: as net/http, only methods without side effects
-// or one carrying an idempotency key, and only with a body that can be
-// read again.
-func replayable(req *http.Request) bool {
+// retryable reports whether a request failed by a stale connection may
+// be sent once more, on a new one, as net/http's Transport does: any
+// request of which no byte was written, others only when they have no
+// side effects (by method or an idempotency key); and only with a body
+// that can be read again.
+func retryable(req *http.Request, err error) bool {
 	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
+		return false
+	}
+	if errors.Is(err, errNothingWritten) {
+		return true
+	}
+	if !errors.Is(err, errStale) {
 		return false
 	}
 	switch req.Method {
@@ -230,19 +262,26 @@ func (t *Transport) roundTrip(ctx context.Context, req *http.Request) (*http.Res
 	}
 	// Request.Write calls the trace's WroteRequest, and the dialer its
 	// ConnectStart and ConnectDone, as under net/http's Transport.
+	c.w.written, c.w.err = 0, nil
 	werr := req.Write(c.bw)
 	if werr == nil {
 		werr = c.bw.Flush()
 	}
 	if werr != nil {
-		if cancelled.Load() {
-			return fail(werr)
+		if cancelled.Load() || c.w.err == nil {
+			// Cancelled, or the request itself failed (its body):
+			// nothing to learn from the backend.
+			return fail(fmt.Errorf("writing the request: %w", werr))
+		}
+		if reused && c.w.written == 0 {
+			// Not a byte left: the backend closed the idle
+			// connection, and never saw this request.
+			return fail(fmt.Errorf("writing the request: %w: %w", errNothingWritten, werr))
 		}
 		// A backend may answer and hang up before reading the whole
 		// request (a 413, a 401); that answer is the call's.
-		if resp := t.earlyAnswer(c, req); resp != nil {
-			stop()
-			resp.Body = &body{ctx: ctx, t: t, c: c, rc: resp.Body, stop: func() bool { return true }, cancelled: &cancelled}
+		if resp := t.earlyAnswer(c, req, &cancelled); resp != nil {
+			resp.Body = &body{ctx: ctx, t: t, c: c, rc: resp.Body, stop: stop, cancelled: &cancelled}
 			return resp, nil
 		}
 		if reused {
@@ -255,9 +294,6 @@ func (t *Transport) roundTrip(ctx context.Context, req *http.Request) (*http.Res
 	c.limit = t.maxHeader()
 	for n := 0; ; n++ {
 		first := n == 0
-		if n > max1xx {
-			return fail(errors.New("reading the response: too many 1xx informational responses"))
-		}
 		if _, err := c.br.Peek(1); err != nil {
 			if reused && first && !cancelled.Load() && (errors.Is(err, io.EOF) || isReset(err)) {
 				err = fmt.Errorf("%w: %w", errStale, err)
@@ -283,6 +319,9 @@ func (t *Transport) roundTrip(ctx context.Context, req *http.Request) (*http.Res
 			resp = r
 			break
 		}
+		if n+1 > max1xx {
+			return fail(errors.New("reading the response: too many 1xx informational responses"))
+		}
 		if trace != nil && trace.Got1xxResponse != nil {
 			if err := trace.Got1xxResponse(r.StatusCode, textproto.MIMEHeader(r.Header)); err != nil {
 				return fail(err)
@@ -307,14 +346,22 @@ func (t *Transport) roundTrip(ctx context.Context, req *http.Request) (*http.Res
 
 // earlyAnswer reads a final answer already sent on c when writing the
 // request failed; nil if there is none. c is not reused after it.
-func (t *Transport) earlyAnswer(c *conn, req *http.Request) *http.Response {
+func (t *Transport) earlyAnswer(c *conn, req *http.Request, cancelled *atomic.Bool) *http.Response {
 	if err := c.nc.SetReadDeadline(time.Now().Add(earlyAnswerWait)); err != nil {
 		return nil
 	}
 	c.limit = t.maxHeader()
 	resp, err := http.ReadResponse(c.br, req)
 	c.limit = math.MaxInt64
-	if err != nil || resp.StatusCode < 200 {
+	if err != nil || resp.StatusCode < 200 || resp.StatusCode > 999 {
+		return nil
+	}
+	// The body is read without the wait's deadline but still ends with
+	// the request: the cancellation stores its flag before it sets its
+	// deadline, so a cancellation this clearing may have overwritten is
+	// seen below.
+	c.nc.SetReadDeadline(time.Time{})
+	if cancelled.Load() {
 		return nil
 	}
 	resp.Close = true
@@ -348,17 +395,20 @@ func (t *Transport) dial(ctx context.Context, key string) (*conn, error) {
 		return nil, err
 	}
 	c := &conn{nc: nc, key: key, limit: math.MaxInt64}
+	c.w.nc = nc
 	c.br = bufio.NewReaderSize(c, 4096)
-	c.bw = bufio.NewWriterSize(nc, 4096)
+	c.bw = bufio.NewWriterSize(&c.w, 4096)
 	return c, nil
 }
 
 // getIdle takes the most recently used idle connection to key that is
 // still open; it closes the dead ones it passes.
 func (t *Transport) getIdle(key string) (*conn, bool) {
+	var expired []*conn
+	defer func() { closeAll(expired) }()
 	for {
 		t.mu.Lock()
-		t.pruneLocked(key, time.Now())
+		expired = t.pruneLocked(key, time.Now(), expired)
 		list := t.idle[key]
 		if len(list) == 0 {
 			t.mu.Unlock()
@@ -376,13 +426,15 @@ func (t *Transport) getIdle(key string) (*conn, bool) {
 	}
 }
 
-// pruneLocked closes key's connections idle for longer than the idle
-// timeout. The list is in the order they were put back, oldest first.
-func (t *Transport) pruneLocked(key string, now time.Time) {
+// pruneLocked takes key's connections idle for longer than the idle
+// timeout out of the pool and appends them to expired, for the caller to
+// close once it has let go of the lock. The list is in the order they
+// were put back, oldest first.
+func (t *Transport) pruneLocked(key string, now time.Time, expired []*conn) []*conn {
 	list := t.idle[key]
 	n := 0
 	for n < len(list) && now.Sub(list[n].idleAt) > t.idleTimeout() {
-		list[n].nc.Close()
+		expired = append(expired, list[n])
 		list[n] = nil
 		n++
 	}
@@ -392,24 +444,40 @@ func (t *Transport) pruneLocked(key string, now time.Time) {
 	case n > 0:
 		t.idle[key] = append(list[:0], list[n:]...)
 	}
+	return expired
+}
+
+func closeAll(conns []*conn) {
+	for _, c := range conns {
+		c.nc.Close()
+	}
 }
 
 // janitor closes expired idle connections of hosts no request comes to
-// any more; it runs while any connection is idle.
-func (t *Transport) janitor() {
+// any more; it runs while any connection is idle. gen tells a run still
+// due from before CloseIdleConnections from the current one.
+func (t *Transport) janitor(gen uint64) {
+	var expired []*conn
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	if gen != t.sweepGen {
+		t.mu.Unlock()
+		return
+	}
 	t.sweep = nil
 	now := time.Now()
 	for key := range t.idle {
-		t.pruneLocked(key, now)
+		expired = t.pruneLocked(key, now, expired)
 	}
 	t.scheduleLocked()
+	t.mu.Unlock()
+	closeAll(expired)
 }
 
 func (t *Transport) scheduleLocked() {
 	if t.sweep == nil && len(t.idle) > 0 {
-		t.sweep = time.AfterFunc(t.idleTimeout()/2+time.Millisecond, t.janitor)
+		t.sweepGen++
+		gen := t.sweepGen
+		t.sweep = time.AfterFunc(t.idleTimeout()/2+time.Millisecond, func() { t.janitor(gen) })
 	}
 }
 
@@ -436,16 +504,16 @@ func (t *Transport) putIdle(c *conn) {
 	if t.idle == nil {
 		t.idle = make(map[string][]*conn)
 	}
-	t.pruneLocked(c.key, c.idleAt)
+	expired := t.pruneLocked(c.key, c.idleAt, nil)
 	list := t.idle[c.key]
 	if len(list) >= max {
-		t.mu.Unlock()
-		c.nc.Close()
-		return
+		expired = append(expired, c)
+	} else {
+		t.idle[c.key] = append(list, c)
+		t.scheduleLocked()
 	}
-	t.idle[c.key] = append(list, c)
-	t.scheduleLocked()
 	t.mu.Unlock()
+	closeAll(expired)
 }
 
 // CloseIdleConnections closes the idle connections, its own and the
@@ -458,6 +526,7 @@ func (t *Transport) CloseIdleConnections() {
 		t.sweep.Stop()
 		t.sweep = nil
 	}
+	t.sweepGen++
 	t.mu.Unlock()
 	for _, list := range idle {
 		for _, c := range list {

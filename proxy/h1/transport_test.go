@@ -356,6 +356,7 @@ func readRequest(br *bufio.Reader) (*http.Request, error) {
 // must not fail the next POST, which is not retried.
 func TestPostAfterBackendClosedIdle(t *testing.T) {
 	var served atomic.Int64
+	hungUp := make(chan struct{}, 1)
 	u := rawServer(t, func(n int, c net.Conn, br *bufio.Reader) {
 		if _, err := readRequest(br); err != nil {
 			return
@@ -363,6 +364,8 @@ func TestPostAfterBackendClosedIdle(t *testing.T) {
 		served.Add(1)
 		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 		// Close without "Connection: close", as an idle timeout does.
+		c.Close()
+		hungUp <- struct{}{}
 	})
 	tr := newTransport()
 	defer tr.CloseIdleConnections()
@@ -374,7 +377,8 @@ func TestPostAfterBackendClosedIdle(t *testing.T) {
 		if got := readAll(t, resp); got != "ok" {
 			t.Fatalf("body %q", got)
 		}
-		time.Sleep(20 * time.Millisecond) // the close reaches us
+		<-hungUp
+		time.Sleep(5 * time.Millisecond) // the FIN crosses the loopback
 	}
 	if served.Load() != 5 {
 		t.Fatalf("served %d, want 5", served.Load())
@@ -767,34 +771,205 @@ func TestIdleExpiry(t *testing.T) {
 	waitFor(t, "idle connections to expire without traffic", func() bool { return open.Load() == 0 })
 }
 
-// failingWrites is a connection whose backend answered and hung up: its
-// answer is there to read, a write fails.
-type failingWrites struct {
-	net.Conn
-	r io.Reader
+// pipeBackend is a DialContext whose connections are in-memory pipes
+// served by serve; wrap may alter the client's end.
+func pipeBackend(t *testing.T, serve func(n int, c net.Conn), wrap func(n int, c net.Conn) net.Conn) (func(context.Context, string, string) (net.Conn, error), *atomic.Int64) {
+	var dials atomic.Int64
+	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait)
+	return func(context.Context, string, string) (net.Conn, error) {
+		n := int(dials.Add(1)) - 1
+		client, server := net.Pipe()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer server.Close()
+			serve(n, server)
+		}()
+		return wrap(n, client), nil
+	}, &dials
 }
 
-func (f *failingWrites) Read(p []byte) (int, error)       { return f.r.Read(p) }
-func (f *failingWrites) Write([]byte) (int, error)        { return 0, syscall.EPIPE }
-func (f *failingWrites) Close() error                     { return nil }
-func (f *failingWrites) SetDeadline(time.Time) error      { return nil }
-func (f *failingWrites) SetReadDeadline(time.Time) error  { return nil }
-func (f *failingWrites) SetWriteDeadline(time.Time) error { return nil }
+// hungUp is a connection whose backend answered and hung up: what it
+// sent can be read, a write fails as on a closed socket.
+type hungUp struct{ net.Conn }
+
+func (h hungUp) Write([]byte) (int, error) { return 0, syscall.EPIPE }
 
 // TestEarlyAnswer: a backend that refuses a request before reading it
 // and hangs up gives the call its answer, not a broken pipe (which the
-// gateway would count against the backend's health).
+// gateway would count against the backend's health). The answer's body
+// is read to its end however long it takes, and cancelling the call
+// still interrupts it.
 func TestEarlyAnswer(t *testing.T) {
-	tr := &h1.Transport{Fallback: &fallback{}, DialContext: func(context.Context, string, string) (net.Conn, error) {
-		return &failingWrites{r: strings.NewReader("HTTP/1.1 413 Content Too Large\r\nContent-Length: 9\r\n\r\ntoo large")}, nil
-	}}
+	more := make(chan struct{})
+	dial, _ := pipeBackend(t, func(n int, c net.Conn) {
+		io.WriteString(c, "HTTP/1.1 413 Content Too Large\r\nContent-Length: 9\r\n\r\n")
+		if n == 1 {
+			io.Copy(io.Discard, c) // the body never comes; until the client hangs up
+			return
+		}
+		select {
+		case <-more:
+			io.WriteString(c, "too large")
+		case <-time.After(5 * time.Second):
+		}
+	}, func(_ int, c net.Conn) net.Conn { return hungUp{c} })
+	tr := &h1.Transport{Fallback: &fallback{}, DialContext: dial}
 	defer tr.CloseIdleConnections()
+
 	resp, err := post(t, tr, context.Background(), "http://backend.invalid/mcp", `{"big":true}`)
 	if err != nil {
 		t.Fatalf("early answer lost: %v", err)
 	}
-	if resp.StatusCode != http.StatusRequestEntityTooLarge || readAll(t, resp) != "too large" {
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
 		t.Fatalf("status %d", resp.StatusCode)
+	}
+	time.AfterFunc(400*time.Millisecond, func() { close(more) }) // past the wait for the answer
+	if got := readAll(t, resp); got != "too large" {
+		t.Fatalf("body %q", got)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	resp, err = post(t, tr, ctx, "http://backend.invalid/mcp", `{"big":true}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	time.AfterFunc(20*time.Millisecond, cancel)
+	done := make(chan error, 1)
+	go func() { _, err := io.ReadAll(resp.Body); done <- err }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("reading a cancelled early answer: %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		resp.Body.Close()
+		t.Fatal("cancelling the call did not interrupt reading its early answer")
+	}
+}
+
+// TestPostRetriedWhenNothingWritten: a POST on a pooled connection the
+// backend closed, of which not a byte left, is sent on a new connection
+// (net/http does the same); the backend never saw it.
+func TestPostRetriedWhenNothingWritten(t *testing.T) {
+	var broken atomic.Bool
+	dial, dials := pipeBackend(t, func(n int, c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			req, err := readRequest(br)
+			if err != nil {
+				return
+			}
+			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(req.URL.Path), req.URL.Path)
+		}
+	}, func(n int, c net.Conn) net.Conn {
+		if n == 0 {
+			return &breakable{Conn: c, broken: &broken}
+		}
+		return c
+	})
+	tr := &h1.Transport{Fallback: &fallback{}, DialContext: dial}
+	defer tr.CloseIdleConnections()
+	for i, path := range []string{"/one", "/two"} {
+		resp, err := post(t, tr, context.Background(), "http://backend.invalid"+path, `{}`)
+		if err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+		if got := readAll(t, resp); got != path {
+			t.Fatalf("call %d: %q", i, got)
+		}
+		broken.Store(true)
+	}
+	if n := dials.Load(); n != 2 {
+		t.Fatalf("%d dials, want 2", n)
+	}
+}
+
+// breakable fails every write, before any byte, once broken.
+type breakable struct {
+	net.Conn
+	broken *atomic.Bool
+}
+
+func (b *breakable) Write(p []byte) (int, error) {
+	if b.broken.Load() {
+		return 0, syscall.EPIPE
+	}
+	return b.Conn.Write(p)
+}
+
+// failingBody is a request body that cannot be read.
+type failingBody struct{}
+
+func (failingBody) Read([]byte) (int, error) { return 0, errors.New("the client went away") }
+func (failingBody) Close() error             { return nil }
+
+// TestBodyErrorIsNotTheBackends: a request whose own body fails is not
+// blamed on the connection: not reported as the backend's hang-up, and
+// not sent again.
+func TestBodyErrorIsNotTheBackends(t *testing.T) {
+	srv, _ := countingServer(t, http.HandlerFunc(echo))
+	tr := newTransport()
+	defer tr.CloseIdleConnections()
+	resp, err := post(t, tr, context.Background(), srv.URL, `{}`) // pools a connection
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, resp)
+	var replays atomic.Int64
+	req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+	req.Body, req.ContentLength = failingBody{}, 10
+	req.GetBody = func() (io.ReadCloser, error) { replays.Add(1); return failingBody{}, nil }
+	_, err = tr.RoundTrip(req)
+	if err == nil || !strings.Contains(err.Error(), "the client went away") || strings.Contains(err.Error(), "closed by the backend") {
+		t.Fatalf("err %v, want the body's error alone", err)
+	}
+	if replays.Load() != 0 {
+		t.Fatalf("sent again %d times", replays.Load())
+	}
+}
+
+// TestReuseAfterBodilessAnswers: HEAD and 204 answers have no body to
+// read, and their connection is reused; a request asking to close its
+// connection is not.
+func TestReuseAfterBodilessAnswers(t *testing.T) {
+	srv, conns := countingServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/empty" {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		w.Header().Set("Content-Length", "7")
+		if r.Method != http.MethodHead {
+			io.WriteString(w, "content")
+		}
+	}))
+	tr := newTransport()
+	defer tr.CloseIdleConnections()
+	do := func(method, path string, closeConn bool) string {
+		req, _ := http.NewRequest(method, srv.URL+path, nil)
+		req.Close = closeConn
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		return fmt.Sprint(resp.StatusCode, readAll(t, resp))
+	}
+	for _, c := range []struct{ method, path, want string }{
+		{http.MethodHead, "/", "200"}, {http.MethodGet, "/empty", "204"}, {http.MethodGet, "/", "200content"},
+	} {
+		if got := do(c.method, c.path, false); got != c.want {
+			t.Fatalf("%s %s: %s, want %s", c.method, c.path, got, c.want)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("%d connections after HEAD, 204 and GET, want 1", n)
+	}
+	do(http.MethodGet, "/", true)
+	do(http.MethodGet, "/", false)
+	if n := conns.Load(); n != 2 {
+		t.Fatalf("%d connections, want 2 (the one closed on request not reused)", n)
 	}
 }
 
