@@ -35,6 +35,7 @@ bench:
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./proxy/jsonrpc
 	$(GO) test -run '^$$' -fuzz FuzzHandler -fuzztime 30s ./proxy
+	$(GO) test -run '^$$' -fuzz FuzzAnswerFraming -fuzztime 30s ./proxy/h1
 
 clean:
 	rm -rf bin .mcptrail
