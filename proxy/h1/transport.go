@@ -80,6 +80,7 @@ type conn struct {
 	br     *bufio.Reader
 	bw     *bufio.Writer // writes through w
 	w      sockWriter
+	peek   *peeker // checks the connection before its reuse
 	key    string
 	idleAt time.Time
 	// limit is how many more bytes reads may take from nc: the header
@@ -394,7 +395,7 @@ func (t *Transport) dial(ctx context.Context, key string) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &conn{nc: nc, key: key, limit: math.MaxInt64}
+	c := &conn{nc: nc, key: key, limit: math.MaxInt64, peek: newPeeker(nc)}
 	c.w.nc = nc
 	c.br = bufio.NewReaderSize(c, 4096)
 	c.bw = bufio.NewWriterSize(&c.w, 4096)
@@ -418,7 +419,7 @@ func (t *Transport) getIdle(key string) (*conn, bool) {
 		list[len(list)-1] = nil
 		t.idle[key] = list[:len(list)-1]
 		t.mu.Unlock()
-		if c.br.Buffered() > 0 || !alive(c.nc) {
+		if c.br.Buffered() > 0 || !c.peek.alive() {
 			c.nc.Close()
 			continue
 		}
