@@ -644,3 +644,55 @@ func TestProfileConnectionsReleased(t *testing.T) {
 	newRawClient(t, e.url+"/mcp", `{}`) // no capabilities: the primary serves it
 	waitFor(t, "the profile connection released after its session expired", func() bool { return conns() == 0 })
 }
+
+// TestEverythingAfterBackendIdleTimeout: Node closes a keep-alive
+// connection idle for 5 s (http.Server keepAliveTimeout). Calls made
+// after that on the gateway's pooled connections to it must not fail:
+// the gateway finds them closed before it writes (proxy/h1).
+func TestEverythingAfterBackendIdleTimeout(t *testing.T) {
+	url := startEverythingHTTP(t)
+	e := startGateway(t, &config.Config{Servers: []config.Server{{Name: "everything", Transport: "http", URL: url, Timeout: 30 * time.Second}}})
+	tr, err := transport.NewStreamableHTTP(e.url + "/mcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newPeer(t, tr, "everything.")
+	p.waitTool(t, "echo")
+	burst := func(round int) {
+		t.Helper()
+		const n = 8 // concurrent calls: as many pooled connections
+		var wg sync.WaitGroup
+		errs := make(chan string, n)
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				msg := fmt.Sprintf("round %d call %d", round, i)
+				resp, err := p.c.GetTransport().SendRequest(ctx, transport.JSONRPCRequest{JSONRPC: "2.0", ID: mcp.NewRequestId(msg), Method: "tools/call",
+					Params: map[string]any{"name": "everything.echo", "arguments": map[string]any{"message": msg}}})
+				switch {
+				case err != nil:
+					errs <- fmt.Sprintf("%s: %v", msg, err)
+				case resp.Error != nil:
+					errs <- fmt.Sprintf("%s: error %d %s", msg, resp.Error.Code, resp.Error.Message)
+				case !strings.Contains(string(resp.Result), msg):
+					errs <- fmt.Sprintf("%s: result %.200s", msg, resp.Result)
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for e := range errs {
+			t.Errorf("round %d: %s", round, e)
+		}
+	}
+	burst(0)
+	time.Sleep(6 * time.Second)
+	burst(1)
+	burst(2)
+	if t.Failed() {
+		t.Logf("gateway log:\n%s", e.logs.String())
+	}
+}

@@ -23,6 +23,8 @@ import (
 	"net/http/httptrace"
 	"net/textproto"
 	"net/url"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -83,6 +85,9 @@ type conn struct {
 	peek   *peeker // checks the connection before its reuse
 	key    string
 	idleAt time.Time
+	// maxIdle is the longest it may idle before its reuse, by the
+	// backend's last Keep-Alive header (keepAliveIdle); zero if unsaid.
+	maxIdle time.Duration
 	// limit is how many more bytes reads may take from nc: the header
 	// bound while a response's header is read, unbounded otherwise.
 	limit int64
@@ -333,6 +338,7 @@ func (t *Transport) roundTrip(ctx context.Context, req *http.Request) (*http.Res
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		return fail(errors.New("reading the response: unexpected 101 Switching Protocols"))
 	}
+	c.maxIdle = keepAliveIdle(resp.Header)
 	resp.Body = &body{
 		ctx:       ctx,
 		t:         t,
@@ -343,6 +349,32 @@ func (t *Transport) roundTrip(ctx context.Context, req *http.Request) (*http.Res
 		cancelled: &cancelled,
 	}
 	return resp, nil
+}
+
+// keepAliveIdle is how long a connection may idle before its reuse, by
+// the answer's Keep-Alive header ("timeout=5", which Node sends): the
+// backend closes it after that many seconds, and a request written as it
+// does is lost to a race no retry may fix (it may have been seen). A
+// second is left for the two clocks, or half the timeout when shorter.
+// Zero: the backend did not say.
+func keepAliveIdle(h http.Header) time.Duration {
+	v := h.Get("Keep-Alive")
+	if v == "" {
+		return 0
+	}
+	for part := range strings.SplitSeq(v, ",") {
+		k, val, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok || !strings.EqualFold(strings.TrimSpace(k), "timeout") {
+			continue
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(val))
+		if err != nil || n < 0 {
+			return 0
+		}
+		d := time.Duration(min(n, 1<<20)) * time.Second
+		return max(d-time.Second, d/2, time.Nanosecond)
+	}
+	return 0
 }
 
 // earlyAnswer reads a final answer already sent on c when writing the
@@ -419,7 +451,7 @@ func (t *Transport) getIdle(key string) (*conn, bool) {
 		list[len(list)-1] = nil
 		t.idle[key] = list[:len(list)-1]
 		t.mu.Unlock()
-		if c.br.Buffered() > 0 || !c.peek.alive() {
+		if c.maxIdle > 0 && time.Since(c.idleAt) >= c.maxIdle || c.br.Buffered() > 0 || !c.peek.alive() {
 			c.nc.Close()
 			continue
 		}

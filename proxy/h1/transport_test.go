@@ -1025,3 +1025,39 @@ func TestStatusBelow100(t *testing.T) {
 		t.Fatalf("status %d %q, want an error", resp.StatusCode, body)
 	}
 }
+
+// TestKeepAliveTimeoutHonoured: a backend that says how long it keeps an
+// idle connection (Keep-Alive: timeout=1, as Node says 5) closes it then;
+// a request written at that moment is lost and, being a POST, cannot be
+// sent again. So a connection idle for most of that time is not reused.
+func TestKeepAliveTimeoutHonoured(t *testing.T) {
+	var conns atomic.Int64
+	u := rawServer(t, func(n int, c net.Conn, br *bufio.Reader) {
+		conns.Add(1)
+		for {
+			if _, err := readRequest(br); err != nil {
+				return
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nKeep-Alive: timeout=1\r\nContent-Length: 2\r\n\r\nok")
+		}
+	})
+	tr := newTransport()
+	defer tr.CloseIdleConnections()
+	call := func() {
+		resp, err := post(t, tr, context.Background(), u, `{}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readAll(t, resp)
+	}
+	call()
+	call() // at once: reused
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("%d connections, want 1", n)
+	}
+	time.Sleep(700 * time.Millisecond) // past half the backend's second
+	call()
+	if n := conns.Load(); n != 2 {
+		t.Fatalf("%d connections, want 2: one idle for most of the backend's keep-alive timeout was reused", n)
+	}
+}
