@@ -646,9 +646,12 @@ func TestProfileConnectionsReleased(t *testing.T) {
 }
 
 // TestEverythingAfterBackendIdleTimeout: Node closes a keep-alive
-// connection idle for 5 s (http.Server keepAliveTimeout). Calls made
-// after that on the gateway's pooled connections to it must not fail:
-// the gateway finds them closed before it writes (proxy/h1).
+// connection idle for 5 s (http.Server keepAliveTimeout, announced as
+// "Keep-Alive: timeout=5"). Calls made after that on the gateway's pooled
+// connections to it must not fail. proxy/h1 has two checks that each
+// keep them off a closed connection: it does not reuse one idle for most
+// of the announced timeout, and it peeks before reuse. The test fails
+// when both are broken; proxy/h1's own tests pin each alone.
 func TestEverythingAfterBackendIdleTimeout(t *testing.T) {
 	url := startEverythingHTTP(t)
 	e := startGateway(t, &config.Config{Servers: []config.Server{{Name: "everything", Transport: "http", URL: url, Timeout: 30 * time.Second}}})
@@ -684,8 +687,8 @@ func TestEverythingAfterBackendIdleTimeout(t *testing.T) {
 		}
 		wg.Wait()
 		close(errs)
-		for e := range errs {
-			t.Errorf("round %d: %s", round, e)
+		for msg := range errs {
+			t.Errorf("round %d: %s", round, msg)
 		}
 	}
 	burst(0)

@@ -23,7 +23,7 @@ func newPeeker(nc net.Conn) *peeker {
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
-		return nil
+		return &peeker{} // no rc: never alive
 	}
 	p := &peeker{rc: rc}
 	p.fn = p.peek
@@ -44,6 +44,9 @@ func (p *peeker) peek(fd uintptr) bool {
 func (p *peeker) alive() bool {
 	if p == nil {
 		return true
+	}
+	if p.rc == nil {
+		return false
 	}
 	p.open = false
 	err := p.rc.Read(p.fn)

@@ -338,14 +338,15 @@ func (t *Transport) roundTrip(ctx context.Context, req *http.Request) (*http.Res
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		return fail(errors.New("reading the response: unexpected 101 Switching Protocols"))
 	}
-	c.maxIdle = keepAliveIdle(resp.Header)
+	keep := keepAliveIdle(resp.Header)
+	c.maxIdle = max(keep, 0)
 	resp.Body = &body{
 		ctx:       ctx,
 		t:         t,
 		c:         c,
 		rc:        resp.Body,
 		stop:      stop,
-		reusable:  !resp.Close && !req.Close,
+		reusable:  !resp.Close && !req.Close && keep >= 0,
 		cancelled: &cancelled,
 	}
 	return resp, nil
@@ -355,24 +356,26 @@ func (t *Transport) roundTrip(ctx context.Context, req *http.Request) (*http.Res
 // the answer's Keep-Alive header ("timeout=5", which Node sends): the
 // backend closes it after that many seconds, and a request written as it
 // does is lost to a race no retry may fix (it may have been seen). A
-// second is left for the two clocks, or half the timeout when shorter.
-// Zero: the backend did not say.
+// second is left for the time between the backend starting its idle
+// timer and this side's, or half the timeout when that is shorter. Zero:
+// the backend did not say; negative: "timeout=0", do not reuse it.
 func keepAliveIdle(h http.Header) time.Duration {
-	v := h.Get("Keep-Alive")
-	if v == "" {
-		return 0
-	}
-	for part := range strings.SplitSeq(v, ",") {
-		k, val, ok := strings.Cut(strings.TrimSpace(part), "=")
-		if !ok || !strings.EqualFold(strings.TrimSpace(k), "timeout") {
-			continue
+	for _, v := range h.Values("Keep-Alive") {
+		for part := range strings.SplitSeq(v, ",") {
+			k, val, ok := strings.Cut(strings.TrimSpace(part), "=")
+			if !ok || !strings.EqualFold(strings.TrimSpace(k), "timeout") {
+				continue
+			}
+			n, err := strconv.Atoi(strings.TrimSpace(val))
+			switch {
+			case err != nil || n < 0:
+				return 0
+			case n == 0:
+				return -1
+			}
+			d := time.Duration(min(n, 1<<20)) * time.Second
+			return max(d-time.Second, d/2)
 		}
-		n, err := strconv.Atoi(strings.TrimSpace(val))
-		if err != nil || n < 0 {
-			return 0
-		}
-		d := time.Duration(min(n, 1<<20)) * time.Second
-		return max(d-time.Second, d/2, time.Nanosecond)
 	}
 	return 0
 }
@@ -451,7 +454,7 @@ func (t *Transport) getIdle(key string) (*conn, bool) {
 		list[len(list)-1] = nil
 		t.idle[key] = list[:len(list)-1]
 		t.mu.Unlock()
-		if c.maxIdle > 0 && time.Since(c.idleAt) >= c.maxIdle || c.br.Buffered() > 0 || !c.peek.alive() {
+		if c.pastKeepAlive(time.Now()) || c.br.Buffered() > 0 || !c.peek.alive() {
 			c.nc.Close()
 			continue
 		}
@@ -480,6 +483,12 @@ func (t *Transport) pruneLocked(key string, now time.Time, expired []*conn) []*c
 	return expired
 }
 
+// pastKeepAlive reports whether c idled longer than its backend keeps
+// an idle connection (see keepAliveIdle).
+func (c *conn) pastKeepAlive(now time.Time) bool {
+	return c.maxIdle > 0 && now.Sub(c.idleAt) >= c.maxIdle
+}
+
 func closeAll(conns []*conn) {
 	for _, c := range conns {
 		c.nc.Close()
@@ -498,8 +507,24 @@ func (t *Transport) janitor(gen uint64) {
 	}
 	t.sweep = nil
 	now := time.Now()
-	for key := range t.idle {
-		expired = t.pruneLocked(key, now, expired)
+	for key, list := range t.idle {
+		// The whole list: a backend's Keep-Alive timeout may have
+		// passed for a connection newer than one within the idle
+		// timeout.
+		kept := list[:0]
+		for _, c := range list {
+			if now.Sub(c.idleAt) > t.idleTimeout() || c.pastKeepAlive(now) {
+				expired = append(expired, c)
+			} else {
+				kept = append(kept, c)
+			}
+		}
+		clear(list[len(kept):])
+		if len(kept) == 0 {
+			delete(t.idle, key)
+		} else {
+			t.idle[key] = kept
+		}
 	}
 	t.scheduleLocked()
 	t.mu.Unlock()

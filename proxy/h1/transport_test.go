@@ -1061,3 +1061,24 @@ func TestKeepAliveTimeoutHonoured(t *testing.T) {
 		t.Fatalf("%d connections, want 2: one idle for most of the backend's keep-alive timeout was reused", n)
 	}
 }
+
+// TestKeepAliveZeroNotReused: "Keep-Alive: timeout=0" means the backend
+// keeps no idle connection.
+func TestKeepAliveZeroNotReused(t *testing.T) {
+	srv, conns := countingServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Keep-Alive", "timeout=0")
+		echo(w, r)
+	}))
+	tr := newTransport()
+	defer tr.CloseIdleConnections()
+	for range 2 {
+		resp, err := post(t, tr, context.Background(), srv.URL, `{}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readAll(t, resp)
+	}
+	if n := conns.Load(); n != 2 {
+		t.Fatalf("%d connections, want 2", n)
+	}
+}
