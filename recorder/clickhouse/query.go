@@ -622,14 +622,24 @@ func (s *Store) Audit(ctx context.Context, q AuditQuery, emit func(AuditRow) err
 // principal <= the principal whose rows, counted in order, reach n (see
 // principalBound): ClickHouse 18.16 cannot read in sort-key order, so
 // without it the server sorts every row of the window for the first n.
+// With bound, all rows (n <= 0) are read a chunk at a time (auditExport).
 func (s *Store) auditPage(ctx context.Context, f auditFilter, n int, bound bool, emit func(AuditRow) error) error {
 	where, args := filters(f)
+	if bound && n <= 0 {
+		return s.auditExport(ctx, where, args, emit)
+	}
+	return s.auditRead(ctx, where, args, f.principal, n, bound, emit)
+}
+
+// auditRead is auditPage for where and args (filters' clause, with any
+// further conditions); principal is the filter's, if any.
+func (s *Store) auditRead(ctx context.Context, where string, args []any, principal string, n int, bound bool, emit func(AuditRow) error) error {
 	q := pageQuery{
 		sel: "SELECT event_id, ts_ns, principal, method, target, server, decision, rule, roles, toString(outcome), error_code, " +
 			"request_id, session_id, trace_id, client_name, duration_us FROM " + s.table("audit"),
 		where: where, args: args, order: "principal, ts_ns, event_id", after: principalAfter,
 	}
-	if bound && n > 0 && f.principal == "" {
+	if bound && n > 0 && principal == "" {
 		p, ok, err := s.principalBound(ctx, where, args, n)
 		if cerr := ctx.Err(); cerr != nil {
 			return fmt.Errorf("counting rows per principal: %w", cerr)
@@ -673,25 +683,214 @@ func (s *Store) auditPage(ctx context.Context, f auditFilter, n int, bound bool,
 // principal counts at least one row, so the one sought is among the first
 // n: the query returns at most n rows, however many principals there are.
 func (s *Store) principalBound(ctx context.Context, where string, args []any, n int) (string, bool, error) {
-	rows, err := s.conn.Query(ctx, "SELECT principal, count() FROM "+s.table("audit")+where+
-		fmt.Sprintf(" GROUP BY principal ORDER BY principal LIMIT %d", n), args...)
+	counts, err := s.principalCounts(ctx, where, args, n)
 	if err != nil {
-		return "", false, fmt.Errorf("counting rows per principal: %w", err)
+		return "", false, err
+	}
+	p, ok := reachPrincipal(counts, n)
+	return p, ok, nil
+}
+
+// principalCounts counts the rows matching where per principal, in
+// principal order, for the first limit principals (all when limit <= 0).
+func (s *Store) principalCounts(ctx context.Context, where string, args []any, limit int) ([]principalCount, error) {
+	q := "SELECT principal, count() FROM " + s.table("audit") + where + " GROUP BY principal ORDER BY principal"
+	if limit > 0 {
+		q += fmt.Sprintf(" LIMIT %d", limit)
+	}
+	rows, err := s.conn.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("counting rows per principal: %w", err)
 	}
 	defer rows.Close()
 	var counts []principalCount
 	for rows.Next() {
 		var c principalCount
 		if err := rows.Scan(&c.principal, &c.rows); err != nil {
-			return "", false, fmt.Errorf("scanning rows per principal: %w", err)
+			return nil, fmt.Errorf("scanning rows per principal: %w", err)
 		}
 		counts = append(counts, c)
 	}
 	if err := rows.Err(); err != nil {
-		return "", false, fmt.Errorf("counting rows per principal: %w", err)
+		return nil, fmt.Errorf("counting rows per principal: %w", err)
 	}
-	p, ok := reachPrincipal(counts, n)
-	return p, ok, nil
+	return counts, nil
+}
+
+// exportChunkRows is about the most rows one query of an export (all the
+// rows matching a filter) sorts. ClickHouse 18.16 sorts in memory every
+// row a query orders: one query over months of everyone's rows fails on a
+// server's memory limit (10 M rows went over 1.86 GiB). A variable for
+// tests.
+var exportChunkRows uint64 = 500_000
+
+// auditExport emits every row matching where, in the page order, one
+// chunk of that order at a time: runs of whole principals of up to
+// exportChunkRows rows by a count per principal, and a principal with
+// more alone, split by hours by a count per hour (an hour of one
+// principal is not split). The chunks' conditions cover every row,
+// including those of principals the counts did not see (written since):
+// the first chunk has no lower bound and the last no upper one. Copies of
+// an event share its principal and time, so they fall in one chunk, where
+// readPage drops them. If the counts fail, all is read in one query.
+func (s *Store) auditExport(ctx context.Context, where string, args []any, emit func(AuditRow) error) error {
+	counts, err := s.principalCounts(ctx, where, args, 0)
+	if err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			return fmt.Errorf("counting rows per principal: %w", cerr)
+		}
+		return s.auditRead(ctx, where, args, "", 0, false, emit)
+	}
+	return s.exportChunks(ctx, where, args, planExport(counts, exportChunkRows), emit)
+}
+
+// exportChunks reads the rows matching where chunk by chunk, as plan says
+// (see auditExport). Any plan reads every row once: it only decides where
+// the chunks end.
+func (s *Store) exportChunks(ctx context.Context, where string, args []any, plan []exportChunk, emit func(AuditRow) error) error {
+	read := func(conds []string, cargs []any) error {
+		w, a := where, append(append([]any(nil), args...), cargs...)
+		if len(conds) > 0 {
+			if w == "" {
+				w = " WHERE "
+			} else {
+				w += " AND "
+			}
+			w += strings.Join(conds, " AND ")
+		}
+		return s.auditRead(ctx, w, a, "", 0, false, emit)
+	}
+	if len(plan) == 0 {
+		return read(nil, nil)
+	}
+	var lo *string // the previous chunk's last principal
+	for i, c := range plan {
+		last := i == len(plan)-1
+		var conds []string
+		var cargs []any
+		if lo != nil {
+			conds, cargs = append(conds, "principal > ?"), append(cargs, *lo)
+		}
+		if !c.heavy {
+			if !last {
+				conds, cargs = append(conds, "principal <= ?"), append(cargs, c.hi)
+			}
+			if err := read(conds, cargs); err != nil {
+				return err
+			}
+			lo = &c.hi
+			continue
+		}
+		// Principals between the previous chunk and this one that the
+		// counts did not see, then c.hi's rows hour by hour.
+		if err := read(append(conds, "principal < ?"), append(cargs, c.hi)); err != nil {
+			return err
+		}
+		hours, err := s.hourCounts(ctx, where, args, c.hi)
+		if err != nil {
+			return err
+		}
+		cuts := cutHours(hours, exportChunkRows)
+		for j := 0; j <= len(cuts); j++ {
+			conds, cargs := []string{"principal = ?"}, []any{c.hi}
+			if j > 0 {
+				conds = append(conds, "ts >= toDateTime(?)", "ts_ns >= ?")
+				cargs = append(cargs, cuts[j-1], uint64(cuts[j-1])*1e9)
+			}
+			if j < len(cuts) {
+				conds = append(conds, "ts < toDateTime(?)", "ts_ns < ?")
+				cargs = append(cargs, cuts[j], uint64(cuts[j])*1e9)
+			}
+			if err := read(conds, cargs); err != nil {
+				return err
+			}
+		}
+		if last {
+			if err := read([]string{"principal > ?"}, []any{c.hi}); err != nil {
+				return err
+			}
+		}
+		lo = &c.hi
+	}
+	return nil
+}
+
+// exportChunk is a run of principals of an export, up to and including
+// hi; heavy when hi alone has more rows than a chunk.
+type exportChunk struct {
+	hi    string
+	heavy bool
+}
+
+// planExport groups counts (in principal order) into chunks of at most
+// max rows, a principal with more alone.
+func planExport(counts []principalCount, max uint64) []exportChunk {
+	var (
+		plan []exportChunk
+		sum  uint64
+	)
+	for _, c := range counts {
+		switch {
+		case c.rows > max:
+			plan, sum = append(plan, exportChunk{hi: c.principal, heavy: true}), 0
+			continue
+		case sum > 0 && sum+c.rows > max:
+			sum = 0
+		case sum > 0:
+			plan = plan[:len(plan)-1] // this principal joins the open chunk
+		}
+		plan, sum = append(plan, exportChunk{hi: c.principal}), sum+c.rows
+	}
+	return plan
+}
+
+// hourCount is how many rows of a principal an hour has; start is the
+// hour's first second (Unix).
+type hourCount struct {
+	start uint32
+	rows  uint64
+}
+
+// hourCounts counts principal's rows matching where per hour, in order.
+func (s *Store) hourCounts(ctx context.Context, where string, args []any, principal string) ([]hourCount, error) {
+	w := " WHERE principal = ?"
+	if where != "" {
+		w = where + " AND principal = ?"
+	}
+	rows, err := s.conn.Query(ctx, "SELECT toUInt32(toStartOfHour(ts)) AS h, count() FROM "+s.table("audit")+w+
+		" GROUP BY h ORDER BY h", append(append([]any(nil), args...), principal)...)
+	if err != nil {
+		return nil, fmt.Errorf("counting rows per hour: %w", err)
+	}
+	defer rows.Close()
+	var hours []hourCount
+	for rows.Next() {
+		var h hourCount
+		if err := rows.Scan(&h.start, &h.rows); err != nil {
+			return nil, fmt.Errorf("scanning rows per hour: %w", err)
+		}
+		hours = append(hours, h)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("counting rows per hour: %w", err)
+	}
+	return hours, nil
+}
+
+// cutHours returns the hours at which to start a new chunk so that none
+// has more than max rows, but for one hour alone.
+func cutHours(hours []hourCount, max uint64) []uint32 {
+	var (
+		cuts []uint32
+		sum  uint64
+	)
+	for _, h := range hours {
+		if sum > 0 && sum+h.rows > max {
+			cuts, sum = append(cuts, h.start), 0
+		}
+		sum += h.rows
+	}
+	return cuts
 }
 
 // principalCount is how many rows a principal has.

@@ -34,7 +34,7 @@ const readBenchSpan = 90 * 24 * time.Hour
 // of the newest n/4 requests: as many hop rows as calls. Call k is request
 // "req-k", newest first. It inserts a tenth at a time, oldest first, as a
 // gateway would, so that the table has several parts to merge.
-func generateReadBench(b *testing.B, s *Store, n uint64, end time.Time) {
+func generateReadBench(b testing.TB, s *Store, n uint64, end time.Time) {
 	ctx := context.Background()
 	db := s.cfg.Database
 	step := uint64(readBenchSpan.Nanoseconds()) / n
