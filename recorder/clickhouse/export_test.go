@@ -2,12 +2,14 @@ package clickhouse
 
 import (
 	"context"
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/mcptrail/mcptrail/recorder"
 )
@@ -117,6 +119,47 @@ func TestAuditExportChunks(t *testing.T) {
 	}
 }
 
+// failQueries fails the queries that contain match, as a server limit
+// would.
+type failQueries struct {
+	driver.Conn
+	match string
+}
+
+func (f failQueries) Query(ctx context.Context, query string, args ...any) (driver.Rows, error) {
+	if strings.Contains(query, f.match) {
+		return nil, errors.New("code: 241, message: Memory limit (for query) exceeded")
+	}
+	return f.Conn.Query(ctx, query, args...)
+}
+
+// TestAuditExportCountsFail: when a count the chunks are planned by
+// fails (a server limit), the rows it was for are read in one query: the
+// export is what one FINAL read gives, not an error.
+func TestAuditExportCountsFail(t *testing.T) {
+	defer func(n uint64) { exportChunkRows = n }(exportChunkRows)
+	exportChunkRows = 4
+	s := migratedStore(t)
+	now := time.Now().UTC()
+	ats := make([]time.Time, 30)
+	for i := range ats {
+		ats[i] = now.Add(-time.Duration(i) * 50 * time.Minute)
+	}
+	evs := callEvents("c-", ats) // principals p0, p1, p2: 10 rows each
+	if err := s.WriteBatch(context.Background(), "counts-fail", evs); err != nil {
+		t.Fatal(err)
+	}
+	want := auditIDs(t, legacyReader{s}, AuditQuery{})
+	conn := s.conn
+	defer func() { s.conn = conn }()
+	for _, match := range []string{"GROUP BY principal", "toStartOfHour"} {
+		s.conn = failQueries{Conn: conn, match: match}
+		if got := auditIDs(t, s, AuditQuery{}); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s failing: %d rows, want %d; first difference at %d", match, len(got), len(want), firstMismatch(got, want))
+		}
+	}
+}
+
 // TestAuditExportBoundedMemory: exporting everyone's rows of a window
 // sorted them all in one query, which a server's memory limit refused
 // (at 10 M calls, 1.86 GiB); read a chunk at a time, the same export
@@ -127,7 +170,11 @@ func TestAuditExportBoundedMemory(t *testing.T) {
 	s := migratedStore(t)
 	const n = 600_000
 	generateReadBench(t, s, n, time.Now())
-	ctx := clickhouse.Context(context.Background(), clickhouse.WithSettings(clickhouse.Settings{"max_memory_usage": 80_000_000}))
+	// A query's memory is mostly its read buffers, about 1 MB per column
+	// per thread, and the threads default to the server's cores: one
+	// thread makes the limit mean the same on any machine (a chunk then
+	// needs about 40 MB, one query over every row far more).
+	ctx := clickhouse.Context(context.Background(), clickhouse.WithSettings(clickhouse.Settings{"max_memory_usage": 80_000_000, "max_threads": 1}))
 	// The limit does refuse one query over every row.
 	err := s.auditRead(ctx, "", nil, "", 0, false, func(AuditRow) error { return nil })
 	if err == nil || !strings.Contains(err.Error(), "Memory limit") {

@@ -604,7 +604,11 @@ type AuditRow struct {
 // Audit streams matching rows to emit without holding them in memory,
 // grouped by principal (the audit table's sort key) and oldest first within
 // each principal. An error from emit stops the stream and is returned as is.
-// Rows are read without FINAL, each event once (see readPage).
+// Rows are read without FINAL, each event once (see readPage). Without a
+// limit (an export) the rows are read in chunks of principals: every row
+// present when it starts is emitted once, but one written meanwhile shows
+// only if its principal's chunk is still to come; give Until for a fixed
+// set.
 func (s *Store) Audit(ctx context.Context, q AuditQuery, emit func(AuditRow) error) error {
 	err := s.auditPage(ctx, q.filter(), q.Limit, true, emit)
 	var ee emitError
@@ -683,38 +687,38 @@ func (s *Store) auditRead(ctx context.Context, where string, args []any, princip
 // principal counts at least one row, so the one sought is among the first
 // n: the query returns at most n rows, however many principals there are.
 func (s *Store) principalBound(ctx context.Context, where string, args []any, n int) (string, bool, error) {
-	counts, err := s.principalCounts(ctx, where, args, n)
-	if err != nil {
+	var counts []principalCount
+	if err := s.principalCounts(ctx, where, args, n, func(c principalCount) { counts = append(counts, c) }); err != nil {
 		return "", false, err
 	}
 	p, ok := reachPrincipal(counts, n)
 	return p, ok, nil
 }
 
-// principalCounts counts the rows matching where per principal, in
-// principal order, for the first limit principals (all when limit <= 0).
-func (s *Store) principalCounts(ctx context.Context, where string, args []any, limit int) ([]principalCount, error) {
+// principalCounts counts the rows matching where per principal and hands
+// them to each in principal order, for the first limit principals (all
+// when limit <= 0).
+func (s *Store) principalCounts(ctx context.Context, where string, args []any, limit int, each func(principalCount)) error {
 	q := "SELECT principal, count() FROM " + s.table("audit") + where + " GROUP BY principal ORDER BY principal"
 	if limit > 0 {
 		q += fmt.Sprintf(" LIMIT %d", limit)
 	}
 	rows, err := s.conn.Query(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("counting rows per principal: %w", err)
+		return fmt.Errorf("counting rows per principal: %w", err)
 	}
 	defer rows.Close()
-	var counts []principalCount
 	for rows.Next() {
 		var c principalCount
 		if err := rows.Scan(&c.principal, &c.rows); err != nil {
-			return nil, fmt.Errorf("scanning rows per principal: %w", err)
+			return fmt.Errorf("scanning rows per principal: %w", err)
 		}
-		counts = append(counts, c)
+		each(c)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("counting rows per principal: %w", err)
+		return fmt.Errorf("counting rows per principal: %w", err)
 	}
-	return counts, nil
+	return nil
 }
 
 // exportChunkRows is about the most rows one query of an export (all the
@@ -734,14 +738,15 @@ var exportChunkRows uint64 = 500_000
 // an event share its principal and time, so they fall in one chunk, where
 // readPage drops them. If the counts fail, all is read in one query.
 func (s *Store) auditExport(ctx context.Context, where string, args []any, emit func(AuditRow) error) error {
-	counts, err := s.principalCounts(ctx, where, args, 0)
+	var p exportPlanner
+	err := s.principalCounts(ctx, where, args, 0, func(c principalCount) { p.add(c, exportChunkRows) })
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {
 			return fmt.Errorf("counting rows per principal: %w", cerr)
 		}
 		return s.auditRead(ctx, where, args, "", 0, false, emit)
 	}
-	return s.exportChunks(ctx, where, args, planExport(counts, exportChunkRows), emit)
+	return s.exportChunks(ctx, where, args, p.plan, emit)
 }
 
 // exportChunks reads the rows matching where chunk by chunk, as plan says
@@ -787,9 +792,11 @@ func (s *Store) exportChunks(ctx context.Context, where string, args []any, plan
 			return err
 		}
 		hours, err := s.hourCounts(ctx, where, args, c.hi)
-		if err != nil {
+		if err != nil && ctx.Err() != nil {
 			return err
 		}
+		// Without the counts per hour (a server limit), the principal's
+		// rows are read in one query: nothing of them was emitted yet.
 		cuts := cutHours(hours, exportChunkRows)
 		for j := 0; j <= len(cuts); j++ {
 			conds, cargs := []string{"principal = ?"}, []any{c.hi}
@@ -822,26 +829,34 @@ type exportChunk struct {
 	heavy bool
 }
 
-// planExport groups counts (in principal order) into chunks of at most
-// max rows, a principal with more alone.
-func planExport(counts []principalCount, max uint64) []exportChunk {
-	var (
-		plan []exportChunk
-		sum  uint64
-	)
-	for _, c := range counts {
-		switch {
-		case c.rows > max:
-			plan, sum = append(plan, exportChunk{hi: c.principal, heavy: true}), 0
-			continue
-		case sum > 0 && sum+c.rows > max:
-			sum = 0
-		case sum > 0:
-			plan = plan[:len(plan)-1] // this principal joins the open chunk
-		}
-		plan, sum = append(plan, exportChunk{hi: c.principal}), sum+c.rows
+// exportPlanner groups counts, added in principal order, into chunks of
+// at most max rows, a principal with more alone. It keeps the chunks, not
+// the counts: one principal per end user makes millions of counts.
+type exportPlanner struct {
+	plan []exportChunk
+	sum  uint64 // rows of the open chunk, the plan's last
+}
+
+func (p *exportPlanner) add(c principalCount, max uint64) {
+	switch {
+	case c.rows > max:
+		p.plan, p.sum = append(p.plan, exportChunk{hi: c.principal, heavy: true}), 0
+		return
+	case p.sum > 0 && p.sum+c.rows > max:
+		p.sum = 0
+	case p.sum > 0:
+		p.plan = p.plan[:len(p.plan)-1] // this principal joins the open chunk
 	}
-	return plan
+	p.plan, p.sum = append(p.plan, exportChunk{hi: c.principal}), p.sum+c.rows
+}
+
+// planExport is exportPlanner over counts.
+func planExport(counts []principalCount, max uint64) []exportChunk {
+	var p exportPlanner
+	for _, c := range counts {
+		p.add(c, max)
+	}
+	return p.plan
 }
 
 // hourCount is how many rows of a principal an hour has; start is the
