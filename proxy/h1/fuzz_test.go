@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -46,40 +45,19 @@ func FuzzAnswerFraming(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	var answer atomic.Pointer[[]byte]
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		f.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	f.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	base := rawServer(f, func(_ int, c net.Conn, br *bufio.Reader) {
 		for {
-			c, err := ln.Accept()
+			req, err := readRequest(br)
 			if err != nil {
 				return
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := readRequest(br)
-					if err != nil {
-						return
-					}
-					if req.URL.Path == "/fuzz" {
-						c.Write(*answer.Load())
-						continue
-					}
-					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\ncanary")
-				}
-			}()
+			if req.URL.Path == "/fuzz" {
+				c.Write(*answer.Load())
+				continue
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\ncanary")
 		}
-	}()
-	base := "http://" + ln.Addr().String()
+	})
 
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		answer.Store(&raw)

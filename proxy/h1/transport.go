@@ -443,8 +443,9 @@ func (t *Transport) getIdle(key string) (*conn, bool) {
 	var expired []*conn
 	defer func() { closeAll(expired) }()
 	for {
+		now := time.Now()
 		t.mu.Lock()
-		expired = t.pruneLocked(key, time.Now(), expired)
+		expired = t.pruneLocked(key, now, expired)
 		list := t.idle[key]
 		if len(list) == 0 {
 			t.mu.Unlock()
@@ -454,7 +455,7 @@ func (t *Transport) getIdle(key string) (*conn, bool) {
 		list[len(list)-1] = nil
 		t.idle[key] = list[:len(list)-1]
 		t.mu.Unlock()
-		if c.pastKeepAlive(time.Now()) || c.br.Buffered() > 0 || !c.peek.alive() {
+		if c.pastKeepAlive(now) || c.br.Buffered() > 0 || !c.peek.alive() {
 			c.nc.Close()
 			continue
 		}

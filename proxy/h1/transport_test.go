@@ -63,6 +63,17 @@ func post(t *testing.T, tr http.RoundTripper, ctx context.Context, u, body strin
 	return tr.RoundTrip(req)
 }
 
+// postRead posts body to u and returns the answer's body; any error
+// fails the test.
+func postRead(t *testing.T, tr http.RoundTripper, u, body string) string {
+	t.Helper()
+	resp, err := post(t, tr, context.Background(), u, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return readAll(t, resp)
+}
+
 func readAll(t *testing.T, resp *http.Response) string {
 	t.Helper()
 	b, err := io.ReadAll(resp.Body)
@@ -193,11 +204,7 @@ func TestCancelWhileWaiting(t *testing.T) {
 		t.Fatalf("cancelled call returned after %s", d)
 	}
 	// The interrupted connection is not reused.
-	resp, err := post(t, tr, context.Background(), srv.URL, `{"ok":1}`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := readAll(t, resp); got != `{"ok":1}` {
+	if got := postRead(t, tr, srv.URL, `{"ok":1}`); got != `{"ok":1}` {
 		t.Fatalf("body %q", got)
 	}
 	if n := conns.Load(); n != 2 {
@@ -291,11 +298,7 @@ func TestEarlyCloseOfEndlessBody(t *testing.T) {
 	if _, err := resp.Body.Read(make([]byte, 8)); err == nil {
 		t.Fatal("read after Close succeeded")
 	}
-	resp, err = post(t, tr, context.Background(), srv.URL, `{"n":2}`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := readAll(t, resp); got != `{"n":2}` {
+	if got := postRead(t, tr, srv.URL, `{"n":2}`); got != `{"n":2}` {
 		t.Fatalf("body %q", got)
 	}
 	if n := conns.Load(); n != 2 {
@@ -305,7 +308,7 @@ func TestEarlyCloseOfEndlessBody(t *testing.T) {
 
 // rawServer answers each connection with handle, which reads the request
 // from br and writes raw bytes to c.
-func rawServer(t *testing.T, handle func(n int, c net.Conn, br *bufio.Reader)) string {
+func rawServer(t testing.TB, handle func(n int, c net.Conn, br *bufio.Reader)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -469,11 +472,7 @@ func TestConnectionCloseNotReused(t *testing.T) {
 	tr := newTransport()
 	defer tr.CloseIdleConnections()
 	for range 3 {
-		resp, err := post(t, tr, context.Background(), srv.URL, `{}`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		readAll(t, resp)
+		postRead(t, tr, srv.URL, `{}`)
 	}
 	if n := conns.Load(); n != 3 {
 		t.Fatalf("%d connections, want 3", n)
@@ -496,11 +495,7 @@ func TestExtraBytesNotReused(t *testing.T) {
 	tr := newTransport()
 	defer tr.CloseIdleConnections()
 	for i := range 3 {
-		resp, err := post(t, tr, context.Background(), u, `{}`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := readAll(t, resp); got != "ok" {
+		if got := postRead(t, tr, u, `{}`); got != "ok" {
 			t.Fatalf("call %d: body %q", i, got)
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -609,11 +604,7 @@ func TestIdleTimeout(t *testing.T) {
 	tr := &h1.Transport{Fallback: &fallback{}, IdleTimeout: 30 * time.Millisecond}
 	defer tr.CloseIdleConnections()
 	for range 2 {
-		resp, err := post(t, tr, context.Background(), srv.URL, `{}`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		readAll(t, resp)
+		postRead(t, tr, srv.URL, `{}`)
 		time.Sleep(60 * time.Millisecond)
 	}
 	if n := conns.Load(); n != 2 {
@@ -646,17 +637,9 @@ func TestEmptyBodyClosedUnreadIsReused(t *testing.T) {
 func TestCloseIdleConnections(t *testing.T) {
 	srv, conns := countingServer(t, http.HandlerFunc(echo))
 	tr := newTransport()
-	resp, err := post(t, tr, context.Background(), srv.URL, `{}`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	readAll(t, resp)
+	postRead(t, tr, srv.URL, `{}`)
 	tr.CloseIdleConnections()
-	resp, err = post(t, tr, context.Background(), srv.URL, `{}`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	readAll(t, resp)
+	postRead(t, tr, srv.URL, `{}`)
 	tr.CloseIdleConnections()
 	if n := conns.Load(); n != 2 {
 		t.Fatalf("%d connections, want 2", n)
@@ -674,11 +657,7 @@ func TestLargeAnswer(t *testing.T) {
 	tr := newTransport()
 	defer tr.CloseIdleConnections()
 	for range 2 {
-		resp, err := post(t, tr, context.Background(), srv.URL, `{}`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := readAll(t, resp); got != big {
+		if got := postRead(t, tr, srv.URL, `{}`); got != big {
 			t.Fatalf("got %d bytes, want %d", len(got), len(big))
 		}
 	}
@@ -1044,11 +1023,7 @@ func TestKeepAliveTimeoutHonoured(t *testing.T) {
 	tr := newTransport()
 	defer tr.CloseIdleConnections()
 	call := func() {
-		resp, err := post(t, tr, context.Background(), u, `{}`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		readAll(t, resp)
+		postRead(t, tr, u, `{}`)
 	}
 	call()
 	call() // at once: reused
@@ -1072,11 +1047,7 @@ func TestKeepAliveZeroNotReused(t *testing.T) {
 	tr := newTransport()
 	defer tr.CloseIdleConnections()
 	for range 2 {
-		resp, err := post(t, tr, context.Background(), srv.URL, `{}`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		readAll(t, resp)
+		postRead(t, tr, srv.URL, `{}`)
 	}
 	if n := conns.Load(); n != 2 {
 		t.Fatalf("%d connections, want 2", n)

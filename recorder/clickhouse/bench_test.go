@@ -71,6 +71,17 @@ func BenchmarkWriteBatch(b *testing.B) {
 	}
 }
 
+// clientCPU runs write with the benchmark's timer on (the caller stopped
+// it) and returns the CPU this process spent meanwhile; the timer is
+// stopped again on return.
+func clientCPU(b *testing.B, write func()) time.Duration {
+	c0 := selfCPU(b)
+	b.StartTimer()
+	write()
+	b.StopTimer()
+	return selfCPU(b) - c0
+}
+
 func benchWrite(b *testing.B, s *Store, batch int) {
 	ctx := context.Background()
 	pid := chtest.Shared(b).PID()
@@ -82,13 +93,11 @@ func benchWrite(b *testing.B, s *Store, batch int) {
 	for b.Loop() {
 		b.StopTimer()
 		evs := benchEvents(fmt.Sprintf("b%d", i), batch, base)
-		c0 := selfCPU(b)
-		b.StartTimer()
-		if err := s.WriteBatch(ctx, fmt.Sprintf("tok-%d", i), evs); err != nil {
-			b.Fatal(err)
-		}
-		b.StopTimer()
-		client += selfCPU(b) - c0
+		client += clientCPU(b, func() {
+			if err := s.WriteBatch(ctx, fmt.Sprintf("tok-%d", i), evs); err != nil {
+				b.Fatal(err)
+			}
+		})
 		b.StartTimer()
 		i++
 	}
@@ -127,21 +136,19 @@ func BenchmarkWriteChunksPieces(b *testing.B) {
 			for b.Loop() {
 				b.StopTimer()
 				evs := benchEvents(fmt.Sprintf("p%d", i), segment, base)
-				c0 := selfCPU(b)
-				b.StartTimer()
-				err := s.WriteChunks(ctx, fmt.Sprintf("tok-%d", i), func(yield func([]recorder.Event) error) error {
-					for from := 0; from < len(evs); from += piece {
-						if err := yield(evs[from:min(from+piece, len(evs))]); err != nil {
-							return err
+				client += clientCPU(b, func() {
+					err := s.WriteChunks(ctx, fmt.Sprintf("tok-%d", i), func(yield func([]recorder.Event) error) error {
+						for from := 0; from < len(evs); from += piece {
+							if err := yield(evs[from:min(from+piece, len(evs))]); err != nil {
+								return err
+							}
 						}
+						return nil
+					})
+					if err != nil {
+						b.Fatal(err)
 					}
-					return nil
 				})
-				if err != nil {
-					b.Fatal(err)
-				}
-				b.StopTimer()
-				client += selfCPU(b) - c0
 				b.StartTimer()
 				i++
 			}

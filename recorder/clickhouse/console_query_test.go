@@ -19,18 +19,6 @@ func TestConsoleQueries(t *testing.T) {
 	if err := s.WriteBatch(ctx, "t", fixture(base)); err != nil {
 		t.Fatal(err)
 	}
-	callIDs := func(q CallsQuery) []string {
-		t.Helper()
-		calls, err := s.Calls(ctx, q)
-		if err != nil {
-			t.Fatalf("Calls(%+v): %v", q, err)
-		}
-		var ids []string
-		for _, c := range calls {
-			ids = append(ids, c.RequestID)
-		}
-		return ids
-	}
 	for _, tt := range []struct {
 		name string
 		q    CallsQuery
@@ -43,7 +31,7 @@ func TestConsoleQueries(t *testing.T) {
 		{"decision denied", CallsQuery{Decision: "denied"}, []string{"r3"}},
 		{"limit", CallsQuery{Limit: 1}, []string{"r3"}},
 	} {
-		if got := callIDs(tt.q); !reflect.DeepEqual(got, tt.want) {
+		if got := callIDs(t, s, tt.q); !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("%s: Calls = %v, want %v", tt.name, got, tt.want)
 		}
 	}

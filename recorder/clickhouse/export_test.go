@@ -50,11 +50,7 @@ func TestAuditExportChunks(t *testing.T) {
 		for i := range ats {
 			ats[i] = now.Add(-time.Duration(i) * step)
 		}
-		evs := callEvents(p+"-", ats)
-		for i := range evs {
-			evs[i].Principal = p
-		}
-		return evs
+		return principalEvents(p, ats)
 	}
 	for _, g := range []struct {
 		p     string

@@ -79,29 +79,3 @@ func (l legacyReader) Audit(ctx context.Context, q AuditQuery, emit func(AuditRo
 	}
 	return rows.Err()
 }
-
-func (l legacyReader) AuditDays(ctx context.Context, q AuditQuery, maxDays int) ([]AuditDay, error) {
-	s := l.Store
-	if maxDays <= 0 {
-		maxDays = 400
-	}
-	where, args := filters(q.filter())
-	rows, err := s.conn.Query(ctx, "SELECT toUInt32(toDate(ts)) AS d, count(), countIf(decision = 'allowed'), countIf(decision = 'denied') FROM "+
-		s.table("audit")+where+fmt.Sprintf(" GROUP BY d ORDER BY d DESC LIMIT %d", maxDays), args...)
-	if err != nil {
-		return nil, fmt.Errorf("counting audit rows per day: %w", err)
-	}
-	defer rows.Close()
-	var out []AuditDay
-	for rows.Next() {
-		var (
-			d                      uint32
-			total, allowed, denied uint64
-		)
-		if err := rows.Scan(&d, &total, &allowed, &denied); err != nil {
-			return nil, fmt.Errorf("scanning audit days: %w", err)
-		}
-		out = append(out, AuditDay{Day: time.Unix(int64(d)*86400, 0).UTC(), Total: total, Allowed: allowed, Denied: denied, Other: total - allowed - denied})
-	}
-	return out, rows.Err()
-}

@@ -436,16 +436,7 @@ func (s *Store) readPage(ctx context.Context, q pageQuery, n int, scan func(driv
 		if bounded {
 			conds, args = append(conds, q.bound), append(args, q.boundArgs...)
 		}
-		where := q.where
-		if len(conds) > 0 {
-			if where == "" {
-				where = " WHERE "
-			} else {
-				where += " AND "
-			}
-			where += strings.Join(conds, " AND ")
-		}
-		query := q.sel + where + " ORDER BY " + q.order
+		query := q.sel + withConds(q.where, conds) + " ORDER BY " + q.order
 		ask := 0
 		if n > 0 {
 			ask = n - have + (n-have)/8 + 16
@@ -489,6 +480,18 @@ func (s *Store) readPage(ctx context.Context, q pageQuery, n int, scan func(driv
 			bounded = false
 		}
 	}
+}
+
+// withConds is the WHERE clause where (filters' clause, or "") with conds
+// added, all of them ANDed.
+func withConds(where string, conds []string) string {
+	if len(conds) == 0 {
+		return where
+	}
+	if where == "" {
+		return " WHERE " + strings.Join(conds, " AND ")
+	}
+	return where + " AND " + strings.Join(conds, " AND ")
 }
 
 // auditFilter is what a query over the audit table filters on; zero
@@ -540,10 +543,7 @@ func filters(f auditFilter) (string, []any) {
 	if f.failed {
 		conds = append(conds, "outcome != 'ok'")
 	}
-	if len(conds) == 0 {
-		return "", nil
-	}
-	return " WHERE " + strings.Join(conds, " AND "), args
+	return withConds("", conds), args
 }
 
 // globToLike turns a shell-style glob (* any run, ? one character) into a
@@ -754,16 +754,7 @@ func (s *Store) auditExport(ctx context.Context, where string, args []any, emit 
 // the chunks end.
 func (s *Store) exportChunks(ctx context.Context, where string, args []any, plan []exportChunk, emit func(AuditRow) error) error {
 	read := func(conds []string, cargs []any) error {
-		w, a := where, append(append([]any(nil), args...), cargs...)
-		if len(conds) > 0 {
-			if w == "" {
-				w = " WHERE "
-			} else {
-				w += " AND "
-			}
-			w += strings.Join(conds, " AND ")
-		}
-		return s.auditRead(ctx, w, a, "", 0, false, emit)
+		return s.auditRead(ctx, withConds(where, conds), append(append([]any(nil), args...), cargs...), "", 0, false, emit)
 	}
 	if len(plan) == 0 {
 		return read(nil, nil)
@@ -868,11 +859,7 @@ type hourCount struct {
 
 // hourCounts counts principal's rows matching where per hour, in order.
 func (s *Store) hourCounts(ctx context.Context, where string, args []any, principal string) ([]hourCount, error) {
-	w := " WHERE principal = ?"
-	if where != "" {
-		w = where + " AND principal = ?"
-	}
-	rows, err := s.conn.Query(ctx, "SELECT toUInt32(toStartOfHour(ts)) AS h, count() FROM "+s.table("audit")+w+
+	rows, err := s.conn.Query(ctx, "SELECT toUInt32(toStartOfHour(ts)) AS h, count() FROM "+s.table("audit")+withConds(where, []string{"principal = ?"})+
 		" GROUP BY h ORDER BY h", append(append([]any(nil), args...), principal)...)
 	if err != nil {
 		return nil, fmt.Errorf("counting rows per hour: %w", err)

@@ -45,6 +45,16 @@ func callEvents(prefix string, ats []time.Time) []recorder.Event {
 // after a crash between the rows and the token would, and checks that the
 // audit table holds both copies unmerged (merges stopped): every read
 // below sees the duplicates.
+// principalEvents is callEvents all made by principal p (requests
+// "<p>-<i>").
+func principalEvents(p string, ats []time.Time) []recorder.Event {
+	evs := callEvents(p+"-", ats)
+	for i := range evs {
+		evs[i].Principal = p
+	}
+	return evs
+}
+
 func writeTwice(t *testing.T, s *Store, evs []recorder.Event) {
 	t.Helper()
 	ctx := context.Background()
@@ -406,11 +416,7 @@ func TestAuditPrincipalBound(t *testing.T) {
 		for i := range ats {
 			ats[i] = now.Add(-time.Duration(i*37%n) * 3 * time.Hour)
 		}
-		evs := callEvents(p+"-", ats)
-		for i := range evs {
-			evs[i].Principal = p
-		}
-		return evs
+		return principalEvents(p, ats)
 	}
 	for _, g := range []struct {
 		p     string
