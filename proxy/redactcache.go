@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/mcptrail/mcptrail/recorder"
+	"github.com/mcptrail/mcptrail/recorder/redact"
 )
 
 // Limits of EventRedactor's memo: what it remembers is small and bounded
@@ -31,11 +32,20 @@ const (
 //
 // A value is remembered the second time it is met: until then only its
 // hash is kept, so values met once (a call's id, its arguments and result)
-// cost a hash rather than two copies. The memo holds raw (unredacted)
-// small values in memory, never on disk, until it is reset when full.
+// cost a hash rather than two copies. Payloads that differ but share a
+// large member (a tool's arguments under the client's and the backend's
+// tool name, a result with and without the gateway's _meta) reuse that
+// member's redaction through a redact.Memo. The memos hold raw
+// (unredacted) values in memory, never on disk, until reset when full.
 type EventRedactor struct {
 	mu   sync.Mutex
 	memo redactMemo
+}
+
+// memberRedactor is a Redactor that can reuse the redaction of payload
+// members met before (redact.Redactor).
+type memberRedactor interface {
+	PayloadMemo(b []byte, m *redact.Memo) (out []byte, count int, truncated bool, sha256hex string)
 }
 
 // redactMemo is the Redactor EventRedactor hands RedactEvent, under its mutex.
@@ -46,6 +56,10 @@ type redactMemo struct {
 	// seen holds the hashes of values met once (see EventRedactor).
 	seen map[uint64]struct{}
 	seed maphash.Seed
+	// members remembers the redaction of payloads' top-level members, which
+	// recur across a call's hops in payloads that differ (redact.Memo);
+	// nil when r cannot use it.
+	members *redact.Memo
 }
 
 // again reports whether the value hashed to h was met before, and notes it.
@@ -74,8 +88,12 @@ type memoPayload struct {
 
 // NewEventRedactor returns an EventRedactor over r.
 func NewEventRedactor(r Redactor) *EventRedactor {
-	return &EventRedactor{memo: redactMemo{r: r, strs: map[string]memoString{}, payloads: map[string]memoPayload{},
+	m := &EventRedactor{memo: redactMemo{r: r, strs: map[string]memoString{}, payloads: map[string]memoPayload{},
 		seen: map[uint64]struct{}{}, seed: maphash.MakeSeed()}}
+	if _, ok := r.(memberRedactor); ok {
+		m.memo.members = redact.NewMemo()
+	}
+	return m
 }
 
 // Prepare redacts e in place like RedactEvent.
@@ -89,18 +107,26 @@ func (m *redactMemo) Payload(b []byte) (out []byte, count int, truncated bool, s
 	// Most payloads are met once (a call's arguments and result): hashed
 	// first, looked up and remembered from their second time.
 	if len(b) > memoPayloadBytes || !m.again(maphash.Bytes(m.seed, b)) {
-		return m.r.Payload(b)
+		return m.payload(b)
 	}
 	if p, ok := m.payloads[string(b)]; ok {
 		// A copy: each event owns its slices.
 		return bytes.Clone(p.out), p.n, p.trunc, p.sum
 	}
-	out, count, truncated, sha256hex = m.r.Payload(b)
+	out, count, truncated, sha256hex = m.payload(b)
 	if len(m.payloads) >= memoPayloads {
 		clear(m.payloads)
 	}
 	m.payloads[string(b)] = memoPayload{out: bytes.Clone(out), n: count, trunc: truncated, sum: sha256hex}
 	return out, count, truncated, sha256hex
+}
+
+// payload redacts b through the member memo when there is one.
+func (m *redactMemo) payload(b []byte) (out []byte, count int, truncated bool, sha256hex string) {
+	if m.members != nil {
+		return m.r.(memberRedactor).PayloadMemo(b, m.members)
+	}
+	return m.r.Payload(b)
 }
 
 func (m *redactMemo) String(s string) (string, int) {

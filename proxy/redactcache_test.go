@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"bytes"
 	"fmt"
 	"reflect"
 	"strconv"
@@ -83,31 +84,87 @@ func TestEventRedactorSameAsRedactEvent(t *testing.T) {
 	}
 }
 
+// echoHops is mcptrail bench's call with an n-byte message as the gateway
+// records it: the forwarded request carries the gateway's _meta, and so
+// does the answer to the client.
+func echoHops(i, n int) []recorder.Event {
+	const meta = `"_meta":{"traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}`
+	const stamp = `,"_meta":{"io.mcptrail/request-id":"01JABCDEFGHJKMNPQRSTVWXYZ0"}}`
+	msg := fmt.Sprintf("%08d", i)
+	msg += strings.Repeat("abcdefghij", (n-len(msg))/10+1)[:n-len(msg)]
+	hops := callHops(i, "")
+	hops[0].Params = []byte(`{"name":"tb.echo","arguments":{"message":"` + msg + `"}}`)
+	hops[3].Params = []byte(`{"name":"echo","arguments":{"message":"` + msg + `"},` + meta + `}`)
+	hops[3].Result = []byte(`{"content":[{"type":"text","text":"` + msg + `"}]}`)
+	hops[4].Result = append(bytes.Clone(hops[3].Result[:len(hops[3].Result)-1]), stamp...)
+	return hops
+}
+
 // BenchmarkRedactCall is the recorder's Prepare over the five hops of one
-// tools/call with unique small payloads (the response's result carries the
+// tools/call with unique payloads (the response's result carries the
 // gateway's _meta stamp, as through the gateway): RedactEvent, and the
-// EventRedactor the gateway uses.
+// EventRedactor the gateway uses. "secrets" has small payloads with a
+// secret in each; "echo" and "echo4k" are mcptrail bench's call (a unique
+// 200- or 4096-byte message in the arguments, echoed back in the result,
+// no secret); "rows" a search answering 60 rows (7 KB) of structured
+// content.
 func BenchmarkRedactCall(b *testing.B) {
 	r, err := redact.New(redact.Config{}, []byte("bench-key"))
 	if err != nil {
 		b.Fatal(err)
 	}
-	m := proxy.NewEventRedactor(r)
-	for _, tc := range []struct {
-		name    string
-		prepare func(*recorder.Event)
-	}{{"RedactEvent", func(e *recorder.Event) { proxy.RedactEvent(r, e) }}, {"EventRedactor", m.Prepare}} {
-		b.Run(tc.name, func(b *testing.B) {
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				hops := callHops(i, "hunter2")
-				hops[4].Result = append(hops[4].Result[:len(hops[4].Result)-1], `,"_meta":{"io.mcptrail/request-id":"01JABCDEFGHJKMNPQRSTVWXYZ0"}}`...)
-				i++
-				for h := range hops {
-					tc.prepare(&hops[h])
-				}
+	const stamp = `,"_meta":{"io.mcptrail/request-id":"01JABCDEFGHJKMNPQRSTVWXYZ0"}}`
+	shapes := []struct {
+		name string
+		hops func(i int) []recorder.Event
+	}{
+		{"secrets", func(i int) []recorder.Event {
+			hops := callHops(i, "hunter2")
+			hops[4].Result = append(hops[4].Result[:len(hops[4].Result)-1], stamp...)
+			return hops
+		}},
+		{"echo", func(i int) []recorder.Event { return echoHops(i, 200) }},
+		{"echo4k", func(i int) []recorder.Event { return echoHops(i, 4096) }},
+		{"rows", func(i int) []recorder.Event {
+			var rows strings.Builder
+			for k := range 60 {
+				fmt.Fprintf(&rows, `{"id":%d,"call":%d,"name":"customer %d","email_verified":true,"notes":"renewal follow-up, asked for a call back"},`, k, i, k)
 			}
-		})
+			text := rows.String()
+			hops := callHops(i, "")
+			hops[0].Params = fmt.Appendf(nil, `{"name":"crm.search","arguments":{"query":"region = 'emea' and call = %d","limit":60}}`, i)
+			hops[3].Params = fmt.Appendf(nil, `{"name":"search","arguments":{"query":"region = 'emea' and call = %d","limit":60}}`, i)
+			hops[3].Result = []byte(`{"content":[{"type":"text","text":"60 rows"}],"structuredContent":{"rows":[` + text[:len(text)-1] + `]}}`)
+			hops[4].Result = append(bytes.Clone(hops[3].Result[:len(hops[3].Result)-1]), stamp...)
+			return hops
+		}},
+	}
+	for _, shape := range shapes {
+		m := proxy.NewEventRedactor(r)
+		for _, tc := range []struct {
+			name    string
+			prepare func(*recorder.Event)
+		}{{"RedactEvent", func(e *recorder.Event) { proxy.RedactEvent(r, e) }}, {"EventRedactor", m.Prepare}} {
+			b.Run(shape.name+"/"+tc.name, func(b *testing.B) {
+				// Calls are made 256 at a time outside the timer: only
+				// Prepare is measured.
+				var calls [][]recorder.Event
+				b.ReportAllocs()
+				for i := 0; b.Loop(); i++ {
+					if len(calls) == 0 {
+						b.StopTimer()
+						for k := range 256 {
+							calls = append(calls, shape.hops(i+k))
+						}
+						b.StartTimer()
+					}
+					hops := calls[len(calls)-1]
+					calls = calls[:len(calls)-1]
+					for h := range hops {
+						tc.prepare(&hops[h])
+					}
+				}
+			})
+		}
 	}
 }

@@ -315,16 +315,17 @@ func containsFold(s, sub string) bool {
 // "method" members are never touched. Input that is not valid JSON is
 // redacted as a plain string.
 func (r *Redactor) JSON(b []byte) (out []byte, count int) {
-	return r.json(b, validJSON(b))
+	return r.json(b, validJSON(b), nil)
 }
 
-// json is JSON for b whose validity is known.
-func (r *Redactor) json(b []byte, valid bool) (out []byte, count int) {
+// json is JSON for b whose validity is known, with the members of its
+// top-level object remembered in memo (which may be nil).
+func (r *Redactor) json(b []byte, valid bool, memo *Memo) (out []byte, count int) {
 	if !valid {
 		s, n := r.text(string(b), nil, -1)
 		return []byte(s), n
 	}
-	w := walker{r: r, in: b, out: make([]byte, 0, len(b)+len(b)/8)}
+	w := walker{r: r, in: b, out: make([]byte, 0, len(b)+len(b)/8), memo: memo}
 	w.value(0, false)
 	return w.out, w.count
 }
@@ -337,9 +338,21 @@ func (r *Redactor) json(b []byte, valid bool) (out []byte, count int) {
 // payloads stay comparable after redaction while a short secret in an
 // otherwise known payload cannot be guessed from it without the key.
 func (r *Redactor) Payload(b []byte) (out []byte, count int, truncated bool, sha256hex string) {
+	return r.PayloadMemo(b, nil)
+}
+
+// PayloadMemo is Payload, reusing from memo the redaction of members of
+// b's top-level object met in earlier payloads and remembering the others
+// (see Memo). Its result is Payload's. A nil memo remembers nothing.
+func (r *Redactor) PayloadMemo(b []byte, memo *Memo) (out []byte, count int, truncated bool, sha256hex string) {
 	sha256hex = r.digest(b)
-	valid := validJSON(b)
-	out, count = r.json(b, valid)
+	var valid bool
+	if memo != nil {
+		memo.ends, valid = validMembers(b, memo.ends)
+	} else {
+		valid = validJSON(b)
+	}
+	out, count = r.json(b, valid, memo)
 	if !valid {
 		out = appendJSONString(nil, string(out))
 	}

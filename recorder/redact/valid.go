@@ -8,12 +8,25 @@ package redact
 // redacts is checked first, so this is on the recording path of every call.
 func validJSON(b []byte) bool {
 	v := validator{b: b}
+	return v.valid()
+}
+
+// validMembers is validJSON that also returns, when b is an object, the
+// offset in b just past each of its members' values, in order (appended
+// to ends[:0]).
+func validMembers(b []byte, ends []int) ([]int, bool) {
+	v := validator{b: b, ends: ends[:0], members: true}
+	ok := v.valid()
+	return v.ends, ok
+}
+
+func (v *validator) valid() bool {
 	v.ws()
 	if !v.value(0) {
 		return false
 	}
 	v.ws()
-	return v.i == len(b)
+	return v.i == len(v.b)
 }
 
 // maxNesting is encoding/json's limit on nested arrays and objects.
@@ -22,6 +35,9 @@ const maxNesting = 10000
 type validator struct {
 	b []byte
 	i int
+	// members: note in ends where each top-level member's value ends.
+	members bool
+	ends    []int
 }
 
 func (v *validator) ws() {
@@ -64,6 +80,9 @@ func (v *validator) value(depth int) bool {
 			v.ws()
 			if !v.value(depth + 1) {
 				return false
+			}
+			if depth == 0 && v.members {
+				v.ends = append(v.ends, v.i)
 			}
 			v.ws()
 			if v.i >= len(v.b) {

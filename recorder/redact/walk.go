@@ -17,6 +17,9 @@ type walker struct {
 	out   []byte
 	count int
 	path  []string // keys from the root to the current value, as written
+	memo  *Memo    // remembers top-level members' redaction; may be nil
+	// member counts the top-level members walked (memo.ends indexes them).
+	member int
 }
 
 func (w *walker) ws() {
@@ -120,12 +123,18 @@ func (w *walker) object(depth int) {
 		if !ok {
 			rule, ok = w.r.matchPath(w.path)
 		}
-		if ok && !envelope {
+		switch {
+		case ok && !envelope:
 			w.replace(rule)
-		} else {
+		case w.memo != nil && depth == 0 && len(w.path) == 1:
+			w.memberValue(depth+1, w.member)
+		default:
 			w.value(depth+1, false)
 		}
 		w.path = w.path[:len(w.path)-1]
+		if depth == 0 {
+			w.member++
+		}
 		c := w.in[w.pos]
 		w.out = append(w.out, c)
 		w.pos++
