@@ -2,10 +2,10 @@ package redact
 
 import "encoding/binary"
 
-// Limits of a Memo. A member value is remembered when its JSON text is
-// between memoMinBytes (below, walking it costs less than the lookup) and
-// memoMaxBytes; the memo is emptied when its keys and redacted values pass
-// memoBudget bytes.
+// Limits of a Memo. A member value is remembered when its JSON text is at
+// least memoMinBytes (below, walking it costs less than the lookup) and,
+// with its key, at most memoMaxBytes; the memo is emptied when its keys
+// and redacted values would pass memoBudget bytes.
 const (
 	memoMinBytes = 256
 	memoMaxBytes = 64 << 10
@@ -90,11 +90,12 @@ func (w *walker) memberValue(depth, i int) {
 		return
 	}
 	end := w.memo.ends[i]
-	if n := end - start; n < memoMinBytes || n > memoMaxBytes {
+	name := w.path[len(w.path)-1]
+	if n := end - start; n < memoMinBytes || n+len(name) > memoMaxBytes {
 		w.value(depth, false)
 		return
 	}
-	key := w.memo.keyOf(w.path[len(w.path)-1], w.in[start:end])
+	key := w.memo.keyOf(name, w.in[start:end])
 	if e, ok := w.memo.get(key); ok {
 		if e.count == 0 {
 			w.out = append(w.out, w.in[start:end]...)
@@ -110,5 +111,5 @@ func (w *walker) memberValue(depth, i int) {
 	w.value(depth, false)
 	// value also copied the white space after the value: not the memo's.
 	red := w.out[from : len(w.out)-(w.pos-end)]
-	w.memo.put(w.memo.keyOf(w.path[len(w.path)-1], w.in[start:end]), red, w.count-count)
+	w.memo.put(w.memo.keyOf(name, w.in[start:end]), red, w.count-count)
 }

@@ -98,7 +98,7 @@ func TestPayloadMemoReuses(t *testing.T) {
 }
 
 // TestMemoBudget: the memo stays within its budget however many distinct
-// members it meets.
+// members it meets, and whatever their keys' size.
 func TestMemoBudget(t *testing.T) {
 	r := mustNew(t, Config{})
 	m := NewMemo()
@@ -107,6 +107,12 @@ func TestMemoBudget(t *testing.T) {
 		if m.bytes > memoBudget {
 			t.Fatalf("after %d payloads the memo holds %d bytes, budget %d", i+1, m.bytes, memoBudget)
 		}
+	}
+	// A key as large as the budget is not remembered with its value.
+	big := strings.Repeat("k", memoBudget)
+	r.PayloadMemo([]byte(`{"`+big+`":"`+strings.Repeat("v", memoMinBytes)+`"}`), m)
+	if m.bytes > memoBudget {
+		t.Errorf("after a %d-byte key the memo holds %d bytes, budget %d", len(big), m.bytes, memoBudget)
 	}
 	got := 0
 	for k, e := range m.entries {
