@@ -159,15 +159,18 @@ func (g *Gateway) Serve(ctx context.Context, in Inbound) jsonrpc.Message {
 	// Trace context: HTTP headers first, params._meta wins when present;
 	// a parent or only links (config client_trace_context, tracectx.go).
 	ctx, spanOpts := g.clientTrace(ctx, in.Header, meta)
-	spanOpts = append(spanOpts, trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(c.semconvAttrs(c.protocolVersion())...),
-		trace.WithAttributes(
-			attribute.String("jsonrpc.request.id", jsonrpc.IDString(in.Msg.ID)),
-			attribute.String("mcptrail.request_id", c.reqID),
-		))
+	spanOpts = append(spanOpts, trace.WithSpanKind(trace.SpanKindServer))
 	ctx, span := g.tracer.Start(ctx, c.spanName(), spanOpts...)
-	if in.Session != nil {
-		span.SetAttributes(attribute.String("mcp.session.id", in.Session.recID))
+	// Attributes are built only for a span that records them: with tracing
+	// off (the default) or a trace sampled out, they would be thrown away.
+	// No sampler mcptrail can be configured with reads them at Start.
+	if span.IsRecording() {
+		span.SetAttributes(c.semconvAttrs(c.protocolVersion())...)
+		span.SetAttributes(attribute.String("jsonrpc.request.id", jsonrpc.IDString(in.Msg.ID)),
+			attribute.String("mcptrail.request_id", c.reqID))
+		if in.Session != nil {
+			span.SetAttributes(attribute.String("mcp.session.id", in.Session.recID))
+		}
 	}
 	if sc := span.SpanContext(); sc.IsValid() {
 		c.traceID, c.spanID = sc.TraceID().String(), sc.SpanID().String()
@@ -771,10 +774,12 @@ func (c *call) forwardOnce(ctx context.Context, b *Backend, attempt int, fallbac
 			upName += " " + n // as the backend knows it
 		}
 	}
-	ctx, span := g.tracer.Start(ctx, upName, trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(c.semconvAttrs(snap.protocolVersion)...),
-		trace.WithAttributes(attribute.String("mcptrail.server", b.Name()), attribute.String("mcptrail.request_id", c.reqID)))
+	ctx, span := g.tracer.Start(ctx, upName, trace.WithSpanKind(trace.SpanKindClient))
 	defer span.End()
+	if span.IsRecording() { // as for the call's span
+		span.SetAttributes(c.semconvAttrs(snap.protocolVersion)...)
+		span.SetAttributes(attribute.String("mcptrail.server", b.Name()), attribute.String("mcptrail.request_id", c.reqID))
+	}
 	g.prop.Inject(ctx, metaCarrier{meta})
 	upParams := c.params.Clone()
 	upParams.Set("_meta", meta.Marshal())

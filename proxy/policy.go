@@ -9,7 +9,6 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mcptrail/mcptrail/proxy/auth"
 	"github.com/mcptrail/mcptrail/proxy/jsonrpc"
@@ -133,9 +132,11 @@ func (c *call) authorize(ctx context.Context, kind auth.Kind, target, server str
 		c.authResult = auth.ResultNone
 		return jsonrpc.Message{}, true
 	}
-	_, span := g.tracer.Start(ctx, "auth", trace.WithAttributes(
-		attribute.String("mcptrail.policy.kind", kind.String()), attribute.String("mcptrail.policy.target", target)))
+	_, span := g.tracer.Start(ctx, "auth")
 	defer span.End()
+	if span.IsRecording() { // attributes only for a recording span (see Gateway.Serve)
+		span.SetAttributes(attribute.String("mcptrail.policy.kind", kind.String()), attribute.String("mcptrail.policy.target", target))
+	}
 	t0 := time.Now()
 	req := PolicyRequest{Principal: c.princ, Method: c.msg.Method, Kind: kind, Target: target, Server: server}
 	d := c.ps.decide(ctx, &req)

@@ -135,13 +135,6 @@ func TestSpanConventions(t *testing.T) {
 		resp, _ := post(t, e.url, c.body, map[string]string{"Mcp-Session-Id": sid, "traceparent": hdrTP})
 		ids[c.wantName] = resp.Header.Get("X-Request-Id")
 	}
-	attrs := func(s tracetest.SpanStub) map[string]string {
-		m := map[string]string{}
-		for _, kv := range s.Attributes {
-			m[string(kv.Key)] = kv.Value.Emit()
-		}
-		return m
-	}
 	byReq := map[string][]tracetest.SpanStub{}
 	for _, s := range exp.GetSpans() {
 		for _, bad := range []string{"no-such-tool-a8f3", "x9z", "q7"} {
@@ -277,4 +270,63 @@ func TestClientTraceIsLinkedNotParent(t *testing.T) {
 			t.Errorf("%s hop recorded in trace %s, want the gateway's %s", ev.Hop, ev.TraceID, tid)
 		}
 	}
+}
+
+// TestAuthSpanAttributes: the policy check's span names what was checked,
+// and a span that is not recorded (a trace sampled out) carries nothing.
+func TestAuthSpanAttributes(t *testing.T) {
+	for _, sampled := range []bool{true, false} {
+		exp := tracetest.NewInMemoryExporter()
+		sampler := sdktrace.AlwaysSample()
+		if !sampled {
+			sampler = sdktrace.NeverSample()
+		}
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp), sdktrace.WithSampler(sampler))
+		t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+		tb := testbackend.New(testbackend.Options{})
+		hs := httptest.NewServer(tb.HTTPHandler())
+		t.Cleanup(hs.Close)
+		cfg := &config.Config{
+			Servers: []config.Server{{Name: "alpha", Transport: "http", URL: hs.URL + "/mcp", Timeout: 5 * time.Second}},
+			Auth:    config.Auth{Tokens: []config.Token{{Name: "t", SHA256: sha("t-token"), Tools: []string{"alpha.echo"}}}},
+		}
+		e := startGateway(t, cfg, func(o *proxy.Options) { o.TracerProvider = tp })
+		hdr := map[string]string{"Authorization": "Bearer t-token"}
+		hdr["Mcp-Session-Id"] = initSession(t, e.url, hdr)
+		resp, b := post(t, e.url, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"alpha.echo","arguments":{"message":"x"}}}`, hdr)
+		if resp.StatusCode != 200 {
+			t.Fatalf("call: %d %s", resp.StatusCode, b)
+		}
+		var auth []tracetest.SpanStub
+		for _, s := range exp.GetSpans() {
+			if s.Name == "auth" {
+				auth = append(auth, s)
+			}
+		}
+		if !sampled {
+			if len(exp.GetSpans()) != 0 {
+				t.Errorf("sampled out: %d spans exported", len(exp.GetSpans()))
+			}
+			continue
+		}
+		found := false
+		for _, s := range auth {
+			a := attrs(s)
+			if a["mcptrail.policy.kind"] == "tools" && a["mcptrail.policy.target"] == "alpha.echo" {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("auth spans %+v: none with kind tools and target alpha.echo", auth)
+		}
+	}
+}
+
+// attrs is a span's attributes as strings.
+func attrs(s tracetest.SpanStub) map[string]string {
+	m := map[string]string{}
+	for _, kv := range s.Attributes {
+		m[string(kv.Key)] = kv.Value.Emit()
+	}
+	return m
 }
