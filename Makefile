@@ -36,7 +36,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./proxy/jsonrpc
 	$(GO) test -run '^$$' -fuzz FuzzHandler -fuzztime 30s ./proxy
 	$(GO) test -run '^$$' -fuzz FuzzAnswerFraming -fuzztime 30s ./proxy/h1
-	$(GO) test -run '^$$' -fuzz FuzzPayloadMemo -fuzztime 30s ./recorder/redact
+	$(GO) test -run '^$$' -fuzz FuzzPayloadMemo -fuzztime 30s -fuzzminimizetime 10x ./recorder/redact
 
 clean:
 	rm -rf bin .mcptrail

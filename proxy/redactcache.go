@@ -43,7 +43,9 @@ type EventRedactor struct {
 }
 
 // memberRedactor is a Redactor that can reuse the redaction of payload
-// members met before (redact.Redactor).
+// members met before (redact.Redactor). A Redactor that wraps one and
+// changes Payload must not embed it, or its PayloadMemo would be used
+// instead of its Payload.
 type memberRedactor interface {
 	PayloadMemo(b []byte, m *redact.Memo) (out []byte, count int, truncated bool, sha256hex string)
 }

@@ -27,8 +27,10 @@ const (
 //
 // A Memo holds raw (unredacted) values in memory, never on disk, at most
 // about memoBudget bytes of them and their redacted forms; it is emptied
-// when full. It is not safe for concurrent use.
+// when full. It serves one Redactor: used by another, it is emptied first.
+// It is not safe for concurrent use.
 type Memo struct {
+	r       *Redactor // whose redactions entries holds
 	entries map[string]memoEntry
 	bytes   int
 	key     []byte // scratch: the key being looked up
@@ -60,12 +62,40 @@ func (m *Memo) get(key []byte) (memoEntry, bool) {
 	return e, ok
 }
 
+// memoMaxEnds bounds the capacity of Memo.ends kept between payloads: a
+// payload of many small members (a 4 MiB body of {"":0,...}) would
+// otherwise keep megabytes of offsets.
+const memoMaxEnds = 1024
+
+// use readies m for a payload redacted by r.
+func (m *Memo) use(r *Redactor) {
+	if m.r != r {
+		clear(m.entries)
+		m.bytes, m.r = 0, r
+	}
+}
+
+// done releases what m kept of the payload just redacted.
+func (m *Memo) done() {
+	if cap(m.ends) > memoMaxEnds {
+		m.ends = nil
+	}
+}
+
 func (m *Memo) put(key, out []byte, count int) {
 	e := memoEntry{count: count}
+	size := len(key)
+	if count > 0 {
+		size += len(out)
+	}
+	if size > memoMaxBytes {
+		// Redaction grew the value past the limit (many short secrets,
+		// each now a placeholder): not worth a large share of the budget.
+		return
+	}
 	if count > 0 {
 		e.out = append([]byte(nil), out...)
 	}
-	size := len(key) + len(e.out)
 	if m.bytes+size > memoBudget {
 		clear(m.entries)
 		m.bytes = 0

@@ -147,3 +147,41 @@ func FuzzPayloadMemo(f *testing.F) {
 		}
 	})
 }
+
+// TestMemoBoundedEntries: an entry whose redacted form outgrew the limit
+// (many one-character secrets, each now a placeholder) is not kept, and
+// the member offsets of a payload of many members are not kept after it.
+// Both held megabytes past the budget before (found by review).
+func TestMemoBoundedEntries(t *testing.T) {
+	r := mustNew(t, Config{Custom: []Pattern{{Name: "digit", Regexp: `[0-9]`}}, MaxPayloadBytes: -1})
+	m := NewMemo()
+	r.PayloadMemo([]byte(`{"a":"`+strings.Repeat("7", memoMaxBytes-10)+`"}`), m)
+	if m.bytes > memoMaxBytes {
+		t.Errorf("after one member of many secrets the memo holds %d bytes, limit per entry %d", m.bytes, memoMaxBytes)
+	}
+	var b bytes.Buffer
+	b.WriteString(`{"":0`)
+	for b.Len() < 4<<20 {
+		b.WriteString(`,"":0`)
+	}
+	b.WriteString(`}`)
+	r.PayloadMemo(b.Bytes(), m)
+	if n := cap(m.ends) * 8; n > memoMaxEnds*8 {
+		t.Errorf("after a payload of %d members the memo keeps %d bytes of offsets", b.Len()/5, n)
+	}
+}
+
+// TestMemoOneRedactor: a memo used by another Redactor (other rules or
+// key) gives that Redactor's redactions, not the first one's.
+func TestMemoOneRedactor(t *testing.T) {
+	a := mustNew(t, Config{})
+	b := mustNew(t, Config{Keys: []string{"arguments.query"}})
+	m := NewMemo()
+	p := []byte(`{"arguments":{"query":"` + strings.Repeat("q", memoMinBytes) + `"}}`)
+	for _, r := range []*Redactor{a, b, a} {
+		want, _, _, _ := r.Payload(p)
+		if got, _, _, _ := r.PayloadMemo(p, m); !bytes.Equal(got, want) {
+			t.Errorf("PayloadMemo = %.60s…, want %.60s…", got, want)
+		}
+	}
+}

@@ -344,15 +344,20 @@ func (r *Redactor) Payload(b []byte) (out []byte, count int, truncated bool, sha
 // PayloadMemo is Payload, reusing from memo the redaction of members of
 // b's top-level object met in earlier payloads and remembering the others
 // (see Memo). Its result is Payload's. A nil memo remembers nothing.
+// A memo serves one Redactor at a time (it is emptied for another).
 func (r *Redactor) PayloadMemo(b []byte, memo *Memo) (out []byte, count int, truncated bool, sha256hex string) {
 	sha256hex = r.digest(b)
 	var valid bool
 	if memo != nil {
+		memo.use(r)
 		memo.ends, valid = validMembers(b, memo.ends)
 	} else {
 		valid = validJSON(b)
 	}
 	out, count = r.json(b, valid, memo)
+	if memo != nil {
+		memo.done()
+	}
 	if !valid {
 		out = appendJSONString(nil, string(out))
 	}
