@@ -540,6 +540,13 @@ func (t *Transport) scheduleLocked() {
 	}
 }
 
+func (t *Transport) maxIdlePerHost() int {
+	if t.MaxIdlePerHost > 0 {
+		return t.MaxIdlePerHost
+	}
+	return DefaultMaxIdlePerHost
+}
+
 func (t *Transport) idleTimeout() time.Duration {
 	if t.IdleTimeout > 0 {
 		return t.IdleTimeout
@@ -555,17 +562,13 @@ func (t *Transport) putIdle(c *conn) {
 		return
 	}
 	c.idleAt = time.Now()
-	max := t.MaxIdlePerHost
-	if max <= 0 {
-		max = DefaultMaxIdlePerHost
-	}
 	t.mu.Lock()
 	if t.idle == nil {
 		t.idle = make(map[string][]*conn)
 	}
 	expired := t.pruneLocked(c.key, c.idleAt, nil)
 	list := t.idle[c.key]
-	if len(list) >= max {
+	if len(list) >= t.maxIdlePerHost() {
 		expired = append(expired, c)
 	} else {
 		t.idle[c.key] = append(list, c)
@@ -588,9 +591,7 @@ func (t *Transport) CloseIdleConnections() {
 	t.sweepGen++
 	t.mu.Unlock()
 	for _, list := range idle {
-		for _, c := range list {
-			c.nc.Close()
-		}
+		closeAll(list)
 	}
 	if ci, ok := t.Fallback.(interface{ CloseIdleConnections() }); ok {
 		ci.CloseIdleConnections()

@@ -345,6 +345,22 @@ func answering(t *testing.T, raw string) string {
 	})
 }
 
+// repeating is answering that answers every request on a connection
+// with raw, and counts the connections.
+func repeating(t *testing.T, raw string) (string, *atomic.Int64) {
+	var conns atomic.Int64
+	u := rawServer(t, func(n int, c net.Conn, br *bufio.Reader) {
+		conns.Add(1)
+		for {
+			if _, err := readRequest(br); err != nil {
+				return
+			}
+			io.WriteString(c, raw)
+		}
+	})
+	return u, &conns
+}
+
 func readRequest(br *bufio.Reader) (*http.Request, error) {
 	req, err := http.ReadRequest(br)
 	if err != nil {
@@ -465,33 +481,31 @@ func TestHeaderTooLarge(t *testing.T) {
 }
 
 func TestConnectionCloseNotReused(t *testing.T) {
+	newConnEachCall(t, "Connection", "close", 3)
+}
+
+// newConnEachCall checks that calls answered with the header name: value
+// each take a new connection.
+func newConnEachCall(t *testing.T, name, value string, calls int) {
+	t.Helper()
 	srv, conns := countingServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Connection", "close")
+		w.Header().Set(name, value)
 		echo(w, r)
 	}))
 	tr := newTransport()
 	defer tr.CloseIdleConnections()
-	for range 3 {
+	for range calls {
 		postRead(t, tr, srv.URL, `{}`)
 	}
-	if n := conns.Load(); n != 3 {
-		t.Fatalf("%d connections, want 3", n)
+	if n := conns.Load(); n != int64(calls) {
+		t.Fatalf("%d connections, want %d", n, calls)
 	}
 }
 
 // TestExtraBytesNotReused: bytes after a complete answer mean the
 // connection's framing cannot be trusted for the next request.
 func TestExtraBytesNotReused(t *testing.T) {
-	var conns atomic.Int64
-	u := rawServer(t, func(n int, c net.Conn, br *bufio.Reader) {
-		conns.Add(1)
-		for {
-			if _, err := readRequest(br); err != nil {
-				return
-			}
-			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled")
-		}
-	})
+	u, conns := repeating(t, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled")
 	tr := newTransport()
 	defer tr.CloseIdleConnections()
 	for i := range 3 {
@@ -1010,16 +1024,7 @@ func TestStatusBelow100(t *testing.T) {
 // a request written at that moment is lost and, being a POST, cannot be
 // sent again. So a connection idle for most of that time is not reused.
 func TestKeepAliveTimeoutHonoured(t *testing.T) {
-	var conns atomic.Int64
-	u := rawServer(t, func(n int, c net.Conn, br *bufio.Reader) {
-		conns.Add(1)
-		for {
-			if _, err := readRequest(br); err != nil {
-				return
-			}
-			io.WriteString(c, "HTTP/1.1 200 OK\r\nKeep-Alive: timeout=1\r\nContent-Length: 2\r\n\r\nok")
-		}
-	})
+	u, conns := repeating(t, "HTTP/1.1 200 OK\r\nKeep-Alive: timeout=1\r\nContent-Length: 2\r\n\r\nok")
 	tr := newTransport()
 	defer tr.CloseIdleConnections()
 	call := func() {
@@ -1040,16 +1045,5 @@ func TestKeepAliveTimeoutHonoured(t *testing.T) {
 // TestKeepAliveZeroNotReused: "Keep-Alive: timeout=0" means the backend
 // keeps no idle connection.
 func TestKeepAliveZeroNotReused(t *testing.T) {
-	srv, conns := countingServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Keep-Alive", "timeout=0")
-		echo(w, r)
-	}))
-	tr := newTransport()
-	defer tr.CloseIdleConnections()
-	for range 2 {
-		postRead(t, tr, srv.URL, `{}`)
-	}
-	if n := conns.Load(); n != 2 {
-		t.Fatalf("%d connections, want 2", n)
-	}
+	newConnEachCall(t, "Keep-Alive", "timeout=0", 2)
 }

@@ -184,3 +184,12 @@ func TestAuditExportBoundedMemory(t *testing.T) {
 		t.Fatalf("exported %d rows, want %d", rows, n)
 	}
 }
+
+// planExport is exportPlanner over counts.
+func planExport(counts []principalCount, max uint64) []exportChunk {
+	var p exportPlanner
+	for _, c := range counts {
+		p.add(c, max)
+	}
+	return p.plan
+}

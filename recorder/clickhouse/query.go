@@ -841,15 +841,6 @@ func (p *exportPlanner) add(c principalCount, max uint64) {
 	p.plan, p.sum = append(p.plan, exportChunk{hi: c.principal}), p.sum+c.rows
 }
 
-// planExport is exportPlanner over counts.
-func planExport(counts []principalCount, max uint64) []exportChunk {
-	var p exportPlanner
-	for _, c := range counts {
-		p.add(c, max)
-	}
-	return p.plan
-}
-
 // hourCount is how many rows of a principal an hour has; start is the
 // hour's first second (Unix).
 type hourCount struct {

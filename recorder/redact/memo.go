@@ -104,10 +104,11 @@ func (m *Memo) put(key, out []byte, count int) {
 	m.bytes += size
 }
 
-// memberValue redacts the value of top-level member i, named by the last
-// key of w.path, through w.memo: a value met before under the same key is
-// copied from the memo instead of walked.
-func (w *walker) memberValue(depth, i int) {
+// memberValue redacts the value of top-level member w.member, named by
+// the last key of w.path, through w.memo: a value met before under the
+// same key is copied from the memo instead of walked.
+func (w *walker) memberValue(depth int) {
+	i := w.member
 	w.ws()
 	if w.pos >= len(w.in) {
 		return
@@ -140,6 +141,8 @@ func (w *walker) memberValue(depth, i int) {
 	from, count := len(w.out), w.count
 	w.value(depth, false)
 	// value also copied the white space after the value: not the memo's.
+	// key is still this member's: the walk below the top level does not
+	// use the memo.
 	red := w.out[from : len(w.out)-(w.pos-end)]
-	w.memo.put(w.memo.keyOf(name, w.in[start:end]), red, w.count-count)
+	w.memo.put(key, red, w.count-count)
 }

@@ -127,7 +127,7 @@ func (w *walker) object(depth int) {
 		case ok && !envelope:
 			w.replace(rule)
 		case w.memo != nil && depth == 0 && len(w.path) == 1:
-			w.memberValue(depth+1, w.member)
+			w.memberValue(depth + 1)
 		default:
 			w.value(depth+1, false)
 		}
